@@ -1,0 +1,219 @@
+"""Experiment parameters: defaults, validation, YAML / ``--set`` parsing, hashing.
+
+One flat set of plain-word parameters serves the command line, the Python API
+and papermill, so a parameter file works unchanged in all three places.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from paperlib.errors import PaperlibError
+
+METHODS = ("whole", "random")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class Params:
+    """Every setting of an experiment, with the papers' defaults.
+
+    Build one with :func:`make_params`, which validates; the constructor alone
+    does not.
+    """
+
+    # --- dataset ---
+    dataset: str = "cmnist"
+    source: str | None = None  # None: the preset's own source (mnist, fashion_mnist, ...)
+    conflict_ratio: float = 0.05  # share of bias-conflicting training samples (cmnist, bg_fmnist)
+    majority_ratio: float = 0.9  # share of the majority group per class (FairDD presets)
+    severity: int = 4  # colour-noise severity 1..5 (cmnist)
+    data_dir: str | None = None  # None: $PAPERLIB_DATA, else ./data
+    # --- what to train on ---
+    method: str = "whole"
+    ipc: int = 10  # images per class (random real subset, distilled sets)
+    # --- model ---
+    model: str = "convnet"
+    net_width: int = 128
+    net_depth: int = 3
+    net_norm: str = "instancenorm"
+    net_act: str = "relu"
+    net_pooling: str = "avgpooling"
+    # --- evaluation protocol ---
+    eval_epochs: int = 1000
+    eval_lr: float = 0.01
+    eval_batch: int = 256
+    num_eval: int = 5
+    dsa: bool = True  # DSA augmentation while training evaluation models
+    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    # --- execution ---
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+    cache_dir: str | None = None  # None: $PAPERLIB_CACHE, else ./cache
+    force: bool = False  # recompute even when a cached result exists
+
+
+# Parameters that change where files are or how work is shown, never a result.
+NON_RESULT_KEYS = frozenset({"data_dir", "device", "progress", "cache_dir", "force"})
+
+_RATIOS = ("conflict_ratio", "majority_ratio")
+_POSITIVE_INTS = ("ipc", "eval_epochs", "eval_batch", "num_eval", "net_width", "net_depth")
+
+
+def param_names() -> list[str]:
+    """All accepted parameter names, in declaration order."""
+    return [f.name for f in fields(Params)]
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Convert a YAML/Python value to the type of the field's default, or raise."""
+    kind = type(default)
+    if value is None:
+        if default is None:
+            return None
+        raise PaperlibError(f"parameter {name!r} must not be empty; give a value like {default!r}")
+    if default is None or kind is str:
+        if not isinstance(value, str):
+            raise PaperlibError(f"parameter {name!r} must be a string, got {value!r}")
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise PaperlibError(f"parameter {name!r} must be true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise PaperlibError(f"parameter {name!r} must be an integer, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise PaperlibError(f"parameter {name!r} must be a number, got {value!r}")
+        return float(value)
+    raise AssertionError(f"unhandled parameter type for {name}")  # programming error
+
+
+def _check_name(name: str) -> None:
+    names = param_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise PaperlibError(
+            f"unknown parameter {name!r}; {hint}valid parameters: {', '.join(names)}"
+        )
+
+
+def validate(params: Params) -> Params:
+    """Check ranges and choices; raise :class:`PaperlibError` with a fix on failure."""
+    from paperlib.data.presets import PRESETS, check_source
+    from paperlib.models import MODELS
+
+    if params.dataset not in PRESETS:
+        raise PaperlibError(
+            f"unknown dataset {params.dataset!r}; choose one of: {', '.join(PRESETS)}"
+        )
+    check_source(params.dataset, params.source)
+    for name in _RATIOS:
+        value = getattr(params, name)
+        if not 0.0 <= value <= 1.0:
+            raise PaperlibError(f"{name} must be in [0, 1], got {value}; e.g. {name}=0.05")
+    if params.ipc < 1:
+        raise PaperlibError(f"ipc must be at least 1 image per class, got {params.ipc}")
+    for name in _POSITIVE_INTS:
+        if getattr(params, name) < 1:
+            raise PaperlibError(f"{name} must be at least 1, got {getattr(params, name)}")
+    if not 1 <= params.severity <= 5:
+        raise PaperlibError(f"severity must be 1..5, got {params.severity}")
+    if params.method not in METHODS:
+        raise PaperlibError(f"unknown method {params.method!r}; choose one of: {', '.join(METHODS)}")
+    if params.model not in MODELS:
+        raise PaperlibError(f"unknown model {params.model!r}; choose one of: {', '.join(MODELS)}")
+    if params.eval_lr <= 0:
+        raise PaperlibError(f"eval_lr must be positive, got {params.eval_lr}")
+    if params.device.split(":")[0] not in DEVICES:
+        raise PaperlibError(f"unknown device {params.device!r}; use auto, cpu, cuda or cuda:N")
+    return params
+
+
+def make_params(overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> Params:
+    """Validated :class:`Params` from defaults updated by ``overrides`` and ``kwargs``.
+
+    Unknown names, wrong types and out-of-range values raise
+    :class:`PaperlibError`.
+    """
+    values: dict[str, Any] = {}
+    defaults = Params()
+    for name, value in {**(overrides or {}), **kwargs}.items():
+        _check_name(name)
+        values[name] = _coerce(name, value, getattr(defaults, name))
+    return validate(Params(**values))
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a flat YAML mapping of parameters (a papermill parameter file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PaperlibError(f"parameter file {path} does not exist; check the path")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise PaperlibError(f"parameter file {path} is not valid YAML: {err}".replace("\n", " "))
+    if not isinstance(data, dict):
+        raise PaperlibError(f"parameter file {path} must hold a mapping of name: value")
+    return data
+
+
+def parse_set(assignments: list[str]) -> dict[str, Any]:
+    """Parse ``KEY=VALUE`` strings; values are YAML scalars (``0.05``, ``true``, ``cmnist``)."""
+    result: dict[str, Any] = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise PaperlibError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            result[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            result[key.strip()] = raw
+    return result
+
+
+def result_dict(params: Params) -> dict[str, Any]:
+    """The parameters that determine a result (location and display settings removed)."""
+    return {k: v for k, v in dataclasses.asdict(params).items() if k not in NON_RESULT_KEYS}
+
+
+def stable_hash(data: Mapping[str, Any], length: int = 16) -> str:
+    """Short sha256 of a JSON-serialisable mapping, independent of key order."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def derive_seed(seed: int, *tags: Any) -> int:
+    """A 63-bit seed derived from ``seed`` and tags, e.g. ``derive_seed(0, "eval", 3)``.
+
+    Independent streams for independent purposes, with no clock involved.
+    """
+    text = json.dumps([seed, *tags], default=str)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+__all__ = [
+    "Params",
+    "make_params",
+    "load_yaml",
+    "parse_set",
+    "param_names",
+    "result_dict",
+    "stable_hash",
+    "derive_seed",
+    "validate",
+]

@@ -1,0 +1,75 @@
+"""Accuracy and fairness metrics over (class, attribute) groups.
+
+With ``acc[y, a]`` the recall of class ``y`` within attribute group ``a``
+(FairDD's ``acc_{a,y}``), ``gap_y = max_a acc[y, a] - min_a acc[y, a]``,
+``DEO_M = 100 * max_y gap_y`` and ``DEO_A = 100 * mean_y gap_y``. Groups with
+no test sample are left out of the max / min. All results are in percent.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+METRIC_KEYS = ("acc", "acc_aligned", "acc_conflicting", "worst_group_acc", "deo_m", "deo_a")
+
+
+def group_accuracy(predictions: Tensor, labels: Tensor, attributes: Tensor, num_classes: int,
+                   num_attributes: int) -> tuple[Tensor, Tensor]:
+    """Per-(class, attribute) accuracy and counts, both ``[num_classes, num_attributes]``.
+
+    Accuracy is NaN where a group has no sample.
+    """
+    flat = (labels * num_attributes + attributes).cpu()
+    correct = (predictions.cpu() == labels.cpu()).double()
+    size = num_classes * num_attributes
+    counts = torch.bincount(flat, minlength=size).double()
+    hits = torch.bincount(flat, weights=correct, minlength=size)
+    acc = torch.where(counts > 0, hits / counts.clamp_min(1), torch.full_like(counts, math.nan))
+    return acc.view(num_classes, num_attributes), counts.view(num_classes, num_attributes)
+
+
+def _masked_mean(correct: Tensor, mask: Tensor) -> float:
+    return float(correct[mask].mean()) * 100 if bool(mask.any()) else math.nan
+
+
+def classification_metrics(predictions: Tensor, labels: Tensor, attributes: Tensor, aligned: Tensor,
+                           num_classes: int, num_attributes: int) -> dict[str, float]:
+    """All metrics of one evaluated model, in percent.
+
+    ``acc``: overall; ``acc_aligned`` / ``acc_conflicting``: on bias-aligned /
+    bias-conflicting test samples (NaN when there are none); ``worst_group_acc``:
+    the lowest (class, attribute) group accuracy; ``deo_m`` / ``deo_a``: the
+    equalised-odds gaps defined in the module docstring.
+    """
+    predictions, labels, attributes, aligned = (t.cpu() for t in (predictions, labels, attributes, aligned))
+    correct = (predictions == labels).double()
+    acc, _ = group_accuracy(predictions, labels, attributes, num_classes, num_attributes)
+    present = ~torch.isnan(acc)
+    high = torch.where(present, acc, torch.full_like(acc, -math.inf)).amax(dim=1)
+    low = torch.where(present, acc, torch.full_like(acc, math.inf)).amin(dim=1)
+    has_class = present.any(dim=1)
+    gaps = (high - low)[has_class]
+    return {
+        "acc": float(correct.mean()) * 100,
+        "acc_aligned": _masked_mean(correct, aligned),
+        "acc_conflicting": _masked_mean(correct, ~aligned),
+        "worst_group_acc": float(acc[present].min()) * 100,
+        "deo_m": float(gaps.max()) * 100,
+        "deo_a": float(gaps.mean()) * 100,
+    }
+
+
+def summarize(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Mean and (population) standard deviation of each metric over evaluation models.
+
+    Returns ``{key: mean, key_std: std}`` for every key in :data:`METRIC_KEYS`.
+    """
+    out: dict[str, float] = {}
+    for key in METRIC_KEYS:
+        values = torch.tensor([r[key] for r in runs], dtype=torch.float64)
+        out[key] = float(values.mean())
+        out[f"{key}_std"] = float(values.std(unbiased=False)) if len(runs) > 1 else 0.0
+    return out

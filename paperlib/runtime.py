@@ -1,0 +1,57 @@
+"""Where work runs and how it is shown: device choice, generators, progress bars."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Iterable, TypeVar
+
+import torch
+from tqdm import tqdm
+
+from paperlib.errors import PaperlibError
+
+T = TypeVar("T")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when present, else CPU. An unavailable device is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PaperlibError(f"device {name!r} requested but CUDA is not available; use device=auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise PaperlibError(f"device {name!r} requested but MPS is not available; use device=auto or cpu")
+    return device
+
+
+def generator(seed: int) -> torch.Generator:
+    """A CPU generator seeded with ``seed``; all random draws in paperlib go through one."""
+    return torch.Generator().manual_seed(seed)
+
+
+def _in_notebook() -> bool:
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def progress_enabled(requested: bool) -> bool:
+    """Bars are off when not requested, and in CI (``CI`` set)."""
+    return requested and not os.environ.get("CI")
+
+
+def progress(iterable: Iterable[T], total: int | None = None, desc: str = "", enabled: bool = True,
+             leave: bool = False) -> tqdm:
+    """A tqdm bar, or a silent pass-through when disabled.
+
+    Inside a notebook the bar is a widget (never stderr, which nbval compares);
+    elsewhere it goes to stderr so stdout stays machine-readable.
+    """
+    disable = not progress_enabled(enabled)
+    if _in_notebook() and not disable:
+        from tqdm.notebook import tqdm as notebook_tqdm
+
+        return notebook_tqdm(iterable, total=total, desc=desc, leave=leave)
+    return tqdm(iterable, total=total, desc=desc, leave=leave, disable=disable, file=sys.stderr,
+                dynamic_ncols=True)

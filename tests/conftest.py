@@ -1,0 +1,25 @@
+"""Shared fixtures: every test writes its cache into a temporary folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    # One cache per test session keeps built digits datasets shared between tests
+    # while never touching the developer's ./cache.
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("CI", "1")  # no progress bars in test output
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+
+@pytest.fixture
+def small_eval():
+    """Evaluation settings small enough for a test: 2 epochs, 1 model, narrow net."""
+    return dict(eval_epochs=2, num_eval=1, net_width=16, source="digits", device="cpu")

@@ -1,0 +1,54 @@
+import pytest
+
+from paperlib.config import derive_seed, make_params, parse_set, stable_hash
+from paperlib.errors import PaperlibError
+
+
+def test_defaults_are_the_papers_protocol():
+    p = make_params()
+    assert (p.net_depth, p.net_width, p.net_norm, p.net_act, p.net_pooling) == (3, 128, "instancenorm", "relu", "avgpooling")
+    assert (p.eval_lr, p.eval_batch) == (0.01, 256)
+
+
+def test_unknown_parameter_suggests_the_close_name():
+    with pytest.raises(PaperlibError, match="did you mean 'conflict_ratio'"):
+        make_params(conflict_ration=0.1)
+
+
+def test_unknown_dataset_lists_presets():
+    with pytest.raises(PaperlibError, match="unknown dataset 'cmnistt'.*cmnist_fg"):
+        make_params(dataset="cmnistt")
+
+
+@pytest.mark.parametrize("name", ["conflict_ratio", "majority_ratio"])
+@pytest.mark.parametrize("value", [-0.1, 1.5])
+def test_ratio_outside_unit_interval(name, value):
+    with pytest.raises(PaperlibError, match=rf"{name} must be in \[0, 1\]"):
+        make_params({name: value})
+
+
+def test_ipc_below_one():
+    with pytest.raises(PaperlibError, match="ipc must be at least 1"):
+        make_params(ipc=0)
+
+
+def test_wrong_type_is_rejected():
+    with pytest.raises(PaperlibError, match="must be an integer"):
+        make_params(ipc="ten")
+
+
+def test_set_values_are_yaml_scalars():
+    assert parse_set(["ipc=10", "conflict_ratio=0.05", "dsa=false", "dataset=cmnist"]) == {
+        "ipc": 10, "conflict_ratio": 0.05, "dsa": False, "dataset": "cmnist"}
+    with pytest.raises(PaperlibError, match="KEY=VALUE"):
+        parse_set(["ipc"])
+
+
+def test_source_must_fit_the_preset():
+    with pytest.raises(PaperlibError, match="cannot use source 'cifar10'"):
+        make_params(dataset="cmnist", source="cifar10")
+
+
+def test_hash_and_seed_derivation_are_stable():
+    assert stable_hash({"a": 1, "b": 2}) == stable_hash({"b": 2, "a": 1})
+    assert derive_seed(0, "eval", 1) == derive_seed(0, "eval", 1) != derive_seed(0, "eval", 2)

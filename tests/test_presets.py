@@ -1,0 +1,118 @@
+import pytest
+import torch
+
+from paperlib.data import PRESETS, build_dataset
+from paperlib.data.bias import DISTINCT_COLOURS, LFF_COLOURS, assign_attributes
+from paperlib.data.container import sample_per_class
+
+BIASED = [name for name, preset in PRESETS.items() if preset.render is not None]
+
+
+def _digits(dataset, **kw):
+    return build_dataset(dataset=dataset, source="digits", **kw)
+
+
+@pytest.mark.parametrize("ratio", [0.005, 0.01, 0.05, 0.3, 1.0])
+def test_assign_attributes_exact_ratio_and_even_spread(ratio):
+    labels = torch.arange(10).repeat_interleave(1000)
+    attrs, aligned = assign_attributes(labels, 1 - ratio, 10, torch.Generator().manual_seed(0))
+    counts = torch.bincount(labels * 10 + attrs, minlength=100).view(10, 10)
+    n_aligned = round(1000 * (1 - ratio))
+    assert torch.equal(counts.diagonal(), torch.full((10,), n_aligned))
+    off = counts[~torch.eye(10, dtype=torch.bool)].view(10, 9)
+    assert int((off.amax(1) - off.amin(1)).max()) <= 1  # the rest spread evenly
+    assert torch.equal(aligned, attrs == labels)
+
+
+def test_balanced_assignment_gives_equal_groups():
+    labels = torch.arange(10).repeat_interleave(103)
+    attrs, _ = assign_attributes(labels, 0.1, 10, torch.Generator().manual_seed(1))
+    counts = torch.bincount(labels * 10 + attrs, minlength=100).view(10, 10)
+    assert int((counts.amax(1) - counts.amin(1)).max()) <= 1
+
+
+@pytest.mark.parametrize("name", BIASED)
+def test_every_biased_preset_has_exact_ratio_and_balanced_test(name):
+    ds = _digits(name)
+    assert ds.train.images.dtype == torch.uint8 and ds.train.images.shape[1:] == (3, 28, 28)
+    counts = torch.tensor(ds.info.group_counts["train"])
+    sizes = counts.sum(1)
+    preset = PRESETS[name]
+    expected_aligned = 0.95 if preset.ratio_param == "conflict_ratio" else 0.9
+    assert torch.equal(counts.diagonal(), torch.round(sizes.double() * expected_aligned).long())
+    test_counts = torch.tensor(ds.info.group_counts["test"])
+    assert int((test_counts.amax(1) - test_counts.amin(1)).max()) <= 1
+    assert abs(float(ds.test.aligned.float().mean()) - 0.1) < 0.02
+
+
+def _colour_error(severity):
+    ds = _digits("cmnist", conflict_ratio=0.05, severity=severity)
+    rgb = ds.train.images.float().sum(dim=(2, 3))
+    direction = rgb / rgb.norm(dim=1, keepdim=True)
+    expected = torch.tensor(LFF_COLOURS)[ds.train.attributes]
+    return (direction - expected / expected.norm(dim=1, keepdim=True)).abs()
+
+
+def test_cmnist_colours_follow_lff_palette_with_severity_noise():
+    least_noise, most_noise = _colour_error(5), _colour_error(1)
+    assert float(least_noise.max()) < 0.03  # every image carries its attribute's colour
+    assert float(most_noise.mean()) > 3 * float(least_noise.mean())  # severity 1 is noisier
+
+
+def test_cmnist_fg_is_binary_colour_on_black():
+    ds = _digits("cmnist_fg")
+    img = ds.train.images[:50].float() / 255
+    colour = torch.tensor(DISTINCT_COLOURS)[ds.train.attributes[:50]][:, :, None, None]
+    on = img.sum(1, keepdim=True) > 0
+    assert torch.allclose(img, colour * on, atol=1 / 255)
+
+
+def test_cmnist_bg_has_black_digit_on_coloured_background():
+    ds = _digits("cmnist_bg")
+    img = ds.train.images[:50].float() / 255
+    corner = img[:, :, 0, 0]  # digits never touch the corner
+    assert torch.allclose(corner, torch.tensor(DISTINCT_COLOURS)[ds.train.attributes[:50]], atol=1 / 255)
+    assert bool((img.sum(1) == 0).any(dim=(1, 2)).all())  # every image has black (digit) pixels
+
+
+def test_plain_preset_is_grayscale_with_one_group():
+    ds = _digits("mnist")
+    assert ds.train.images.shape[1] == 1 and ds.info.num_attributes == 1
+    assert bool(ds.train.aligned.all())
+
+
+def test_same_seed_same_tensors_and_different_seed_differs(tmp_path):
+    a = build_dataset(dataset="bg_fmnist", source="digits", seed=3, cache_dir=str(tmp_path / "a"))
+    b = build_dataset(dataset="bg_fmnist", source="digits", seed=3, cache_dir=str(tmp_path / "b"))
+    c = build_dataset(dataset="bg_fmnist", source="digits", seed=4, cache_dir=str(tmp_path / "c"))
+    assert torch.equal(a.train.images, b.train.images) and torch.equal(a.train.attributes, b.train.attributes)
+    assert not torch.equal(a.train.attributes, c.train.attributes)
+
+
+def test_cache_is_written_once_atomically_and_reused(tmp_path):
+    first = build_dataset(dataset="cmnist", source="digits", cache_dir=str(tmp_path))
+    files = list((tmp_path / "datasets").iterdir())
+    assert len(files) == 1 and files[0].suffix == ".pt"  # no temporary left behind
+    stamp = files[0].stat().st_mtime_ns
+    again = build_dataset(dataset="cmnist", source="digits", cache_dir=str(tmp_path))
+    assert files[0].stat().st_mtime_ns == stamp
+    assert torch.equal(first.train.images, again.train.images)
+
+
+def test_irrelevant_parameters_share_the_cached_dataset(tmp_path):
+    build_dataset(dataset="cmnist_fg", source="digits", cache_dir=str(tmp_path), conflict_ratio=0.3)
+    build_dataset(dataset="cmnist_fg", source="digits", cache_dir=str(tmp_path), conflict_ratio=0.7, ipc=5)
+    assert len(list((tmp_path / "datasets").iterdir())) == 1
+
+
+def test_sample_per_class_takes_k_of_each_class():
+    labels = torch.arange(5).repeat_interleave(20)
+    index = sample_per_class(labels, 3, torch.Generator().manual_seed(0))
+    assert torch.equal(torch.bincount(labels[index]), torch.full((5,), 3))
+    assert index.unique().numel() == 15
+
+
+def test_normalize_roundtrip():
+    ds = _digits("cmnist")
+    x = ds.normalized("train")[:10]
+    assert torch.allclose(ds.denormalize(x), ds.train.images[:10].float() / 255, atol=1e-5)
