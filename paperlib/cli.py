@@ -1,9 +1,11 @@
-"""Command line: ``python -m paperlib {describe,run} [PARAMS.yaml] [--set KEY=VALUE ...]``.
+"""Command line: ``python -m paperlib {describe,run,bench} [PARAMS.yaml] [--set KEY=VALUE ...]``.
 
 ``describe`` prints the dataset summary as one JSON object. ``run`` trains and
 evaluates; its last stdout line is one JSON object with the metrics (percent,
 means over evaluation models, each with ``_std``), ``num_eval`` and
-``seconds``. Errors print one ``error: ...`` line to stderr and exit with 2.
+``seconds``. ``bench dm|dc|dsa`` prints ``{"seconds_per_iteration": ...}``
+(5 timed iterations unless ``iterations`` is set). Errors print one
+``error: ...`` line to stderr and exit with 2.
 """
 
 from __future__ import annotations
@@ -21,16 +23,19 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m paperlib", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (("describe", "print the dataset's group counts as JSON"),
-                       ("run", "train and evaluate; print the metrics as JSON")):
+                       ("run", "train and evaluate; print the metrics as JSON"),
+                       ("bench", "time distillation iterations; print seconds per iteration as JSON")):
         sub = commands.add_parser(name, help=text)
+        if name == "bench":
+            sub.add_argument("method", choices=("dm", "dc", "dsa"))
         sub.add_argument("params_file", nargs="?", help="YAML file of parameters (flat mapping)")
         sub.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                          help="override one parameter; values are YAML scalars; repeatable")
     return parser
 
 
-def _params(args: argparse.Namespace):
-    values = load_yaml(args.params_file) if args.params_file else {}
+def _params(args: argparse.Namespace, **defaults):
+    values = {**defaults, **(load_yaml(args.params_file) if args.params_file else {})}
     values.update(parse_set(args.assignments))
     return make_params(values)
 
@@ -53,11 +58,17 @@ def _run(args: argparse.Namespace) -> dict:
     return out
 
 
+def _bench(args: argparse.Namespace) -> dict:
+    from paperlib.bench import bench
+
+    return bench(_params(args, iterations=5, progress=False, method=args.method))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     args = _parser().parse_args(argv)
     try:
-        result = {"describe": _describe, "run": _run}[args.command](args)
+        result = {"describe": _describe, "run": _run, "bench": _bench}[args.command](args)
     except PaperlibError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

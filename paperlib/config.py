@@ -18,7 +18,12 @@ import yaml
 
 from paperlib.errors import PaperlibError
 
-METHODS = ("whole", "random")
+METHODS = ("whole", "random", "dm", "dc", "dsa")
+DISTILL_METHODS = ("dm", "dc", "dsa")
+TARGETS = ("vanilla", "weighted", "groups")
+WEIGHTS = ("uniform", "group_balanced")
+INITS = ("real", "noise", "balanced")
+SAMPLINGS = ("uniform", "stratified")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -38,8 +43,22 @@ class Params:
     severity: int = 4  # colour-noise severity 1..5 (cmnist)
     data_dir: str | None = None  # None: $PAPERLIB_DATA, else ./data
     # --- what to train on ---
-    method: str = "whole"
+    method: str = "whole"  # whole | random | dm | dc | dsa (dc with augmentation)
     ipc: int = 10  # images per class (random real subset, distilled sets)
+    # --- distillation (dm, dc, dsa) ---
+    target: str = "vanilla"  # vanilla | weighted | groups (FairDD)
+    weights: str = "uniform"  # per-sample weights for target=weighted
+    iterations: int = 0  # 0: the papers' value (DM 20000, DC/DSA 1000)
+    batch_real: int = 256  # real images per class and step
+    lr_img: float = 0.0  # 0: the papers' value (DM 1, or 10 at IPC >= 100; DC/DSA 0.1)
+    momentum_img: float = 0.5
+    init: str = "real"  # real | noise | balanced (real, evenly over groups)
+    sampling: str = "uniform"  # uniform (reference) | stratified (every group in every batch)
+    stratified_min: int = 16  # stratified: at least this many images per present group
+    outer_loop: int = 0  # gradient matching; 0: by IPC, as the reference table
+    inner_loop: int = 0
+    lr_net: float = 0.01  # gradient matching: network updates between outer loops
+    checkpoint_every: int = 100  # iterations between checkpoints (0: none)
     # --- model ---
     model: str = "convnet"
     net_width: int = 128
@@ -63,10 +82,17 @@ class Params:
 
 
 # Parameters that change where files are or how work is shown, never a result.
-NON_RESULT_KEYS = frozenset({"data_dir", "device", "progress", "cache_dir", "force"})
+NON_RESULT_KEYS = frozenset({"data_dir", "device", "progress", "cache_dir", "force", "checkpoint_every"})
+_DATASET_KEYS = ("dataset", "source", "conflict_ratio", "majority_ratio", "severity")
 
 _RATIOS = ("conflict_ratio", "majority_ratio")
-_POSITIVE_INTS = ("ipc", "eval_epochs", "eval_batch", "num_eval", "net_width", "net_depth")
+_POSITIVE_INTS = ("ipc", "eval_epochs", "eval_batch", "num_eval", "net_width", "net_depth", "batch_real",
+                  "stratified_min")
+_NON_NEGATIVE = ("iterations", "outer_loop", "inner_loop", "checkpoint_every", "lr_img", "momentum_img")
+_CHOICES = {"method": METHODS, "target": TARGETS, "weights": WEIGHTS, "init": INITS, "sampling": SAMPLINGS}
+# Keys that only matter for distillation, or only for one target.
+_DISTILL_KEYS = ("target", "weights", "iterations", "batch_real", "lr_img", "momentum_img", "init", "sampling",
+                 "stratified_min", "outer_loop", "inner_loop", "lr_net")
 
 
 def param_names() -> list[str]:
@@ -131,10 +157,14 @@ def validate(params: Params) -> Params:
     for name in _POSITIVE_INTS:
         if getattr(params, name) < 1:
             raise PaperlibError(f"{name} must be at least 1, got {getattr(params, name)}")
+    for name in _NON_NEGATIVE:
+        if getattr(params, name) < 0:
+            raise PaperlibError(f"{name} must not be negative, got {getattr(params, name)}")
     if not 1 <= params.severity <= 5:
         raise PaperlibError(f"severity must be 1..5, got {params.severity}")
-    if params.method not in METHODS:
-        raise PaperlibError(f"unknown method {params.method!r}; choose one of: {', '.join(METHODS)}")
+    for name, choices in _CHOICES.items():
+        if getattr(params, name) not in choices:
+            raise PaperlibError(f"unknown {name} {getattr(params, name)!r}; choose one of: {', '.join(choices)}")
     if params.model not in MODELS:
         raise PaperlibError(f"unknown model {params.model!r}; choose one of: {', '.join(MODELS)}")
     if params.eval_lr <= 0:
@@ -142,6 +172,19 @@ def validate(params: Params) -> Params:
     if params.device.split(":")[0] not in DEVICES:
         raise PaperlibError(f"unknown device {params.device!r}; use auto, cpu, cuda or cuda:N")
     return params
+
+
+def resolve_defaults(params: Params) -> Params:
+    """Replace the 0 = "the papers' value" placeholders by the values for the method."""
+    changes: dict[str, Any] = {}
+    if params.iterations == 0:
+        changes["iterations"] = 20000 if params.method == "dm" else 1000
+    if params.lr_img == 0:
+        if params.method == "dm":
+            changes["lr_img"] = 10.0 if params.ipc >= 100 else 1.0
+        else:
+            changes["lr_img"] = 0.1
+    return dataclasses.replace(params, **changes)
 
 
 def make_params(overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> Params:
@@ -155,7 +198,7 @@ def make_params(overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> Pa
     for name, value in {**(overrides or {}), **kwargs}.items():
         _check_name(name)
         values[name] = _coerce(name, value, getattr(defaults, name))
-    return validate(Params(**values))
+    return resolve_defaults(validate(Params(**values)))
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -187,8 +230,26 @@ def parse_set(assignments: list[str]) -> dict[str, Any]:
 
 
 def result_dict(params: Params) -> dict[str, Any]:
-    """The parameters that determine a result (location and display settings removed)."""
-    return {k: v for k, v in dataclasses.asdict(params).items() if k not in NON_RESULT_KEYS}
+    """The parameters that determine a result: location, display and unused settings removed.
+
+    Two parameter sets that must give the same numbers map to the same dict,
+    so they share one cache entry.
+    """
+    from paperlib.data.presets import dataset_key
+
+    values = {k: v for k, v in dataclasses.asdict(params).items() if k not in NON_RESULT_KEYS}
+    # The dataset enters through its own normalised key (a preset's unused ratios drop out).
+    unused: set[str] = set(_DATASET_KEYS)
+    values["data"] = dataset_key(params)
+    if params.method not in DISTILL_METHODS:
+        unused.update(_DISTILL_KEYS)
+    if params.method == "whole":
+        unused.add("ipc")
+    if params.target != "weighted":
+        unused.add("weights")
+    if params.method == "dm":
+        unused.update(("outer_loop", "inner_loop", "lr_net"))
+    return {k: v for k, v in values.items() if k not in unused}
 
 
 def stable_hash(data: Mapping[str, Any], length: int = 16) -> str:
@@ -216,4 +277,5 @@ __all__ = [
     "stable_hash",
     "derive_seed",
     "validate",
+    "resolve_defaults",
 ]

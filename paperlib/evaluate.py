@@ -35,6 +35,7 @@ class TrainSettings:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     dsa_strategy: str | None = "color_crop_cutout_flip_scale_rotate"  # None: no augmentation
+    lr_drop: bool = True  # False: constant lr (the gradient-matching inner loop)
 
     @classmethod
     def from_params(cls, params: Params) -> "TrainSettings":
@@ -43,7 +44,7 @@ class TrainSettings:
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate for 0-based ``epoch``: x0.1 from epoch ``epochs // 2 + 1`` on, as the reference."""
-        return self.lr * (0.1 if epoch >= self.epochs // 2 + 1 else 1.0)
+        return self.lr * (0.1 if self.lr_drop and epoch >= self.epochs // 2 + 1 else 1.0)
 
 
 def train_classifier(model: nn.Module, images: Tensor, labels: Tensor, settings: TrainSettings,
@@ -73,7 +74,7 @@ def train_classifier(model: nn.Module, images: Tensor, labels: Tensor, settings:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss) * index.shape[0]
+            total += float(loss.detach()) * index.shape[0]
         mean_loss = total / n
         if not math.isfinite(mean_loss):
             raise PaperlibError(f"training loss became {mean_loss} at epoch {epoch + 1}; lower eval_lr")

@@ -1,14 +1,18 @@
 """The experiment runner: build data, make a training set, evaluate, record.
 
-``run(dataset="cmnist", method="whole")`` and ``python -m paperlib run --set
-dataset=cmnist --set method=whole`` do the same thing. Each finished run is
-stored as one JSON record under ``<cache>/results/<key>.json``, keyed by a hash
-of the result-defining parameters and :data:`CODE_VERSION`; asking again
-returns the stored record instantly unless ``force=true``.
+``run(dataset="cmnist", method="dm")`` and ``python -m paperlib run --set
+dataset=cmnist --set method=dm`` do the same thing. Each finished run is one
+folder ``<cache>/results/<dataset>-<method>-<key>/`` holding ``record.json``
+(parameters, metrics, timings) and, for distilled sets, ``synthetic.pt`` and a
+``synthetic.png`` grid. The key hashes the result-defining parameters and
+:data:`CODE_VERSION`; asking again returns the stored record instantly unless
+``force=true``. Files are written atomically and the record last, so a run
+that fails leaves no record.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -21,9 +25,12 @@ from torch import Tensor
 from paperlib.config import Params, derive_seed, make_params, result_dict, stable_hash
 from paperlib.data import BiasedDataset, build_dataset
 from paperlib.data.container import sample_per_class
+from paperlib.distill.engine import DISTILL_METHODS, distill
+from paperlib.distill.targets import make_target
 from paperlib.evaluate import evaluate_set
+from paperlib.plots import save_image_grid
 from paperlib.runtime import generator, resolve_device
-from paperlib.store import atomic_write, cache_root
+from paperlib.store import atomic_write, cache_root, save_tensors
 
 # Bump when a change in the code changes what a stored result means.
 CODE_VERSION = 1
@@ -34,21 +41,46 @@ def record_key(params: Params) -> str:
     return stable_hash({**result_dict(params), "code_version": CODE_VERSION})
 
 
-def record_path(params: Params) -> Path:
-    return cache_root(params.cache_dir) / "results" / f"{params.dataset}-{params.method}-{record_key(params)}.json"
+def record_dir(params: Params) -> Path:
+    """The folder holding a run's record and synthetic set."""
+    return cache_root(params.cache_dir) / "results" / f"{params.dataset}-{params.method}-{record_key(params)}"
 
 
-def training_set(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, Tensor]:
-    """The images an evaluation model learns from, normalised, for ``params.method``.
+def sample_weights(dataset: BiasedDataset, params: Params) -> Tensor:
+    """Per-training-sample weights for ``target=weighted``.
 
-    ``whole``: the entire biased training split. ``random``: ``ipc`` random real
-    images per class, drawn from ``derive_seed(seed, "random")``.
+    ``uniform``: all ones (equals ``vanilla``). ``group_balanced``:
+    ``1 / n_(class, group)``, so every group of a class carries the same total
+    weight.
     """
     train = dataset.train
+    if params.weights == "uniform":
+        return torch.ones(len(train))
+    a = dataset.info.num_attributes
+    cells = train.labels * a + train.attributes
+    return 1.0 / torch.bincount(cells, minlength=dataset.num_classes * a).float()[cells]
+
+
+def training_set(dataset: BiasedDataset, params: Params, device: torch.device,
+                 checkpoint: Path | None = None) -> tuple[Tensor, Tensor, dict[str, Any]]:
+    """The images an evaluation model learns from (normalised), their labels, and facts about them.
+
+    ``whole``: the entire biased training split. ``random``: ``ipc`` random real
+    images per class. ``dm`` / ``dc`` / ``dsa``: a distilled set.
+    """
+    train = dataset.train
+    if params.method in DISTILL_METHODS:
+        weights = sample_weights(dataset, params) if params.target == "weighted" else None
+        target = make_target(params.target, dataset.info.num_attributes, weights)
+        result = distill(dataset, params, target, device, checkpoint)
+        facts = {"losses": result.losses, "distill_seconds": result.seconds,
+                 "seconds_per_iteration": result.seconds / max(1, params.iterations - result.resumed_from),
+                 "resumed_from": result.resumed_from}
+        return result.images, result.labels, facts
     if params.method == "random":
         index = sample_per_class(train.labels, params.ipc, generator(derive_seed(params.seed, "random")))
         train = train.subset(index)
-    return dataset.normalized(train, device), train.labels
+    return dataset.normalized(train, device), train.labels, {}
 
 
 def _json_safe(value: Any) -> Any:
@@ -62,41 +94,51 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def load_record(params: Params) -> dict[str, Any] | None:
+    """The stored record of ``params``, or ``None`` when it was never run."""
+    path = record_dir(params) / "record.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def run(params: Params | None = None, **overrides: Any) -> dict[str, Any]:
     """Run one experiment and return its record (from the cache when present).
 
     The record holds ``params``, ``metrics`` (means and ``_std``), per-model
-    ``runs``, ``timings`` in seconds, the ``device`` and whether it came from the
-    ``cache``.
+    ``runs``, ``timings`` in seconds, the ``device``, the training-set size,
+    for distilled sets the loss curve, and whether it came from the ``cache``.
     """
     if params is None or overrides:
-        base = {} if params is None else {k: getattr(params, k) for k in params.__dataclass_fields__}
+        base = {} if params is None else dataclasses.asdict(params)
         params = make_params({**base, **overrides})
-    path = record_path(params)
-    if path.is_file() and not params.force:
-        record = json.loads(path.read_text())
-        record["cached"] = True
-        return record
+    folder = record_dir(params)
+    cached = None if params.force else load_record(params)
+    if cached is not None:
+        return {**cached, "cached": True}
 
     start = time.perf_counter()
     device = resolve_device(params.device)
     dataset = build_dataset(params)
     built = time.perf_counter()
-    images, labels = training_set(dataset, params, device)
+    images, labels, facts = training_set(dataset, params, device, folder / "checkpoint.pt")
+    made = time.perf_counter()
     result = evaluate_set(images, labels, dataset, params, device)
     done = time.perf_counter()
+    if params.method in DISTILL_METHODS:
+        save_tensors(folder / "synthetic.pt", {"images": images.cpu(), "labels": labels.cpu()})
+        save_image_grid(dataset.denormalize(images.cpu()), folder / "synthetic.png", per_row=params.ipc)
     record = _json_safe({
         "key": record_key(params),
         "code_version": CODE_VERSION,
-        "params": result_dict(params),
+        "params": dataclasses.asdict(params),
         "metrics": {k: v for k, v in result.items() if k != "runs"},
         "runs": result["runs"],
         "num_eval": params.num_eval,
         "train_size": int(labels.shape[0]),
-        "timings": {"data": built - start, "evaluate": done - built, "total": done - start},
+        "timings": {"data": built - start, "training_set": made - built, "evaluate": done - made,
+                    "total": done - start},
         "device": str(device),
+        **facts,
     })
-    with atomic_write(path) as tmp:
+    with atomic_write(folder / "record.json") as tmp:
         tmp.write_text(json.dumps(record, indent=1))
-    record["cached"] = False
-    return record
+    return {**record, "cached": False}

@@ -1,0 +1,54 @@
+"""Seconds per distillation iteration, excluding data loading and start-up."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from paperlib.config import Params
+from paperlib.data import build_dataset
+from paperlib.distill.engine import Distiller
+from paperlib.distill.targets import make_target
+from paperlib.runtime import resolve_device
+
+
+def bench(params: Params, warmup: int = 1) -> dict[str, Any]:
+    """Time ``params.iterations`` steps of ``params.method`` after ``warmup`` untimed steps.
+
+    The dataset is built (or loaded from the cache) and the distiller set up
+    before the clock starts.
+    """
+    from paperlib.runner import sample_weights
+
+    device = resolve_device(params.device)
+    dataset = build_dataset(params)
+    weights = sample_weights(dataset, params) if params.target == "weighted" else None
+    target = make_target(params.target, dataset.info.num_attributes, weights)
+    distiller = Distiller(dataset, params, target, device)
+    for _ in range(warmup):
+        distiller.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(params.iterations):
+        distiller.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    return {
+        "seconds_per_iteration": seconds / params.iterations,
+        "iterations": params.iterations,
+        "warmup": warmup,
+        "method": params.method,
+        "target": params.target,
+        "sampling": params.sampling,
+        "dataset": params.dataset,
+        "source": params.source or dataset.info.params["source"],
+        "ipc": params.ipc,
+        "batch_real": distiller.sampler.batch,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }

@@ -1,0 +1,48 @@
+"""Distribution Matching (Zhao & Bilen): match mean embeddings under random networks.
+
+One step: a freshly initialised, frozen ConvNet; siamese DSA on the real batch
+and the synthetic set (one transform per class, shared by both); the squared
+distance between each real statistic of the target and the synthetic mean
+embedding, summed over statistics and classes. All classes go through one
+batched forward (exact, because instance norm is per sample).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from paperlib.augment import DSA
+
+
+def augment_siamese(dsa: DSA | None, real: Tensor, syn: Tensor, real_classes: Tensor, syn_classes: Tensor,
+                    gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """The same per-class transform on ``real`` (no gradient) and ``syn``.
+
+    DSA draws a class's transform from the generator state and the number of
+    classes only, so replaying the state gives the synthetic images exactly the
+    real images' transform without building a graph through the real branch.
+    """
+    if dsa is None:
+        return real, syn
+    state = gen.get_state()
+    with torch.no_grad():
+        real = dsa(real, gen, real_classes)
+    gen.set_state(state)
+    return real, dsa(syn, gen, syn_classes)
+
+
+def dm_loss(net: nn.Module, real: Tensor, aggregation: Tensor, syn: Tensor, ipc: int) -> Tensor:
+    """DM matching loss for augmented, class-major ``real`` ``[K*B, ...]`` and ``syn`` ``[K*ipc, ...]``.
+
+    ``aggregation`` is the target's ``[K, J, B]`` matrix; all-zero rows
+    (absent groups) contribute nothing.
+    """
+    k, _, b = aggregation.shape
+    with torch.no_grad():
+        real_embed = net.embed(real).view(k, b, -1)
+        statistics = torch.bmm(aggregation, real_embed)  # [K, J, D]
+    syn_mean = net.embed(syn).view(k, ipc, -1).mean(1)  # [K, D]
+    present = (aggregation.sum(-1) > 0).to(syn_mean.dtype)  # [K, J]
+    distances = ((statistics - syn_mean[:, None, :]) ** 2).sum(-1)
+    return (distances * present).sum()

@@ -1,0 +1,180 @@
+"""The distillation loop shared by DM and gradient matching.
+
+It owns everything around a matching step: the synthetic images and their
+SGD optimiser, the seeded generator, real-batch sampling, the target,
+checkpoints with resume, the progress bar and the NaN guard.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from paperlib.augment import DSA, DSAParams
+from paperlib.config import Params, derive_seed
+from paperlib.data.container import BiasedDataset
+from paperlib.distill.dc import dc_class_loss, default_loops
+from paperlib.distill.dm import augment_siamese, dm_loss
+from paperlib.distill.init import initial_images
+from paperlib.distill.sampling import RealSampler
+from paperlib.distill.targets import Target
+from paperlib.errors import PaperlibError
+from paperlib.evaluate import TrainSettings, train_classifier
+from paperlib.models import build_model, init_parameters
+from paperlib.runtime import generator, progress
+from paperlib.store import load_tensors, save_tensors
+
+DISTILL_METHODS = ("dm", "dc", "dsa")
+
+
+@dataclass
+class DistillResult:
+    """A synthetic set (normalised, class-major) and how it was made."""
+
+    images: Tensor
+    labels: Tensor
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    resumed_from: int = 0
+
+
+class Distiller:
+    """Set up once, then :meth:`step` per iteration; :func:`distill` drives it.
+
+    Exposed as a class so the benchmark can time bare steps.
+    """
+
+    def __init__(self, dataset: BiasedDataset, params: Params, target: Target, device: torch.device) -> None:
+        self.dataset, self.params, self.target, self.device = dataset, params, target, device
+        self.k, self.ipc = dataset.num_classes, params.ipc
+        self.gen = generator(derive_seed(params.seed, "distill", params.method))
+        self.real = dataset.normalized("train", device)
+        self.sampler = RealSampler(dataset.train.labels, dataset.train.attributes, self.k,
+                                   dataset.info.num_attributes, params.batch_real, params.sampling,
+                                   params.stratified_min)
+        use_dsa = params.dsa and params.method in ("dm", "dsa")
+        self.dsa = DSA(DSAParams(strategy=params.dsa_strategy)) if use_dsa else None
+        self.net = build_model(params.model, dataset.channels, self.k, dataset.image_size, width=params.net_width,
+                               depth=params.net_depth, norm=params.net_norm, act=params.net_act,
+                               pooling=params.net_pooling).to(device)
+        self.syn = initial_images(dataset, self.ipc, params.init, self.gen).to(device).requires_grad_(True)
+        self.syn_labels = torch.arange(self.k, device=device).repeat_interleave(self.ipc)
+        self.optimizer = torch.optim.SGD([self.syn], lr=params.lr_img, momentum=params.momentum_img)
+        b = self.sampler.batch
+        self.real_classes = torch.arange(self.k, device=device).repeat_interleave(b)
+        outer, inner = default_loops(self.ipc)
+        self.outer_loop = params.outer_loop or outer
+        self.inner_loop = params.inner_loop or inner
+
+    def _real_batch(self) -> tuple[Tensor, Tensor]:
+        batch = self.sampler.sample(self.gen)
+        aggregation = self.target.aggregation(batch).to(self.device)
+        return self.real[batch.index.flatten().to(self.device)], aggregation
+
+    def step(self) -> float:
+        """One distillation iteration; returns its (summed) matching loss."""
+        if self.params.method == "dm":
+            return self._dm_step()
+        return self._dc_step()
+
+    def _dm_step(self) -> float:
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        init_parameters(self.net, self.gen)
+        real, aggregation = self._real_batch()
+        real, syn = augment_siamese(self.dsa, real, self.syn, self.real_classes, self.syn_labels, self.gen)
+        loss = dm_loss(self.net, real, aggregation, syn, self.ipc)
+        self._update_images(loss)
+        return float(loss.detach())
+
+    def _dc_step(self) -> float:
+        for p in self.net.parameters():
+            p.requires_grad_(True)
+        init_parameters(self.net, self.gen)
+        self.net.train()
+        b = self.sampler.batch
+        total = 0.0
+        for outer in range(self.outer_loop):
+            real, aggregation = self._real_batch()
+            real, syn = augment_siamese(self.dsa, real, self.syn, self.real_classes, self.syn_labels, self.gen)
+            loss = self.syn.new_zeros(())
+            for c in range(self.k):
+                loss = loss + dc_class_loss(self.net, real[c * b:(c + 1) * b], aggregation[c],
+                                            syn[c * self.ipc:(c + 1) * self.ipc], c)
+            self._update_images(loss)
+            total += float(loss.detach())
+            if outer < self.outer_loop - 1:
+                self._train_network()
+        return total / self.outer_loop
+
+    def _train_network(self) -> None:
+        """The reference's inner loop: ``inner_loop`` epochs of the network on the synthetic set."""
+        settings = TrainSettings(epochs=self.inner_loop, lr=self.params.lr_net, batch=self.params.eval_batch,
+                                 momentum=0.0, weight_decay=0.0, lr_drop=False,
+                                 dsa_strategy=self.params.dsa_strategy if self.dsa else None)
+        train_classifier(self.net, self.syn.detach().clone(), self.syn_labels, settings, self.gen,
+                         show_progress=False)
+
+    def _update_images(self, loss: Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def state(self, iteration: int, losses: list[float]) -> dict:
+        return {"iteration": iteration, "syn": self.syn.detach().cpu(), "optimizer": self.optimizer.state_dict(),
+                "rng": self.gen.get_state(), "losses": list(losses)}
+
+    def load_state(self, state: dict) -> tuple[int, list[float]]:
+        with torch.no_grad():
+            self.syn.copy_(state["syn"].to(self.device))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.gen.set_state(state["rng"])
+        return int(state["iteration"]), list(state["losses"])
+
+
+def _check_finite(loss: float, iteration: int, params: Params) -> None:
+    if not math.isfinite(loss):
+        raise PaperlibError(
+            f"matching loss became {loss} at iteration {iteration}; lr_img={params.lr_img} is likely too high "
+            f"for method={params.method} (try a 10x smaller lr_img)")
+
+
+def distill(dataset: BiasedDataset, params: Params, target: Target, device: torch.device,
+            checkpoint: Path | None = None) -> DistillResult:
+    """Run ``params.iterations`` steps of ``params.method`` and return the synthetic set.
+
+    With ``checkpoint``, the state (images, optimiser, generator, losses) is
+    saved there every ``params.checkpoint_every`` iterations and a run restarts
+    from it; the finished run removes it. On the CPU a resumed run ends with the
+    same synthetic set, bit for bit, as an uninterrupted one.
+    """
+    if params.method not in DISTILL_METHODS:
+        raise PaperlibError(f"method {params.method!r} does not distil; use one of {', '.join(DISTILL_METHODS)}")
+    distiller = Distiller(dataset, params, target, device)
+    start, losses = 0, []
+    saved = load_tensors(checkpoint) if checkpoint is not None else None
+    if saved is not None:
+        start, losses = distiller.load_state(saved)
+    began = time.perf_counter()
+    bar = progress(range(start, params.iterations), total=params.iterations - start,
+                   desc=f"{params.method} {target.name}", enabled=params.progress)
+    for iteration in bar:
+        loss = distiller.step()
+        _check_finite(loss, iteration + 1, params)
+        losses.append(loss)
+        bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+        done = iteration + 1
+        if checkpoint is not None and params.checkpoint_every and done % params.checkpoint_every == 0 \
+                and done < params.iterations:
+            save_tensors(checkpoint, distiller.state(done, losses))
+    seconds = time.perf_counter() - began
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
+    return DistillResult(distiller.syn.detach().cpu(), distiller.syn_labels.cpu(), losses, seconds, start)

@@ -1,0 +1,96 @@
+"""Real-batch sampling for distillation: ``batch_real`` images of every class per step.
+
+Both modes return a :class:`RealBatch` with fixed shape ``[K, B]`` (K classes,
+B images each), so every class is processed in one batched call.
+
+* ``uniform`` — B random images of the class, as the public reference does; a
+  small protected group may be absent from a batch.
+* ``stratified`` — every (class, group) cell present in the data contributes
+  at least ``min(stratified_min, cell size)`` images; the rest of the batch is
+  allocated in proportion to the cell sizes. ``inclusion`` weights undo the
+  over-sampling, so a uniform average with them still estimates the class mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from paperlib.data.container import take_per_cell
+from paperlib.errors import PaperlibError
+
+SAMPLING_MODES = ("uniform", "stratified")
+
+
+@dataclass
+class RealBatch:
+    """Indices into the training split and the per-sample facts the targets need.
+
+    ``index``, ``groups`` (attribute ids) and ``inclusion`` are ``[K, B]``;
+    ``inclusion`` rows sum to 1 and weight each sample by how under-sampled
+    its group is (uniform sampling: all ``1/B``).
+    """
+
+    index: Tensor
+    groups: Tensor
+    inclusion: Tensor
+
+
+def stratified_quota(cell_sizes: Tensor, batch: int, minimum: int) -> Tensor:
+    """Per-(class, group) sample counts ``[K, A]`` that sum to ``batch`` in every class.
+
+    Each non-empty cell gets ``min(minimum, size)`` first; the remainder is
+    shared in proportion to the cells' remaining capacity (largest remainder).
+    """
+    floor = torch.minimum(cell_sizes, torch.full_like(cell_sizes, minimum))
+    remaining = batch - floor.sum(1, keepdim=True)
+    if bool((remaining < 0).any()):
+        raise PaperlibError(
+            f"batch_real={batch} is too small to hold {minimum} images of every group; "
+            "raise batch_real or lower stratified_min")
+    capacity = cell_sizes - floor
+    share = remaining.double() * capacity.double() / capacity.sum(1, keepdim=True).clamp_min(1).double()
+    extra = share.floor().long()
+    leftover = (remaining - extra.sum(1, keepdim=True)).squeeze(1)
+    # Largest fractional parts get the leftover images, one each.
+    frac_rank = torch.argsort(torch.argsort(share - extra, dim=1, descending=True), dim=1)
+    extra += (frac_rank < leftover[:, None]).long()
+    return torch.minimum(floor + extra, cell_sizes)
+
+
+class RealSampler:
+    """Draws a :class:`RealBatch` per step from a training split's labels and groups."""
+
+    def __init__(self, labels: Tensor, groups: Tensor, num_classes: int, num_groups: int, batch: int,
+                 mode: str = "uniform", stratified_min: int = 16) -> None:
+        if mode not in SAMPLING_MODES:
+            raise PaperlibError(f"unknown sampling {mode!r}; choose one of: {', '.join(SAMPLING_MODES)}")
+        self.labels, self.groups = labels, groups
+        self.num_classes, self.num_groups, self.mode = num_classes, num_groups, mode
+        class_sizes = torch.bincount(labels, minlength=num_classes)
+        # Fixed shapes need the same B for every class; a class smaller than B caps it.
+        self.batch = min(batch, int(class_sizes.min()))
+        self.cells = labels * num_groups + groups
+        cell_sizes = torch.bincount(self.cells, minlength=num_classes * num_groups).view(num_classes, num_groups)
+        if mode == "uniform":
+            self.quota = torch.full((num_classes,), self.batch, dtype=torch.long)
+            self.weights = torch.full((num_classes, self.batch), 1.0 / self.batch)
+        else:
+            quota = stratified_quota(cell_sizes, self.batch, stratified_min)
+            self.quota = quota.flatten()
+            # inclusion weight of a sample in cell (c, g): share of g in c / quota of g.
+            share = cell_sizes.double() / cell_sizes.sum(1, keepdim=True)
+            self.cell_weight = torch.where(quota > 0, share / quota.clamp_min(1), 0.0).float().flatten()
+
+    def sample(self, gen: torch.Generator) -> RealBatch:
+        """One batch: ``[K, B]`` indices sorted by class (groups contiguous within a class)."""
+        cells = self.labels if self.mode == "uniform" else self.cells
+        index = take_per_cell(cells, self.quota, gen).view(self.num_classes, self.batch)
+        groups = self.groups[index]
+        if self.mode == "uniform":
+            inclusion = self.weights
+        else:
+            inclusion = self.cell_weight[self.cells[index]]
+        return RealBatch(index, groups, inclusion)

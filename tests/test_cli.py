@@ -1,0 +1,80 @@
+"""The command-line contracts later issues rely on, run in-process."""
+
+import gzip
+import json
+
+import pytest
+
+from paperlib.cli import main
+from paperlib.metrics import METRIC_KEYS
+
+
+def _last_json(capsys):
+    out = capsys.readouterr().out.strip().splitlines()
+    return json.loads(out[-1])
+
+
+def test_describe_reports_aligned_fraction_and_group_counts(capsys):
+    assert main(["describe", "--set", "dataset=cmnist", "--set", "source=digits", "--set", "conflict_ratio=0.05"]) == 0
+    result = _last_json(capsys)
+    assert abs(result["train"]["aligned_fraction"] - 0.95) <= 0.002
+    counts = result["test"]["group_counts"]
+    assert len(counts) == 10 and all(len(row) == 10 and max(row) - min(row) <= 1 for row in counts)
+
+
+def test_describe_reads_a_params_file(tmp_path, capsys):
+    f = tmp_path / "p.yaml"
+    f.write_text("dataset: cmnist_fg\nsource: digits\nmajority_ratio: 0.8\n")
+    assert main(["describe", str(f)]) == 0
+    assert abs(_last_json(capsys)["train"]["aligned_fraction"] - 0.8) <= 0.002
+
+
+def test_run_prints_metrics_json_and_caches(capsys, tmp_path):
+    args = ["run", "--set", "dataset=cmnist", "--set", "source=digits", "--set", "method=random",
+            "--set", "ipc=5", "--set", "eval_epochs=2", "--set", "num_eval=2", "--set", "net_width=16",
+            "--set", f"cache_dir={tmp_path}"]
+    assert main(args) == 0
+    first = _last_json(capsys)
+    for key in METRIC_KEYS:
+        assert key in first and f"{key}_std" in first
+    assert first["num_eval"] == 2 and first["seconds"] > 0 and first["cached"] is False
+    assert main(args) == 0
+    again = _last_json(capsys)
+    assert again["cached"] is True and again["acc"] == first["acc"]
+
+
+@pytest.mark.parametrize("sets,message", [
+    (["dataset=nope"], "unknown dataset 'nope'"),
+    (["colour_ratio=0.1"], "unknown parameter 'colour_ratio'"),
+    (["conflict_ratio=1.5"], r"conflict_ratio must be in \[0, 1\]"),
+    (["ipc=0"], "ipc must be at least 1"),
+])
+def test_bad_input_is_one_line_error_and_writes_nothing(sets, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    args = ["run"] + [a for s in sets for a in ("--set", s)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1
+    assert __import__("re").search(message, err)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_missing_data_root_is_a_clear_error(capsys, tmp_path):
+    assert main(["describe", "--set", "dataset=cmnist", "--set", f"data_dir={tmp_path / 'absent'}"]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+def test_truncated_idx_file_is_a_clear_error_and_leaves_no_cache(capsys, tmp_path, monkeypatch):
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (raw / f"{stem}.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x03\x00\x00\x00\x05" + b"\x00" * 10))
+    cache = tmp_path / "cache"
+    code = main(["describe", "--set", "dataset=cmnist", "--set", f"data_dir={tmp_path / 'data'}",
+                 "--set", f"cache_dir={cache}"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "train-images-idx3-ubyte" in err and len(err.strip().splitlines()) == 1
+    assert not any(p.is_file() for p in cache.rglob("*")) if cache.exists() else True

@@ -1,0 +1,176 @@
+"""The distillation engine: DM and gradient matching around one real-data target."""
+
+import pytest
+import torch
+
+from paperlib.config import make_params
+from paperlib.data import build_dataset
+from paperlib.distill import distill, make_target
+from paperlib.distill.dc import default_loops, gradient_distance
+from paperlib.distill.dm import dm_loss
+from paperlib.distill.engine import Distiller
+from paperlib.distill.init import balanced_quota, initial_images
+from paperlib.distill.sampling import RealBatch, RealSampler, stratified_quota
+from paperlib.errors import PaperlibError
+from paperlib.models import ConvNet, init_parameters
+
+CPU = torch.device("cpu")
+TINY = dict(source="digits", net_width=8, batch_real=16, ipc=1, progress=False, device="cpu")
+
+
+def _params(**kw):
+    return make_params(**{**TINY, **kw})
+
+
+def _distill(params, target_name=None, weights=None, checkpoint=None):
+    ds = build_dataset(params)
+    target = make_target(target_name or params.target, ds.info.num_attributes, weights)
+    return distill(ds, params, target, CPU, checkpoint)
+
+
+def test_dm_reduces_its_loss_on_digits():
+    params = _params(dataset="mnist", method="dm", init="noise", iterations=40, lr_img=1.0)
+    losses = _distill(params).losses
+    assert sum(losses[-5:]) < 0.5 * sum(losses[:5])
+
+
+def test_dc_reduces_its_loss_on_digits():
+    params = _params(dataset="mnist", method="dc", init="noise", iterations=30, lr_img=1.0)
+    losses = _distill(params).losses
+    assert sum(losses[-5:]) < sum(losses[:5])
+
+
+@pytest.mark.parametrize("method", ["dm", "dsa"])
+def test_weighted_with_uniform_weights_equals_vanilla_exactly(method):
+    params = _params(dataset="cmnist", method=method, iterations=2)
+    n = len(build_dataset(params).train)
+    vanilla = _distill(params, "vanilla").images
+    weighted = _distill(params, "weighted", torch.ones(n)).images
+    assert torch.equal(vanilla, weighted)
+
+
+@pytest.mark.parametrize("method", ["dm", "dsa"])
+def test_groups_with_a_single_group_equals_vanilla(method):
+    params = _params(dataset="mnist", method=method, iterations=2)  # plain preset: one group
+    assert torch.equal(_distill(params, "vanilla").images, _distill(params, "groups").images)
+
+
+def test_groups_dm_loss_is_the_sum_of_per_group_squared_distances():
+    net = init_parameters(ConvNet(3, 2, 28, width=8), torch.Generator().manual_seed(0))
+    real = torch.randn(2 * 6, 3, 28, 28)
+    syn = torch.randn(2 * 2, 3, 28, 28)
+    groups = torch.tensor([[0, 0, 1, 1, 1, 2], [1, 1, 1, 1, 0, 0]])
+    batch = RealBatch(torch.zeros(2, 6, dtype=torch.long), groups, torch.full((2, 6), 1 / 6))
+    loss = dm_loss(net, real, make_target("groups", 3).aggregation(batch), syn, ipc=2)
+    with torch.no_grad():
+        embed_real = net.embed(real).view(2, 6, -1)
+        embed_syn = net.embed(syn).view(2, 2, -1).mean(1)
+    expected = sum(((embed_real[k][groups[k] == g].mean(0) - embed_syn[k]) ** 2).sum()
+                   for k in range(2) for g in groups[k].unique())
+    assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_stratified_sampling_contains_every_group():
+    ds = build_dataset(dataset="cmnist", source="digits", conflict_ratio=0.05)
+    sampler = RealSampler(ds.train.labels, ds.train.attributes, 10, 10, 64, "stratified", stratified_min=2)
+    counts = torch.tensor(ds.info.group_counts["train"], dtype=torch.float)
+    for seed in range(5):
+        batch = sampler.sample(torch.Generator().manual_seed(seed))
+        assert batch.index.shape == (10, 64)
+        in_batch = torch.zeros(10, 10).scatter_add_(1, batch.groups, torch.ones(10, 64))
+        assert torch.equal(in_batch > 0, counts > 0)  # every group that exists is in every batch
+        assert torch.equal(ds.train.labels[batch.index], torch.arange(10)[:, None].expand(10, 64))
+        # inclusion weights undo the over-sampling: the groups' weight shares are the class's.
+        share = torch.zeros(10, 10).scatter_add_(1, batch.groups, batch.inclusion)
+        assert torch.allclose(share, counts / counts.sum(1, keepdim=True), atol=1e-5)
+
+
+def test_uniform_sampling_can_miss_small_groups():
+    ds = build_dataset(dataset="cmnist", source="digits", conflict_ratio=0.05)
+    sampler = RealSampler(ds.train.labels, ds.train.attributes, 10, 10, 16, "uniform")
+    batch = sampler.sample(torch.Generator().manual_seed(0))
+    assert any(batch.groups[k].unique().numel() < 10 for k in range(10))
+
+
+def test_stratified_quota_sums_to_batch_and_respects_floor():
+    sizes = torch.tensor([[900, 10, 3, 0], [50, 50, 50, 50]])
+    quota = stratified_quota(sizes, 64, 8)
+    assert quota.sum(1).tolist() == [64, 64]
+    assert quota[0].tolist()[1:] == [8, 3, 0] and int(quota[1].min()) == 16
+
+
+def test_balanced_init_spreads_over_groups():
+    sizes = torch.tensor([[100, 5, 5, 5], [100, 100, 0, 100]])
+    assert balanced_quota(sizes, 10).tolist() == [[3, 3, 2, 2], [4, 3, 0, 3]]
+    ds = build_dataset(dataset="cmnist_fg", source="digits")
+    images = initial_images(ds, 10, "balanced", torch.Generator().manual_seed(0))
+    assert images.shape == (100, 3, 28, 28)
+
+
+def test_dc_loops_defined_for_every_ipc():
+    assert default_loops(1) == (1, 1) and default_loops(10) == (10, 50) and default_loops(50) == (50, 10)
+    assert default_loops(7) == (10, 50) and default_loops(100) == (100, 10)
+
+
+def test_gradient_distance_zero_for_identical_and_ignores_biases():
+    g = [torch.randn(4, 3, 3, 3), torch.randn(4)]
+    assert float(gradient_distance(g, g)) == pytest.approx(0.0, abs=1e-5)
+    assert float(gradient_distance(g, [-g[0], g[1]])) == pytest.approx(8.0, abs=1e-4)
+
+
+def test_checkpoint_resume_is_bit_identical(tmp_path, monkeypatch):
+    params = _params(dataset="cmnist", method="dm", iterations=6, checkpoint_every=2)
+    uninterrupted = _distill(params).images
+    checkpoint = tmp_path / "ckpt.pt"
+    real_step, calls = Distiller.step, {"n": 0}
+
+    def dying_step(self):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # killed during iteration 4, after the checkpoint at 2
+        return real_step(self)
+
+    monkeypatch.setattr(Distiller, "step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        _distill(params, checkpoint=checkpoint)
+    assert checkpoint.is_file()
+    monkeypatch.setattr(Distiller, "step", real_step)
+    resumed = _distill(params, checkpoint=checkpoint)
+    assert resumed.resumed_from == 2
+    assert torch.equal(resumed.images, uninterrupted)
+    assert not checkpoint.exists()
+
+
+def test_nan_loss_names_the_iteration_and_writes_no_record(tmp_path, monkeypatch):
+    from paperlib import runner
+
+    monkeypatch.setattr(Distiller, "step", lambda self: float("nan"))
+    params = _params(dataset="mnist", method="dm", iterations=3, cache_dir=str(tmp_path), num_eval=1, eval_epochs=1)
+    with pytest.raises(PaperlibError, match="at iteration 1; lr_img=1.0 is likely too high"):
+        runner.run(params)
+    assert not (runner.record_dir(params) / "record.json").exists()
+
+
+def test_run_writes_record_tensor_and_grid_and_cache_hit_does_not_recompute(tmp_path, monkeypatch):
+    from paperlib import runner
+
+    params = _params(dataset="cmnist", method="dm", iterations=2, cache_dir=str(tmp_path), num_eval=1,
+                     eval_epochs=1)
+    first = runner.run(params)
+    folder = runner.record_dir(params)
+    assert {p.name for p in folder.iterdir()} == {"record.json", "synthetic.pt", "synthetic.png"}
+    assert first["cached"] is False and len(first["losses"]) == 2
+
+    def boom(*args, **kwargs):
+        raise AssertionError("recomputed")
+
+    monkeypatch.setattr(runner, "distill", boom)
+    again = runner.run(params)
+    assert again["cached"] is True and again["metrics"] == first["metrics"]
+    with pytest.raises(AssertionError, match="recomputed"):
+        runner.run(params, force=True)
+
+
+def test_distilling_a_non_distillation_method_is_an_error():
+    with pytest.raises(PaperlibError, match="does not distil"):
+        _distill(_params(dataset="mnist", method="random"), "vanilla")

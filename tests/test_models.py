@@ -1,0 +1,48 @@
+import pytest
+import torch
+
+from paperlib.models import ConvNet, build_model, init_parameters
+
+
+@pytest.mark.parametrize("channels,size", [(1, 28), (3, 28), (3, 32)])
+def test_convnet_embeds_28_px_as_32_px(channels, size):
+    net = ConvNet(channels, 10, size)
+    x = torch.randn(2, channels, size, size)
+    assert net.embed(x).shape == (2, 2048)
+    assert net(x).shape == (2, 10)
+
+
+def test_reference_defaults_and_instance_norm():
+    net = ConvNet(3, 10, 32)
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert len(norms) == 3 and all(m.num_groups == m.num_channels == 128 and m.affine for m in norms)
+    assert sum(isinstance(m, torch.nn.AvgPool2d) for m in net.modules()) == 3
+
+
+def test_instance_norm_makes_batched_forward_equal_per_sample():
+    net = init_parameters(ConvNet(3, 10, 28, width=16), torch.Generator().manual_seed(0))
+    x = torch.randn(6, 3, 28, 28)
+    assert torch.allclose(net.embed(x), torch.cat([net.embed(x[:3]), net.embed(x[3:])]), atol=1e-6)
+
+
+@pytest.mark.parametrize("norm", ["batchnorm", "layernorm", "groupnorm", "none"])
+@pytest.mark.parametrize("pooling", ["maxpooling", "none"])
+def test_variants_build_and_run(norm, pooling):
+    net = build_model("convnet", 1, 10, 28, width=8, depth=2, norm=norm, act="leakyrelu", pooling=pooling)
+    assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_init_from_generator_is_deterministic_and_seed_dependent():
+    def weights(seed):
+        net = init_parameters(ConvNet(3, 10, 28, width=8), torch.Generator().manual_seed(seed))
+        return torch.cat([p.flatten() for p in net.parameters()])
+
+    assert torch.equal(weights(1), weights(1))
+    assert not torch.equal(weights(1), weights(2))
+
+
+def test_init_matches_pytorch_default_bounds():
+    net = init_parameters(ConvNet(3, 10, 32, width=8), torch.Generator().manual_seed(0))
+    conv = net.features[0]
+    bound = 1 / (3 * 9) ** 0.5
+    assert float(conv.weight.abs().max()) <= bound and float(conv.weight.abs().max()) > 0.9 * bound
