@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text)
         if name == "bench":
             sub.add_argument("method", choices=("dm", "dc", "dsa"))
+            sub.add_argument("--warmup", type=int, default=1, help="untimed iterations first (default 1)")
         sub.add_argument("params_file", nargs="?", help="YAML file of parameters (flat mapping)")
         sub.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                          help="override one parameter; values are YAML scalars; repeatable")
@@ -61,7 +62,7 @@ def _run(args: argparse.Namespace) -> dict:
 def _bench(args: argparse.Namespace) -> dict:
     from paperlib.bench import bench
 
-    return bench(_params(args, iterations=5, progress=False, method=args.method))
+    return bench(_params(args, iterations=5, progress=False, method=args.method), warmup=args.warmup)
 
 
 def main(argv: list[str] | None = None) -> int:

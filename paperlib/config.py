@@ -59,6 +59,8 @@ class Params:
     inner_loop: int = 0
     lr_net: float = 0.01  # gradient matching: network updates between outer loops
     checkpoint_every: int = 100  # iterations between checkpoints (0: none)
+    precision: str = "fp32"  # fp32 | bf16 (autocast for the matching forward passes; changes the maths)
+    channels_last: bool = True  # NHWC layout for distillation (same fp32 maths, faster convolutions on CPU)
     # --- model ---
     model: str = "convnet"
     net_width: int = 128
@@ -89,10 +91,11 @@ _RATIOS = ("conflict_ratio", "majority_ratio")
 _POSITIVE_INTS = ("ipc", "eval_epochs", "eval_batch", "num_eval", "net_width", "net_depth", "batch_real",
                   "stratified_min")
 _NON_NEGATIVE = ("iterations", "outer_loop", "inner_loop", "checkpoint_every", "lr_img", "momentum_img")
-_CHOICES = {"method": METHODS, "target": TARGETS, "weights": WEIGHTS, "init": INITS, "sampling": SAMPLINGS}
+_CHOICES = {"method": METHODS, "target": TARGETS, "weights": WEIGHTS, "init": INITS, "sampling": SAMPLINGS,
+            "precision": ("fp32", "bf16")}
 # Keys that only matter for distillation, or only for one target.
 _DISTILL_KEYS = ("target", "weights", "iterations", "batch_real", "lr_img", "momentum_img", "init", "sampling",
-                 "stratified_min", "outer_loop", "inner_loop", "lr_net")
+                 "stratified_min", "outer_loop", "inner_loop", "lr_net", "precision", "channels_last")
 
 
 def param_names() -> list[str]:

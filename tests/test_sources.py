@@ -136,8 +136,10 @@ def test_missing_explicit_root_is_an_error(tmp_path: Path, monkeypatch: pytest.M
         monkeypatch.setenv("PAPERLIB_DATA", str(missing))
     with pytest.raises(PaperlibError, match="does not exist") as info:
         load_source("mnist", "train", None if use_env else missing)
-    assert str(missing) in str(info.value)
-    assert ("PAPERLIB_DATA" in str(info.value)) == use_env
+    message = str(info.value)
+    assert str(missing) in message and "PAPERLIB_DATA" in message
+    assert "MNIST/raw/train-images-idx3-ubyte[.gz]" in message
+    assert ("from $PAPERLIB_DATA" in message) == use_env
     assert not missing.exists()
 
 

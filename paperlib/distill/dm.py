@@ -32,15 +32,18 @@ def augment_siamese(dsa: DSA | None, real: Tensor, syn: Tensor, real_classes: Te
     return real, dsa(syn, gen, syn_classes)
 
 
-def dm_loss(net: nn.Module, real: Tensor, aggregation: Tensor, syn: Tensor, ipc: int) -> Tensor:
+def dm_loss(net: nn.Module, real: Tensor, aggregation: Tensor, syn: Tensor, ipc: int, chunk: int = 64) -> Tensor:
     """DM matching loss for augmented, class-major ``real`` ``[K*B, ...]`` and ``syn`` ``[K*ipc, ...]``.
 
     ``aggregation`` is the target's ``[K, J, B]`` matrix; all-zero rows
-    (absent groups) contribute nothing.
+    (absent groups) contribute nothing. The real images go through the network
+    ``chunk`` at a time: the first block's activations (128 x 32 x 32 per
+    image) then stay in the CPU cache, which we measured 1.6x faster than one
+    batch of 2560 (results are identical: instance norm is per sample).
     """
     k, _, b = aggregation.shape
     with torch.no_grad():
-        real_embed = net.embed(real).view(k, b, -1)
+        real_embed = torch.cat([net.embed(part) for part in real.split(chunk)]).view(k, b, -1)
         statistics = torch.bmm(aggregation, real_embed)  # [K, J, D]
     syn_mean = net.embed(syn).view(k, ipc, -1).mean(1)  # [K, D]
     present = (aggregation.sum(-1) > 0).to(syn_mean.dtype)  # [K, J]

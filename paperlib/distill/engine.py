@@ -63,7 +63,13 @@ class Distiller:
         self.net = build_model(params.model, dataset.channels, self.k, dataset.image_size, width=params.net_width,
                                depth=params.net_depth, norm=params.net_norm, act=params.net_act,
                                pooling=params.net_pooling).to(device)
-        self.syn = initial_images(dataset, self.ipc, params.init, self.gen).to(device).requires_grad_(True)
+        self.syn = initial_images(dataset, self.ipc, params.init, self.gen).to(device)
+        if params.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+            self.real = self.real.contiguous(memory_format=torch.channels_last)
+            self.syn = self.syn.contiguous(memory_format=torch.channels_last)
+        self.syn.requires_grad_(True)
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=params.precision == "bf16")
         self.syn_labels = torch.arange(self.k, device=device).repeat_interleave(self.ipc)
         self.optimizer = torch.optim.SGD([self.syn], lr=params.lr_img, momentum=params.momentum_img)
         b = self.sampler.batch
@@ -89,8 +95,9 @@ class Distiller:
         init_parameters(self.net, self.gen)
         real, aggregation = self._real_batch()
         real, syn = augment_siamese(self.dsa, real, self.syn, self.real_classes, self.syn_labels, self.gen)
-        loss = dm_loss(self.net, real, aggregation, syn, self.ipc)
-        self._update_images(loss)
+        with self.autocast:
+            loss = dm_loss(self.net, real, aggregation, syn, self.ipc)
+        self._update_images(loss.float())
         return float(loss.detach())
 
     def _dc_step(self) -> float:
@@ -104,9 +111,10 @@ class Distiller:
             real, aggregation = self._real_batch()
             real, syn = augment_siamese(self.dsa, real, self.syn, self.real_classes, self.syn_labels, self.gen)
             loss = self.syn.new_zeros(())
-            for c in range(self.k):
-                loss = loss + dc_class_loss(self.net, real[c * b:(c + 1) * b], aggregation[c],
-                                            syn[c * self.ipc:(c + 1) * self.ipc], c)
+            with self.autocast:
+                for c in range(self.k):
+                    loss = loss + dc_class_loss(self.net, real[c * b:(c + 1) * b], aggregation[c],
+                                                syn[c * self.ipc:(c + 1) * self.ipc], c).float()
             self._update_images(loss)
             total += float(loss.detach())
             if outer < self.outer_loop - 1:
@@ -128,7 +136,7 @@ class Distiller:
 
     # --- checkpoints -------------------------------------------------------------------------
     def state(self, iteration: int, losses: list[float]) -> dict:
-        return {"iteration": iteration, "syn": self.syn.detach().cpu(), "optimizer": self.optimizer.state_dict(),
+        return {"iteration": iteration, "syn": self.syn.detach().cpu().contiguous(), "optimizer": self.optimizer.state_dict(),
                 "rng": self.gen.get_state(), "losses": list(losses)}
 
     def load_state(self, state: dict) -> tuple[int, list[float]]:
@@ -177,4 +185,4 @@ def distill(dataset: BiasedDataset, params: Params, target: Target, device: torc
     seconds = time.perf_counter() - began
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)
-    return DistillResult(distiller.syn.detach().cpu(), distiller.syn_labels.cpu(), losses, seconds, start)
+    return DistillResult(distiller.syn.detach().cpu().contiguous(), distiller.syn_labels.cpu(), losses, seconds, start)
