@@ -1,0 +1,6 @@
+"""Datasets: raw sources, biased presets and the container they share."""
+
+from paperlib.data.container import BiasedDataset, DatasetInfo, Split
+from paperlib.data.presets import PRESETS, build_dataset, dataset_key
+
+__all__ = ["BiasedDataset", "DatasetInfo", "Split", "PRESETS", "build_dataset", "dataset_key"]

@@ -1,0 +1,133 @@
+"""The one container every dataset builder returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Split:
+    """One split of a biased dataset; all tensors share the first dimension N.
+
+    ``images`` are uint8 ``[N, C, H, W]`` (small on disk; see
+    :meth:`BiasedDataset.normalized` for the float view the models use).
+    ``attributes`` is the bias / protected attribute (colour, background, ...),
+    and ``aligned`` marks samples whose attribute is their class's bias.
+    """
+
+    images: Tensor
+    labels: Tensor
+    attributes: Tensor
+    aligned: Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, index: Tensor) -> "Split":
+        """The samples at ``index`` (an index or boolean mask tensor)."""
+        return Split(self.images[index], self.labels[index], self.attributes[index], self.aligned[index])
+
+    def group_counts(self, num_classes: int, num_attributes: int) -> Tensor:
+        """Counts per (class, attribute): an int64 ``[num_classes, num_attributes]`` table."""
+        flat = self.labels * num_attributes + self.attributes
+        return torch.bincount(flat, minlength=num_classes * num_attributes).view(num_classes, num_attributes)
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {"images": self.images, "labels": self.labels, "attributes": self.attributes, "aligned": self.aligned}
+
+
+@dataclass
+class DatasetInfo:
+    """Metadata: what was built, from what, and how the groups are populated."""
+
+    preset: str
+    params: dict[str, Any]  # the parameters that defined this dataset
+    num_classes: int
+    num_attributes: int
+    attribute_kind: str  # "colour", "background", "none", ...
+    attribute_names: list[str]
+    palette: list[list[float]]  # RGB in [0, 1] per attribute, [] when not colour-based
+    mean: list[float]  # per-channel mean of the training images in [0, 1]
+    std: list[float]
+    group_counts: dict[str, list[list[int]]] = field(default_factory=dict)  # split -> classes x attributes
+
+
+@dataclass
+class BiasedDataset:
+    """A train split with a spurious attribute, an unbiased test split, and metadata."""
+
+    train: Split
+    test: Split
+    info: DatasetInfo
+
+    @property
+    def channels(self) -> int:
+        return int(self.train.images.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train.images.shape[-1])
+
+    @property
+    def num_classes(self) -> int:
+        return self.info.num_classes
+
+    def normalized(self, split: str | Split, device: torch.device | str = "cpu") -> Tensor:
+        """Float images of ``split``, scaled to [0, 1] and standardised per channel."""
+        images = getattr(self, split).images if isinstance(split, str) else split.images
+        return self.normalize(images.to(device).float().div_(255.0))
+
+    def normalize(self, images01: Tensor) -> Tensor:
+        """Standardise float images in [0, 1] with the training set's channel statistics."""
+        mean, std = self._stats(images01)
+        return (images01 - mean) / std
+
+    def denormalize(self, images: Tensor) -> Tensor:
+        """Back to [0, 1] for display (clamped)."""
+        mean, std = self._stats(images)
+        return (images * std + mean).clamp(0.0, 1.0)
+
+    def _stats(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        shape = (1, -1, 1, 1)
+        mean = torch.tensor(self.info.mean, dtype=like.dtype, device=like.device).view(shape)
+        std = torch.tensor(self.info.std, dtype=like.dtype, device=like.device).view(shape)
+        return mean, std
+
+    def summary(self) -> dict[str, Any]:
+        """The ``describe`` view: size, aligned fraction and group counts per split."""
+        out = {}
+        for name in ("train", "test"):
+            split: Split = getattr(self, name)
+            out[name] = {
+                "n": len(split),
+                "aligned_fraction": round(float(split.aligned.float().mean()), 6),
+                "group_counts": split.group_counts(self.info.num_classes, self.info.num_attributes).tolist(),
+            }
+        return out
+
+
+def take_per_cell(cells: Tensor, quota: Tensor, generator: torch.Generator) -> Tensor:
+    """Indices of ``quota[cell]`` random samples of every cell (fewer if a cell is smaller).
+
+    ``cells`` holds each sample's cell id (a class, or a class x group pair).
+    Vectorised: one random permutation, a stable sort by cell, then the first
+    ``quota[cell]`` of each cell. Returned sorted by cell.
+    """
+    n = cells.shape[0]
+    order = torch.randperm(n, generator=generator)
+    by_cell = order[torch.sort(cells[order], stable=True).indices]
+    sizes = torch.bincount(cells, minlength=quota.shape[0])
+    start = torch.cumsum(sizes, 0) - sizes
+    sorted_cells = cells[by_cell]
+    rank = torch.arange(n) - start[sorted_cells]
+    return by_cell[rank < quota[sorted_cells]]
+
+
+def sample_per_class(labels: Tensor, per_class: int, generator: torch.Generator) -> Tensor:
+    """Indices of ``per_class`` random samples of every class, sorted by class."""
+    num_classes = int(labels.max()) + 1
+    return take_per_cell(labels, torch.full((num_classes,), per_class, dtype=torch.long), generator)

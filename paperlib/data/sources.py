@@ -1,0 +1,574 @@
+"""Raw image sources: MNIST, Fashion-MNIST and CIFAR-10 from their standard files, and digits.
+
+Every source is returned as a :class:`RawSplit`: uint8 images ``[N, C, H, W]`` and int64
+labels ``[N]`` with values 0..9.
+
+* ``mnist`` / ``fashion_mnist``: the original IDX files in torchvision's layout,
+  ``<root>/MNIST/raw/`` and ``<root>/FashionMNIST/raw/``, plain or ``.gz``.
+* ``cifar10``: the python pickles in ``<root>/cifar-10-batches-py/``.
+* ``digits``: scikit-learn's bundled 8x8 digits upscaled to 28x28; embedded, so it needs
+  neither files nor network (tests and CI use it).
+
+The data root is the ``data_dir`` argument, else ``$PAPERLIB_DATA``, else ``./data``.
+Missing files are downloaded when ``download=True``: through torchvision when it imports,
+otherwise with :mod:`urllib` from the standard mirrors, checking the published md5 before a
+file is moved into place. Every failure leaves no partial file behind and raises a
+one-line :class:`~paperlib.errors.PaperlibError` that says how to fix it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import http.client
+import math
+import os
+import pathlib
+import pickle
+import shutil
+import tarfile
+import tempfile
+import urllib.request
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from paperlib.errors import PaperlibError
+
+SOURCES: tuple[str, ...] = ("mnist", "fashion_mnist", "cifar10", "digits")
+SPLITS: tuple[str, ...] = ("train", "test")
+DATA_ENV_VAR = "PAPERLIB_DATA"
+
+# Per socket operation, not for the whole file: a dead network fails fast, a slow one still works.
+DOWNLOAD_TIMEOUT_S = 20.0
+
+_NUM_CLASSES = 10
+_IDX_SIDE = 28
+
+
+@dataclass(frozen=True)
+class RawSplit:
+    """One split of a source: ``images`` uint8 ``[N, C, H, W]``, ``labels`` int64 ``[N]`` in 0..9.
+
+    C=1 at 28x28 for mnist, fashion_mnist and digits; C=3 at 32x32 for cifar10.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.images, torch.Tensor) or self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise PaperlibError("RawSplit.images must be a uint8 tensor of shape [N, C, H, W]; convert it first")
+        if not isinstance(self.labels, torch.Tensor) or self.labels.dtype != torch.int64 or self.labels.dim() != 1:
+            raise PaperlibError("RawSplit.labels must be an int64 tensor of shape [N]; convert it first")
+        if self.images.shape[0] != self.labels.shape[0]:
+            raise PaperlibError(
+                f"RawSplit has {self.images.shape[0]} images but {self.labels.shape[0]} labels; pass matching tensors"
+            )
+
+
+# --------------------------------------------------------------------------- file tables
+
+
+@dataclass(frozen=True)
+class _IdxSource:
+    title: str  # name used in messages
+    folder: str  # torchvision's folder under the data root
+    mirror: str  # base URL of the .gz files
+
+
+_IDX_SOURCES: dict[str, _IdxSource] = {
+    "mnist": _IdxSource("MNIST", "MNIST", "https://ossci-datasets.s3.amazonaws.com/mnist/"),
+    "fashion_mnist": _IdxSource(
+        "Fashion-MNIST", "FashionMNIST", "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+    ),
+}
+# (images, labels) file stems per split; each file may also carry a .gz suffix.
+_IDX_STEMS: dict[str, tuple[str, str]] = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+_CIFAR_TITLE = "CIFAR-10"
+_CIFAR_FOLDER = "cifar-10-batches-py"
+_CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+_CIFAR_FILES: dict[str, tuple[str, ...]] = {
+    "train": tuple(f"data_batch_{i}" for i in range(1, 6)),
+    "test": ("test_batch",),
+}
+# Everything worth keeping from the archive (batches.meta holds the class names).
+_CIFAR_MEMBERS: tuple[str, ...] = (*_CIFAR_FILES["train"], *_CIFAR_FILES["test"], "batches.meta")
+
+_TORCHVISION_CLASSES: dict[str, str] = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+
+# Published md5 of the original downloads (the same values torchvision checks).
+_MD5_BY_URL: dict[str, str] = {
+    "https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "https://ossci-datasets.s3.amazonaws.com/mnist/train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "https://ossci-datasets.s3.amazonaws.com/mnist/t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "https://ossci-datasets.s3.amazonaws.com/mnist/t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/train-images-idx3-ubyte.gz": (
+        "8d4fb7e6c68d591d4c3dfef9ec88bf0d"
+    ),
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/train-labels-idx1-ubyte.gz": (
+        "25c81989df183df01b3e8a0aad5dffbe"
+    ),
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/t10k-images-idx3-ubyte.gz": (
+        "bef4ecab320f06d8554ea6380940ec79"
+    ),
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/t10k-labels-idx1-ubyte.gz": (
+        "bb300cfdad3c16e7a12a480ee83cd310"
+    ),
+    _CIFAR_URL: "c58f30108f718f92721af3b95e74349a",
+}
+
+# What a failing network looks like from urllib (URLError and socket timeouts are OSErrors).
+_NETWORK_ERRORS = (OSError, http.client.HTTPException, ValueError)
+# torchvision reports failed downloads and bad checksums as RuntimeError.
+_TORCHVISION_ERRORS = (RuntimeError, OSError, http.client.HTTPException, ValueError)
+
+
+class _DownloadError(Exception):
+    """The network path failed; load_source turns this into a 'not found' PaperlibError."""
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def resolve_data_root(data_dir: str | os.PathLike | None = None) -> pathlib.Path:
+    """Return the data root: ``data_dir`` if given, else ``$PAPERLIB_DATA``, else ``./data``.
+
+    An empty ``$PAPERLIB_DATA`` counts as unset. The result is absolute (relative paths are
+    taken from the current directory) and need not exist.
+    """
+    return _resolve_root(data_dir)[0]
+
+
+def load_source(
+    name: str, split: str, data_dir: str | os.PathLike | None = None, download: bool = True
+) -> RawSplit:
+    """Load split ``"train"`` or ``"test"`` of source ``name`` (one of :data:`SOURCES`).
+
+    File-based sources look in :func:`resolve_data_root` ``(data_dir)``; missing files are
+    downloaded when ``download`` is true. ``digits`` is embedded and ignores ``data_dir``
+    and ``download``. Raises :class:`PaperlibError` for an unknown name or split, missing
+    files that cannot be downloaded, and corrupt files.
+    """
+    _check_choice("source", name, SOURCES)
+    _check_choice("split", split, SPLITS)
+    if name == "digits":
+        return _load_digits(split)
+    root, origin = _resolve_root(data_dir)
+    if origin != _DEFAULT_ORIGIN and not root.is_dir():
+        # An explicit root that does not exist is most likely a typo: say so instead of creating it.
+        raise PaperlibError(
+            f"data root {root} (from {origin}) does not exist or is not a folder; point {DATA_ENV_VAR} or "
+            f"data_dir at a folder holding {', '.join(_expected_names(name, split))}"
+            f"{_local_copy_hint(name, root, split)}"
+        )
+    if _missing_files(name, root, split):
+        _obtain(name, root, split, download)
+    if name == "cifar10":
+        return _load_cifar(root, split)
+    return _load_idx_source(name, root, split)
+
+
+# --------------------------------------------------------------------------- data root
+
+_DEFAULT_ORIGIN = "the default ./data"
+
+
+def _resolve_root(data_dir: str | os.PathLike | None) -> tuple[pathlib.Path, str]:
+    """Return the data root and where it came from (for error messages)."""
+    if data_dir is not None:
+        return _absolute(data_dir, "data_dir"), "the data_dir argument"
+    env = os.environ.get(DATA_ENV_VAR, "")
+    if env:
+        return _absolute(env, DATA_ENV_VAR), f"${DATA_ENV_VAR}"
+    return pathlib.Path.cwd() / "data", _DEFAULT_ORIGIN
+
+
+def _absolute(path: str | os.PathLike, what: str) -> pathlib.Path:
+    try:
+        return pathlib.Path(path).expanduser().absolute()
+    except TypeError:
+        raise PaperlibError(f"{what} must be a path (str or os.PathLike), got {type(path).__name__}") from None
+
+
+def _check_choice(what: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise PaperlibError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+
+
+# --------------------------------------------------------------------------- expected files
+
+
+def _title(name: str) -> str:
+    return _CIFAR_TITLE if name == "cifar10" else _IDX_SOURCES[name].title
+
+
+def _relative_dir(name: str) -> str:
+    """The folder, relative to the data root, that holds the files of ``name``."""
+    return _CIFAR_FOLDER if name == "cifar10" else f"{_IDX_SOURCES[name].folder}/raw"
+
+
+def _expected_names(name: str, split: str) -> list[str]:
+    """The files a split needs, as shown in messages (``[.gz]`` marks an optional suffix)."""
+    if name == "cifar10":
+        return [f"{_CIFAR_FOLDER}/{f}" for f in _CIFAR_FILES[split]]
+    return [f"{_relative_dir(name)}/{stem}[.gz]" for stem in _IDX_STEMS[split]]
+
+
+def _find_idx(directory: pathlib.Path, stem: str) -> pathlib.Path | None:
+    """The plain file if present (torchvision leaves both; plain reads faster), else the .gz."""
+    for candidate in (directory / stem, directory / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _missing_files(name: str, root: pathlib.Path, split: str) -> list[str]:
+    directory = root / _relative_dir(name)
+    if name == "cifar10":
+        return [f for f in _CIFAR_FILES[split] if not (directory / f).is_file()]
+    return [stem for stem in _IDX_STEMS[split] if _find_idx(directory, stem) is None]
+
+
+# --------------------------------------------------------------------------- obtaining missing files
+
+
+def _obtain(name: str, root: pathlib.Path, split: str, download: bool) -> None:
+    """Download the missing files of a split, or raise a 'not found' PaperlibError."""
+    if not download:
+        raise _not_found(name, root, split, "(download=False)", "or pass download=True")
+    try:
+        _download(name, root, split)
+    except _DownloadError as exc:
+        reason = " ".join(str(exc).split())  # keep the message on one line
+        raise _not_found(name, root, split, f"and could not be downloaded (no network? {reason})") from exc
+    if _missing_files(name, root, split):
+        raise _not_found(name, root, split, "and the download did not produce them")
+
+
+def _not_found(name: str, root: pathlib.Path, split: str, why: str, extra: str = "") -> PaperlibError:
+    expected = ", ".join(_expected_names(name, split))
+    fix = f"set {DATA_ENV_VAR} or data_dir to a folder with these files{_local_copy_hint(name, root, split)}"
+    if extra:
+        fix = f"{fix}, {extra}"
+    return PaperlibError(f"{_title(name)} not found under {root} {why}: expected {expected}; {fix}")
+
+
+def _local_copy_hint(name: str, root: pathlib.Path, split: str) -> str:
+    """Point at an offline copy in ../shared/data (where this project's machines keep one), if any."""
+    shared = pathlib.Path.cwd().parent / "shared" / "data"
+    if shared.resolve() == root.resolve() or _missing_files(name, shared, split):
+        return ""
+    return f" (a copy exists at {os.path.relpath(shared)})"
+
+
+def _download(name: str, root: pathlib.Path, split: str) -> None:
+    """Fetch the missing files of ``name`` into ``root``; on failure remove the folders it made."""
+    created = _make_dirs(root / _relative_dir(name))
+    try:
+        torchvision = _import_torchvision()
+        if torchvision is not None:
+            _download_with_torchvision(torchvision, name, root, split)
+        elif name == "cifar10":
+            _download_cifar(root)
+        else:
+            _download_idx(name, root, split)
+    except BaseException:
+        _remove_empty_dirs(created)
+        raise
+
+
+def _import_torchvision() -> ModuleType | None:
+    """torchvision if it imports; a wheel built for another torch raises RuntimeError, not ImportError."""
+    try:
+        import torchvision
+    except (ImportError, RuntimeError, OSError):
+        return None
+    return torchvision
+
+
+def _download_with_torchvision(torchvision: ModuleType, name: str, root: pathlib.Path, split: str) -> None:
+    """Let torchvision download into a staging folder, then move the needed files into place.
+
+    Staging keeps any partial file torchvision may leave out of the data root: the staging
+    folder is always deleted.
+    """
+    dataset_class = getattr(torchvision.datasets, _TORCHVISION_CLASSES[name])
+    with tempfile.TemporaryDirectory(prefix=".paperlib-download-", dir=root) as staging:
+        try:
+            dataset_class(staging, train=(split == "train"), download=True)
+        except _TORCHVISION_ERRORS as exc:
+            raise _DownloadError(f"torchvision: {type(exc).__name__}: {exc}") from exc
+        source_dir = pathlib.Path(staging) / _relative_dir(name)
+        target_dir = root / _relative_dir(name)
+        for file_name in _installable_names(name, split):
+            source, target = source_dir / file_name, target_dir / file_name
+            if source.is_file() and not target.exists():
+                os.replace(source, target)
+
+
+def _installable_names(name: str, split: str) -> list[str]:
+    if name == "cifar10":
+        return list(_CIFAR_MEMBERS)
+    return [f"{stem}{suffix}" for stem in _IDX_STEMS[split] for suffix in ("", ".gz")]
+
+
+def _download_idx(name: str, root: pathlib.Path, split: str) -> None:
+    """Download each missing IDX file of a split as the original, checksummed .gz."""
+    source = _IDX_SOURCES[name]
+    directory = root / _relative_dir(name)
+    for stem in _IDX_STEMS[split]:
+        if _find_idx(directory, stem) is None:
+            url = f"{source.mirror}{stem}.gz"
+            with _verified_download(url, directory) as temporary:
+                os.replace(temporary, directory / f"{stem}.gz")
+
+
+def _download_cifar(root: pathlib.Path) -> None:
+    """Download the CIFAR-10 tarball, check it and unpack the batches; the tarball is not kept."""
+    with _verified_download(_CIFAR_URL, root) as archive:
+        _extract_cifar(archive, root / _CIFAR_FOLDER)
+
+
+@contextlib.contextmanager
+def _verified_download(url: str, directory: pathlib.Path) -> Iterator[pathlib.Path]:
+    """Download ``url`` to a temporary file in ``directory``, check its md5 and yield it.
+
+    The temporary file sits next to its destination so that ``os.replace`` is atomic; it is
+    removed on exit whatever happens, so a failure never leaves a partial file.
+    """
+    handle, temporary_name = tempfile.mkstemp(prefix=".paperlib-", suffix=".part", dir=directory)
+    os.close(handle)
+    temporary = pathlib.Path(temporary_name)
+    try:
+        try:
+            _fetch(url, temporary)
+        except _NETWORK_ERRORS as exc:
+            raise _DownloadError(f"{type(exc).__name__}: {exc} for {url}") from exc
+        actual, expected = _md5(temporary), _MD5_BY_URL[url]
+        if actual != expected:
+            raise PaperlibError(
+                f"download of {url} has md5 {actual}, expected {expected}; the file was discarded: "
+                f"retry later, or copy the original files into {directory} by hand"
+            )
+        yield temporary
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _fetch(url: str, dest: pathlib.Path) -> None:
+    """Write the bytes at ``url`` to ``dest``. The only function that touches the network."""
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(dest, "wb") as out:
+        shutil.copyfileobj(response, out)
+
+
+def _md5(path: pathlib.Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)  # an integrity check, not security
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _extract_cifar(archive: pathlib.Path, target_dir: pathlib.Path) -> None:
+    """Copy the batch files out of the tarball by name, in one streaming pass.
+
+    Members are read by their known names rather than with ``extractall``, so no path in
+    the archive can write outside ``target_dir``.
+    """
+    wanted = {f"{_CIFAR_FOLDER}/{file_name}": file_name for file_name in _CIFAR_MEMBERS}
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tar:
+                file_name = wanted.get(member.name)
+                extracted = tar.extractfile(member) if file_name and member.isfile() else None
+                if extracted is not None:
+                    _write_atomic(target_dir / file_name, extracted.read())
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise PaperlibError(
+            f"the downloaded CIFAR-10 archive cannot be unpacked ({type(exc).__name__}: {exc}); "
+            f"delete {target_dir} and retry"
+        ) from exc
+
+
+def _write_atomic(dest: pathlib.Path, data: bytes) -> None:
+    handle, temporary_name = tempfile.mkstemp(prefix=".paperlib-", suffix=".part", dir=dest.parent)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            f.write(data)
+        os.replace(temporary_name, dest)
+    finally:
+        pathlib.Path(temporary_name).unlink(missing_ok=True)
+
+
+def _make_dirs(path: pathlib.Path) -> list[pathlib.Path]:
+    """Create ``path`` and its missing parents; return the created ones, deepest first."""
+    created = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _remove_empty_dirs(created: list[pathlib.Path]) -> None:
+    for directory in created:
+        try:
+            directory.rmdir()
+        except OSError:
+            return  # not empty (a file was installed): its parents are not empty either
+
+
+# --------------------------------------------------------------------------- IDX (MNIST, Fashion-MNIST)
+
+
+def _load_idx_source(name: str, root: pathlib.Path, split: str) -> RawSplit:
+    directory = root / _relative_dir(name)
+    image_stem, label_stem = _IDX_STEMS[split]
+    image_path, label_path = _find_idx(directory, image_stem), _find_idx(directory, label_stem)
+    if image_path is None or label_path is None:  # removed since load_source looked
+        raise _not_found(name, root, split, "(the files disappeared while loading)")
+    images = _read_idx(image_path, ndim=3)
+    labels = _read_idx(label_path, ndim=1)
+    if images.shape[1:] != (_IDX_SIDE, _IDX_SIDE):
+        raise _corrupt(image_path, f"images are {images.shape[1]}x{images.shape[2]}, expected 28x28")
+    if images.shape[0] != labels.shape[0]:
+        raise PaperlibError(
+            f"{image_path} has {images.shape[0]} images but {label_path} has {labels.shape[0]} labels; "
+            f"delete both and re-download them (or re-copy them)"
+        )
+    if labels.size and int(labels.max()) >= _NUM_CLASSES:
+        raise _corrupt(label_path, f"label {int(labels.max())} is outside 0..9")
+    # np.frombuffer views are read-only; copy so callers get ordinary writable tensors.
+    return RawSplit(
+        images=torch.from_numpy(images.copy()).unsqueeze(1),
+        labels=torch.from_numpy(labels.astype(np.int64)),
+    )
+
+
+def _read_idx(path: pathlib.Path, ndim: int) -> np.ndarray:
+    """Read an unsigned-byte IDX file (optionally gzipped) into a uint8 array of ``ndim`` dims."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PaperlibError(f"cannot read {path} ({exc}); check that it is a readable file") from exc
+    if path.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as exc:
+            raise _corrupt(path, f"broken gzip stream: {type(exc).__name__}: {exc}") from exc
+    return _parse_idx(data, ndim, path)
+
+
+def _parse_idx(data: bytes, ndim: int, path: pathlib.Path) -> np.ndarray:
+    """Validate the IDX header (magic, dims) and that the payload has exactly prod(dims) bytes."""
+    # Magic: two zero bytes, the type byte 0x08 (unsigned byte) and the number of dims.
+    expected_magic = 0x0800 | ndim
+    if len(data) < 4:
+        raise _corrupt(path, f"only {len(data)} bytes, shorter than an IDX header")
+    magic = int.from_bytes(data[:4], "big")
+    if magic != expected_magic:
+        raise _corrupt(path, f"magic number 0x{magic:08X}, expected 0x{expected_magic:08X}")
+    header_size = 4 + 4 * ndim
+    if len(data) < header_size:
+        raise _corrupt(path, f"truncated header ({len(data)} bytes, needs {header_size})")
+    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    needed, payload = math.prod(dims), len(data) - header_size
+    if payload != needed:
+        kind = "truncated" if payload < needed else "has trailing bytes"
+        raise _corrupt(path, f"{kind}: {payload} data bytes, but its dims {dims} need {needed}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(dims)
+
+
+def _corrupt(path: pathlib.Path, problem: str) -> PaperlibError:
+    return PaperlibError(
+        f"{path} is corrupt or not a valid data file ({problem}); delete it and re-download it (or re-copy it)"
+    )
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+
+
+def _load_cifar(root: pathlib.Path, split: str) -> RawSplit:
+    directory = root / _CIFAR_FOLDER
+    batches = [_read_cifar_batch(directory / file_name) for file_name in _CIFAR_FILES[split]]
+    images = np.concatenate([images for images, _ in batches])
+    labels = np.concatenate([labels for _, labels in batches])
+    # Each row is 1024 red, then 1024 green, then 1024 blue values, each plane row-major.
+    return RawSplit(
+        images=torch.from_numpy(images.reshape(-1, 3, 32, 32)),
+        labels=torch.from_numpy(labels),
+    )
+
+
+def _read_cifar_batch(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read one CIFAR-10 batch pickle into (uint8 [N, 3072], int64 [N]).
+
+    The files are pickles, as published; only load data roots you trust.
+    """
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+    except OSError as exc:
+        raise PaperlibError(f"cannot read {path} ({exc}); check that it is a readable file") from exc
+    except Exception as exc:  # garbage bytes can make unpickling fail in almost any way
+        raise _corrupt(path, f"unreadable pickle: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise _corrupt(path, "not a CIFAR-10 batch: no b'data' and b'labels' entries")
+    images, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+    if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3 * 32 * 32:
+        raise _corrupt(path, f"b'data' is {images.dtype} {images.shape}, expected uint8 (N, 3072)")
+    if labels.shape != (images.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise _corrupt(path, f"b'labels' has shape {labels.shape}, expected {images.shape[0]} integers")
+    if labels.size and (labels.min() < 0 or labels.max() >= _NUM_CLASSES):
+        raise _corrupt(path, "b'labels' has values outside 0..9")
+    return images, labels.astype(np.int64)
+
+
+# --------------------------------------------------------------------------- digits (embedded)
+
+_DIGITS_SEED = 0
+_DIGITS_TRAIN_NUMERATOR, _DIGITS_TRAIN_DENOMINATOR = 4, 5  # 80% train per class, rounded down
+
+
+def _load_digits(split: str) -> RawSplit:
+    images, labels = _digits_images()
+    train_index, test_index = _digits_split(labels)
+    index = train_index if split == "train" else test_index
+    return RawSplit(images=images[index], labels=labels[index])
+
+
+def _digits_images() -> tuple[torch.Tensor, torch.Tensor]:
+    """All 1797 scikit-learn digits as uint8 [N, 1, 28, 28] images and int64 labels."""
+    from sklearn.datasets import load_digits  # imported here: sklearn is slow to import
+
+    pixels, labels = load_digits(return_X_y=True)  # float64 [N, 64] in 0..16
+    images = torch.from_numpy(pixels).to(torch.float32).reshape(-1, 1, 8, 8) * (255.0 / 16.0)
+    images = F.interpolate(images, size=(_IDX_SIDE, _IDX_SIDE), mode="bilinear", align_corners=False)
+    return images.round().clamp(0, 255).to(torch.uint8), torch.from_numpy(labels).to(torch.int64)
+
+
+def _digits_split(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stratified, seeded train/test split of the digits.
+
+    One ``torch.Generator().manual_seed(0)`` serves the classes 0..9 in ascending order.
+    For class c with n samples, the sample indices (ascending) are permuted with
+    ``torch.randperm(n, generator=g)``; the first ``floor(4n/5)`` go to train, the rest to
+    test. Each split's indices are returned sorted, so samples keep the dataset's order.
+    """
+    generator = torch.Generator().manual_seed(_DIGITS_SEED)
+    train_parts, test_parts = [], []
+    for cls in range(_NUM_CLASSES):
+        members = torch.nonzero(labels == cls).flatten()
+        shuffled = members[torch.randperm(len(members), generator=generator)]
+        n_train = len(members) * _DIGITS_TRAIN_NUMERATOR // _DIGITS_TRAIN_DENOMINATOR
+        train_parts.append(shuffled[:n_train])
+        test_parts.append(shuffled[n_train:])
+    return torch.cat(train_parts).sort().values, torch.cat(test_parts).sort().values
