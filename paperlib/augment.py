@@ -36,7 +36,7 @@ from torch import Tensor
 
 from paperlib.errors import PaperlibError
 
-__all__ = ["DSAParams", "DSA", "OPS"]
+__all__ = ["DSA", "OPS", "DSAParams"]
 
 #: The ops a strategy may name, in the reference's order.
 OPS: tuple[str, ...] = ("color", "crop", "cutout", "flip", "scale", "rotate")

@@ -10,9 +10,10 @@ import dataclasses
 import difflib
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -272,13 +273,13 @@ def derive_seed(seed: int, *tags: Any) -> int:
 
 __all__ = [
     "Params",
-    "make_params",
+    "derive_seed",
     "load_yaml",
-    "parse_set",
+    "make_params",
     "param_names",
+    "parse_set",
+    "resolve_defaults",
     "result_dict",
     "stable_hash",
-    "derive_seed",
     "validate",
-    "resolve_defaults",
 ]

@@ -38,7 +38,7 @@ class TrainSettings:
     lr_drop: bool = True  # False: constant lr (the gradient-matching inner loop)
 
     @classmethod
-    def from_params(cls, params: Params) -> "TrainSettings":
+    def from_params(cls, params: Params) -> TrainSettings:
         return cls(epochs=params.eval_epochs, lr=params.eval_lr, batch=params.eval_batch,
                    dsa_strategy=params.dsa_strategy if params.dsa else None)
 

@@ -78,3 +78,12 @@ def test_truncated_idx_file_is_a_clear_error_and_leaves_no_cache(capsys, tmp_pat
     err = capsys.readouterr().err
     assert "train-images-idx3-ubyte" in err and len(err.strip().splitlines()) == 1
     assert not any(p.is_file() for p in cache.rglob("*")) if cache.exists() else True
+
+
+def test_bench_prints_seconds_per_iteration(capsys):
+    args = ["bench", "dm", "--warmup", "0", "--set", "dataset=cmnist_fg", "--set", "source=digits",
+            "--set", "iterations=2", "--set", "ipc=1", "--set", "batch_real=8", "--set", "net_width=8",
+            "--set", "target=groups"]
+    assert main(args) == 0
+    result = _last_json(capsys)
+    assert result["seconds_per_iteration"] > 0 and result["iterations"] == 2 and result["target"] == "groups"

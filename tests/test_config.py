@@ -6,7 +6,8 @@ from paperlib.errors import PaperlibError
 
 def test_defaults_are_the_papers_protocol():
     p = make_params()
-    assert (p.net_depth, p.net_width, p.net_norm, p.net_act, p.net_pooling) == (3, 128, "instancenorm", "relu", "avgpooling")
+    architecture = (p.net_depth, p.net_width, p.net_norm, p.net_act, p.net_pooling)
+    assert architecture == (3, 128, "instancenorm", "relu", "avgpooling")
     assert (p.eval_lr, p.eval_batch) == (0.01, 256)
 
 
@@ -52,3 +53,18 @@ def test_source_must_fit_the_preset():
 def test_hash_and_seed_derivation_are_stable():
     assert stable_hash({"a": 1, "b": 2}) == stable_hash({"b": 2, "a": 1})
     assert derive_seed(0, "eval", 1) == derive_seed(0, "eval", 1) != derive_seed(0, "eval", 2)
+
+
+def test_result_key_ignores_what_cannot_change_the_result():
+    from paperlib.config import result_dict
+
+    base = result_dict(make_params(dataset="cmnist_fg", method="whole"))
+    assert result_dict(make_params(dataset="cmnist_fg", method="whole", conflict_ratio=0.3, ipc=7,
+                                   target="groups", progress=False, device="cpu")) == base
+    assert result_dict(make_params(dataset="cmnist_fg", method="whole", majority_ratio=0.8)) != base
+
+
+def test_papers_defaults_fill_in_by_method():
+    assert (make_params(method="dm").iterations, make_params(method="dm").lr_img) == (20000, 1.0)
+    assert make_params(method="dm", ipc=100).lr_img == 10.0
+    assert (make_params(method="dsa").iterations, make_params(method="dsa").lr_img) == (1000, 0.1)

@@ -5,8 +5,8 @@ import torch
 
 from paperlib.config import make_params
 from paperlib.data import build_dataset
-from paperlib.evaluate import TrainSettings, evaluate_set, train_classifier
 from paperlib.errors import PaperlibError
+from paperlib.evaluate import TrainSettings, evaluate_set, train_classifier
 from paperlib.models import ConvNet, init_parameters
 
 

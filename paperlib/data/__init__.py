@@ -3,4 +3,4 @@
 from paperlib.data.container import BiasedDataset, DatasetInfo, Split
 from paperlib.data.presets import PRESETS, build_dataset, dataset_key
 
-__all__ = ["BiasedDataset", "DatasetInfo", "Split", "PRESETS", "build_dataset", "dataset_key"]
+__all__ = ["PRESETS", "BiasedDataset", "DatasetInfo", "Split", "build_dataset", "dataset_key"]

@@ -27,7 +27,7 @@ class Split:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def subset(self, index: Tensor) -> "Split":
+    def subset(self, index: Tensor) -> Split:
         """The samples at ``index`` (an index or boolean mask tensor)."""
         return Split(self.images[index], self.labels[index], self.attributes[index], self.aligned[index])
 

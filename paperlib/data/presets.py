@@ -24,8 +24,8 @@ Training splits carry the bias; test splits are balanced over
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor

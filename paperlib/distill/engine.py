@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from paperlib.augment import DSA, DSAParams
@@ -136,8 +135,8 @@ class Distiller:
 
     # --- checkpoints -------------------------------------------------------------------------
     def state(self, iteration: int, losses: list[float]) -> dict:
-        return {"iteration": iteration, "syn": self.syn.detach().cpu().contiguous(), "optimizer": self.optimizer.state_dict(),
-                "rng": self.gen.get_state(), "losses": list(losses)}
+        return {"iteration": iteration, "syn": self.syn.detach().cpu().contiguous(),
+                "optimizer": self.optimizer.state_dict(), "rng": self.gen.get_state(), "losses": list(losses)}
 
     def load_state(self, state: dict) -> tuple[int, list[float]]:
         with torch.no_grad():
