@@ -14,6 +14,8 @@ import math
 import torch
 from torch import Tensor
 
+from paperlib.data.container import rank_within_cells
+
 # Learning-from-Failure's Colored MNIST mean colours, classes 0..9 (PAPERS.md).
 LFF_COLOURS = (
     (0.984, 0.313, 0.169), (0.991, 0.916, 0.352), (0.673, 0.461, 0.580), (0.783, 0.832, 0.601),
@@ -48,13 +50,9 @@ def assign_attributes(labels: Tensor, aligned_fraction: float, num_attributes: i
     """
     n = labels.shape[0]
     num_classes = int(labels.max()) + 1 if n else 0
-    # A random order, then a stable sort by class: each class's samples in random order.
-    order = torch.randperm(n, generator=generator)
-    by_class = order[torch.sort(labels[order], stable=True).indices]
+    by_class, rank = rank_within_cells(labels, generator)  # each class's samples in random order
     class_sizes = torch.bincount(labels, minlength=num_classes)
-    class_start = torch.cumsum(class_sizes, 0) - class_sizes
     sorted_labels = labels[by_class]
-    rank = torch.arange(n) - class_start[sorted_labels]  # position within the class
     n_aligned = torch.round(class_sizes.double() * aligned_fraction).long()
     is_aligned = rank < n_aligned[sorted_labels]
     others = num_attributes - 1

@@ -110,21 +110,29 @@ class BiasedDataset:
         return out
 
 
+def rank_within_cells(cells: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """A random order of the samples grouped by cell, and each one's position in its cell.
+
+    One random permutation, then a stable sort by cell: within a cell the order
+    is random. Returns ``(order, rank)``: ``order`` lists sample indices cell by
+    cell, and ``rank[i]`` is the position of ``order[i]`` within its cell.
+    """
+    n = cells.shape[0]
+    permutation = torch.randperm(n, generator=generator)
+    order = permutation[torch.sort(cells[permutation], stable=True).indices]
+    sizes = torch.bincount(cells)
+    start = torch.cumsum(sizes, 0) - sizes
+    return order, torch.arange(n) - start[cells[order]]
+
+
 def take_per_cell(cells: Tensor, quota: Tensor, generator: torch.Generator) -> Tensor:
     """Indices of ``quota[cell]`` random samples of every cell (fewer if a cell is smaller).
 
     ``cells`` holds each sample's cell id (a class, or a class x group pair).
-    Vectorised: one random permutation, a stable sort by cell, then the first
-    ``quota[cell]`` of each cell. Returned sorted by cell.
+    Returned sorted by cell.
     """
-    n = cells.shape[0]
-    order = torch.randperm(n, generator=generator)
-    by_cell = order[torch.sort(cells[order], stable=True).indices]
-    sizes = torch.bincount(cells, minlength=quota.shape[0])
-    start = torch.cumsum(sizes, 0) - sizes
-    sorted_cells = cells[by_cell]
-    rank = torch.arange(n) - start[sorted_cells]
-    return by_cell[rank < quota[sorted_cells]]
+    order, rank = rank_within_cells(cells, generator)
+    return order[rank < quota[cells[order]]]
 
 
 def sample_per_class(labels: Tensor, per_class: int, generator: torch.Generator) -> Tensor:

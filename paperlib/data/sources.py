@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from paperlib.errors import PaperlibError
+from paperlib.store import atomic_write
 
 SOURCES: tuple[str, ...] = ("mnist", "fashion_mnist", "cifar10", "digits")
 SPLITS: tuple[str, ...] = ("train", "test")
@@ -393,22 +394,13 @@ def _extract_cifar(archive: pathlib.Path, target_dir: pathlib.Path) -> None:
                 file_name = wanted.get(member.name)
                 extracted = tar.extractfile(member) if file_name and member.isfile() else None
                 if extracted is not None:
-                    _write_atomic(target_dir / file_name, extracted.read())
+                    with atomic_write(target_dir / file_name) as tmp:
+                        tmp.write_bytes(extracted.read())
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise PaperlibError(
             f"the downloaded CIFAR-10 archive cannot be unpacked ({type(exc).__name__}: {exc}); "
             f"delete {target_dir} and retry"
         ) from exc
-
-
-def _write_atomic(dest: pathlib.Path, data: bytes) -> None:
-    handle, temporary_name = tempfile.mkstemp(prefix=".paperlib-", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(data)
-        os.replace(temporary_name, dest)
-    finally:
-        pathlib.Path(temporary_name).unlink(missing_ok=True)
 
 
 def _make_dirs(path: pathlib.Path) -> list[pathlib.Path]:
