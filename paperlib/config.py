@@ -205,6 +205,14 @@ def make_params(overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> Pa
     return resolve_defaults(validate(Params(**values)))
 
 
+def with_overrides(params: Params | None, overrides: Mapping[str, Any]) -> Params:
+    """``params`` (defaults when ``None``) updated by ``overrides``, validated."""
+    if params is not None and not overrides:
+        return params
+    base = {} if params is None else dataclasses.asdict(params)
+    return make_params({**base, **overrides})
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a flat YAML mapping of parameters (a papermill parameter file)."""
     path = Path(path)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from paperlib.config import Params, derive_seed, make_params, result_dict, stable_hash
+from paperlib.config import Params, derive_seed, result_dict, stable_hash, with_overrides
 from paperlib.data import BiasedDataset, build_dataset
 from paperlib.data.container import sample_per_class
 from paperlib.distill.engine import DISTILL_METHODS, distill
@@ -107,9 +107,7 @@ def run(params: Params | None = None, **overrides: Any) -> dict[str, Any]:
     ``runs``, ``timings`` in seconds, the ``device``, the training-set size,
     for distilled sets the loss curve, and whether it came from the ``cache``.
     """
-    if params is None or overrides:
-        base = {} if params is None else dataclasses.asdict(params)
-        params = make_params({**base, **overrides})
+    params = with_overrides(params, overrides)
     folder = record_dir(params)
     cached = None if params.force else load_record(params)
     if cached is not None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from paperlib.config import Params, derive_seed, make_params, stable_hash
+from paperlib.config import Params, derive_seed, stable_hash, with_overrides
 from paperlib.data import bias
 from paperlib.data.container import BiasedDataset, DatasetInfo, Split
 from paperlib.data.sources import load_source
@@ -188,9 +188,7 @@ def build_dataset(params: Params | None = None, **overrides) -> BiasedDataset:
     ``build_dataset(dataset="cmnist", conflict_ratio=0.01, source="digits")``.
     The cache file is keyed by :func:`dataset_key` and written atomically.
     """
-    if params is None or overrides:
-        base = {} if params is None else {k: getattr(params, k) for k in params.__dataclass_fields__}
-        params = make_params({**base, **overrides})
+    params = with_overrides(params, overrides)
     key = dataset_key(params)
     path = cache_root(params.cache_dir) / "datasets" / f"{params.dataset}-{stable_hash(key)}.pt"
     payload = load_tensors(path)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from paperlib.augment import DSA, DSAParams
-from paperlib.config import Params, derive_seed
+from paperlib.config import DISTILL_METHODS, Params, derive_seed
 from paperlib.data.container import BiasedDataset
 from paperlib.distill.dc import dc_class_loss, default_loops
 from paperlib.distill.dm import augment_siamese, dm_loss
@@ -28,8 +28,6 @@ from paperlib.evaluate import TrainSettings, train_classifier
 from paperlib.models import build_model, init_parameters
 from paperlib.runtime import generator, progress
 from paperlib.store import load_tensors, save_tensors
-
-DISTILL_METHODS = ("dm", "dc", "dsa")
 
 
 @dataclass

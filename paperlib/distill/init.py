@@ -5,10 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from paperlib.config import INITS
 from paperlib.data.container import BiasedDataset, sample_per_class, take_per_cell
 from paperlib.errors import PaperlibError
-
-INITS = ("real", "noise", "balanced")
 
 
 def balanced_quota(cell_sizes: Tensor, per_class: int) -> Tensor:

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from paperlib.config import SAMPLINGS
 from paperlib.data.container import take_per_cell
 from paperlib.errors import PaperlibError
-
-SAMPLING_MODES = ("uniform", "stratified")
 
 
 @dataclass
@@ -65,8 +64,8 @@ class RealSampler:
 
     def __init__(self, labels: Tensor, groups: Tensor, num_classes: int, num_groups: int, batch: int,
                  mode: str = "uniform", stratified_min: int = 16) -> None:
-        if mode not in SAMPLING_MODES:
-            raise PaperlibError(f"unknown sampling {mode!r}; choose one of: {', '.join(SAMPLING_MODES)}")
+        if mode not in SAMPLINGS:
+            raise PaperlibError(f"unknown sampling {mode!r}; choose one of: {', '.join(SAMPLINGS)}")
         self.labels, self.groups = labels, groups
         self.num_classes, self.num_groups, self.mode = num_classes, num_groups, mode
         class_sizes = torch.bincount(labels, minlength=num_classes)

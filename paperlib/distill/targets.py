@@ -26,10 +26,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from paperlib.config import TARGETS
 from paperlib.distill.sampling import RealBatch
 from paperlib.errors import PaperlibError
-
-TARGETS = ("vanilla", "weighted", "groups")
 
 
 def _normalise_rows(m: Tensor) -> Tensor:
