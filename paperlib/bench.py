@@ -24,7 +24,7 @@ def bench(params: Params, warmup: int = 1) -> dict[str, Any]:
 
     device = resolve_device(params.device)
     dataset = build_dataset(params)
-    weights = sample_weights(dataset, params) if params.target == "weighted" else None
+    weights, facts = sample_weights(dataset, params, device) if params.target == "weighted" else (None, {})
     target = make_target(params.target, dataset.info.num_attributes, weights)
     distiller = Distiller(dataset, params, target, device)
     for _ in range(warmup):
@@ -51,4 +51,5 @@ def bench(params: Params, warmup: int = 1) -> dict[str, Any]:
         "device": str(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        **({"kde_seconds": facts["kde_seconds"]} if "kde_seconds" in facts else {}),
     }

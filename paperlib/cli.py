@@ -1,10 +1,12 @@
-"""Command line: ``python -m paperlib {describe,run,bench} [PARAMS.yaml] [--set KEY=VALUE ...]``.
+"""Command line: ``python -m paperlib {describe,run,bench,suite} [PARAMS.yaml] [--set KEY=VALUE ...]``.
 
 ``describe`` prints the dataset summary as one JSON object. ``run`` trains and
 evaluates; its last stdout line is one JSON object with the metrics (percent,
 means over evaluation models, each with ``_std``), ``num_eval`` and
 ``seconds``. ``bench dm|dc|dsa`` prints ``{"seconds_per_iteration": ...}``
-(5 timed iterations unless ``iterations`` is set). Errors print one
+(5 timed iterations unless ``iterations`` is set). ``suite FILE.yaml [--only
+NAME] [--csv PATH] [--table-only]`` runs a suite of comparisons (see
+:mod:`paperlib.suite`) and writes their results table as CSV. Errors print one
 ``error: ...`` line to stderr and exit with 2.
 """
 
@@ -30,9 +32,19 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("method", choices=("dm", "dc", "dsa"))
             sub.add_argument("--warmup", type=int, default=1, help="untimed iterations first (default 1)")
         sub.add_argument("params_file", nargs="?", help="YAML file of parameters (flat mapping)")
-        sub.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
-                         help="override one parameter; values are YAML scalars; repeatable")
+        _add_set(sub)
+    suite = commands.add_parser("suite", help="run a suite of comparisons; write the results table as CSV")
+    suite.add_argument("suite_file", help="YAML suite file (defaults + experiments), e.g. params/quick/kde_fairdd.yaml")
+    suite.add_argument("--only", help="only experiments whose name contains this")
+    suite.add_argument("--csv", help="write the results table here (CSV)")
+    suite.add_argument("--table-only", action="store_true", help="tabulate stored records; run nothing")
+    _add_set(suite)
     return parser
+
+
+def _add_set(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                     help="override one parameter; values are YAML scalars; repeatable")
 
 
 def _params(args: argparse.Namespace, **defaults):
@@ -65,11 +77,21 @@ def _bench(args: argparse.Namespace) -> dict:
     return bench(_params(args, iterations=5, progress=False, method=args.method), warmup=args.warmup)
 
 
+def _suite(args: argparse.Namespace) -> dict:
+    from paperlib.suite import load_suite, results_table, run_suite, write_csv
+
+    specs = load_suite(args.suite_file, parse_set(args.assignments), args.only)
+    table = results_table(specs) if args.table_only else run_suite(specs)
+    if args.csv:
+        write_csv(table, args.csv)
+    return {"runs": len(table), "done": int((table["status"] == "done").sum()), "csv": args.csv}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     args = _parser().parse_args(argv)
     try:
-        result = {"describe": _describe, "run": _run, "bench": _bench}[args.command](args)
+        result = {"describe": _describe, "run": _run, "bench": _bench, "suite": _suite}[args.command](args)
     except PaperlibError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

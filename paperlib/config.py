@@ -22,7 +22,11 @@ from paperlib.errors import PaperlibError
 METHODS = ("whole", "random", "dm", "dc", "dsa")
 DISTILL_METHODS = ("dm", "dc", "dsa")
 TARGETS = ("vanilla", "weighted", "groups")
-WEIGHTS = ("uniform", "group_balanced")
+WEIGHTS = ("uniform", "group_balanced", "kde")
+KDE_ENCODERS = ("supcon", "random", "pixels")
+BANDWIDTHS = ("scott", "silverman", "median", "fixed")
+WEIGHTINGS = ("power", "softmax")
+EVAL_TRAINERS = ("plain", "lff")
 INITS = ("real", "noise", "balanced")
 SAMPLINGS = ("uniform", "stratified")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -48,7 +52,7 @@ class Params:
     ipc: int = 10  # images per class (random real subset, distilled sets)
     # --- distillation (dm, dc, dsa) ---
     target: str = "vanilla"  # vanilla | weighted | groups (FairDD)
-    weights: str = "uniform"  # per-sample weights for target=weighted
+    weights: str = "uniform"  # per-sample weights for target=weighted: uniform | group_balanced | kde
     iterations: int = 0  # 0: the papers' value (DM 20000, DC/DSA 1000)
     batch_real: int = 256  # real images per class and step
     lr_img: float = 0.0  # 0: the papers' value (DM 1, or 10 at IPC >= 100; DC/DSA 0.1)
@@ -62,6 +66,17 @@ class Params:
     checkpoint_every: int = 100  # iterations between checkpoints (0: none)
     precision: str = "fp32"  # fp32 | bf16 (autocast for the matching forward passes; changes the maths)
     channels_last: bool = True  # NHWC layout for distillation (same fp32 maths, faster convolutions on CPU)
+    # --- KDE sample weights (paper A; weights=kde) ---
+    kde_encoder: str = "supcon"  # supcon | random (fresh ConvNet) | pixels
+    supcon_epochs: float = 10.0  # encoder training epochs over the biased training split (fractions allowed)
+    supcon_temperature: float = 0.1
+    supcon_lr: float = 0.05
+    kde_bandwidth: str = "median"  # median (pairwise-distance heuristic) | scott | silverman | fixed
+    kde_bandwidth_value: float = 1.0  # the bandwidth for kde_bandwidth=fixed
+    kde_weighting: str = "power"  # power: w ~ p^-alpha | softmax: softmax(-z / tau), z = standardised log p
+    kde_alpha: float = 1.0
+    kde_tau: float = 1.0
+    kde_clip: float = 0.0  # 0: none; else no weight above kde_clip x the class's uniform weight
     # --- model ---
     model: str = "convnet"
     net_width: int = 128
@@ -76,6 +91,9 @@ class Params:
     num_eval: int = 5
     dsa: bool = True  # DSA augmentation while training evaluation models
     dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    eval_trainer: str = "plain"  # plain | lff (Learning from Failure, a debiasing baseline)
+    lff_q: float = 0.7  # generalised cross-entropy exponent of LfF's biased model
+    lff_ema: float = 0.7  # LfF's per-sample loss moving average
     # --- execution ---
     seed: int = 0
     device: str = "auto"
@@ -93,7 +111,14 @@ _POSITIVE_INTS = ("ipc", "eval_epochs", "eval_batch", "num_eval", "net_width", "
                   "stratified_min")
 _NON_NEGATIVE = ("iterations", "outer_loop", "inner_loop", "checkpoint_every", "lr_img", "momentum_img")
 _CHOICES = {"method": METHODS, "target": TARGETS, "weights": WEIGHTS, "init": INITS, "sampling": SAMPLINGS,
-            "precision": ("fp32", "bf16")}
+            "precision": ("fp32", "bf16"), "kde_encoder": KDE_ENCODERS, "kde_bandwidth": BANDWIDTHS,
+            "kde_weighting": WEIGHTINGS, "eval_trainer": EVAL_TRAINERS}
+_POSITIVE_FLOATS = ("supcon_temperature", "supcon_lr", "kde_bandwidth_value", "kde_alpha", "kde_tau", "eval_lr")
+_KDE_KEYS = ("kde_encoder", "supcon_epochs", "supcon_temperature", "supcon_lr", "kde_bandwidth",
+             "kde_bandwidth_value", "kde_weighting", "kde_alpha", "kde_tau", "kde_clip")
+_SUPCON_KEYS = ("supcon_epochs", "supcon_temperature", "supcon_lr")
+# Keys of the evaluation protocol only: a distilled set does not depend on them.
+EVAL_KEYS = ("eval_epochs", "eval_lr", "eval_batch", "num_eval", "eval_trainer", "lff_q", "lff_ema")
 # Keys that only matter for distillation, or only for one target.
 _DISTILL_KEYS = ("target", "weights", "iterations", "batch_real", "lr_img", "momentum_img", "init", "sampling",
                  "stratified_min", "outer_loop", "inner_loop", "lr_net", "precision", "channels_last")
@@ -171,8 +196,17 @@ def validate(params: Params) -> Params:
             raise PaperlibError(f"unknown {name} {getattr(params, name)!r}; choose one of: {', '.join(choices)}")
     if params.model not in MODELS:
         raise PaperlibError(f"unknown model {params.model!r}; choose one of: {', '.join(MODELS)}")
-    if params.eval_lr <= 0:
-        raise PaperlibError(f"eval_lr must be positive, got {params.eval_lr}")
+    for name in _POSITIVE_FLOATS:
+        if not getattr(params, name) > 0:
+            raise PaperlibError(f"{name} must be positive, got {getattr(params, name)}")
+    if params.kde_clip != 0 and params.kde_clip < 1:
+        raise PaperlibError(f"kde_clip must be 0 (no clipping) or at least 1 (x the uniform weight), "
+                            f"got {params.kde_clip}")
+    if params.supcon_epochs <= 0:
+        raise PaperlibError(f"supcon_epochs must be positive, got {params.supcon_epochs}")
+    for name in ("lff_q", "lff_ema"):
+        if not 0 < getattr(params, name) < 1:
+            raise PaperlibError(f"{name} must be in (0, 1), got {getattr(params, name)}; the paper uses 0.7")
     if params.device.split(":")[0] not in DEVICES:
         raise PaperlibError(f"unknown device {params.device!r}; use auto, cpu, cuda or cuda:N")
     return params
@@ -257,8 +291,17 @@ def result_dict(params: Params) -> dict[str, Any]:
         unused.update(_DISTILL_KEYS)
     if params.method == "whole":
         unused.add("ipc")
-    if params.target != "weighted":
+    if params.target != "weighted" or "weights" in unused:
         unused.add("weights")
+    if "weights" in unused or params.weights != "kde":
+        unused.update(_KDE_KEYS)
+    elif params.kde_encoder != "supcon":
+        unused.update(_SUPCON_KEYS)
+    if params.kde_bandwidth != "fixed":
+        unused.add("kde_bandwidth_value")
+    unused.add("kde_tau" if params.kde_weighting == "power" else "kde_alpha")
+    if params.eval_trainer != "lff":
+        unused.update(("lff_q", "lff_ema"))
     if params.method == "dm":
         unused.update(("outer_loop", "inner_loop", "lr_net"))
     return {k: v for k, v in values.items() if k not in unused}

@@ -10,6 +10,7 @@ real subsets and the whole training set.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -47,18 +48,27 @@ class TrainSettings:
         return self.lr * (0.1 if self.lr_drop and epoch >= self.epochs // 2 + 1 else 1.0)
 
 
-def train_classifier(model: nn.Module, images: Tensor, labels: Tensor, settings: TrainSettings,
-                     gen: torch.Generator, show_progress: bool = True, desc: str = "train") -> nn.Module:
-    """Train ``model`` in place on normalised ``images`` (on the model's device).
+def sgd(parameters: Iterable[Tensor], settings: TrainSettings) -> torch.optim.SGD:
+    """The protocol's optimiser (the learning rate is then set per epoch by :func:`run_epochs`)."""
+    return torch.optim.SGD(parameters, lr=settings.lr, momentum=settings.momentum,
+                           weight_decay=settings.weight_decay)
 
-    Shuffling and augmentation draw from ``gen`` only. A non-finite loss stops
-    training with an error naming the epoch.
+
+def run_epochs(optimizer: torch.optim.Optimizer, images: Tensor, settings: TrainSettings, gen: torch.Generator,
+               batch_loss: Callable[[Tensor, Tensor], Tensor], show_progress: bool = True,
+               desc: str = "train") -> None:
+    """The training loop shared by every evaluation trainer.
+
+    Each epoch sets the learning rate from :meth:`TrainSettings.lr_at`, draws one
+    permutation of ``images`` from ``gen`` and, for every batch, applies DSA
+    (parameters from ``gen``, when ``settings.dsa_strategy`` is set), then calls
+    ``batch_loss(index, x)`` with the batch's sample indices and augmented images
+    and takes one ``optimizer`` step on the scalar it returns. Keeping the random
+    draws here, in this order, is what makes every trainer consume ``gen`` the
+    same way. A non-finite mean loss stops training with an error naming the epoch.
     """
     dsa = DSA(DSAParams(strategy=settings.dsa_strategy)) if settings.dsa_strategy else None
-    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
-                                weight_decay=settings.weight_decay)
     n = images.shape[0]
-    model.train()
     bar = progress(range(settings.epochs), desc=desc, enabled=show_progress)
     for epoch in bar:
         for group in optimizer.param_groups:
@@ -70,7 +80,7 @@ def train_classifier(model: nn.Module, images: Tensor, labels: Tensor, settings:
             x = images[index]
             if dsa is not None:
                 x = dsa(x, gen)
-            loss = F.cross_entropy(model(x), labels[index])
+            loss = batch_loss(index, x)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -79,6 +89,22 @@ def train_classifier(model: nn.Module, images: Tensor, labels: Tensor, settings:
         if not math.isfinite(mean_loss):
             raise PaperlibError(f"training loss became {mean_loss} at epoch {epoch + 1}; lower eval_lr")
         bar.set_postfix(loss=f"{mean_loss:.3f}", refresh=False)
+
+
+def train_classifier(model: nn.Module, images: Tensor, labels: Tensor, settings: TrainSettings,
+                     gen: torch.Generator, show_progress: bool = True, desc: str = "train") -> nn.Module:
+    """Train ``model`` in place with cross-entropy on normalised ``images`` (on the model's device).
+
+    Shuffling and augmentation draw from ``gen`` only. A non-finite loss stops
+    training with an error naming the epoch.
+    """
+    optimizer = sgd(model.parameters(), settings)
+    model.train()
+
+    def batch_loss(index: Tensor, x: Tensor) -> Tensor:
+        return F.cross_entropy(model(x), labels[index])
+
+    run_epochs(optimizer, images, settings, gen, batch_loss, show_progress, desc)
     return model
 
 
@@ -95,22 +121,36 @@ def evaluate_set(images: Tensor, labels: Tensor, dataset: BiasedDataset, params:
 
     ``images`` are normalised (as :meth:`BiasedDataset.normalized` gives). Model
     ``k`` draws its initialisation, shuffling and augmentation from
-    ``derive_seed(params.seed, tag, k)``. Returns the per-model metrics under
+    ``derive_seed(params.seed, tag, k)``. With ``params.eval_trainer == "lff"``
+    each model is trained by Learning from Failure (:func:`paperlib.debias.train_lff`)
+    next to a biased companion drawn from the same generator, and the debiased
+    model is the one tested. Returns the per-model metrics under
     ``"runs"`` and their mean / std (see :func:`paperlib.metrics.summarize`).
     """
     settings = TrainSettings.from_params(params)
     images, labels = images.to(device), labels.to(device)
     test_images = dataset.normalized("test", device)
     test = dataset.test
+
+    def build() -> nn.Module:
+        return build_model(params.model, dataset.channels, dataset.num_classes, dataset.image_size,
+                           width=params.net_width, depth=params.net_depth, norm=params.net_norm,
+                           act=params.net_act, pooling=params.net_pooling)
+
     runs = []
     for k in range(params.num_eval):
         gen = generator(derive_seed(params.seed, tag, k))
-        model = build_model(params.model, dataset.channels, dataset.num_classes, dataset.image_size,
-                            width=params.net_width, depth=params.net_depth, norm=params.net_norm,
-                            act=params.net_act, pooling=params.net_pooling)
-        model = init_parameters(model, gen).to(device)
+        model = init_parameters(build(), gen).to(device)
         desc = f"{tag} model {k + 1}/{params.num_eval}"
-        train_classifier(model, images, labels, settings, gen, params.progress, desc)
+        if params.eval_trainer == "lff":
+            from paperlib.debias import train_lff  # imported here: debias builds on this module
+
+            # LfF's biased companion: same architecture, drawn from the same generator right after.
+            biased = init_parameters(build(), gen).to(device)
+            train_lff(biased, model, images, labels, settings, params.lff_q, params.lff_ema, gen,
+                      params.progress, desc)
+        else:
+            train_classifier(model, images, labels, settings, gen, params.progress, desc)
         predictions = predict(model, test_images)
         runs.append(classification_metrics(predictions, test.labels, test.attributes, test.aligned,
                                            dataset.num_classes, dataset.info.num_attributes))

@@ -3,11 +3,13 @@
 ``run(dataset="cmnist", method="dm")`` and ``python -m paperlib run --set
 dataset=cmnist --set method=dm`` do the same thing. Each finished run is one
 folder ``<cache>/results/<dataset>-<method>-<key>/`` holding ``record.json``
-(parameters, metrics, timings) and, for distilled sets, ``synthetic.pt`` and a
-``synthetic.png`` grid. The key hashes the result-defining parameters and
-:data:`CODE_VERSION`; asking again returns the stored record instantly unless
-``force=true``. Files are written atomically and the record last, so a run
-that fails leaves no record.
+(parameters, metrics, timings). A distilled set lives apart, in
+``<cache>/distilled/<dataset>-<method>-<key>/`` (``synthetic.pt``, a
+``synthetic.png`` grid, ``facts.json``), keyed without the evaluation settings
+so that several evaluations share one distillation. Keys hash the
+result-defining parameters and :data:`CODE_VERSION`; asking again returns the
+stored record instantly unless ``force=true``. Files are written atomically
+and the record last, so a run that fails leaves no record.
 """
 
 from __future__ import annotations
@@ -22,15 +24,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from paperlib.config import Params, derive_seed, result_dict, stable_hash, with_overrides
+from paperlib.config import EVAL_KEYS, Params, derive_seed, result_dict, stable_hash, with_overrides
 from paperlib.data import BiasedDataset, build_dataset
 from paperlib.data.container import sample_per_class
 from paperlib.distill.engine import DISTILL_METHODS, distill
 from paperlib.distill.targets import make_target
 from paperlib.evaluate import evaluate_set
 from paperlib.plots import save_image_grid
+from paperlib.reweight import kde_weights, weight_diagnostics
 from paperlib.runtime import generator, resolve_device
-from paperlib.store import atomic_write, cache_root, save_tensors
+from paperlib.store import atomic_write, cache_root, load_tensors, save_tensors
 
 # Bump when a change in the code changes what a stored result means.
 CODE_VERSION = 1
@@ -42,27 +45,43 @@ def record_key(params: Params) -> str:
 
 
 def record_dir(params: Params) -> Path:
-    """The folder holding a run's record and synthetic set."""
+    """The folder holding a run's ``record.json``."""
     return cache_root(params.cache_dir) / "results" / f"{params.dataset}-{params.method}-{record_key(params)}"
 
 
-def sample_weights(dataset: BiasedDataset, params: Params) -> Tensor:
-    """Per-training-sample weights for ``target=weighted``.
+def distilled_dir(params: Params) -> Path:
+    """The folder holding a distilled set: ``synthetic.pt``, ``synthetic.png``, ``facts.json``.
+
+    Keyed without the evaluation settings, so evaluating one distilled set in
+    several ways (more models, LfF, other epochs) distils it once.
+    """
+    values = {k: v for k, v in result_dict(params).items() if k not in EVAL_KEYS}
+    key = stable_hash({**values, "code_version": CODE_VERSION})
+    return cache_root(params.cache_dir) / "distilled" / f"{params.dataset}-{params.method}-{key}"
+
+
+def sample_weights(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, dict[str, Any]]:
+    """Per-training-sample weights for ``target=weighted``, and facts about them.
 
     ``uniform``: all ones (equals ``vanilla``). ``group_balanced``:
     ``1 / n_(class, group)``, so every group of a class carries the same total
-    weight.
+    weight. ``kde``: paper A's density-based weights (:mod:`paperlib.reweight`);
+    the facts then hold their one-off cost and the per-class share of weight
+    on bias-conflicting samples.
     """
     train = dataset.train
     if params.weights == "uniform":
-        return torch.ones(len(train))
+        return torch.ones(len(train)), {}
+    if params.weights == "kde":
+        kde = kde_weights(dataset, params, device)
+        diagnostics = weight_diagnostics(kde.weights, train.labels, train.aligned, dataset.num_classes)
+        return kde.weights, {"kde_seconds": kde.seconds, "kde_diagnostics": diagnostics}
     a = dataset.info.num_attributes
     cells = train.labels * a + train.attributes
-    return 1.0 / torch.bincount(cells, minlength=dataset.num_classes * a).float()[cells]
+    return 1.0 / torch.bincount(cells, minlength=dataset.num_classes * a).float()[cells], {}
 
 
-def training_set(dataset: BiasedDataset, params: Params, device: torch.device,
-                 checkpoint: Path | None = None) -> tuple[Tensor, Tensor, dict[str, Any]]:
+def training_set(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, Tensor, dict]:
     """The images an evaluation model learns from (normalised), their labels, and facts about them.
 
     ``whole``: the entire biased training split. ``random``: ``ipc`` random real
@@ -70,17 +89,35 @@ def training_set(dataset: BiasedDataset, params: Params, device: torch.device,
     """
     train = dataset.train
     if params.method in DISTILL_METHODS:
-        weights = sample_weights(dataset, params) if params.target == "weighted" else None
-        target = make_target(params.target, dataset.info.num_attributes, weights)
-        result = distill(dataset, params, target, device, checkpoint)
-        facts = {"losses": result.losses, "distill_seconds": result.seconds,
-                 "seconds_per_iteration": result.seconds / max(1, params.iterations - result.resumed_from),
-                 "resumed_from": result.resumed_from}
-        return result.images, result.labels, facts
+        return distilled_set(dataset, params, device)
     if params.method == "random":
         index = sample_per_class(train.labels, params.ipc, generator(derive_seed(params.seed, "random")))
         train = train.subset(index)
     return dataset.normalized(train, device), train.labels, {}
+
+
+def distilled_set(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, Tensor, dict]:
+    """The synthetic set of ``params`` (normalised images, labels) and facts about its making.
+
+    Loaded from :func:`distilled_dir` when present; otherwise distilled (resuming
+    from a checkpoint there if one exists) and stored with an image grid.
+    """
+    folder = distilled_dir(params)
+    saved = None if params.force else load_tensors(folder / "synthetic.pt")
+    if saved is not None and (folder / "facts.json").is_file():
+        facts = json.loads((folder / "facts.json").read_text())
+        return saved["images"].to(device), saved["labels"].to(device), {**facts, "distill_cached": True}
+    weights, facts = sample_weights(dataset, params, device) if params.target == "weighted" else (None, {})
+    target = make_target(params.target, dataset.info.num_attributes, weights)
+    result = distill(dataset, params, target, device, folder / "checkpoint.pt")
+    facts.update({"losses": result.losses, "distill_seconds": result.seconds,
+                  "seconds_per_iteration": result.seconds / max(1, params.iterations - result.resumed_from),
+                  "resumed_from": result.resumed_from, "distilled": str(folder)})
+    save_image_grid(dataset.denormalize(result.images), folder / "synthetic.png", per_row=params.ipc)
+    save_tensors(folder / "synthetic.pt", {"images": result.images, "labels": result.labels})
+    with atomic_write(folder / "facts.json") as tmp:
+        tmp.write_text(json.dumps(_json_safe(facts), indent=1))
+    return result.images.to(device), result.labels.to(device), {**facts, "distill_cached": False}
 
 
 def _json_safe(value: Any) -> Any:
@@ -117,13 +154,10 @@ def run(params: Params | None = None, **overrides: Any) -> dict[str, Any]:
     device = resolve_device(params.device)
     dataset = build_dataset(params)
     built = time.perf_counter()
-    images, labels, facts = training_set(dataset, params, device, folder / "checkpoint.pt")
+    images, labels, facts = training_set(dataset, params, device)
     made = time.perf_counter()
     result = evaluate_set(images, labels, dataset, params, device)
     done = time.perf_counter()
-    if params.method in DISTILL_METHODS:
-        save_tensors(folder / "synthetic.pt", {"images": images.cpu(), "labels": labels.cpu()})
-        save_image_grid(dataset.denormalize(images.cpu()), folder / "synthetic.png", per_row=params.ipc)
     record = _json_safe({
         "key": record_key(params),
         "code_version": CODE_VERSION,

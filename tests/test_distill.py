@@ -157,9 +157,13 @@ def test_run_writes_record_tensor_and_grid_and_cache_hit_does_not_recompute(tmp_
     params = _params(dataset="cmnist", method="dm", iterations=2, cache_dir=str(tmp_path), num_eval=1,
                      eval_epochs=1)
     first = runner.run(params)
-    folder = runner.record_dir(params)
-    assert {p.name for p in folder.iterdir()} == {"record.json", "synthetic.pt", "synthetic.png"}
-    assert first["cached"] is False and len(first["losses"]) == 2
+    assert {p.name for p in runner.record_dir(params).iterdir()} == {"record.json"}
+    assert {p.name for p in runner.distilled_dir(params).iterdir()} == {"synthetic.pt", "synthetic.png",
+                                                                        "facts.json"}
+    assert first["cached"] is False and len(first["losses"]) == 2 and first["distill_cached"] is False
+    # Another evaluation of the same distilled set does not distil again.
+    more = runner.run(params, num_eval=2)
+    assert more["distill_cached"] is True and more["losses"] == first["losses"]
 
     def boom(*args, **kwargs):
         raise AssertionError("recomputed")

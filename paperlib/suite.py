@@ -1,0 +1,160 @@
+"""Experiment suites: named comparisons from one YAML file, run and tabulated.
+
+A suite file (``params/<profile>/*.yaml``) holds::
+
+    defaults:          # every run
+      net_width: 64
+    experiments:
+      - name: cmnist_ipc10
+        settings: {dataset: cmnist, ipc: 10}   # every run of this comparison
+        runs:
+          dm: {method: dm}
+          dm_kde: {method: dm, target: weighted, weights: kde}
+
+Each run's parameters are ``defaults``, then ``settings``, then its own
+values; ``overrides`` (e.g. from ``--set``) win over all. :func:`results_table`
+reads the stored records only, so the table (and its CSV) is always what the
+runs computed; a run not yet computed is listed with ``status = "not run"``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from paperlib.config import Params, load_yaml, make_params
+from paperlib.errors import PaperlibError
+from paperlib.metrics import METRIC_KEYS
+from paperlib.reference import reported
+from paperlib.store import atomic_write
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a suite: which comparison, which row, which parameters."""
+
+    experiment: str
+    label: str
+    params: Params
+
+
+def _mapping(value: Any, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise PaperlibError(f"{where} must be a mapping of name: value, got {value!r}")
+    return dict(value)
+
+
+def load_suite(source: str | Path | Mapping[str, Any], overrides: Mapping[str, Any] | None = None,
+               only: str | None = None) -> list[RunSpec]:
+    """The runs a suite file (or an already-loaded mapping) describes, validated.
+
+    ``only`` keeps the experiments whose name contains it. Bad parameters are
+    reported with the experiment and run they belong to.
+    """
+    data = load_yaml(source) if isinstance(source, (str, Path)) else dict(source)
+    defaults = _mapping(data.get("defaults"), "defaults")
+    experiments = data.get("experiments")
+    if not isinstance(experiments, list) or not experiments:
+        raise PaperlibError("a suite needs a non-empty list under 'experiments'")
+    specs = []
+    for experiment in experiments:
+        name = experiment.get("name") if isinstance(experiment, Mapping) else None
+        if not name:
+            raise PaperlibError(f"every experiment needs a name, got {experiment!r}")
+        if only and only not in name:
+            continue
+        settings = _mapping(experiment.get("settings"), f"{name}.settings")
+        runs = _mapping(experiment.get("runs"), f"{name}.runs")
+        if not runs:
+            raise PaperlibError(f"experiment {name!r} has no runs")
+        for label, values in runs.items():
+            merged = {**defaults, **settings, **_mapping(values, f"{name}.{label}"), **(overrides or {})}
+            try:
+                specs.append(RunSpec(name, str(label), make_params(merged)))
+            except PaperlibError as err:
+                raise PaperlibError(f"{name}.{label}: {err}") from None
+    if not specs:
+        raise PaperlibError(f"no experiment name contains {only!r}")
+    return specs
+
+
+def run_suite(specs: list[RunSpec]) -> pd.DataFrame:
+    """Run every spec (cached runs return at once) and return :func:`results_table`."""
+    from paperlib.runner import run
+
+    for i, spec in enumerate(specs, 1):
+        print(f"[{i}/{len(specs)}] {spec.experiment}/{spec.label}", flush=True)
+        run(spec.params)
+    return results_table(specs)
+
+
+def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
+    p = spec.params
+    row: dict[str, Any] = {"experiment": spec.experiment, "run": spec.label, "dataset": p.dataset,
+                           "method": p.method, "target": p.target if p.method in ("dm", "dc", "dsa") else "",
+                           "ipc": p.ipc if p.method != "whole" else None,
+                           "eval_trainer": p.eval_trainer}
+    if record is None:
+        return {**row, "status": "not run"}
+    metrics = record["metrics"]
+    for key in METRIC_KEYS:
+        row[key] = metrics[key]
+        row[f"{key}_std"] = metrics[f"{key}_std"]
+    timings = record["timings"]
+    kde = record.get("kde_seconds") or {}
+    iterations = p.iterations if p.method in ("dm", "dc", "dsa") else 0
+    per_iteration = record.get("seconds_per_iteration")
+    row.update({
+        "num_eval": record["num_eval"],
+        "seconds_per_iteration": per_iteration,
+        "kde_one_off_seconds": sum(kde.values()) if kde else None,
+        # The one-off encoder and density cost spread over the run's iterations.
+        "seconds_per_iteration_amortised": (per_iteration + sum(kde.values()) / iterations
+                                            if per_iteration is not None and kde and iterations else per_iteration),
+        "distill_seconds": record.get("distill_seconds"),
+        "evaluate_seconds": timings["evaluate"],
+        "device": record["device"],
+        "status": "done",
+    })
+    paper = reported(p)
+    for key, value in (paper or {}).items():
+        row[f"paper_{key}"] = value
+    return row
+
+
+def results_table(specs: list[RunSpec]) -> pd.DataFrame:
+    """One row per spec from its stored record: metrics (percent, mean and std), timings, paper values.
+
+    ``paper_*`` columns hold the papers' reported numbers for the same
+    setting where one exists (labelled reference values, never ours).
+    """
+    from paperlib.runner import load_record
+
+    return pd.DataFrame([_row(spec, load_record(spec.params)) for spec in specs])
+
+
+def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``table`` as CSV atomically (floats rounded to 4 decimals)."""
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        table.round(4).to_csv(tmp, index=False, float_format="%.4f")
+    return path
+
+
+def format_mean_std(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_aligned", "acc_conflicting",
+                                                                   "deo_m", "deo_a")) -> pd.DataFrame:
+    """A display copy: each metric as ``mean ± std`` text, other columns dropped."""
+    out = table[["experiment", "run"]].copy()
+    for key in keys:
+        if key in table:
+            out[key] = [("–" if mean is None or (isinstance(mean, float) and math.isnan(mean))
+                         else f"{mean:.1f} ± {std:.1f}")
+                        for mean, std in zip(table[key], table.get(f"{key}_std", table[key]))]
+    return out

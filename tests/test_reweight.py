@@ -1,0 +1,151 @@
+"""Paper A's KDE reweighting: density, bandwidths, weights, encoders, and the run path."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from paperlib.config import make_params
+from paperlib.data import build_dataset
+from paperlib.errors import PaperlibError
+from paperlib.reweight import (
+    bandwidth,
+    class_kde_weights,
+    density_to_weights,
+    kde_weights,
+    log_density,
+    supcon_loss,
+    weight_diagnostics,
+)
+
+
+def _brute_force_log_density(x: torch.Tensor, h: float) -> torch.Tensor:
+    """Textbook Gaussian KDE, one pair at a time, in float64."""
+    x = x.double()
+    n, d = x.shape
+    out = torch.empty(n, dtype=torch.float64)
+    for i in range(n):
+        total = 0.0
+        for j in range(n):
+            sq = float(((x[i] - x[j]) ** 2).sum())
+            total += math.exp(-sq / (2 * h * h)) / ((2 * math.pi * h * h) ** (d / 2))
+        out[i] = math.log(total / n)
+    return out
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1024])
+def test_log_density_matches_brute_force_in_any_chunking(chunk):
+    x = torch.randn(23, 4, generator=torch.Generator().manual_seed(0))
+    expected = _brute_force_log_density(x, 0.8)
+    assert torch.allclose(log_density(x, 0.8, chunk=chunk).double(), expected, atol=1e-4)
+
+
+def test_bandwidth_rules():
+    x = torch.randn(500, 3, generator=torch.Generator().manual_seed(1)) * 2.0
+    sigma = float(x.var(0).mean().sqrt())
+    assert bandwidth(x, "scott") == pytest.approx(sigma * 500 ** (-1 / 7), rel=1e-5)
+    assert bandwidth(x, "silverman") == pytest.approx(sigma * (4 / (500 * 5)) ** (1 / 7), rel=1e-5)
+    assert bandwidth(x, "median") == pytest.approx(float(torch.pdist(x).median()), rel=1e-5)
+    assert bandwidth(x, "fixed", 0.3) == 0.3
+    with pytest.raises(PaperlibError, match="unknown kde_bandwidth"):
+        bandwidth(x, "nope")
+
+
+@pytest.mark.parametrize("weighting", ["power", "softmax"])
+@pytest.mark.parametrize("clip", [0.0, 2.0])
+def test_weights_sum_to_one_per_class_and_decrease_with_density(weighting, clip):
+    gen = torch.Generator().manual_seed(2)
+    embeddings = torch.randn(300, 5, generator=gen)
+    labels = torch.arange(300) % 3
+    weights, log_p, _ = class_kde_weights(embeddings, labels, 3, "median", weighting=weighting, clip=clip)
+    sums = torch.zeros(3).index_add_(0, labels, weights)
+    assert torch.allclose(sums, torch.ones(3), atol=1e-5)
+    for c in range(3):
+        w, lp = weights[labels == c], log_p[labels == c]
+        order = torch.argsort(lp)
+        assert bool((w[order][1:] <= w[order][:-1] + 1e-7).all())  # denser, never heavier
+        if clip:
+            assert float(w.max()) <= clip / w.numel() + 1e-6
+
+
+def test_power_zero_is_uniform_and_power_one_is_inverse_density():
+    log_p = torch.tensor([-1.0, -2.0, -3.0])
+    assert torch.allclose(density_to_weights(log_p, "power", alpha=0.0), torch.full((3,), 1 / 3))
+    inverse = torch.exp(-log_p)
+    assert torch.allclose(density_to_weights(log_p, "power", alpha=1.0), inverse / inverse.sum())
+
+
+def _toy_biased_embeddings(n_per_class: int = 400, conflict: float = 0.05):
+    """Two classes; 95% of each sits in its own tight 'colour' cluster, 5% spread over other clusters."""
+    gen = torch.Generator().manual_seed(3)
+    centres = torch.randn(10, 8, generator=gen) * 5.0
+    labels = torch.arange(2).repeat_interleave(n_per_class)
+    attribute = labels.clone()
+    n_conflict = int(conflict * n_per_class)
+    for c in range(2):
+        rows = torch.arange(c * n_per_class, c * n_per_class + n_conflict)
+        attribute[rows] = 2 + torch.arange(n_conflict) % 8  # the other "colours"
+    embeddings = centres[attribute] + 0.5 * torch.randn(2 * n_per_class, 8, generator=gen)
+    return embeddings, labels, attribute == labels
+
+
+def test_conflicting_samples_get_a_larger_share_of_weight_than_of_samples():
+    embeddings, labels, aligned = _toy_biased_embeddings()
+    weights, _, _ = class_kde_weights(embeddings, labels, 2, "median")
+    for row in weight_diagnostics(weights, labels, aligned, 2):
+        assert row["conflicting_sample_share"] == pytest.approx(0.05)
+        assert row["conflicting_weight_share"] > 0.5  # measured ~0.97: 20x their share of the samples
+
+
+def test_supcon_loss_is_lower_for_class_clustered_features():
+    labels = torch.arange(4).repeat(8)
+    gen = torch.Generator().manual_seed(4)
+    clustered = torch.nn.functional.normalize(torch.eye(4)[labels] + 0.05 * torch.randn(32, 4, generator=gen), dim=1)
+    scattered = torch.nn.functional.normalize(torch.randn(32, 4, generator=gen), dim=1)
+    assert float(supcon_loss(clustered, labels, 0.1)) < float(supcon_loss(scattered, labels, 0.1))
+    assert float(supcon_loss(clustered[:1], labels[:1], 0.1)) == 0.0  # nothing to contrast
+
+
+@pytest.mark.parametrize("encoder", ["pixels", "random", "supcon"])
+def test_kde_weights_end_to_end_on_digits_are_cached_and_deterministic(encoder, tmp_path):
+    params = make_params(dataset="cmnist", source="digits", conflict_ratio=0.1, method="dm", target="weighted",
+                         weights="kde", kde_encoder=encoder, supcon_epochs=0.2, net_width=16, device="cpu",
+                         cache_dir=str(tmp_path))
+    dataset = build_dataset(params)
+    first = kde_weights(dataset, params, torch.device("cpu"))
+    assert set(first.seconds) == {"encoder", "density"}
+    again = kde_weights(dataset, params, torch.device("cpu"))  # from the cache
+    recomputed = kde_weights(dataset, make_params({**params.__dict__, "force": True}), torch.device("cpu"))
+    assert torch.equal(first.weights, again.weights) and torch.equal(first.weights, recomputed.weights)
+    train = dataset.train
+    sums = torch.zeros(10).index_add_(0, train.labels, first.weights)
+    assert torch.allclose(sums, torch.ones(10), atol=1e-4)
+
+
+def test_run_with_kde_weights_records_cost_and_diagnostics(small_eval, tmp_path):
+    from paperlib.runner import run
+
+    record = run(dataset="cmnist", conflict_ratio=0.1, method="dm", ipc=2, iterations=2, target="weighted",
+                 weights="kde", kde_encoder="pixels", cache_dir=str(tmp_path), **small_eval)
+    assert set(record["kde_seconds"]) == {"encoder", "density"}
+    shares = [row["conflicting_weight_share"] for row in record["kde_diagnostics"]]
+    samples = [row["conflicting_sample_share"] for row in record["kde_diagnostics"]]
+    assert len(shares) == 10 and all(0.0 <= s <= 1.0 for s in shares)
+    assert all(s == pytest.approx(0.1, abs=0.01) for s in samples)
+
+
+def test_kde_parameters_are_validated_and_only_key_kde_runs():
+    with pytest.raises(PaperlibError, match="kde_clip"):
+        make_params(kde_clip=0.5)
+    with pytest.raises(PaperlibError, match="unknown kde_encoder"):
+        make_params(kde_encoder="resnet")
+    with pytest.raises(PaperlibError, match="supcon_temperature must be positive"):
+        make_params(supcon_temperature=0.0)
+    from paperlib.config import result_dict
+
+    vanilla = result_dict(make_params(method="dm"))
+    assert not any(k.startswith(("kde_", "supcon_")) for k in vanilla)
+    pixels = result_dict(make_params(method="dm", target="weighted", weights="kde", kde_encoder="pixels"))
+    assert "kde_encoder" in pixels and "supcon_epochs" not in pixels
