@@ -5,7 +5,7 @@ evaluates; its last stdout line is one JSON object with the metrics (percent,
 means over evaluation models, each with ``_std``), ``num_eval`` and
 ``seconds``. ``bench dm|dc|dsa`` prints ``{"seconds_per_iteration": ...}``
 (5 timed iterations unless ``iterations`` is set). ``suite FILE.yaml [--only
-NAME] [--csv PATH] [--table-only]`` runs a suite of comparisons (see
+NAME] [--csv PATH] [--figures DIR] [--table-only]`` runs a suite of comparisons (see
 :mod:`paperlib.suite`) and writes their results table as CSV. Errors print one
 ``error: ...`` line to stderr and exit with 2.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from paperlib.config import load_yaml, make_params, parse_set
 from paperlib.errors import PaperlibError
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     suite.add_argument("suite_file", help="YAML suite file (defaults + experiments), e.g. params/quick/kde_fairdd.yaml")
     suite.add_argument("--only", help="only experiments whose name contains this")
     suite.add_argument("--csv", help="write the results table here (CSV)")
+    suite.add_argument("--figures", help="write comparison bar charts (PNG) into this folder")
     suite.add_argument("--table-only", action="store_true", help="tabulate stored records; run nothing")
     _add_set(suite)
     return parser
@@ -84,6 +86,12 @@ def _suite(args: argparse.Namespace) -> dict:
     table = results_table(specs) if args.table_only else run_suite(specs)
     if args.csv:
         write_csv(table, args.csv)
+    if args.figures and (table["status"] == "done").any():
+        from paperlib.plots import plot_comparison, save_figure
+
+        stem = Path(args.suite_file).stem
+        for metric in ("acc", "acc_conflicting", "deo_m"):
+            save_figure(plot_comparison(table, metric), Path(args.figures) / f"{stem}_{metric}.png")
     return {"runs": len(table), "done": int((table["status"] == "done").sum()), "csv": args.csv}
 
 

@@ -149,3 +149,13 @@ def test_kde_parameters_are_validated_and_only_key_kde_runs():
     assert not any(k.startswith(("kde_", "supcon_")) for k in vanilla)
     pixels = result_dict(make_params(method="dm", target="weighted", weights="kde", kde_encoder="pixels"))
     assert "kde_encoder" in pixels and "supcon_epochs" not in pixels
+
+
+def test_weight_share_plot_draws_one_pair_of_bars_per_class(tmp_path):
+    from paperlib.plots import plot_weight_shares, save_figure
+
+    embeddings, labels, aligned = _toy_biased_embeddings()
+    weights, _, _ = class_kde_weights(embeddings, labels, 2, "median")
+    ax = plot_weight_shares(weight_diagnostics(weights, labels, aligned, 2))
+    assert len(ax.patches) == 4
+    assert save_figure(ax, tmp_path / "shares.pdf").read_bytes()[:4] == b"%PDF"

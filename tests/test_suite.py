@@ -1,0 +1,94 @@
+"""Experiment suites: loading, running, tabulating from records, the papers' reference values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from paperlib.cli import main
+from paperlib.config import make_params
+from paperlib.errors import PaperlibError
+from paperlib.reference import reported, variant
+from paperlib.suite import format_mean_std, load_suite, results_table, run_suite, write_csv
+
+PARAMS = Path(__file__).resolve().parents[1] / "params"
+
+
+def _suite(tmp_path) -> dict:
+    return {
+        "defaults": {"source": "digits", "net_width": 16, "num_eval": 1, "eval_epochs": 1, "device": "cpu",
+                     "iterations": 2, "cache_dir": str(tmp_path)},
+        "experiments": [{"name": "tiny", "settings": {"dataset": "cmnist", "ipc": 2},
+                         "runs": {"random": {"method": "random"}, "dm": {"method": "dm"},
+                                  "dm_fairdd": {"method": "dm", "target": "groups"}}}],
+    }
+
+
+def test_runs_merge_defaults_settings_and_own_values_and_overrides_win(tmp_path):
+    specs = load_suite(_suite(tmp_path), overrides={"seed": 3})
+    assert [s.label for s in specs] == ["random", "dm", "dm_fairdd"]
+    assert specs[2].params.target == "groups" and specs[2].params.ipc == 2 and specs[2].params.net_width == 16
+    assert all(s.params.seed == 3 for s in specs)
+
+
+def test_bad_run_names_its_place_in_the_suite(tmp_path):
+    suite = _suite(tmp_path)
+    suite["experiments"][0]["runs"]["dm"] = {"method": "dm", "ipc": 0}
+    with pytest.raises(PaperlibError, match=r"tiny\.dm: ipc must be at least 1"):
+        load_suite(suite)
+    with pytest.raises(PaperlibError, match="no experiment name contains 'zzz'"):
+        load_suite(_suite(tmp_path), only="zzz")
+    with pytest.raises(PaperlibError, match="non-empty list under 'experiments'"):
+        load_suite({"defaults": {}})
+
+
+def test_table_lists_missing_runs_as_not_run_then_real_numbers_after_running(tmp_path):
+    specs = load_suite(_suite(tmp_path))
+    before = results_table(specs)
+    assert list(before["status"]) == ["not run"] * 3 and "acc" not in before
+    after = run_suite(specs)
+    assert list(after["status"]) == ["done"] * 3
+    assert after["acc"].between(0, 100).all() and after.loc[1, "seconds_per_iteration"] > 0
+    path = write_csv(after, tmp_path / "out" / "table.csv")
+    assert pd.read_csv(path)["acc"].round(2).tolist() == after["acc"].round(2).tolist()
+    shown = format_mean_std(after)
+    assert shown.loc[0, "acc"].endswith("± 0.0")
+    from paperlib.plots import plot_comparison, save_figure
+
+    figure = save_figure(plot_comparison(after, "acc"), tmp_path / "acc.png")
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_suite_command_writes_the_csv_from_records(tmp_path, capsys):
+    import yaml
+
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(_suite(tmp_path)))
+    csv = tmp_path / "t.csv"
+    assert main(["suite", str(path), "--only", "tiny", "--table-only", "--csv", str(csv)]) == 0
+    assert '"done": 0' in capsys.readouterr().out and csv.is_file()
+    assert main(["suite", str(tmp_path / "missing.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("profile", ["quick", "paper"])
+def test_shipped_suites_are_valid(profile):
+    specs = load_suite(PARAMS / profile / "kde_fairdd.yaml")
+    names = {(s.experiment, s.label) for s in specs}
+    assert ("cmnist_ipc50", "dm_kde") in names and ("cmnist_fg_ipc10", "dm_fairdd") in names
+    if profile == "paper":
+        dm = next(s.params for s in specs if s.label == "dm")
+        assert dm.iterations == 20000 and dm.eval_epochs == 1000 and dm.net_width == 128
+
+
+def test_reference_values_match_only_their_setting():
+    kde = make_params(dataset="cmnist", conflict_ratio=0.05, method="dm", ipc=50, target="weighted", weights="kde")
+    assert variant(kde) == "kde" and reported(kde)["acc"] == 91.5
+    assert reported(make_params(dataset="cmnist", conflict_ratio=0.01, method="dm", ipc=50)) is None
+    fair = make_params(dataset="cmnist_fg", method="dm", ipc=10, target="groups", sampling="stratified")
+    assert reported(fair)["deo_m"] == 17.04
+    assert reported(make_params(dataset="cmnist_fg", method="dm", ipc=10, source="digits")) is None
+    lff = make_params(dataset="cmnist", method="dm", ipc=50, eval_trainer="lff")
+    assert reported(lff)["acc"] == 53.7
