@@ -1,11 +1,13 @@
-"""Command line: ``python -m paperlib {describe,run,bench,suite} [PARAMS.yaml] [--set KEY=VALUE ...]``.
+"""Command line: ``python -m paperlib {describe,run,bench,weights,suite} [PARAMS.yaml] [--set KEY=VALUE ...]``.
 
 ``describe`` prints the dataset summary as one JSON object. ``run`` trains and
 evaluates; its last stdout line is one JSON object with the metrics (percent,
 means over evaluation models, each with ``_std``), ``num_eval`` and
 ``seconds``. ``bench dm|dc|dsa`` prints ``{"seconds_per_iteration": ...}``
-(5 timed iterations unless ``iterations`` is set). ``suite FILE.yaml [--only
-NAME] [--csv PATH] [--figures DIR] [--table-only]`` runs a suite of comparisons (see
+(5 timed iterations unless ``iterations`` is set). ``weights`` computes (or
+loads) paper A's KDE weights and prints, per class, the share of weight on
+bias-conflicting samples against their share of the samples. ``suite FILE.yaml [--only
+NAME] [--csv PATH] [--markdown PATH] [--figures DIR] [--table-only]`` runs a suite of comparisons (see
 :mod:`paperlib.suite`) and writes their results table as CSV. Errors print one
 ``error: ...`` line to stderr and exit with 2.
 """
@@ -27,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (("describe", "print the dataset's group counts as JSON"),
                        ("run", "train and evaluate; print the metrics as JSON"),
-                       ("bench", "time distillation iterations; print seconds per iteration as JSON")):
+                       ("bench", "time distillation iterations; print seconds per iteration as JSON"),
+                       ("weights", "compute paper A's KDE weights; print their per-class diagnostics as JSON")):
         sub = commands.add_parser(name, help=text)
         if name == "bench":
             sub.add_argument("method", choices=("dm", "dc", "dsa"))
@@ -39,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     suite.add_argument("--only", help="only experiments whose name contains this")
     suite.add_argument("--csv", help="write the results table here (CSV)")
     suite.add_argument("--figures", help="write comparison bar charts (PNG) into this folder")
+    suite.add_argument("--markdown", help="write the headline table (ours beside the papers') as Markdown here")
     suite.add_argument("--table-only", action="store_true", help="tabulate stored records; run nothing")
     _add_set(suite)
     return parser
@@ -79,13 +83,30 @@ def _bench(args: argparse.Namespace) -> dict:
     return bench(_params(args, iterations=5, progress=False, method=args.method), warmup=args.warmup)
 
 
+def _weights(args: argparse.Namespace) -> dict:
+    from paperlib.data import build_dataset
+    from paperlib.reweight import kde_weights, weight_diagnostics
+    from paperlib.runtime import resolve_device
+
+    params = _params(args, method="dm", target="weighted", weights="kde")
+    dataset = build_dataset(params)
+    kde = kde_weights(dataset, params, resolve_device(params.device))
+    train = dataset.train
+    return {"seconds": kde.seconds, "bandwidth": [round(float(h), 6) for h in kde.bandwidth],
+            "classes": weight_diagnostics(kde.weights, train.labels, train.aligned, dataset.num_classes)}
+
+
 def _suite(args: argparse.Namespace) -> dict:
-    from paperlib.suite import load_suite, results_table, run_suite, write_csv
+    from paperlib.store import atomic_write
+    from paperlib.suite import load_suite, markdown_table, results_table, run_suite, write_csv
 
     specs = load_suite(args.suite_file, parse_set(args.assignments), args.only)
     table = results_table(specs) if args.table_only else run_suite(specs)
     if args.csv:
         write_csv(table, args.csv)
+    if args.markdown:
+        with atomic_write(args.markdown) as tmp:
+            tmp.write_text(markdown_table(table))
     if args.figures and (table["status"] == "done").any():
         from paperlib.plots import plot_comparison, save_figure
 
@@ -99,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     args = _parser().parse_args(argv)
     try:
-        result = {"describe": _describe, "run": _run, "bench": _bench, "suite": _suite}[args.command](args)
+        result = {"describe": _describe, "run": _run, "bench": _bench, "weights": _weights,
+                  "suite": _suite}[args.command](args)
     except PaperlibError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -158,3 +158,33 @@ def format_mean_std(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_al
                          else f"{mean:.1f} ± {std:.1f}")
                         for mean, std in zip(table[key], table.get(f"{key}_std", table[key]))]
     return out
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """The headline view of ``table`` as a Markdown table: ours (mean ± std) beside the papers'.
+
+    Columns: comparison, run, acc, aligned, conflicting, DEO_M, DEO_A, seconds
+    per distillation iteration (KDE: with its one-off cost amortised), and the
+    paper's acc / DEO_M / DEO_A where reported.
+    """
+    shown = format_mean_std(table)
+
+    def number(value: Any, digits: int = 2) -> str:
+        return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+    def paper(row: pd.Series) -> str:
+        values = [number(row.get(f"paper_{k}"), 2) for k in ("acc", "deo_m", "deo_a")]
+        return "–" if all(v == "–" for v in values) else " / ".join(values)
+
+    header = ["comparison", "run", "acc", "aligned", "conflicting", "DEO_M", "DEO_A", "s / iteration",
+              "paper acc / DEO_M / DEO_A"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for i, row in table.iterrows():
+        if row["status"] != "done":
+            cells = [row["experiment"], row["run"]] + ["not run"] + [""] * 6
+        else:
+            per_iteration = number(row.get("seconds_per_iteration_amortised"))
+            cells = [row["experiment"], row["run"], *(shown.loc[i, k] for k in ("acc", "acc_aligned",
+                     "acc_conflicting", "deo_m", "deo_a")), per_iteration, paper(row)]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"

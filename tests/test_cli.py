@@ -87,3 +87,14 @@ def test_bench_prints_seconds_per_iteration(capsys):
     assert main(args) == 0
     result = _last_json(capsys)
     assert result["seconds_per_iteration"] > 0 and result["iterations"] == 2 and result["target"] == "groups"
+
+
+def test_weights_command_prints_per_class_diagnostics(capsys):
+    args = ["weights", "--set", "dataset=cmnist", "--set", "source=digits", "--set", "conflict_ratio=0.1",
+            "--set", "kde_encoder=pixels", "--set", "device=cpu"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["classes"]) == 10 and len(out["bandwidth"]) == 10
+    assert all(0 <= row["conflicting_weight_share"] <= 1 for row in out["classes"])
+    assert main([*args, "--set", "kde_bandwidth=wide"]) == 2
+    assert "unknown kde_bandwidth 'wide'" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from paperlib.cli import main
 from paperlib.config import make_params
 from paperlib.errors import PaperlibError
 from paperlib.reference import reported, variant
-from paperlib.suite import format_mean_std, load_suite, results_table, run_suite, write_csv
+from paperlib.suite import format_mean_std, load_suite, markdown_table, results_table, run_suite, write_csv
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
 
@@ -53,6 +53,8 @@ def test_table_lists_missing_runs_as_not_run_then_real_numbers_after_running(tmp
     assert after["acc"].between(0, 100).all() and after.loc[1, "seconds_per_iteration"] > 0
     path = write_csv(after, tmp_path / "out" / "table.csv")
     assert pd.read_csv(path)["acc"].round(2).tolist() == after["acc"].round(2).tolist()
+    markdown = markdown_table(after).splitlines()
+    assert len(markdown) == 2 + 3 and markdown[2].startswith("| tiny | random |")
     shown = format_mean_std(after)
     assert shown.loc[0, "acc"].endswith("± 0.0")
     from paperlib.plots import plot_comparison, save_figure
@@ -69,6 +71,9 @@ def test_suite_command_writes_the_csv_from_records(tmp_path, capsys):
     csv = tmp_path / "t.csv"
     assert main(["suite", str(path), "--only", "tiny", "--table-only", "--csv", str(csv)]) == 0
     assert '"done": 0' in capsys.readouterr().out and csv.is_file()
+    markdown = tmp_path / "t.md"
+    assert main(["suite", str(path), "--table-only", "--markdown", str(markdown)]) == 0
+    assert "| tiny | dm | not run |" in markdown.read_text()
     assert main(["suite", str(tmp_path / "missing.yaml")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
