@@ -117,6 +117,10 @@ _POSITIVE_FLOATS = ("supcon_temperature", "supcon_lr", "kde_bandwidth_value", "k
 _KDE_KEYS = ("kde_encoder", "supcon_epochs", "supcon_temperature", "supcon_lr", "kde_bandwidth",
              "kde_bandwidth_value", "kde_weighting", "kde_alpha", "kde_tau", "kde_clip")
 _SUPCON_KEYS = ("supcon_epochs", "supcon_temperature", "supcon_lr")
+# Parameters added after results were first stored: left out of the cache key
+# while at their default, so adding a parameter keeps every stored result valid.
+# (Changing any default, here or above, needs a CODE_VERSION bump in runner.py.)
+KEYED_ONLY_WHEN_SET: tuple[str, ...] = ()
 # Keys of the evaluation protocol only: a distilled set does not depend on them.
 EVAL_KEYS = ("eval_epochs", "eval_lr", "eval_batch", "num_eval", "eval_trainer", "lff_q", "lff_ema")
 # Keys that only matter for distillation, or only for one target.
@@ -304,6 +308,8 @@ def result_dict(params: Params) -> dict[str, Any]:
         unused.update(("lff_q", "lff_ema"))
     if params.method == "dm":
         unused.update(("outer_loop", "inner_loop", "lr_net"))
+    defaults = Params()
+    unused.update(k for k in KEYED_ONLY_WHEN_SET if getattr(params, k) == getattr(defaults, k))
     return {k: v for k, v in values.items() if k not in unused}
 
 

@@ -68,3 +68,11 @@ def test_papers_defaults_fill_in_by_method():
     assert (make_params(method="dm").iterations, make_params(method="dm").lr_img) == (20000, 1.0)
     assert make_params(method="dm", ipc=100).lr_img == 10.0
     assert (make_params(method="dsa").iterations, make_params(method="dsa").lr_img) == (1000, 0.1)
+
+
+def test_parameters_added_later_enter_the_key_only_when_set(monkeypatch):
+    from paperlib import config
+
+    monkeypatch.setattr(config, "KEYED_ONLY_WHEN_SET", ("eval_lr",))
+    assert "eval_lr" not in config.result_dict(config.make_params())
+    assert config.result_dict(config.make_params(eval_lr=0.02))["eval_lr"] == 0.02
