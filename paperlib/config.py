@@ -45,7 +45,7 @@ class Params:
     source: str | None = None  # None: the preset's own source (mnist, fashion_mnist, ...)
     conflict_ratio: float = 0.05  # share of bias-conflicting training samples (cmnist, bg_fmnist)
     majority_ratio: float = 0.9  # share of the majority group per class (FairDD presets)
-    severity: int = 4  # colour-noise severity 1..5 (cmnist)
+    severity: int = 4  # 1..5: colour-noise severity (cmnist), corruption strength (corrupted_cifar10)
     data_dir: str | None = None  # None: $PAPERLIB_DATA, else ./data
     # --- what to train on ---
     method: str = "whole"  # whole | random | dm | dc | dsa (dc with augmentation)
@@ -94,6 +94,7 @@ class Params:
     eval_trainer: str = "plain"  # plain | lff (Learning from Failure, a debiasing baseline)
     lff_q: float = 0.7  # generalised cross-entropy exponent of LfF's biased model
     lff_ema: float = 0.7  # LfF's per-sample loss moving average
+    eval_model: str = ""  # architecture of the evaluation models; "" = model (cross-architecture evaluation)
     # --- execution ---
     seed: int = 0
     device: str = "auto"
@@ -120,9 +121,9 @@ _SUPCON_KEYS = ("supcon_epochs", "supcon_temperature", "supcon_lr")
 # Parameters added after results were first stored: left out of the cache key
 # while at their default, so adding a parameter keeps every stored result valid.
 # (Changing any default, here or above, needs a CODE_VERSION bump in runner.py.)
-KEYED_ONLY_WHEN_SET: tuple[str, ...] = ()
+KEYED_ONLY_WHEN_SET: tuple[str, ...] = ("eval_model",)
 # Keys of the evaluation protocol only: a distilled set does not depend on them.
-EVAL_KEYS = ("eval_epochs", "eval_lr", "eval_batch", "num_eval", "eval_trainer", "lff_q", "lff_ema")
+EVAL_KEYS = ("eval_epochs", "eval_lr", "eval_batch", "num_eval", "eval_trainer", "lff_q", "lff_ema", "eval_model")
 # Keys that only matter for distillation, or only for one target.
 _DISTILL_KEYS = ("target", "weights", "iterations", "batch_real", "lr_img", "momentum_img", "init", "sampling",
                  "stratified_min", "outer_loop", "inner_loop", "lr_net", "precision", "channels_last")
@@ -200,6 +201,9 @@ def validate(params: Params) -> Params:
             raise PaperlibError(f"unknown {name} {getattr(params, name)!r}; choose one of: {', '.join(choices)}")
     if params.model not in MODELS:
         raise PaperlibError(f"unknown model {params.model!r}; choose one of: {', '.join(MODELS)}")
+    if params.eval_model and params.eval_model not in MODELS:
+        raise PaperlibError(f"unknown eval_model {params.eval_model!r}; choose one of: {', '.join(MODELS)} "
+                            f"(or leave it empty to evaluate with model)")
     for name in _POSITIVE_FLOATS:
         if not getattr(params, name) > 0:
             raise PaperlibError(f"{name} must be positive, got {getattr(params, name)}")
@@ -306,6 +310,8 @@ def result_dict(params: Params) -> dict[str, Any]:
     unused.add("kde_tau" if params.kde_weighting == "power" else "kde_alpha")
     if params.eval_trainer != "lff":
         unused.update(("lff_q", "lff_ema"))
+    if params.eval_model == params.model:
+        unused.add("eval_model")  # the same as leaving it empty
     if params.method == "dm":
         unused.update(("outer_loop", "inner_loop", "lr_net"))
     defaults = Params()

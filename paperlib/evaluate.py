@@ -124,8 +124,10 @@ def evaluate_set(images: Tensor, labels: Tensor, dataset: BiasedDataset, params:
     ``derive_seed(params.seed, tag, k)``. With ``params.eval_trainer == "lff"``
     each model is trained by Learning from Failure (:func:`paperlib.debias.train_lff`)
     next to a biased companion drawn from the same generator, and the debiased
-    model is the one tested. Returns the per-model metrics under
-    ``"runs"`` and their mean / std (see :func:`paperlib.metrics.summarize`).
+    model is the one tested. The architecture is ``params.eval_model`` when set
+    (cross-architecture evaluation), else ``params.model``. Returns the
+    per-model metrics under ``"runs"`` and their mean / std (see
+    :func:`paperlib.metrics.summarize`).
     """
     settings = TrainSettings.from_params(params)
     images, labels = images.to(device), labels.to(device)
@@ -133,9 +135,9 @@ def evaluate_set(images: Tensor, labels: Tensor, dataset: BiasedDataset, params:
     test = dataset.test
 
     def build() -> nn.Module:
-        return build_model(params.model, dataset.channels, dataset.num_classes, dataset.image_size,
-                           width=params.net_width, depth=params.net_depth, norm=params.net_norm,
-                           act=params.net_act, pooling=params.net_pooling)
+        return build_model(params.eval_model or params.model, dataset.channels, dataset.num_classes,
+                           dataset.image_size, width=params.net_width, depth=params.net_depth,
+                           norm=params.net_norm, act=params.net_act, pooling=params.net_pooling)
 
     runs = []
     for k in range(params.num_eval):

@@ -1,4 +1,18 @@
-"""Networks: the reference ConvNet of the DC/DSA/DM line of work.
+"""Networks: the reference ConvNet of the DC/DSA/DM line of work, and the cross-architecture models.
+
+``convnet`` is the reference ConvNet (its ``net_*`` parameters apply to it
+only). The cross-architecture models follow the reference code's
+``networks.py`` (DC/DSA/DM) in spirit: ``mlp`` (two hidden layers of 128),
+``lenet`` (LeNet-5), ``alexnet`` (the reference's five-convolution
+"AlexNet" for small images), ``resnet18`` (CIFAR-style ResNet-18, instance
+norm as ``GroupNorm(C, C)``) and ``resnet18_bn`` (the same with batch norm).
+Every model runs at 28, 32 and 64 px with 1 or 3 channels (28 px is treated
+as 32 px by padding, as the reference does), and exposes ``embed(x)``, the
+feature vector before its linear classifier, and ``embed_dim``, so DM can use
+any of them. Models with batch norm set ``batch_statistics = True``: DM then
+forwards the whole real batch at once, as the reference does for its BN
+networks (the papers use instance-norm networks for distillation and BN
+networks only to evaluate).
 
 Parameters are initialised from an explicit ``torch.Generator`` (the same
 draws PyTorch's default initialisation makes, but reproducible), see
@@ -87,15 +101,153 @@ class ConvNet(nn.Module):
         return self.classifier(self.embed(x))
 
 
-MODELS = ("convnet",)
+def _as_32(image_size: int) -> int:
+    """The reference treats 28 px inputs as 32 px (by padding the first layer)."""
+    return 32 if image_size == 28 else image_size
+
+
+class MLP(nn.Module):
+    """Flattened pixels -> 128 -> 128 (ReLU) -> classifier; the embedding is the second hidden layer."""
+
+    def __init__(self, channels: int, num_classes: int, image_size: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Flatten(), nn.Linear(channels * image_size * image_size, hidden),
+                                      nn.ReLU(inplace=True), nn.Linear(hidden, hidden), nn.ReLU(inplace=True))
+        self.embed_dim = hidden
+        self.classifier = nn.Linear(hidden, num_classes)
+
+    def embed(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.embed(x))
+
+
+class LeNet(nn.Module):
+    """LeNet-5: two 5x5 convolutions (6, 16) with ReLU and 2x2 max pooling, then 120 -> 84 -> classifier.
+
+    The embedding is the 84-d layer. 28 px inputs are padded by 2 (as 32 px);
+    16 x 5 x 5 features at 32 px, 16 x 13 x 13 at 64 px.
+    """
+
+    def __init__(self, channels: int, num_classes: int, image_size: int) -> None:
+        super().__init__()
+        size = (((_as_32(image_size) - 4) // 2) - 4) // 2
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 6, 5, padding=2 if image_size == 28 else 0), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(16 * size * size, 120), nn.ReLU(inplace=True), nn.Linear(120, 84), nn.ReLU(inplace=True),
+        )
+        self.embed_dim = 84
+        self.classifier = nn.Linear(84, num_classes)
+
+    def embed(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.embed(x))
+
+
+class AlexNet(nn.Module):
+    """The reference's AlexNet for small images: conv 5x5 128, 5x5 192, 3x3 256, 192, 192, three max pools.
+
+    28 px inputs are padded by 4 (as 32 px). The embedding is the flattened
+    192 x 4 x 4 = 3072 features at 28/32 px (192 x 8 x 8 at 64 px).
+    """
+
+    def __init__(self, channels: int, num_classes: int, image_size: int) -> None:
+        super().__init__()
+        size = _as_32(image_size) // 8
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 128, 5, padding=4 if image_size == 28 else 2), nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(128, 192, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(192, 256, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(256, 192, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(192, 192, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        )
+        self.embed_dim = 192 * size * size
+        self.classifier = nn.Linear(self.embed_dim, num_classes)
+
+    def embed(self, x: Tensor) -> Tensor:
+        return self.features(x).flatten(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.embed(x))
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3x3 convolutions with norm, a projection shortcut when the shape changes."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int, norm: str) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.norm1 = _norm(norm, planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.norm2 = _norm(norm, planes)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
+                                          _norm(norm, planes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = torch.relu(self.norm1(self.conv1(x)))
+        out = self.norm2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """CIFAR-style ResNet-18: 3x3 stem (stride 1), four stages of two basic blocks (64-512), global average pool.
+
+    ``norm`` is ``instancenorm`` (``GroupNorm(C, C)``, as the reference's
+    ResNet18) or ``batchnorm`` (its ResNet18BN). The embedding is the 512-d
+    pooled feature at every input size.
+    """
+
+    def __init__(self, channels: int, num_classes: int, image_size: int, norm: str = "instancenorm") -> None:
+        super().__init__()
+        self.batch_statistics = norm == "batchnorm"
+        self.stem = nn.Sequential(nn.Conv2d(channels, 64, 3, stride=1, padding=1, bias=False), _norm(norm, 64),
+                                  nn.ReLU(inplace=True))
+        blocks: list[nn.Module] = []
+        in_planes = 64
+        for planes, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            blocks += [BasicBlock(in_planes, planes, stride, norm), BasicBlock(planes, planes, 1, norm)]
+            in_planes = planes
+        self.layers = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.embed_dim = 512
+        self.classifier = nn.Linear(512, num_classes)
+
+    def embed(self, x: Tensor) -> Tensor:
+        return self.pool(self.layers(self.stem(x))).flatten(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.embed(x))
+
+
+MODELS = ("convnet", "mlp", "lenet", "alexnet", "resnet18", "resnet18_bn")
 
 
 def build_model(name: str, channels: int, num_classes: int, image_size: int, *, width: int = 128,
                 depth: int = 3, norm: str = "instancenorm", act: str = "relu",
                 pooling: str = "avgpooling") -> nn.Module:
-    """A fresh model by name (see :data:`MODELS`); call :func:`init_parameters` next."""
+    """A fresh model by name (see :data:`MODELS`); call :func:`init_parameters` next.
+
+    ``width``, ``depth``, ``norm``, ``act`` and ``pooling`` shape the ConvNet only.
+    """
     if name == "convnet":
         return ConvNet(channels, num_classes, image_size, width, depth, norm, act, pooling)
+    if name == "mlp":
+        return MLP(channels, num_classes, image_size)
+    if name == "lenet":
+        return LeNet(channels, num_classes, image_size)
+    if name == "alexnet":
+        return AlexNet(channels, num_classes, image_size)
+    if name == "resnet18":
+        return ResNet18(channels, num_classes, image_size, "instancenorm")
+    if name == "resnet18_bn":
+        return ResNet18(channels, num_classes, image_size, "batchnorm")
     raise ValueError(f"unknown model {name!r}; choose one of {MODELS}")
 
 

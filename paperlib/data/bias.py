@@ -125,3 +125,14 @@ def composite_on_background(gray: Tensor, background: Tensor) -> Tensor:
     """
     alpha = (gray / 0.15).clamp(0.0, 1.0)
     return alpha * gray + (1.0 - alpha) * background
+
+
+def grayscale(images: Tensor) -> Tensor:
+    """uint8 RGB ``[N, 3, H, W]`` to gray, repeated to three channels (FairDD's CIFAR10-S).
+
+    ITU-R 601 luma ``0.299 R + 0.587 G + 0.114 B``, rounded: the weights of Pillow's
+    ``convert("L")`` and torchvision's ``Grayscale``.
+    """
+    weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    luma = (images.float() * weights).sum(dim=1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+    return luma.expand(-1, 3, -1, -1).contiguous()

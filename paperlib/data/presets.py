@@ -14,10 +14,30 @@ cfmnist_bg    fashion_mnist    FairDD C-FMNIST (BG): background colour
 bg_fmnist     fashion_mnist    paper A's BG-FMNIST (construction unknown; ours:
                                ten coloured stripe textures behind the object);
                                ``conflict_ratio``
+celeba        celeba           FairDD CelebA: Attractive, protected attribute Male
+utkface       utkface          FairDD UTKFace: age in 3 bins, race (4 groups)
+bffhq         bffhq            BFFHQ: age, gender; 0.5% conflicting (fixed by the data)
+corrupted_    cifar10          paper A's Corrupted CIFAR-10: class c tied to
+cifar10                        corruption type c of :data:`corruptions.CORRUPTIONS`
+                               (noises, blurs, fog, frost, digital); ``conflict_ratio``,
+                               ``severity`` (1..5, the corruption strength); also
+                               builds on mnist / fashion_mnist / digits
+cifar10_s     cifar10          FairDD CIFAR10-S: grayscale (0) vs colour (1); classes
+                               0-4 mostly gray, 5-9 mostly colour; ``majority_ratio``;
+                               test = every test image twice (gray and colour)
 ============  ===============  ====================================================
+
+CIFAR-10 cannot be downloaded on the CPU development machines, so the
+corruption-bias finding is demonstrated there on
+``corrupted_cifar10`` with ``source=fashion_mnist`` (or ``mnist``): the
+grayscale images are repeated to three channels before they are corrupted, and
+the dataset key, ``describe`` output and every record name the source, so a
+result on that source is labelled as Corrupted Fashion-MNIST, not CIFAR-10.
 
 Every MNIST-family preset accepts ``source=digits`` (scikit-learn's bundled
 digits at 28 px), the hermetic source for tests and the smoke profile.
+The face presets (64 px, read from their own files only) are built by
+:mod:`paperlib.data.faces`.
 Training splits carry the bias; test splits are balanced over
 (class, attribute) groups.
 """
@@ -31,8 +51,9 @@ import torch
 from torch import Tensor
 
 from paperlib.config import Params, derive_seed, stable_hash, with_overrides
-from paperlib.data import bias
+from paperlib.data import bias, corruptions
 from paperlib.data.container import BiasedDataset, DatasetInfo, Split
+from paperlib.data.faces import FACES_VERSION, build_face_dataset
 from paperlib.data.sources import load_source
 from paperlib.errors import PaperlibError
 from paperlib.store import cache_root, load_tensors, save_tensors
@@ -42,6 +63,10 @@ BUILDER_VERSION = 1
 
 MNIST_FAMILY = ("mnist", "fashion_mnist", "digits")
 NUM_CLASSES = 10
+# Enter the dataset keys of corrupted_cifar10 / cifar10_s only: bump when their output changes.
+CORRUPTED_VERSION = 1
+CIFAR10S_VERSION = 1
+CIFAR10S_GROUPS = ("grayscale", "colour")  # FairDD's CIFAR10-S protected attribute, 0 and 1
 
 Renderer = Callable[[Tensor, Tensor, Params, torch.Generator], Tensor]
 
@@ -57,6 +82,10 @@ class Preset:
     palette: tuple[tuple[float, float, float], ...] = ()
     uses_severity: bool = False
     sources: tuple[str, ...] = MNIST_FAMILY
+    # A preset with its own builder (params, dataset key) -> dataset; render etc. are then unused.
+    build: Callable[[Params, dict], BiasedDataset] | None = None
+    version: int = 0  # when set, enters this preset's dataset key (BUILDER_VERSION stays as it is)
+    attribute_names: tuple[str, ...] = ()  # () -> "<attribute_kind> <a>"
 
 
 def _lff(gray: Tensor, attrs: Tensor, params: Params, gen: torch.Generator) -> Tensor:
@@ -80,6 +109,41 @@ def _bg_texture(gray: Tensor, attrs: Tensor, params: Params, gen: torch.Generato
     return bias.composite_on_background(gray, backgrounds)
 
 
+def _corrupted(images: Tensor, attrs: Tensor, params: Params, gen: torch.Generator) -> Tensor:
+    # Grayscale sources ([N, 1, H, W]) are repeated to three channels inside corrupt().
+    return corruptions.corrupt_by_attribute(images, attrs, params.severity, gen)
+
+
+def _build_cifar10_s(params: Params, key: dict) -> BiasedDataset:
+    """FairDD's CIFAR10-S: the protected attribute is grayscale (0) or colour (1).
+
+    Train: in classes 0-4 exactly ``round(majority_ratio * n_c)`` random images are gray
+    and the rest keep their colour; classes 5-9 the reverse (4500 / 500 per class at 0.9).
+    Aligned = in the class's majority group. Test: every test image twice, gray and in
+    colour, so each (class, group) cell holds the whole test class.
+    """
+    train_raw = load_source("cifar10", "train", params.data_dir)
+    test_raw = load_source("cifar10", "test", params.data_dir)
+    gen = torch.Generator().manual_seed(derive_seed(params.seed, "dataset", params.dataset, "train"))
+    labels = train_raw.labels
+    majority = (labels >= NUM_CLASSES // 2).long()  # 0 (gray) for classes 0-4, 1 (colour) for 5-9
+    _, aligned = bias.assign_attributes(labels, params.majority_ratio, NUM_CLASSES, gen)
+    attrs = torch.where(aligned, majority, 1 - majority)
+    gray = (attrs == 0)[:, None, None, None]
+    train = Split(torch.where(gray, bias.grayscale(train_raw.images), train_raw.images), labels, attrs, aligned)
+    test_labels = test_raw.labels.repeat(2)
+    test_attrs = torch.arange(2).repeat_interleave(len(test_raw.labels))
+    test = Split(torch.cat([bias.grayscale(test_raw.images), test_raw.images]), test_labels, test_attrs,
+                 test_attrs == (test_labels >= NUM_CLASSES // 2).long())
+    mean, std = _channel_stats(train.images)
+    info = DatasetInfo(preset=params.dataset, params=key, num_classes=NUM_CLASSES, num_attributes=2,
+                       attribute_kind="grayscale", attribute_names=list(CIFAR10S_GROUPS), palette=[],
+                       mean=mean, std=std)
+    info.group_counts = {name: split.group_counts(NUM_CLASSES, 2).tolist() for name, split in
+                         (("train", train), ("test", test))}
+    return BiasedDataset(train, test, info)
+
+
 PRESETS: dict[str, Preset] = {
     "mnist": Preset("mnist", "none", None, None),
     "fashion_mnist": Preset("fashion_mnist", "none", None, None),
@@ -89,6 +153,18 @@ PRESETS: dict[str, Preset] = {
     "cfmnist_fg": Preset("fashion_mnist", "colour", "majority_ratio", _fg_shaded, bias.DISTINCT_COLOURS),
     "cfmnist_bg": Preset("fashion_mnist", "background", "majority_ratio", _bg_colour, bias.DISTINCT_COLOURS),
     "bg_fmnist": Preset("fashion_mnist", "background", "conflict_ratio", _bg_texture, bias.DISTINCT_COLOURS),
+    "celeba": Preset("celeba", "gender", None, None, sources=("celeba",), build=build_face_dataset,
+                     version=FACES_VERSION),
+    "utkface": Preset("utkface", "race", None, None, sources=("utkface",), build=build_face_dataset,
+                      version=FACES_VERSION),
+    "bffhq": Preset("bffhq", "gender", None, None, sources=("bffhq",), build=build_face_dataset,
+                    version=FACES_VERSION),
+    "corrupted_cifar10": Preset("cifar10", "corruption", "conflict_ratio", _corrupted, uses_severity=True,
+                                sources=("cifar10", *MNIST_FAMILY), version=CORRUPTED_VERSION,
+                                attribute_names=corruptions.CORRUPTIONS),
+    "cifar10_s": Preset("cifar10", "grayscale", "majority_ratio", None, sources=("cifar10",),
+                        build=_build_cifar10_s, version=CIFAR10S_VERSION,
+                        attribute_names=CIFAR10S_GROUPS),
 }
 
 
@@ -114,6 +190,8 @@ def dataset_key(params: Params) -> dict:
         key[preset.ratio_param] = getattr(params, preset.ratio_param)
     if preset.uses_severity:
         key["severity"] = params.severity
+    if preset.version:
+        key["version"] = preset.version
     return key
 
 
@@ -147,6 +225,8 @@ def _channel_stats(images: Tensor) -> tuple[list[float], list[float]]:
 
 def _build(params: Params) -> BiasedDataset:
     preset = PRESETS[params.dataset]
+    if preset.build is not None:
+        return preset.build(params, dataset_key(params))
     source = params.source or preset.default_source
     train = _make_split(preset, params, source, "train")
     test = _make_split(preset, params, source, "test")
@@ -158,7 +238,7 @@ def _build(params: Params) -> BiasedDataset:
         num_classes=NUM_CLASSES,
         num_attributes=num_attr,
         attribute_kind=preset.attribute_kind,
-        attribute_names=[f"{preset.attribute_kind} {a}" for a in range(num_attr)],
+        attribute_names=list(preset.attribute_names) or [f"{preset.attribute_kind} {a}" for a in range(num_attr)],
         palette=[list(c) for c in preset.palette],
         mean=mean,
         std=std,

@@ -262,6 +262,8 @@ def _not_found(name: str, root: pathlib.Path, split: str, why: str, extra: str =
     fix = f"set {DATA_ENV_VAR} or data_dir to a folder with these files{_local_copy_hint(name, root, split)}"
     if extra:
         fix = f"{fix}, {extra}"
+    if name == "cifar10":  # no offline copy on the development machines: say where to get it
+        fix = f"{fix}; on a machine with internet get {_CIFAR_URL} and unpack it into the data root"
     return PaperlibError(f"{_title(name)} not found under {root} {why}: expected {expected}; {fix}")
 
 

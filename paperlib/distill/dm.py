@@ -39,9 +39,14 @@ def dm_loss(net: nn.Module, real: Tensor, aggregation: Tensor, syn: Tensor, ipc:
     (absent groups) contribute nothing. The real images go through the network
     ``chunk`` at a time: the first block's activations (128 x 32 x 32 per
     image) then stay in the CPU cache, which we measured 1.6x faster than one
-    batch of 2560 (results are identical: instance norm is per sample).
+    batch of 2560 (results are identical: instance norm is per sample). A
+    network with ``batch_statistics`` set (``resnet18_bn``) gets the whole real
+    batch in one forward instead, and the synthetic set in another, as the
+    reference does for batch-norm networks.
     """
     k, _, b = aggregation.shape
+    if getattr(net, "batch_statistics", False):
+        chunk = real.shape[0]  # batch norm: statistics over the whole real batch, as the reference's BN branch
     with torch.no_grad():
         real_embed = torch.cat([net.embed(part) for part in real.split(chunk)]).view(k, b, -1)
         statistics = torch.bmm(aggregation, real_embed)  # [K, J, D]
