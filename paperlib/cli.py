@@ -6,9 +6,10 @@ means over evaluation models, each with ``_std``), ``num_eval`` and
 ``seconds``. ``bench dm|dc|dsa`` prints ``{"seconds_per_iteration": ...}``
 (5 timed iterations unless ``iterations`` is set). ``weights`` computes (or
 loads) paper A's KDE weights and prints, per class, the share of weight on
-bias-conflicting samples against their share of the samples. ``suite FILE.yaml [--only
-NAME] [--csv PATH] [--markdown PATH] [--figures DIR] [--table-only]`` runs a suite of comparisons (see
-:mod:`paperlib.suite`) and writes their results table as CSV. Errors print one
+bias-conflicting samples against their share of the samples. ``suite FILE.yaml [--only NAME]
+[--csv PATH] [--markdown PATH] [--figures DIR] [--table-only]`` runs a suite
+of comparisons (see :mod:`paperlib.suite`) and writes their results table as
+CSV (and the overhead table beside it, ``*_overhead.csv``). Errors print one
 ``error: ...`` line to stderr and exit with 2.
 """
 
@@ -98,12 +99,13 @@ def _weights(args: argparse.Namespace) -> dict:
 
 def _suite(args: argparse.Namespace) -> dict:
     from paperlib.store import atomic_write
-    from paperlib.suite import load_suite, markdown_table, results_table, run_suite, write_csv
+    from paperlib.suite import load_suite, markdown_table, overhead_table, results_table, run_suite, write_csv
 
     specs = load_suite(args.suite_file, parse_set(args.assignments), args.only)
     table = results_table(specs) if args.table_only else run_suite(specs)
     if args.csv:
         write_csv(table, args.csv)
+        write_csv(overhead_table(table), Path(args.csv).with_name(Path(args.csv).stem + "_overhead.csv"))
     if args.markdown:
         with atomic_write(args.markdown) as tmp:
             tmp.write_text(markdown_table(table))

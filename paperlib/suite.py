@@ -188,3 +188,25 @@ def markdown_table(table: pd.DataFrame) -> str:
                      "acc_conflicting", "deo_m", "deo_a")), per_iteration, paper(row)]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def overhead_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Seconds per distillation iteration of every distilled run, against vanilla in the same comparison.
+
+    ``one_off_seconds`` is KDE's encoder and density cost; ``amortised`` adds it
+    spread over the run's iterations; ``vs_vanilla`` divides ``amortised`` by the
+    vanilla run of the same comparison and method.
+    """
+    done = table[(table["status"] == "done") & table["method"].isin(["dm", "dc", "dsa"])].copy()
+    if done.empty:
+        return pd.DataFrame(columns=["experiment", "run", "seconds_per_iteration", "one_off_seconds",
+                                     "amortised", "vs_vanilla"])
+    done["one_off_seconds"] = done["kde_one_off_seconds"]
+    done["amortised"] = done["seconds_per_iteration_amortised"]
+    vanilla = done[(done["target"] == "vanilla") & (done["eval_trainer"] == "plain")]
+    base = {(e, m): v for e, m, v in zip(vanilla["experiment"], vanilla["method"], vanilla["amortised"])}
+    done["vs_vanilla"] = [a / base[(e, m)] if (e, m) in base else math.nan
+                          for e, m, a in zip(done["experiment"], done["method"], done["amortised"])]
+    keep = done[done["eval_trainer"] == "plain"]  # LfF reuses the vanilla distilled set
+    return keep[["experiment", "run", "seconds_per_iteration", "one_off_seconds", "amortised",
+                 "vs_vanilla"]].reset_index(drop=True)

@@ -11,7 +11,15 @@ from paperlib.cli import main
 from paperlib.config import make_params
 from paperlib.errors import PaperlibError
 from paperlib.reference import reported, variant
-from paperlib.suite import format_mean_std, load_suite, markdown_table, results_table, run_suite, write_csv
+from paperlib.suite import (
+    format_mean_std,
+    load_suite,
+    markdown_table,
+    overhead_table,
+    results_table,
+    run_suite,
+    write_csv,
+)
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
 
@@ -53,6 +61,8 @@ def test_table_lists_missing_runs_as_not_run_then_real_numbers_after_running(tmp
     assert after["acc"].between(0, 100).all() and after.loc[1, "seconds_per_iteration"] > 0
     path = write_csv(after, tmp_path / "out" / "table.csv")
     assert pd.read_csv(path)["acc"].round(2).tolist() == after["acc"].round(2).tolist()
+    overhead = overhead_table(after)
+    assert list(overhead["run"]) == ["dm", "dm_fairdd"] and overhead.loc[0, "vs_vanilla"] == 1.0
     markdown = markdown_table(after).splitlines()
     assert len(markdown) == 2 + 3 and markdown[2].startswith("| tiny | random |")
     shown = format_mean_std(after)
