@@ -70,6 +70,26 @@ def test_groups_dm_loss_is_the_sum_of_per_group_squared_distances():
     assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-5)
 
 
+def test_fairdd_gradient_is_present_groups_times_the_group_balanced_gradient():
+    """PAPERS.md: for DM, sum_a |mu_a - s|^2 has the gradient |A| * that of |mean_a mu_a - s|^2."""
+    net = init_parameters(ConvNet(3, 2, 28, width=8), torch.Generator().manual_seed(1))
+    real = torch.randn(2 * 6, 3, 28, 28)
+    groups = torch.tensor([[0, 0, 1, 1, 1, 2], [1, 1, 1, 1, 0, 0]])  # 3 groups present in class 0, 2 in class 1
+    batch = RealBatch(torch.zeros(2, 6, dtype=torch.long), groups, torch.full((2, 6), 1 / 6))
+    fair = make_target("groups", 3).aggregation(batch)
+    # Group-balanced weights within the batch: 1 / (count of the sample's group), i.e. the mean of group means.
+    counts = torch.stack([torch.bincount(g, minlength=3)[g] for g in groups]).float()
+    balanced = make_target("weighted", 3, (1.0 / counts).flatten()).aggregation(
+        RealBatch(torch.arange(12).view(2, 6), groups, torch.full((2, 6), 1 / 6)))
+    gradients = []
+    for aggregation in (fair, balanced):
+        syn = torch.randn(2 * 2, 3, 28, 28, generator=torch.Generator().manual_seed(2), requires_grad=True)
+        dm_loss(net, real, aggregation, syn, ipc=2).backward()
+        gradients.append(syn.grad.view(2, -1))
+    present = torch.tensor([[3.0], [2.0]])
+    assert torch.allclose(gradients[0], present * gradients[1], rtol=1e-4, atol=1e-6)
+
+
 def test_stratified_sampling_contains_every_group():
     ds = build_dataset(dataset="cmnist", source="digits", conflict_ratio=0.05)
     sampler = RealSampler(ds.train.labels, ds.train.attributes, 10, 10, 64, "stratified", stratified_min=2)
