@@ -99,7 +99,15 @@ def _weights(args: argparse.Namespace) -> dict:
 
 def _suite(args: argparse.Namespace) -> dict:
     from paperlib.store import atomic_write
-    from paperlib.suite import load_suite, markdown_table, overhead_table, results_table, run_suite, write_csv
+    from paperlib.suite import (
+        load_suite,
+        markdown_table,
+        overhead_table,
+        results_table,
+        run_suite,
+        save_suite_figures,
+        write_csv,
+    )
 
     specs = load_suite(args.suite_file, parse_set(args.assignments), args.only)
     table = results_table(specs) if args.table_only else run_suite(specs)
@@ -109,12 +117,8 @@ def _suite(args: argparse.Namespace) -> dict:
     if args.markdown:
         with atomic_write(args.markdown) as tmp:
             tmp.write_text(markdown_table(table))
-    if args.figures and (table["status"] == "done").any():
-        from paperlib.plots import plot_comparison, save_figure
-
-        stem = Path(args.suite_file).stem
-        for metric in ("acc", "acc_conflicting", "deo_m"):
-            save_figure(plot_comparison(table, metric), Path(args.figures) / f"{stem}_{metric}.png")
+    if args.figures:
+        save_suite_figures(specs, table, args.figures, Path(args.suite_file).stem)
     return {"runs": len(table), "done": int((table["status"] == "done").sum()), "csv": args.csv}
 
 

@@ -210,3 +210,39 @@ def overhead_table(table: pd.DataFrame) -> pd.DataFrame:
     keep = done[done["eval_trainer"] == "plain"]  # LfF reuses the vanilla distilled set
     return keep[["experiment", "run", "seconds_per_iteration", "one_off_seconds", "amortised",
                  "vs_vanilla"]].reset_index(drop=True)
+
+
+def save_suite_figures(specs: list[RunSpec], table: pd.DataFrame, folder: str | Path, stem: str) -> list[Path]:
+    """Write the figures of a suite's stored runs into ``folder``; returns the paths.
+
+    ``<stem>_<metric>.png`` comparison bars (acc, conflicting acc, DEO_M);
+    ``grids/<experiment>_<run>.png`` each distilled set;
+    ``weights/<experiment>_<run>.png`` the KDE weight shares of each KDE run.
+    """
+    import shutil
+
+    from paperlib.plots import plot_comparison, plot_weight_shares, save_figure
+    from paperlib.runner import load_record
+    from paperlib.store import atomic_write
+
+    folder = Path(folder)
+    written = []
+    if not (table["status"] == "done").any():
+        return written
+    for metric in ("acc", "acc_conflicting", "deo_m"):
+        written.append(save_figure(plot_comparison(table, metric), folder / f"{stem}_{metric}.png"))
+    for spec in specs:
+        record = load_record(spec.params)
+        if record is None:
+            continue
+        name = f"{spec.experiment}_{spec.label}.png"
+        grid = Path(record.get("distilled", "")) / "synthetic.png"
+        if record.get("distilled") and grid.is_file():
+            with atomic_write(folder / "grids" / name) as tmp:
+                shutil.copyfile(grid, tmp)
+            written.append(folder / "grids" / name)
+        if record.get("kde_diagnostics"):
+            title = f"{spec.experiment} / {spec.label}: KDE weight on bias-conflicting samples"
+            ax = plot_weight_shares(record["kde_diagnostics"], title=title)
+            written.append(save_figure(ax, folder / "weights" / name))
+    return written

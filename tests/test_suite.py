@@ -18,6 +18,7 @@ from paperlib.suite import (
     overhead_table,
     results_table,
     run_suite,
+    save_suite_figures,
     write_csv,
 )
 
@@ -67,10 +68,11 @@ def test_table_lists_missing_runs_as_not_run_then_real_numbers_after_running(tmp
     assert len(markdown) == 2 + 3 and markdown[2].startswith("| tiny | random |")
     shown = format_mean_std(after)
     assert shown.loc[0, "acc"].endswith("± 0.0")
-    from paperlib.plots import plot_comparison, save_figure
-
-    figure = save_figure(plot_comparison(after, "acc"), tmp_path / "acc.png")
-    assert figure.read_bytes()[:4] == b"\x89PNG"
+    written = save_suite_figures(specs, after, tmp_path / "figures", "tiny")
+    names = sorted(str(p.relative_to(tmp_path / "figures")) for p in written)
+    assert names == ["grids/tiny_dm.png", "grids/tiny_dm_fairdd.png", "tiny_acc.png", "tiny_acc_conflicting.png",
+                     "tiny_deo_m.png"]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in written)
 
 
 def test_suite_command_writes_the_csv_from_records(tmp_path, capsys):
