@@ -68,6 +68,11 @@ def plot_weight_shares(diagnostics: list[dict], ax=None, title: str = "KDE weigh
     return ax
 
 
+METRIC_LABELS = {"acc": "test accuracy (%)", "acc_aligned": "bias-aligned test accuracy (%)",
+                 "acc_conflicting": "bias-conflicting test accuracy (%)", "worst_group_acc": "worst-group accuracy (%)",
+                 "deo_m": "DEO_M (max over classes; lower is fairer)", "deo_a": "DEO_A (mean over classes; lower is fairer)"}
+
+
 def plot_comparison(table, metric: str = "acc", ax=None, title: str | None = None):
     """Grouped bars of ``metric`` (mean ± std over evaluation models) per experiment and run.
 
@@ -86,7 +91,7 @@ def plot_comparison(table, metric: str = "acc", ax=None, title: str | None = Non
         ax.scatter(x, done[paper], marker="D", color="black", zorder=3, label="paper")
     ax.set_xticks(x, [f"{e}\n{r}" for e, r in zip(done["experiment"], done["run"])], rotation=60,
                   ha="right", fontsize="small")
-    ax.set(ylabel=metric, title=title or metric, ylim=(0, 105))
+    ax.set(ylabel=metric, title=title or METRIC_LABELS.get(metric, metric), ylim=(0, 105))
     ax.legend(fontsize="small")
     return ax
 
