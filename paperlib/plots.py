@@ -68,9 +68,14 @@ def plot_weight_shares(diagnostics: list[dict], ax=None, title: str = "KDE weigh
     return ax
 
 
-METRIC_LABELS = {"acc": "test accuracy (%)", "acc_aligned": "bias-aligned test accuracy (%)",
-                 "acc_conflicting": "bias-conflicting test accuracy (%)", "worst_group_acc": "worst-group accuracy (%)",
-                 "deo_m": "DEO_M (max over classes; lower is fairer)", "deo_a": "DEO_A (mean over classes; lower is fairer)"}
+METRIC_LABELS = {
+    "acc": "test accuracy (%)",
+    "acc_aligned": "bias-aligned test accuracy (%)",
+    "acc_conflicting": "bias-conflicting test accuracy (%)",
+    "worst_group_acc": "worst-group accuracy (%)",
+    "deo_m": "DEO_M (max over classes; lower is fairer)",
+    "deo_a": "DEO_A (mean over classes; lower is fairer)",
+}
 
 
 def plot_comparison(table, metric: str = "acc", ax=None, title: str | None = None):
