@@ -1,10 +1,15 @@
-# make setup   create .venv with the exact versions of requirements.lock and paperlib (editable)
-# make test    run the whole test suite
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
+# make setup                  create .venv with the exact versions of requirements.lock and paperlib (editable)
+# make test                   unit tests, then the notebook checks (papermill smoke run + nbval)
+# make reproduce [PROFILE=quick]  run every notebook with params/$(PROFILE)/ (smoke | quick | paper)
+# make lab                    JupyterLab on the notebooks, with this environment's kernel
+# make sync                   pair and sync notebooks/NN_*.py (reviewed source) with their .ipynb
+PYTHON  ?= python3
+PROFILE ?= quick
+VENV    := .venv
+BIN     := $(VENV)/bin
+CHECK   := .nbcheck
 
-.PHONY: setup test clean-cache
+.PHONY: setup test unit-test notebook-test reproduce lab sync clean-cache
 
 setup: $(VENV)/.installed
 
@@ -16,8 +21,29 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-test: setup
+test: unit-test notebook-test
+
+unit-test: setup
 	$(BIN)/python -m pytest
+
+# Every notebook runs from scratch under papermill with the smoke profile (hermetic digits data, its own
+# cache), then nbval re-executes the committed smoke notebooks and compares their checked cells.
+notebook-test: setup
+	rm -rf $(CHECK) && mkdir -p $(CHECK)
+	PAPERLIB_CACHE=$(CHECK)/cache $(BIN)/python -m paperlib.reproduce --profile smoke --output-dir $(CHECK)/executed
+	PAPERLIB_CACHE=$(CHECK)/cache $(BIN)/python -m pytest --nbval-lax --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/smoke
+	rm -rf $(CHECK)
+
+reproduce: setup
+	$(BIN)/python -m paperlib.reproduce --profile $(PROFILE)
+
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+sync: setup
+	$(BIN)/jupytext --set-formats ipynb,py:percent notebooks/[0-9][0-9]_*.py
+	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py
 
 clean-cache:
 	rm -rf cache

@@ -42,7 +42,10 @@ def save_image_grid(images01: Tensor, path: str | Path, per_row: int, scale: int
 def _matplotlib():
     import matplotlib
 
-    matplotlib.use("Agg", force=False)  # files only unless a notebook already chose a backend
+    from paperlib.runtime import in_notebook
+
+    if not in_notebook():
+        matplotlib.use("Agg")  # files only; a notebook keeps its inline backend so figures show below cells
     import matplotlib.pyplot as plt
 
     return plt
@@ -111,3 +114,184 @@ def save_figure(ax, path: str | Path) -> Path:
         figure.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=150)
     plt.close(figure)
     return path
+
+
+def _ratio_label(table) -> str:
+    return "minority share (1 - majority ratio)" if (table["ratio"] > 0.5).all() else "bias-conflicting ratio"
+
+
+def plot_sample_grid(dataset, per_class: int = 8, seed: int = 0, ax=None, title: str | None = None):
+    """``per_class`` random training images of every class (one row per class).
+
+    Bias-conflicting (minority-group) images get a red frame, so the bias
+    ratio is visible at a glance.
+    """
+    from matplotlib.patches import Rectangle
+
+    from paperlib.data.container import sample_per_class
+    from paperlib.runtime import generator
+
+    plt = _matplotlib()
+    train = dataset.train
+    index = sample_per_class(train.labels, per_class, generator(seed))
+    images = dataset.denormalize(dataset.normalized(train.subset(index)))
+    pad = 2
+    grid = image_grid(images, per_class, pad=pad)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(per_class * 0.45, dataset.num_classes * 0.45))
+    ax.imshow(grid, interpolation="nearest")
+    size = images.shape[-1] + pad
+    for i in torch.nonzero(~train.aligned[index].bool()).flatten().tolist():
+        row, col = divmod(i, per_class)
+        ax.add_patch(Rectangle((col * size - 0.5, row * size - 0.5), size - pad, size - pad, fill=False,
+                               edgecolor="red", linewidth=1.2))
+    ax.set_axis_off()
+    ax.set_title(title or f"{dataset.info.preset}: rows = classes, red = bias-conflicting", fontsize="small")
+    return ax
+
+
+def plot_group_counts(counts, attribute_names: list[str], ax=None, title: str = "training samples per group"):
+    """Heatmap of samples per (class, attribute) group on a log colour scale."""
+    import seaborn as sns
+    from matplotlib.colors import LogNorm
+
+    plt = _matplotlib()
+    counts = np.asarray(counts, dtype=float)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.5 * counts.shape[1] + 2, 0.35 * counts.shape[0] + 1))
+    shown = np.where(counts > 0, counts, np.nan)
+    sns.heatmap(shown, ax=ax, norm=LogNorm(vmin=1, vmax=max(2.0, counts.max())), cmap="viridis",
+                annot=counts.shape[1] <= 10, fmt=".0f", annot_kws={"fontsize": 6},
+                xticklabels=[str(name)[:10] for name in attribute_names], cbar_kws={"label": "samples (log)"})
+    ax.set(xlabel="attribute (bias / protected group)", ylabel="class", title=title)
+    return ax
+
+
+def plot_ratio_curves(table, metric: str = "acc", ax=None, title: str | None = None):
+    """``metric`` against the bias ratio, one line per run label (``whole``, ``dm``, ...).
+
+    ``table`` is :func:`paperlib.suite.results_table` with a ``ratio`` column;
+    the x axis is logarithmic because the papers' ratios span 0.5% to 20%.
+    """
+    import seaborn as sns
+
+    plt = _matplotlib()
+    done = table[table["status"] == "done"]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.2))
+    sns.lineplot(data=done, x="ratio", y=metric, hue="run", style="run", markers=True, dashes=False, ax=ax)
+    ax.set_xscale("log")
+    ratios = sorted(done["ratio"].unique())
+    ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
+    ax.set(xlabel=_ratio_label(done), ylabel=METRIC_LABELS.get(metric, metric), ylim=(0, 105),
+           title=title or METRIC_LABELS.get(metric, metric))
+    ax.legend(fontsize="small", title=None)
+    return ax
+
+
+def plot_aligned_conflicting(table, ax=None, title: str = "bias-aligned vs bias-conflicting test accuracy"):
+    """Paired bars per run: accuracy on bias-aligned and on bias-conflicting test samples."""
+    import pandas as pd
+    import seaborn as sns
+
+    plt = _matplotlib()
+    done = table[table["status"] == "done"].copy()
+    done["setting"] = done["experiment"] + " / " + done["run"]
+    long = pd.melt(done, id_vars="setting", value_vars=["acc_aligned", "acc_conflicting"], var_name="test samples",
+                   value_name="accuracy (%)")
+    long["test samples"] = long["test samples"].map({"acc_aligned": "aligned", "acc_conflicting": "conflicting"})
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(5, 0.55 * len(done)), 3.2))
+    sns.barplot(data=long, x="setting", y="accuracy (%)", hue="test samples", ax=ax,
+                palette={"aligned": "#7570b3", "conflicting": "#d95f02"})
+    ax.tick_params(axis="x", rotation=60, labelsize="small")
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
+    ax.set(xlabel="", ylim=(0, 105), title=title)
+    return ax
+
+
+def show_image_file(path: str | Path, ax=None, title: str = ""):
+    """Draw a stored PNG (e.g. a distilled set's ``synthetic.png``) without axes."""
+    plt = _matplotlib()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    ax.imshow(np.asarray(Image.open(path)), interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title, fontsize="small")
+    return ax
+
+
+def plot_conflicting_counts(per_class, ax=None, title: str = "bias-conflicting training images per class"):
+    """Bars of bias-conflicting (minority) images per class, one colour per ratio value (log y).
+
+    ``per_class`` is the first frame of :func:`paperlib.notebook.ratio_sweep`.
+    """
+    import seaborn as sns
+
+    plt = _matplotlib()
+    frame = per_class.assign(setting=per_class["dataset"] + " " + per_class["ratio"].str.replace("_ratio", "")
+                             + "=" + per_class["value"].map("{:g}".format))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.2))
+    sns.barplot(data=frame, x="class", y="conflicting", hue="setting", ax=ax)
+    ax.set_yscale("log")
+    ax.set(ylabel="conflicting images (log)", title=title)
+    ax.legend(fontsize="x-small", title=None)
+    return ax
+
+
+def subplots(*args, **kwargs):
+    """``matplotlib.pyplot.subplots`` with this module's backend choice."""
+    return _matplotlib().subplots(*args, **kwargs)
+
+
+def plot_bars(frame, label: str, value: str, ax=None, title: str = ""):
+    """Horizontal bars of ``frame[value]`` per ``frame[label]`` (0-100 scale)."""
+    import seaborn as sns
+
+    plt = _matplotlib()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 0.35 * len(frame) + 1))
+    sns.barplot(data=frame, y=label, x=value, color="#d95f02", ax=ax)
+    ax.set(xlim=(0, 100), ylabel="", title=title)
+    return ax
+
+
+def plot_against(table, x: str, metric: str = "acc", hue: str = "target", ax=None, title: str = ""):
+    """``metric`` of the done runs against a numeric column ``x``, one line per ``hue`` value."""
+    import seaborn as sns
+
+    plt = _matplotlib()
+    done = table[table["status"] == "done"]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.2))
+    sns.lineplot(data=done, x=x, y=metric, hue=hue, style=hue, markers=True, dashes=False, ax=ax)
+    values = sorted(done[x].unique())
+    ax.set_xscale("log")
+    ax.set_xticks(values, [f"{v:g}" for v in values])
+    ax.set(ylabel=METRIC_LABELS.get(metric, metric), ylim=(0, 105), title=title)
+    return ax
+
+
+def sample_grid_png(dataset, per_class: int = 8, seed: int = 0, scale: int = 2) -> bytes:
+    """PNG bytes of ``per_class`` random training images per class, bias-conflicting ones framed in red."""
+    import io
+
+    from paperlib.data.container import sample_per_class
+    from paperlib.runtime import generator
+
+    train = dataset.train
+    index = sample_per_class(train.labels, per_class, generator(seed))
+    images = dataset.denormalize(dataset.normalized(train.subset(index))).clamp(0, 1)
+    conflicting = ~train.aligned[index].bool()
+    framed = images.expand(-1, 3, -1, -1).clone()
+    red = torch.tensor([1.0, 0.0, 0.0]).view(3, 1)
+    for i in torch.nonzero(conflicting).flatten().tolist():
+        framed[i, :, [0, -1], :] = red[:, :, None].expand(3, 2, framed.shape[-1])
+        framed[i, :, :, [0, -1]] = red[:, :, None].expand(3, framed.shape[-2], 2)
+    grid = Image.fromarray(image_grid(framed, per_class))
+    grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
+    buffer = io.BytesIO()
+    grid.save(buffer, format="PNG")
+    return buffer.getvalue()

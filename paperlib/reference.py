@@ -64,6 +64,13 @@ def variant(params: Params) -> str:
     return "kde" if params.weights == "kde" else "other"
 
 
+def bias_ratio(params: Params) -> float:
+    """The ratio that sets the bias strength: conflict ratio for LfF-style presets, else majority ratio."""
+    from paperlib.data.presets import PRESETS
+
+    return params.conflict_ratio if PRESETS[params.dataset].ratio_param == "conflict_ratio" else params.majority_ratio
+
+
 def reported(params: Params) -> dict | None:
     """The papers' numbers for the setting of ``params`` (with ``source``), or ``None``.
 
@@ -71,7 +78,7 @@ def reported(params: Params) -> dict | None:
     """
     if params.source is not None:
         return None
-    ratio = params.conflict_ratio if params.dataset in ("cmnist", "bg_fmnist") else params.majority_ratio
+    ratio = bias_ratio(params)
     method = "dc" if params.method == "dsa" else params.method
     ipc = None if params.method == "whole" else params.ipc
     return REPORTED.get((params.dataset, round(ratio, 4), method, variant(params), ipc))

@@ -321,3 +321,35 @@ def weight_diagnostics(weights: Tensor, labels: Tensor, aligned: Tensor, num_cla
              "conflicting_weight_share": float(conflict_weight[c]),
              "effective_samples": float(effective[c])}
             for c in range(num_classes)]
+
+
+def weight_ablation(dataset: BiasedDataset, params: Params, variants: list[dict], device: torch.device) -> list[dict]:
+    """KDE weights under each variant of ``params`` (a dict of overrides plus a ``label``), with diagnostics.
+
+    The encoder is trained and applied once per distinct encoder setting; each
+    variant then costs one density estimate. Rows hold the label, the mean and
+    lowest per-class share of weight on bias-conflicting samples, and the mean
+    effective sample size.
+    """
+    from paperlib.config import with_overrides
+
+    embeddings: dict[str, Tensor] = {}
+    rows = []
+    for variant in variants:
+        overrides = {k: v for k, v in variant.items() if k != "label"}
+        varied = with_overrides(params, {"weights": "kde", **overrides})
+        encoder_key = stable_hash({k: v for k, v in result_dict(varied).items()
+                                   if k == "data" or k.startswith(("supcon_", "net_")) or k in ("kde_encoder", "seed")})
+        if encoder_key not in embeddings:
+            embeddings[encoder_key] = embed_training_set(dataset, varied, device)
+        weights, _, _ = class_kde_weights(embeddings[encoder_key], dataset.train.labels, dataset.num_classes,
+                                          varied.kde_bandwidth, varied.kde_bandwidth_value, varied.kde_weighting,
+                                          varied.kde_alpha, varied.kde_tau, varied.kde_clip)
+        shares = weight_diagnostics(weights, dataset.train.labels, dataset.train.aligned, dataset.num_classes)
+        weight_share = [row["conflicting_weight_share"] for row in shares]
+        rows.append({"variant": variant.get("label", str(overrides)),
+                     "conflicting % of samples": 100 * sum(r["conflicting_sample_share"] for r in shares) / len(shares),
+                     "conflicting % of weight": 100 * sum(weight_share) / len(shares),
+                     "lowest class % of weight": 100 * min(weight_share),
+                     "effective samples per class": sum(r["effective_samples"] for r in shares) / len(shares)})
+    return rows

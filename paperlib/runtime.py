@@ -32,14 +32,15 @@ def generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _in_notebook() -> bool:
+def in_notebook() -> bool:
+    """Whether this code runs in a Jupyter kernel."""
     shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
 def progress_enabled(requested: bool) -> bool:
-    """Bars are off when not requested, and in CI (``CI`` set)."""
-    return requested and not os.environ.get("CI")
+    """Bars are off when not requested, in CI (``CI`` set) and in batch notebook runs (``PAPERLIB_NO_PROGRESS`` set)."""
+    return requested and not os.environ.get("CI") and not os.environ.get("PAPERLIB_NO_PROGRESS")
 
 
 def progress(iterable: Iterable[T], total: int | None = None, desc: str = "", enabled: bool = True,
@@ -50,7 +51,7 @@ def progress(iterable: Iterable[T], total: int | None = None, desc: str = "", en
     elsewhere it goes to stderr so stdout stays machine-readable.
     """
     disable = not progress_enabled(enabled)
-    if _in_notebook() and not disable:
+    if in_notebook() and not disable:
         from tqdm.notebook import tqdm as notebook_tqdm
 
         return notebook_tqdm(iterable, total=total, desc=desc, leave=leave)

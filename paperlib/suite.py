@@ -30,7 +30,7 @@ import pandas as pd
 from paperlib.config import Params, load_yaml, make_params
 from paperlib.errors import PaperlibError
 from paperlib.metrics import METRIC_KEYS
-from paperlib.reference import reported
+from paperlib.reference import bias_ratio, reported
 from paperlib.store import atomic_write
 
 
@@ -51,15 +51,41 @@ def _mapping(value: Any, where: str) -> dict:
     return dict(value)
 
 
+PROFILE_DEFAULTS = "defaults.yaml"
+
+
+def profile_defaults(profile: str | Path) -> dict[str, Any]:
+    """The run defaults every notebook of a profile shares (``params/<profile>/defaults.yaml``).
+
+    ``profile`` is a profile name (looked up under :func:`paperlib.paths.params_dir`)
+    or a profile folder as a :class:`~pathlib.Path`. Sharing them is what lets notebooks reuse each other's cached runs.
+    """
+    from paperlib.paths import params_dir
+
+    folder = profile if isinstance(profile, Path) else params_dir() / profile
+    path = folder / PROFILE_DEFAULTS
+    if not path.is_file():
+        raise PaperlibError(f"profile {str(profile)!r} has no {path}; profiles: "
+                            f"{', '.join(sorted(p.name for p in params_dir().iterdir() if p.is_dir()))}")
+    return _mapping(load_yaml(path), str(path))
+
+
 def load_suite(source: str | Path | Mapping[str, Any], overrides: Mapping[str, Any] | None = None,
-               only: str | None = None) -> list[RunSpec]:
+               only: str | None = None, base: Mapping[str, Any] | None = None) -> list[RunSpec]:
     """The runs a suite file (or an already-loaded mapping) describes, validated.
 
+    ``base`` holds defaults below the suite's own ``defaults``. A notebook's
+    parameter file (``params/<profile>/NN_*.yaml``) nests its suite under
+    ``suite`` and takes ``base`` from the profile's ``defaults.yaml``.
     ``only`` keeps the experiments whose name contains it. Bad parameters are
     reported with the experiment and run they belong to.
     """
     data = load_yaml(source) if isinstance(source, (str, Path)) else dict(source)
-    defaults = _mapping(data.get("defaults"), "defaults")
+    if "experiments" not in data and isinstance(data.get("suite"), Mapping):
+        if base is None and isinstance(source, (str, Path)):
+            base = profile_defaults(Path(source).parent)
+        data = dict(data["suite"])
+    defaults = {**(base or {}), **_mapping(data.get("defaults"), "defaults")}
     experiments = data.get("experiments")
     if not isinstance(experiments, list) or not experiments:
         raise PaperlibError("a suite needs a non-empty list under 'experiments'")
@@ -100,6 +126,8 @@ def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
     row: dict[str, Any] = {"experiment": spec.experiment, "run": spec.label, "dataset": p.dataset,
                            "method": p.method, "target": p.target if p.method in ("dm", "dc", "dsa") else "",
                            "ipc": p.ipc if p.method != "whole" else None,
+                           "source": p.source or "", "ratio": bias_ratio(p), "weights": p.weights,
+                           "sampling": p.sampling, "init": p.init, "eval_model": p.eval_model or p.model,
                            "eval_trainer": p.eval_trainer}
     if record is None:
         return {**row, "status": "not run"}

@@ -1,0 +1,85 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · The biased datasets
+#
+# Both papers start from a training set in which a nuisance attribute predicts the label:
+#
+# * **paper A** (bias in dataset distillation) ties each digit class to a colour (CMNIST), a background
+#   texture (BG-FMNIST) or a corruption type (Corrupted CIFAR-10). A fraction `conflict_ratio` of the
+#   training images (0.5%–5% in the paper) breaks the rule: they are *bias-conflicting*.
+# * **paper B** (FairDD) gives every class a *majority* protected group holding `majority_ratio` of the class
+#   (90% by default); the other groups share the rest.
+#
+# Test splits are balanced over (class, attribute), so a model that learnt the shortcut fails on most of them.
+# This notebook shows every preset the way a model sees it, and how the two ratios shape the data.
+
+# %% tags=["parameters"]
+profile = "quick"  # smoke | quick | paper: which params/<profile>/ files and figures/<profile>/ folder
+datasets = None  # None: the datasets of params/<profile>/01_biased_datasets.yaml
+ratio_sweep = None  # None: from the same file
+per_class = 8  # sample-grid columns
+
+# %%
+from paperlib import notebook as nb
+from paperlib import plots
+
+figures = nb.setup(profile)
+if datasets is None or ratio_sweep is None:
+    parameters = nb.notebook_parameters(profile, "01_biased_datasets")
+    datasets = datasets or parameters["datasets"]
+    ratio_sweep = ratio_sweep or parameters["ratio_sweep"]
+built, overview = nb.build_datasets(datasets)
+
+# %% [markdown]
+# ## Every preset at a glance
+# One row per preset: its source images, the kind of bias, the split sizes and how much of each split
+# follows the bias. Presets whose files are not on this machine say so (see the README for where to put them).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+overview
+
+# %% [markdown]
+# ## What the bias looks like
+# Each grid row is one class; a **red frame** marks a bias-conflicting (minority-group) image. Beside it,
+# the number of training images per (class, attribute) group on a log scale: the bright diagonal is the
+# bias, the dim cells are the few images that contradict it.
+
+# %%
+import matplotlib.pyplot as plt
+
+for name, dataset in built.items():
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1, 1.3]})
+    plots.plot_sample_grid(dataset, per_class=per_class, ax=left, title=f"{name}: rows = classes, red = conflicting")
+    plots.plot_group_counts(dataset.info.group_counts["train"], dataset.info.attribute_names, ax=right,
+                            title=f"{name}: training images per group")
+    nb.save(left, figures, f"01_{name}")
+    plt.show()
+
+# %% [markdown]
+# ## How the ratios shape the data
+# The conflict ratio sets how many training images contradict the bias; the test split stays balanced.
+# At 1% a class of ~6,000 images keeps only ~60 counter-examples, spread over nine other colours.
+
+# %%
+sweep, sweep_table = nb.ratio_sweep(ratio_sweep)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+sweep_table
+
+# %%
+ax = plots.plot_conflicting_counts(sweep)
+nb.save(ax, figures, "01_conflicting_per_class", pdf=True);

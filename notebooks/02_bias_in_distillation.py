@@ -1,0 +1,81 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Bias in distillation: amplified or suppressed?
+#
+# Paper A's analysis. Train a model on the whole biased set, on a random real subset of IPC images per
+# class, and on a set distilled from the biased data (DM, and gradient matching: DC), then test all of them
+# on balanced data. Its findings:
+#
+# * **colour and background bias are amplified**: the distilled set encodes the shortcut even more than the
+#   data it came from, so its model is far worse than the whole-data model on bias-conflicting test images;
+# * **corruption bias is suppressed**: distillation loses little, or even helps.
+#
+# CIFAR-10 cannot be downloaded on the CPU machine this companion was built on, so the quick profile builds
+# the corruption bias on Fashion-MNIST (`corrupted_cifar10` with `source: fashion_mnist`), labelled as such.
+
+# %% tags=["parameters"]
+profile = "quick"  # smoke | quick | paper
+suite = None  # None: the runs of params/<profile>/02_bias_in_distillation.yaml on params/<profile>/defaults.yaml
+
+# %%
+from paperlib import notebook as nb
+from paperlib import plots
+
+figures = nb.setup(profile)
+specs = nb.suite_specs(profile, suite, "02_bias_in_distillation")
+table = nb.run_all(specs)  # stored runs load at once; new ones are computed and cached
+nb.save_table(table, figures, "02_bias_in_distillation");
+
+# %% [markdown]
+# ## Results
+# Accuracy on the balanced test split, and separately on its bias-aligned and bias-conflicting images (%).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+nb.metrics_view(table, extra=("dataset", "ratio", "ipc"))
+
+# %% [markdown]
+# ## Amplified or suppressed?
+# For each bias, the distilled model against the whole-data model (`distilled - whole`, accuracy points) and
+# against a random real subset of the same size. A large negative gap on conflicting images with the aligned
+# ones near 100% is amplification; a gap near zero, or positive, is suppression.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+nb.bias_effect(table)
+
+# %% [markdown]
+# ## Across conflict ratios
+# The whole-data model recovers as the conflict ratio grows; the distilled set stays close to the shortcut.
+
+# %%
+colour = table[table["dataset"] == "cmnist"]
+fig, axes = plots.subplots(1, 2, figsize=(10, 3.4))
+plots.plot_ratio_curves(colour[colour["run"].isin(["whole", "dm"])], "acc", ax=axes[0], title="CMNIST: accuracy")
+plots.plot_ratio_curves(colour[colour["run"].isin(["whole", "dm"])], "acc_conflicting", ax=axes[1],
+                        title="CMNIST: bias-conflicting accuracy")
+nb.save(axes[0], figures, "02_ratio_curves", pdf=True);
+
+# %%
+ax = plots.plot_aligned_conflicting(table)
+nb.save(ax, figures, "02_aligned_conflicting", pdf=True);
+
+# %% [markdown]
+# ## What the distilled images show
+# Each row is one class. With colour and background bias the distilled images take the majority colour or
+# texture of their class: the shortcut is all that is left to learn. Compare with the corruption bias.
+
+# %%
+nb.show_grids([s for s in specs if s.params.method in ("dm", "dc")], figures, "02_distilled_grids");

@@ -1,0 +1,114 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · Ablations
+#
+# What each design choice contributes: the KDE's bandwidth, weighting and encoder; FairDD's sampling mode and
+# initialisation; the number of images per class; the bias ratio; the evaluation architecture; and, from
+# PAPERS.md's theorem, why DM + FairDD and DM with group-balanced weights are the same objective up to a
+# constant factor.
+
+# %% tags=["parameters"]
+profile = "quick"  # smoke | quick | paper
+suite = None  # None: the runs of params/<profile>/05_ablations.yaml on params/<profile>/defaults.yaml
+kde_dataset = None  # None: the dataset settings, KDE variants and theorem dataset of the same file
+kde_variants = None
+theorem_dataset = None
+
+# %%
+from paperlib import notebook as nb
+from paperlib import plots
+
+figures = nb.setup(profile)
+file_values = nb.notebook_parameters(profile, "05_ablations")
+kde_dataset = kde_dataset or file_values["kde_dataset"]
+kde_variants = kde_variants or file_values["kde_variants"]
+theorem_dataset = theorem_dataset or file_values["theorem_dataset"]
+specs = nb.suite_specs(profile, suite, "05_ablations")
+table = nb.run_all(specs)
+nb.save_table(table, figures, "05_ablations");
+
+# %% [markdown]
+# ## KDE: bandwidth, weighting and encoder
+# The share of each class's weight that lands on its bias-conflicting images (they are 5% of the samples).
+# The median-distance bandwidth lets the density separate the sparse conflicting images; Scott's and
+# Silverman's rules, made for low dimensions, shrink the kernel in the 128-d embedding until every point is
+# its own cluster. Without a trained encoder (random network, raw pixels) colour still dominates the
+# distances, but the clusters are less clean.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+kde = nb.kde_ablation(kde_dataset, kde_variants, profile)
+kde
+
+# %%
+ax = plots.plot_bars(kde, "variant", "conflicting % of weight", title="KDE weight on conflicting samples")
+nb.save(ax, figures, "05_kde_variants");
+
+# %% [markdown]
+# ## FairDD: sampling mode and initialisation
+# `fairdd` is the reference (uniform real batches; a group absent from a batch is skipped); `stratified`
+# puts every present group in every batch; `noise_init` starts from noise instead of real images. The last
+# row is the theorem's counterpart: vanilla DM with group-balanced sample weights.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+nb.metrics_view(table[table["experiment"] == "fairdd_modes"], keys=("acc", "deo_m", "deo_a"))
+
+# %% [markdown]
+# ## The theorem: DM + FairDD is DM with group-balanced weights, times the number of groups
+# For DM the FairDD loss $\sum_a \lVert \mu_a - s \rVert^2$ has the gradient
+# $|A|\,\nabla \lVert \tfrac{1}{|A|}\sum_a \mu_a - s \rVert^2$ with respect to the synthetic mean $s$. Below, the
+# two gradients on real batches: their cosine is 1 and their norm ratio equals the number of groups present in
+# the batch. So the group-balanced run above reaches the same matching point with a step |A| times smaller;
+# at equal image learning rate it moves less in the same number of iterations.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+gradients = nb.theorem_check(theorem_dataset, profile)
+gradients.groupby("groups_present").agg(classes=("class", "size"), norm_ratio=("norm_ratio", "mean"),
+                                        cosine_min=("cosine", "min")).round(3)
+
+# %% [markdown]
+# ## Images per class
+# More synthetic images give the vanilla set more room, but it still spends it on the majority colour; the
+# KDE target helps at every IPC.
+
+# %%
+ax = plots.plot_against(table[table["experiment"] == "ipc"], "ipc", "acc", hue="target",
+                        title="CMNIST 5%: accuracy vs IPC")
+nb.save(ax, figures, "05_ipc");
+
+# %% [markdown]
+# ## The bias ratio
+# Vanilla DM against DM + KDE as the share of bias-conflicting images changes.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+nb.metrics_view(table[table["experiment"].isin(["ipc", "ratio"])], extra=("ratio", "ipc"))
+
+# %%
+ratio = table[table["experiment"] == "ratio"].assign(run=lambda t: t["target"].map({"vanilla": "DM",
+                                                                                     "weighted": "DM + KDE"}))
+ax = plots.plot_ratio_curves(ratio, "acc", title="CMNIST: accuracy vs conflict ratio")
+nb.save(ax, figures, "05_ratio", pdf=True);
+
+# %% [markdown]
+# ## Cross-architecture evaluation
+# The same DM + KDE set, used to train evaluation models of other architectures: the debiased set is not tied
+# to the ConvNet that distilled it.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+nb.metrics_view(table[table["experiment"] == "cross_architecture"], extra=("eval_model",))

@@ -1,0 +1,47 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · Explore the bias ratio
+#
+# Drag the **conflict ratio** and **IPC** sliders, pick a dataset, a method (random real subset, DM, DC) and
+# the target of the matching loss (vanilla, paper A's KDE reweighting, paper B's FairDD). The left image is
+# the biased training data at that ratio (red frames: bias-conflicting images); the right one is what the
+# model is trained on; below, its test metrics.
+#
+# Points computed by notebooks 02–05 answer at once. A point nobody computed yet offers **compute live**: a
+# small, fast run (the `live` settings of the parameter file) with a progress bar, stored for next time.
+# For FairDD presets the slider is the minority share, 1 − majority ratio.
+
+# %% tags=["parameters"]
+profile = "quick"  # smoke | quick | paper
+explorer = None  # None: the explorer settings of params/<profile>/06_explore.yaml
+
+# %%
+from paperlib import notebook as nb
+from paperlib.explore import Explorer, ExplorerModel, Point
+from paperlib.suite import profile_defaults
+
+figures = nb.setup(profile)
+explorer = explorer or nb.notebook_parameters(profile, "06_explore")["explorer"]
+app = Explorer(profile_defaults(profile), explorer)
+app.widget
+
+# %% [markdown]
+# ## Which points are stored
+# The explorer's grid of choices and whether each point is answered from a stored run (`profile`), from an
+# earlier live run (`live`), or not yet (`none`).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+nb.explorer_coverage(ExplorerModel(profile_defaults(profile), explorer))

@@ -1,0 +1,200 @@
+"""The bias explorer of notebook 06: pick a dataset, bias ratio, IPC, method and target; see the data,
+the distilled images and the metrics.
+
+A point is answered from the stored run at the profile's settings when there
+is one (well under a second). Otherwise the reader can compute it live at a
+small scale (the ``live`` overrides of ``params/<profile>/06_explore.yaml``);
+that run is stored too, so it answers at once the next time.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from paperlib.config import Params, make_params
+from paperlib.data.presets import PRESETS, build_dataset
+from paperlib.errors import PaperlibError
+from paperlib.reference import reported
+from paperlib.runner import load_record, run
+
+TARGETS = {"vanilla": {"target": "vanilla"},
+           "KDE reweighting (paper A)": {"target": "weighted", "weights": "kde"},
+           "FairDD (paper B)": {"target": "groups"}}
+SHOWN_METRICS = {"acc": "accuracy", "acc_aligned": "bias-aligned", "acc_conflicting": "bias-conflicting",
+                 "deo_m": "DEO_M", "deo_a": "DEO_A"}
+
+
+@dataclass(frozen=True)
+class Point:
+    """One choice of the explorer's controls."""
+
+    dataset: str  # a label of the explorer's ``datasets`` setting
+    ratio: float  # share of bias-conflicting (minority-group) training images
+    ipc: int
+    method: str  # random | dm | dc
+    target: str  # a key of TARGETS
+
+
+class ExplorerModel:
+    """The explorer without widgets: which parameters a point means, and its stored or live result.
+
+    ``settings`` is the content of ``params/<profile>/06_explore.yaml``:
+    ``datasets`` (label -> dataset settings), ``ratios``, ``ipcs``, ``methods``,
+    ``method_settings`` (method -> overrides, with optional ``by_ipc``),
+    ``live`` (overrides for points computed on demand) and ``live_by_method``.
+    """
+
+    def __init__(self, defaults: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
+        for key in ("datasets", "ratios", "ipcs", "methods", "live"):
+            if key not in settings:
+                raise PaperlibError(f"the explorer settings need {key!r}")
+        self.defaults, self.settings = dict(defaults), settings
+        self._datasets: dict[str, Any] = {}
+
+    def params(self, point: Point, live: bool = False) -> Params:
+        """The run parameters of ``point`` at the profile's scale, or at the live scale."""
+        if point.dataset not in self.settings["datasets"]:
+            raise PaperlibError(f"unknown explorer dataset {point.dataset!r}; "
+                                f"choose one of: {', '.join(self.settings['datasets'])}")
+        if not 0.0 <= point.ratio <= 1.0:
+            raise PaperlibError(f"ratio must be in [0, 1], got {point.ratio}")
+        data = dict(self.settings["datasets"][point.dataset])
+        ratio_name = PRESETS[data["dataset"]].ratio_param
+        if ratio_name == "conflict_ratio":
+            data["conflict_ratio"] = point.ratio
+        elif ratio_name == "majority_ratio":
+            data["majority_ratio"] = round(1.0 - point.ratio, 6)
+        method = dict(self.settings.get("method_settings", {}).get(point.method, {}))
+        by_ipc = method.pop("by_ipc", {})
+        values = {**self.defaults, **data, "method": point.method, "ipc": point.ipc, **method,
+                  **by_ipc.get(point.ipc, {})}
+        if point.method != "random":
+            values.update(TARGETS[point.target])
+        if live:
+            values.update(self.live(point.method))
+        return make_params(values)
+
+    def live(self, method: str) -> dict[str, Any]:
+        """The overrides of a live run of ``method``: ``live``, then ``live_by_method[method]``."""
+        return {**self.settings["live"], **self.settings.get("live_by_method", {}).get(method, {})}
+
+    def dataset(self, point: Point):
+        """The biased dataset of ``point`` (kept in memory: switching back is instant)."""
+        params = self.params(point)
+        key = repr(sorted((k, v) for k, v in params.__dict__.items() if k in ("dataset", "source", "conflict_ratio",
+                                                                             "majority_ratio", "severity")))
+        if key not in self._datasets:
+            self._datasets[key] = build_dataset(params)
+        return self._datasets[key]
+
+    def stored(self, point: Point) -> tuple[dict | None, str]:
+        """The stored record of ``point`` and which scale it came from (``profile``, ``live`` or ``none``)."""
+        for scale, live in (("profile", False), ("live", True)):
+            record = load_record(self.params(point, live))
+            if record is not None:
+                return record, scale
+        return None, "none"
+
+    def compute(self, point: Point) -> dict:
+        """Run ``point`` at the live scale (stored afterwards) and return its record."""
+        return run(self.params(point, live=True))
+
+
+def metrics_html(record: dict, scale: str, live: Mapping[str, Any], paper: dict | None) -> str:
+    """A small HTML table of the record's metrics, saying where they come from (and the paper's, labelled)."""
+    metrics = record["metrics"]
+    header = "<tr><th></th><th>this companion</th>" + ("<th>paper</th>" if paper else "") + "</tr>"
+    rows = []
+    for key, label in SHOWN_METRICS.items():
+        ours = f"{metrics[key]:.1f}" + (f" ± {metrics[key + '_std']:.1f}" if record["num_eval"] > 1 else "")
+        theirs = f"<td>{paper[key]:.1f}</td>" if paper and key in paper else ("<td>–</td>" if paper else "")
+        rows.append(f"<tr><td>{label}</td><td>{ours}</td>{theirs}</tr>")
+    where = ("stored run at this profile's settings" if scale == "profile" else
+             "computed live at a small scale: " + ", ".join(f"{k}={v}" for k, v in live.items()))
+    note = f"<p><small>{html.escape(where)}; {record['num_eval']} evaluation model(s)"
+    if paper:
+        note += f"; paper: {html.escape(paper['source'])} (its own, longer setting)"
+    return f"<table>{header}{''.join(rows)}</table>{note}</small></p>"
+
+
+class Explorer:
+    """The ipywidgets front end of :class:`ExplorerModel`; ``display(Explorer(...).widget)`` in a notebook."""
+
+    def __init__(self, defaults: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
+        import ipywidgets as w
+
+        self.model = ExplorerModel(defaults, settings)
+        s = settings
+        self.dataset = w.Dropdown(options=list(s["datasets"]), description="dataset")
+        ratios, ipcs = [float(r) for r in s["ratios"]], [int(i) for i in s["ipcs"]]
+        self.ratio = w.SelectionSlider(options=ratios, value=ratios[len(ratios) // 2], description="conflict ratio",
+                                       continuous_update=False,
+                                       style={"description_width": "initial"})
+        self.ipc = w.SelectionSlider(options=ipcs, value=ipcs[min(1, len(ipcs) - 1)], description="IPC",
+                                     continuous_update=False)
+        self.method = w.Dropdown(options=list(s["methods"]), value="dm" if "dm" in s["methods"] else s["methods"][0],
+                                 description="method")
+        self.target = w.Dropdown(options=list(TARGETS), description="target")
+        self.compute_button = w.Button(description="compute live", icon="play", disabled=True)
+        self.status = w.HTML()
+        self.data_image = w.Image(format="png")
+        self.distilled_image = w.Image(format="png")
+        self.metrics = w.HTML()
+        self.progress = w.Output()
+        for control in (self.dataset, self.ratio, self.ipc, self.method, self.target):
+            control.observe(lambda _: self.refresh(), names="value")
+        self.compute_button.on_click(lambda _: self.compute())
+        images = w.HBox([w.VBox([w.HTML("<b>biased training data</b> (red frame: bias-conflicting)"),
+                                 self.data_image]),
+                         w.VBox([w.HTML("<b>training set of the model</b>"), self.distilled_image])])
+        self.widget = w.VBox([w.HBox([self.dataset, self.method, self.target]), w.HBox([self.ratio, self.ipc]),
+                              w.HBox([self.compute_button, self.status]), self.progress, images, self.metrics])
+        self.refresh()
+
+    def point(self) -> Point:
+        """The point the controls show."""
+        return Point(self.dataset.value, float(self.ratio.value), int(self.ipc.value), self.method.value,
+                     self.target.value)
+
+    def refresh(self) -> None:
+        """Show the current point: data grid always, result when stored, else offer to compute it."""
+        from paperlib.plots import sample_grid_png
+
+        point = self.point()
+        self.target.disabled = point.method == "random"
+        self.data_image.value = sample_grid_png(self.model.dataset(point), per_class=8)
+        record, scale = self.model.stored(point)
+        if record is None:
+            self.status.value = "<i>not computed yet at this point</i>"
+            self.compute_button.disabled = False
+            self.distilled_image.value = b""
+            self.metrics.value = ""
+            return
+        self.compute_button.disabled = True
+        self.status.value = f"<i>{'stored run' if scale == 'profile' else 'stored live run'}</i>"
+        self._show(point, record, scale)
+
+    def compute(self) -> None:
+        """Compute the current point at the live scale, with progress bars, then show it."""
+        point = self.point()
+        self.compute_button.disabled = True
+        self.status.value = "<i>computing…</i>"
+        self.progress.clear_output()
+        with self.progress:
+            record = self.model.compute(point)
+        self.progress.clear_output()
+        self.status.value = "<i>computed live</i>"
+        self._show(point, record, "live")
+
+    def _show(self, point: Point, record: dict, scale: str) -> None:
+        grid = Path(record.get("distilled") or "") / "synthetic.png"
+        if record.get("distilled") and grid.is_file():
+            self.distilled_image.value = grid.read_bytes()
+        else:  # random real subset or whole data: no synthetic images
+            self.distilled_image.value = b""
+        paper = reported(self.model.params(point))
+        self.metrics.value = metrics_html(record, scale, self.model.live(point.method), paper)

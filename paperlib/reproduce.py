@@ -1,0 +1,110 @@
+"""``make reproduce``: run every numbered notebook through papermill with one profile's parameter files.
+
+``python -m paperlib.reproduce --profile quick`` executes ``notebooks/NN_*.py``
+(the jupytext source) in number order with ``params/<profile>/NN_*.yaml`` and
+writes the executed notebook: for ``quick`` over the paired
+``notebooks/NN_*.ipynb`` (the committed outputs), for other profiles into
+``notebooks/<profile>/``. It prints progress per notebook, stops at the first
+failure naming the notebook, and never leaves a half-written notebook behind.
+Wall times go to ``figures/<profile>/reproduce_times.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from paperlib.errors import PaperlibError
+from paperlib.notebook import PROFILES
+from paperlib.paths import figures_dir, repo_root
+from paperlib.store import atomic_write
+
+PAIRED_PROFILE = "quick"  # the profile whose outputs live in the paired notebooks/NN_*.ipynb
+
+
+def notebook_sources() -> list[Path]:
+    """``notebooks/NN_*.py`` in number order."""
+    found = sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.py"))
+    if not found:
+        raise PaperlibError("no notebooks/NN_*.py found; run from the repository")
+    return found
+
+
+def output_path(source: Path, profile: str, output_dir: Path | None = None) -> Path:
+    """Where the executed notebook of ``source`` under ``profile`` goes."""
+    if output_dir is not None:
+        return output_dir / f"{source.stem}.ipynb"
+    if profile == PAIRED_PROFILE:
+        return source.with_suffix(".ipynb")
+    return source.parent / profile / f"{source.stem}.ipynb"
+
+
+def execute(source: Path, profile: str, output: Path) -> float:
+    """Execute one notebook with ``params/<profile>/<name>.yaml``; return its wall time in seconds."""
+    import jupytext
+    import papermill
+    import yaml
+
+    parameters_file = repo_root() / "params" / profile / f"{source.stem}.yaml"
+    if not parameters_file.is_file():
+        raise PaperlibError(f"{parameters_file} is missing: every profile needs one parameter file per notebook")
+    parameters = yaml.safe_load(parameters_file.read_text()) or {}
+    start = time.perf_counter()
+    os.environ["PAPERLIB_NO_PROGRESS"] = "1"  # the kernel inherits it: no bar widgets in stored outputs
+    with tempfile.TemporaryDirectory() as scratch:
+        fresh = Path(scratch) / f"{source.stem}.ipynb"
+        jupytext.write(jupytext.read(source), fresh)
+        executed = Path(scratch) / "executed.ipynb"
+        papermill.execute_notebook(str(fresh), str(executed), parameters=parameters, cwd=str(source.parent),
+                                   kernel_name="python3", progress_bar=False, report_mode=False)
+        with atomic_write(output) as tmp:
+            tmp.write_bytes(executed.read_bytes())
+    return time.perf_counter() - start
+
+
+def reproduce(profile: str, only: str | None = None, output_dir: Path | None = None) -> list[tuple[str, float]]:
+    """Run the notebooks (those whose name contains ``only``) under ``profile``; return their wall times."""
+    if profile not in PROFILES:
+        raise PaperlibError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
+    sources = [s for s in notebook_sources() if not only or only in s.stem]
+    times = []
+    for i, source in enumerate(sources, 1):
+        output = output_path(source, profile, output_dir)
+        print(f"[{i}/{len(sources)}] {source.stem} ({profile}) ...", flush=True)
+        try:
+            seconds = execute(source, profile, output)
+        except Exception as err:  # papermill raises its own types; name the notebook whatever failed
+            raise PaperlibError(f"notebook {source.stem} failed under profile {profile!r}: "
+                                f"{type(err).__name__}: {str(err).strip()[-2000:]}") from None
+        times.append((source.stem, seconds))
+        print(f"[{i}/{len(sources)}] {source.stem} done in {seconds:.0f} s -> {output}", flush=True)
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m paperlib.reproduce", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="quick", help="smoke | quick | paper (default quick)")
+    parser.add_argument("--only", help="run only the notebooks whose name contains this")
+    parser.add_argument("--output-dir", type=Path, help="write executed notebooks here instead")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    try:
+        times = reproduce(args.profile, args.only, args.output_dir)
+    except PaperlibError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    total = time.perf_counter() - start
+    if args.output_dir is None and not args.only:
+        with atomic_write(figures_dir(args.profile) / "reproduce_times.csv") as tmp:
+            tmp.write_text("notebook,seconds\n" + "".join(f"{n},{s:.1f}\n" for n, s in times)
+                           + f"total,{total:.1f}\n")
+    print(f"{len(times)} notebooks in {total / 60:.1f} min ({args.profile})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
