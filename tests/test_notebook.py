@@ -1,0 +1,157 @@
+"""The notebooks' library side: profiles, parameter files, tables, the theorem check, the explorer."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from paperlib import notebook as nb
+from paperlib.config import make_params
+from paperlib.data.presets import build_dataset
+from paperlib.distill.theorem import fairdd_vs_group_balanced
+from paperlib.errors import PaperlibError
+from paperlib.explore import Explorer, ExplorerModel, Point
+from paperlib.reproduce import notebook_sources, output_path, reproduce
+from paperlib.reweight import weight_ablation
+from paperlib.suite import load_suite, profile_defaults
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = [p.stem for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))]
+SMOKE_EXPLORER = {
+    "datasets": {"CMNIST": {"dataset": "cmnist", "source": "digits"},
+                 "FG": {"dataset": "cmnist_fg", "source": "digits"}},
+    "ratios": [0.05, 0.2], "ipcs": [1, 2], "methods": ["random", "dm"],
+    "method_settings": {"dm": {"by_ipc": {1: {"lr_img": 2}}}},
+    "live": {"iterations": 2, "eval_epochs": 2, "num_eval": 1},
+}
+
+
+def test_six_numbered_notebooks_each_with_a_paired_ipynb():
+    assert [n[:2] for n in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
+    for name in NOTEBOOKS:
+        assert (ROOT / "notebooks" / f"{name}.ipynb").is_file(), f"run `make sync` to pair {name}"
+        assert 'tags=["parameters"]' in (ROOT / "notebooks" / f"{name}.py").read_text()
+
+
+@pytest.mark.parametrize("profile", nb.PROFILES)
+def test_every_profile_has_a_valid_parameter_file_per_notebook(profile):
+    defaults = profile_defaults(profile)
+    assert defaults["seed"] == 0
+    for name in NOTEBOOKS:
+        values = nb.notebook_parameters(profile, name)
+        assert values["profile"] == profile
+        if "suite" in values:
+            specs = load_suite(ROOT / "params" / profile / f"{name}.yaml")
+            assert specs and all(s.params.seed == 0 for s in specs)
+
+
+def test_smoke_profile_is_hermetic_and_quick_profile_uses_real_data():
+    assert profile_defaults("smoke")["source"] == "digits"
+    assert "source" not in profile_defaults("quick")
+    quick = load_suite(ROOT / "params" / "quick" / "02_bias_in_distillation.yaml")
+    corrupted = [s for s in quick if s.params.dataset == "corrupted_cifar10"]
+    assert corrupted and all(s.params.source == "fashion_mnist" for s in corrupted)  # labelled, not CIFAR-10
+
+
+def test_notebooks_share_runs_through_the_profile_defaults():
+    """Notebook 02's vanilla DM run and notebook 03's are the same cached run."""
+    two = {(s.experiment, s.label): s.params for s in load_suite(ROOT / "params/quick/02_bias_in_distillation.yaml")}
+    three = {(s.experiment, s.label): s.params for s in load_suite(ROOT / "params/quick/03_kde_reweighting.yaml")}
+    assert two[("colour_0.05", "dm")] == three[("colour_0.05", "dm")]
+
+
+def test_unknown_profile_is_a_clear_error():
+    with pytest.raises(PaperlibError, match="choose one of: smoke, quick, paper"):
+        nb.setup("fast")
+    with pytest.raises(PaperlibError, match="has no"):
+        profile_defaults("fast")
+    with pytest.raises(PaperlibError, match="unknown profile"):
+        reproduce("fast")
+
+
+def test_executed_notebooks_go_to_the_paired_file_for_quick_and_a_subfolder_otherwise(tmp_path):
+    source = notebook_sources()[0]
+    assert output_path(source, "quick") == source.with_suffix(".ipynb")
+    assert output_path(source, "smoke") == source.parent / "smoke" / f"{source.stem}.ipynb"
+    assert output_path(source, "paper", tmp_path) == tmp_path / f"{source.stem}.ipynb"
+
+
+def _table(rows):
+    base = {"status": "done", "target": "vanilla", "eval_trainer": "plain", "num_eval": 1, "ipc": 10.0}
+    return pd.DataFrame([{**base, **row} for row in rows])
+
+
+def test_bias_effect_reads_amplification_from_the_conflicting_gap():
+    table = _table([
+        {"experiment": "colour", "run": "whole", "method": "whole", "acc": 60.0, "acc_conflicting": 55.0},
+        {"experiment": "colour", "run": "random", "method": "random", "acc": 25.0, "acc_conflicting": 20.0},
+        {"experiment": "colour", "run": "dm", "method": "dm", "acc": 22.0, "acc_conflicting": 13.0},
+        {"experiment": "corruption", "run": "whole", "method": "whole", "acc": 53.0, "acc_conflicting": 48.0},
+        {"experiment": "corruption", "run": "dm", "method": "dm", "acc": 50.0, "acc_conflicting": 45.0},
+    ])
+    effect = nb.bias_effect(table).set_index("comparison")
+    assert effect.loc["colour", "reading"] == "amplified" and effect.loc["colour", "conflicting vs whole"] == -42.0
+    assert effect.loc["colour", "acc vs random"] == -3.0
+    assert effect.loc["corruption", "reading"] == "suppressed" and math.isnan(effect.loc["corruption", "acc vs random"])
+
+
+def test_paper_table_labels_the_papers_numbers_apart_from_ours():
+    table = _table([{"experiment": "e", "run": "dm_kde", "method": "dm", "dataset": "cmnist", "ratio": 0.05,
+                     "ipc": 50.0, "acc": 90.71, "deo_m": 51.9, "deo_a": 22.0, "paper_acc": 91.5,
+                     "paper_deo_m": float("nan"), "paper_deo_a": float("nan"), "paper_source": "paper A"}])
+    shown = nb.paper_vs_companion(table, "quick")
+    assert shown[("paper", "acc")].item() == 91.5 and shown[("this companion (quick)", "acc")].item() == 90.7
+    assert shown[("", "setting")].item() == "cmnist, ratio 0.05, IPC 50"
+
+
+def test_fairdd_gradient_is_groups_present_times_the_group_balanced_one_on_real_batches():
+    dataset = build_dataset(dataset="cmnist_fg", source="digits", majority_ratio=0.9)
+    params = make_params(dataset="cmnist_fg", source="digits", ipc=2, net_width=8, batch_real=16)
+    rows = pd.DataFrame(fairdd_vs_group_balanced(dataset, params, torch.device("cpu"), batches=2))
+    assert len(rows) == 2 * 10 and (rows["groups_present"] > 1).any()
+    assert torch.allclose(torch.tensor(rows["norm_ratio"].values), torch.tensor(rows["groups_present"].values,
+                          dtype=torch.float64), rtol=1e-3)
+    assert rows["cosine"].min() > 0.9999
+
+
+def test_kde_ablation_trains_one_encoder_per_setting_and_reports_shares():
+    dataset = build_dataset(dataset="cmnist", source="digits", conflict_ratio=0.05)
+    params = make_params(dataset="cmnist", source="digits", net_width=8)
+    rows = weight_ablation(dataset, params, [{"label": "pixels median", "kde_encoder": "pixels"},
+                                             {"label": "pixels scott", "kde_encoder": "pixels",
+                                              "kde_bandwidth": "scott"}], torch.device("cpu"))
+    assert [r["variant"] for r in rows] == ["pixels median", "pixels scott"]
+    for row in rows:
+        assert 0 <= row["conflicting % of weight"] <= 100 and row["effective samples per class"] > 1
+        assert abs(row["conflicting % of samples"] - 100 * (1 - dataset.train.aligned.float().mean().item())) < 1
+
+
+def test_explorer_maps_the_slider_to_the_right_ratio_and_scale():
+    model = ExplorerModel({"seed": 0, "net_width": 8}, SMOKE_EXPLORER)
+    colour = model.params(Point("CMNIST", 0.2, 1, "dm", "KDE reweighting (paper A)"))
+    assert colour.conflict_ratio == 0.2 and colour.lr_img == 2 and colour.weights == "kde"
+    fair = model.params(Point("FG", 0.05, 2, "dm", "FairDD (paper B)"), live=True)
+    assert fair.majority_ratio == 0.95 and fair.target == "groups" and fair.iterations == 2
+    assert model.params(Point("FG", 0.05, 2, "random", "FairDD (paper B)")).target == "vanilla"
+    with pytest.raises(PaperlibError, match="unknown explorer dataset"):
+        model.params(Point("CIFAR", 0.05, 2, "dm", "vanilla"))
+    with pytest.raises(PaperlibError, match=r"ratio must be in \[0, 1\]"):
+        model.params(Point("CMNIST", 1.5, 2, "dm", "vanilla"))
+
+
+def test_explorer_widget_offers_a_missing_point_then_shows_it_after_the_live_run():
+    app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu"}, SMOKE_EXPLORER)
+    assert bytes(app.data_image.value).startswith(b"\x89PNG")
+    assert not app.compute_button.disabled and "not computed" in app.status.value
+    app.compute()
+    assert "accuracy" in app.metrics.value and "computed live" in app.metrics.value
+    assert bytes(app.distilled_image.value).startswith(b"\x89PNG")
+    app.ipc.value = 1  # elsewhere, then back: now answered from the store
+    app.ipc.value = 2
+    assert app.compute_button.disabled and "stored live run" in app.status.value
+    coverage = nb.explorer_coverage(app.model)
+    assert (coverage == "live").sum().sum() == 1
