@@ -30,8 +30,8 @@ unit-test: setup
 # cache), then nbval re-executes the committed smoke notebooks and compares their checked cells.
 notebook-test: setup
 	rm -rf $(CHECK) && mkdir -p $(CHECK)
-	PAPERLIB_CACHE=$(CHECK)/cache $(BIN)/python -m paperlib.reproduce --profile smoke --output-dir $(CHECK)/executed
-	PAPERLIB_CACHE=$(CHECK)/cache $(BIN)/python -m pytest --nbval-lax --nbval-current-env \
+	PAPERLIB_CACHE=$(CURDIR)/$(CHECK)/cache $(BIN)/python -m paperlib.reproduce --profile smoke --output-dir $(CHECK)/executed
+	PAPERLIB_CACHE=$(CURDIR)/$(CHECK)/cache $(BIN)/python -m pytest --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/smoke
 	rm -rf $(CHECK)
 

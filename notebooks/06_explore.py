@@ -31,13 +31,22 @@ explorer = None  # None: the explorer settings of params/<profile>/06_explore.ya
 
 # %%
 from paperlib import notebook as nb
-from paperlib.explore import Explorer, ExplorerModel, Point
+from paperlib.explore import Explorer, ExplorerModel
 from paperlib.suite import profile_defaults
 
 figures = nb.setup(profile)
 explorer = explorer or nb.notebook_parameters(profile, "06_explore")["explorer"]
 app = Explorer(profile_defaults(profile), explorer)
 app.widget
+
+# %% [markdown]
+# A stored notebook cannot keep live widgets, so here is the explorer's current view as a static snapshot
+# (CMNIST, DM, vanilla, at the middle ratio). In JupyterLab, the controls above redraw it.
+
+# %%
+from IPython.display import HTML
+
+HTML(app.snapshot_html())
 
 # %% [markdown]
 # ## Which points are stored

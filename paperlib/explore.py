@@ -155,6 +155,21 @@ class Explorer:
                               w.HBox([self.compute_button, self.status]), self.progress, images, self.metrics])
         self.refresh()
 
+    def snapshot_html(self) -> str:
+        """The current view as static HTML (images inlined), for stored notebooks where widgets do not render."""
+        import base64
+
+        def image(data: bytes) -> str:
+            if not data:
+                return "<i>no synthetic images (random real subset or whole data)</i>"
+            return f'<img src="data:image/png;base64,{base64.b64encode(bytes(data)).decode()}"/>'
+
+        point = self.point()
+        title = html.escape(f"{point.dataset}, ratio {point.ratio:g}, IPC {point.ipc}, {point.method}, {point.target}")
+        return (f"<p><b>{title}</b></p><table><tr><th>biased training data</th><th>training set of the model</th>"
+                f"</tr><tr><td>{image(self.data_image.value)}</td><td>{image(self.distilled_image.value)}</td>"
+                f"</tr></table>{self.metrics.value or self.status.value}")
+
     def point(self) -> Point:
         """The point the controls show."""
         return Point(self.dataset.value, float(self.ratio.value), int(self.ipc.value), self.method.value,

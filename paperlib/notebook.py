@@ -17,7 +17,7 @@ import pandas as pd
 
 from paperlib.config import load_yaml
 from paperlib.errors import PaperlibError
-from paperlib.paths import figures_dir, params_dir
+from paperlib.paths import anchor_environment, figures_dir, params_dir
 from paperlib.runtime import progress
 from paperlib.store import atomic_write
 from paperlib.suite import RunSpec, load_suite, profile_defaults, results_table, write_csv
@@ -28,11 +28,15 @@ METRIC_COLUMNS = {"acc": "acc", "acc_aligned": "aligned", "acc_conflicting": "co
 
 
 def setup(profile: str) -> Path:
-    """Check ``profile``, set the plotting style, and return ``figures/<profile>/`` (created)."""
+    """Check ``profile``, anchor cache and data at the repository root, set the plotting style.
+
+    Returns ``figures/<profile>/`` (created).
+    """
     import seaborn as sns
 
     if profile not in PROFILES:
         raise PaperlibError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
+    anchor_environment()
     sns.set_theme(style="whitegrid", context="notebook", font_scale=0.85)
     pd.set_option("display.precision", 1)
     pd.set_option("display.max_columns", 30)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from paperlib.errors import PaperlibError
@@ -27,3 +28,15 @@ def figures_dir(profile: str) -> Path:
     folder = repo_root() / "figures" / profile
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def anchor_environment() -> None:
+    """Point an unset ``$PAPERLIB_CACHE`` / ``$PAPERLIB_DATA`` at the repository's ``cache/`` and ``data/``.
+
+    Notebooks run from ``notebooks/``; without this, their relative defaults
+    would miss the runs and data of the command line, which runs from the root.
+    """
+    root = repo_root()
+    for variable, folder in (("PAPERLIB_CACHE", "cache"), ("PAPERLIB_DATA", "data")):
+        if not os.environ.get(variable):
+            os.environ[variable] = str(root / folder)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from paperlib.errors import PaperlibError
 from paperlib.notebook import PROFILES
-from paperlib.paths import figures_dir, repo_root
+from paperlib.paths import anchor_environment, figures_dir, repo_root
 from paperlib.store import atomic_write
 
 PAIRED_PROFILE = "quick"  # the profile whose outputs live in the paired notebooks/NN_*.ipynb
@@ -55,6 +55,7 @@ def execute(source: Path, profile: str, output: Path) -> float:
     parameters = yaml.safe_load(parameters_file.read_text()) or {}
     start = time.perf_counter()
     os.environ["PAPERLIB_NO_PROGRESS"] = "1"  # the kernel inherits it: no bar widgets in stored outputs
+    anchor_environment()
     with tempfile.TemporaryDirectory() as scratch:
         fresh = Path(scratch) / f"{source.stem}.ipynb"
         jupytext.write(jupytext.read(source), fresh)

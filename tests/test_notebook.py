@@ -155,3 +155,14 @@ def test_explorer_widget_offers_a_missing_point_then_shows_it_after_the_live_run
     assert app.compute_button.disabled and "stored live run" in app.status.value
     coverage = nb.explorer_coverage(app.model)
     assert (coverage == "live").sum().sum() == 1
+
+
+@pytest.mark.parametrize("stored", ["06_explore.ipynb", "smoke/06_explore.ipynb"])
+def test_the_stored_explorer_runs_wrote_nothing_to_stderr_and_no_errors(stored):
+    import json
+
+    notebook = json.loads((ROOT / "notebooks" / stored).read_text())
+    outputs = [o for cell in notebook["cells"] if cell["cell_type"] == "code" for o in cell.get("outputs", [])]
+    assert outputs, f"{stored} has no outputs: run `make reproduce`"
+    assert not [o for o in outputs if o["output_type"] == "stream" and o["name"] == "stderr"]
+    assert not [o for o in outputs if o["output_type"] == "error"]
