@@ -192,6 +192,7 @@ def ratio_sweep(sweeps: list[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataF
 
 
 AMPLIFIED_GAP = 10.0  # conflicting-accuracy points below whole data that we read as amplification
+SHORTCUT_LEVEL = 25.0  # whole-data conflicting accuracy below this: the whole-data model follows the bias too
 
 
 def bias_effect(table: pd.DataFrame) -> pd.DataFrame:
@@ -199,7 +200,9 @@ def bias_effect(table: pd.DataFrame) -> pd.DataFrame:
 
     ``reading`` is *amplified* when the distilled model's bias-conflicting
     accuracy is more than :data:`AMPLIFIED_GAP` points below the whole-data
-    model's, else *suppressed* (distillation loses little or helps).
+    model's; *whole data biased too* when the whole-data model itself stays
+    below :data:`SHORTCUT_LEVEL` on conflicting images (nothing left to
+    amplify); else *suppressed* (distillation loses little or helps).
     """
     done = table[table["status"] == "done"]
     rows = []
@@ -215,7 +218,8 @@ def bias_effect(table: pd.DataFrame) -> pd.DataFrame:
                 row["acc vs whole"] = round(run["acc"] - whole["acc"], 1)
                 gap = run["acc_conflicting"] - whole["acc_conflicting"]
                 row["conflicting vs whole"] = round(gap, 1)
-                row["reading"] = "amplified" if gap < -AMPLIFIED_GAP else "suppressed"
+                row["reading"] = ("amplified" if gap < -AMPLIFIED_GAP else "whole data biased too"
+                                  if whole["acc_conflicting"] < SHORTCUT_LEVEL else "suppressed")
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -233,6 +233,14 @@ def _embed_all(fn, images: Tensor, batch: int = 1024) -> Tensor:
     return torch.cat([fn(images[i:i + batch]).float() for i in range(0, images.shape[0], batch)])
 
 
+def encoder_key(params: Params) -> str:
+    """Cache key of the embeddings: the dataset and the encoder's settings (not the KDE's)."""
+    keep = {k: v for k, v in result_dict(params).items()
+            if k == "data" or k.startswith(("supcon_", "net_")) or k in ("kde_encoder", "model", "seed",
+                                                                         "dsa_strategy")}
+    return stable_hash({**keep, "version": REWEIGHT_VERSION})
+
+
 def embed_training_set(dataset: BiasedDataset, params: Params, device: torch.device) -> Tensor:
     """``[N, D]`` embeddings of the training split with ``params.kde_encoder``."""
     images = dataset.normalized("train", device)
@@ -242,7 +250,14 @@ def embed_training_set(dataset: BiasedDataset, params: Params, device: torch.dev
         net = init_parameters(_backbone(dataset, params), generator(derive_seed(params.seed, "kde-random")))
         return _embed_all(net.to(device).eval().embed, images)
     if params.kde_encoder == "supcon":
-        return _embed_all(train_supcon(dataset, params, device), images)
+        # The encoder is the expensive part; every KDE setting of the same encoder reuses its embeddings.
+        path = cache_root(params.cache_dir) / "weights" / f"{params.dataset}-embeddings-{encoder_key(params)}.pt"
+        saved = None if params.force else load_tensors(path)
+        if saved is not None:
+            return saved["embeddings"].to(device)
+        embeddings = _embed_all(train_supcon(dataset, params, device), images)
+        save_tensors(path, {"embeddings": embeddings.cpu()})
+        return embeddings
     raise PaperlibError(f"unknown kde_encoder {params.kde_encoder!r}; choose supcon, random or pixels")
 
 
@@ -326,8 +341,8 @@ def weight_diagnostics(weights: Tensor, labels: Tensor, aligned: Tensor, num_cla
 def weight_ablation(dataset: BiasedDataset, params: Params, variants: list[dict], device: torch.device) -> list[dict]:
     """KDE weights under each variant of ``params`` (a dict of overrides plus a ``label``), with diagnostics.
 
-    The encoder is trained and applied once per distinct encoder setting; each
-    variant then costs one density estimate. Rows hold the label, the mean and
+    The encoder is trained and applied once per distinct encoder setting (and
+    its embeddings cached on disk); each variant then costs one density estimate. Rows hold the label, the mean and
     lowest per-class share of weight on bias-conflicting samples, and the mean
     effective sample size.
     """
@@ -338,11 +353,10 @@ def weight_ablation(dataset: BiasedDataset, params: Params, variants: list[dict]
     for variant in variants:
         overrides = {k: v for k, v in variant.items() if k != "label"}
         varied = with_overrides(params, {"weights": "kde", **overrides})
-        encoder_key = stable_hash({k: v for k, v in result_dict(varied).items()
-                                   if k == "data" or k.startswith(("supcon_", "net_")) or k in ("kde_encoder", "seed")})
-        if encoder_key not in embeddings:
-            embeddings[encoder_key] = embed_training_set(dataset, varied, device)
-        weights, _, _ = class_kde_weights(embeddings[encoder_key], dataset.train.labels, dataset.num_classes,
+        key = encoder_key(varied)
+        if key not in embeddings:
+            embeddings[key] = embed_training_set(dataset, varied, device)
+        weights, _, _ = class_kde_weights(embeddings[key], dataset.train.labels, dataset.num_classes,
                                           varied.kde_bandwidth, varied.kde_bandwidth_value, varied.kde_weighting,
                                           varied.kde_alpha, varied.kde_tau, varied.kde_clip)
         shares = weight_diagnostics(weights, dataset.train.labels, dataset.train.aligned, dataset.num_classes)

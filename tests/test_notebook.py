@@ -92,11 +92,14 @@ def test_bias_effect_reads_amplification_from_the_conflicting_gap():
         {"experiment": "colour", "run": "dm", "method": "dm", "acc": 22.0, "acc_conflicting": 13.0},
         {"experiment": "corruption", "run": "whole", "method": "whole", "acc": 53.0, "acc_conflicting": 48.0},
         {"experiment": "corruption", "run": "dm", "method": "dm", "acc": 50.0, "acc_conflicting": 45.0},
+        {"experiment": "colour_1%", "run": "whole", "method": "whole", "acc": 22.0, "acc_conflicting": 13.5},
+        {"experiment": "colour_1%", "run": "dm", "method": "dm", "acc": 21.8, "acc_conflicting": 13.1},
     ])
     effect = nb.bias_effect(table).set_index("comparison")
     assert effect.loc["colour", "reading"] == "amplified" and effect.loc["colour", "conflicting vs whole"] == -42.0
     assert effect.loc["colour", "acc vs random"] == -3.0
     assert effect.loc["corruption", "reading"] == "suppressed" and math.isnan(effect.loc["corruption", "acc vs random"])
+    assert effect.loc["colour_1%", "reading"] == "whole data biased too"
 
 
 def test_paper_table_labels_the_papers_numbers_apart_from_ours():

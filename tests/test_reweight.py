@@ -159,3 +159,24 @@ def test_weight_share_plot_draws_one_pair_of_bars_per_class(tmp_path):
     ax = plot_weight_shares(weight_diagnostics(weights, labels, aligned, 2))
     assert len(ax.patches) == 4
     assert save_figure(ax, tmp_path / "shares.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def test_supcon_embeddings_are_cached_once_per_encoder_and_shared_by_kde_settings(tmp_path, monkeypatch):
+    import paperlib.reweight as reweight
+
+    params = make_params(dataset="cmnist", source="digits", conflict_ratio=0.1, method="dm", target="weighted",
+                         weights="kde", supcon_epochs=0.2, net_width=16, device="cpu", cache_dir=str(tmp_path))
+    dataset = build_dataset(params)
+    first = reweight.embed_training_set(dataset, params, torch.device("cpu"))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the encoder was trained again")
+
+    monkeypatch.setattr(reweight, "train_supcon", no_training)
+    scott = make_params({**params.__dict__, "kde_bandwidth": "scott"})  # another KDE setting, same encoder
+    assert reweight.encoder_key(scott) == reweight.encoder_key(params)
+    assert torch.equal(reweight.embed_training_set(dataset, scott, torch.device("cpu")), first)
+    warmer = make_params({**params.__dict__, "supcon_temperature": 0.5})  # another encoder: trains again
+    assert reweight.encoder_key(warmer) != reweight.encoder_key(params)
+    with pytest.raises(AssertionError, match="trained again"):
+        reweight.embed_training_set(dataset, warmer, torch.device("cpu"))
