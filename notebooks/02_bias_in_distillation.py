@@ -59,6 +59,14 @@ nb.metrics_view(table, extra=("dataset", "ratio", "ipc"))
 nb.bias_effect(table)
 
 # %% [markdown]
+# Where paper A reports a number for the same setting, it sits beside ours (the paper's runs are far longer;
+# ours follow `params/<profile>/defaults.yaml`):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+nb.paper_vs_companion(table, profile)
+
+# %% [markdown]
 # ## Across conflict ratios
 # The whole-data model recovers as the conflict ratio grows; the distilled set stays close to the shortcut.
 

@@ -107,6 +107,13 @@ ax = plots.plot_ratio_curves(ratio, "acc", title="CMNIST: accuracy vs conflict r
 nb.save(ax, figures, "05_ratio", pdf=True);
 
 # %% [markdown]
+# The papers' numbers for the settings above that they report (their runs are far longer than ours):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+nb.paper_vs_companion(table, profile)
+
+# %% [markdown]
 # ## Cross-architecture evaluation
 # The same DM + KDE set, used to train evaluation models of other architectures: the debiased set is not tied
 # to the ConvNet that distilled it.

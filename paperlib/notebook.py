@@ -112,6 +112,7 @@ def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame:
             entry[(f"this companion ({profile})", METRIC_COLUMNS[key])] = round(row[key], 1)
         rows.append(entry)
     if not rows:
+        print("no run of this table has a number reported by the papers for the same setting")
         return pd.DataFrame()
     return pd.DataFrame(rows).set_axis(pd.MultiIndex.from_tuples(rows[0].keys()), axis=1)
 

@@ -23,6 +23,7 @@ The weights feed the engine's ``weighted`` target for DM and gradient matching.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterator
@@ -234,10 +235,18 @@ def _embed_all(fn, images: Tensor, batch: int = 1024) -> Tensor:
 
 
 def encoder_key(params: Params) -> str:
-    """Cache key of the embeddings: the dataset and the encoder's settings (not the KDE's)."""
-    keep = {k: v for k, v in result_dict(params).items()
-            if k == "data" or k.startswith(("supcon_", "net_")) or k in ("kde_encoder", "model", "seed",
-                                                                         "dsa_strategy")}
+    """Cache key of the embeddings: the dataset and the encoder's settings (not the KDE's).
+
+    Read from the fields themselves, whatever the method and target of ``params``.
+    """
+    from paperlib.data.presets import dataset_key
+
+    fields = dataclasses.asdict(params)
+    keep = {"data": dataset_key(params), "kde_encoder": params.kde_encoder, "seed": params.seed}
+    if params.kde_encoder != "pixels":
+        keep.update({k: v for k, v in fields.items() if k.startswith("net_") or k in ("model", "dsa_strategy")})
+    if params.kde_encoder == "supcon":
+        keep.update({k: v for k, v in fields.items() if k.startswith("supcon_")})
     return stable_hash({**keep, "version": REWEIGHT_VERSION})
 
 
@@ -352,7 +361,7 @@ def weight_ablation(dataset: BiasedDataset, params: Params, variants: list[dict]
     rows = []
     for variant in variants:
         overrides = {k: v for k, v in variant.items() if k != "label"}
-        varied = with_overrides(params, {"weights": "kde", **overrides})
+        varied = with_overrides(params, {"method": "dm", "target": "weighted", "weights": "kde", **overrides})
         key = encoder_key(varied)
         if key not in embeddings:
             embeddings[key] = embed_training_set(dataset, varied, device)

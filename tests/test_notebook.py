@@ -126,8 +126,12 @@ def test_kde_ablation_trains_one_encoder_per_setting_and_reports_shares():
     params = make_params(dataset="cmnist", source="digits", net_width=8)
     rows = weight_ablation(dataset, params, [{"label": "pixels median", "kde_encoder": "pixels"},
                                              {"label": "pixels scott", "kde_encoder": "pixels",
-                                              "kde_bandwidth": "scott"}], torch.device("cpu"))
-    assert [r["variant"] for r in rows] == ["pixels median", "pixels scott"]
+                                              "kde_bandwidth": "scott"},
+                                             {"label": "random median", "kde_encoder": "random"}],
+                           torch.device("cpu"))
+    assert [r["variant"] for r in rows] == ["pixels median", "pixels scott", "random median"]
+    shares = [r["conflicting % of weight"] for r in rows]
+    assert len(set(shares)) == 3  # each encoder and bandwidth gives its own weights
     for row in rows:
         assert 0 <= row["conflicting % of weight"] <= 100 and row["effective samples per class"] > 1
         assert abs(row["conflicting % of samples"] - 100 * (1 - dataset.train.aligned.float().mean().item())) < 1
