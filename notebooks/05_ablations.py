@@ -46,8 +46,11 @@ nb.save_table(table, figures, "05_ablations");
 # The share of each class's weight that lands on its bias-conflicting images (they are 5% of the samples).
 # The median-distance bandwidth lets the density separate the sparse conflicting images; Scott's and
 # Silverman's rules, made for low dimensions, shrink the kernel in the 128-d embedding until every point is
-# its own cluster. Without a trained encoder (random network, raw pixels) colour still dominates the
-# distances, but the clusters are less clean.
+# its own cluster, and the weights fall back towards uniform. A softmax over the standardised log density
+# with a low temperature (tau 0.3) concentrates the weight further, on fewer images (small effective
+# sample size). Without the SupCon encoder (a random network's features, raw pixels) the density does not
+# single out the conflicting images: their share of the weight stays near their 5% share of the samples.
+# The encoder, not the kernel, is what finds them.
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -12,14 +12,13 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from paperlib.config import Params, make_params
 from paperlib.data.presets import PRESETS, build_dataset
 from paperlib.errors import PaperlibError
 from paperlib.reference import reported
-from paperlib.runner import load_record, run
+from paperlib.runner import distilled_dir, load_record, run
 
 TARGETS = {"vanilla": {"target": "vanilla"},
            "KDE reweighting (paper A)": {"target": "weighted", "weights": "kde"},
@@ -206,10 +205,11 @@ class Explorer:
         self._show(point, record, "live")
 
     def _show(self, point: Point, record: dict, scale: str) -> None:
-        grid = Path(record.get("distilled") or "") / "synthetic.png"
-        if record.get("distilled") and grid.is_file():
+        params = self.model.params(point, live=scale == "live")
+        grid = distilled_dir(params) / "synthetic.png"
+        if params.method in ("dm", "dc", "dsa") and grid.is_file():
             self.distilled_image.value = grid.read_bytes()
         else:  # random real subset or whole data: no synthetic images
             self.distilled_image.value = b""
-        paper = reported(self.model.params(point))
+        paper = reported(params)
         self.metrics.value = metrics_html(record, scale, self.model.live(point.method), paper)

@@ -126,7 +126,8 @@ def save(ax, folder: Path, name: str, pdf: bool = False) -> Path:
     figure.tight_layout()
     for suffix in ("png", "pdf") if pdf else ("png",):
         with atomic_write(Path(folder) / f"{name}.{suffix}") as tmp:
-            figure.savefig(tmp, format=suffix, dpi=150)
+            # No creation date in PDFs, so an unchanged figure gives an unchanged file.
+            figure.savefig(tmp, format=suffix, dpi=150, metadata={"CreationDate": None} if suffix == "pdf" else None)
     return Path(folder) / f"{name}.png"
 
 
@@ -225,16 +226,15 @@ def bias_effect(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def show_grids(specs: list[RunSpec], folder: Path, name: str, per_figure_width: float = 3.2):
-    """Draw the distilled-image grid of every spec that has one, side by side; save as ``folder/name.png``."""
+def show_grids(specs: list[RunSpec], folder: Path, name: str, per_figure_width: float = 3.2, max_ipc: int = 20):
+    """Draw the distilled-image grid of every spec that has one (up to ``max_ipc`` images per class, so each
+    stays legible), four per row; save as ``folder/name.png``."""
     from paperlib.plots import show_image_file, subplots
-    from paperlib.runner import load_record
+    from paperlib.runner import distilled_dir
 
-    shown = []
-    for spec in specs:
-        record = load_record(spec.params)
-        if record and record.get("distilled") and (Path(record["distilled"]) / "synthetic.png").is_file():
-            shown.append((spec, Path(record["distilled"]) / "synthetic.png"))
+    shown = [(spec, distilled_dir(spec.params) / "synthetic.png") for spec in specs
+             if spec.params.method in ("dm", "dc", "dsa") and spec.params.ipc <= max_ipc
+             and (distilled_dir(spec.params) / "synthetic.png").is_file()]
     if not shown:
         print("no distilled set stored for these runs yet")
         return None

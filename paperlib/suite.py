@@ -250,7 +250,7 @@ def save_suite_figures(specs: list[RunSpec], table: pd.DataFrame, folder: str | 
     import shutil
 
     from paperlib.plots import plot_comparison, plot_weight_shares, save_figure
-    from paperlib.runner import load_record
+    from paperlib.runner import distilled_dir, load_record
     from paperlib.store import atomic_write
 
     folder = Path(folder)
@@ -264,8 +264,8 @@ def save_suite_figures(specs: list[RunSpec], table: pd.DataFrame, folder: str | 
         if record is None:
             continue
         name = f"{spec.experiment}_{spec.label}.png"
-        grid = Path(record.get("distilled", "")) / "synthetic.png"
-        if record.get("distilled") and grid.is_file():
+        grid = distilled_dir(spec.params) / "synthetic.png"
+        if spec.params.method in ("dm", "dc", "dsa") and grid.is_file():
             with atomic_write(folder / "grids" / name) as tmp:
                 shutil.copyfile(grid, tmp)
             written.append(folder / "grids" / name)
