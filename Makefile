@@ -1,7 +1,7 @@
 # make setup                  create .venv with the exact versions of requirements.lock and paperlib (editable)
 # make test                   unit tests, then the notebook checks (papermill smoke run + nbval)
 # make reproduce [PROFILE=quick]  run every notebook with params/$(PROFILE)/ (smoke | quick | paper)
-# make lab                    JupyterLab on the notebooks, with this environment's kernel
+# make lab [LAB_ARGS=...]     JupyterLab on the notebooks with this environment's kernel (as root: LAB_ARGS=--allow-root)
 # make sync                   pair and sync notebooks/NN_*.py (reviewed source) with their .ipynb
 PYTHON  ?= python3
 PROFILE ?= quick
@@ -39,7 +39,7 @@ reproduce: setup
 	$(BIN)/python -m paperlib.reproduce --profile $(PROFILE)
 
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
 
 sync: setup
 	$(BIN)/jupytext --set-formats ipynb,py:percent notebooks/[0-9][0-9]_*.py
