@@ -58,7 +58,10 @@ def execute(source: Path, profile: str, output: Path) -> float:
     anchor_environment()
     with tempfile.TemporaryDirectory() as scratch:
         fresh = Path(scratch) / f"{source.stem}.ipynb"
-        jupytext.write(jupytext.read(source), fresh)
+        notebook = jupytext.read(source)
+        for i, cell in enumerate(notebook.cells):
+            cell.id = f"cell-{i:02d}"  # stable ids: re-running changes only what the run changed
+        jupytext.write(notebook, fresh)
         executed = Path(scratch) / "executed.ipynb"
         papermill.execute_notebook(str(fresh), str(executed), parameters=parameters, cwd=str(source.parent),
                                    kernel_name="python3", progress_bar=False, report_mode=False)
