@@ -2,7 +2,7 @@
 # make test                   unit tests, then the notebook checks (papermill smoke run + nbval)
 # make reproduce [PROFILE=quick]  run every notebook with params/$(PROFILE)/ (smoke | quick | paper)
 # make lab [LAB_ARGS=...]     JupyterLab on the notebooks with this environment's kernel (as root: LAB_ARGS=--allow-root)
-# make sync                   pair and sync notebooks/NN_*.py (reviewed source) with their .ipynb
+# make sync                   pair notebooks/NN_*.py (the reviewed source) with their .ipynb and push its inputs there
 PYTHON  ?= python3
 PROFILE ?= quick
 VENV    := .venv
@@ -41,9 +41,11 @@ reproduce: setup
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
 
+# The .py is the reviewed source: sync pushes its inputs into the paired .ipynb and keeps the outputs of
+# unchanged cells (a new .ipynb is created for a new .py). Re-run `make reproduce` for fresh outputs.
 sync: setup
 	$(BIN)/jupytext --set-formats ipynb,py:percent notebooks/[0-9][0-9]_*.py
-	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py
+	$(BIN)/jupytext --to ipynb --update notebooks/[0-9][0-9]_*.py
 
 clean-cache:
 	rm -rf cache

@@ -59,6 +59,8 @@ def execute(source: Path, profile: str, output: Path) -> float:
     with tempfile.TemporaryDirectory() as scratch:
         fresh = Path(scratch) / f"{source.stem}.ipynb"
         notebook = jupytext.read(source)
+        if output != source.with_suffix(".ipynb"):  # a profile's copy is not paired with the .py
+            notebook.metadata.get("jupytext", {}).pop("formats", None)
         for i, cell in enumerate(notebook.cells):
             cell.id = f"cell-{i:02d}"  # stable ids: re-running changes only what the run changed
         jupytext.write(notebook, fresh)
