@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from paperlib.config import Params, make_params
-from paperlib.data.presets import PRESETS, build_dataset
+from paperlib.config import DISTILL_METHODS, Params, make_params, stable_hash
+from paperlib.data.presets import PRESETS, build_dataset, dataset_key
 from paperlib.errors import PaperlibError
 from paperlib.reference import reported
 from paperlib.runner import distilled_dir, load_record, run
@@ -84,8 +84,7 @@ class ExplorerModel:
     def dataset(self, point: Point):
         """The biased dataset of ``point`` (kept in memory: switching back is instant)."""
         params = self.params(point)
-        key = repr(sorted((k, v) for k, v in params.__dict__.items() if k in ("dataset", "source", "conflict_ratio",
-                                                                             "majority_ratio", "severity")))
+        key = stable_hash(dataset_key(params))
         if key not in self._datasets:
             self._datasets[key] = build_dataset(params)
         return self._datasets[key]
@@ -207,7 +206,7 @@ class Explorer:
     def _show(self, point: Point, record: dict, scale: str) -> None:
         params = self.model.params(point, live=scale == "live")
         grid = distilled_dir(params) / "synthetic.png"
-        if params.method in ("dm", "dc", "dsa") and grid.is_file():
+        if params.method in DISTILL_METHODS and grid.is_file():
             self.distilled_image.value = grid.read_bytes()
         else:  # random real subset or whole data: no synthetic images
             self.distilled_image.value = b""

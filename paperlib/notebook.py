@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from paperlib.config import load_yaml
+from paperlib.config import DISTILL_METHODS, load_yaml
 from paperlib.errors import PaperlibError
 from paperlib.paths import anchor_environment, figures_dir, params_dir
 from paperlib.runtime import progress
@@ -210,7 +210,7 @@ def bias_effect(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for experiment, group in done.groupby("experiment", sort=False):
         base = {m: group[group["method"] == m].iloc[0] for m in ("whole", "random") if (group["method"] == m).any()}
-        for _, run in group[group["method"].isin(["dm", "dc", "dsa"]) & (group["target"] == "vanilla")].iterrows():
+        for _, run in group[group["method"].isin(DISTILL_METHODS) & (group["target"] == "vanilla")].iterrows():
             row = {"comparison": experiment, "run": run["run"], "ipc": run["ipc"], "acc": round(run["acc"], 1),
                    "conflicting": round(run["acc_conflicting"], 1)}
             if "random" in base:
@@ -233,7 +233,7 @@ def show_grids(specs: list[RunSpec], folder: Path, name: str, per_figure_width: 
     from paperlib.runner import distilled_dir
 
     shown = [(spec, distilled_dir(spec.params) / "synthetic.png") for spec in specs
-             if spec.params.method in ("dm", "dc", "dsa") and spec.params.ipc <= max_ipc
+             if spec.params.method in DISTILL_METHODS and spec.params.ipc <= max_ipc
              and (distilled_dir(spec.params) / "synthetic.png").is_file()]
     if not shown:
         print("no distilled set stored for these runs yet")
@@ -262,15 +262,14 @@ def _kde_records(specs: list[RunSpec]) -> list[tuple[RunSpec, dict]]:
 
 def weight_shares(specs: list[RunSpec]) -> pd.DataFrame:
     """Per KDE run: the bias-conflicting share of the samples and of the weight (mean and lowest class, %)."""
-    rows = []
-    for spec, record in _kde_records(specs):
-        diagnostics = pd.DataFrame(record["kde_diagnostics"])
-        rows.append({"comparison": spec.experiment, "run": spec.label,
-                     "conflicting % of samples": round(100 * diagnostics["conflicting_sample_share"].mean(), 1),
-                     "conflicting % of weight": round(100 * diagnostics["conflicting_weight_share"].mean(), 1),
-                     "lowest class % of weight": round(100 * diagnostics["conflicting_weight_share"].min(), 1),
-                     "effective samples per class": round(diagnostics["effective_samples"].mean())})
-    return pd.DataFrame(rows)
+    from paperlib.reweight import summarize_diagnostics
+
+    rows = [{"comparison": spec.experiment, "run": spec.label, **summarize_diagnostics(record["kde_diagnostics"])}
+            for spec, record in _kde_records(specs)]
+    table = pd.DataFrame(rows).round(1)
+    if len(table):
+        table["effective samples per class"] = table["effective samples per class"].round().astype(int)
+    return table
 
 
 def first_kde_diagnostics(specs: list[RunSpec]) -> list[dict]:

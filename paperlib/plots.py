@@ -120,31 +120,29 @@ def _ratio_label(table) -> str:
     return "minority share (1 - majority ratio)" if (table["ratio"] > 0.5).all() else "bias-conflicting ratio"
 
 
-def plot_sample_grid(dataset, per_class: int = 8, seed: int = 0, ax=None, title: str | None = None):
-    """``per_class`` random training images of every class (one row per class).
-
-    Bias-conflicting (minority-group) images get a red frame, so the bias
-    ratio is visible at a glance.
-    """
-    from matplotlib.patches import Rectangle
-
+def framed_sample_grid(dataset, per_class: int = 8, seed: int = 0) -> np.ndarray:
+    """:func:`image_grid` of ``per_class`` random training images per class (one row per class), with every
+    bias-conflicting (minority-group) image framed in red."""
     from paperlib.data.container import sample_per_class
     from paperlib.runtime import generator
 
-    plt = _matplotlib()
     train = dataset.train
     index = sample_per_class(train.labels, per_class, generator(seed))
-    images = dataset.denormalize(dataset.normalized(train.subset(index)))
-    pad = 2
-    grid = image_grid(images, per_class, pad=pad)
+    images = dataset.denormalize(dataset.normalized(train.subset(index))).clamp(0, 1)
+    framed = images.expand(-1, 3, -1, -1).clone()
+    red = torch.tensor([1.0, 0.0, 0.0]).view(3, 1)
+    for i in torch.nonzero(~train.aligned[index].bool()).flatten().tolist():
+        framed[i, :, [0, -1], :] = red[:, :, None].expand(3, 2, framed.shape[-1])
+        framed[i, :, :, [0, -1]] = red[:, :, None].expand(3, framed.shape[-2], 2)
+    return image_grid(framed, per_class)
+
+
+def plot_sample_grid(dataset, per_class: int = 8, seed: int = 0, ax=None, title: str | None = None):
+    """:func:`framed_sample_grid` drawn without axes, so the bias ratio is visible at a glance."""
+    plt = _matplotlib()
     if ax is None:
         _, ax = plt.subplots(figsize=(per_class * 0.45, dataset.num_classes * 0.45))
-    ax.imshow(grid, interpolation="nearest")
-    size = images.shape[-1] + pad
-    for i in torch.nonzero(~train.aligned[index].bool()).flatten().tolist():
-        row, col = divmod(i, per_class)
-        ax.add_patch(Rectangle((col * size - 0.5, row * size - 0.5), size - pad, size - pad, fill=False,
-                               edgecolor="red", linewidth=1.2))
+    ax.imshow(framed_sample_grid(dataset, per_class, seed), interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(title or f"{dataset.info.preset}: rows = classes, red = bias-conflicting", fontsize="small")
     return ax
@@ -173,18 +171,8 @@ def plot_ratio_curves(table, metric: str = "acc", ax=None, title: str | None = N
     ``table`` is :func:`paperlib.suite.results_table` with a ``ratio`` column;
     the x axis is logarithmic because the papers' ratios span 0.5% to 20%.
     """
-    import seaborn as sns
-
-    plt = _matplotlib()
-    done = table[table["status"] == "done"]
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3.2))
-    sns.lineplot(data=done, x="ratio", y=metric, hue="run", style="run", markers=True, dashes=False, ax=ax)
-    ax.set_xscale("log")
-    ratios = sorted(done["ratio"].unique())
-    ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
-    ax.set(xlabel=_ratio_label(done), ylabel=METRIC_LABELS.get(metric, metric), ylim=(0, 105),
-           title=title or METRIC_LABELS.get(metric, metric))
+    ax = plot_against(table, "ratio", metric, hue="run", ax=ax, title=title or METRIC_LABELS.get(metric, metric))
+    ax.set_xlabel(_ratio_label(table[table["status"] == "done"]))
     ax.legend(fontsize="small", title=None)
     return ax
 
@@ -275,22 +263,10 @@ def plot_against(table, x: str, metric: str = "acc", hue: str = "target", ax=Non
 
 
 def sample_grid_png(dataset, per_class: int = 8, seed: int = 0, scale: int = 2) -> bytes:
-    """PNG bytes of ``per_class`` random training images per class, bias-conflicting ones framed in red."""
+    """:func:`framed_sample_grid` as PNG bytes, upscaled by ``scale`` (for the explorer's image widget)."""
     import io
 
-    from paperlib.data.container import sample_per_class
-    from paperlib.runtime import generator
-
-    train = dataset.train
-    index = sample_per_class(train.labels, per_class, generator(seed))
-    images = dataset.denormalize(dataset.normalized(train.subset(index))).clamp(0, 1)
-    conflicting = ~train.aligned[index].bool()
-    framed = images.expand(-1, 3, -1, -1).clone()
-    red = torch.tensor([1.0, 0.0, 0.0]).view(3, 1)
-    for i in torch.nonzero(conflicting).flatten().tolist():
-        framed[i, :, [0, -1], :] = red[:, :, None].expand(3, 2, framed.shape[-1])
-        framed[i, :, :, [0, -1]] = red[:, :, None].expand(3, framed.shape[-2], 2)
-    grid = Image.fromarray(image_grid(framed, per_class))
+    grid = Image.fromarray(framed_sample_grid(dataset, per_class, seed))
     grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
     buffer = io.BytesIO()
     grid.save(buffer, format="PNG")

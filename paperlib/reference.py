@@ -9,7 +9,7 @@ is the conflict ratio (``cmnist``) or majority ratio (FairDD presets),
 
 from __future__ import annotations
 
-from paperlib.config import Params
+from paperlib.config import DISTILL_METHODS, Params
 
 _A = "paper A (Cui et al., ICML 2024)"
 _B = "paper B (FairDD, NeurIPS 2025)"
@@ -57,7 +57,7 @@ def variant(params: Params) -> str:
     """
     if params.eval_trainer == "lff":
         return "lff" if params.target == "vanilla" else "other"
-    if params.method not in ("dm", "dc", "dsa") or params.target == "vanilla":
+    if params.method not in DISTILL_METHODS or params.target == "vanilla":
         return "vanilla"
     if params.target == "groups":
         return "fairdd"

@@ -347,6 +347,17 @@ def weight_diagnostics(weights: Tensor, labels: Tensor, aligned: Tensor, num_cla
             for c in range(num_classes)]
 
 
+def summarize_diagnostics(diagnostics: list[dict]) -> dict[str, float]:
+    """One line for :func:`weight_diagnostics`: conflicting share of samples and of weight (mean over
+    classes, and the lowest class's weight share, in %), and the mean effective sample size."""
+    n = len(diagnostics)
+    weight_share = [row["conflicting_weight_share"] for row in diagnostics]
+    return {"conflicting % of samples": 100 * sum(r["conflicting_sample_share"] for r in diagnostics) / n,
+            "conflicting % of weight": 100 * sum(weight_share) / n,
+            "lowest class % of weight": 100 * min(weight_share),
+            "effective samples per class": sum(r["effective_samples"] for r in diagnostics) / n}
+
+
 def weight_ablation(dataset: BiasedDataset, params: Params, variants: list[dict], device: torch.device) -> list[dict]:
     """KDE weights under each variant of ``params`` (a dict of overrides plus a ``label``), with diagnostics.
 
@@ -368,11 +379,6 @@ def weight_ablation(dataset: BiasedDataset, params: Params, variants: list[dict]
         weights, _, _ = class_kde_weights(embeddings[key], dataset.train.labels, dataset.num_classes,
                                           varied.kde_bandwidth, varied.kde_bandwidth_value, varied.kde_weighting,
                                           varied.kde_alpha, varied.kde_tau, varied.kde_clip)
-        shares = weight_diagnostics(weights, dataset.train.labels, dataset.train.aligned, dataset.num_classes)
-        weight_share = [row["conflicting_weight_share"] for row in shares]
-        rows.append({"variant": variant.get("label", str(overrides)),
-                     "conflicting % of samples": 100 * sum(r["conflicting_sample_share"] for r in shares) / len(shares),
-                     "conflicting % of weight": 100 * sum(weight_share) / len(shares),
-                     "lowest class % of weight": 100 * min(weight_share),
-                     "effective samples per class": sum(r["effective_samples"] for r in shares) / len(shares)})
+        diagnostics = weight_diagnostics(weights, dataset.train.labels, dataset.train.aligned, dataset.num_classes)
+        rows.append({"variant": variant.get("label", str(overrides)), **summarize_diagnostics(diagnostics)})
     return rows

@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from paperlib.config import Params, load_yaml, make_params
+from paperlib.config import DISTILL_METHODS, Params, load_yaml, make_params
 from paperlib.errors import PaperlibError
 from paperlib.metrics import METRIC_KEYS
 from paperlib.reference import bias_ratio, reported
@@ -124,7 +124,7 @@ def run_suite(specs: list[RunSpec]) -> pd.DataFrame:
 def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
     p = spec.params
     row: dict[str, Any] = {"experiment": spec.experiment, "run": spec.label, "dataset": p.dataset,
-                           "method": p.method, "target": p.target if p.method in ("dm", "dc", "dsa") else "",
+                           "method": p.method, "target": p.target if p.method in DISTILL_METHODS else "",
                            "ipc": p.ipc if p.method != "whole" else None,
                            "source": p.source or "", "ratio": bias_ratio(p), "weights": p.weights,
                            "sampling": p.sampling, "init": p.init, "eval_model": p.eval_model or p.model,
@@ -137,7 +137,7 @@ def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
         row[f"{key}_std"] = metrics[f"{key}_std"]
     timings = record["timings"]
     kde = record.get("kde_seconds") or {}
-    iterations = p.iterations if p.method in ("dm", "dc", "dsa") else 0
+    iterations = p.iterations if p.method in DISTILL_METHODS else 0
     per_iteration = record.get("seconds_per_iteration")
     row.update({
         "num_eval": record["num_eval"],
@@ -225,7 +225,7 @@ def overhead_table(table: pd.DataFrame) -> pd.DataFrame:
     spread over the run's iterations; ``vs_vanilla`` divides ``amortised`` by the
     vanilla run of the same comparison and method.
     """
-    done = table[(table["status"] == "done") & table["method"].isin(["dm", "dc", "dsa"])].copy()
+    done = table[(table["status"] == "done") & table["method"].isin(DISTILL_METHODS)].copy()
     if done.empty:
         return pd.DataFrame(columns=["experiment", "run", "seconds_per_iteration", "one_off_seconds",
                                      "amortised", "vs_vanilla"])
@@ -265,7 +265,7 @@ def save_suite_figures(specs: list[RunSpec], table: pd.DataFrame, folder: str | 
             continue
         name = f"{spec.experiment}_{spec.label}.png"
         grid = distilled_dir(spec.params) / "synthetic.png"
-        if spec.params.method in ("dm", "dc", "dsa") and grid.is_file():
+        if spec.params.method in DISTILL_METHODS and grid.is_file():
             with atomic_write(folder / "grids" / name) as tmp:
                 shutil.copyfile(grid, tmp)
             written.append(folder / "grids" / name)
