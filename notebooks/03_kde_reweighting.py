@@ -33,6 +33,7 @@
 # %% tags=["parameters"]
 profile = "quick"  # smoke | quick | paper
 suite = None  # None: the runs of params/<profile>/03_kde_reweighting.yaml on params/<profile>/defaults.yaml
+claims = None  # None: the claims of the same parameter file (see paperlib.checks)
 
 # %%
 from paperlib import notebook as nb
@@ -50,7 +51,6 @@ nb.save_table(table, figures, "03_kde_reweighting");
 # of each class then looks like its *conflicting* images, whatever their colour.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 shares = nb.weight_shares(specs)
 shares
 
@@ -64,7 +64,6 @@ nb.save(ax, figures, "03_weight_shares", pdf=True);
 # conflicting images that the distilled set still contains.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 nb.metrics_view(table, extra=("ipc",))
 
 # %%
@@ -77,7 +76,6 @@ nb.save(ax, figures, "03_aligned_conflicting", pdf=True);
 # names the setting of each.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 nb.paper_vs_companion(table, profile)
 
 # %%
@@ -93,3 +91,15 @@ nb.save(ax, figures, "03_headline", pdf=True);
 # %%
 nb.show_grids([s for s in specs if s.params.method in ("dm", "dc") and s.params.eval_trainer == "plain"],
               figures, "03_distilled_grids");
+
+# %% [markdown]
+# ## What this run checks
+# Each claim of this notebook as a comparison with a margin (the parameter file's `claims`), then, for a
+# profile with reference numbers (`params/<profile>/references.yaml`), every run's trained numbers within
+# the stated tolerance. A trained number differs slightly from one machine to another, so `make test`
+# compares this verdict table, not the numbers themselves: it changes only when a claim stops holding or a
+# number moves beyond its tolerance.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+nb.verdicts("03_kde_reweighting", profile, claims, table, shares)

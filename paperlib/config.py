@@ -46,7 +46,7 @@ class Params:
     conflict_ratio: float = 0.05  # share of bias-conflicting training samples (cmnist, bg_fmnist)
     majority_ratio: float = 0.9  # share of the majority group per class (FairDD presets)
     severity: int = 4  # 1..5: colour-noise severity (cmnist), corruption strength (corrupted_cifar10)
-    data_dir: str | None = None  # None: $PAPERLIB_DATA, else ./data
+    data_dir: str | None = None  # None: $PAPERLIB_DATA, else data/ at the repository root
     # --- what to train on ---
     method: str = "whole"  # whole | random | dm | dc | dsa (dc with augmentation)
     ipc: int = 10  # images per class (random real subset, distilled sets)
@@ -99,7 +99,7 @@ class Params:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
-    cache_dir: str | None = None  # None: $PAPERLIB_CACHE, else ./cache
+    cache_dir: str | None = None  # None: $PAPERLIB_CACHE, else cache/ at the repository root
     force: bool = False  # recompute even when a cached result exists
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from paperlib.config import DISTILL_METHODS, load_yaml
 from paperlib.errors import PaperlibError
-from paperlib.paths import anchor_environment, figures_dir, params_dir
+from paperlib.paths import figures_dir, params_dir
 from paperlib.runtime import progress
 from paperlib.store import atomic_write
 from paperlib.suite import RunSpec, load_suite, profile_defaults, results_table, write_csv
@@ -28,7 +28,7 @@ METRIC_COLUMNS = {"acc": "acc", "acc_aligned": "aligned", "acc_conflicting": "co
 
 
 def setup(profile: str) -> Path:
-    """Check ``profile``, anchor cache and data at the repository root, set the plotting style.
+    """Check ``profile`` and set the plotting style (cache and data default to the repository root's).
 
     Returns ``figures/<profile>/`` (created).
     """
@@ -36,7 +36,6 @@ def setup(profile: str) -> Path:
 
     if profile not in PROFILES:
         raise PaperlibError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
-    anchor_environment()
     sns.set_theme(style="whitegrid", context="notebook", font_scale=0.85)
     pd.set_option("display.precision", 1)
     pd.set_option("display.max_columns", 30)
@@ -341,3 +340,13 @@ def explorer_coverage(model) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     frame.columns.name = "ratio / IPC"
     return frame
+
+
+def verdicts(notebook: str, profile: str, claims: list[Mapping[str, Any]] | None, *tables: pd.DataFrame):
+    """The notebook's checks (:mod:`paperlib.checks`): its claims (``claims``, else those of its parameter
+    file), then its runs against the profile's reference numbers, one verdict per row."""
+    from paperlib.checks import verdicts as check_verdicts
+
+    if claims is None:
+        claims = notebook_parameters(profile, notebook).get("claims")
+    return check_verdicts(notebook, profile, claims, *tables)

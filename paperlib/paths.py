@@ -1,4 +1,8 @@
-"""Where the repository's folders are, from any working directory (notebooks run from ``notebooks/``)."""
+"""Where the repository's folders are, from any working directory (notebooks run from ``notebooks/``).
+
+Nothing here changes the process environment: every default is resolved when it is needed, so a
+notebook kernel, the command line and the tests each see exactly the variables they were started with.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,36 @@ from pathlib import Path
 
 from paperlib.errors import PaperlibError
 
+FIGURES_ENV_VAR = "PAPERLIB_FIGURES"
 
-def repo_root(start: Path | None = None) -> Path:
-    """The nearest folder at or above ``start`` (default: the working directory) holding ``params/``."""
+
+def find_repo_root(start: Path | None = None) -> Path | None:
+    """The nearest folder at or above ``start`` (default: the working directory) holding ``params/`` and
+    ``paperlib/``, or ``None`` outside the repository."""
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / "params").is_dir() and (folder / "paperlib").is_dir():
             return folder
-    raise PaperlibError(f"no repository root (a folder with params/ and paperlib/) at or above {here}; "
-                        "run from inside the repository")
+    return None
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """:func:`find_repo_root`, or a clear error outside the repository."""
+    root = find_repo_root(start)
+    if root is None:
+        raise PaperlibError(f"no repository root (a folder with params/ and paperlib/) at or above "
+                            f"{(start or Path.cwd()).resolve()}; run from inside the repository")
+    return root
+
+
+def default_folder(name: str) -> Path:
+    """``<repository root>/<name>`` when working inside the repository, else ``./<name>``.
+
+    Notebooks run from ``notebooks/``: anchoring at the root lets them find the runs and data of the
+    command line, which runs from the root.
+    """
+    root = find_repo_root()
+    return (root if root is not None else Path.cwd()) / name
 
 
 def params_dir() -> Path:
@@ -24,19 +49,9 @@ def params_dir() -> Path:
 
 
 def figures_dir(profile: str) -> Path:
-    """``figures/<profile>/`` of the repository (created)."""
-    folder = repo_root() / "figures" / profile
+    """``$PAPERLIB_FIGURES/<profile>/`` if set (the notebook checks write there), else ``figures/<profile>/``
+    of the repository (created)."""
+    base = os.environ.get(FIGURES_ENV_VAR)
+    folder = (Path(base) if base else repo_root() / "figures") / profile
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def anchor_environment() -> None:
-    """Point an unset ``$PAPERLIB_CACHE`` / ``$PAPERLIB_DATA`` at the repository's ``cache/`` and ``data/``.
-
-    Notebooks run from ``notebooks/``; without this, their relative defaults
-    would miss the runs and data of the command line, which runs from the root.
-    """
-    root = repo_root()
-    for variable, folder in (("PAPERLIB_CACHE", "cache"), ("PAPERLIB_DATA", "data")):
-        if not os.environ.get(variable):
-            os.environ[variable] = str(root / folder)

@@ -12,15 +12,17 @@ Wall times go to ``figures/<profile>/reproduce_times.csv``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from paperlib.errors import PaperlibError
 from paperlib.notebook import PROFILES
-from paperlib.paths import anchor_environment, figures_dir, repo_root
+from paperlib.paths import figures_dir, repo_root
 from paperlib.store import atomic_write
 
 PAIRED_PROFILE = "quick"  # the profile whose outputs live in the paired notebooks/NN_*.ipynb
@@ -43,6 +45,43 @@ def output_path(source: Path, profile: str, output_dir: Path | None = None) -> P
     return source.parent / profile / f"{source.stem}.ipynb"
 
 
+@contextlib.contextmanager
+def environment(**variables: str) -> Iterator[None]:
+    """Set ``variables`` for the kernels started inside the block; restore the environment after it."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _this_python_kernel_manager() -> type:
+    """A kernel manager that starts this very Python (``sys.executable``), whatever kernels Jupyter knows.
+
+    A ``python3`` kernelspec in the user's Jupyter folder (``ipykernel install --user`` from another
+    environment) would otherwise take precedence and run the notebooks with another Python and another
+    paperlib.
+    """
+    from jupyter_client import AsyncKernelManager
+    from jupyter_client.kernelspec import KernelSpec
+
+    class ThisPythonKernelManager(AsyncKernelManager):
+        @property
+        def kernel_spec(self) -> KernelSpec:
+            if self._kernel_spec is None:
+                self._kernel_spec = KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f",
+                                                     "{connection_file}"], display_name="paperlib",
+                                               language="python")
+            return self._kernel_spec
+
+    return ThisPythonKernelManager
+
+
 def execute(source: Path, profile: str, output: Path) -> float:
     """Execute one notebook with ``params/<profile>/<name>.yaml``; return its wall time in seconds."""
     import jupytext
@@ -54,9 +93,8 @@ def execute(source: Path, profile: str, output: Path) -> float:
         raise PaperlibError(f"{parameters_file} is missing: every profile needs one parameter file per notebook")
     parameters = yaml.safe_load(parameters_file.read_text()) or {}
     start = time.perf_counter()
-    os.environ["PAPERLIB_NO_PROGRESS"] = "1"  # the kernel inherits it: no bar widgets in stored outputs
-    anchor_environment()
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, environment(PAPERLIB_NO_PROGRESS="1"):
+        # the kernel inherits PAPERLIB_NO_PROGRESS: no bar widgets in stored outputs
         fresh = Path(scratch) / f"{source.stem}.ipynb"
         notebook = jupytext.read(source)
         if output != source.with_suffix(".ipynb"):  # a profile's copy is not paired with the .py
@@ -66,7 +104,8 @@ def execute(source: Path, profile: str, output: Path) -> float:
         jupytext.write(notebook, fresh)
         executed = Path(scratch) / "executed.ipynb"
         papermill.execute_notebook(str(fresh), str(executed), parameters=parameters, cwd=str(source.parent),
-                                   kernel_name="python3", progress_bar=False, report_mode=False)
+                                   kernel_name="python3", progress_bar=False, report_mode=False,
+                                   kernel_manager_class=_this_python_kernel_manager())
         with atomic_write(output) as tmp:
             tmp.write_bytes(executed.read_bytes())
     return time.perf_counter() - start

@@ -33,7 +33,7 @@ from paperlib.evaluate import evaluate_set
 from paperlib.plots import save_image_grid
 from paperlib.reweight import kde_weights, weight_diagnostics
 from paperlib.runtime import generator, resolve_device
-from paperlib.store import atomic_write, cache_root, load_tensors, save_tensors
+from paperlib.store import atomic_write, cache_root, exclusive, load_json, load_tensors, save_tensors
 
 # Bump when a change in the code changes what a stored result means.
 CODE_VERSION = 1
@@ -104,8 +104,8 @@ def distilled_set(dataset: BiasedDataset, params: Params, device: torch.device) 
     """
     folder = distilled_dir(params)
     saved = None if params.force else load_tensors(folder / "synthetic.pt")
-    if saved is not None and (folder / "facts.json").is_file():
-        facts = json.loads((folder / "facts.json").read_text())
+    facts = None if saved is None else load_json(folder / "facts.json")
+    if facts is not None:
         return saved["images"].to(device), saved["labels"].to(device), {**facts, "distill_cached": True}
     weights, facts = sample_weights(dataset, params, device) if params.target == "weighted" else (None, {})
     target = make_target(params.target, dataset.info.num_attributes, weights)
@@ -132,9 +132,8 @@ def _json_safe(value: Any) -> Any:
 
 
 def load_record(params: Params) -> dict[str, Any] | None:
-    """The stored record of ``params``, or ``None`` when it was never run."""
-    path = record_dir(params) / "record.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    """The stored record of ``params``, or ``None`` when it was never run (an unreadable one is an error)."""
+    return load_json(record_dir(params) / "record.json")
 
 
 def run(params: Params | None = None, **overrides: Any) -> dict[str, Any]:
@@ -145,11 +144,20 @@ def run(params: Params | None = None, **overrides: Any) -> dict[str, Any]:
     for distilled sets the loss curve, and whether it came from the ``cache``.
     """
     params = with_overrides(params, overrides)
-    folder = record_dir(params)
     cached = None if params.force else load_record(params)
     if cached is not None:
         return {**cached, "cached": True}
+    # Another process computing the same run holds this lock: wait, then take its record.
+    with exclusive(cache_root(params.cache_dir) / "locks" / f"{record_dir(params).name}.lock"):
+        cached = None if params.force else load_record(params)
+        if cached is not None:
+            return {**cached, "cached": True}
+        return _compute(params)
 
+
+def _compute(params: Params) -> dict[str, Any]:
+    """Compute the run of ``params`` and store its record."""
+    folder = record_dir(params)
     start = time.perf_counter()
     device = resolve_device(params.device)
     dataset = build_dataset(params)

@@ -8,7 +8,9 @@ complete, so an interrupted or failed run never leaves a half-written result.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,12 +18,16 @@ from typing import Any
 
 import torch
 
+from paperlib.errors import PaperlibError
+from paperlib.paths import default_folder
+
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The cache folder: explicit ``cache_dir``, else ``$PAPERLIB_CACHE``, else ``./cache``."""
+    """The cache folder: explicit ``cache_dir``, else ``$PAPERLIB_CACHE``, else ``cache/`` at the repository
+    root (``./cache`` outside the repository)."""
     if cache_dir is not None:
         return Path(cache_dir)
-    return Path(os.environ.get("PAPERLIB_CACHE", "cache"))
+    return Path(os.environ.get("PAPERLIB_CACHE") or default_folder("cache"))
 
 
 @contextlib.contextmanager
@@ -42,22 +48,73 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def unreadable(path: str | os.PathLike, err: BaseException, next_step: str) -> str:
+    """The one-line report of a cache entry that cannot be read: the file, why, and ``next_step``."""
+    reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+    return f"cache entry {path} cannot be read ({reason}); {next_step}"
+
+
+KEEP_AND_STOP = ("nothing was recomputed: delete it to recompute that entry, or run with force=true "
+                 "to recompute the run")
+
+
 def save_tensors(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     """``torch.save`` a dict of tensors and plain values, atomically."""
     with atomic_write(path) as tmp:
         torch.save(payload, tmp)
 
 
-def load_tensors(path: str | os.PathLike) -> dict[str, Any] | None:
-    """Load what :func:`save_tensors` wrote; ``None`` if absent or unreadable.
+def load_tensors(path: str | os.PathLike, rebuild: bool = False) -> dict[str, Any] | None:
+    """Load what :func:`save_tensors` wrote; ``None`` if absent.
 
-    An unreadable file (e.g. from an older, incompatible version) is treated as
-    a cache miss, so the caller rebuilds it.
+    An entry that exists but cannot be read (cut short, or from an incompatible version) is an error
+    naming the file, so hours of work are never redone silently; with ``rebuild`` (entries that take
+    seconds to remake) it is reported in one line on stderr and ``None`` is returned instead.
     """
     path = Path(path)
     if not path.is_file():
         return None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - any unreadable cache entry is simply rebuilt
+    except Exception as err:  # noqa: BLE001 - torch.load raises many types for a damaged file
+        if rebuild:
+            print(f"warning: {unreadable(path, err, 'rebuilding it')}", file=sys.stderr)
+            return None
+        raise PaperlibError(unreadable(path, err, KEEP_AND_STOP)) from None
+
+
+def load_json(path: str | os.PathLike) -> dict[str, Any] | None:
+    """A JSON object written by paperlib; ``None`` if absent, a one-line error if it cannot be read."""
+    path = Path(path)
+    if not path.is_file():
         return None
+    try:
+        value = json.loads(path.read_text())
+        if not isinstance(value, dict):
+            raise ValueError(f"a JSON object was expected, not {type(value).__name__}")
+        return value
+    except (ValueError, UnicodeDecodeError) as err:
+        raise PaperlibError(unreadable(path, err, KEEP_AND_STOP)) from None
+
+
+@contextlib.contextmanager
+def exclusive(lock: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``lock`` (created) for the block; other processes asking wait.
+
+    Two processes computing the same run then compute it once: the second finds the first's record when
+    it gets the lock. Where ``fcntl`` is missing (Windows) there is no lock; atomic writes still leave
+    every file whole.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    lock = Path(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -11,12 +11,17 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    # One cache per test session keeps built digits datasets shared between tests
-    # while never touching the developer's ./cache.
-    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+def _isolated_environment(tmp_path_factory, monkeypatch):
+    # One cache per test session keeps built digits datasets shared between tests while never touching the
+    # developer's ./cache; figures go there too, and no data root or thread setting of the shell leaks in.
+    base = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("PAPERLIB_CACHE", str(base / "cache"))
+    monkeypatch.setenv("PAPERLIB_FIGURES", str(base / "figures"))
+    monkeypatch.delenv("PAPERLIB_DATA", raising=False)
     monkeypatch.setenv("CI", "1")  # no progress bars in test output
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)  # a test that changes the thread count leaves the others as they were
 
 
 @pytest.fixture

@@ -44,6 +44,7 @@ Training splits carry the bias; test splits are balanced over
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -56,7 +57,7 @@ from paperlib.data.container import BiasedDataset, DatasetInfo, Split
 from paperlib.data.faces import FACES_VERSION, build_face_dataset
 from paperlib.data.sources import load_source
 from paperlib.errors import PaperlibError
-from paperlib.store import cache_root, load_tensors, save_tensors
+from paperlib.store import cache_root, load_tensors, save_tensors, unreadable
 
 # Bump when a builder's output changes, so stale cached datasets are not reused.
 BUILDER_VERSION = 1
@@ -271,12 +272,12 @@ def build_dataset(params: Params | None = None, **overrides) -> BiasedDataset:
     params = with_overrides(params, overrides)
     key = dataset_key(params)
     path = cache_root(params.cache_dir) / "datasets" / f"{params.dataset}-{stable_hash(key)}.pt"
-    payload = load_tensors(path)
+    payload = load_tensors(path, rebuild=True)  # a dataset takes seconds to rebuild
     if payload is not None:
         try:
             return _from_payload(payload)
-        except (KeyError, TypeError):
-            pass  # an entry from an incompatible version: rebuild it
+        except (KeyError, TypeError) as err:  # an entry from an incompatible version
+            print(f"warning: {unreadable(path, err, 'rebuilding it')}", file=sys.stderr)
     dataset = _build(params)
     save_tensors(path, _to_payload(dataset))
     return dataset

@@ -9,7 +9,7 @@ labels ``[N]`` with values 0..9.
 * ``digits``: scikit-learn's bundled 8x8 digits upscaled to 28x28; embedded, so it needs
   neither files nor network (tests and CI use it).
 
-The data root is the ``data_dir`` argument, else ``$PAPERLIB_DATA``, else ``./data``.
+The data root is the ``data_dir`` argument, else ``$PAPERLIB_DATA``, else ``data/`` at the repository root.
 Missing files are downloaded when ``download=True``: through torchvision when it imports,
 otherwise with :mod:`urllib` from the standard mirrors, checking the published md5 before a
 file is moved into place. Every failure leaves no partial file behind and raises a
@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from paperlib.errors import PaperlibError
+from paperlib.paths import default_folder
 from paperlib.store import atomic_write
 
 SOURCES: tuple[str, ...] = ("mnist", "fashion_mnist", "cifar10", "digits")
@@ -143,7 +144,8 @@ class _DownloadError(Exception):
 
 
 def resolve_data_root(data_dir: str | os.PathLike | None = None) -> pathlib.Path:
-    """Return the data root: ``data_dir`` if given, else ``$PAPERLIB_DATA``, else ``./data``.
+    """Return the data root: ``data_dir`` if given, else ``$PAPERLIB_DATA``, else ``data/`` at the repository
+    root (``./data`` outside it).
 
     An empty ``$PAPERLIB_DATA`` counts as unset. The result is absolute (relative paths are
     taken from the current directory) and need not exist.
@@ -182,7 +184,7 @@ def load_source(
 
 # --------------------------------------------------------------------------- data root
 
-_DEFAULT_ORIGIN = "the default ./data"
+_DEFAULT_ORIGIN = "the default data/ at the repository root (./data elsewhere)"
 
 
 def _resolve_root(data_dir: str | os.PathLike | None) -> tuple[pathlib.Path, str]:
@@ -192,7 +194,7 @@ def _resolve_root(data_dir: str | os.PathLike | None) -> tuple[pathlib.Path, str
     env = os.environ.get(DATA_ENV_VAR, "")
     if env:
         return _absolute(env, DATA_ENV_VAR), f"${DATA_ENV_VAR}"
-    return pathlib.Path.cwd() / "data", _DEFAULT_ORIGIN
+    return default_folder("data"), _DEFAULT_ORIGIN
 
 
 def _absolute(path: str | os.PathLike, what: str) -> pathlib.Path:

@@ -1,0 +1,239 @@
+"""What a notebook claims, checked against what it computed: the verdict tables that nbval compares.
+
+A trained number differs in its last digits from one machine to the next (another CPU's vector width,
+another thread count, a GPU), so the notebook checks never compare trained numbers exactly. A notebook's
+parameter file lists its **claims**, each a comparison with a margin::
+
+    claims:
+      - says: colour bias is amplified
+        of: colour_0.05/whole acc_conflicting
+        minus: colour_0.05/dm acc_conflicting
+        at_least: 10
+
+and ``params/<profile>/references.yaml`` (written by ``python -m paperlib.checks record``) holds every
+trained number of the profile's reference run, checked within a stated tolerance per metric. A quantity
+is named ``<row> <column>``: the row is ``experiment/run`` of a results table (or ``comparison/run``,
+or a KDE ``variant``), the column any numeric column of that table.
+
+:func:`verdicts` turns both into a table of ``check | test | verdict``: every verdict reads ``holds`` /
+``within tolerance`` or says ``FAILS`` with the measured value, so the table is the same on every machine
+while the results hold, and differs (and nbval fails) as soon as one does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from paperlib.errors import PaperlibError
+from paperlib.paths import params_dir
+from paperlib.store import atomic_write
+
+ROW_COLUMNS = (("experiment", "run"), ("comparison", "run"), ("variant",))
+# The trained numbers a reference pins, and how they are shown.
+REFERENCE_METRICS = {"acc": "acc", "acc_aligned": "aligned", "acc_conflicting": "conflicting",
+                     "worst_group_acc": "worst group", "deo_m": "DEO_M", "deo_a": "DEO_A"}
+COMPARISONS = {"at_least": ">=", "at_most": "<="}
+
+
+def quantities(*tables: pd.DataFrame) -> dict[str, float]:
+    """Every numeric cell of ``tables`` as ``{"<row> <column>": value}`` (rows named by :data:`ROW_COLUMNS`).
+
+    Rows of a results table that did not run (``status`` other than ``done``) are left out.
+    """
+    found: dict[str, float] = {}
+    for table in tables:
+        if "status" in table:
+            table = table[table["status"] == "done"]
+        keys = next((k for k in ROW_COLUMNS if all(c in table for c in k)), None)
+        if keys is None:
+            raise PaperlibError(f"a checked table needs the columns {' + '.join(ROW_COLUMNS[0])}, "
+                                f"comparison + run or variant; this one has {', '.join(map(str, table.columns))}")
+        for _, row in table.iterrows():
+            name = "/".join(str(row[k]) for k in keys)
+            for column, value in row.items():
+                if column not in keys and isinstance(value, (int, float)) and not isinstance(value, bool) \
+                        and not pd.isna(value):
+                    found.setdefault(f"{name} {column}", float(value))
+    return found
+
+
+@dataclass(frozen=True)
+class Claim:
+    """``of - minus`` (or ``of / over``, or ``of`` alone) compared with a bound (``at_least`` / ``at_most``)."""
+
+    says: str
+    of: str
+    bound: float
+    comparison: str = "at_least"
+    minus: str | None = None
+    over: str | None = None
+
+    @classmethod
+    def from_dict(cls, entry: Mapping[str, Any]) -> Claim:
+        entry = dict(entry)
+        allowed = {"says", "of", "minus", "over", *COMPARISONS}
+        unknown = set(entry) - allowed
+        bounds = [k for k in COMPARISONS if k in entry]
+        if unknown or "says" not in entry or "of" not in entry or len(bounds) != 1 or \
+                ("minus" in entry and "over" in entry):
+            raise PaperlibError(f"claim {entry} must have 'says', 'of', at most one of 'minus' / 'over', and "
+                                f"exactly one of 'at_least' / 'at_most'"
+                                + (f" (unknown: {', '.join(sorted(unknown))})" if unknown else ""))
+        return cls(says=str(entry["says"]), of=entry["of"], minus=entry.get("minus"), over=entry.get("over"),
+                   comparison=bounds[0], bound=float(entry[bounds[0]]))
+
+    def test(self) -> str:
+        """The comparison in words, e.g. ``whole acc_conflicting - dm acc_conflicting >= 10``."""
+        value = self.of + (f" - {self.minus}" if self.minus else f" / {self.over}" if self.over else "")
+        return f"{value} {COMPARISONS[self.comparison]} {self.bound:g}"
+
+    def measure(self, values: Mapping[str, float]) -> float:
+        for name in (self.of, self.minus, self.over):
+            if name is not None and name not in values:
+                close = sorted(k for k in values if k.split(" ")[0] == name.split(" ")[0])
+                raise PaperlibError(f"claim {self.says!r} names {name!r}, which this notebook did not compute"
+                                    + (f"; that row has: {', '.join(close)}" if close else ""))
+        value = values[self.of]
+        if self.minus:
+            return value - values[self.minus]
+        if self.over:
+            return value / values[self.over] if values[self.over] else math.inf
+        return value
+
+    def holds(self, measured: float) -> bool:
+        return measured >= self.bound if self.comparison == "at_least" else measured <= self.bound
+
+
+def claim_rows(claims: Iterable[Mapping[str, Any]], values: Mapping[str, float]) -> list[dict[str, str]]:
+    """One verdict row per claim."""
+    rows = []
+    for entry in claims:
+        claim = Claim.from_dict(entry)
+        measured = claim.measure(values)
+        verdict = "holds" if claim.holds(measured) else f"FAILS (measured {measured:.1f})"
+        rows.append({"check": claim.says, "test": claim.test(), "verdict": verdict})
+    return rows
+
+
+def load_references(profile: str) -> dict[str, Any] | None:
+    """``params/<profile>/references.yaml`` (``tolerance`` and ``runs``), or ``None`` when the profile has none."""
+    path = params_dir() / profile / "references.yaml"
+    if not path.is_file():
+        return None
+    try:
+        references = yaml.safe_load(path.read_text())
+        tolerance, runs = references["tolerance"], references.get("runs") or {}
+        unknown = set(tolerance) - set(REFERENCE_METRICS)
+        if unknown:
+            raise KeyError(f"unknown metrics in tolerance: {', '.join(sorted(unknown))}")
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as err:
+        raise PaperlibError(f"{path} is not a references file ({err}); rewrite it with "
+                            f"`python -m paperlib.checks record --profile {profile}`") from None
+    return {"tolerance": tolerance, "runs": runs}
+
+
+def reference_rows(notebook: str, profile: str, values: Mapping[str, float]) -> list[dict[str, str]]:
+    """One verdict row per run of ``notebook`` in the profile's references: every metric within its tolerance."""
+    references = load_references(profile)
+    if references is None or notebook not in references["runs"]:
+        return []
+    tolerance = references["tolerance"]
+    rows = []
+    for run, expected in references["runs"][notebook].items():
+        missing = [m for m in expected if f"{run} {m}" not in values]
+        if missing:
+            rows.append({"check": f"{run} matches the {profile} reference", "test": "",
+                         "verdict": f"FAILS (not computed: {', '.join(missing)})"})
+            continue
+        off = [f"{REFERENCE_METRICS[m]} {values[f'{run} {m}']:.1f} vs {v:g}" for m, v in expected.items()
+               if abs(values[f"{run} {m}"] - v) > tolerance[m]]
+        test = ", ".join(f"{REFERENCE_METRICS[m]} {v:g} ± {tolerance[m]:g}" for m, v in expected.items())
+        rows.append({"check": f"{run} matches the {profile} reference", "test": test,
+                     "verdict": "within tolerance" if not off else f"FAILS ({'; '.join(off)})"})
+    return rows
+
+
+def verdicts(notebook: str, profile: str, claims: Iterable[Mapping[str, Any]] | None,
+             *tables: pd.DataFrame) -> pd.DataFrame:
+    """The verdict table of ``notebook``: its claims, then its runs against the profile's reference numbers."""
+    values = quantities(*tables)
+    rows = claim_rows(claims or [], values) + reference_rows(notebook, profile, values)
+    if not rows:
+        return pd.DataFrame([{"check": f"no claims or reference numbers for profile {profile!r}", "test": "",
+                              "verdict": ""}])
+    return pd.DataFrame(rows)
+
+
+def failures(table: pd.DataFrame) -> list[str]:
+    """The checks of a verdict table that fail."""
+    return [f"{row.check}: {row.verdict}" for row in table.itertuples() if row.verdict.startswith("FAILS")]
+
+
+def reference_values(table: pd.DataFrame, metrics: Iterable[str]) -> dict[str, dict[str, float]]:
+    """The ``metrics`` of a results table to pin: ``{experiment/run: {metric: value (1 decimal)}}``."""
+    done = table[table["status"] == "done"]
+    return {f"{row['experiment']}/{row['run']}": {m: round(float(row[m]), 1) for m in metrics
+                                                  if m in row and not pd.isna(row[m])}
+            for _, row in done.iterrows()}
+
+
+def record(profile: str) -> Path:
+    """Write ``params/<profile>/references.yaml`` from the stored runs of every notebook suite of ``profile``.
+
+    The ``tolerance`` block of an existing file is kept (it is set by hand, with its reasons) and names the
+    metrics that are pinned; every run must be stored (run ``make reproduce PROFILE=<profile>`` first with the same cache).
+    """
+    from paperlib.notebook import notebook_parameters
+    from paperlib.reproduce import notebook_sources
+    from paperlib.suite import load_suite, profile_defaults, results_table
+
+    previous = load_references(profile)
+    if previous is None:
+        raise PaperlibError(f"params/{profile}/references.yaml needs a 'tolerance' block first (one bound per "
+                            f"metric of {', '.join(REFERENCE_METRICS)})")
+    runs: dict[str, dict] = {}
+    for source in notebook_sources():
+        suite = notebook_parameters(profile, source.stem).get("suite")
+        if suite is None:
+            continue
+        table = results_table(load_suite(suite, base=profile_defaults(profile)))
+        missing = table[table["status"] != "done"]
+        if len(missing):
+            raise PaperlibError(f"{source.stem}: {len(missing)} runs are not stored "
+                                f"({', '.join(missing['experiment'] + '/' + missing['run'])}); "
+                                f"run `make reproduce PROFILE={profile}` with this cache first")
+        runs[source.stem] = reference_values(table, previous["tolerance"])
+    path = params_dir() / profile / "references.yaml"
+    header = [line for line in path.read_text().splitlines() if line.startswith("#")]
+    body = yaml.safe_dump({"tolerance": previous["tolerance"], "runs": runs}, sort_keys=False, width=120,
+                          default_flow_style=None)  # one line per run
+    with atomic_write(path) as tmp:
+        tmp.write_text("\n".join(header) + "\n" + body)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m paperlib.checks",
+                                     description="Write a profile's reference numbers from its stored runs.")
+    parser.add_argument("command", choices=["record"])
+    parser.add_argument("--profile", default="smoke")
+    args = parser.parse_args(argv)
+    try:
+        print(f"wrote {record(args.profile)}")
+    except PaperlibError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The cache under damage and contention: unreadable entries are reported, concurrent runs stay whole."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from paperlib.config import make_params
+from paperlib.data import build_dataset
+from paperlib.errors import PaperlibError
+from paperlib.runner import distilled_dir, load_record, record_dir, run
+from paperlib.store import load_json, load_tensors, save_tensors
+
+TINY_RUN = dict(dataset="cmnist", source="digits", method="dm", ipc=1, iterations=2, batch_real=8, net_width=8,
+                num_eval=1, eval_epochs=1, progress=False, device="cpu")
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_an_unreadable_tensor_file_is_one_line_naming_it_and_what_happens_next(tmp_path):
+    path = tmp_path / "entry.pt"
+    save_tensors(path, {"x": 1})
+    _truncate(path)
+    with pytest.raises(PaperlibError) as error:
+        load_tensors(path)
+    message = str(error.value)
+    assert "\n" not in message and str(path) in message and "nothing was recomputed" in message
+    assert load_tensors(tmp_path / "absent.pt") is None
+
+
+def _stored_run(tmp_path):
+    params = make_params(**TINY_RUN, cache_dir=str(tmp_path))
+    run(params)
+    return params
+
+
+def test_an_unreadable_json_record_is_an_error_not_a_silent_recompute(tmp_path):
+    params = _stored_run(tmp_path)
+    record = record_dir(params) / "record.json"
+    _truncate(record)
+    with pytest.raises(PaperlibError, match=f"cache entry {record} cannot be read .*force=true"):
+        run(params)
+    assert run(params, force=True)["cached"] is False  # force recomputes and rewrites the entry
+    assert load_record(params)["metrics"]["acc"] >= 0
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(PaperlibError, match="a JSON object was expected"):
+        load_json(tmp_path / "list.json")
+
+
+def test_an_unreadable_distilled_set_is_an_error_naming_it(tmp_path):
+    params = _stored_run(tmp_path)
+    synthetic = distilled_dir(params) / "synthetic.pt"
+    _truncate(synthetic)
+    with pytest.raises(PaperlibError, match=f"cache entry {synthetic} cannot be read"):
+        run(params, eval_epochs=2)  # a new evaluation of the same distilled set must read it
+
+
+def test_an_unreadable_dataset_entry_is_reported_and_rebuilt_in_seconds(tmp_path, capsys):
+    first = build_dataset(dataset="cmnist", source="digits", cache_dir=str(tmp_path))
+    (entry,) = (tmp_path / "datasets").glob("*.pt")
+    _truncate(entry)
+    again = build_dataset(dataset="cmnist", source="digits", cache_dir=str(tmp_path))
+    warning = capsys.readouterr().err.strip()
+    assert warning.startswith(f"warning: cache entry {entry} cannot be read") and warning.endswith("rebuilding it")
+    assert "\n" not in warning and (again.train.images == first.train.images).all()
+
+
+_CHILD = """
+import json, sys
+from paperlib.runner import run
+record = run(**json.loads(sys.argv[1]))
+print(json.dumps({"cached": record["cached"], "acc": record["metrics"]["acc"]}))
+"""
+
+
+def test_two_processes_computing_the_same_run_leave_one_complete_record(tmp_path):
+    settings = json.dumps({**TINY_RUN, "iterations": 20, "cache_dir": str(tmp_path)})
+    children = [subprocess.Popen([sys.executable, "-c", _CHILD, settings], stdout=subprocess.PIPE, text=True)
+                for _ in range(2)]
+    results = [json.loads(child.communicate(timeout=300)[0]) for child in children]
+    assert all(child.returncode == 0 for child in children)
+    # The run lock makes the second wait and take the first's record: computed once, the same numbers.
+    assert sorted(r["cached"] for r in results) == [False, True]
+    assert results[0]["acc"] == results[1]["acc"]
+    params = make_params(**{**TINY_RUN, "iterations": 20, "cache_dir": str(tmp_path)})
+    assert load_record(params)["metrics"]["acc"] == results[0]["acc"]
+    leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp") or p.name == "checkpoint.pt"]
+    assert not leftovers

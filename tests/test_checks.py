@@ -1,0 +1,130 @@
+"""The notebook checks: claims with margins and reference numbers within tolerance, as nbval sees them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from paperlib import checks
+from paperlib import notebook as nb
+from paperlib.errors import PaperlibError
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = [p.stem for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))]
+
+
+def _table(rows):
+    base = {"status": "done", "target": "vanilla", "method": "dm", "eval_trainer": "plain", "num_eval": 1}
+    return pd.DataFrame([{**base, **row} for row in rows])
+
+
+TABLE = _table([{"experiment": "colour", "run": "whole", "method": "whole", "acc": 66.0, "acc_conflicting": 61.7},
+                {"experiment": "colour", "run": "dm", "acc": 23.6, "acc_conflicting": 14.2},
+                {"experiment": "colour", "run": "dm_kde", "acc": 44.2, "acc_conflicting": 37.3},
+                {"experiment": "colour", "run": "lost", "status": "missing", "acc": float("nan")}])
+AMPLIFIED = {"says": "colour bias is amplified", "of": "colour/whole acc_conflicting",
+             "minus": "colour/dm acc_conflicting", "at_least": 10}
+
+
+def test_quantities_name_each_cell_by_row_and_column_and_skip_runs_not_done():
+    values = checks.quantities(TABLE, pd.DataFrame([{"variant": "pixel space", "conflicting % of weight": 24.2}]))
+    assert values["colour/dm acc"] == 23.6 and values["pixel space conflicting % of weight"] == 24.2
+    assert not any(k.startswith("colour/lost") for k in values)
+
+
+def test_a_claim_holds_or_fails_with_the_measured_value():
+    holds = checks.claim_rows([AMPLIFIED], checks.quantities(TABLE))
+    assert holds == [{"check": "colour bias is amplified",
+                      "test": "colour/whole acc_conflicting - colour/dm acc_conflicting >= 10", "verdict": "holds"}]
+    flipped = TABLE.assign(acc_conflicting=[61.7, 58.0, 37.3, float("nan")])  # DM no longer loses the minority
+    assert checks.claim_rows([AMPLIFIED], checks.quantities(flipped))[0]["verdict"] == "FAILS (measured 3.7)"
+    ratio = {"says": "x", "of": "colour/dm_kde acc", "over": "colour/dm acc", "at_most": 1.5}
+    assert checks.claim_rows([ratio], checks.quantities(TABLE))[0]["verdict"] == "FAILS (measured 1.9)"
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"says": "x", "of": "colour/dm acc"}, "exactly one of 'at_least' / 'at_most'"),
+    ({"says": "x", "of": "colour/dm acc", "at_least": 1, "at_most": 2}, "exactly one"),
+    ({"says": "x", "of": "colour/dm acc", "minus": "a", "over": "b", "at_least": 1}, "at most one of"),
+    ({"says": "x", "of": "colour/dm acc", "at_least": 1, "margin": 2}, "unknown: margin"),
+    ({"says": "x", "of": "colour/dm accuracy", "at_least": 1}, "did not compute; that row has: colour/dm acc"),
+])
+def test_a_malformed_claim_or_an_unknown_quantity_is_a_clear_error(entry, message):
+    with pytest.raises(PaperlibError, match=message):
+        checks.claim_rows([entry], checks.quantities(TABLE))
+
+
+def _references(tmp_path, monkeypatch, runs):
+    (tmp_path / "params" / "toy").mkdir(parents=True)
+    (tmp_path / "paperlib").mkdir()
+    (tmp_path / "params" / "toy" / "references.yaml").write_text(
+        "# tolerances set by hand\n" + yaml.safe_dump({"tolerance": {"acc": 3.0, "acc_conflicting": 4.0},
+                                                       "runs": runs}))
+    monkeypatch.chdir(tmp_path)
+
+
+def test_reference_numbers_pass_within_tolerance_and_fail_beyond_it(tmp_path, monkeypatch):
+    _references(tmp_path, monkeypatch, {"02_nb": {"colour/dm": {"acc": 25.0, "acc_conflicting": 14.0},
+                                                  "colour/dm_kde": {"acc": 40.0, "acc_conflicting": 37.0}}})
+    rows = checks.reference_rows("02_nb", "toy", checks.quantities(TABLE))
+    assert rows[0] == {"check": "colour/dm matches the toy reference", "test": "acc 25 ± 3, conflicting 14 ± 4",
+                       "verdict": "within tolerance"}
+    assert rows[1]["verdict"] == "FAILS (acc 44.2 vs 40)"  # 4.2 points off, tolerance 3
+    assert checks.reference_rows("03_other", "toy", checks.quantities(TABLE)) == []
+
+
+def test_a_reference_run_that_was_not_computed_fails(tmp_path, monkeypatch):
+    _references(tmp_path, monkeypatch, {"02_nb": {"colour/gone": {"acc": 25.0}}})
+    assert checks.reference_rows("02_nb", "toy", checks.quantities(TABLE))[0]["verdict"] == \
+        "FAILS (not computed: acc)"
+
+
+def test_a_broken_references_file_is_a_clear_error(tmp_path, monkeypatch):
+    _references(tmp_path, monkeypatch, {})
+    (tmp_path / "params" / "toy" / "references.yaml").write_text("tolerance: {accuracy: 3}\n")
+    with pytest.raises(PaperlibError, match="not a references file.*unknown metrics in tolerance: accuracy"):
+        checks.load_references("toy")
+
+
+def test_the_verdict_table_is_the_same_for_numbers_that_differ_within_tolerance(tmp_path, monkeypatch):
+    _references(tmp_path, monkeypatch, {"02_nb": {"colour/dm": {"acc": 23.6, "acc_conflicting": 14.2}}})
+    here = checks.verdicts("02_nb", "toy", [AMPLIFIED], TABLE)
+    elsewhere = checks.verdicts("02_nb", "toy", [AMPLIFIED], TABLE.assign(acc=TABLE["acc"] + 2.9))
+    assert here.equals(elsewhere) and not checks.failures(here)
+    moved = checks.verdicts("02_nb", "toy", [AMPLIFIED], TABLE.assign(acc=TABLE["acc"] + 3.1))
+    assert checks.failures(moved) == ["colour/dm matches the toy reference: FAILS (acc 26.7 vs 23.6)"]
+
+
+@pytest.mark.parametrize("profile", nb.PROFILES)
+def test_every_claim_of_every_profile_is_well_formed(profile):
+    for name in NOTEBOOKS:
+        for entry in nb.notebook_parameters(profile, name).get("claims") or []:
+            checks.Claim.from_dict(entry)
+
+
+def test_the_smoke_references_pin_every_run_of_the_smoke_suites_with_a_stated_tolerance():
+    references = checks.load_references("smoke")
+    assert set(references["tolerance"]) == {"acc", "acc_aligned", "acc_conflicting"}
+    for name in NOTEBOOKS:
+        suite = nb.notebook_parameters("smoke", name).get("suite")
+        if suite is None:
+            continue
+        specs = nb.suite_specs("smoke", suite, name)
+        assert set(references["runs"][name]) == {f"{s.experiment}/{s.label}" for s in specs}, name
+
+
+@pytest.mark.parametrize("name", ["02_bias_in_distillation", "03_kde_reweighting", "04_fairdd", "05_ablations"])
+def test_the_committed_quick_results_satisfy_the_quick_claims(name):
+    """The quick profile's claims hold on the tables its committed run wrote (figures/quick/*.csv)."""
+    table = pd.read_csv(ROOT / "figures" / "quick" / f"{name}.csv")
+    claims = nb.notebook_parameters("quick", name).get("claims")
+    assert claims, f"params/quick/{name}.yaml states no claims"
+    extra = [nb.bias_effect(table)] if name == "02_bias_in_distillation" else []
+    values = checks.quantities(table, *extra)
+    needed = {q for c in claims for q in (c["of"], c.get("minus"), c.get("over")) if q}
+    claims = [c for c in claims if {c["of"], c.get("minus"), c.get("over")} - {None} <= set(values)]
+    assert claims, f"no claim of {name} can be checked from its CSV ({sorted(needed)})"
+    assert not [r for r in checks.claim_rows(claims, values) if r["verdict"] != "holds"]
