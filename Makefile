@@ -37,11 +37,12 @@ unit-test: setup
 	PYTHONDONTWRITEBYTECODE=1 $(BIN)/python -m pytest
 
 # Every notebook runs from scratch under papermill with the smoke profile (hermetic digits data, an empty
-# cache), then nbval re-executes the committed smoke notebooks on the runs just computed and compares their
+# cache) and its verdict tables must all hold (from the current parameter files), then nbval re-executes the committed smoke notebooks on the runs just computed and compares their
 # checked cells: exact tables (counts, groups, the theorem) and the verdict tables of paperlib.checks.
 notebook-test: setup
 	rm -rf $(CHECK) && mkdir -p $(CHECK)
 	$(CHECK_ENV) $(BIN)/python -m paperlib.reproduce --profile smoke --output-dir $(CHECK)/executed
+	$(BIN)/python -m paperlib.checks verify $(CHECK)/executed
 	$(CHECK_ENV) $(BIN)/python $(NBVAL)
 	rm -rf $(CHECK)
 

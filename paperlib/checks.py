@@ -23,6 +23,7 @@ while the results hold, and differs (and nbval fails) as soon as one does not.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from collections.abc import Iterable, Mapping
@@ -221,18 +222,49 @@ def record(profile: str) -> Path:
     return path
 
 
+def failed_checks(folder: Path) -> list[str]:
+    """Every failed verdict and every error in the executed notebooks of ``folder``, as ``notebook: text``.
+
+    nbval re-executes the *committed* notebooks, whose parameters papermill injected when they were made;
+    this reads the notebooks just executed from the current parameter files, so a claim that a changed
+    parameter file breaks fails too.
+    """
+    notebooks = sorted(Path(folder).glob("*.ipynb"))
+    if not notebooks:
+        raise PaperlibError(f"no executed notebooks in {folder}; run `python -m paperlib.reproduce` first")
+    found = []
+    for path in notebooks:
+        cells = json.loads(path.read_text())["cells"]
+        for output in (o for cell in cells if cell["cell_type"] == "code" for o in cell.get("outputs", [])):
+            if output["output_type"] == "error":
+                found.append(f"{path.stem}: {output['ename']}: {output['evalue']}")
+            text = "".join(output.get("data", {}).get("text/plain", ""))
+            found += [f"{path.stem}: {line.strip()}" for line in text.splitlines() if "FAILS (" in line]
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m paperlib.checks",
-                                     description="Write a profile's reference numbers from its stored runs.")
-    parser.add_argument("command", choices=["record"])
-    parser.add_argument("--profile", default="smoke")
+    parser = argparse.ArgumentParser(prog="python -m paperlib.checks", description=(
+        "record: write a profile's reference numbers from its stored runs; verify FOLDER: fail if an executed "
+        "notebook there has a failed verdict or an error."))
+    parser.add_argument("command", choices=["record", "verify"])
+    parser.add_argument("folder", nargs="?", type=Path, help="verify: the folder of executed notebooks")
+    parser.add_argument("--profile", default="smoke", help="record: the profile (default smoke)")
     args = parser.parse_args(argv)
     try:
-        print(f"wrote {record(args.profile)}")
+        if args.command == "record":
+            print(f"wrote {record(args.profile)}")
+            return 0
+        if args.folder is None:
+            raise PaperlibError("verify needs the folder of executed notebooks, e.g. .nbcheck/executed")
+        failed = failed_checks(args.folder)
     except PaperlibError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 0
+    for line in failed:
+        print(f"failed check: {line}", file=sys.stderr)
+    print(f"{len(failed)} failed checks in {args.folder}" if failed else f"every check holds in {args.folder}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
