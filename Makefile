@@ -10,9 +10,10 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 CHECK   := .nbcheck
 
-# The checks never write into the working tree: no bytecode, and the notebooks' cache and figures go to
-# $(CHECK), removed after a pass (kept after a failure, to look at).
-CHECK_ENV = PYTHONDONTWRITEBYTECODE=1 PAPERLIB_CACHE=$(CURDIR)/$(CHECK)/cache PAPERLIB_FIGURES=$(CURDIR)/$(CHECK)/figures
+# The checks never write into the working tree: no bytecode (for every command below), and the notebooks'
+# cache and figures go to $(CHECK), removed after a pass (kept after a failure, to look at).
+export PYTHONDONTWRITEBYTECODE = 1
+CHECK_ENV = PAPERLIB_CACHE=$(CURDIR)/$(CHECK)/cache PAPERLIB_FIGURES=$(CURDIR)/$(CHECK)/figures
 NBVAL     = -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/smoke
 # Another machine, emulated: one thread, and ATen, oneDNN and MKL restricted to pre-AVX x86-64 kernels, so
 # every sum is rounded in another order than on this machine's default AVX2 / AVX-512 path.
@@ -34,7 +35,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 test: unit-test notebook-test
 
 unit-test: setup
-	PYTHONDONTWRITEBYTECODE=1 $(BIN)/python -m pytest
+	$(BIN)/python -m pytest
 
 # Every notebook runs from scratch under papermill with the smoke profile (hermetic digits data, an empty
 # cache) and its verdict tables must all hold (from the current parameter files), then nbval re-executes the committed smoke notebooks on the runs just computed and compares their
