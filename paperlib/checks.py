@@ -25,9 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -238,8 +240,11 @@ def failed_checks(folder: Path) -> list[str]:
         for output in (o for cell in cells if cell["cell_type"] == "code" for o in cell.get("outputs", [])):
             if output["output_type"] == "error":
                 found.append(f"{path.stem}: {output['ename']}: {output['evalue']}")
-            text = "".join(output.get("data", {}).get("text/plain", ""))
-            found += [f"{path.stem}: {line.strip()}" for line in text.splitlines() if "FAILS (" in line]
+            html = "".join(output.get("data", {}).get("text/html", ""))
+            for row in re.findall(r"<tr>(.*?)</tr>", html, flags=re.S):
+                cells = [unescape(c.strip()) for c in re.findall(r"<td>(.*?)</td>", row, flags=re.S)]
+                if any(c.startswith("FAILS (") for c in cells):
+                    found.append(f"{path.stem}: {' | '.join(cells)}")
     return found
 
 

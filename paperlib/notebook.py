@@ -40,6 +40,7 @@ def setup(profile: str) -> Path:
     pd.set_option("display.precision", 1)
     pd.set_option("display.max_columns", 30)
     pd.set_option("display.width", 160)
+    pd.set_option("display.max_colwidth", None)  # verdict tables: whole claims, never cut with "..."
     return figures_dir(profile)
 
 

@@ -135,13 +135,16 @@ def test_verify_lists_every_failed_verdict_and_error_of_the_executed_notebooks(t
 
     notebook = nbformat.v4.new_notebook()
     table = checks.verdicts("02_nb", "smoke", [AMPLIFIED], TABLE.assign(acc_conflicting=[61.7, 58.0, 37.3, 0]))
-    notebook.cells = [nbformat.v4.new_code_cell("nb.verdicts(...)", outputs=[nbformat.v4.new_output(
-                          "execute_result", data={"text/plain": table.to_string()}, execution_count=1)]),
+    notebook.cells = [nbformat.v4.new_code_cell("nb.verdicts()", outputs=[nbformat.v4.new_output(
+                          "execute_result", data={"text/plain": table.to_string(), "text/html": table.to_html()},
+                          execution_count=1)]),
                       nbformat.v4.new_code_cell("1 / 0", outputs=[nbformat.v4.new_output(
                           "error", ename="ZeroDivisionError", evalue="division by zero", traceback=[])])]
     nbformat.write(notebook, tmp_path / "02_nb.ipynb")
     found = checks.failed_checks(tmp_path)
-    assert len(found) == 2 and "colour bias is amplified" in found[0] and "FAILS (measured 3.7)" in found[0]
+    assert found[0] == ("02_nb: colour bias is amplified | colour/whole acc_conflicting - colour/dm "
+                        "acc_conflicting >= 10 | FAILS (measured 3.7)")
+    assert len(found) == 2
     assert found[1] == "02_nb: ZeroDivisionError: division by zero"
     assert checks.main(["verify", str(tmp_path)]) == 1
     assert checks.main(["verify", str(tmp_path / "empty")]) == 2
