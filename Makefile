@@ -38,8 +38,9 @@ unit-test: setup
 	$(BIN)/python -m pytest
 
 # Every notebook runs from scratch under papermill with the smoke profile (hermetic digits data, an empty
-# cache) and its verdict tables must all hold (from the current parameter files), then nbval re-executes the committed smoke notebooks on the runs just computed and compares their
-# checked cells: exact tables (counts, groups, the theorem) and the verdict tables of paperlib.checks.
+# cache) and its verdict tables must all hold (from the current parameter files); then nbval re-executes
+# the committed smoke notebooks on the runs just computed and compares their checked cells: exact tables
+# (counts, groups, the theorem) and the verdict tables of paperlib.checks.
 notebook-test: setup
 	rm -rf $(CHECK) && mkdir -p $(CHECK)
 	$(CHECK_ENV) $(BIN)/python -m paperlib.reproduce --profile smoke --output-dir $(CHECK)/executed

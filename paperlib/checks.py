@@ -37,13 +37,11 @@ import pandas as pd
 import yaml
 
 from paperlib.errors import PaperlibError
+from paperlib.metrics import METRIC_SHORT_NAMES
 from paperlib.paths import params_dir
 from paperlib.store import atomic_write
 
 ROW_COLUMNS = (("experiment", "run"), ("comparison", "run"), ("variant",))
-# The trained numbers a reference pins, and how they are shown.
-REFERENCE_METRICS = {"acc": "acc", "acc_aligned": "aligned", "acc_conflicting": "conflicting",
-                     "worst_group_acc": "worst group", "deo_m": "DEO_M", "deo_a": "DEO_A"}
 COMPARISONS = {"at_least": ">=", "at_most": "<="}
 
 
@@ -135,7 +133,7 @@ def load_references(profile: str) -> dict[str, Any] | None:
     try:
         references = yaml.safe_load(path.read_text())
         tolerance, runs = references["tolerance"], references.get("runs") or {}
-        unknown = set(tolerance) - set(REFERENCE_METRICS)
+        unknown = set(tolerance) - set(METRIC_SHORT_NAMES)
         if unknown:
             raise KeyError(f"unknown metrics in tolerance: {', '.join(sorted(unknown))}")
     except (yaml.YAMLError, KeyError, TypeError, AttributeError) as err:
@@ -157,9 +155,9 @@ def reference_rows(notebook: str, profile: str, values: Mapping[str, float]) -> 
             rows.append({"check": f"{run} matches the {profile} reference", "test": "",
                          "verdict": f"FAILS (not computed: {', '.join(missing)})"})
             continue
-        off = [f"{REFERENCE_METRICS[m]} {values[f'{run} {m}']:.1f} vs {v:g}" for m, v in expected.items()
+        off = [f"{METRIC_SHORT_NAMES[m]} {values[f'{run} {m}']:.1f} vs {v:g}" for m, v in expected.items()
                if abs(values[f"{run} {m}"] - v) > tolerance[m]]
-        test = ", ".join(f"{REFERENCE_METRICS[m]} {v:g} ± {tolerance[m]:g}" for m, v in expected.items())
+        test = ", ".join(f"{METRIC_SHORT_NAMES[m]} {v:g} ± {tolerance[m]:g}" for m, v in expected.items())
         rows.append({"check": f"{run} matches the {profile} reference", "test": test,
                      "verdict": "within tolerance" if not off else f"FAILS ({'; '.join(off)})"})
     return rows
@@ -174,11 +172,6 @@ def verdicts(notebook: str, profile: str, claims: Iterable[Mapping[str, Any]] | 
         return pd.DataFrame([{"check": f"no claims or reference numbers for profile {profile!r}", "test": "",
                               "verdict": ""}])
     return pd.DataFrame(rows)
-
-
-def failures(table: pd.DataFrame) -> list[str]:
-    """The checks of a verdict table that fail."""
-    return [f"{row.check}: {row.verdict}" for row in table.itertuples() if row.verdict.startswith("FAILS")]
 
 
 def reference_values(table: pd.DataFrame, metrics: Iterable[str]) -> dict[str, dict[str, float]]:
@@ -202,7 +195,7 @@ def record(profile: str) -> Path:
     previous = load_references(profile)
     if previous is None:
         raise PaperlibError(f"params/{profile}/references.yaml needs a 'tolerance' block first (one bound per "
-                            f"metric of {', '.join(REFERENCE_METRICS)})")
+                            f"metric of {', '.join(METRIC_SHORT_NAMES)})")
     runs: dict[str, dict] = {}
     for source in notebook_sources():
         suite = notebook_parameters(profile, source.stem).get("suite")

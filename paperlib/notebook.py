@@ -15,16 +15,16 @@ from typing import Any
 
 import pandas as pd
 
+from paperlib import checks
 from paperlib.config import DISTILL_METHODS, load_yaml
 from paperlib.errors import PaperlibError
+from paperlib.metrics import METRIC_SHORT_NAMES
 from paperlib.paths import figures_dir, params_dir
 from paperlib.runtime import progress
 from paperlib.store import atomic_write
 from paperlib.suite import RunSpec, load_suite, profile_defaults, results_table, write_csv
 
 PROFILES = ("smoke", "quick", "paper")
-METRIC_COLUMNS = {"acc": "acc", "acc_aligned": "aligned", "acc_conflicting": "conflicting",
-                  "worst_group_acc": "worst group", "deo_m": "DEO_M", "deo_a": "DEO_A"}
 
 
 def setup(profile: str) -> Path:
@@ -80,9 +80,9 @@ def metrics_view(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_align
     view = done[["experiment", "run", *extra]].copy()
     several = bool((done["num_eval"] > 1).any()) if "num_eval" in done else False
     for key in keys:
-        view[METRIC_COLUMNS.get(key, key)] = done[key].round(1)
+        view[METRIC_SHORT_NAMES.get(key, key)] = done[key].round(1)
         if several:
-            view[f"± {METRIC_COLUMNS.get(key, key)}"] = done[f"{key}_std"].round(1)
+            view[f"± {METRIC_SHORT_NAMES.get(key, key)}"] = done[f"{key}_std"].round(1)
     missing = table[table["status"] != "done"]
     if len(missing):
         print(f"not run: {', '.join(missing['experiment'] + '/' + missing['run'])}")
@@ -108,8 +108,8 @@ def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame:
                  ("", "paper source"): row.get("paper_source", "")}
         for key in ("acc", "deo_m", "deo_a"):
             paper = row.get(f"paper_{key}")
-            entry[("paper", METRIC_COLUMNS[key])] = None if paper is None or math.isnan(paper) else round(paper, 1)
-            entry[(f"this companion ({profile})", METRIC_COLUMNS[key])] = round(row[key], 1)
+            entry[("paper", METRIC_SHORT_NAMES[key])] = None if paper is None or math.isnan(paper) else round(paper, 1)
+            entry[(f"this companion ({profile})", METRIC_SHORT_NAMES[key])] = round(row[key], 1)
         rows.append(entry)
     if not rows:
         print("no run of this table has a number reported by the papers for the same setting")
@@ -346,8 +346,6 @@ def explorer_coverage(model) -> pd.DataFrame:
 def verdicts(notebook: str, profile: str, claims: list[Mapping[str, Any]] | None, *tables: pd.DataFrame):
     """The notebook's checks (:mod:`paperlib.checks`): its claims (``claims``, else those of its parameter
     file), then its runs against the profile's reference numbers, one verdict per row."""
-    from paperlib.checks import verdicts as check_verdicts
-
     if claims is None:
         claims = notebook_parameters(profile, notebook).get("claims")
-    return check_verdicts(notebook, profile, claims, *tables)
+    return checks.verdicts(notebook, profile, claims, *tables)

@@ -54,6 +54,11 @@ def unreadable(path: str | os.PathLike, err: BaseException, next_step: str) -> s
     return f"cache entry {path} cannot be read ({reason}); {next_step}"
 
 
+def report_rebuild(path: str | os.PathLike, err: BaseException) -> None:
+    """Say on stderr, in one line, that the unreadable cache entry ``path`` is being rebuilt."""
+    print(f"warning: {unreadable(path, err, 'rebuilding it')}", file=sys.stderr)
+
+
 KEEP_AND_STOP = ("nothing was recomputed: delete it to recompute that entry, or run with force=true "
                  "to recompute the run")
 
@@ -78,7 +83,7 @@ def load_tensors(path: str | os.PathLike, rebuild: bool = False) -> dict[str, An
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch.load raises many types for a damaged file
         if rebuild:
-            print(f"warning: {unreadable(path, err, 'rebuilding it')}", file=sys.stderr)
+            report_rebuild(path, err)
             return None
         raise PaperlibError(unreadable(path, err, KEEP_AND_STOP)) from None
 

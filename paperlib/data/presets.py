@@ -44,7 +44,6 @@ Training splits carry the bias; test splits are balanced over
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -57,7 +56,7 @@ from paperlib.data.container import BiasedDataset, DatasetInfo, Split
 from paperlib.data.faces import FACES_VERSION, build_face_dataset
 from paperlib.data.sources import load_source
 from paperlib.errors import PaperlibError
-from paperlib.store import cache_root, load_tensors, save_tensors, unreadable
+from paperlib.store import cache_root, load_tensors, report_rebuild, save_tensors
 
 # Bump when a builder's output changes, so stale cached datasets are not reused.
 BUILDER_VERSION = 1
@@ -277,7 +276,7 @@ def build_dataset(params: Params | None = None, **overrides) -> BiasedDataset:
         try:
             return _from_payload(payload)
         except (KeyError, TypeError) as err:  # an entry from an incompatible version
-            print(f"warning: {unreadable(path, err, 'rebuilding it')}", file=sys.stderr)
+            report_rebuild(path, err)
     dataset = _build(params)
     save_tensors(path, _to_payload(dataset))
     return dataset
