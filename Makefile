@@ -40,11 +40,11 @@ unit-test: setup
 # Every notebook runs from scratch under papermill with the smoke profile (hermetic digits data, an empty
 # cache) and its verdict tables must all hold (from the current parameter files); then nbval re-executes
 # the committed smoke notebooks on the runs just computed and compares their checked cells: exact tables
-# (counts, groups, the theorem) and the verdict tables of paperlib.checks.
+# (counts, groups, the theorem) and the verdict tables of paperlib.report.checks.
 notebook-test: setup
 	rm -rf $(CHECK) && mkdir -p $(CHECK)
 	$(CHECK_ENV) $(BIN)/python -m paperlib.reproduce --profile smoke --output-dir $(CHECK)/executed
-	$(BIN)/python -m paperlib.checks verify $(CHECK)/executed
+	$(BIN)/python -m paperlib.report.checks verify $(CHECK)/executed
 	$(CHECK_ENV) $(BIN)/python $(NBVAL)
 	rm -rf $(CHECK)
 

@@ -37,7 +37,7 @@ per_class = 8  # sample-grid columns
 
 # %%
 from paperlib import notebook as nb
-from paperlib import plots
+from paperlib.report import plots
 
 figures = nb.setup(profile)
 if datasets is None or ratio_sweep is None:

@@ -32,11 +32,11 @@
 # %% tags=["parameters"]
 profile = "quick"  # smoke | quick | paper
 suite = None  # None: the runs of params/<profile>/02_bias_in_distillation.yaml on params/<profile>/defaults.yaml
-claims = None  # None: the claims of the same parameter file (see paperlib.checks)
+claims = None  # None: the claims of the same parameter file (see paperlib.report.checks)
 
 # %%
 from paperlib import notebook as nb
-from paperlib import plots
+from paperlib.report import plots
 
 figures = nb.setup(profile)
 specs = nb.suite_specs(profile, suite, "02_bias_in_distillation")

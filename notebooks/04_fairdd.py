@@ -31,12 +31,12 @@
 # %% tags=["parameters"]
 profile = "quick"  # smoke | quick | paper
 suite = None  # None: the runs of params/<profile>/04_fairdd.yaml on params/<profile>/defaults.yaml
-claims = None  # None: the claims of the same parameter file (see paperlib.checks)
+claims = None  # None: the claims of the same parameter file (see paperlib.report.checks)
 optional_datasets = None  # None: from the parameter file (CIFAR10-S and the face datasets, run when present)
 
 # %%
 from paperlib import notebook as nb
-from paperlib import plots
+from paperlib.report import plots
 
 figures = nb.setup(profile)
 specs = nb.suite_specs(profile, suite, "04_fairdd")

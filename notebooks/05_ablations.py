@@ -26,14 +26,14 @@
 # %% tags=["parameters"]
 profile = "quick"  # smoke | quick | paper
 suite = None  # None: the runs of params/<profile>/05_ablations.yaml on params/<profile>/defaults.yaml
-claims = None  # None: the claims of the same parameter file (see paperlib.checks)
+claims = None  # None: the claims of the same parameter file (see paperlib.report.checks)
 kde_dataset = None  # None: the dataset settings, KDE variants and theorem dataset of the same file
 kde_variants = None
 theorem_dataset = None
 
 # %%
 from paperlib import notebook as nb
-from paperlib import plots
+from paperlib.report import plots
 
 figures = nb.setup(profile)
 file_values = nb.notebook_parameters(profile, "05_ablations")

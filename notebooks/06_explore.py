@@ -33,8 +33,8 @@ explorer = None  # None: the explorer settings of params/<profile>/06_explore.ya
 
 # %%
 from paperlib import notebook as nb
-from paperlib.explore import Explorer, ExplorerModel
-from paperlib.suite import profile_defaults
+from paperlib.report.explore import Explorer, ExplorerModel
+from paperlib.experiments.suite import profile_defaults
 
 figures = nb.setup(profile)
 explorer = explorer or nb.notebook_parameters(profile, "06_explore")["explorer"]

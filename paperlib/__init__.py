@@ -1,13 +1,22 @@
 """paperlib: the library behind the bias-in-dataset-distillation companion.
 
-Every computation the notebooks show lives here: biased datasets
-(:mod:`paperlib.data`), the ConvNet (:mod:`paperlib.models`), differentiable
-siamese augmentation (:mod:`paperlib.augment`), the evaluation protocol and
-fairness metrics (:mod:`paperlib.evaluate`, :mod:`paperlib.metrics`) and the
-experiment runner (:mod:`paperlib.runner`).
+Layers, each importing only the ones before it (``tests/test_architecture.py`` enforces it):
+
+* :mod:`paperlib.core` — parameters and the one cache key, registries, errors, seeds, files, device;
+* :mod:`paperlib.data` — raw sources, the registry of biased dataset presets, the dataset container;
+* :mod:`paperlib.train` — models, DSA, metrics, the training loop and the evaluation trainers;
+* :mod:`paperlib.distill` — methods, targets (vanilla / KDE-weighted / FairDD groups), the engine;
+* :mod:`paperlib.experiments` — one run (:func:`paperlib.experiments.runner.run`), suites, profiles, benchmarks;
+* :mod:`paperlib.report` — tables, figures, the explorer, the notebook checks;
+* the entry points: :mod:`paperlib.cli`, :mod:`paperlib.reproduce`, :mod:`paperlib.notebook`.
+
+Importing the package loads every registry, so every registered name validates wherever parameters are made.
 """
 
-from paperlib.errors import PaperlibError
+from paperlib.core.errors import PaperlibError
+from paperlib.data import presets as _presets  # noqa: F401  (registers the dataset presets)
+from paperlib.distill import engine as _engine  # noqa: F401  (registers methods, inits, samplings, targets, KDE)
+from paperlib.train import trainers as _trainers  # noqa: F401  (registers models, DSA ops, trainers)
 
 __all__ = ["PaperlibError"]
 __version__ = "0.1.0"

@@ -8,7 +8,7 @@ means over evaluation models, each with ``_std``), ``num_eval`` and
 loads) paper A's KDE weights and prints, per class, the share of weight on
 bias-conflicting samples against their share of the samples. ``suite FILE.yaml [--only NAME]
 [--csv PATH] [--markdown PATH] [--figures DIR] [--table-only]`` runs a suite
-of comparisons (see :mod:`paperlib.suite`) and writes their results table as
+of comparisons (see :mod:`paperlib.experiments.suite`) and writes their results table as
 CSV (and the overhead table beside it, ``*_overhead.csv``). Errors print one
 ``error: ...`` line to stderr and exit with 2.
 """
@@ -20,9 +20,9 @@ import json
 import sys
 from pathlib import Path
 
-from paperlib.config import load_yaml, make_params, parse_set
-from paperlib.errors import PaperlibError
-from paperlib.metrics import METRIC_KEYS
+from paperlib.core.params import load_yaml, make_params, parse_set
+from paperlib.core.errors import PaperlibError
+from paperlib.train.metrics import METRIC_KEYS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,7 +67,7 @@ def _describe(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> dict:
-    from paperlib.runner import run
+    from paperlib.experiments.runner import run
 
     record = run(_params(args))
     metrics = record["metrics"]
@@ -79,15 +79,15 @@ def _run(args: argparse.Namespace) -> dict:
 
 
 def _bench(args: argparse.Namespace) -> dict:
-    from paperlib.bench import bench
+    from paperlib.experiments.bench import bench
 
     return bench(_params(args, iterations=5, progress=False, method=args.method), warmup=args.warmup)
 
 
 def _weights(args: argparse.Namespace) -> dict:
     from paperlib.data import build_dataset
-    from paperlib.reweight import kde_weights, weight_diagnostics
-    from paperlib.runtime import resolve_device
+    from paperlib.distill.reweight import kde_weights, weight_diagnostics
+    from paperlib.core.runtime import resolve_device
 
     params = _params(args, method="dm", target="weighted", weights="kde")
     dataset = build_dataset(params)
@@ -98,8 +98,8 @@ def _weights(args: argparse.Namespace) -> dict:
 
 
 def _suite(args: argparse.Namespace) -> dict:
-    from paperlib.store import atomic_write
-    from paperlib.suite import (
+    from paperlib.core.store import atomic_write
+    from paperlib.experiments.suite import (
         load_suite,
         markdown_table,
         overhead_table,

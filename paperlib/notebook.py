@@ -15,14 +15,14 @@ from typing import Any
 
 import pandas as pd
 
-from paperlib import checks
-from paperlib.config import DISTILL_METHODS, load_yaml
-from paperlib.errors import PaperlibError
-from paperlib.metrics import METRIC_SHORT_NAMES
-from paperlib.paths import figures_dir, params_dir
-from paperlib.runtime import progress
-from paperlib.store import atomic_write
-from paperlib.suite import RunSpec, load_suite, profile_defaults, results_table, write_csv
+from paperlib.report import checks
+from paperlib.core.params import DISTILL_METHODS, load_yaml
+from paperlib.core.errors import PaperlibError
+from paperlib.train.metrics import METRIC_SHORT_NAMES
+from paperlib.core.paths import figures_dir, params_dir
+from paperlib.core.runtime import progress
+from paperlib.core.store import atomic_write
+from paperlib.experiments.suite import RunSpec, load_suite, profile_defaults, results_table, write_csv
 
 PROFILES = ("smoke", "quick", "paper")
 
@@ -63,7 +63,7 @@ def suite_specs(profile: str, suite: Mapping[str, Any] | None, notebook: str) ->
 
 def run_all(specs: list[RunSpec]) -> pd.DataFrame:
     """Run every spec (stored runs load at once) under one progress bar; return the results table."""
-    from paperlib.runner import run
+    from paperlib.experiments.runner import run
 
     for spec in progress(specs, total=len(specs), desc="runs", leave=True):
         run(spec.params)
@@ -229,8 +229,8 @@ def bias_effect(table: pd.DataFrame) -> pd.DataFrame:
 def show_grids(specs: list[RunSpec], folder: Path, name: str, per_figure_width: float = 3.2, max_ipc: int = 20):
     """Draw the distilled-image grid of every spec that has one (up to ``max_ipc`` images per class, so each
     stays legible), four per row; save as ``folder/name.png``."""
-    from paperlib.plots import show_image_file, subplots
-    from paperlib.runner import distilled_dir
+    from paperlib.report.plots import show_image_file, subplots
+    from paperlib.experiments.runner import distilled_dir
 
     shown = [(spec, distilled_dir(spec.params) / "synthetic.png") for spec in specs
              if spec.params.method in DISTILL_METHODS and spec.params.ipc <= max_ipc
@@ -250,7 +250,7 @@ def show_grids(specs: list[RunSpec], folder: Path, name: str, per_figure_width: 
 
 
 def _kde_records(specs: list[RunSpec]) -> list[tuple[RunSpec, dict]]:
-    from paperlib.runner import load_record
+    from paperlib.experiments.runner import load_record
 
     found = []
     for spec in specs:
@@ -262,7 +262,7 @@ def _kde_records(specs: list[RunSpec]) -> list[tuple[RunSpec, dict]]:
 
 def weight_shares(specs: list[RunSpec]) -> pd.DataFrame:
     """Per KDE run: the bias-conflicting share of the samples and of the weight (mean and lowest class, %)."""
-    from paperlib.reweight import summarize_diagnostics
+    from paperlib.distill.reweight import summarize_diagnostics
 
     rows = [{"comparison": spec.experiment, "run": spec.label, **summarize_diagnostics(record["kde_diagnostics"])}
             for spec, record in _kde_records(specs)]
@@ -297,16 +297,16 @@ def present_only(experiments: list[Mapping[str, Any]], profile: str) -> list[Run
 
 
 def _profile_params(settings: Mapping[str, Any], profile: str):
-    from paperlib.config import make_params
+    from paperlib.core.params import make_params
 
     return make_params({**profile_defaults(profile), **settings})
 
 
 def kde_ablation(settings: Mapping[str, Any], variants: list[Mapping[str, Any]], profile: str) -> pd.DataFrame:
-    """:func:`paperlib.reweight.weight_ablation` on the dataset ``settings`` with the profile's defaults."""
+    """:func:`paperlib.distill.reweight.weight_ablation` on the dataset ``settings`` with the profile's defaults."""
     from paperlib.data.presets import build_dataset
-    from paperlib.reweight import weight_ablation
-    from paperlib.runtime import resolve_device
+    from paperlib.distill.reweight import weight_ablation
+    from paperlib.core.runtime import resolve_device
 
     params = _profile_params(settings, profile)
     rows = weight_ablation(build_dataset(params), params, [dict(v) for v in variants], resolve_device(params.device))
@@ -317,7 +317,7 @@ def theorem_check(settings: Mapping[str, Any], profile: str, batches: int = 3) -
     """:func:`paperlib.distill.theorem.fairdd_vs_group_balanced` on ``settings`` with the profile's defaults."""
     from paperlib.data.presets import build_dataset
     from paperlib.distill.theorem import fairdd_vs_group_balanced
-    from paperlib.runtime import resolve_device
+    from paperlib.core.runtime import resolve_device
 
     params = _profile_params(settings, profile)
     return pd.DataFrame(fairdd_vs_group_balanced(build_dataset(params), params, resolve_device(params.device),
@@ -326,7 +326,7 @@ def theorem_check(settings: Mapping[str, Any], profile: str, batches: int = 3) -
 
 def explorer_coverage(model) -> pd.DataFrame:
     """For every (dataset, ratio, IPC, method, target) of an explorer: ``profile``, ``live`` or ``none`` stored."""
-    from paperlib.explore import TARGETS, Point
+    from paperlib.report.explore import TARGETS, Point
 
     settings = model.settings
     rows = []
@@ -344,7 +344,7 @@ def explorer_coverage(model) -> pd.DataFrame:
 
 
 def verdicts(notebook: str, profile: str, claims: list[Mapping[str, Any]] | None, *tables: pd.DataFrame):
-    """The notebook's checks (:mod:`paperlib.checks`): its claims (``claims``, else those of its parameter
+    """The notebook's checks (:mod:`paperlib.report.checks`): its claims (``claims``, else those of its parameter
     file), then its runs against the profile's reference numbers, one verdict per row."""
     if claims is None:
         claims = notebook_parameters(profile, notebook).get("claims")

@@ -20,10 +20,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from paperlib.errors import PaperlibError
+from paperlib.core.errors import PaperlibError
 from paperlib.notebook import PROFILES
-from paperlib.paths import figures_dir, repo_root
-from paperlib.store import atomic_write
+from paperlib.core.paths import figures_dir, repo_root
+from paperlib.core.store import atomic_write
 
 PAIRED_PROFILE = "quick"  # the profile whose outputs live in the paired notebooks/NN_*.ipynb
 

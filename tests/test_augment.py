@@ -1,4 +1,4 @@
-"""Tests of paperlib.augment (Differentiable Siamese Augmentation)."""
+"""Tests of paperlib.train.augment (Differentiable Siamese Augmentation)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from paperlib.augment import (
+from paperlib.train.augment import (
     DSA,
     OPS,
     DSAParams,
@@ -24,7 +24,7 @@ from paperlib.augment import (
     _saturation,
     _scale,
 )
-from paperlib.errors import PaperlibError
+from paperlib.core.errors import PaperlibError
 
 
 def gen(seed: int = 0) -> torch.Generator:

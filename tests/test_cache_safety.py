@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from paperlib.config import make_params
+from paperlib.core.params import make_params
 from paperlib.data import build_dataset
-from paperlib.errors import PaperlibError
-from paperlib.runner import distilled_dir, load_record, record_dir, run
-from paperlib.store import load_json, load_tensors, save_tensors
+from paperlib.core.errors import PaperlibError
+from paperlib.experiments.runner import distilled_dir, load_record, record_dir, run
+from paperlib.core.store import load_json, load_tensors, save_tensors
 
 TINY_RUN = dict(dataset="cmnist", source="digits", method="dm", ipc=1, iterations=2, batch_real=8, net_width=8,
                 num_eval=1, eval_epochs=1, progress=False, device="cpu")
@@ -73,7 +73,7 @@ def test_an_unreadable_dataset_entry_is_reported_and_rebuilt_in_seconds(tmp_path
 
 _CHILD = """
 import json, sys
-from paperlib.runner import run
+from paperlib.experiments.runner import run
 record = run(**json.loads(sys.argv[1]))
 print(json.dumps({"cached": record["cached"], "acc": record["metrics"]["acc"]}))
 """

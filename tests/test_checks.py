@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from paperlib import checks
+from paperlib.report import checks
 from paperlib import notebook as nb
-from paperlib.errors import PaperlibError
+from paperlib.core.errors import PaperlibError
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = [p.stem for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))]

@@ -17,7 +17,7 @@ from paperlib.data import sources as sources_module
 from paperlib.data.bias import grayscale
 from paperlib.data.corruptions import CORRUPTIONS
 from paperlib.data.sources import load_source
-from paperlib.errors import PaperlibError
+from paperlib.core.errors import PaperlibError
 
 TRAIN_PER_CLASS_AND_BATCH = 4  # 5 batches -> 20 training images per class
 TEST_PER_CLASS = 3

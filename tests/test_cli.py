@@ -6,7 +6,7 @@ import json
 import pytest
 
 from paperlib.cli import main
-from paperlib.metrics import METRIC_KEYS
+from paperlib.train.metrics import METRIC_KEYS
 
 
 def _last_json(capsys):

@@ -1,7 +1,7 @@
 import pytest
 
-from paperlib.config import derive_seed, make_params, parse_set, stable_hash
-from paperlib.errors import PaperlibError
+from paperlib.core.params import derive_seed, make_params, parse_set, stable_hash
+from paperlib.core.errors import PaperlibError
 
 
 def test_defaults_are_the_papers_protocol():
@@ -56,7 +56,7 @@ def test_hash_and_seed_derivation_are_stable():
 
 
 def test_result_key_ignores_what_cannot_change_the_result():
-    from paperlib.config import result_dict
+    from paperlib.core.params import result_dict
 
     base = result_dict(make_params(dataset="cmnist_fg", method="whole"))
     assert result_dict(make_params(dataset="cmnist_fg", method="whole", conflict_ratio=0.3, ipc=7,
@@ -71,7 +71,7 @@ def test_papers_defaults_fill_in_by_method():
 
 
 def test_parameters_added_later_enter_the_key_only_when_set(monkeypatch):
-    from paperlib import config
+    from paperlib.core import params as config
 
     monkeypatch.setattr(config, "KEYED_ONLY_WHEN_SET", ("eval_lr",))
     assert "eval_lr" not in config.result_dict(config.make_params())

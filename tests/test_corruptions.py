@@ -21,7 +21,7 @@ from paperlib.data.corruptions import (
     save_corruption_grids,
 )
 from paperlib.data.sources import load_source
-from paperlib.errors import PaperlibError
+from paperlib.core.errors import PaperlibError
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paperlib.config import make_params
+from paperlib.core.params import make_params
 from paperlib.data import build_dataset
-from paperlib.debias import generalized_cross_entropy, train_lff
-from paperlib.errors import PaperlibError
-from paperlib.evaluate import TrainSettings, evaluate_set, predict, train_classifier
-from paperlib.metrics import METRIC_KEYS
-from paperlib.models import init_parameters
-from paperlib.runner import training_set
+from paperlib.train.lff import generalized_cross_entropy, train_lff
+from paperlib.core.errors import PaperlibError
+from paperlib.train.evaluate import evaluate_set
+from paperlib.train.loop import TrainSettings, predict, train_classifier
+from paperlib.train.metrics import METRIC_KEYS
+from paperlib.train.models import init_parameters
+from paperlib.experiments.runner import training_set
 
 
 def test_gce_value_is_lffs_gradient_form_on_a_hand_example():

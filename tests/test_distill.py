@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from paperlib.config import make_params
+from paperlib.core.params import make_params
 from paperlib.data import build_dataset
 from paperlib.distill import distill, make_target
 from paperlib.distill.dc import default_loops, gradient_distance
@@ -11,8 +11,8 @@ from paperlib.distill.dm import dm_loss
 from paperlib.distill.engine import Distiller
 from paperlib.distill.init import balanced_quota, initial_images
 from paperlib.distill.sampling import RealBatch, RealSampler, stratified_quota
-from paperlib.errors import PaperlibError
-from paperlib.models import ConvNet, init_parameters
+from paperlib.core.errors import PaperlibError
+from paperlib.train.models import ConvNet, init_parameters
 
 CPU = torch.device("cpu")
 TINY = dict(source="digits", net_width=8, batch_real=16, ipc=1, progress=False, device="cpu")
@@ -162,7 +162,7 @@ def test_checkpoint_resume_is_bit_identical(tmp_path, monkeypatch):
 
 
 def test_nan_loss_names_the_iteration_and_writes_no_record(tmp_path, monkeypatch):
-    from paperlib import runner
+    from paperlib.experiments import runner
 
     monkeypatch.setattr(Distiller, "step", lambda self: float("nan"))
     params = _params(dataset="mnist", method="dm", iterations=3, cache_dir=str(tmp_path), num_eval=1, eval_epochs=1)
@@ -172,7 +172,7 @@ def test_nan_loss_names_the_iteration_and_writes_no_record(tmp_path, monkeypatch
 
 
 def test_run_writes_record_tensor_and_grid_and_cache_hit_does_not_recompute(tmp_path, monkeypatch):
-    from paperlib import runner
+    from paperlib.experiments import runner
 
     params = _params(dataset="cmnist", method="dm", iterations=2, cache_dir=str(tmp_path), num_eval=1,
                      eval_epochs=1)

@@ -3,11 +3,12 @@ import math
 import pytest
 import torch
 
-from paperlib.config import make_params
+from paperlib.core.params import make_params
 from paperlib.data import build_dataset
-from paperlib.errors import PaperlibError
-from paperlib.evaluate import TrainSettings, evaluate_set, train_classifier
-from paperlib.models import ConvNet, init_parameters
+from paperlib.core.errors import PaperlibError
+from paperlib.train.evaluate import evaluate_set
+from paperlib.train.loop import TrainSettings, train_classifier
+from paperlib.train.models import ConvNet, init_parameters
 
 
 def test_lr_drops_tenfold_for_the_second_half():

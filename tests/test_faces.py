@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 
 from paperlib.cli import main
-from paperlib.config import make_params
+from paperlib.core.params import make_params
 from paperlib.data import build_dataset, faces
 from paperlib.data.faces import UTK_RACES, parse_bffhq_name, parse_utkface_name
-from paperlib.errors import PaperlibError
+from paperlib.core.errors import PaperlibError
 
 CELEBA_ATTRIBUTES = (
     "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from paperlib.metrics import classification_metrics, summarize
+from paperlib.train.metrics import classification_metrics, summarize
 
 
 def test_metrics_on_a_hand_computed_example():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from paperlib.models import ConvNet, build_model, init_parameters
+from paperlib.train.models import ConvNet, build_model, init_parameters
 
 
 @pytest.mark.parametrize("channels,size", [(1, 28), (3, 28), (3, 32)])

@@ -5,14 +5,14 @@ import math
 import pytest
 import torch
 
-from paperlib.config import make_params, result_dict
+from paperlib.core.params import make_params, result_dict
 from paperlib.data import build_dataset
 from paperlib.distill import distill, make_target
 from paperlib.distill.dm import dm_loss
-from paperlib.errors import PaperlibError
-from paperlib.evaluate import evaluate_set
-from paperlib.models import MODELS, ConvNet, build_model, init_parameters
-from paperlib.runner import distilled_dir, record_key
+from paperlib.core.errors import PaperlibError
+from paperlib.train.evaluate import evaluate_set
+from paperlib.train.models import MODELS, ConvNet, build_model, init_parameters
+from paperlib.experiments.runner import distilled_dir, record_key
 
 NEW_MODELS = [name for name in MODELS if name != "convnet"]
 CPU = torch.device("cpu")

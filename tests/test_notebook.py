@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from paperlib import notebook as nb
-from paperlib.config import make_params
+from paperlib.core.params import make_params
 from paperlib.data.presets import build_dataset
 from paperlib.distill.theorem import fairdd_vs_group_balanced
-from paperlib.errors import PaperlibError
-from paperlib.explore import Explorer, ExplorerModel, Point
+from paperlib.core.errors import PaperlibError
+from paperlib.report.explore import Explorer, ExplorerModel, Point
 from paperlib.reproduce import notebook_sources, output_path, reproduce
-from paperlib.reweight import weight_ablation
-from paperlib.suite import load_suite, profile_defaults
+from paperlib.distill.reweight import weight_ablation
+from paperlib.experiments.suite import load_suite, profile_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = [p.stem for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))]

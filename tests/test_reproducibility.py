@@ -11,11 +11,11 @@ import sys
 import pytest
 import torch
 
-from paperlib.checks import load_references
-from paperlib.config import make_params
+from paperlib.report.checks import load_references
+from paperlib.core.params import make_params
 from paperlib.data import build_dataset
 from paperlib.distill import distill, make_target
-from paperlib.evaluate import evaluate_set
+from paperlib.train.evaluate import evaluate_set
 
 # A smoke-profile run (params/smoke/defaults.yaml), KDE target included, shortened to keep the test quick.
 SMOKE_RUN = dict(dataset="cmnist", source="digits", method="dm", ipc=10, iterations=20, batch_real=32, lr_img=20,

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from paperlib.config import make_params
+from paperlib.core.params import make_params
 from paperlib.data import build_dataset
-from paperlib.errors import PaperlibError
-from paperlib.reweight import (
+from paperlib.core.errors import PaperlibError
+from paperlib.distill.reweight import (
     bandwidth,
     class_kde_weights,
     density_to_weights,
@@ -125,7 +125,7 @@ def test_kde_weights_end_to_end_on_digits_are_cached_and_deterministic(encoder, 
 
 
 def test_run_with_kde_weights_records_cost_and_diagnostics(small_eval, tmp_path):
-    from paperlib.runner import run
+    from paperlib.experiments.runner import run
 
     record = run(dataset="cmnist", conflict_ratio=0.1, method="dm", ipc=2, iterations=2, target="weighted",
                  weights="kde", kde_encoder="pixels", cache_dir=str(tmp_path), **small_eval)
@@ -143,7 +143,7 @@ def test_kde_parameters_are_validated_and_only_key_kde_runs():
         make_params(kde_encoder="resnet")
     with pytest.raises(PaperlibError, match="supcon_temperature must be positive"):
         make_params(supcon_temperature=0.0)
-    from paperlib.config import result_dict
+    from paperlib.core.params import result_dict
 
     vanilla = result_dict(make_params(method="dm"))
     assert not any(k.startswith(("kde_", "supcon_")) for k in vanilla)
@@ -152,7 +152,7 @@ def test_kde_parameters_are_validated_and_only_key_kde_runs():
 
 
 def test_weight_share_plot_draws_one_pair_of_bars_per_class(tmp_path):
-    from paperlib.plots import plot_weight_shares, save_figure
+    from paperlib.report.plots import plot_weight_shares, save_figure
 
     embeddings, labels, aligned = _toy_biased_embeddings()
     weights, _, _ = class_kde_weights(embeddings, labels, 2, "median")
@@ -162,7 +162,7 @@ def test_weight_share_plot_draws_one_pair_of_bars_per_class(tmp_path):
 
 
 def test_supcon_embeddings_are_cached_once_per_encoder_and_shared_by_kde_settings(tmp_path, monkeypatch):
-    import paperlib.reweight as reweight
+    import paperlib.distill.reweight as reweight
 
     params = make_params(dataset="cmnist", source="digits", conflict_ratio=0.1, method="dm", target="weighted",
                          weights="kde", supcon_epochs=0.2, net_width=16, device="cpu", cache_dir=str(tmp_path))

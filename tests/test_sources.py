@@ -22,7 +22,7 @@ import torch
 
 from paperlib.data import sources
 from paperlib.data.sources import SOURCES, RawSplit, load_source, resolve_data_root
-from paperlib.errors import PaperlibError
+from paperlib.core.errors import PaperlibError
 
 SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
 MNIST_URL = sources._IDX_SOURCES["mnist"].mirror

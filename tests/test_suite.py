@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from paperlib.cli import main
-from paperlib.config import make_params
-from paperlib.errors import PaperlibError
-from paperlib.reference import reported, variant
-from paperlib.suite import (
+from paperlib.core.params import make_params
+from paperlib.core.errors import PaperlibError
+from paperlib.report.reference import reported, variant
+from paperlib.experiments.suite import (
     format_mean_std,
     load_suite,
     markdown_table,

@@ -110,6 +110,19 @@ class BiasedDataset:
         return out
 
 
+def assemble(train: Split, test: Split, preset: str, key: dict[str, Any], num_classes: int, num_attributes: int,
+             attribute_kind: str, attribute_names: list[str], palette: list[list[float]], mean: list[float],
+             std: list[float]) -> BiasedDataset:
+    """The one way a builder describes what it built: a :class:`BiasedDataset` with its :class:`DatasetInfo`
+    (``key``: the parameters that defined it; ``mean`` / ``std``: the training split's channel statistics)."""
+    info = DatasetInfo(preset=preset, params=key, num_classes=num_classes, num_attributes=num_attributes,
+                       attribute_kind=attribute_kind, attribute_names=attribute_names, palette=palette, mean=mean,
+                       std=std)
+    info.group_counts = {name: split.group_counts(num_classes, num_attributes).tolist()
+                         for name, split in (("train", train), ("test", test))}
+    return BiasedDataset(train, test, info)
+
+
 def rank_within_cells(cells: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """A random order of the samples grouped by cell, and each one's position in its cell.
 

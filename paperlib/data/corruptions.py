@@ -3,7 +3,7 @@
 Every corruption takes a float batch ``[N, 3, H, W]`` in [0, 1], a severity 1..5 and an
 explicit ``torch.Generator`` (all random draws come from it, on the CPU), and returns a new
 batch of the same shape in [0, 1]. Nothing calls ImageMagick, Wand, OpenCV or reads image
-files: fog, frost and spatter are generated procedurally, and JPEG is the lossy part of
+files: fog and frost are generated procedurally, and JPEG is the lossy part of
 baseline JPEG written with tensors.
 
 The types follow Hendrycks & Dietterich's ImageNet-C / CIFAR-10-C families (noise, blur,
@@ -16,8 +16,7 @@ way at every severity, so with the same generator seed a higher severity is the 
 pattern, stronger.
 
 :data:`CORRUPTIONS` is the palette of the corruption-bias presets (class ``i`` is tied to
-corruption ``i``); :data:`EXTRA_CORRUPTIONS` are available to :func:`corrupt` but not used
-by the presets. ``saturate`` is deliberately absent: it leaves gray images unchanged, and
+corruption ``i``). ``saturate`` is deliberately absent: it leaves gray images unchanged, and
 the presets also run on grayscale sources (MNIST, Fashion-MNIST).
 """
 
@@ -25,37 +24,32 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from paperlib.errors import PaperlibError
+from paperlib.core.errors import PaperlibError
 
 # The presets' palette, in a fixed order: class i <-> CORRUPTIONS[i].
 CORRUPTIONS: tuple[str, ...] = (
     "gaussian_noise", "impulse_noise", "defocus_blur", "motion_blur", "fog",
     "frost", "brightness", "contrast", "pixelate", "jpeg",
 )
-EXTRA_CORRUPTIONS: tuple[str, ...] = ("shot_noise", "gaussian_blur", "spatter")
 SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 # Kinds whose output depends on the generator (the others are deterministic filters).
 RANDOM_CORRUPTIONS: frozenset[str] = frozenset(
-    {"gaussian_noise", "shot_noise", "impulse_noise", "motion_blur", "fog", "frost", "spatter"}
+    {"gaussian_noise", "impulse_noise", "motion_blur", "fog", "frost"}
 )
 
 # --- severity tables, index = severity - 1 -------------------------------------------------
 GAUSSIAN_NOISE_STD = (0.04, 0.07, 0.10, 0.14, 0.20)  # added N(0, std^2) per pixel and channel
-SHOT_NOISE_PHOTONS = (250.0, 100.0, 50.0, 25.0, 12.0)  # Poisson(x * photons) / photons
 IMPULSE_NOISE_AMOUNT = (0.01, 0.02, 0.04, 0.07, 0.11)  # share of values set to 0 or 1
-GAUSSIAN_BLUR_SIGMA = (0.5, 0.75, 1.0, 1.3, 1.7)  # px at 32 px
 DEFOCUS_BLUR_RADIUS = (0.75, 1.0, 1.5, 2.0, 2.75)  # disk radius, px at 32 px
 MOTION_BLUR_LENGTH = (3.0, 4.5, 6.0, 8.0, 10.0)  # streak length, px at 32 px; angle in [-45, 45] deg
 FOG_STRENGTH = (0.3, 0.55, 0.8, 1.1, 1.5)  # (x + s * fog) / (1 + s)
 FOG_DECAY = (2.2, 2.1, 2.0, 1.85, 1.7)  # amplitude ratio between octaves: lower = patchier fog
 FROST_OPACITY = (0.3, 0.4, 0.5, 0.6, 0.75)  # blend towards the ice layer (on the veins)
-SPATTER_THRESHOLD = (1.6, 1.3, 1.0, 0.7, 0.4)  # lower threshold = more of the image under mud
 BRIGHTNESS_SHIFT = (0.1, 0.2, 0.3, 0.4, 0.5)  # added to the HSV value channel
 CONTRAST_FACTOR = (0.75, 0.5, 0.4, 0.3, 0.15)  # (x - mean) * factor + mean
 PIXELATE_BLOCK = (2, 3, 4, 5, 6)  # side of the square blocks, px at 28-32 px (x2 at 64 px, ...)
@@ -63,7 +57,6 @@ JPEG_QUALITY = (40, 25, 15, 10, 6)  # IJG quality 1..100
 
 _REFERENCE_SIZE = 32  # the spatial constants above are in pixels of a 32 px image
 _ICE = (0.86, 0.93, 1.0)  # frost tint: bluish white
-_MUD = (0.25, 0.16, 0.08)  # spatter colour (ImageNet-C's mud brown)
 
 # The standard JPEG quantisation tables (ITU-T T.81, Annex K), row-major 8x8.
 _JPEG_LUMA = (
@@ -111,14 +104,6 @@ def _filter(x: Tensor, kernels: Tensor) -> Tensor:
     return F.conv2d(padded, weight, groups=n * c).view(n, c, h, w)
 
 
-def _gaussian_kernel(sigma: float) -> Tensor:
-    radius = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    g = torch.exp(-(t**2) / (2 * sigma**2))
-    kernel = g[:, None] * g[None, :]
-    return (kernel / kernel.sum()).float()
-
-
 def _smooth_noise(n: int, h: int, w: int, gen: torch.Generator, like: Tensor, decay: float) -> Tensor:
     """Multi-octave value noise ``[N, 1, H, W]`` in [0, 1] (a stand-in for the plasma fractal).
 
@@ -149,13 +134,6 @@ def gaussian_noise(x: Tensor, severity: int, gen: torch.Generator) -> Tensor:
     return x + GAUSSIAN_NOISE_STD[severity - 1] * _randn(x.shape, gen, x)
 
 
-def shot_noise(x: Tensor, severity: int, gen: torch.Generator) -> Tensor:
-    """Photon (Poisson) noise: fewer photons at a higher severity, so relatively more noise."""
-    photons = SHOT_NOISE_PHOTONS[severity - 1]
-    rates = (x.detach().cpu().float() * photons).clamp_min(0)
-    return torch.poisson(rates, generator=gen).to(x) / photons
-
-
 def impulse_noise(x: Tensor, severity: int, gen: torch.Generator) -> Tensor:
     """Salt and pepper: a share of the values becomes 0 or 1 (half each).
 
@@ -168,11 +146,6 @@ def impulse_noise(x: Tensor, severity: int, gen: torch.Generator) -> Tensor:
 
 
 # --------------------------------------------------------------------------- blur
-
-
-def gaussian_blur(x: Tensor, severity: int, gen: torch.Generator) -> Tensor:
-    """Isotropic Gaussian blur."""
-    return _filter(x, _gaussian_kernel(_pixels(x, GAUSSIAN_BLUR_SIGMA[severity - 1])))
 
 
 def defocus_blur(x: Tensor, severity: int, gen: torch.Generator) -> Tensor:
@@ -223,21 +196,6 @@ def frost(x: Tensor, severity: int, gen: torch.Generator) -> Tensor:
     veins = (1 - (2 * _smooth_noise(n, h, w, gen, x, decay=1.3) - 1).abs()) ** 6
     opacity = FROST_OPACITY[severity - 1] * (0.35 + 0.65 * veins)
     return x + opacity * (_colour(_ICE, x) - x)
-
-
-def spatter(x: Tensor, severity: int, gen: torch.Generator) -> Tensor:
-    """Mud splashes: blobs of thresholded smooth noise painted in brown.
-
-    The blobs grow with the severity (a lower threshold on the same noise field).
-    """
-    n, _, h, w = x.shape
-    field = _filter(_randn((n, 1, h, w), gen, x), _gaussian_kernel(_pixels(x, 1.5)))
-    field = (field - field.mean(dim=(2, 3), keepdim=True)) / field.std(dim=(2, 3), keepdim=True).clamp_min(1e-6)
-    mask = torch.sigmoid((field - SPATTER_THRESHOLD[severity - 1]) / 0.15)
-    return x + 0.85 * mask * (_colour(_MUD, x) - x)
-
-
-# --------------------------------------------------------------------------- digital
 
 
 def brightness(x: Tensor, severity: int, gen: torch.Generator) -> Tensor:
@@ -320,12 +278,10 @@ def _jpeg_plane(plane: Tensor, table: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- public API
 
 _FUNCTIONS: dict[str, Callable[[Tensor, int, torch.Generator], Tensor]] = {
-    "gaussian_noise": gaussian_noise, "shot_noise": shot_noise, "impulse_noise": impulse_noise,
-    "gaussian_blur": gaussian_blur, "defocus_blur": defocus_blur, "motion_blur": motion_blur,
-    "fog": fog, "frost": frost, "spatter": spatter,
+    "gaussian_noise": gaussian_noise, "impulse_noise": impulse_noise, "defocus_blur": defocus_blur,
+    "motion_blur": motion_blur, "fog": fog, "frost": frost,
     "brightness": brightness, "contrast": contrast, "pixelate": pixelate, "jpeg": jpeg,
 }
-ALL_CORRUPTIONS: tuple[str, ...] = CORRUPTIONS + EXTRA_CORRUPTIONS
 
 
 def corrupt(images01: Tensor, kind: str, severity: int, generator: torch.Generator) -> Tensor:
@@ -337,7 +293,7 @@ def corrupt(images01: Tensor, kind: str, severity: int, generator: torch.Generat
     same output.
     """
     if kind not in _FUNCTIONS:
-        raise PaperlibError(f"unknown corruption {kind!r}; choose one of: {', '.join(ALL_CORRUPTIONS)}")
+        raise PaperlibError(f"unknown corruption {kind!r}; choose one of: {', '.join(CORRUPTIONS)}")
     if severity not in SEVERITIES:
         raise PaperlibError(f"corruption severity must be 1..5, got {severity!r}")
     if images01.dim() != 4 or images01.shape[1] not in (1, 3) or not images01.is_floating_point():
@@ -363,47 +319,3 @@ def corrupt_by_attribute(images01: Tensor, attributes: Tensor, severity: int, ge
             part = index[start:start + chunk]
             out[part] = corrupt(images01[part], kind, severity, generator)
     return out
-
-
-def save_corruption_grids(images01: Tensor, folder: str | Path, kinds: Sequence[str] = CORRUPTIONS,
-                          seed: int = 0, scale: int = 3) -> list[Path]:
-    """Write a sample grid per corruption type, and an overview, as PNGs into ``folder``.
-
-    ``<kind>.png``: the clean images in the top row, then one row per severity 1..5 (the
-    columns are the images). ``all.png``: one row per kind, the first image clean and then at
-    severities 1..5, labelled. Every grid uses a generator seeded with ``seed``, so the
-    figures are reproducible. Returns the written paths, ``all.png`` last.
-    """
-    from paperlib.plots import save_image_grid
-
-    folder = Path(folder)
-    images01 = images01.float()
-    if images01.shape[1] == 1:
-        images01 = images01.expand(-1, 3, -1, -1)
-    written = []
-    first_rows = []
-    for kind in kinds:
-        rows = [images01] + [corrupt(images01, kind, s, torch.Generator().manual_seed(seed)) for s in SEVERITIES]
-        written.append(save_image_grid(torch.cat(rows), folder / f"{kind}.png", per_row=len(images01), scale=scale))
-        first_rows.append(torch.stack([row[0] for row in rows]))
-    written.append(_save_overview(first_rows, kinds, folder / "all.png"))
-    return written
-
-
-def _save_overview(rows: list[Tensor], kinds: Sequence[str], path: Path) -> Path:
-    """One image per kind (rows) at clean and severities 1..5 (columns), with labels."""
-    from paperlib.plots import _matplotlib, image_grid, save_figure
-
-    plt = _matplotlib()
-    grid = image_grid(torch.cat(rows), per_row=1 + len(SEVERITIES))
-    side, pad = rows[0].shape[-1], 2
-    _, ax = plt.subplots(figsize=(2.0 + 0.7 * (1 + len(SEVERITIES)), 0.5 + 0.7 * len(kinds)))
-    ax.imshow(grid, interpolation="nearest")
-    centres = [(side + pad) * i + side / 2 for i in range(max(len(kinds), 1 + len(SEVERITIES)))]
-    ax.set_xticks(centres[:1 + len(SEVERITIES)], ["clean", *map(str, SEVERITIES)], fontsize="small")
-    ax.set_yticks(centres[:len(kinds)], list(kinds), fontsize="small")
-    ax.tick_params(length=0)
-    ax.set_xlabel("severity", fontsize="small")
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    return save_figure(ax, path)

@@ -59,15 +59,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from paperlib.config import Params, derive_seed
-from paperlib.data.container import BiasedDataset, DatasetInfo, Split, rank_within_cells, take_per_cell
+from paperlib.core.params import Params, derive_seed, key_values
+from paperlib.data.container import BiasedDataset, Split, assemble, rank_within_cells, take_per_cell
 from paperlib.data.sources import DATA_ENV_VAR, resolve_data_root
-from paperlib.errors import PaperlibError
-from paperlib.runtime import generator, progress
+from paperlib.core.errors import PaperlibError
+from paperlib.core.runtime import generator, progress
 
 FACE_SIZE = 64
 # Enters the dataset key of the face presets (only theirs): bump when their output changes.
-FACES_VERSION = 1
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 UTK_AGE_EDGES = (20, 40)  # class 0: age <= 19, 1: 20..39, 2: >= 40 (our choice; the papers say "3 bins")
@@ -383,7 +382,7 @@ def _channel_stats(images: Tensor, chunk: int = 4096) -> tuple[list[float], list
     return mean.tolist(), var.clamp_min(0).sqrt().clamp_min(1e-3).tolist()
 
 
-def build_face_dataset(params: Params, key: dict) -> BiasedDataset:
+def build_face_dataset(params: Params) -> BiasedDataset:
     """Read, balance the test split, decode at 64 px and describe one face dataset (``params.dataset``)."""
     spec = FACE_DATASETS[params.dataset]
     root = resolve_data_root(params.data_dir)
@@ -404,10 +403,5 @@ def build_face_dataset(params: Params, key: dict) -> BiasedDataset:
         aligned = labels == groups if spec.aligned_when_equal else groups == majority[labels]
         built.append(Split(images, labels, groups, aligned))
     train, test = built
-    mean, std = _channel_stats(train.images)
-    info = DatasetInfo(
-        preset=params.dataset, params=key, num_classes=k, num_attributes=a, attribute_kind=spec.attribute_kind,
-        attribute_names=list(spec.group_names), palette=[], mean=mean, std=std,
-    )
-    info.group_counts = {name: split.group_counts(k, a).tolist() for name, split in (("train", train), ("test", test))}
-    return BiasedDataset(train, test, info)
+    return assemble(train, test, params.dataset, key_values(params, "dataset"), k, a, spec.attribute_kind,
+                    list(spec.group_names), [], *_channel_stats(train.images))

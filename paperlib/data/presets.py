@@ -46,26 +46,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from paperlib.config import Params, derive_seed, stable_hash, with_overrides
+from paperlib.core.errors import PaperlibError
+from paperlib.core.params import Params, cache_key, derive_seed, key_values, with_overrides
+from paperlib.core.registry import Registry
+from paperlib.core.store import cache_root, load_tensors, report_rebuild, save_tensors
 from paperlib.data import bias, corruptions
-from paperlib.data.container import BiasedDataset, DatasetInfo, Split
-from paperlib.data.faces import FACES_VERSION, build_face_dataset
+from paperlib.data.container import BiasedDataset, DatasetInfo, Split, assemble
+from paperlib.data.faces import FACE_DATASETS, build_face_dataset
 from paperlib.data.sources import load_source
-from paperlib.errors import PaperlibError
-from paperlib.store import cache_root, load_tensors, report_rebuild, save_tensors
-
-# Bump when a builder's output changes, so stale cached datasets are not reused.
-BUILDER_VERSION = 1
 
 MNIST_FAMILY = ("mnist", "fashion_mnist", "digits")
 NUM_CLASSES = 10
-# Enter the dataset keys of corrupted_cifar10 / cifar10_s only: bump when their output changes.
-CORRUPTED_VERSION = 1
-CIFAR10S_VERSION = 1
 CIFAR10S_GROUPS = ("grayscale", "colour")  # FairDD's CIFAR10-S protected attribute, 0 and 1
 
 Renderer = Callable[[Tensor, Tensor, Params, torch.Generator], Tensor]
@@ -73,19 +69,71 @@ Renderer = Callable[[Tensor, Tensor, Params, torch.Generator], Tensor]
 
 @dataclass(frozen=True)
 class Preset:
-    """How one named dataset is made from a grayscale source."""
+    """A named dataset: which sources it accepts, which parameters shape it, how it is built.
+
+    ``uses`` names the parameters besides ``source`` and ``seed`` that change the built dataset (they enter
+    its cache key); bump ``version`` when the builder's output changes. Subclasses implement :meth:`build`.
+    """
 
     default_source: str
-    attribute_kind: str  # "none", "colour", "background"
-    ratio_param: str | None  # which parameter sets the training bias
-    render: Renderer | None  # None: keep the grayscale images, no attribute
-    palette: tuple[tuple[float, float, float], ...] = ()
-    uses_severity: bool = False
+    attribute_kind: str  # "none", "colour", "background", "gender", ...
     sources: tuple[str, ...] = MNIST_FAMILY
-    # A preset with its own builder (params, dataset key) -> dataset; render etc. are then unused.
-    build: Callable[[Params, dict], BiasedDataset] | None = None
-    version: int = 0  # when set, enters this preset's dataset key (BUILDER_VERSION stays as it is)
+    uses: tuple[str, ...] = ()
+    version: int = 1
+
+    def check(self, params: Params) -> None:
+        """Raise a clear error when ``params.source`` cannot feed this preset."""
+        if params.source is not None and params.source not in self.sources:
+            raise PaperlibError(f"dataset {params.dataset!r} cannot use source {params.source!r}; "
+                                f"choose one of: {', '.join(self.sources)}")
+
+    def defaults(self, params: Params) -> dict[str, Any]:
+        return {} if params.source is not None else {"source": self.default_source}
+
+    def build(self, params: Params) -> BiasedDataset:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class RenderedPreset(Preset):
+    """A grayscale source rendered with a bias: each training image of class c gets attribute c with
+    probability of the aligned fraction (``conflict_ratio`` / ``majority_ratio``), the test split is balanced.
+    ``render`` ``None`` keeps the images and gives every image attribute 0 (no bias)."""
+
+    render: Renderer | None = None
+    palette: tuple[tuple[float, float, float], ...] = ()
     attribute_names: tuple[str, ...] = ()  # () -> "<attribute_kind> <a>"
+
+    def build(self, params: Params) -> BiasedDataset:
+        train, test = (self._split(params, split) for split in ("train", "test"))
+        num_attributes = 1 if self.render is None else NUM_CLASSES
+        names = list(self.attribute_names) or [f"{self.attribute_kind} {a}" for a in range(num_attributes)]
+        return assemble(train, test, params.dataset, key_values(params, "dataset"), NUM_CLASSES, num_attributes,
+                        self.attribute_kind, names, [list(c) for c in self.palette], *_channel_stats(train.images))
+
+    def _aligned_fraction(self, params: Params) -> float:
+        return 1.0 - params.conflict_ratio if "conflict_ratio" in self.uses else params.majority_ratio
+
+    def _split(self, params: Params, split: str) -> Split:
+        raw = load_source(params.source, split, params.data_dir)
+        labels = raw.labels.long()
+        if self.render is None:
+            return Split(raw.images, labels, torch.zeros_like(labels), torch.ones_like(labels, dtype=torch.bool))
+        gen = torch.Generator().manual_seed(derive_seed(params.seed, "dataset", params.dataset, split))
+        fraction = self._aligned_fraction(params) if split == "train" else 1.0 / NUM_CLASSES
+        attrs, aligned = bias.assign_attributes(labels, fraction, NUM_CLASSES, gen)
+        coloured = self.render(raw.images.float().div_(255.0), attrs, params, gen)
+        return Split(coloured.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8), labels, attrs, aligned)
+
+
+@dataclass(frozen=True)
+class BuiltPreset(Preset):
+    """A preset with its own builder (faces read from their files, CIFAR10-S)."""
+
+    builder: Callable[[Params], BiasedDataset] | None = None
+
+    def build(self, params: Params) -> BiasedDataset:
+        return self.builder(params)
 
 
 def _lff(gray: Tensor, attrs: Tensor, params: Params, gen: torch.Generator) -> Tensor:
@@ -114,7 +162,14 @@ def _corrupted(images: Tensor, attrs: Tensor, params: Params, gen: torch.Generat
     return corruptions.corrupt_by_attribute(images, attrs, params.severity, gen)
 
 
-def _build_cifar10_s(params: Params, key: dict) -> BiasedDataset:
+def _channel_stats(images: Tensor) -> tuple[list[float], list[float]]:
+    x = images.float().div_(255.0)
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return mean.tolist(), std.tolist()
+
+
+def _build_cifar10_s(params: Params) -> BiasedDataset:
     """FairDD's CIFAR10-S: the protected attribute is grayscale (0) or colour (1).
 
     Train: in classes 0-4 exactly ``round(majority_ratio * n_c)`` random images are gray
@@ -135,126 +190,42 @@ def _build_cifar10_s(params: Params, key: dict) -> BiasedDataset:
     test_attrs = torch.arange(2).repeat_interleave(len(test_raw.labels))
     test = Split(torch.cat([bias.grayscale(test_raw.images), test_raw.images]), test_labels, test_attrs,
                  test_attrs == (test_labels >= NUM_CLASSES // 2).long())
-    mean, std = _channel_stats(train.images)
-    info = DatasetInfo(preset=params.dataset, params=key, num_classes=NUM_CLASSES, num_attributes=2,
-                       attribute_kind="grayscale", attribute_names=list(CIFAR10S_GROUPS), palette=[],
-                       mean=mean, std=std)
-    info.group_counts = {name: split.group_counts(NUM_CLASSES, 2).tolist() for name, split in
-                         (("train", train), ("test", test))}
-    return BiasedDataset(train, test, info)
+    return assemble(train, test, params.dataset, key_values(params, "dataset"), NUM_CLASSES, 2, "grayscale",
+                    list(CIFAR10S_GROUPS), [], *_channel_stats(train.images))
 
 
-PRESETS: dict[str, Preset] = {
-    "mnist": Preset("mnist", "none", None, None),
-    "fashion_mnist": Preset("fashion_mnist", "none", None, None),
-    "cmnist": Preset("mnist", "colour", "conflict_ratio", _lff, bias.LFF_COLOURS, uses_severity=True),
-    "cmnist_fg": Preset("mnist", "colour", "majority_ratio", _fg_binary, bias.DISTINCT_COLOURS),
-    "cmnist_bg": Preset("mnist", "background", "majority_ratio", _bg_colour, bias.DISTINCT_COLOURS),
-    "cfmnist_fg": Preset("fashion_mnist", "colour", "majority_ratio", _fg_shaded, bias.DISTINCT_COLOURS),
-    "cfmnist_bg": Preset("fashion_mnist", "background", "majority_ratio", _bg_colour, bias.DISTINCT_COLOURS),
-    "bg_fmnist": Preset("fashion_mnist", "background", "conflict_ratio", _bg_texture, bias.DISTINCT_COLOURS),
-    "celeba": Preset("celeba", "gender", None, None, sources=("celeba",), build=build_face_dataset,
-                     version=FACES_VERSION),
-    "utkface": Preset("utkface", "race", None, None, sources=("utkface",), build=build_face_dataset,
-                      version=FACES_VERSION),
-    "bffhq": Preset("bffhq", "gender", None, None, sources=("bffhq",), build=build_face_dataset,
-                    version=FACES_VERSION),
-    "corrupted_cifar10": Preset("cifar10", "corruption", "conflict_ratio", _corrupted, uses_severity=True,
-                                sources=("cifar10", *MNIST_FAMILY), version=CORRUPTED_VERSION,
-                                attribute_names=corruptions.CORRUPTIONS),
-    "cifar10_s": Preset("cifar10", "grayscale", "majority_ratio", None, sources=("cifar10",),
-                        build=_build_cifar10_s, version=CIFAR10S_VERSION,
-                        attribute_names=CIFAR10S_GROUPS),
-}
+_COLOUR_RATIO = ("majority_ratio",)
+PRESETS: Registry[Preset] = Registry("dataset", field="dataset")
+PRESETS.register("mnist", RenderedPreset("mnist", "none"))
+PRESETS.register("fashion_mnist", RenderedPreset("fashion_mnist", "none"))
+PRESETS.register("cmnist", RenderedPreset("mnist", "colour", uses=("conflict_ratio", "severity"), render=_lff,
+                                          palette=bias.LFF_COLOURS))
+PRESETS.register("cmnist_fg", RenderedPreset("mnist", "colour", uses=_COLOUR_RATIO, render=_fg_binary,
+                                             palette=bias.DISTINCT_COLOURS))
+PRESETS.register("cmnist_bg", RenderedPreset("mnist", "background", uses=_COLOUR_RATIO, render=_bg_colour,
+                                             palette=bias.DISTINCT_COLOURS))
+PRESETS.register("cfmnist_fg", RenderedPreset("fashion_mnist", "colour", uses=_COLOUR_RATIO, render=_fg_shaded,
+                                              palette=bias.DISTINCT_COLOURS))
+PRESETS.register("cfmnist_bg", RenderedPreset("fashion_mnist", "background", uses=_COLOUR_RATIO, render=_bg_colour,
+                                              palette=bias.DISTINCT_COLOURS))
+PRESETS.register("bg_fmnist", RenderedPreset("fashion_mnist", "background", uses=("conflict_ratio",),
+                                             render=_bg_texture, palette=bias.DISTINCT_COLOURS))
+for _name, _spec in FACE_DATASETS.items():
+    PRESETS.register(_name, BuiltPreset(_name, _spec.attribute_kind, sources=(_name,), builder=build_face_dataset))
+PRESETS.register("corrupted_cifar10", RenderedPreset("cifar10", "corruption", sources=("cifar10", *MNIST_FAMILY),
+                                                     uses=("conflict_ratio", "severity"), render=_corrupted,
+                                                     attribute_names=corruptions.CORRUPTIONS))
+PRESETS.register("cifar10_s", BuiltPreset("cifar10", "grayscale", sources=("cifar10",), uses=_COLOUR_RATIO,
+                                          builder=_build_cifar10_s))
 
 
-def check_source(dataset: str, source: str | None) -> None:
-    """Raise a clear error when ``source`` cannot feed preset ``dataset``."""
-    preset = PRESETS[dataset]
-    if source is not None and source not in preset.sources:
-        raise PaperlibError(
-            f"dataset {dataset!r} cannot use source {source!r}; choose one of: {', '.join(preset.sources)}"
-        )
-
-
-def dataset_key(params: Params) -> dict:
-    """The parameters that define a dataset (and nothing else), normalised."""
-    preset = PRESETS[params.dataset]
-    key = {
-        "dataset": params.dataset,
-        "source": params.source or preset.default_source,
-        "seed": params.seed,
-        "builder_version": BUILDER_VERSION,
-    }
-    if preset.ratio_param:
-        key[preset.ratio_param] = getattr(params, preset.ratio_param)
-    if preset.uses_severity:
-        key["severity"] = params.severity
-    if preset.version:
-        key["version"] = preset.version
-    return key
-
-
-def _aligned_fraction(preset: Preset, params: Params) -> float:
-    if preset.ratio_param == "conflict_ratio":
-        return 1.0 - params.conflict_ratio
-    return params.majority_ratio
-
-
-def _make_split(preset: Preset, params: Params, source: str, split: str) -> Split:
-    raw = load_source(source, split, params.data_dir)
-    labels = raw.labels.long()
-    if preset.render is None:
-        zeros = torch.zeros_like(labels)
-        return Split(raw.images, labels, zeros, torch.ones_like(labels, dtype=torch.bool))
-    gen = torch.Generator().manual_seed(derive_seed(params.seed, "dataset", params.dataset, split))
-    fraction = _aligned_fraction(preset, params) if split == "train" else 1.0 / NUM_CLASSES
-    attrs, aligned = bias.assign_attributes(labels, fraction, NUM_CLASSES, gen)
-    gray = raw.images.float().div_(255.0)
-    coloured = preset.render(gray, attrs, params, gen)
-    images = coloured.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
-    return Split(images, labels, attrs, aligned)
-
-
-def _channel_stats(images: Tensor) -> tuple[list[float], list[float]]:
-    x = images.float().div_(255.0)
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
-    return mean.tolist(), std.tolist()
-
-
-def _build(params: Params) -> BiasedDataset:
-    preset = PRESETS[params.dataset]
-    if preset.build is not None:
-        return preset.build(params, dataset_key(params))
-    source = params.source or preset.default_source
-    train = _make_split(preset, params, source, "train")
-    test = _make_split(preset, params, source, "test")
-    num_attr = 1 if preset.render is None else NUM_CLASSES
-    mean, std = _channel_stats(train.images)
-    info = DatasetInfo(
-        preset=params.dataset,
-        params=dataset_key(params),
-        num_classes=NUM_CLASSES,
-        num_attributes=num_attr,
-        attribute_kind=preset.attribute_kind,
-        attribute_names=list(preset.attribute_names) or [f"{preset.attribute_kind} {a}" for a in range(num_attr)],
-        palette=[list(c) for c in preset.palette],
-        mean=mean,
-        std=std,
-    )
-    info.group_counts = {
-        name: split.group_counts(NUM_CLASSES, num_attr).tolist() for name, split in (("train", train), ("test", test))
-    }
-    return BiasedDataset(train, test, info)
+def bias_ratio_name(dataset: str) -> str | None:
+    """The parameter that sets the training bias of preset ``dataset`` (``None``: the data fixes it)."""
+    return next((name for name in ("conflict_ratio", "majority_ratio") if name in PRESETS[dataset].uses), None)
 
 
 def _to_payload(ds: BiasedDataset) -> dict:
-    return {
-        "train": ds.train.tensors(),
-        "test": ds.test.tensors(),
-        "info": ds.info.__dict__,
-    }
+    return {"train": ds.train.tensors(), "test": ds.test.tensors(), "info": ds.info.__dict__}
 
 
 def _from_payload(payload: dict) -> BiasedDataset:
@@ -266,17 +237,16 @@ def build_dataset(params: Params | None = None, **overrides) -> BiasedDataset:
 
     Accepts a :class:`Params` or keyword overrides, e.g.
     ``build_dataset(dataset="cmnist", conflict_ratio=0.01, source="digits")``.
-    The cache file is keyed by :func:`dataset_key` and written atomically.
+    The cache file is keyed by ``cache_key(params, "dataset")`` and written atomically.
     """
     params = with_overrides(params, overrides)
-    key = dataset_key(params)
-    path = cache_root(params.cache_dir) / "datasets" / f"{params.dataset}-{stable_hash(key)}.pt"
+    path = cache_root(params.cache_dir) / "datasets" / f"{params.dataset}-{cache_key(params, 'dataset')}.pt"
     payload = load_tensors(path, rebuild=True)  # a dataset takes seconds to rebuild
     if payload is not None:
         try:
             return _from_payload(payload)
         except (KeyError, TypeError) as err:  # an entry from an incompatible version
             report_rebuild(path, err)
-    dataset = _build(params)
+    dataset = PRESETS[params.dataset].build(params)
     save_tensors(path, _to_payload(dataset))
     return dataset

@@ -13,7 +13,7 @@ The data root is the ``data_dir`` argument, else ``$PAPERLIB_DATA``, else ``data
 Missing files are downloaded when ``download=True``: through torchvision when it imports,
 otherwise with :mod:`urllib` from the standard mirrors, checking the published md5 before a
 file is moved into place. Every failure leaves no partial file behind and raises a
-one-line :class:`~paperlib.errors.PaperlibError` that says how to fix it.
+one-line :class:`~paperlib.core.errors.PaperlibError` that says how to fix it.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from paperlib.errors import PaperlibError
-from paperlib.paths import default_folder
-from paperlib.store import atomic_write
+from paperlib.core.errors import PaperlibError
+from paperlib.core.paths import default_folder
+from paperlib.core.store import atomic_write
 
 SOURCES: tuple[str, ...] = ("mnist", "fashion_mnist", "cifar10", "digits")
 SPLITS: tuple[str, ...] = ("train", "test")

@@ -9,9 +9,15 @@ reference). Between outer loops the network trains on the synthetic set.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from paperlib.distill.dm import augment_siamese
+from paperlib.train.loop import TrainSettings, train_classifier
+from paperlib.train.models import init_parameters
 
 # (outer_loop, inner_loop) by IPC, following the reference table
 # {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)};
@@ -56,3 +62,35 @@ def dc_class_loss(net: nn.Module, real: Tensor, weights: Tensor, syn: Tensor, la
         real_grad = torch.autograd.grad((weights[j] * per_sample).sum(), params, retain_graph=n < len(rows) - 1)
         loss = loss + gradient_distance([g.detach() for g in real_grad], list(syn_grad))
     return loss
+
+
+def matching_step(d: Any) -> float:
+    """One gradient-matching iteration of the distiller ``d`` (:class:`paperlib.distill.engine.Distiller`):
+    a fresh network; ``outer_loop`` times one image update on every class, then ``inner_loop`` epochs of
+    the network on the synthetic set (the reference's order). Returns the mean loss over outer loops."""
+    for p in d.net.parameters():
+        p.requires_grad_(True)
+    init_parameters(d.net, d.gen)
+    d.net.train()
+    b = d.sampler.batch
+    total = 0.0
+    for outer in range(d.outer_loop):
+        real, aggregation = d.real_batch()
+        real, syn = augment_siamese(d.dsa, real, d.syn, d.real_classes, d.syn_labels, d.gen)
+        loss = d.syn.new_zeros(())
+        with d.autocast:
+            for c in range(d.k):
+                loss = loss + dc_class_loss(d.net, real[c * b:(c + 1) * b], aggregation[c],
+                                            syn[c * d.ipc:(c + 1) * d.ipc], c).float()
+        d.update_images(loss)
+        total += float(loss.detach())
+        if outer < d.outer_loop - 1:
+            _train_network(d)
+    return total / d.outer_loop
+
+
+def _train_network(d: Any) -> None:
+    """The reference's inner loop: ``inner_loop`` epochs of the network on the synthetic set."""
+    settings = TrainSettings(epochs=d.inner_loop, lr=d.params.lr_net, batch=d.params.eval_batch, momentum=0.0,
+                             weight_decay=0.0, lr_drop=False, dsa_strategy=d.params.dsa_strategy if d.dsa else None)
+    train_classifier(d.net, d.syn.detach().clone(), d.syn_labels, settings, d.gen, show_progress=False)

@@ -9,10 +9,14 @@ batched forward (exact, because instance norm is per sample).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+
 from torch import Tensor, nn
 
-from paperlib.augment import DSA
+from paperlib.train.augment import DSA
+from paperlib.train.models import init_parameters
 
 
 def augment_siamese(dsa: DSA | None, real: Tensor, syn: Tensor, real_classes: Tensor, syn_classes: Tensor,
@@ -54,3 +58,17 @@ def dm_loss(net: nn.Module, real: Tensor, aggregation: Tensor, syn: Tensor, ipc:
     present = (aggregation.sum(-1) > 0).to(syn_mean.dtype)  # [K, J]
     distances = ((statistics - syn_mean[:, None, :]) ** 2).sum(-1)
     return (distances * present).sum()
+
+
+def dm_step(d: Any) -> float:
+    """One DM iteration of the distiller ``d`` (:class:`paperlib.distill.engine.Distiller`): a fresh frozen
+    network, one real batch, one image update; returns the loss."""
+    for p in d.net.parameters():
+        p.requires_grad_(False)
+    init_parameters(d.net, d.gen)
+    real, aggregation = d.real_batch()
+    real, syn = augment_siamese(d.dsa, real, d.syn, d.real_classes, d.syn_labels, d.gen)
+    with d.autocast:
+        loss = dm_loss(d.net, real, aggregation, syn, d.ipc)
+    d.update_images(loss.float())
+    return float(loss.detach())

@@ -15,19 +15,18 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from paperlib.augment import DSA, DSAParams
-from paperlib.config import DISTILL_METHODS, Params, derive_seed
+from paperlib.train.augment import DSA, DSAParams
+from paperlib.core.params import Params, derive_seed
 from paperlib.data.container import BiasedDataset
-from paperlib.distill.dc import dc_class_loss, default_loops
-from paperlib.distill.dm import augment_siamese, dm_loss
+from paperlib.distill.dc import default_loops
 from paperlib.distill.init import initial_images
+from paperlib.distill.methods import METHODS, distilling_methods
 from paperlib.distill.sampling import RealSampler
 from paperlib.distill.targets import Target
-from paperlib.errors import PaperlibError
-from paperlib.evaluate import TrainSettings, train_classifier
-from paperlib.models import build_model, init_parameters
-from paperlib.runtime import generator, progress
-from paperlib.store import load_tensors, save_tensors
+from paperlib.core.errors import PaperlibError
+from paperlib.train.models import model_from_params
+from paperlib.core.runtime import generator, progress
+from paperlib.core.store import load_tensors, save_tensors
 
 
 @dataclass
@@ -55,11 +54,10 @@ class Distiller:
         self.sampler = RealSampler(dataset.train.labels, dataset.train.attributes, self.k,
                                    dataset.info.num_attributes, params.batch_real, params.sampling,
                                    params.stratified_min)
-        use_dsa = params.dsa and params.method in ("dm", "dsa")
+        self.method = METHODS[params.method]
+        use_dsa = params.dsa and self.method.augment
         self.dsa = DSA(DSAParams(strategy=params.dsa_strategy)) if use_dsa else None
-        self.net = build_model(params.model, dataset.channels, self.k, dataset.image_size, width=params.net_width,
-                               depth=params.net_depth, norm=params.net_norm, act=params.net_act,
-                               pooling=params.net_pooling).to(device)
+        self.net = model_from_params(params, dataset.channels, self.k, dataset.image_size).to(device)
         self.syn = initial_images(dataset, self.ipc, params.init, self.gen).to(device)
         if params.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -75,58 +73,16 @@ class Distiller:
         self.outer_loop = params.outer_loop or outer
         self.inner_loop = params.inner_loop or inner
 
-    def _real_batch(self) -> tuple[Tensor, Tensor]:
+    def real_batch(self) -> tuple[Tensor, Tensor]:
         batch = self.sampler.sample(self.gen)
         aggregation = self.target.aggregation(batch).to(self.device)
         return self.real[batch.index.flatten().to(self.device)], aggregation
 
     def step(self) -> float:
-        """One distillation iteration; returns its (summed) matching loss."""
-        if self.params.method == "dm":
-            return self._dm_step()
-        return self._dc_step()
+        """One distillation iteration (the method's registered ``step``); returns its matching loss."""
+        return self.method.step(self)
 
-    def _dm_step(self) -> float:
-        for p in self.net.parameters():
-            p.requires_grad_(False)
-        init_parameters(self.net, self.gen)
-        real, aggregation = self._real_batch()
-        real, syn = augment_siamese(self.dsa, real, self.syn, self.real_classes, self.syn_labels, self.gen)
-        with self.autocast:
-            loss = dm_loss(self.net, real, aggregation, syn, self.ipc)
-        self._update_images(loss.float())
-        return float(loss.detach())
-
-    def _dc_step(self) -> float:
-        for p in self.net.parameters():
-            p.requires_grad_(True)
-        init_parameters(self.net, self.gen)
-        self.net.train()
-        b = self.sampler.batch
-        total = 0.0
-        for outer in range(self.outer_loop):
-            real, aggregation = self._real_batch()
-            real, syn = augment_siamese(self.dsa, real, self.syn, self.real_classes, self.syn_labels, self.gen)
-            loss = self.syn.new_zeros(())
-            with self.autocast:
-                for c in range(self.k):
-                    loss = loss + dc_class_loss(self.net, real[c * b:(c + 1) * b], aggregation[c],
-                                                syn[c * self.ipc:(c + 1) * self.ipc], c).float()
-            self._update_images(loss)
-            total += float(loss.detach())
-            if outer < self.outer_loop - 1:
-                self._train_network()
-        return total / self.outer_loop
-
-    def _train_network(self) -> None:
-        """The reference's inner loop: ``inner_loop`` epochs of the network on the synthetic set."""
-        settings = TrainSettings(epochs=self.inner_loop, lr=self.params.lr_net, batch=self.params.eval_batch,
-                                 momentum=0.0, weight_decay=0.0, lr_drop=False,
-                                 dsa_strategy=self.params.dsa_strategy if self.dsa else None)
-        train_classifier(self.net, self.syn.detach().clone(), self.syn_labels, settings, self.gen,
-                         show_progress=False)
-
-    def _update_images(self, loss: Tensor) -> None:
+    def update_images(self, loss: Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -160,8 +116,8 @@ def distill(dataset: BiasedDataset, params: Params, target: Target, device: torc
     from it; the finished run removes it. On the CPU a resumed run ends with the
     same synthetic set, bit for bit, as an uninterrupted one.
     """
-    if params.method not in DISTILL_METHODS:
-        raise PaperlibError(f"method {params.method!r} does not distil; use one of {', '.join(DISTILL_METHODS)}")
+    if not METHODS[params.method].distils:
+        raise PaperlibError(f"method {params.method!r} does not distil; use one of {', '.join(distilling_methods())}")
     distiller = Distiller(dataset, params, target, device)
     start, losses = 0, []
     saved = load_tensors(checkpoint) if checkpoint is not None else None

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-from paperlib.config import INITS
+from paperlib.core.registry import Registry
+
 from paperlib.data.container import BiasedDataset, sample_per_class, take_per_cell
-from paperlib.errors import PaperlibError
+from paperlib.core.errors import PaperlibError
 
 
 def balanced_quota(cell_sizes: Tensor, per_class: int) -> Tensor:
@@ -29,21 +33,43 @@ def balanced_quota(cell_sizes: Tensor, per_class: int) -> Tensor:
     return quota
 
 
+def _real(dataset: BiasedDataset, ipc: int, gen: torch.Generator) -> Tensor:
+    return sample_per_class(dataset.train.labels, ipc, gen)
+
+
+def _balanced(dataset: BiasedDataset, ipc: int, gen: torch.Generator) -> Tensor:
+    train, k, a = dataset.train, dataset.num_classes, dataset.info.num_attributes
+    cells = train.labels * a + train.attributes
+    sizes = torch.bincount(cells, minlength=k * a).view(k, a)
+    return take_per_cell(cells, balanced_quota(sizes, ipc).flatten(), gen)
+
+
+def _noise(dataset: BiasedDataset, ipc: int, gen: torch.Generator) -> Tensor:
+    size = dataset.image_size
+    return torch.randn(dataset.num_classes * ipc, dataset.channels, size, size, generator=gen)
+
+
+@dataclass(frozen=True)
+class Init:
+    """How the synthetic set starts: ``draw(dataset, ipc, gen)`` gives training-split indices (class-major), or
+    the images themselves when ``images`` is set."""
+
+    draw: Callable[[BiasedDataset, int, torch.Generator], Tensor]
+    images: bool = False
+
+
+INITS: Registry[Init] = Registry("init", field="init")
+INITS.register("real", Init(_real))  # random real images of each class (the reference)
+INITS.register("balanced", Init(_balanced))  # real images spread evenly over each class's groups
+INITS.register("noise", Init(_noise, images=True))  # standard normal noise
+
+
 def initial_images(dataset: BiasedDataset, ipc: int, init: str, gen: torch.Generator) -> Tensor:
     """``[K * ipc, C, H, W]`` normalised images, class-major (class 0's first)."""
-    train = dataset.train
-    k = dataset.num_classes
-    if init == "noise":
-        return torch.randn(k * ipc, dataset.channels, dataset.image_size, dataset.image_size, generator=gen)
-    if init == "real":
-        index = sample_per_class(train.labels, ipc, gen)
-    elif init == "balanced":
-        a = dataset.info.num_attributes
-        cells = train.labels * a + train.attributes
-        sizes = torch.bincount(cells, minlength=k * a).view(k, a)
-        index = take_per_cell(cells, balanced_quota(sizes, ipc).flatten(), gen)
-    else:
-        raise PaperlibError(f"unknown init {init!r}; choose one of: {', '.join(INITS)}")
-    if index.shape[0] != k * ipc:
+    chosen = INITS[init]
+    drawn = chosen.draw(dataset, ipc, gen)
+    if chosen.images:
+        return drawn
+    if drawn.shape[0] != dataset.num_classes * ipc:
         raise PaperlibError(f"a class has fewer than ipc={ipc} training images; lower ipc")
-    return dataset.normalized(train.subset(index))
+    return dataset.normalized(dataset.train.subset(drawn))

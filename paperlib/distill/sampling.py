@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from paperlib.config import SAMPLINGS
+from paperlib.core.registry import Registry
 from paperlib.data.container import take_per_cell
-from paperlib.errors import PaperlibError
+from paperlib.core.errors import PaperlibError
 
 
 @dataclass
@@ -59,21 +59,33 @@ def stratified_quota(cell_sizes: Tensor, batch: int, minimum: int) -> Tensor:
     return torch.minimum(floor + extra, cell_sizes)
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How a class's real batch is drawn: ``stratified`` fills a quota per group (at least ``stratified_min``)."""
+
+    stratified: bool
+    uses: tuple[str, ...] = ()
+
+
+SAMPLINGS: Registry[Sampling] = Registry("sampling", field="sampling")
+SAMPLINGS.register("uniform", Sampling(stratified=False))  # the reference: B random images of the class
+SAMPLINGS.register("stratified", Sampling(stratified=True, uses=("stratified_min",)))
+
+
 class RealSampler:
     """Draws a :class:`RealBatch` per step from a training split's labels and groups."""
 
     def __init__(self, labels: Tensor, groups: Tensor, num_classes: int, num_groups: int, batch: int,
                  mode: str = "uniform", stratified_min: int = 16) -> None:
-        if mode not in SAMPLINGS:
-            raise PaperlibError(f"unknown sampling {mode!r}; choose one of: {', '.join(SAMPLINGS)}")
+        self.stratified = SAMPLINGS[mode].stratified
         self.labels, self.groups = labels, groups
-        self.num_classes, self.num_groups, self.mode = num_classes, num_groups, mode
+        self.num_classes, self.num_groups = num_classes, num_groups
         class_sizes = torch.bincount(labels, minlength=num_classes)
         # Fixed shapes need the same B for every class; a class smaller than B caps it.
         self.batch = min(batch, int(class_sizes.min()))
         self.cells = labels * num_groups + groups
         cell_sizes = torch.bincount(self.cells, minlength=num_classes * num_groups).view(num_classes, num_groups)
-        if mode == "uniform":
+        if not self.stratified:
             self.quota = torch.full((num_classes,), self.batch, dtype=torch.long)
             self.weights = torch.full((num_classes, self.batch), 1.0 / self.batch)
         else:
@@ -85,11 +97,8 @@ class RealSampler:
 
     def sample(self, gen: torch.Generator) -> RealBatch:
         """One batch: ``[K, B]`` indices sorted by class (groups contiguous within a class)."""
-        cells = self.labels if self.mode == "uniform" else self.cells
+        cells = self.cells if self.stratified else self.labels
         index = take_per_cell(cells, self.quota, gen).view(self.num_classes, self.batch)
         groups = self.groups[index]
-        if self.mode == "uniform":
-            inclusion = self.weights
-        else:
-            inclusion = self.cell_weight[self.cells[index]]
+        inclusion = self.cell_weight[self.cells[index]] if self.stratified else self.weights
         return RealBatch(index, groups, inclusion)

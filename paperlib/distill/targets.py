@@ -23,12 +23,17 @@ Targets:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from paperlib.config import TARGETS
+from paperlib.core.errors import PaperlibError
+from paperlib.core.params import Params
+from paperlib.core.registry import Registry
+from paperlib.data.container import BiasedDataset
 from paperlib.distill.sampling import RealBatch
-from paperlib.errors import PaperlibError
+from paperlib.distill.weights import sample_weights
 
 
 def _normalise_rows(m: Tensor) -> Tensor:
@@ -37,9 +42,18 @@ def _normalise_rows(m: Tensor) -> Tensor:
 
 
 class Target:
-    """Base class: subclasses implement :meth:`aggregation`."""
+    """Base class: subclasses implement :meth:`aggregation` and :meth:`for_run`.
+
+    ``uses`` lists the parameters that matter only with this target (they enter the cache key).
+    """
 
     name = "base"
+    uses: tuple[str, ...] = ()
+
+    @classmethod
+    def for_run(cls, dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Target, dict[str, Any]]:
+        """The target of a run of ``params`` on ``dataset``, and facts about its making."""
+        raise NotImplementedError
 
     def aggregation(self, batch: RealBatch) -> Tensor:
         """The ``[K, J, B]`` aggregation matrix for ``batch``."""
@@ -51,6 +65,10 @@ class VanillaTarget(Target):
 
     name = "vanilla"
 
+    @classmethod
+    def for_run(cls, dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Target, dict[str, Any]]:
+        return cls(), {}
+
     def aggregation(self, batch: RealBatch) -> Tensor:
         return _normalise_rows(batch.inclusion)[:, None, :]
 
@@ -59,6 +77,12 @@ class WeightedTarget(Target):
     """Average with given per-sample weights (one weight per training sample)."""
 
     name = "weighted"
+    uses = ("weights",)
+
+    @classmethod
+    def for_run(cls, dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Target, dict[str, Any]]:
+        weights, facts = sample_weights(dataset, params, device)
+        return cls(weights), facts
 
     def __init__(self, sample_weights: Tensor) -> None:
         if bool((sample_weights < 0).any()) or not bool(torch.isfinite(sample_weights).all()):
@@ -75,6 +99,10 @@ class GroupsTarget(Target):
 
     name = "groups"
 
+    @classmethod
+    def for_run(cls, dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Target, dict[str, Any]]:
+        return cls(dataset.info.num_attributes), {}
+
     def __init__(self, num_groups: int) -> None:
         self.num_groups = num_groups
 
@@ -83,14 +111,11 @@ class GroupsTarget(Target):
         return _normalise_rows(onehot.transpose(1, 2))  # absent groups: zero rows, skipped
 
 
-def make_target(name: str, num_groups: int, sample_weights: Tensor | None = None) -> Target:
-    """A target by name; ``weighted`` needs ``sample_weights`` (one per training sample)."""
-    if name == "vanilla":
-        return VanillaTarget()
-    if name == "weighted":
-        if sample_weights is None:
-            raise PaperlibError("target=weighted needs per-sample weights (set weights=...)")
-        return WeightedTarget(sample_weights)
-    if name == "groups":
-        return GroupsTarget(num_groups)
-    raise PaperlibError(f"unknown target {name!r}; choose one of: {', '.join(TARGETS)}")
+TARGETS: Registry[type[Target]] = Registry("target", field="target")
+for _target in (VanillaTarget, WeightedTarget, GroupsTarget):
+    TARGETS.register(_target.name, _target)
+
+
+def make_target(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Target, dict[str, Any]]:
+    """The registered target ``params.target`` for a run on ``dataset``, and facts about its making."""
+    return TARGETS[params.target].for_run(dataset, params, device)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import torch
 
-from paperlib.config import Params, derive_seed
+from paperlib.core.params import Params, derive_seed
 from paperlib.data.container import BiasedDataset
 from paperlib.distill.dm import dm_loss
 from paperlib.distill.init import initial_images
 from paperlib.distill.sampling import RealSampler
 from paperlib.distill.targets import GroupsTarget
-from paperlib.models import build_model, init_parameters
-from paperlib.runtime import generator
+from paperlib.train.models import init_parameters, model_from_params
+from paperlib.core.runtime import generator
 
 
 def _group_balanced(groups: torch.Tensor, num_groups: int) -> torch.Tensor:
@@ -38,9 +38,7 @@ def fairdd_vs_group_balanced(dataset: BiasedDataset, params: Params, device: tor
     """
     gen = generator(derive_seed(params.seed, "theorem"))
     k, a = dataset.num_classes, dataset.info.num_attributes
-    net = build_model(params.model, dataset.channels, k, dataset.image_size, width=params.net_width,
-                      depth=params.net_depth, norm=params.net_norm, act=params.net_act,
-                      pooling=params.net_pooling)
+    net = model_from_params(params, dataset.channels, k, dataset.image_size)
     net = init_parameters(net, gen).to(device)
     sampler = RealSampler(dataset.train.labels, dataset.train.attributes, k, a, params.batch_real)
     real_all = dataset.normalized("train", device)

@@ -9,7 +9,7 @@ is the conflict ratio (``cmnist``) or majority ratio (FairDD presets),
 
 from __future__ import annotations
 
-from paperlib.config import DISTILL_METHODS, Params
+from paperlib.core.params import DISTILL_METHODS, Params
 
 _A = "paper A (Cui et al., ICML 2024)"
 _B = "paper B (FairDD, NeurIPS 2025)"

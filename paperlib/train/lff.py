@@ -14,7 +14,7 @@ LfF trains two networks side by side on the same batches:
 The arithmetic follows the authors' code (github.com/alinlab/LfF): GCE in its
 gradient form, per-class max-normalised loss averages, ``1e-8`` in the
 denominator. Differences: the optimiser, learning-rate schedule, batching and
-DSA are this package's evaluation protocol (:func:`paperlib.evaluate.run_epochs`)
+DSA are this package's evaluation protocol (:func:`paperlib.train.loop.run_epochs`)
 rather than LfF's Adam, so a run differs from a plain one only in the losses.
 """
 
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib.evaluate import TrainSettings, run_epochs, sgd
+from paperlib.train.loop import TrainSettings, run_epochs, sgd
 
 __all__ = ["generalized_cross_entropy", "train_lff"]
 
@@ -81,7 +81,7 @@ def train_lff(biased: nn.Module, debiased: nn.Module, images: Tensor, labels: Te
     """Train ``biased`` (GCE) and ``debiased`` (relative-difficulty weighted CE) together, in place.
 
     Both networks see the same shuffled, DSA-augmented batches, drawn from
-    ``gen`` exactly as :func:`paperlib.evaluate.train_classifier` draws them, and
+    ``gen`` exactly as :func:`paperlib.train.loop.train_classifier` draws them, and
     share one SGD optimiser with the protocol's settings: the two losses touch
     disjoint parameters, so their sum is two independent updates. ``q`` is the
     GCE exponent, ``ema`` the per-sample loss averaging factor. ``labels`` are

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from paperlib.errors import PaperlibError
+from paperlib.core.errors import PaperlibError
 
 FIGURES_ENV_VAR = "PAPERLIB_FIGURES"
 

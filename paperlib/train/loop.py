@@ -1,11 +1,6 @@
-"""The evaluation protocol: train a fresh network on an image set, test it unbiased.
-
-Follows the shared DC/DSA/DM protocol (PAPERS.md): SGD with momentum 0.9 and
-weight decay 5e-4, batch 256, learning rate x0.1 for the second half of
-training, DSA on every training batch, then accuracy and fairness metrics on
-the dataset's balanced test split. The same path serves synthetic sets, random
-real subsets and the whole training set.
-"""
+"""The training loop every network of this package is trained with (evaluation models, the gradient-matching
+inner loop, LfF): the papers' protocol of SGD with momentum 0.9 and weight decay 5e-4, batch 256, learning
+rate x0.1 for the second half, DSA on every batch."""
 
 from __future__ import annotations
 
@@ -17,13 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib.augment import DSA, DSAParams
-from paperlib.config import Params, derive_seed
-from paperlib.data.container import BiasedDataset
-from paperlib.errors import PaperlibError
-from paperlib.metrics import classification_metrics, summarize
-from paperlib.models import build_model, init_parameters
-from paperlib.runtime import generator, progress
+from paperlib.core.errors import PaperlibError
+from paperlib.core.params import Params
+from paperlib.core.runtime import progress
+from paperlib.train.augment import DSA, DSAParams
 
 
 @dataclass(frozen=True)
@@ -113,47 +105,3 @@ def predict(model: nn.Module, images: Tensor, batch: int = 2048) -> Tensor:
     """Predicted class of every image (evaluation mode, no gradients)."""
     model.eval()
     return torch.cat([model(images[i:i + batch]).argmax(1) for i in range(0, images.shape[0], batch)])
-
-
-def evaluate_set(images: Tensor, labels: Tensor, dataset: BiasedDataset, params: Params,
-                 device: torch.device, tag: str = "eval") -> dict:
-    """Train ``params.num_eval`` fresh models on ``(images, labels)`` and test each.
-
-    ``images`` are normalised (as :meth:`BiasedDataset.normalized` gives). Model
-    ``k`` draws its initialisation, shuffling and augmentation from
-    ``derive_seed(params.seed, tag, k)``. With ``params.eval_trainer == "lff"``
-    each model is trained by Learning from Failure (:func:`paperlib.debias.train_lff`)
-    next to a biased companion drawn from the same generator, and the debiased
-    model is the one tested. The architecture is ``params.eval_model`` when set
-    (cross-architecture evaluation), else ``params.model``. Returns the
-    per-model metrics under ``"runs"`` and their mean / std (see
-    :func:`paperlib.metrics.summarize`).
-    """
-    settings = TrainSettings.from_params(params)
-    images, labels = images.to(device), labels.to(device)
-    test_images = dataset.normalized("test", device)
-    test = dataset.test
-
-    def build() -> nn.Module:
-        return build_model(params.eval_model or params.model, dataset.channels, dataset.num_classes,
-                           dataset.image_size, width=params.net_width, depth=params.net_depth,
-                           norm=params.net_norm, act=params.net_act, pooling=params.net_pooling)
-
-    runs = []
-    for k in range(params.num_eval):
-        gen = generator(derive_seed(params.seed, tag, k))
-        model = init_parameters(build(), gen).to(device)
-        desc = f"{tag} model {k + 1}/{params.num_eval}"
-        if params.eval_trainer == "lff":
-            from paperlib.debias import train_lff  # imported here: debias builds on this module
-
-            # LfF's biased companion: same architecture, drawn from the same generator right after.
-            biased = init_parameters(build(), gen).to(device)
-            train_lff(biased, model, images, labels, settings, params.lff_q, params.lff_ema, gen,
-                      params.progress, desc)
-        else:
-            train_classifier(model, images, labels, settings, gen, params.progress, desc)
-        predictions = predict(model, test_images)
-        runs.append(classification_metrics(predictions, test.labels, test.attributes, test.aligned,
-                                           dataset.num_classes, dataset.info.num_attributes))
-    return {"runs": runs, **summarize(runs)}

@@ -10,7 +10,7 @@ from typing import TypeVar
 import torch
 from tqdm import tqdm
 
-from paperlib.errors import PaperlibError
+from paperlib.core.errors import PaperlibError
 
 T = TypeVar("T")
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from paperlib.errors import PaperlibError
-from paperlib.paths import default_folder
+from paperlib.core.errors import PaperlibError
+from paperlib.core.paths import default_folder
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:

@@ -7,11 +7,11 @@ from typing import Any
 
 import torch
 
-from paperlib.config import Params
+from paperlib.core.params import Params
 from paperlib.data import build_dataset
 from paperlib.distill.engine import Distiller
 from paperlib.distill.targets import make_target
-from paperlib.runtime import resolve_device
+from paperlib.core.runtime import resolve_device
 
 
 def bench(params: Params, warmup: int = 1) -> dict[str, Any]:
@@ -20,7 +20,7 @@ def bench(params: Params, warmup: int = 1) -> dict[str, Any]:
     The dataset is built (or loaded from the cache) and the distiller set up
     before the clock starts.
     """
-    from paperlib.runner import sample_weights
+    from paperlib.experiments.runner import sample_weights
 
     device = resolve_device(params.device)
     dataset = build_dataset(params)

@@ -27,11 +27,11 @@ from typing import Any
 
 import pandas as pd
 
-from paperlib.config import DISTILL_METHODS, Params, load_yaml, make_params
-from paperlib.errors import PaperlibError
-from paperlib.metrics import METRIC_KEYS
-from paperlib.reference import bias_ratio, reported
-from paperlib.store import atomic_write
+from paperlib.core.params import DISTILL_METHODS, Params, load_yaml, make_params
+from paperlib.core.errors import PaperlibError
+from paperlib.train.metrics import METRIC_KEYS
+from paperlib.report.reference import bias_ratio, reported
+from paperlib.core.store import atomic_write
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,10 @@ PROFILE_DEFAULTS = "defaults.yaml"
 def profile_defaults(profile: str | Path) -> dict[str, Any]:
     """The run defaults every notebook of a profile shares (``params/<profile>/defaults.yaml``).
 
-    ``profile`` is a profile name (looked up under :func:`paperlib.paths.params_dir`)
+    ``profile`` is a profile name (looked up under :func:`paperlib.core.paths.params_dir`)
     or a profile folder as a :class:`~pathlib.Path`. Sharing them is what lets notebooks reuse each other's cached runs.
     """
-    from paperlib.paths import params_dir
+    from paperlib.core.paths import params_dir
 
     folder = profile if isinstance(profile, Path) else params_dir() / profile
     path = folder / PROFILE_DEFAULTS
@@ -113,7 +113,7 @@ def load_suite(source: str | Path | Mapping[str, Any], overrides: Mapping[str, A
 
 def run_suite(specs: list[RunSpec]) -> pd.DataFrame:
     """Run every spec (cached runs return at once) and return :func:`results_table`."""
-    from paperlib.runner import run
+    from paperlib.experiments.runner import run
 
     for i, spec in enumerate(specs, 1):
         print(f"[{i}/{len(specs)}] {spec.experiment}/{spec.label}", flush=True)
@@ -163,7 +163,7 @@ def results_table(specs: list[RunSpec]) -> pd.DataFrame:
     ``paper_*`` columns hold the papers' reported numbers for the same
     setting where one exists (labelled reference values, never ours).
     """
-    from paperlib.runner import load_record
+    from paperlib.experiments.runner import load_record
 
     return pd.DataFrame([_row(spec, load_record(spec.params)) for spec in specs])
 
@@ -249,9 +249,9 @@ def save_suite_figures(specs: list[RunSpec], table: pd.DataFrame, folder: str | 
     """
     import shutil
 
-    from paperlib.plots import plot_comparison, plot_weight_shares, save_figure
-    from paperlib.runner import distilled_dir, load_record
-    from paperlib.store import atomic_write
+    from paperlib.report.plots import plot_comparison, plot_weight_shares, save_figure
+    from paperlib.experiments.runner import distilled_dir, load_record
+    from paperlib.core.store import atomic_write
 
     folder = Path(folder)
     written = []

@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from paperlib.config import DISTILL_METHODS, Params, make_params, stable_hash
+from paperlib.core.params import DISTILL_METHODS, Params, make_params, stable_hash
 from paperlib.data.presets import PRESETS, build_dataset, dataset_key
-from paperlib.errors import PaperlibError
-from paperlib.reference import reported
-from paperlib.runner import distilled_dir, load_record, run
+from paperlib.core.errors import PaperlibError
+from paperlib.report.reference import reported
+from paperlib.experiments.runner import distilled_dir, load_record, run
 
 TARGETS = {"vanilla": {"target": "vanilla"},
            "KDE reweighting (paper A)": {"target": "weighted", "weights": "kde"},
@@ -175,7 +175,7 @@ class Explorer:
 
     def refresh(self) -> None:
         """Show the current point: data grid always, result when stored, else offer to compute it."""
-        from paperlib.plots import sample_grid_png
+        from paperlib.report.plots import sample_grid_png
 
         point = self.point()
         self.target.disabled = point.method == "random"

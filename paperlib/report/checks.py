@@ -10,7 +10,7 @@ parameter file lists its **claims**, each a comparison with a margin::
         minus: colour_0.05/dm acc_conflicting
         at_least: 10
 
-and ``params/<profile>/references.yaml`` (written by ``python -m paperlib.checks record``) holds every
+and ``params/<profile>/references.yaml`` (written by ``python -m paperlib.report.checks record``) holds every
 trained number of the profile's reference run, checked within a stated tolerance per metric. A quantity
 is named ``<row> <column>``: the row is ``experiment/run`` of a results table (or ``comparison/run``,
 or a KDE ``variant``), the column any numeric column of that table.
@@ -36,10 +36,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from paperlib.errors import PaperlibError
-from paperlib.metrics import METRIC_SHORT_NAMES
-from paperlib.paths import params_dir
-from paperlib.store import atomic_write
+from paperlib.core.errors import PaperlibError
+from paperlib.train.metrics import METRIC_SHORT_NAMES
+from paperlib.core.paths import params_dir
+from paperlib.core.store import atomic_write
 
 ROW_COLUMNS = (("experiment", "run"), ("comparison", "run"), ("variant",))
 COMPARISONS = {"at_least": ">=", "at_most": "<="}
@@ -138,7 +138,7 @@ def load_references(profile: str) -> dict[str, Any] | None:
             raise KeyError(f"unknown metrics in tolerance: {', '.join(sorted(unknown))}")
     except (yaml.YAMLError, KeyError, TypeError, AttributeError) as err:
         raise PaperlibError(f"{path} is not a references file ({err}); rewrite it with "
-                            f"`python -m paperlib.checks record --profile {profile}`") from None
+                            f"`python -m paperlib.report.checks record --profile {profile}`") from None
     return {"tolerance": tolerance, "runs": runs}
 
 
@@ -190,7 +190,7 @@ def record(profile: str) -> Path:
     """
     from paperlib.notebook import notebook_parameters
     from paperlib.reproduce import notebook_sources
-    from paperlib.suite import load_suite, profile_defaults, results_table
+    from paperlib.experiments.suite import load_suite, profile_defaults, results_table
 
     previous = load_references(profile)
     if previous is None:
@@ -242,7 +242,7 @@ def failed_checks(folder: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m paperlib.checks", description=(
+    parser = argparse.ArgumentParser(prog="python -m paperlib.report.checks", description=(
         "record: write a profile's reference numbers from its stored runs; verify FOLDER: fail if an executed "
         "notebook there has a failed verdict or an error."))
     parser.add_argument("command", choices=["record", "verify"])

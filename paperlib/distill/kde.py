@@ -23,28 +23,23 @@ The weights feed the engine's ``weighted`` target for DM and gradient matching.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from paperlib.augment import DSA, DSAParams
-from paperlib.config import Params, derive_seed, result_dict, stable_hash
+from paperlib.core.errors import PaperlibError
+from paperlib.core.params import Params, cache_key, derive_seed, with_overrides
+from paperlib.core.registry import Registry
+from paperlib.core.runtime import generator
+from paperlib.core.store import cache_root, load_tensors, save_tensors
 from paperlib.data.container import BiasedDataset
-from paperlib.errors import PaperlibError
-from paperlib.models import build_model, init_parameters
-from paperlib.runtime import generator, progress
-from paperlib.store import cache_root, load_tensors, save_tensors
+from paperlib.train.models import init_parameters, model_from_params
+from paperlib.train.supcon import train_supcon
 
-# Bump when the weights this module computes change meaning.
-REWEIGHT_VERSION = 1
-PROJECTION_DIM = 128
-SUPCON_BATCH = 256
 _MEDIAN_SUBSAMPLE = 2000
 
 
@@ -65,29 +60,45 @@ class KdeWeights:
 
 # --- density ---------------------------------------------------------------------------------
 
+def _spread(x: Tensor) -> float:
+    """The root mean per-dimension variance of the ``[n, d]`` points ``x`` (1 for a single point)."""
+    n = x.shape[0]
+    return float(x.var(0, unbiased=n > 1).mean().sqrt()) if n > 1 else 1.0
+
+
+def _median_distance(x: Tensor) -> float:
+    sub = x[:: max(1, x.shape[0] // _MEDIAN_SUBSAMPLE)]
+    distances = torch.cdist(sub, sub)
+    upper = torch.triu_indices(sub.shape[0], sub.shape[0], offset=1, device=x.device)
+    return float(distances[upper[0], upper[1]].median()) if sub.shape[0] > 1 else 1.0
+
+
+@dataclass(frozen=True)
+class BandwidthRule:
+    """``rule(x, value)``: an isotropic Gaussian bandwidth for the ``[n, d]`` points ``x``."""
+
+    rule: Callable[[Tensor, float], float]
+    uses: tuple[str, ...] = ()
+
+
+BANDWIDTHS: Registry[BandwidthRule] = Registry("kde_bandwidth", field="kde_bandwidth")
+# The median pairwise distance (of an evenly strided subsample of at most 2000 points).
+BANDWIDTHS.register("median", BandwidthRule(lambda x, value: _median_distance(x)))
+BANDWIDTHS.register("scott", BandwidthRule(lambda x, value: _spread(x) * x.shape[0] ** (-1.0 / (x.shape[1] + 4))))
+BANDWIDTHS.register("silverman", BandwidthRule(
+    lambda x, value: _spread(x) * (4.0 / (x.shape[0] * (x.shape[1] + 2))) ** (1.0 / (x.shape[1] + 4))))
+BANDWIDTHS.register("fixed", BandwidthRule(lambda x, value: float(value), uses=("kde_bandwidth_value",)))
+
+
 def bandwidth(x: Tensor, rule: str, value: float = 1.0) -> float:
-    """Isotropic Gaussian bandwidth for the ``[n, d]`` points ``x``.
+    """Isotropic Gaussian bandwidth for the ``[n, d]`` points ``x`` by a registered rule.
 
     ``scott``: ``sigma n^(-1/(d+4))``; ``silverman``: ``sigma (4 / (n (d+2)))^(1/(d+4))``,
     with ``sigma`` the root mean per-dimension variance; ``median``: the median
-    pairwise distance (of an evenly strided subsample of at most 2000 points);
-    ``fixed``: ``value``.
+    pairwise distance; ``fixed``: ``value``.
     """
-    n, d = x.shape
-    if rule == "fixed":
-        return float(value)
-    if rule in ("scott", "silverman"):
-        sigma = float(x.var(0, unbiased=n > 1).mean().sqrt()) if n > 1 else 1.0
-        factor = n ** (-1.0 / (d + 4)) if rule == "scott" else (4.0 / (n * (d + 2))) ** (1.0 / (d + 4))
-        h = sigma * factor
-    elif rule == "median":
-        sub = x[:: max(1, n // _MEDIAN_SUBSAMPLE)]
-        distances = torch.cdist(sub, sub)
-        upper = torch.triu_indices(sub.shape[0], sub.shape[0], offset=1, device=x.device)
-        h = float(distances[upper[0], upper[1]].median()) if sub.shape[0] > 1 else 1.0
-    else:
-        raise PaperlibError(f"unknown kde_bandwidth {rule!r}; choose scott, silverman, median or fixed")
-    # All points identical: any positive bandwidth gives equal densities.
+    h = BANDWIDTHS[rule].rule(x, value)
+    # All points identical: any positive bandwidth gives equal densities (a fixed one is kept as given).
     return h if h > 0 else 1.0
 
 
@@ -110,6 +121,24 @@ def log_density(x: Tensor, h: float, chunk: int = 1024) -> Tensor:
     return torch.cat(parts) - constant
 
 
+def _standardised(log_p: Tensor) -> Tensor:
+    std = log_p.std(unbiased=False) if log_p.shape[0] > 1 else log_p.new_ones(())
+    return (log_p - log_p.mean()) / (std if float(std) > 0 else 1.0)
+
+
+@dataclass(frozen=True)
+class Weighting:
+    """``logits(log_p, alpha, tau)``: a class's weights are the softmax of these logits."""
+
+    logits: Callable[[Tensor, float, float], Tensor]
+    uses: tuple[str, ...] = ()
+
+
+WEIGHTINGS: Registry[Weighting] = Registry("kde_weighting", field="kde_weighting")
+WEIGHTINGS.register("power", Weighting(lambda log_p, alpha, tau: -alpha * log_p, uses=("kde_alpha",)))  # p^-alpha
+WEIGHTINGS.register("softmax", Weighting(lambda log_p, alpha, tau: -_standardised(log_p) / tau, uses=("kde_tau",)))
+
+
 def density_to_weights(log_p: Tensor, weighting: str, alpha: float = 1.0, tau: float = 1.0,
                        clip: float = 0.0) -> Tensor:
     """Weights of one class's samples from their log densities; they sum to one.
@@ -118,18 +147,9 @@ def density_to_weights(log_p: Tensor, weighting: str, alpha: float = 1.0, tau: f
     the standardised log density. ``clip > 0`` caps every weight at
     ``clip / n`` (then renormalises the rest, keeping the cap).
     """
-    n = log_p.shape[0]
-    if weighting == "power":
-        logits = -alpha * log_p
-    elif weighting == "softmax":
-        std = log_p.std(unbiased=False) if n > 1 else log_p.new_ones(())
-        z = (log_p - log_p.mean()) / (std if float(std) > 0 else 1.0)
-        logits = -z / tau
-    else:
-        raise PaperlibError(f"unknown kde_weighting {weighting!r}; choose power or softmax")
-    weights = torch.softmax(logits.double(), 0)
+    weights = torch.softmax(WEIGHTINGS[weighting].logits(log_p, alpha, tau).double(), 0)
     if clip > 0:
-        weights = _clip(weights, clip / n)
+        weights = _clip(weights, clip / log_p.shape[0])
     return weights.float()
 
 
@@ -146,128 +166,50 @@ def _clip(weights: Tensor, cap: float) -> Tensor:
     return weights / weights.sum()
 
 
-# --- encoders --------------------------------------------------------------------------------
-
-class ContrastiveEncoder(nn.Module):
-    """A ConvNet backbone with a 2-layer projection head to L2-normalised 128-d features."""
-
-    def __init__(self, backbone: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-        dim = backbone.embed_dim
-        self.head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, PROJECTION_DIM))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.normalize(self.head(self.backbone.embed(x)), dim=1)
-
-
-def supcon_loss(features: Tensor, labels: Tensor, temperature: float) -> Tensor:
-    """Supervised contrastive loss (Khosla et al., L_out) for one view of L2-normalised features.
-
-    Each sample's positives are the other samples of its class in the batch;
-    anchors without a positive are left out.
-    """
-    n = features.shape[0]
-    logits = features @ features.T / temperature
-    self_mask = torch.eye(n, dtype=torch.bool, device=features.device)
-    logits = logits.masked_fill(self_mask, float("-inf"))
-    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-    positives = (labels[:, None] == labels[None, :]) & ~self_mask
-    count = positives.sum(1)
-    has_positive = count > 0
-    if not bool(has_positive.any()):
-        return features.sum() * 0.0  # no pairs to contrast (e.g. a batch of one)
-    mean_log_prob = torch.where(positives, log_prob, 0.0).sum(1)[has_positive] / count[has_positive]
-    return -mean_log_prob.mean()
-
-
-def _backbone(dataset: BiasedDataset, params: Params) -> nn.Module:
-    return build_model(params.model, dataset.channels, dataset.num_classes, dataset.image_size,
-                       width=params.net_width, depth=params.net_depth, norm=params.net_norm,
-                       act=params.net_act, pooling=params.net_pooling)
-
-
-def _shuffled_batches(n: int, batch: int, steps: int, gen: torch.Generator) -> Iterator[Tensor]:
-    """``steps`` batches of indices; a fresh permutation at every epoch start."""
-    done = 0
-    while done < steps:
-        for index in torch.randperm(n, generator=gen).split(batch)[:steps - done]:
-            yield index
-            done += 1
-
-
-def train_supcon(dataset: BiasedDataset, params: Params, device: torch.device) -> ContrastiveEncoder:
-    """A SupCon encoder trained for ``supcon_epochs`` on the biased training split.
-
-    SGD (momentum 0.9, weight decay 5e-4, constant ``supcon_lr``), batch 256,
-    one DSA-augmented view per image (with ~25 same-class images per batch, a
-    second view is not needed for positives); every draw comes from a
-    generator seeded by ``params.seed``.
-    """
-    gen = generator(derive_seed(params.seed, "supcon"))
-    encoder = ContrastiveEncoder(_backbone(dataset, params))
-    init_parameters(encoder, gen)
-    encoder = encoder.to(device).train()
-    optimizer = torch.optim.SGD(encoder.parameters(), lr=params.supcon_lr, momentum=0.9, weight_decay=5e-4)
-    dsa = DSA(DSAParams(strategy=params.dsa_strategy))
-    images = dataset.normalized("train", device)
-    labels = dataset.train.labels.to(device)
-    n = images.shape[0]
-    steps = max(1, math.ceil(params.supcon_epochs * n / SUPCON_BATCH))
-    bar = progress(_shuffled_batches(n, SUPCON_BATCH, steps, gen), total=steps, desc="supcon encoder",
-                   enabled=params.progress)
-    for step, index in enumerate(bar):
-        index = index.to(device)
-        loss = supcon_loss(encoder(dsa(images[index], gen)), labels[index], params.supcon_temperature)
-        if not torch.isfinite(loss):
-            raise PaperlibError(f"SupCon loss became {float(loss)} at step {step + 1}; lower supcon_lr "
-                                f"(now {params.supcon_lr}) or raise supcon_temperature")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
-    return encoder.eval()
-
 
 @torch.inference_mode()
 def _embed_all(fn, images: Tensor, batch: int = 1024) -> Tensor:
     return torch.cat([fn(images[i:i + batch]).float() for i in range(0, images.shape[0], batch)])
 
 
-def encoder_key(params: Params) -> str:
-    """Cache key of the embeddings: the dataset and the encoder's settings (not the KDE's).
+def _pixels(dataset: BiasedDataset, params: Params, images: Tensor, device: torch.device) -> Tensor:
+    return images.flatten(1)
 
-    Read from the fields themselves, whatever the method and target of ``params``.
-    """
-    from paperlib.data.presets import dataset_key
 
-    fields = dataclasses.asdict(params)
-    keep = {"data": dataset_key(params), "kde_encoder": params.kde_encoder, "seed": params.seed}
-    if params.kde_encoder != "pixels":
-        keep.update({k: v for k, v in fields.items() if k.startswith("net_") or k in ("model", "dsa_strategy")})
-    if params.kde_encoder == "supcon":
-        keep.update({k: v for k, v in fields.items() if k.startswith("supcon_")})
-    return stable_hash({**keep, "version": REWEIGHT_VERSION})
+def _random_network(dataset: BiasedDataset, params: Params, images: Tensor, device: torch.device) -> Tensor:
+    net = model_from_params(params, dataset.channels, dataset.num_classes, dataset.image_size)
+    net = init_parameters(net, generator(derive_seed(params.seed, "kde-random")))
+    return _embed_all(net.to(device).eval().embed, images)
+
+
+def _supcon(dataset: BiasedDataset, params: Params, images: Tensor, device: torch.device) -> Tensor:
+    # The encoder is the expensive part; every KDE setting of the same encoder reuses its embeddings.
+    path = cache_root(params.cache_dir) / "weights" / f"{params.dataset}-embeddings-{cache_key(params, 'embeddings')}.pt"
+    saved = None if params.force else load_tensors(path)
+    if saved is not None:
+        return saved["embeddings"].to(device)
+    embeddings = _embed_all(train_supcon(dataset, params, device), images)
+    save_tensors(path, {"embeddings": embeddings.cpu()})
+    return embeddings
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """``embed(dataset, params, normalised training images, device)``: ``[N, D]`` features for the KDE."""
+
+    embed: Callable[[BiasedDataset, Params, Tensor, torch.device], Tensor]
+    uses: tuple[str, ...] = ()
+
+
+ENCODERS: Registry[Encoder] = Registry("kde_encoder", field="kde_encoder")
+ENCODERS.register("supcon", Encoder(_supcon, uses=("supcon_epochs", "supcon_temperature", "supcon_lr")))
+ENCODERS.register("random", Encoder(_random_network))  # a fresh random ConvNet's features
+ENCODERS.register("pixels", Encoder(_pixels))  # the standardised pixels
 
 
 def embed_training_set(dataset: BiasedDataset, params: Params, device: torch.device) -> Tensor:
     """``[N, D]`` embeddings of the training split with ``params.kde_encoder``."""
-    images = dataset.normalized("train", device)
-    if params.kde_encoder == "pixels":
-        return images.flatten(1)
-    if params.kde_encoder == "random":
-        net = init_parameters(_backbone(dataset, params), generator(derive_seed(params.seed, "kde-random")))
-        return _embed_all(net.to(device).eval().embed, images)
-    if params.kde_encoder == "supcon":
-        # The encoder is the expensive part; every KDE setting of the same encoder reuses its embeddings.
-        path = cache_root(params.cache_dir) / "weights" / f"{params.dataset}-embeddings-{encoder_key(params)}.pt"
-        saved = None if params.force else load_tensors(path)
-        if saved is not None:
-            return saved["embeddings"].to(device)
-        embeddings = _embed_all(train_supcon(dataset, params, device), images)
-        save_tensors(path, {"embeddings": embeddings.cpu()})
-        return embeddings
-    raise PaperlibError(f"unknown kde_encoder {params.kde_encoder!r}; choose supcon, random or pixels")
+    return ENCODERS[params.kde_encoder].embed(dataset, params, dataset.normalized("train", device), device)
 
 
 # --- the whole pipeline ----------------------------------------------------------------------
@@ -306,17 +248,9 @@ def compute_kde_weights(dataset: BiasedDataset, params: Params, device: torch.de
     return KdeWeights(weights, log_p, bandwidths, {"encoder": encoded - start, "density": done - encoded})
 
 
-def weights_key(params: Params) -> str:
-    """Cache key of the KDE weights: the dataset, encoder and KDE settings only."""
-    values = result_dict(params)
-    keep = {k: v for k, v in values.items()
-            if k == "data" or k.startswith(("kde_", "supcon_", "net_")) or k in ("model", "seed", "dsa_strategy")}
-    return stable_hash({**keep, "version": REWEIGHT_VERSION})
-
-
 def kde_weights(dataset: BiasedDataset, params: Params, device: torch.device) -> KdeWeights:
     """Paper A's per-sample weights for ``params`` (cached in ``<cache>/weights/``)."""
-    path = cache_root(params.cache_dir) / "weights" / f"{params.dataset}-{weights_key(params)}.pt"
+    path = cache_root(params.cache_dir) / "weights" / f"{params.dataset}-{cache_key(params, 'weights')}.pt"
     saved = None if params.force else load_tensors(path)
     if saved is not None:
         return KdeWeights(saved["weights"], saved["log_density"], saved["bandwidth"], dict(saved["seconds"]))
@@ -366,14 +300,12 @@ def weight_ablation(dataset: BiasedDataset, params: Params, variants: list[dict]
     lowest per-class share of weight on bias-conflicting samples, and the mean
     effective sample size.
     """
-    from paperlib.config import with_overrides
-
     embeddings: dict[str, Tensor] = {}
     rows = []
     for variant in variants:
         overrides = {k: v for k, v in variant.items() if k != "label"}
         varied = with_overrides(params, {"method": "dm", "target": "weighted", "weights": "kde", **overrides})
-        key = encoder_key(varied)
+        key = cache_key(varied, "embeddings")
         if key not in embeddings:
             embeddings[key] = embed_training_set(dataset, varied, device)
         weights, _, _ = class_kde_weights(embeddings[key], dataset.train.labels, dataset.num_classes,

@@ -6,8 +6,8 @@ folder ``<cache>/results/<dataset>-<method>-<key>/`` holding ``record.json``
 (parameters, metrics, timings). A distilled set lives apart, in
 ``<cache>/distilled/<dataset>-<method>-<key>/`` (``synthetic.pt``, a
 ``synthetic.png`` grid, ``facts.json``), keyed without the evaluation settings
-so that several evaluations share one distillation. Keys hash the
-result-defining parameters and :data:`CODE_VERSION`; asking again returns the
+so that several evaluations share one distillation. Keys are
+:func:`paperlib.core.params.cache_key` of the parameters; asking again returns the
 stored record instantly unless ``force=true``. Files are written atomically
 and the record last, so a run that fails leaves no record.
 """
@@ -24,24 +24,21 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from paperlib.config import EVAL_KEYS, Params, derive_seed, result_dict, stable_hash, with_overrides
-from paperlib.data import BiasedDataset, build_dataset
-from paperlib.data.container import sample_per_class
-from paperlib.distill.engine import DISTILL_METHODS, distill
+from paperlib.core.images import save_image_grid
+from paperlib.core.params import Params, cache_key, with_overrides
+from paperlib.core.runtime import resolve_device
+from paperlib.core.store import atomic_write, cache_root, exclusive, load_json, load_tensors, save_tensors
+from paperlib.data.container import BiasedDataset
+from paperlib.data.presets import build_dataset
+from paperlib.distill.engine import distill
+from paperlib.distill.methods import METHODS
 from paperlib.distill.targets import make_target
-from paperlib.evaluate import evaluate_set
-from paperlib.plots import save_image_grid
-from paperlib.reweight import kde_weights, weight_diagnostics
-from paperlib.runtime import generator, resolve_device
-from paperlib.store import atomic_write, cache_root, exclusive, load_json, load_tensors, save_tensors
-
-# Bump when a change in the code changes what a stored result means.
-CODE_VERSION = 1
+from paperlib.train.evaluate import evaluate_set
 
 
 def record_key(params: Params) -> str:
-    """The cache key of a run: hash of its result-defining parameters and the code version."""
-    return stable_hash({**result_dict(params), "code_version": CODE_VERSION})
+    """The cache key of a run (:func:`paperlib.core.params.cache_key`)."""
+    return cache_key(params, "record")
 
 
 def record_dir(params: Params) -> Path:
@@ -55,44 +52,20 @@ def distilled_dir(params: Params) -> Path:
     Keyed without the evaluation settings, so evaluating one distilled set in
     several ways (more models, LfF, other epochs) distils it once.
     """
-    values = {k: v for k, v in result_dict(params).items() if k not in EVAL_KEYS}
-    key = stable_hash({**values, "code_version": CODE_VERSION})
-    return cache_root(params.cache_dir) / "distilled" / f"{params.dataset}-{params.method}-{key}"
-
-
-def sample_weights(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, dict[str, Any]]:
-    """Per-training-sample weights for ``target=weighted``, and facts about them.
-
-    ``uniform``: all ones (equals ``vanilla``). ``group_balanced``:
-    ``1 / n_(class, group)``, so every group of a class carries the same total
-    weight. ``kde``: paper A's density-based weights (:mod:`paperlib.reweight`);
-    the facts then hold their one-off cost and the per-class share of weight
-    on bias-conflicting samples.
-    """
-    train = dataset.train
-    if params.weights == "uniform":
-        return torch.ones(len(train)), {}
-    if params.weights == "kde":
-        kde = kde_weights(dataset, params, device)
-        diagnostics = weight_diagnostics(kde.weights, train.labels, train.aligned, dataset.num_classes)
-        return kde.weights, {"kde_seconds": kde.seconds, "kde_diagnostics": diagnostics}
-    a = dataset.info.num_attributes
-    cells = train.labels * a + train.attributes
-    return 1.0 / torch.bincount(cells, minlength=dataset.num_classes * a).float()[cells], {}
+    return cache_root(params.cache_dir) / "distilled" / f"{params.dataset}-{params.method}-{cache_key(params, 'distilled')}"
 
 
 def training_set(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, Tensor, dict]:
     """The images an evaluation model learns from (normalised), their labels, and facts about them.
 
-    ``whole``: the entire biased training split. ``random``: ``ipc`` random real
-    images per class. ``dm`` / ``dc`` / ``dsa``: a distilled set.
+    A distilling method (``dm``, ``dc``, ``dsa``) gives its distilled set; the others
+    (``whole``, ``random``) the real images they select.
     """
-    train = dataset.train
-    if params.method in DISTILL_METHODS:
+    method = METHODS[params.method]
+    if method.distils:
         return distilled_set(dataset, params, device)
-    if params.method == "random":
-        index = sample_per_class(train.labels, params.ipc, generator(derive_seed(params.seed, "random")))
-        train = train.subset(index)
+    index = method.select(dataset, params)
+    train = dataset.train if index is None else dataset.train.subset(index)
     return dataset.normalized(train, device), train.labels, {}
 
 
@@ -107,8 +80,7 @@ def distilled_set(dataset: BiasedDataset, params: Params, device: torch.device) 
     facts = None if saved is None else load_json(folder / "facts.json")
     if facts is not None:
         return saved["images"].to(device), saved["labels"].to(device), {**facts, "distill_cached": True}
-    weights, facts = sample_weights(dataset, params, device) if params.target == "weighted" else (None, {})
-    target = make_target(params.target, dataset.info.num_attributes, weights)
+    target, facts = make_target(dataset, params, device)
     result = distill(dataset, params, target, device, folder / "checkpoint.pt")
     facts.update({"losses": result.losses, "distill_seconds": result.seconds,
                   "seconds_per_iteration": result.seconds / max(1, params.iterations - result.resumed_from),
@@ -168,7 +140,6 @@ def _compute(params: Params) -> dict[str, Any]:
     done = time.perf_counter()
     record = _json_safe({
         "key": record_key(params),
-        "code_version": CODE_VERSION,
         "params": dataclasses.asdict(params),
         "metrics": {k: v for k, v in result.items() if k != "runs"},
         "runs": result["runs"],

@@ -28,19 +28,17 @@ its numbers can be pinned independently of the sampling.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from paperlib.errors import PaperlibError
+from paperlib.core.errors import PaperlibError
+from paperlib.core.registry import Registry
 
 __all__ = ["DSA", "OPS", "DSAParams"]
-
-#: The ops a strategy may name, in the reference's order.
-OPS: tuple[str, ...] = ("color", "crop", "cutout", "flip", "scale", "rotate")
-
 
 @dataclass(frozen=True)
 class DSAParams:
@@ -191,60 +189,71 @@ def _cutout(x: Tensor, ox: Tensor, oy: Tensor, size_h: int, size_w: int) -> Tens
 # ---------------------------------------------------------------------------
 
 
-def _sample_op_params(
-    op: str, m: int, h: int, w: int, p: DSAParams, g: torch.Generator
-) -> dict[str, Tensor]:
-    """Draw ``m`` parameter sets of ``op`` on the CPU, as the reference does."""
+@dataclass(frozen=True)
+class Op:
+    """One DSA op: ``sample(m, h, w, p, g)`` draws ``m`` parameter sets on the CPU (as the reference does),
+    ``apply(x, q, p)`` applies them per sample."""
 
-    def u() -> Tensor:
-        return torch.rand(m, generator=g, dtype=torch.float32)
+    sample: Callable[[int, int, int, DSAParams, torch.Generator], dict[str, Tensor]]
+    apply: Callable[[Tensor, dict[str, Tensor], DSAParams], Tensor]
 
-    if op == "color":
-        return {
-            "shift": (u() - 0.5) * p.brightness,
-            "sat": u() * p.saturation,
-            "con": u() + p.contrast,
-        }
-    if op == "crop":
-        sh, sw = int(h * p.crop_pad + 0.5), int(w * p.crop_pad + 0.5)
-        return {
-            "tx": torch.randint(-sh, sh + 1, (m,), generator=g),
-            "ty": torch.randint(-sw, sw + 1, (m,), generator=g),
-        }
-    if op == "cutout":
-        ch, cw = _cutout_size(h, w, p.cutout)
-        return {
-            "ox": torch.randint(0, h + (1 - ch % 2), (m,), generator=g),
-            "oy": torch.randint(0, w + (1 - cw % 2), (m,), generator=g),
-        }
-    if op == "flip":
-        return {"flip": u() < p.flip}
-    if op == "scale":
-        lo = 1.0 / p.scale
-        return {"sx": u() * (p.scale - lo) + lo, "sy": u() * (p.scale - lo) + lo}
-    if op == "rotate":
-        return {"angle": (u() - 0.5) * 2 * p.rotate / 180 * float(math.pi)}
-    raise PaperlibError(f"unknown DSA op {op!r}; choose from {', '.join(OPS)}")
+
+def _uniform(m: int, g: torch.Generator) -> Tensor:
+    return torch.rand(m, generator=g, dtype=torch.float32)
+
+
+def _sample_color(m: int, h: int, w: int, p: DSAParams, g: torch.Generator) -> dict[str, Tensor]:
+    shift = (_uniform(m, g) - 0.5) * p.brightness
+    sat = _uniform(m, g) * p.saturation
+    return {"shift": shift, "sat": sat, "con": _uniform(m, g) + p.contrast}
+
+
+def _sample_crop(m: int, h: int, w: int, p: DSAParams, g: torch.Generator) -> dict[str, Tensor]:
+    sh, sw = int(h * p.crop_pad + 0.5), int(w * p.crop_pad + 0.5)
+    tx = torch.randint(-sh, sh + 1, (m,), generator=g)
+    return {"tx": tx, "ty": torch.randint(-sw, sw + 1, (m,), generator=g)}
+
+
+def _sample_cutout(m: int, h: int, w: int, p: DSAParams, g: torch.Generator) -> dict[str, Tensor]:
+    ch, cw = _cutout_size(h, w, p.cutout)
+    ox = torch.randint(0, h + (1 - ch % 2), (m,), generator=g)
+    return {"ox": ox, "oy": torch.randint(0, w + (1 - cw % 2), (m,), generator=g)}
+
+
+def _sample_scale(m: int, h: int, w: int, p: DSAParams, g: torch.Generator) -> dict[str, Tensor]:
+    lo = 1.0 / p.scale
+    sx = _uniform(m, g) * (p.scale - lo) + lo
+    return {"sx": sx, "sy": _uniform(m, g) * (p.scale - lo) + lo}
+
+
+def _apply_color(x: Tensor, q: dict[str, Tensor], p: DSAParams) -> Tensor:
+    return _contrast(_saturation(_brightness(x, q["shift"]), q["sat"]), q["con"])
+
+
+def _apply_cutout(x: Tensor, q: dict[str, Tensor], p: DSAParams) -> Tensor:
+    ch, cw = _cutout_size(x.shape[2], x.shape[3], p.cutout)
+    return _cutout(x, q["ox"], q["oy"], ch, cw)
+
+
+#: The ops a strategy may name (``dsa_strategy`` joins them with ``_``), in the reference's order.
+OPS: Registry[Op] = Registry("DSA op", field="dsa_op")
+OPS.register("color", Op(_sample_color, _apply_color))
+OPS.register("crop", Op(_sample_crop, lambda x, q, p: _crop(x, q["tx"], q["ty"])))
+OPS.register("cutout", Op(_sample_cutout, _apply_cutout))
+OPS.register("flip", Op(lambda m, h, w, p, g: {"flip": _uniform(m, g) < p.flip}, lambda x, q, p: _flip(x, q["flip"])))
+OPS.register("scale", Op(_sample_scale, lambda x, q, p: _scale(x, q["sx"], q["sy"])))
+OPS.register("rotate", Op(lambda m, h, w, p, g: {"angle": (_uniform(m, g) - 0.5) * 2 * p.rotate / 180 * float(math.pi)},
+                          lambda x, q, p: _rotate(x, q["angle"])))
+
+
+def _sample_op_params(op: str, m: int, h: int, w: int, p: DSAParams, g: torch.Generator) -> dict[str, Tensor]:
+    """Draw ``m`` parameter sets of ``op``."""
+    return OPS[op].sample(m, h, w, p, g)
 
 
 def _apply_op(op: str, x: Tensor, q: dict[str, Tensor], p: DSAParams) -> Tensor:
     """Apply ``op`` with per-sample parameters ``q`` (each entry [len(x)])."""
-    if op == "color":
-        x = _brightness(x, q["shift"])
-        x = _saturation(x, q["sat"])
-        return _contrast(x, q["con"])
-    if op == "crop":
-        return _crop(x, q["tx"], q["ty"])
-    if op == "cutout":
-        ch, cw = _cutout_size(x.shape[2], x.shape[3], p.cutout)
-        return _cutout(x, q["ox"], q["oy"], ch, cw)
-    if op == "flip":
-        return _flip(x, q["flip"])
-    if op == "scale":
-        return _scale(x, q["sx"], q["sy"])
-    if op == "rotate":
-        return _rotate(x, q["angle"])
-    raise PaperlibError(f"unknown DSA op {op!r}; choose from {', '.join(OPS)}")
+    return OPS[op].apply(x, q, p)
 
 
 def _parse_strategy(strategy: str) -> tuple[str, ...]:
@@ -253,10 +262,8 @@ def _parse_strategy(strategy: str) -> tuple[str, ...]:
     ops = tuple(strategy.split("_"))
     bad = [o for o in ops if o not in OPS]
     if bad:
-        raise PaperlibError(
-            f"unknown DSA op(s) {bad} in strategy {strategy!r}; "
-            f"use 'none' or a '_'-joined subset of {', '.join(OPS)}"
-        )
+        raise PaperlibError(f"unknown DSA op(s) {bad} in strategy {strategy!r}; "
+                            f"use 'none' or a '_'-joined subset of {', '.join(OPS)}")
     return ops
 
 
@@ -342,15 +349,3 @@ class DSA:
         inverse = torch.empty_like(perm)
         inverse[perm] = torch.arange(n)
         return torch.cat(pieces).index_select(0, inverse.to(x.device)).contiguous()
-
-    def siamese(self, a: Tensor, b: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """Apply one identical transform (one group) to two batches; convenience around __call__.
-
-        ``a`` and ``b`` must agree in channels and size (they are concatenated).
-        """
-        if a.shape[1:] != b.shape[1:]:
-            raise PaperlibError(f"siamese batches must share [C,H,W], got {tuple(a.shape)} and {tuple(b.shape)}")
-        x = torch.cat([a, b])
-        groups = torch.zeros(x.shape[0], dtype=torch.long)
-        out = self(x, generator, groups)
-        return out[: a.shape[0]], out[a.shape[0]:]

@@ -22,50 +22,45 @@ draws PyTorch's default initialisation makes, but reproducible), see
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-NORMS = ("instancenorm", "batchnorm", "layernorm", "groupnorm", "none")
-ACTIVATIONS = ("relu", "leakyrelu", "sigmoid")
-POOLINGS = ("avgpooling", "maxpooling", "none")
+from paperlib.core.params import Params
+from paperlib.core.registry import Registry
+
+# The layer choices of the ConvNet's ``net_norm``, ``net_act`` and ``net_pooling``: name -> module factory.
+NORMS: Registry[Callable[[int], nn.Module]] = Registry("net_norm", field="net_norm")
+# Per-sample, per-channel normalisation with affine parameters, as the reference writes it; per-sample, so a
+# batched forward over all classes equals per-class forwards exactly.
+NORMS.register("instancenorm", lambda channels: nn.GroupNorm(channels, channels, affine=True))
+NORMS.register("batchnorm", lambda channels: nn.BatchNorm2d(channels))
+NORMS.register("layernorm", lambda channels: nn.GroupNorm(1, channels, affine=True))
+NORMS.register("groupnorm", lambda channels: nn.GroupNorm(4, channels, affine=True))
+NORMS.register("none", lambda channels: nn.Identity())
+
+ACTIVATIONS: Registry[Callable[[], nn.Module]] = Registry("net_act", field="net_act")
+ACTIVATIONS.register("relu", lambda: nn.ReLU(inplace=True))
+ACTIVATIONS.register("leakyrelu", lambda: nn.LeakyReLU(0.01, inplace=True))
+ACTIVATIONS.register("sigmoid", lambda: nn.Sigmoid())
+
+POOLINGS: Registry[Callable[[], nn.Module]] = Registry("net_pooling", field="net_pooling")
+POOLINGS.register("avgpooling", lambda: nn.AvgPool2d(2, 2))
+POOLINGS.register("maxpooling", lambda: nn.MaxPool2d(2, 2))
+POOLINGS.register("none", lambda: nn.Identity())
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
-    if kind == "instancenorm":
-        # Per-sample, per-channel normalisation with affine parameters, as the
-        # reference writes it; per-sample so a batched forward over all classes
-        # equals per-class forwards exactly.
-        return nn.GroupNorm(channels, channels, affine=True)
-    if kind == "batchnorm":
-        return nn.BatchNorm2d(channels)
-    if kind == "layernorm":
-        return nn.GroupNorm(1, channels, affine=True)
-    if kind == "groupnorm":
-        return nn.GroupNorm(4, channels, affine=True)
-    if kind == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown norm {kind!r}; choose one of {NORMS}")
+    return NORMS[kind](channels)
 
 
 def _activation(kind: str) -> nn.Module:
-    if kind == "relu":
-        return nn.ReLU(inplace=True)
-    if kind == "leakyrelu":
-        return nn.LeakyReLU(0.01, inplace=True)
-    if kind == "sigmoid":
-        return nn.Sigmoid()
-    raise ValueError(f"unknown activation {kind!r}; choose one of {ACTIVATIONS}")
+    return ACTIVATIONS[kind]()
 
 
 def _pooling(kind: str) -> nn.Module:
-    if kind == "avgpooling":
-        return nn.AvgPool2d(2, 2)
-    if kind == "maxpooling":
-        return nn.MaxPool2d(2, 2)
-    if kind == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown pooling {kind!r}; choose one of {POOLINGS}")
+    return POOLINGS[kind]()
 
 
 class ConvNet(nn.Module):
@@ -226,7 +221,14 @@ class ResNet18(nn.Module):
         return self.classifier(self.embed(x))
 
 
-MODELS = ("convnet", "mlp", "lenet", "alexnet", "resnet18", "resnet18_bn")
+# name -> constructor (channels, classes, image size, ConvNet width, depth, norm, act, pooling).
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model", field="model")
+MODELS.register("convnet", ConvNet)
+MODELS.register("mlp", lambda c, k, size, *convnet: MLP(c, k, size))
+MODELS.register("lenet", lambda c, k, size, *convnet: LeNet(c, k, size))
+MODELS.register("alexnet", lambda c, k, size, *convnet: AlexNet(c, k, size))
+MODELS.register("resnet18", lambda c, k, size, *convnet: ResNet18(c, k, size, "instancenorm"))
+MODELS.register("resnet18_bn", lambda c, k, size, *convnet: ResNet18(c, k, size, "batchnorm"))
 
 
 def build_model(name: str, channels: int, num_classes: int, image_size: int, *, width: int = 128,
@@ -236,19 +238,14 @@ def build_model(name: str, channels: int, num_classes: int, image_size: int, *, 
 
     ``width``, ``depth``, ``norm``, ``act`` and ``pooling`` shape the ConvNet only.
     """
-    if name == "convnet":
-        return ConvNet(channels, num_classes, image_size, width, depth, norm, act, pooling)
-    if name == "mlp":
-        return MLP(channels, num_classes, image_size)
-    if name == "lenet":
-        return LeNet(channels, num_classes, image_size)
-    if name == "alexnet":
-        return AlexNet(channels, num_classes, image_size)
-    if name == "resnet18":
-        return ResNet18(channels, num_classes, image_size, "instancenorm")
-    if name == "resnet18_bn":
-        return ResNet18(channels, num_classes, image_size, "batchnorm")
-    raise ValueError(f"unknown model {name!r}; choose one of {MODELS}")
+    return MODELS[name](channels, num_classes, image_size, width, depth, norm, act, pooling)
+
+
+def model_from_params(params: Params, channels: int, num_classes: int, image_size: int,
+                      name: str | None = None) -> nn.Module:
+    """:func:`build_model` with the architecture of ``params`` (``name``: another registered model)."""
+    return build_model(name or params.model, channels, num_classes, image_size, width=params.net_width,
+                       depth=params.net_depth, norm=params.net_norm, act=params.net_act, pooling=params.net_pooling)
 
 
 @torch.no_grad()

@@ -10,42 +10,15 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from paperlib.store import atomic_write
-
-
-def image_grid(images01: Tensor, per_row: int, pad: int = 2) -> np.ndarray:
-    """Tile ``[N, C, H, W]`` images in [0, 1] into one ``[rows*(H+pad), per_row*(W+pad), 3]`` uint8 array.
-
-    Grayscale images are shown in gray; the background between tiles is white.
-    """
-    x = images01.detach().cpu().float().clamp(0, 1)
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
-    n, _, h, w = x.shape
-    rows = math.ceil(n / per_row)
-    canvas = torch.ones(rows * per_row, 3, h + pad, w + pad)
-    canvas[:n, :, :h, :w] = x
-    tiles = canvas.view(rows, per_row, 3, h + pad, w + pad).permute(0, 3, 1, 4, 2)
-    return (tiles.reshape(rows * (h + pad), per_row * (w + pad), 3) * 255).round().byte().numpy()
-
-
-def save_image_grid(images01: Tensor, path: str | Path, per_row: int, scale: int = 2) -> Path:
-    """Write :func:`image_grid` as a PNG (nearest-neighbour upscaled by ``scale``), atomically."""
-    grid = Image.fromarray(image_grid(images01, per_row))
-    if scale > 1:
-        grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
-    with atomic_write(path) as tmp:
-        grid.save(tmp, format="PNG")
-    return Path(path)
+from paperlib.core.images import image_grid
+from paperlib.core.runtime import generator
+from paperlib.core.store import atomic_write
+from paperlib.data.container import sample_per_class
 
 
 def _matplotlib():
-    import matplotlib
-
-    from paperlib.runtime import in_notebook
-
-    if not in_notebook():
-        matplotlib.use("Agg")  # files only; a notebook keeps its inline backend so figures show below cells
+    """pyplot, imported when a figure is drawn (matplotlib picks its backend: inline in a notebook, a
+    file-only one on a machine without a display); the backend is never switched here."""
     import matplotlib.pyplot as plt
 
     return plt
@@ -54,7 +27,7 @@ def _matplotlib():
 def plot_weight_shares(diagnostics: list[dict], ax=None, title: str = "KDE weights per class"):
     """Bars per class: bias-conflicting share of the samples vs share of the KDE weight.
 
-    ``diagnostics`` is :func:`paperlib.reweight.weight_diagnostics` (also stored
+    ``diagnostics`` is :func:`paperlib.distill.reweight.weight_diagnostics` (also stored
     in a KDE run's record). Weight bars far above sample bars mean the
     reweighting moves the matching target towards the conflicting samples.
     """
@@ -84,7 +57,7 @@ METRIC_LABELS = {
 def plot_comparison(table, metric: str = "acc", ax=None, title: str | None = None):
     """Grouped bars of ``metric`` (mean ± std over evaluation models) per experiment and run.
 
-    ``table`` is :func:`paperlib.suite.results_table`; rows not run are left
+    ``table`` is :func:`paperlib.experiments.suite.results_table`; rows not run are left
     out. Where a paper reports the same setting, its value is drawn as a
     black diamond labelled "paper".
     """
@@ -123,9 +96,6 @@ def _ratio_label(table) -> str:
 def framed_sample_grid(dataset, per_class: int = 8, seed: int = 0) -> np.ndarray:
     """:func:`image_grid` of ``per_class`` random training images per class (one row per class), with every
     bias-conflicting (minority-group) image framed in red."""
-    from paperlib.data.container import sample_per_class
-    from paperlib.runtime import generator
-
     train = dataset.train
     index = sample_per_class(train.labels, per_class, generator(seed))
     images = dataset.denormalize(dataset.normalized(train.subset(index))).clamp(0, 1)
@@ -168,7 +138,7 @@ def plot_group_counts(counts, attribute_names: list[str], ax=None, title: str = 
 def plot_ratio_curves(table, metric: str = "acc", ax=None, title: str | None = None):
     """``metric`` against the bias ratio, one line per run label (``whole``, ``dm``, ...).
 
-    ``table`` is :func:`paperlib.suite.results_table` with a ``ratio`` column;
+    ``table`` is :func:`paperlib.experiments.suite.results_table` with a ``ratio`` column;
     the x axis is logarithmic because the papers' ratios span 0.5% to 20%.
     """
     ax = plot_against(table, "ratio", metric, hue="run", ax=ax, title=title or METRIC_LABELS.get(metric, metric))

@@ -1,0 +1,369 @@
+"""Experiment parameters: one frozen record, validated, parsed from YAML / ``--set``, and the one cache key.
+
+One flat set of plain-word parameters serves the command line, the Python API
+and papermill, so a parameter file works unchanged in all three places.
+
+Every field is tagged with the *group* it belongs to (``dataset``, ``method``,
+``distill``, ``encoder``, ``kde``, ``model``, ``augment``, ``eval``, ``seed``;
+``execution`` for fields that never change a result) and, where it matters only
+for some choices, ``by`` the field that selects it: ``lff_q`` matters only when
+the registered ``eval_trainer`` lists it in its ``uses``. :func:`cache_key` is
+derived from these tags alone, so no module builds a key by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from paperlib.core.errors import PaperlibError
+from paperlib.core.registry import registry_for
+
+GROUPS = ("dataset", "seed", "method", "distill", "encoder", "kde", "model", "augment", "eval", "execution")
+# Which groups each stored artefact depends on; bump KEY_VERSION when the meaning of stored results changes
+# for every entry at once (a change of one registered entry bumps that entry's ``version`` instead).
+SCOPES: dict[str, tuple[str, ...]] = {
+    "dataset": ("dataset", "seed"),
+    "embeddings": ("dataset", "seed", "model", "augment", "encoder"),
+    "weights": ("dataset", "seed", "model", "augment", "encoder", "kde"),
+    "distilled": ("dataset", "seed", "method", "distill", "encoder", "kde", "model", "augment"),
+    "record": tuple(g for g in GROUPS if g != "execution"),
+}
+KEY_VERSION = 2
+
+
+def _p(default: Any, group: str, by: str | None = None, names: str | None = None,
+       choices: tuple[str, ...] = ()) -> Any:
+    """A field with its tags: ``group``; ``by`` the selecting field; ``names`` the field whose registry lists
+    this field's valid names (a field with its own registry names itself); or fixed ``choices``."""
+    return field(default=default, metadata={"group": group, "by": by, "names": names, "choices": choices})
+
+
+@dataclass(frozen=True)
+class Params:
+    """Every setting of an experiment, with the papers' defaults.
+
+    Build one with :func:`make_params`, which validates; the constructor alone
+    does not. Fields are declared so that a selecting field precedes the fields it selects.
+    """
+
+    # --- dataset ---
+    dataset: str = _p("cmnist", "dataset", names="dataset")
+    source: str | None = _p(None, "dataset")  # None: the preset's own source (the preset checks it)
+    conflict_ratio: float = _p(0.05, "dataset", by="dataset")  # share of bias-conflicting training samples
+    majority_ratio: float = _p(0.9, "dataset", by="dataset")  # share of the majority group per class (FairDD)
+    severity: int = _p(4, "dataset", by="dataset")  # 1..5: colour noise (cmnist), corruption strength
+    data_dir: str | None = _p(None, "execution")  # None: $PAPERLIB_DATA, else data/ at the repository root
+    # --- what to train on ---
+    method: str = _p("whole", "method", names="method")  # whole | random | dm | dc | dsa (dc with augmentation)
+    ipc: int = _p(10, "method", by="method")  # images per class (random real subset, distilled sets)
+    # --- distillation ---
+    target: str = _p("vanilla", "distill", by="method", names="target")  # vanilla | weighted | groups (FairDD)
+    weights: str = _p("uniform", "distill", by="target", names="weights")  # per-sample weights of target=weighted
+    iterations: int = _p(0, "distill", by="method")  # 0: the papers' value (DM 20000, DC/DSA 1000)
+    batch_real: int = _p(256, "distill", by="method")  # real images per class and step
+    lr_img: float = _p(0.0, "distill", by="method")  # 0: the papers' value (DM 1, or 10 at IPC >= 100; DC 0.1)
+    momentum_img: float = _p(0.5, "distill", by="method")
+    init: str = _p("real", "distill", by="method", names="init")  # real | noise | balanced
+    sampling: str = _p("uniform", "distill", by="method", names="sampling")  # uniform | stratified
+    stratified_min: int = _p(16, "distill", by="sampling")  # stratified: at least this many images per group
+    outer_loop: int = _p(0, "distill", by="method")  # gradient matching; 0: by IPC, as the reference table
+    inner_loop: int = _p(0, "distill", by="method")
+    lr_net: float = _p(0.01, "distill", by="method")  # gradient matching: network updates between outer loops
+    checkpoint_every: int = _p(100, "execution")  # iterations between checkpoints (0: none)
+    precision: str = _p("fp32", "distill", by="method", choices=("fp32", "bf16"))  # bf16 autocast changes the maths
+    channels_last: bool = _p(True, "distill", by="method")  # NHWC layout (same fp32 maths, faster on CPU)
+    # --- KDE sample weights (paper A; weights=kde) ---
+    kde_encoder: str = _p("supcon", "encoder", by="weights", names="kde_encoder")  # supcon | random | pixels
+    supcon_epochs: float = _p(10.0, "encoder", by="kde_encoder")  # epochs over the biased split (fractions ok)
+    supcon_temperature: float = _p(0.1, "encoder", by="kde_encoder")
+    supcon_lr: float = _p(0.05, "encoder", by="kde_encoder")
+    kde_bandwidth: str = _p("median", "kde", by="weights", names="kde_bandwidth")  # median | scott | ...
+    kde_bandwidth_value: float = _p(1.0, "kde", by="kde_bandwidth")  # the bandwidth of kde_bandwidth=fixed
+    kde_weighting: str = _p("power", "kde", by="weights", names="kde_weighting")  # power | softmax
+    kde_alpha: float = _p(1.0, "kde", by="kde_weighting")
+    kde_tau: float = _p(1.0, "kde", by="kde_weighting")
+    kde_clip: float = _p(0.0, "kde", by="weights")  # 0: none; else no weight above clip x the uniform weight
+    # --- model ---
+    model: str = _p("convnet", "model", names="model")
+    net_width: int = _p(128, "model")
+    net_depth: int = _p(3, "model")
+    net_norm: str = _p("instancenorm", "model", names="net_norm")
+    net_act: str = _p("relu", "model", names="net_act")
+    net_pooling: str = _p("avgpooling", "model", names="net_pooling")
+    # --- evaluation protocol ---
+    eval_epochs: int = _p(1000, "eval")
+    eval_lr: float = _p(0.01, "eval")
+    eval_batch: int = _p(256, "eval")
+    num_eval: int = _p(5, "eval")
+    dsa: bool = _p(True, "augment")  # DSA while training evaluation models (and in DM / DSA matching)
+    dsa_strategy: str = _p("color_crop_cutout_flip_scale_rotate", "augment", names="dsa_op")
+    eval_trainer: str = _p("plain", "eval", names="eval_trainer")  # plain | lff (Learning from Failure)
+    lff_q: float = _p(0.7, "eval", by="eval_trainer")  # generalised cross-entropy exponent of LfF
+    lff_ema: float = _p(0.7, "eval", by="eval_trainer")  # LfF's per-sample loss moving average
+    eval_model: str = _p("", "eval", names="model")  # "" = model (cross-architecture evaluation otherwise)
+    # --- execution ---
+    seed: int = _p(0, "seed")
+    device: str = _p("auto", "execution", choices=("auto", "cpu", "cuda", "mps"))
+    progress: bool = _p(True, "execution")
+    cache_dir: str | None = _p(None, "execution")  # None: $PAPERLIB_CACHE, else cache/ at the repository root
+    force: bool = _p(False, "execution")  # recompute even when a cached result exists
+
+
+_RATIOS = ("conflict_ratio", "majority_ratio")
+_POSITIVE_INTS = ("ipc", "eval_epochs", "eval_batch", "num_eval", "net_width", "net_depth", "batch_real",
+                  "stratified_min")
+_NON_NEGATIVE = ("iterations", "outer_loop", "inner_loop", "checkpoint_every", "lr_img", "momentum_img")
+_POSITIVE_FLOATS = ("supcon_epochs", "supcon_temperature", "supcon_lr", "kde_bandwidth_value", "kde_alpha",
+                    "kde_tau", "eval_lr", "lr_net")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def param_names() -> list[str]:
+    """All accepted parameter names, in declaration order."""
+    return [f.name for f in fields(Params)]
+
+
+def field_tags() -> dict[str, dict[str, Any]]:
+    """Each field's tags: ``group``, ``by``, ``names``, ``choices``."""
+    return {f.name: dict(f.metadata) for f in fields(Params)}
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Convert a YAML/Python value to the type of the field's default, or raise.
+
+    Numbers written as text (``1e-3``, which YAML 1.1 reads as a string) are read as numbers.
+    """
+    kind = type(default)
+    if value is None:
+        if default is None:
+            return None
+        raise PaperlibError(f"parameter {name!r} must not be empty; give a value like {default!r}")
+    if default is None or kind is str:
+        if not isinstance(value, str):
+            raise PaperlibError(f"parameter {name!r} must be a string, got {value!r}")
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise PaperlibError(f"parameter {name!r} must be true or false, got {value!r}")
+        return value
+    if isinstance(value, str) and _NUMBER.match(value.strip()):
+        value = float(value)
+    if kind is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise PaperlibError(f"parameter {name!r} must be an integer, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise PaperlibError(f"parameter {name!r} must be a number, got {value!r}")
+        return float(value)
+    raise AssertionError(f"unhandled parameter type for {name}")  # programming error
+
+
+def _check_name(name: str) -> None:
+    names = param_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise PaperlibError(f"unknown parameter {name!r}; {hint}valid parameters: {', '.join(names)}")
+
+
+def _entry(params: Params, name: str) -> Any:
+    """The registered entry a registry-backed field of ``params`` selects."""
+    return registry_for(name)[getattr(params, name)]
+
+
+def _check_names(params: Params) -> None:
+    """Every registry-backed or fixed-choice field holds a known name; registered checks run."""
+    for name, tags in field_tags().items():
+        value = getattr(params, name)
+        if tags["choices"] and value.split(":")[0] not in tags["choices"]:
+            raise PaperlibError(f"unknown {name} {value!r}; choose one of: {', '.join(tags['choices'])}")
+        if tags["names"] is None or value in (None, "", "none"):  # "none": no DSA; "": eval_model = model
+            continue
+        registry = registry_for(tags["names"])
+        if registry is None:  # programming error: the owning module was not imported (paperlib/__init__ does)
+            raise AssertionError(f"no registry for {tags['names']!r}; import paperlib first")
+        parts = value.split("_") if tags["names"] == "dsa_op" else [value]
+        for part in parts:
+            if part not in registry:
+                raise PaperlibError(f"{name}: {registry.unknown(part)}")
+    for name, tags in field_tags().items():
+        if tags["names"] == name:
+            check = getattr(_entry(params, name), "check", None)
+            if check is not None:
+                check(params)
+
+
+def validate(params: Params) -> Params:
+    """Check names, ranges and choices; raise :class:`PaperlibError` with a fix on failure."""
+    for name in _RATIOS:
+        value = getattr(params, name)
+        if not 0.0 <= value <= 1.0:
+            raise PaperlibError(f"{name} must be in [0, 1], got {value}; e.g. {name}=0.05")
+    if params.ipc < 1:
+        raise PaperlibError(f"ipc must be at least 1 image per class, got {params.ipc}")
+    for name in _POSITIVE_INTS:
+        if getattr(params, name) < 1:
+            raise PaperlibError(f"{name} must be at least 1, got {getattr(params, name)}")
+    for name in _NON_NEGATIVE:
+        if getattr(params, name) < 0:
+            raise PaperlibError(f"{name} must not be negative, got {getattr(params, name)}")
+    if not 1 <= params.severity <= 5:
+        raise PaperlibError(f"severity must be 1..5, got {params.severity}")
+    for name in _POSITIVE_FLOATS:
+        if not getattr(params, name) > 0:
+            raise PaperlibError(f"{name} must be positive, got {getattr(params, name)}")
+    if params.kde_clip != 0 and params.kde_clip < 1:
+        raise PaperlibError(f"kde_clip must be 0 (no clipping) or at least 1 (x the uniform weight), "
+                            f"got {params.kde_clip}")
+    for name in ("lff_q", "lff_ema"):
+        if not 0 < getattr(params, name) < 1:
+            raise PaperlibError(f"{name} must be in (0, 1), got {getattr(params, name)}; the paper uses 0.7")
+    _check_names(params)
+    return params
+
+
+def resolve_defaults(params: Params) -> Params:
+    """Fill the placeholders (``source=None``, ``iterations=0``, ...) with what the selected entries say,
+    and write an ``eval_model`` equal to ``model`` as empty (the same evaluation)."""
+    changes: dict[str, Any] = {}
+    for name, tags in field_tags().items():
+        if tags["names"] == name:
+            defaults = getattr(_entry(params, name), "defaults", None)
+            if defaults is not None:
+                changes.update(defaults(params))
+    if params.eval_model == params.model:
+        changes["eval_model"] = ""
+    return dataclasses.replace(params, **changes)
+
+
+def make_params(overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> Params:
+    """Validated :class:`Params` from defaults updated by ``overrides`` and ``kwargs``.
+
+    Unknown names, wrong types, unknown choices and out-of-range values raise
+    :class:`PaperlibError`.
+    """
+    values: dict[str, Any] = {}
+    defaults = Params()
+    for name, value in {**(overrides or {}), **kwargs}.items():
+        _check_name(name)
+        values[name] = _coerce(name, value, getattr(defaults, name))
+    return resolve_defaults(validate(Params(**values)))
+
+
+def with_overrides(params: Params | None, overrides: Mapping[str, Any]) -> Params:
+    """``params`` (defaults when ``None``) updated by ``overrides``, validated."""
+    if params is not None and not overrides:
+        return params
+    base = {} if params is None else dataclasses.asdict(params)
+    return make_params({**base, **overrides})
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping (a parameter file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PaperlibError(f"parameter file {path} does not exist; check the path")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise PaperlibError(f"parameter file {path} is not valid YAML: {err}".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise PaperlibError(f"parameter file {path} must hold a mapping of name: value")
+    return data
+
+
+def parse_set(assignments: list[str]) -> dict[str, Any]:
+    """Parse ``KEY=VALUE`` strings; values are YAML scalars (``0.05``, ``1e-3``, ``true``, ``cmnist``)."""
+    result: dict[str, Any] = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise PaperlibError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            result[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            result[key.strip()] = raw
+    return result
+
+
+def relevant_fields(params: Params) -> list[str]:
+    """The fields that can change a result of ``params``: not ``execution``, and, for a field selected
+    ``by`` another, only when that one is relevant and its registered entry ``uses`` the field."""
+    relevant: list[str] = []
+    for name, tags in field_tags().items():
+        if tags["group"] == "execution":
+            continue
+        by = tags["by"]
+        if by is None or (by in relevant and name in getattr(_entry(params, by), "uses", ())):
+            relevant.append(name)
+    return relevant
+
+
+def key_values(params: Params, scope: str = "record") -> dict[str, Any]:
+    """What :func:`cache_key` hashes: the relevant fields of ``scope``'s groups, the ``version`` of every
+    selected registered entry that has one, the scope and :data:`KEY_VERSION`."""
+    if scope not in SCOPES:
+        raise PaperlibError(f"unknown cache scope {scope!r}; choose one of: {', '.join(SCOPES)}")
+    tags = field_tags()
+    values: dict[str, Any] = {"scope": scope, "key_version": KEY_VERSION}
+    for name in relevant_fields(params):
+        if tags[name]["group"] not in SCOPES[scope]:
+            continue
+        values[name] = getattr(params, name)
+        if tags[name]["names"] == name and getattr(params, name) is not None:
+            version = getattr(_entry(params, name), "version", 0)
+            if version:
+                values[f"{name}_version"] = version
+    return values
+
+
+def cache_key(params: Params, scope: str = "record") -> str:
+    """The one cache key of everything stored for ``params``: a dataset, KDE embeddings or weights, a
+    distilled set, or a run's record (``scope``)."""
+    return stable_hash(key_values(params, scope))
+
+
+def stable_hash(data: Mapping[str, Any], length: int = 16) -> str:
+    """Short sha256 of a JSON-serialisable mapping, independent of key order."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def derive_seed(seed: int, *tags: Any) -> int:
+    """A 63-bit seed derived from ``seed`` and tags, e.g. ``derive_seed(0, "eval", 3)``.
+
+    Independent streams for independent purposes, with no clock involved.
+    """
+    text = json.dumps([seed, *tags], default=str)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+__all__ = [
+    "Params",
+    "cache_key",
+    "derive_seed",
+    "field_tags",
+    "key_values",
+    "load_yaml",
+    "make_params",
+    "param_names",
+    "parse_set",
+    "relevant_fields",
+    "resolve_defaults",
+    "stable_hash",
+    "validate",
+    "with_overrides",
+]

@@ -1,0 +1,59 @@
+"""Per-training-sample weights for the ``weighted`` target: the registry of ``weights`` values.
+
+``uniform``: all ones (equals ``vanilla``). ``group_balanced``: ``1 / n_(class, group)``, so every group of a
+class carries the same total weight. ``kde``: paper A's density-based weights (:mod:`paperlib.distill.kde`);
+its facts hold their one-off cost and the per-class share of weight on bias-conflicting samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from paperlib.core.params import Params
+from paperlib.core.registry import Registry
+from paperlib.data.container import BiasedDataset
+from paperlib.distill.kde import kde_weights, weight_diagnostics
+
+Facts = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SampleWeighting:
+    """``weigh(dataset, params, device)``: one non-negative weight per training sample, and facts about them."""
+
+    weigh: Callable[[BiasedDataset, Params, torch.device], tuple[Tensor, Facts]]
+    uses: tuple[str, ...] = ()
+
+
+def _uniform(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, Facts]:
+    return torch.ones(len(dataset.train)), {}
+
+
+def _group_balanced(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, Facts]:
+    train, a = dataset.train, dataset.info.num_attributes
+    cells = train.labels * a + train.attributes
+    return 1.0 / torch.bincount(cells, minlength=dataset.num_classes * a).float()[cells], {}
+
+
+def _kde(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, Facts]:
+    kde = kde_weights(dataset, params, device)
+    train = dataset.train
+    diagnostics = weight_diagnostics(kde.weights, train.labels, train.aligned, dataset.num_classes)
+    return kde.weights, {"kde_seconds": kde.seconds, "kde_diagnostics": diagnostics}
+
+
+SAMPLE_WEIGHTINGS: Registry[SampleWeighting] = Registry("weights", field="weights")
+SAMPLE_WEIGHTINGS.register("uniform", SampleWeighting(_uniform))
+SAMPLE_WEIGHTINGS.register("group_balanced", SampleWeighting(_group_balanced))
+SAMPLE_WEIGHTINGS.register("kde", SampleWeighting(_kde, uses=("kde_encoder", "kde_bandwidth", "kde_weighting",
+                                                               "kde_clip")))
+
+
+def sample_weights(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, Facts]:
+    """The per-sample weights ``params.weights`` names, and facts about them."""
+    return SAMPLE_WEIGHTINGS[params.weights].weigh(dataset, params, device)

@@ -1,0 +1,103 @@
+"""The SupCon encoder of paper A's KDE weights: a ConvNet trained with a supervised contrastive loss.
+
+The backbone is the run's model (``model``, ``net_*``) with a 2-layer projection head to L2-normalised
+128-d features, trained on the biased training split with DSA (one view per image).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from paperlib.core.errors import PaperlibError
+from paperlib.core.params import Params, derive_seed
+from paperlib.core.runtime import generator, progress
+from paperlib.data.container import BiasedDataset
+from paperlib.train.augment import DSA, DSAParams
+from paperlib.train.models import init_parameters, model_from_params
+
+PROJECTION_DIM = 128
+SUPCON_BATCH = 256
+
+
+class ContrastiveEncoder(nn.Module):
+    """A ConvNet backbone with a 2-layer projection head to L2-normalised 128-d features."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        dim = backbone.embed_dim
+        self.head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, PROJECTION_DIM))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(self.head(self.backbone.embed(x)), dim=1)
+
+
+def supcon_loss(features: Tensor, labels: Tensor, temperature: float) -> Tensor:
+    """Supervised contrastive loss (Khosla et al., L_out) for one view of L2-normalised features.
+
+    Each sample's positives are the other samples of its class in the batch;
+    anchors without a positive are left out.
+    """
+    n = features.shape[0]
+    logits = features @ features.T / temperature
+    self_mask = torch.eye(n, dtype=torch.bool, device=features.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    positives = (labels[:, None] == labels[None, :]) & ~self_mask
+    count = positives.sum(1)
+    has_positive = count > 0
+    if not bool(has_positive.any()):
+        return features.sum() * 0.0  # no pairs to contrast (e.g. a batch of one)
+    mean_log_prob = torch.where(positives, log_prob, 0.0).sum(1)[has_positive] / count[has_positive]
+    return -mean_log_prob.mean()
+
+
+def _backbone(dataset: BiasedDataset, params: Params) -> nn.Module:
+    return model_from_params(params, dataset.channels, dataset.num_classes, dataset.image_size)
+
+
+def _shuffled_batches(n: int, batch: int, steps: int, gen: torch.Generator) -> Iterator[Tensor]:
+    """``steps`` batches of indices; a fresh permutation at every epoch start."""
+    done = 0
+    while done < steps:
+        for index in torch.randperm(n, generator=gen).split(batch)[:steps - done]:
+            yield index
+            done += 1
+
+
+def train_supcon(dataset: BiasedDataset, params: Params, device: torch.device) -> ContrastiveEncoder:
+    """A SupCon encoder trained for ``supcon_epochs`` on the biased training split.
+
+    SGD (momentum 0.9, weight decay 5e-4, constant ``supcon_lr``), batch 256,
+    one DSA-augmented view per image (with ~25 same-class images per batch, a
+    second view is not needed for positives); every draw comes from a
+    generator seeded by ``params.seed``.
+    """
+    gen = generator(derive_seed(params.seed, "supcon"))
+    encoder = ContrastiveEncoder(_backbone(dataset, params))
+    init_parameters(encoder, gen)
+    encoder = encoder.to(device).train()
+    optimizer = torch.optim.SGD(encoder.parameters(), lr=params.supcon_lr, momentum=0.9, weight_decay=5e-4)
+    dsa = DSA(DSAParams(strategy=params.dsa_strategy))
+    images = dataset.normalized("train", device)
+    labels = dataset.train.labels.to(device)
+    n = images.shape[0]
+    steps = max(1, math.ceil(params.supcon_epochs * n / SUPCON_BATCH))
+    bar = progress(_shuffled_batches(n, SUPCON_BATCH, steps, gen), total=steps, desc="supcon encoder",
+                   enabled=params.progress)
+    for step, index in enumerate(bar):
+        index = index.to(device)
+        loss = supcon_loss(encoder(dsa(images[index], gen)), labels[index], params.supcon_temperature)
+        if not torch.isfinite(loss):
+            raise PaperlibError(f"SupCon loss became {float(loss)} at step {step + 1}; lower supcon_lr "
+                                f"(now {params.supcon_lr}) or raise supcon_temperature")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
+    return encoder.eval()
