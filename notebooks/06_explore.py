@@ -34,7 +34,7 @@ explorer = None  # None: the explorer settings of params/<profile>/06_explore.ya
 # %%
 from paperlib import notebook as nb
 from paperlib.report.explore import Explorer, ExplorerModel
-from paperlib.experiments.suite import profile_defaults
+from paperlib.experiments.profiles import profile_defaults
 
 figures = nb.setup(profile)
 explorer = explorer or nb.notebook_parameters(profile, "06_explore")["explorer"]

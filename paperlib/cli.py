@@ -20,8 +20,18 @@ import json
 import sys
 from pathlib import Path
 
-from paperlib.core.params import load_yaml, make_params, parse_set
 from paperlib.core.errors import PaperlibError
+from paperlib.core.store import atomic_write
+from paperlib.core.params import load_yaml, make_params, parse_set
+from paperlib.core.runtime import resolve_device
+from paperlib.data.presets import build_dataset
+from paperlib.distill.kde import kde_weights, weight_diagnostics
+from paperlib.distill.methods import distilling_methods
+from paperlib.experiments.bench import bench
+from paperlib.experiments.runner import run
+from paperlib.experiments.suite import load_suite, run_suite
+from paperlib.report.figures import save_suite_figures
+from paperlib.report.tables import markdown_table, overhead_table, results_table, write_csv
 from paperlib.train.metrics import METRIC_KEYS
 
 
@@ -34,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
                        ("weights", "compute paper A's KDE weights; print their per-class diagnostics as JSON")):
         sub = commands.add_parser(name, help=text)
         if name == "bench":
-            sub.add_argument("method", choices=("dm", "dc", "dsa"))
+            sub.add_argument("method", choices=distilling_methods())
             sub.add_argument("--warmup", type=int, default=1, help="untimed iterations first (default 1)")
         sub.add_argument("params_file", nargs="?", help="YAML file of parameters (flat mapping)")
         _add_set(sub)
@@ -61,14 +71,10 @@ def _params(args: argparse.Namespace, **defaults):
 
 
 def _describe(args: argparse.Namespace) -> dict:
-    from paperlib.data import build_dataset
-
     return build_dataset(_params(args)).summary()
 
 
 def _run(args: argparse.Namespace) -> dict:
-    from paperlib.experiments.runner import run
-
     record = run(_params(args))
     metrics = record["metrics"]
     out = {k: metrics[k] for k in METRIC_KEYS}
@@ -79,16 +85,10 @@ def _run(args: argparse.Namespace) -> dict:
 
 
 def _bench(args: argparse.Namespace) -> dict:
-    from paperlib.experiments.bench import bench
-
     return bench(_params(args, iterations=5, progress=False, method=args.method), warmup=args.warmup)
 
 
 def _weights(args: argparse.Namespace) -> dict:
-    from paperlib.data import build_dataset
-    from paperlib.distill.reweight import kde_weights, weight_diagnostics
-    from paperlib.core.runtime import resolve_device
-
     params = _params(args, method="dm", target="weighted", weights="kde")
     dataset = build_dataset(params)
     kde = kde_weights(dataset, params, resolve_device(params.device))
@@ -98,19 +98,10 @@ def _weights(args: argparse.Namespace) -> dict:
 
 
 def _suite(args: argparse.Namespace) -> dict:
-    from paperlib.core.store import atomic_write
-    from paperlib.experiments.suite import (
-        load_suite,
-        markdown_table,
-        overhead_table,
-        results_table,
-        run_suite,
-        save_suite_figures,
-        write_csv,
-    )
-
     specs = load_suite(args.suite_file, parse_set(args.assignments), args.only)
-    table = results_table(specs) if args.table_only else run_suite(specs)
+    if not args.table_only:
+        run_suite(specs)
+    table = results_table(specs)
     if args.csv:
         write_csv(table, args.csv)
         write_csv(overhead_table(table), Path(args.csv).with_name(Path(args.csv).stem + "_overhead.csv"))

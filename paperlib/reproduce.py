@@ -21,19 +21,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from paperlib.core.errors import PaperlibError
-from paperlib.notebook import PROFILES
-from paperlib.core.paths import figures_dir, repo_root
+from paperlib.core.paths import figures_dir, notebook_sources, repo_root
+from paperlib.experiments.profiles import check_profile
 from paperlib.core.store import atomic_write
 
 PAIRED_PROFILE = "quick"  # the profile whose outputs live in the paired notebooks/NN_*.ipynb
-
-
-def notebook_sources() -> list[Path]:
-    """``notebooks/NN_*.py`` in number order."""
-    found = sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.py"))
-    if not found:
-        raise PaperlibError("no notebooks/NN_*.py found; run from the repository")
-    return found
 
 
 def output_path(source: Path, profile: str, output_dir: Path | None = None) -> Path:
@@ -113,8 +105,7 @@ def execute(source: Path, profile: str, output: Path) -> float:
 
 def reproduce(profile: str, only: str | None = None, output_dir: Path | None = None) -> list[tuple[str, float]]:
     """Run the notebooks (those whose name contains ``only``) under ``profile``; return their wall times."""
-    if profile not in PROFILES:
-        raise PaperlibError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
+    check_profile(profile)
     sources = [s for s in notebook_sources() if not only or only in s.stem]
     times = []
     for i, source in enumerate(sources, 1):

@@ -240,11 +240,11 @@ def test_global_rng_untouched() -> None:
 @pytest.mark.parametrize("seed", range(6))
 def test_siamese_identical_batches(seed: int) -> None:
     a = images(5, 3, 16)
-    oa, ob = DSA().siamese(a, a.clone(), gen(seed))
-    assert torch.equal(oa, ob)
+    out = DSA()(torch.cat([a, a.clone()]), gen(seed), torch.zeros(10, dtype=torch.long))  # one group
+    assert torch.equal(out[:5], out[5:])
     # sharing images: b holds a[1:3]; outputs for the shared images coincide
-    oa, ob = DSA().siamese(a, a[1:3].clone(), gen(seed))
-    assert torch.equal(oa[1:3], ob)
+    out = DSA()(torch.cat([a, a[1:3].clone()]), gen(seed), torch.zeros(7, dtype=torch.long))
+    assert torch.equal(out[1:3], out[5:])
 
 
 @pytest.mark.parametrize("seed", range(6))

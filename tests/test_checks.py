@@ -10,6 +10,7 @@ import yaml
 
 from paperlib.report import checks
 from paperlib import notebook as nb
+from paperlib.experiments.profiles import PROFILES
 from paperlib.core.errors import PaperlibError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +101,7 @@ def test_the_verdict_table_is_the_same_for_numbers_that_differ_within_tolerance(
         ["colour/dm matches the toy reference: FAILS (acc 26.7 vs 23.6)"]
 
 
-@pytest.mark.parametrize("profile", nb.PROFILES)
+@pytest.mark.parametrize("profile", PROFILES)
 def test_every_claim_of_every_profile_is_well_formed(profile):
     for name in NOTEBOOKS:
         for entry in nb.notebook_parameters(profile, name).get("claims") or []:

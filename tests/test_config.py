@@ -56,12 +56,12 @@ def test_hash_and_seed_derivation_are_stable():
 
 
 def test_result_key_ignores_what_cannot_change_the_result():
-    from paperlib.core.params import result_dict
+    from paperlib.core.params import cache_key
 
-    base = result_dict(make_params(dataset="cmnist_fg", method="whole"))
-    assert result_dict(make_params(dataset="cmnist_fg", method="whole", conflict_ratio=0.3, ipc=7,
-                                   target="groups", progress=False, device="cpu")) == base
-    assert result_dict(make_params(dataset="cmnist_fg", method="whole", majority_ratio=0.8)) != base
+    base = cache_key(make_params(dataset="cmnist_fg", method="whole"))
+    assert cache_key(make_params(dataset="cmnist_fg", method="whole", conflict_ratio=0.3, ipc=7,
+                                 target="groups", progress=False, device="cpu")) == base
+    assert cache_key(make_params(dataset="cmnist_fg", method="whole", majority_ratio=0.8)) != base
 
 
 def test_papers_defaults_fill_in_by_method():
@@ -69,10 +69,3 @@ def test_papers_defaults_fill_in_by_method():
     assert make_params(method="dm", ipc=100).lr_img == 10.0
     assert (make_params(method="dsa").iterations, make_params(method="dsa").lr_img) == (1000, 0.1)
 
-
-def test_parameters_added_later_enter_the_key_only_when_set(monkeypatch):
-    from paperlib.core import params as config
-
-    monkeypatch.setattr(config, "KEYED_ONLY_WHEN_SET", ("eval_lr",))
-    assert "eval_lr" not in config.result_dict(config.make_params())
-    assert config.result_dict(config.make_params(eval_lr=0.02))["eval_lr"] == 0.02

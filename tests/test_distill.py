@@ -5,7 +5,8 @@ import torch
 
 from paperlib.core.params import make_params
 from paperlib.data import build_dataset
-from paperlib.distill import distill, make_target
+from paperlib.distill.engine import distill
+from paperlib.distill.targets import GroupsTarget, TARGETS, WeightedTarget
 from paperlib.distill.dc import default_loops, gradient_distance
 from paperlib.distill.dm import dm_loss
 from paperlib.distill.engine import Distiller
@@ -24,7 +25,8 @@ def _params(**kw):
 
 def _distill(params, target_name=None, weights=None, checkpoint=None):
     ds = build_dataset(params)
-    target = make_target(target_name or params.target, ds.info.num_attributes, weights)
+    name = target_name or params.target
+    target = WeightedTarget(weights) if name == "weighted" else TARGETS[name].for_run(ds, params, CPU)[0]
     return distill(ds, params, target, CPU, checkpoint)
 
 
@@ -61,7 +63,7 @@ def test_groups_dm_loss_is_the_sum_of_per_group_squared_distances():
     syn = torch.randn(2 * 2, 3, 28, 28)
     groups = torch.tensor([[0, 0, 1, 1, 1, 2], [1, 1, 1, 1, 0, 0]])
     batch = RealBatch(torch.zeros(2, 6, dtype=torch.long), groups, torch.full((2, 6), 1 / 6))
-    loss = dm_loss(net, real, make_target("groups", 3).aggregation(batch), syn, ipc=2)
+    loss = dm_loss(net, real, GroupsTarget(3).aggregation(batch), syn, ipc=2)
     with torch.no_grad():
         embed_real = net.embed(real).view(2, 6, -1)
         embed_syn = net.embed(syn).view(2, 2, -1).mean(1)
@@ -76,10 +78,10 @@ def test_fairdd_gradient_is_present_groups_times_the_group_balanced_gradient():
     real = torch.randn(2 * 6, 3, 28, 28)
     groups = torch.tensor([[0, 0, 1, 1, 1, 2], [1, 1, 1, 1, 0, 0]])  # 3 groups present in class 0, 2 in class 1
     batch = RealBatch(torch.zeros(2, 6, dtype=torch.long), groups, torch.full((2, 6), 1 / 6))
-    fair = make_target("groups", 3).aggregation(batch)
+    fair = GroupsTarget(3).aggregation(batch)
     # Group-balanced weights within the batch: 1 / (count of the sample's group), i.e. the mean of group means.
     counts = torch.stack([torch.bincount(g, minlength=3)[g] for g in groups]).float()
-    balanced = make_target("weighted", 3, (1.0 / counts).flatten()).aggregation(
+    balanced = WeightedTarget((1.0 / counts).flatten()).aggregation(
         RealBatch(torch.arange(12).view(2, 6), groups, torch.full((2, 6), 1 / 6)))
     gradients = []
     for aggregation in (fair, balanced):

@@ -74,7 +74,7 @@ def _celeba_tree(root):
 def test_celeba_targets_groups_sizes_and_balanced_test(tmp_path):
     ds = _build("celeba", _celeba_tree(tmp_path / "data"), tmp_path)
     assert ds.info.num_classes == 2 and ds.info.num_attributes == 2
-    assert ds.info.attribute_names == ["female", "male"] and ds.info.params["version"] == faces.FACES_VERSION
+    assert ds.info.attribute_names == ["female", "male"] and ds.info.params["dataset_version"] == 1
     assert ds.train.images.shape == (28, 3, 64, 64) and ds.train.images.dtype == torch.uint8
     assert ds.info.group_counts["train"] == [[4, 12], [10, 2]]  # [not attractive, attractive] x [female, male]
     assert ds.info.group_counts["test"] == [[2, 2], [2, 2]]  # the smallest test cell holds 2

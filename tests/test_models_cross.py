@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
-from paperlib.core.params import make_params, result_dict
+from paperlib.core.params import key_values, make_params
 from paperlib.data import build_dataset
-from paperlib.distill import distill, make_target
+from paperlib.distill.engine import distill
+from paperlib.distill.targets import VanillaTarget
 from paperlib.distill.dm import dm_loss
 from paperlib.core.errors import PaperlibError
 from paperlib.train.evaluate import evaluate_set
@@ -86,7 +87,7 @@ def test_dm_distils_with_another_architecture(model):
     params = make_params(dataset="cmnist", source="digits", method="dm", model=model, ipc=1, batch_real=8,
                          iterations=2, progress=False, device="cpu")
     ds = build_dataset(params)
-    result = distill(ds, params, make_target("vanilla", ds.info.num_attributes), CPU, None)
+    result = distill(ds, params, VanillaTarget(), CPU, None)
     assert result.images.shape == (10, 3, 28, 28) and all(math.isfinite(loss) for loss in result.losses)
 
 
@@ -94,7 +95,7 @@ def test_eval_model_is_validated_and_keyed_only_as_an_evaluation_setting():
     with pytest.raises(PaperlibError, match="unknown eval_model 'vgg'"):
         make_params(eval_model="vgg")
     base = make_params(dataset="cmnist", method="dm", iterations=10)
-    assert "eval_model" not in result_dict(base)
+    assert key_values(base)["eval_model"] == ""
     same = make_params(dataset="cmnist", method="dm", iterations=10, eval_model="convnet")
     assert record_key(same) == record_key(base)
     cross = make_params(dataset="cmnist", method="dm", iterations=10, eval_model="resnet18")
@@ -103,16 +104,16 @@ def test_eval_model_is_validated_and_keyed_only_as_an_evaluation_setting():
 
 
 def test_evaluate_set_trains_the_eval_model(small_eval, monkeypatch):
-    from paperlib import evaluate
+    from paperlib.train import evaluate
 
     built = []
-    real_build = evaluate.build_model
+    real_build = evaluate.model_from_params
 
-    def recording_build(name, *args, **kwargs):
-        built.append(name)
-        return real_build(name, *args, **kwargs)
+    def recording_build(params, *args):
+        built.append(args[3] if len(args) > 3 and args[3] else params.model)
+        return real_build(params, *args)
 
-    monkeypatch.setattr(evaluate, "build_model", recording_build)
+    monkeypatch.setattr(evaluate, "model_from_params", recording_build)
     ds = build_dataset(dataset="mnist", source="digits")
     images, labels = ds.normalized("train")[:200], ds.train.labels[:200]
     default = evaluate_set(images, labels, ds, make_params(dataset="mnist", **small_eval), CPU)["runs"]

@@ -15,9 +15,11 @@ from paperlib.data.presets import build_dataset
 from paperlib.distill.theorem import fairdd_vs_group_balanced
 from paperlib.core.errors import PaperlibError
 from paperlib.report.explore import Explorer, ExplorerModel, Point
-from paperlib.reproduce import notebook_sources, output_path, reproduce
-from paperlib.distill.reweight import weight_ablation
-from paperlib.experiments.suite import load_suite, profile_defaults
+from paperlib.core.paths import notebook_sources
+from paperlib.reproduce import output_path, reproduce
+from paperlib.distill.kde import weight_ablation
+from paperlib.experiments.profiles import PROFILES, profile_defaults
+from paperlib.experiments.suite import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = [p.stem for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))]
@@ -40,7 +42,7 @@ def test_six_numbered_notebooks_each_with_a_paired_ipynb():
         assert "injected-parameters" not in source and "papermill={" not in source
 
 
-@pytest.mark.parametrize("profile", nb.PROFILES)
+@pytest.mark.parametrize("profile", PROFILES)
 def test_every_profile_has_a_valid_parameter_file_per_notebook(profile):
     defaults = profile_defaults(profile)
     assert defaults["seed"] == 0

@@ -14,7 +14,8 @@ import torch
 from paperlib.report.checks import load_references
 from paperlib.core.params import make_params
 from paperlib.data import build_dataset
-from paperlib.distill import distill, make_target
+from paperlib.distill.engine import distill
+from paperlib.distill.targets import make_target
 from paperlib.train.evaluate import evaluate_set
 
 # A smoke-profile run (params/smoke/defaults.yaml), KDE target included, shortened to keep the test quick.
@@ -25,7 +26,7 @@ SMOKE_RUN = dict(dataset="cmnist", source="digits", method="dm", ipc=10, iterati
 def _distil_and_evaluate(**settings):
     params = make_params(**settings)
     dataset = build_dataset(params)
-    target = make_target(params.target, dataset.info.num_attributes, None)
+    target, _ = make_target(dataset, params, torch.device("cpu"))
     result = distill(dataset, params, target, torch.device("cpu"))
     metrics = evaluate_set(result.images, result.labels, dataset, params, torch.device("cpu"))
     return result, metrics

@@ -10,13 +10,13 @@ import torch
 from paperlib.core.params import make_params
 from paperlib.data import build_dataset
 from paperlib.core.errors import PaperlibError
-from paperlib.distill.reweight import (
+from paperlib.train.supcon import supcon_loss
+from paperlib.distill.kde import (
     bandwidth,
     class_kde_weights,
     density_to_weights,
     kde_weights,
     log_density,
-    supcon_loss,
     weight_diagnostics,
 )
 
@@ -143,11 +143,11 @@ def test_kde_parameters_are_validated_and_only_key_kde_runs():
         make_params(kde_encoder="resnet")
     with pytest.raises(PaperlibError, match="supcon_temperature must be positive"):
         make_params(supcon_temperature=0.0)
-    from paperlib.core.params import result_dict
+    from paperlib.core.params import key_values
 
-    vanilla = result_dict(make_params(method="dm"))
+    vanilla = key_values(make_params(method="dm"))
     assert not any(k.startswith(("kde_", "supcon_")) for k in vanilla)
-    pixels = result_dict(make_params(method="dm", target="weighted", weights="kde", kde_encoder="pixels"))
+    pixels = key_values(make_params(method="dm", target="weighted", weights="kde", kde_encoder="pixels"))
     assert "kde_encoder" in pixels and "supcon_epochs" not in pixels
 
 
@@ -162,7 +162,8 @@ def test_weight_share_plot_draws_one_pair_of_bars_per_class(tmp_path):
 
 
 def test_supcon_embeddings_are_cached_once_per_encoder_and_shared_by_kde_settings(tmp_path, monkeypatch):
-    import paperlib.distill.reweight as reweight
+    import paperlib.distill.kde as reweight
+    from paperlib.core.params import cache_key
 
     params = make_params(dataset="cmnist", source="digits", conflict_ratio=0.1, method="dm", target="weighted",
                          weights="kde", supcon_epochs=0.2, net_width=16, device="cpu", cache_dir=str(tmp_path))
@@ -174,9 +175,9 @@ def test_supcon_embeddings_are_cached_once_per_encoder_and_shared_by_kde_setting
 
     monkeypatch.setattr(reweight, "train_supcon", no_training)
     scott = make_params({**params.__dict__, "kde_bandwidth": "scott"})  # another KDE setting, same encoder
-    assert reweight.encoder_key(scott) == reweight.encoder_key(params)
+    assert cache_key(scott, "embeddings") == cache_key(params, "embeddings")
     assert torch.equal(reweight.embed_training_set(dataset, scott, torch.device("cpu")), first)
     warmer = make_params({**params.__dict__, "supcon_temperature": 0.5})  # another encoder: trains again
-    assert reweight.encoder_key(warmer) != reweight.encoder_key(params)
+    assert cache_key(warmer, "embeddings") != cache_key(params, "embeddings")
     with pytest.raises(AssertionError, match="trained again"):
         reweight.embed_training_set(dataset, warmer, torch.device("cpu"))

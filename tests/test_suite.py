@@ -11,16 +11,9 @@ from paperlib.cli import main
 from paperlib.core.params import make_params
 from paperlib.core.errors import PaperlibError
 from paperlib.report.reference import reported, variant
-from paperlib.experiments.suite import (
-    format_mean_std,
-    load_suite,
-    markdown_table,
-    overhead_table,
-    results_table,
-    run_suite,
-    save_suite_figures,
-    write_csv,
-)
+from paperlib.experiments.suite import load_suite, run_suite
+from paperlib.report.figures import save_suite_figures
+from paperlib.report.tables import format_mean_std, markdown_table, overhead_table, results_table, write_csv
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
 
@@ -57,7 +50,8 @@ def test_table_lists_missing_runs_as_not_run_then_real_numbers_after_running(tmp
     specs = load_suite(_suite(tmp_path))
     before = results_table(specs)
     assert list(before["status"]) == ["not run"] * 3 and "acc" not in before
-    after = run_suite(specs)
+    run_suite(specs)
+    after = results_table(specs)
     assert list(after["status"]) == ["done"] * 3
     assert after["acc"].between(0, 100).all() and after.loc[1, "seconds_per_iteration"] > 0
     path = write_csv(after, tmp_path / "out" / "table.csv")

@@ -195,10 +195,11 @@ def _check_names(params: Params) -> None:
         registry = registry_for(tags["names"])
         if registry is None:  # programming error: the owning module was not imported (paperlib/__init__ does)
             raise AssertionError(f"no registry for {tags['names']!r}; import paperlib first")
-        parts = value.split("_") if tags["names"] == "dsa_op" else [value]
-        for part in parts:
+        composite = tags["names"] == "dsa_op"  # a '_'-joined list of DSA ops, or none
+        for part in value.split("_") if composite else [value]:
             if part not in registry:
-                raise PaperlibError(f"{name}: {registry.unknown(part)}")
+                prefix = f"{name} {value!r}: " if composite else ""
+                raise PaperlibError(prefix + registry.unknown(part, None if composite else name))
     for name, tags in field_tags().items():
         if tags["names"] == name:
             check = getattr(_entry(params, name), "check", None)

@@ -55,3 +55,11 @@ def figures_dir(profile: str) -> Path:
     folder = (Path(base) if base else repo_root() / "figures") / profile
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def notebook_sources() -> list[Path]:
+    """``notebooks/NN_*.py`` in number order."""
+    found = sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.py"))
+    if not found:
+        raise PaperlibError("no notebooks/NN_*.py found; run from the repository")
+    return found

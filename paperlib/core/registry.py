@@ -59,11 +59,11 @@ class Registry(Generic[T]):
         except (KeyError, TypeError):
             raise PaperlibError(self.unknown(name)) from None
 
-    def unknown(self, name: object) -> str:
-        """The one-line message for a name that is not registered."""
+    def unknown(self, name: object, what: str | None = None) -> str:
+        """The one-line message for a name that is not registered (``what``: how to call it, default the kind)."""
         close = difflib.get_close_matches(str(name), self.names(), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown {self.kind} {name!r}{hint}; choose one of: {', '.join(self.names())}"
+        return f"unknown {what or self.kind} {name!r}{hint}; choose one of: {', '.join(self.names())}"
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

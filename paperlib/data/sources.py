@@ -173,7 +173,6 @@ def load_source(
         raise PaperlibError(
             f"data root {root} (from {origin}) does not exist or is not a folder; point {DATA_ENV_VAR} or "
             f"data_dir at a folder holding {', '.join(_expected_names(name, split))}"
-            f"{_local_copy_hint(name, root, split)}"
         )
     if _missing_files(name, root, split):
         _obtain(name, root, split, download)
@@ -261,20 +260,12 @@ def _obtain(name: str, root: pathlib.Path, split: str, download: bool) -> None:
 
 def _not_found(name: str, root: pathlib.Path, split: str, why: str, extra: str = "") -> PaperlibError:
     expected = ", ".join(_expected_names(name, split))
-    fix = f"set {DATA_ENV_VAR} or data_dir to a folder with these files{_local_copy_hint(name, root, split)}"
+    fix = f"set {DATA_ENV_VAR} or data_dir to a folder with these files"
     if extra:
         fix = f"{fix}, {extra}"
     if name == "cifar10":  # no offline copy on the development machines: say where to get it
         fix = f"{fix}; on a machine with internet get {_CIFAR_URL} and unpack it into the data root"
     return PaperlibError(f"{_title(name)} not found under {root} {why}: expected {expected}; {fix}")
-
-
-def _local_copy_hint(name: str, root: pathlib.Path, split: str) -> str:
-    """Point at an offline copy in ../shared/data (where this project's machines keep one), if any."""
-    shared = pathlib.Path.cwd().parent / "shared" / "data"
-    if shared.resolve() == root.resolve() or _missing_files(name, shared, split):
-        return ""
-    return f" (a copy exists at {os.path.relpath(shared)})"
 
 
 def _download(name: str, root: pathlib.Path, split: str) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from paperlib.core.params import Params
-from paperlib.data import build_dataset
+from paperlib.data.presets import build_dataset
 from paperlib.distill.engine import Distiller
 from paperlib.distill.targets import make_target
 from paperlib.core.runtime import resolve_device
@@ -20,12 +20,9 @@ def bench(params: Params, warmup: int = 1) -> dict[str, Any]:
     The dataset is built (or loaded from the cache) and the distiller set up
     before the clock starts.
     """
-    from paperlib.experiments.runner import sample_weights
-
     device = resolve_device(params.device)
     dataset = build_dataset(params)
-    weights, facts = sample_weights(dataset, params, device) if params.target == "weighted" else (None, {})
-    target = make_target(params.target, dataset.info.num_attributes, weights)
+    target, facts = make_target(dataset, params, device)
     distiller = Distiller(dataset, params, target, device)
     for _ in range(warmup):
         distiller.step()
@@ -45,7 +42,7 @@ def bench(params: Params, warmup: int = 1) -> dict[str, Any]:
         "target": params.target,
         "sampling": params.sampling,
         "dataset": params.dataset,
-        "source": params.source or dataset.info.params["source"],
+        "source": params.source,
         "ipc": params.ipc,
         "batch_real": distiller.sampler.batch,
         "device": str(device),

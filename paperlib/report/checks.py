@@ -37,9 +37,12 @@ import pandas as pd
 import yaml
 
 from paperlib.core.errors import PaperlibError
-from paperlib.train.metrics import METRIC_SHORT_NAMES
-from paperlib.core.paths import params_dir
+from paperlib.core.paths import notebook_sources, params_dir
 from paperlib.core.store import atomic_write
+from paperlib.experiments.profiles import notebook_parameters, profile_defaults
+from paperlib.experiments.suite import load_suite
+from paperlib.report.tables import results_table
+from paperlib.train.metrics import METRIC_SHORT_NAMES
 
 ROW_COLUMNS = (("experiment", "run"), ("comparison", "run"), ("variant",))
 COMPARISONS = {"at_least": ">=", "at_most": "<="}
@@ -188,10 +191,6 @@ def record(profile: str) -> Path:
     The ``tolerance`` block of an existing file is kept (it is set by hand, with its reasons) and names the
     metrics that are pinned; every run must be stored (run ``make reproduce PROFILE=<profile>`` first with the same cache).
     """
-    from paperlib.notebook import notebook_parameters
-    from paperlib.reproduce import notebook_sources
-    from paperlib.experiments.suite import load_suite, profile_defaults, results_table
-
     previous = load_references(profile)
     if previous is None:
         raise PaperlibError(f"params/{profile}/references.yaml needs a 'tolerance' block first (one bound per "

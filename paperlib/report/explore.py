@@ -14,11 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from paperlib.core.params import DISTILL_METHODS, Params, make_params, stable_hash
-from paperlib.data.presets import PRESETS, build_dataset, dataset_key
+import pandas as pd
+
 from paperlib.core.errors import PaperlibError
-from paperlib.report.reference import reported
+from paperlib.core.params import Params, cache_key, make_params
+from paperlib.data.presets import bias_ratio_name, build_dataset
+from paperlib.distill.methods import METHODS
 from paperlib.experiments.runner import distilled_dir, load_record, run
+from paperlib.report.plots import sample_grid_png
+from paperlib.report.reference import reported
 
 TARGETS = {"vanilla": {"target": "vanilla"},
            "KDE reweighting (paper A)": {"target": "weighted", "weights": "kde"},
@@ -62,7 +66,7 @@ class ExplorerModel:
         if not 0.0 <= point.ratio <= 1.0:
             raise PaperlibError(f"ratio must be in [0, 1], got {point.ratio}")
         data = dict(self.settings["datasets"][point.dataset])
-        ratio_name = PRESETS[data["dataset"]].ratio_param
+        ratio_name = bias_ratio_name(data["dataset"])
         if ratio_name == "conflict_ratio":
             data["conflict_ratio"] = point.ratio
         elif ratio_name == "majority_ratio":
@@ -71,7 +75,7 @@ class ExplorerModel:
         by_ipc = method.pop("by_ipc", {})
         values = {**self.defaults, **data, "method": point.method, "ipc": point.ipc, **method,
                   **by_ipc.get(point.ipc, {})}
-        if point.method != "random":
+        if METHODS[point.method].distils:
             values.update(TARGETS[point.target])
         if live:
             values.update(self.live(point.method))
@@ -84,7 +88,7 @@ class ExplorerModel:
     def dataset(self, point: Point):
         """The biased dataset of ``point`` (kept in memory: switching back is instant)."""
         params = self.params(point)
-        key = stable_hash(dataset_key(params))
+        key = cache_key(params, "dataset")
         if key not in self._datasets:
             self._datasets[key] = build_dataset(params)
         return self._datasets[key]
@@ -100,6 +104,23 @@ class ExplorerModel:
     def compute(self, point: Point) -> dict:
         """Run ``point`` at the live scale (stored afterwards) and return its record."""
         return run(self.params(point, live=True))
+
+
+def explorer_coverage(model: ExplorerModel) -> pd.DataFrame:
+    """For every (dataset, ratio, IPC, method, target) of an explorer: ``profile``, ``live`` or ``none`` stored."""
+    settings = model.settings
+    rows = []
+    for dataset in settings["datasets"]:
+        for method in settings["methods"]:
+            for target in (["vanilla"] if not METHODS[method].distils else list(TARGETS)):
+                row = {"dataset": dataset, "method": method, "target": target}
+                for ratio in settings["ratios"]:
+                    for ipc in settings["ipcs"]:
+                        row[f"{ratio:g} / {ipc}"] = model.stored(Point(dataset, ratio, ipc, method, target))[1]
+                rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame.columns.name = "ratio / IPC"
+    return frame
 
 
 def metrics_html(record: dict, scale: str, live: Mapping[str, Any], paper: dict | None) -> str:
@@ -175,10 +196,8 @@ class Explorer:
 
     def refresh(self) -> None:
         """Show the current point: data grid always, result when stored, else offer to compute it."""
-        from paperlib.report.plots import sample_grid_png
-
         point = self.point()
-        self.target.disabled = point.method == "random"
+        self.target.disabled = not METHODS[point.method].distils
         self.data_image.value = sample_grid_png(self.model.dataset(point), per_class=8)
         record, scale = self.model.stored(point)
         if record is None:
@@ -206,7 +225,7 @@ class Explorer:
     def _show(self, point: Point, record: dict, scale: str) -> None:
         params = self.model.params(point, live=scale == "live")
         grid = distilled_dir(params) / "synthetic.png"
-        if params.method in DISTILL_METHODS and grid.is_file():
+        if METHODS[params.method].distils and grid.is_file():
             self.distilled_image.value = grid.read_bytes()
         else:  # random real subset or whole data: no synthetic images
             self.distilled_image.value = b""

@@ -9,7 +9,9 @@ is the conflict ratio (``cmnist``) or majority ratio (FairDD presets),
 
 from __future__ import annotations
 
-from paperlib.core.params import DISTILL_METHODS, Params
+from paperlib.core.params import Params
+from paperlib.data.presets import PRESETS, bias_ratio_name
+from paperlib.distill.methods import METHODS
 
 _A = "paper A (Cui et al., ICML 2024)"
 _B = "paper B (FairDD, NeurIPS 2025)"
@@ -57,7 +59,7 @@ def variant(params: Params) -> str:
     """
     if params.eval_trainer == "lff":
         return "lff" if params.target == "vanilla" else "other"
-    if params.method not in DISTILL_METHODS or params.target == "vanilla":
+    if not METHODS[params.method].distils or params.target == "vanilla":
         return "vanilla"
     if params.target == "groups":
         return "fairdd"
@@ -66,9 +68,7 @@ def variant(params: Params) -> str:
 
 def bias_ratio(params: Params) -> float:
     """The ratio that sets the bias strength: conflict ratio for LfF-style presets, else majority ratio."""
-    from paperlib.data.presets import PRESETS
-
-    return params.conflict_ratio if PRESETS[params.dataset].ratio_param == "conflict_ratio" else params.majority_ratio
+    return params.conflict_ratio if bias_ratio_name(params.dataset) == "conflict_ratio" else params.majority_ratio
 
 
 def reported(params: Params) -> dict | None:
@@ -76,7 +76,7 @@ def reported(params: Params) -> dict | None:
 
     Only runs on the preset's own data source have a counterpart.
     """
-    if params.source is not None:
+    if params.source != PRESETS[params.dataset].default_source:
         return None
     ratio = bias_ratio(params)
     method = "dc" if params.method == "dsa" else params.method

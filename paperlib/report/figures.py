@@ -1,0 +1,82 @@
+"""Figures and table files of the notebooks and suites: saved atomically, reproducible byte for byte."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from paperlib.core.store import atomic_write
+from paperlib.distill.methods import METHODS
+from paperlib.experiments.runner import distilled_dir, load_record
+from paperlib.experiments.suite import RunSpec
+from paperlib.report.plots import plot_comparison, plot_weight_shares, save_figure, show_image_file, subplots
+from paperlib.report.tables import write_csv
+
+
+def save(ax, folder: Path, name: str, pdf: bool = False) -> Path:
+    """Save the figure of ``ax`` as ``folder/name.png`` (and ``.pdf`` for the papers' figures).
+
+    The figure stays open, so the notebook still shows it below the cell.
+    """
+    figure = ax.figure
+    figure.tight_layout()
+    for suffix in ("png", "pdf") if pdf else ("png",):
+        with atomic_write(Path(folder) / f"{name}.{suffix}") as tmp:
+            # No creation date in PDFs, so an unchanged figure gives an unchanged file.
+            figure.savefig(tmp, format=suffix, dpi=150, metadata={"CreationDate": None} if suffix == "pdf" else None)
+    return Path(folder) / f"{name}.png"
+
+def save_table(table: pd.DataFrame, folder: Path, name: str) -> Path:
+    """Write ``table`` as ``folder/name.csv`` (atomically)."""
+    return write_csv(table, Path(folder) / f"{name}.csv")
+
+def show_grids(specs: list[RunSpec], folder: Path, name: str, per_figure_width: float = 3.2, max_ipc: int = 20):
+    """Draw the distilled-image grid of every spec that has one (up to ``max_ipc`` images per class, so each
+    stays legible), four per row; save as ``folder/name.png``."""
+    shown = [(spec, distilled_dir(spec.params) / "synthetic.png") for spec in specs
+             if METHODS[spec.params.method].distils and spec.params.ipc <= max_ipc
+             and (distilled_dir(spec.params) / "synthetic.png").is_file()]
+    if not shown:
+        print("no distilled set stored for these runs yet")
+        return None
+    columns = min(4, len(shown))
+    rows = math.ceil(len(shown) / columns)
+    _, axes = subplots(rows, columns, figsize=(per_figure_width * columns, per_figure_width * rows), squeeze=False)
+    for ax in axes.flat[len(shown):]:
+        ax.set_axis_off()
+    for ax, (spec, path) in zip(axes.flat, shown):
+        show_image_file(path, ax=ax, title=f"{spec.experiment} / {spec.label}")
+    save(axes.flat[0], folder, name)
+    return axes
+
+def save_suite_figures(specs: list[RunSpec], table: pd.DataFrame, folder: str | Path, stem: str) -> list[Path]:
+    """Write the figures of a suite's stored runs into ``folder``; returns the paths.
+
+    ``<stem>_<metric>.png`` comparison bars (acc, conflicting acc, DEO_M);
+    ``grids/<experiment>_<run>.png`` each distilled set;
+    ``weights/<experiment>_<run>.png`` the KDE weight shares of each KDE run.
+    """
+    folder = Path(folder)
+    written = []
+    if not (table["status"] == "done").any():
+        return written
+    for metric in ("acc", "acc_conflicting", "deo_m"):
+        written.append(save_figure(plot_comparison(table, metric), folder / f"{stem}_{metric}.png"))
+    for spec in specs:
+        record = load_record(spec.params)
+        if record is None:
+            continue
+        name = f"{spec.experiment}_{spec.label}.png"
+        grid = distilled_dir(spec.params) / "synthetic.png"
+        if METHODS[spec.params.method].distils and grid.is_file():
+            with atomic_write(folder / "grids" / name) as tmp:
+                shutil.copyfile(grid, tmp)
+            written.append(folder / "grids" / name)
+        if record.get("kde_diagnostics"):
+            title = f"{spec.experiment} / {spec.label}: KDE weight on bias-conflicting samples"
+            ax = plot_weight_shares(record["kde_diagnostics"], title=title)
+            written.append(save_figure(ax, folder / "weights" / name))
+    return written

@@ -1,0 +1,289 @@
+"""Tables of results: one row per run from its stored record, and the views the notebooks show.
+
+Every number comes from a stored record; ``paper_*`` columns hold the papers' reported numbers for the same
+setting (labelled reference values, never ours).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from paperlib.core.errors import PaperlibError
+from paperlib.core.store import atomic_write
+from paperlib.data.presets import build_dataset
+from paperlib.distill.kde import summarize_diagnostics
+from paperlib.distill.methods import METHODS, distilling_methods
+from paperlib.experiments.runner import load_record
+from paperlib.experiments.suite import RunSpec
+from paperlib.report.reference import bias_ratio, reported
+from paperlib.train.metrics import METRIC_KEYS, METRIC_SHORT_NAMES
+
+
+def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
+    p = spec.params
+    row: dict[str, Any] = {"experiment": spec.experiment, "run": spec.label, "dataset": p.dataset,
+                           "method": p.method, "target": p.target if METHODS[p.method].distils else "",
+                           "ipc": p.ipc if p.method != "whole" else None,
+                           "source": p.source or "", "ratio": bias_ratio(p), "weights": p.weights,
+                           "sampling": p.sampling, "init": p.init, "eval_model": p.eval_model or p.model,
+                           "eval_trainer": p.eval_trainer}
+    if record is None:
+        return {**row, "status": "not run"}
+    metrics = record["metrics"]
+    for key in METRIC_KEYS:
+        row[key] = metrics[key]
+        row[f"{key}_std"] = metrics[f"{key}_std"]
+    timings = record["timings"]
+    kde = record.get("kde_seconds") or {}
+    iterations = p.iterations if METHODS[p.method].distils else 0
+    per_iteration = record.get("seconds_per_iteration")
+    row.update({
+        "num_eval": record["num_eval"],
+        "seconds_per_iteration": per_iteration,
+        "kde_one_off_seconds": sum(kde.values()) if kde else None,
+        # The one-off encoder and density cost spread over the run's iterations.
+        "seconds_per_iteration_amortised": (per_iteration + sum(kde.values()) / iterations
+                                            if per_iteration is not None and kde and iterations else per_iteration),
+        "distill_seconds": record.get("distill_seconds"),
+        "evaluate_seconds": timings["evaluate"],
+        "device": record["device"],
+        "status": "done",
+    })
+    paper = reported(p)
+    for key, value in (paper or {}).items():
+        row[f"paper_{key}"] = value
+    return row
+
+def results_table(specs: list[RunSpec]) -> pd.DataFrame:
+    """One row per spec from its stored record: metrics (percent, mean and std), timings, paper values.
+
+    ``paper_*`` columns hold the papers' reported numbers for the same
+    setting where one exists (labelled reference values, never ours).
+    """
+    return pd.DataFrame([_row(spec, load_record(spec.params)) for spec in specs])
+
+def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``table`` as CSV atomically (floats rounded to 4 decimals)."""
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        table.round(4).to_csv(tmp, index=False, float_format="%.4f")
+    return path
+
+def format_mean_std(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_aligned", "acc_conflicting",
+                                                                   "deo_m", "deo_a")) -> pd.DataFrame:
+    """A display copy: each metric as ``mean ± std`` text, other columns dropped."""
+    out = table[["experiment", "run"]].copy()
+    for key in keys:
+        if key in table:
+            out[key] = [("–" if mean is None or (isinstance(mean, float) and math.isnan(mean))
+                         else f"{mean:.1f} ± {std:.1f}")
+                        for mean, std in zip(table[key], table.get(f"{key}_std", table[key]))]
+    return out
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """The headline view of ``table`` as a Markdown table: ours (mean ± std) beside the papers'.
+
+    Columns: comparison, run, acc, aligned, conflicting, DEO_M, DEO_A, seconds
+    per distillation iteration (KDE: with its one-off cost amortised), and the
+    paper's acc / DEO_M / DEO_A where reported.
+    """
+    shown = format_mean_std(table)
+
+    def number(value: Any, digits: int = 2) -> str:
+        return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+    def paper(row: pd.Series) -> str:
+        values = [number(row.get(f"paper_{k}"), 2) for k in ("acc", "deo_m", "deo_a")]
+        return "–" if all(v == "–" for v in values) else " / ".join(values)
+
+    header = ["comparison", "run", "acc", "aligned", "conflicting", "DEO_M", "DEO_A", "s / iteration",
+              "paper acc / DEO_M / DEO_A"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for i, row in table.iterrows():
+        if row["status"] != "done":
+            cells = [row["experiment"], row["run"]] + ["not run"] + [""] * 6
+        else:
+            per_iteration = number(row.get("seconds_per_iteration_amortised"))
+            cells = [row["experiment"], row["run"], *(shown.loc[i, k] for k in ("acc", "acc_aligned",
+                     "acc_conflicting", "deo_m", "deo_a")), per_iteration, paper(row)]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+def overhead_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Seconds per distillation iteration of every distilled run, against vanilla in the same comparison.
+
+    ``one_off_seconds`` is KDE's encoder and density cost; ``amortised`` adds it
+    spread over the run's iterations; ``vs_vanilla`` divides ``amortised`` by the
+    vanilla run of the same comparison and method.
+    """
+    done = table[(table["status"] == "done") & table["method"].isin(distilling_methods())].copy()
+    if done.empty:
+        return pd.DataFrame(columns=["experiment", "run", "seconds_per_iteration", "one_off_seconds",
+                                     "amortised", "vs_vanilla"])
+    done["one_off_seconds"] = done["kde_one_off_seconds"]
+    done["amortised"] = done["seconds_per_iteration_amortised"]
+    vanilla = done[(done["target"] == "vanilla") & (done["eval_trainer"] == "plain")]
+    base = {(e, m): v for e, m, v in zip(vanilla["experiment"], vanilla["method"], vanilla["amortised"])}
+    done["vs_vanilla"] = [a / base[(e, m)] if (e, m) in base else math.nan
+                          for e, m, a in zip(done["experiment"], done["method"], done["amortised"])]
+    keep = done[done["eval_trainer"] == "plain"]  # LfF reuses the vanilla distilled set
+    return keep[["experiment", "run", "seconds_per_iteration", "one_off_seconds", "amortised",
+                 "vs_vanilla"]].reset_index(drop=True)
+
+def metrics_view(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_aligned", "acc_conflicting"),
+                 extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Display copy of a results table: comparison, run, ``extra`` columns, then metrics in % (1 decimal).
+
+    With more than one evaluation model each metric gets a ``± std`` column.
+    """
+    done = table[table["status"] == "done"]
+    view = done[["experiment", "run", *extra]].copy()
+    several = bool((done["num_eval"] > 1).any()) if "num_eval" in done else False
+    for key in keys:
+        view[METRIC_SHORT_NAMES.get(key, key)] = done[key].round(1)
+        if several:
+            view[f"± {METRIC_SHORT_NAMES.get(key, key)}"] = done[f"{key}_std"].round(1)
+    missing = table[table["status"] != "done"]
+    if len(missing):
+        print(f"not run: {', '.join(missing['experiment'] + '/' + missing['run'])}")
+    return view.reset_index(drop=True)
+
+def _setting(row: pd.Series) -> str:
+    ipc = "whole data" if pd.isna(row.get("ipc")) else f"IPC {int(row['ipc'])}"
+    return f"{row['dataset']}, ratio {row['ratio']:g}, {ipc}"
+
+def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame:
+    """Rows where a paper reports the same setting: the paper's numbers beside ours, each labelled.
+
+    ``setting`` names the dataset, ratio and IPC; the column groups say which
+    numbers are the paper's (and which paper) and which this companion measured
+    under ``profile``'s settings.
+    """
+    done = table[(table["status"] == "done") & table.get("paper_acc", pd.Series(dtype=float)).notna()]
+    rows = []
+    for _, row in done.iterrows():
+        entry = {("", "setting"): _setting(row), ("", "run"): row["run"],
+                 ("", "paper source"): row.get("paper_source", "")}
+        for key in ("acc", "deo_m", "deo_a"):
+            paper = row.get(f"paper_{key}")
+            entry[("paper", METRIC_SHORT_NAMES[key])] = None if paper is None or math.isnan(paper) else round(paper, 1)
+            entry[(f"this companion ({profile})", METRIC_SHORT_NAMES[key])] = round(row[key], 1)
+        rows.append(entry)
+    if not rows:
+        print("no run of this table has a number reported by the papers for the same setting")
+        return pd.DataFrame()
+    return pd.DataFrame(rows).set_axis(pd.MultiIndex.from_tuples(rows[0].keys()), axis=1)
+
+AMPLIFIED_GAP = 10.0  # conflicting-accuracy points below whole data that we read as amplification
+
+SHORTCUT_LEVEL = 25.0  # whole-data conflicting accuracy below this: the whole-data model follows the bias too
+
+def bias_effect(table: pd.DataFrame) -> pd.DataFrame:
+    """Each distilled run of a comparison against its whole-data and random-real runs (accuracy points).
+
+    ``reading`` is *amplified* when the distilled model's bias-conflicting
+    accuracy is more than :data:`AMPLIFIED_GAP` points below the whole-data
+    model's; *whole data biased too* when the whole-data model itself stays
+    below :data:`SHORTCUT_LEVEL` on conflicting images (nothing left to
+    amplify); else *suppressed* (distillation loses little or helps).
+    """
+    done = table[table["status"] == "done"]
+    rows = []
+    for experiment, group in done.groupby("experiment", sort=False):
+        base = {m: group[group["method"] == m].iloc[0] for m in ("whole", "random") if (group["method"] == m).any()}
+        for _, run in group[group["method"].isin(distilling_methods()) & (group["target"] == "vanilla")].iterrows():
+            row = {"comparison": experiment, "run": run["run"], "ipc": run["ipc"], "acc": round(run["acc"], 1),
+                   "conflicting": round(run["acc_conflicting"], 1)}
+            if "random" in base:
+                row["acc vs random"] = round(run["acc"] - base["random"]["acc"], 1)
+            if "whole" in base:
+                whole = base["whole"]
+                row["acc vs whole"] = round(run["acc"] - whole["acc"], 1)
+                gap = run["acc_conflicting"] - whole["acc_conflicting"]
+                row["conflicting vs whole"] = round(gap, 1)
+                row["reading"] = ("amplified" if gap < -AMPLIFIED_GAP else "whole data biased too"
+                                  if whole["acc_conflicting"] < SHORTCUT_LEVEL else "suppressed")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+def _kde_records(specs: list[RunSpec]) -> list[tuple[RunSpec, dict]]:
+    found = []
+    for spec in specs:
+        record = load_record(spec.params)
+        if record and record.get("kde_diagnostics"):
+            found.append((spec, record))
+    return found
+
+def weight_shares(specs: list[RunSpec]) -> pd.DataFrame:
+    """Per KDE run: the bias-conflicting share of the samples and of the weight (mean and lowest class, %)."""
+    from paperlib.distill.reweight import summarize_diagnostics
+
+    rows = [{"comparison": spec.experiment, "run": spec.label, **summarize_diagnostics(record["kde_diagnostics"])}
+            for spec, record in _kde_records(specs)]
+    table = pd.DataFrame(rows).round(1)
+    if len(table):
+        table["effective samples per class"] = table["effective samples per class"].round().astype(int)
+    return table
+
+def first_kde_diagnostics(specs: list[RunSpec]) -> list[dict]:
+    """The per-class KDE diagnostics of the first KDE run with a stored record."""
+    found = _kde_records(specs)
+    if not found:
+        raise PaperlibError("no KDE run of this suite has a stored record; run the suite first")
+    return found[0][1]["kde_diagnostics"]
+
+def build_datasets(settings: Mapping[str, Mapping[str, Any]]) -> tuple[dict, pd.DataFrame]:
+    """Build each named dataset; return those built and an overview table.
+
+    A dataset whose files are absent gets a row saying so, and its error (where
+    to get the files and where to put them) is printed.
+    """
+    built, rows = {}, []
+    for name, values in settings.items():
+        try:
+            dataset = build_dataset(**values)
+        except PaperlibError as err:
+            print(f"{name}: {err}")
+            rows.append({"name": name, "preset": values.get("dataset"), "status": "data absent (see above)"})
+            continue
+        built[name] = dataset
+        summary = dataset.summary()
+        rows.append({"name": name, "preset": dataset.info.preset,
+                     "source": dataset.info.params.get("source") or "", "bias": dataset.info.attribute_kind,
+                     "image": f"{dataset.channels}x{dataset.image_size}x{dataset.image_size}",
+                     "train": summary["train"]["n"], "test": summary["test"]["n"],
+                     "groups": dataset.info.num_attributes,
+                     "train aligned %": round(100 * summary["train"]["aligned_fraction"], 2),
+                     "test aligned %": round(100 * summary["test"]["aligned_fraction"], 2), "status": "built"})
+    overview = pd.DataFrame(rows)
+    counts = [c for c in ("train", "test", "groups") if c in overview]
+    return built, overview.astype({c: "Int64" for c in counts}).fillna({"source": "", "bias": "", "image": ""})
+
+def ratio_sweep(sweeps: list[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Build a dataset at each value of its bias ratio; return per-class counts and a summary per value.
+
+    Each sweep is ``{dataset, ratio: conflict_ratio | majority_ratio, values: [...], **other settings}``.
+    The per-class frame has one row per (dataset, value, class) with the number of
+    bias-conflicting (minority-group) training images.
+    """
+    per_class, summary = [], []
+    for sweep in sweeps:
+        sweep = dict(sweep)
+        name, values = sweep.pop("ratio"), sweep.pop("values")
+        for value in values:
+            dataset = build_dataset(**sweep, **{name: value})
+            train = dataset.train
+            conflicting = (~train.aligned.bool()).long()
+            counts = train.labels.new_zeros(dataset.num_classes).index_add_(0, train.labels, conflicting)
+            per_class += [{"dataset": sweep["dataset"], "ratio": name, "value": value, "class": c,
+                           "conflicting": int(counts[c])} for c in range(dataset.num_classes)]
+            summary.append({"dataset": sweep["dataset"], "ratio": name, "value": value, "train images": len(train),
+                            "conflicting %": round(100 * float(conflicting.float().mean()), 2),
+                            "fewest per class": int(counts.min()), "most per class": int(counts.max()),
+                            "test aligned %": round(100 * float(dataset.test.aligned.float().mean()), 2)})
+    return pd.DataFrame(per_class), pd.DataFrame(summary)
