@@ -40,6 +40,7 @@ from paperlib.data.container import BiasedDataset
 from paperlib.train.models import init_parameters, model_from_params
 from paperlib.train.supcon import train_supcon
 
+
 _MEDIAN_SUBSAMPLE = 2000
 
 
@@ -59,6 +60,7 @@ class KdeWeights:
 
 
 # --- density ---------------------------------------------------------------------------------
+
 
 def _spread(x: Tensor) -> float:
     """The root mean per-dimension variance of the ``[n, d]`` points ``x`` (1 for a single point)."""
@@ -166,7 +168,6 @@ def _clip(weights: Tensor, cap: float) -> Tensor:
     return weights / weights.sum()
 
 
-
 @torch.inference_mode()
 def _embed_all(fn, images: Tensor, batch: int = 1024) -> Tensor:
     return torch.cat([fn(images[i:i + batch]).float() for i in range(0, images.shape[0], batch)])
@@ -213,6 +214,7 @@ def embed_training_set(dataset: BiasedDataset, params: Params, device: torch.dev
 
 
 # --- the whole pipeline ----------------------------------------------------------------------
+
 
 def class_kde_weights(embeddings: Tensor, labels: Tensor, num_classes: int, rule: str = "median",
                       bandwidth_value: float = 1.0, weighting: str = "power", alpha: float = 1.0,

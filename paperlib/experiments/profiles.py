@@ -42,12 +42,14 @@ def profile_defaults(profile: str | Path) -> dict[str, Any]:
                             f"{', '.join(sorted(p.name for p in params_dir().iterdir() if p.is_dir()))}")
     return mapping(load_yaml(path), str(path))
 
+
 def notebook_parameters(profile: str, notebook: str) -> dict[str, Any]:
     """The values of ``params/<profile>/<notebook>.yaml``."""
     path = params_dir() / profile / f"{notebook}.yaml"
     if not path.is_file():
         raise PaperlibError(f"no parameter file {path}; every profile needs one per notebook")
     return load_yaml(path)
+
 
 def suite_specs(profile: str, suite: Mapping[str, Any] | None, notebook: str) -> list[RunSpec]:
     """The runs of a notebook: ``suite`` as given (papermill), else the profile's file, on the profile's defaults."""
@@ -56,6 +58,7 @@ def suite_specs(profile: str, suite: Mapping[str, Any] | None, notebook: str) ->
         if suite is None:
             raise PaperlibError(f"params/{profile}/{notebook}.yaml has no 'suite'")
     return load_suite(suite, base=profile_defaults(profile))
+
 
 def present_only(experiments: list[Mapping[str, Any]], profile: str) -> list[RunSpec]:
     """The runs of ``experiments`` whose dataset files are on this machine; a printed note for the others."""
@@ -69,6 +72,7 @@ def present_only(experiments: list[Mapping[str, Any]], profile: str) -> list[Run
             continue
         specs += found
     return specs
+
 
 def profile_params(settings: Mapping[str, Any], profile: str) -> Params:
     """Validated parameters: the profile's run defaults updated by ``settings``."""

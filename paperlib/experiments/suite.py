@@ -38,12 +38,14 @@ class RunSpec:
     label: str
     params: Params
 
+
 def mapping(value: Any, where: str) -> dict:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
         raise PaperlibError(f"{where} must be a mapping of name: value, got {value!r}")
     return dict(value)
+
 
 def load_suite(source: str | Path | Mapping[str, Any], overrides: Mapping[str, Any] | None = None,
                only: str | None = None, base: Mapping[str, Any] | None = None) -> list[RunSpec]:
@@ -85,6 +87,7 @@ def load_suite(source: str | Path | Mapping[str, Any], overrides: Mapping[str, A
     if not specs:
         raise PaperlibError(f"no experiment name contains {only!r}")
     return specs
+
 
 def run_suite(specs: list[RunSpec]) -> None:
     """Run every spec under one progress bar (stored runs load at once)."""

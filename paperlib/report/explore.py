@@ -9,6 +9,7 @@ that run is stored too, so it answers at once the next time.
 
 from __future__ import annotations
 
+import base64
 import html
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from paperlib.distill.methods import METHODS
 from paperlib.experiments.runner import distilled_dir, load_record, run
 from paperlib.report.plots import sample_grid_png
 from paperlib.report.reference import reported
+
 
 TARGETS = {"vanilla": {"target": "vanilla"},
            "KDE reweighting (paper A)": {"target": "weighted", "weights": "kde"},
@@ -176,8 +178,6 @@ class Explorer:
 
     def snapshot_html(self) -> str:
         """The current view as static HTML (images inlined), for stored notebooks where widgets do not render."""
-        import base64
-
         def image(data: bytes) -> str:
             if not data:
                 return "<i>no synthetic images (random real subset or whole data)</i>"

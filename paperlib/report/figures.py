@@ -29,9 +29,11 @@ def save(ax, folder: Path, name: str, pdf: bool = False) -> Path:
             figure.savefig(tmp, format=suffix, dpi=150, metadata={"CreationDate": None} if suffix == "pdf" else None)
     return Path(folder) / f"{name}.png"
 
+
 def save_table(table: pd.DataFrame, folder: Path, name: str) -> Path:
     """Write ``table`` as ``folder/name.csv`` (atomically)."""
     return write_csv(table, Path(folder) / f"{name}.csv")
+
 
 def show_grids(specs: list[RunSpec], folder: Path, name: str, per_figure_width: float = 3.2, max_ipc: int = 20):
     """Draw the distilled-image grid of every spec that has one (up to ``max_ipc`` images per class, so each
@@ -51,6 +53,7 @@ def show_grids(specs: list[RunSpec], folder: Path, name: str, per_figure_width: 
         show_image_file(path, ax=ax, title=f"{spec.experiment} / {spec.label}")
     save(axes.flat[0], folder, name)
     return axes
+
 
 def save_suite_figures(specs: list[RunSpec], table: pd.DataFrame, folder: str | Path, stem: str) -> list[Path]:
     """Write the figures of a suite's stored runs into ``folder``; returns the paths.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -234,8 +235,6 @@ def plot_against(table, x: str, metric: str = "acc", hue: str = "target", ax=Non
 
 def sample_grid_png(dataset, per_class: int = 8, seed: int = 0, scale: int = 2) -> bytes:
     """:func:`framed_sample_grid` as PNG bytes, upscaled by ``scale`` (for the explorer's image widget)."""
-    import io
-
     grid = Image.fromarray(framed_sample_grid(dataset, per_class, seed))
     grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
     buffer = io.BytesIO()

@@ -59,6 +59,7 @@ def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
         row[f"paper_{key}"] = value
     return row
 
+
 def results_table(specs: list[RunSpec]) -> pd.DataFrame:
     """One row per spec from its stored record: metrics (percent, mean and std), timings, paper values.
 
@@ -67,12 +68,14 @@ def results_table(specs: list[RunSpec]) -> pd.DataFrame:
     """
     return pd.DataFrame([_row(spec, load_record(spec.params)) for spec in specs])
 
+
 def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
     """Write ``table`` as CSV atomically (floats rounded to 4 decimals)."""
     path = Path(path)
     with atomic_write(path) as tmp:
         table.round(4).to_csv(tmp, index=False, float_format="%.4f")
     return path
+
 
 def format_mean_std(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_aligned", "acc_conflicting",
                                                                    "deo_m", "deo_a")) -> pd.DataFrame:
@@ -84,6 +87,7 @@ def format_mean_std(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_al
                          else f"{mean:.1f} ± {std:.1f}")
                         for mean, std in zip(table[key], table.get(f"{key}_std", table[key]))]
     return out
+
 
 def markdown_table(table: pd.DataFrame) -> str:
     """The headline view of ``table`` as a Markdown table: ours (mean ± std) beside the papers'.
@@ -114,6 +118,7 @@ def markdown_table(table: pd.DataFrame) -> str:
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
+
 def overhead_table(table: pd.DataFrame) -> pd.DataFrame:
     """Seconds per distillation iteration of every distilled run, against vanilla in the same comparison.
 
@@ -135,6 +140,7 @@ def overhead_table(table: pd.DataFrame) -> pd.DataFrame:
     return keep[["experiment", "run", "seconds_per_iteration", "one_off_seconds", "amortised",
                  "vs_vanilla"]].reset_index(drop=True)
 
+
 def metrics_view(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_aligned", "acc_conflicting"),
                  extra: tuple[str, ...] = ()) -> pd.DataFrame:
     """Display copy of a results table: comparison, run, ``extra`` columns, then metrics in % (1 decimal).
@@ -153,9 +159,11 @@ def metrics_view(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_align
         print(f"not run: {', '.join(missing['experiment'] + '/' + missing['run'])}")
     return view.reset_index(drop=True)
 
+
 def _setting(row: pd.Series) -> str:
     ipc = "whole data" if pd.isna(row.get("ipc")) else f"IPC {int(row['ipc'])}"
     return f"{row['dataset']}, ratio {row['ratio']:g}, {ipc}"
+
 
 def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame:
     """Rows where a paper reports the same setting: the paper's numbers beside ours, each labelled.
@@ -179,9 +187,12 @@ def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame:
         return pd.DataFrame()
     return pd.DataFrame(rows).set_axis(pd.MultiIndex.from_tuples(rows[0].keys()), axis=1)
 
+
 AMPLIFIED_GAP = 10.0  # conflicting-accuracy points below whole data that we read as amplification
 
+
 SHORTCUT_LEVEL = 25.0  # whole-data conflicting accuracy below this: the whole-data model follows the bias too
+
 
 def bias_effect(table: pd.DataFrame) -> pd.DataFrame:
     """Each distilled run of a comparison against its whole-data and random-real runs (accuracy points).
@@ -211,6 +222,7 @@ def bias_effect(table: pd.DataFrame) -> pd.DataFrame:
             rows.append(row)
     return pd.DataFrame(rows)
 
+
 def _kde_records(specs: list[RunSpec]) -> list[tuple[RunSpec, dict]]:
     found = []
     for spec in specs:
@@ -219,10 +231,9 @@ def _kde_records(specs: list[RunSpec]) -> list[tuple[RunSpec, dict]]:
             found.append((spec, record))
     return found
 
+
 def weight_shares(specs: list[RunSpec]) -> pd.DataFrame:
     """Per KDE run: the bias-conflicting share of the samples and of the weight (mean and lowest class, %)."""
-    from paperlib.distill.reweight import summarize_diagnostics
-
     rows = [{"comparison": spec.experiment, "run": spec.label, **summarize_diagnostics(record["kde_diagnostics"])}
             for spec, record in _kde_records(specs)]
     table = pd.DataFrame(rows).round(1)
@@ -230,12 +241,14 @@ def weight_shares(specs: list[RunSpec]) -> pd.DataFrame:
         table["effective samples per class"] = table["effective samples per class"].round().astype(int)
     return table
 
+
 def first_kde_diagnostics(specs: list[RunSpec]) -> list[dict]:
     """The per-class KDE diagnostics of the first KDE run with a stored record."""
     found = _kde_records(specs)
     if not found:
         raise PaperlibError("no KDE run of this suite has a stored record; run the suite first")
     return found[0][1]["kde_diagnostics"]
+
 
 def build_datasets(settings: Mapping[str, Mapping[str, Any]]) -> tuple[dict, pd.DataFrame]:
     """Build each named dataset; return those built and an overview table.
@@ -263,6 +276,7 @@ def build_datasets(settings: Mapping[str, Mapping[str, Any]]) -> tuple[dict, pd.
     overview = pd.DataFrame(rows)
     counts = [c for c in ("train", "test", "groups") if c in overview]
     return built, overview.astype({c: "Int64" for c in counts}).fillna({"source": "", "bias": "", "image": ""})
+
 
 def ratio_sweep(sweeps: list[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Build a dataset at each value of its bias ratio; return per-class counts and a summary per value.

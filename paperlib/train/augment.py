@@ -40,6 +40,7 @@ from paperlib.core.registry import Registry
 
 __all__ = ["DSA", "OPS", "DSAParams"]
 
+
 @dataclass(frozen=True)
 class DSAParams:
     """Hyper-parameters of DSA; the defaults are the reference ``ParamDiffAug``.

@@ -1,0 +1,102 @@
+"""The one cache key: derived from the field tags, it moves with every result-affecting change and only then."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from paperlib.core.errors import PaperlibError
+from paperlib.core.params import GROUPS, SCOPES, Params, cache_key, field_tags, key_values, make_params, parse_set
+from paperlib.core.registry import registry_for
+from paperlib.experiments.runner import distilled_dir, record_key
+
+# A base where every field is used, and a valid other value for every field.
+BASE = {"dataset": "cmnist", "source": "digits", "method": "dc", "target": "weighted", "weights": "kde",
+        "kde_encoder": "supcon", "kde_bandwidth": "fixed", "kde_weighting": "power", "sampling": "stratified",
+        "eval_trainer": "lff"}
+# Fields a choice of BASE leaves unused: the base for them switches that choice.
+BASE_FOR = {"majority_ratio": {"dataset": "cmnist_fg"}, "kde_tau": {"kde_weighting": "softmax"}}
+CHANGED = {"dataset": "cmnist_fg", "source": "mnist", "conflict_ratio": 0.1, "majority_ratio": 0.8, "severity": 3,
+           "data_dir": "/elsewhere", "method": "dsa", "ipc": 5, "target": "groups", "weights": "group_balanced",
+           "iterations": 7, "batch_real": 64, "lr_img": 0.5, "momentum_img": 0.9, "init": "balanced",
+           "sampling": "uniform", "stratified_min": 4, "outer_loop": 3, "inner_loop": 2, "lr_net": 0.02,
+           "checkpoint_every": 5, "precision": "bf16", "channels_last": False, "kde_encoder": "random",
+           "supcon_epochs": 2.0, "supcon_temperature": 0.2, "supcon_lr": 0.1, "kde_bandwidth": "median",
+           "kde_bandwidth_value": 2.0, "kde_weighting": "softmax", "kde_alpha": 0.5, "kde_tau": 2.0, "kde_clip": 2.0,
+           "model": "lenet", "net_width": 32, "net_depth": 2, "net_norm": "batchnorm", "net_act": "sigmoid",
+           "net_pooling": "maxpooling", "eval_epochs": 10, "eval_lr": 0.05, "eval_batch": 32, "num_eval": 2,
+           "dsa": False, "dsa_strategy": "crop", "eval_trainer": "plain", "lff_q": 0.5, "lff_ema": 0.5,
+           "eval_model": "mlp", "seed": 1, "device": "cpu", "progress": False, "cache_dir": "/tmp/other",
+           "force": True}
+
+
+def test_every_field_is_classified():
+    """A new Params field without a known group fails here (and so cannot enter the key silently)."""
+    for name, tags in field_tags().items():
+        assert tags.get("group") in GROUPS, f"Params.{name} needs a group tag, one of {GROUPS}"
+        if tags["by"] is not None:
+            assert registry_for(tags["by"]) is not None, f"{name} is selected by {tags['by']}, which has no registry"
+    assert set(CHANGED) == {f.name for f in dataclasses.fields(Params)}, "give the new field a value in CHANGED"
+
+
+@pytest.mark.parametrize("name", sorted(CHANGED))
+def test_a_result_field_moves_the_key_and_an_execution_field_does_not(name):
+    base = make_params({**BASE, **BASE_FOR.get(name, {})})
+    changed = make_params({**dataclasses.asdict(base), name: CHANGED[name]})
+    if field_tags()[name]["group"] == "execution":
+        assert cache_key(changed) == cache_key(base)
+    else:
+        assert cache_key(changed) != cache_key(base), f"changing {name} must change the record's key"
+
+
+def test_fields_a_choice_does_not_use_leave_the_key_alone():
+    dm = make_params(dataset="cmnist", method="dm")
+    assert cache_key(make_params(dataset="cmnist", method="dm", outer_loop=9, lr_net=0.5, majority_ratio=0.3,
+                                 weights="kde", kde_alpha=3.0, lff_q=0.2, stratified_min=3)) == cache_key(dm)
+    whole = make_params(dataset="cmnist", method="whole")
+    assert cache_key(make_params(dataset="cmnist", method="whole", ipc=50, target="groups", iterations=3)) == \
+        cache_key(whole)
+    assert cache_key(make_params(dataset="cmnist", method="dm", eval_model="convnet")) == cache_key(dm)
+
+
+def test_scopes_share_what_they_should():
+    base = make_params(dataset="cmnist", method="dm", source="digits")
+    more_models = make_params(dataset="cmnist", method="dm", source="digits", num_eval=9, eval_trainer="lff")
+    assert distilled_dir(more_models) == distilled_dir(base) and record_key(more_models) != record_key(base)
+    assert cache_key(base, "dataset") == cache_key(make_params(dataset="cmnist", source="digits", method="whole"),
+                                                   "dataset")
+    assert set(key_values(base, "dataset")) == {"scope", "key_version", "dataset", "dataset_version", "source",
+                                                "conflict_ratio", "severity", "seed"}
+    assert set(SCOPES) == {"dataset", "embeddings", "weights", "distilled", "record"}
+    with pytest.raises(PaperlibError, match="unknown cache scope"):
+        cache_key(base, "nope")
+
+
+def test_a_registered_entry_version_enters_the_key(monkeypatch):
+    from paperlib.data.presets import PRESETS
+
+    params = make_params(dataset="cmnist", source="digits")
+    before = cache_key(params, "dataset")
+    monkeypatch.setitem(PRESETS._entries, "cmnist", dataclasses.replace(PRESETS["cmnist"], version=2))
+    assert cache_key(params, "dataset") != before
+
+
+@pytest.mark.parametrize("text, value", [("1e-3", 0.001), ("5E-2", 0.05), ("2.5e+1", 25.0), ("1e3", 1000.0)])
+def test_numbers_in_scientific_notation_parse_everywhere(text, value):
+    assert make_params(parse_set([f"lr_img={text}"])).lr_img == value  # --set
+    assert make_params({"eval_lr": text}).eval_lr == value  # YAML 1.1 reads 1e-3 as text
+    assert make_params({"eval_epochs": "1e3"}).eval_epochs == 1000
+    with pytest.raises(PaperlibError, match="must be a number"):
+        make_params(lr_img="fast")
+
+
+@pytest.mark.parametrize("name, value", [("net_norm", "foo"), ("net_act", "bar"), ("net_pooling", "baz"),
+                                         ("dsa_strategy", "color_warp"), ("init", "zeros"), ("sampling", "x"),
+                                         ("eval_trainer", "jtt"), ("kde_bandwidth", "wide"), ("precision", "fp8"),
+                                         ("device", "tpu"), ("model", "vgg"), ("target", "cobra")])
+def test_unknown_choices_fail_at_validation_in_one_line(name, value):
+    shown = value.split("_")[-1]
+    with pytest.raises(PaperlibError, match=rf"unknown .*'{shown}'.*choose one of") as err:
+        make_params({name: value})
+    assert "\n" not in str(err.value)

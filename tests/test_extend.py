@@ -1,0 +1,82 @@
+"""Extending the companion: a new dataset preset and a new target are one registered class each plus one line of
+YAML; nothing else in paperlib changes. (The toy entries are removed again after each test.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from paperlib.cli import main
+from paperlib.core.params import make_params
+from paperlib.data.presets import PRESETS, RenderedPreset
+from paperlib.distill.targets import TARGETS, Target, _normalise_rows
+from paperlib.experiments.runner import run
+from paperlib.experiments.suite import load_suite, run_suite
+from paperlib.report.tables import results_table
+
+
+def _invert_digits(gray, attrs, params, gen):
+    """The toy bias: the bias-aligned images of class c are drawn inverted when c is even."""
+    flip = (attrs % 2 == 0).view(-1, 1, 1, 1)
+    return torch.where(flip, 1 - gray, gray).expand(-1, 3, -1, -1).contiguous()
+
+
+class FirstHalfTarget(Target):
+    """A toy target: the plain average of the first half of each class's real batch."""
+
+    name = "toy_first_half"
+
+    @classmethod
+    def for_run(cls, dataset, params, device):
+        return cls(), {"toy": True}
+
+    def aggregation(self, batch):
+        rows = batch.inclusion.clone()
+        rows[:, rows.shape[1] // 2:] = 0
+        return _normalise_rows(rows)[:, None, :]
+
+
+@pytest.fixture
+def toy_entries():
+    PRESETS.register("toy_inverted", RenderedPreset("digits", "inversion", sources=("digits",),
+                                                    uses=("conflict_ratio",), render=_invert_digits))
+    TARGETS.register(FirstHalfTarget.name, FirstHalfTarget)
+    yield
+    PRESETS.unregister("toy_inverted")
+    TARGETS.unregister(FirstHalfTarget.name)
+
+
+def test_a_toy_preset_and_a_toy_target_run_through_describe_run_and_a_suite(toy_entries, tmp_path, capsys):
+    assert main(["describe", "--set", "dataset=toy_inverted", "--set", "conflict_ratio=0.2",
+                 "--set", f"cache_dir={tmp_path}"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["train"]["aligned_fraction"] == pytest.approx(0.8, abs=0.02)
+
+    suite = tmp_path / "toy.yaml"
+    suite.write_text(  # the one YAML line of each new entry: dataset and target
+        f"defaults: {{cache_dir: {tmp_path}, device: cpu, progress: false, net_width: 8, num_eval: 1, "
+        "eval_epochs: 1, iterations: 2, batch_real: 8, ipc: 1}\n"
+        "experiments:\n"
+        "  - name: toy\n"
+        "    settings: {dataset: toy_inverted, conflict_ratio: 0.2}\n"
+        "    runs:\n"
+        "      dm: {method: dm}\n"
+        "      dm_toy: {method: dm, target: toy_first_half}\n")
+    specs = load_suite(suite)
+    run_suite(specs)
+    table = results_table(specs)
+    assert list(table["status"]) == ["done", "done"] and list(table["target"]) == ["vanilla", "toy_first_half"]
+    record = run(specs[1].params)
+    assert record["cached"] and record["toy"] is True
+    assert record["distilled"] != run(specs[0].params)["distilled"]  # another target, another distilled set
+
+
+def test_unregistered_names_fail_with_the_registered_choices(toy_entries):
+    with pytest.raises(Exception, match="unknown dataset 'toy_inverte'.*did you mean 'toy_inverted'"):
+        make_params(dataset="toy_inverte")
+    PRESETS.unregister("toy_inverted")
+    with pytest.raises(Exception, match="unknown dataset 'toy_inverted'"):
+        make_params(dataset="toy_inverted")
+    PRESETS.register("toy_inverted", RenderedPreset("digits", "inversion", sources=("digits",)))
