@@ -5,7 +5,8 @@
 writes the executed notebook: for ``quick`` over the paired
 ``notebooks/NN_*.ipynb`` (the committed outputs), for other profiles into
 ``notebooks/<profile>/``. It prints progress per notebook, stops at the first
-failure naming the notebook, and never leaves a half-written notebook behind.
+failure naming the notebook and the cell (keeping papermill's partial output as
+``NN_*.failed.ipynb`` beside where the notebook would go), and never leaves a half-written notebook in place.
 Wall times go to ``figures/<profile>/reproduce_times.csv``.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 import tempfile
 import time
@@ -21,10 +23,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from paperlib.core.errors import PaperlibError
+from paperlib.core.params import load_yaml
 from paperlib.core.paths import figures_dir, notebook_sources, repo_root
 from paperlib.experiments.profiles import check_profile
 from paperlib.core.store import atomic_write
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in tracebacks
 PAIRED_PROFILE = "quick"  # the profile whose outputs live in the paired notebooks/NN_*.ipynb
 
 
@@ -74,16 +78,36 @@ def _this_python_kernel_manager() -> type:
     return ThisPythonKernelManager
 
 
+def failed_path(output: Path) -> Path:
+    """Where the partial output of a notebook that failed is kept: ``NN_name.failed.ipynb`` beside ``output``."""
+    return output.with_name(f"{output.stem}.failed.ipynb")
+
+
+def _failure(err: Exception, source: Path, kept: Path | None) -> PaperlibError:
+    """The one-line error of a failed notebook; papermill's cell error is printed in full to stderr first."""
+    cell = getattr(err, "cell_index", None)
+    if cell is None:
+        return PaperlibError(f"notebook {source.stem} failed: {type(err).__name__}: {str(err).strip()[-500:]}")
+    print(_ANSI.sub("", "\n".join(getattr(err, "traceback", []) or [])), file=sys.stderr)
+    first_line = (getattr(err, "source", "") or "").strip().splitlines()[:1]
+    where = f"cell {cell} (execution count {err.exec_count}: {first_line[0] if first_line else ''})"
+    kept_note = f"; its partial output is in {kept}" if kept else ""
+    return PaperlibError(f"notebook {source.stem} failed at {where}: {err.ename}: {err.evalue}{kept_note}")
+
+
 def execute(source: Path, profile: str, output: Path) -> float:
-    """Execute one notebook with ``params/<profile>/<name>.yaml``; return its wall time in seconds."""
+    """Execute one notebook with ``params/<profile>/<name>.yaml``; return its wall time in seconds.
+
+    On success the executed notebook replaces ``output`` (atomically). On failure ``output`` is untouched, the
+    partial notebook papermill wrote is kept at :func:`failed_path` and the error names the failing cell.
+    """
     import jupytext
     import papermill
-    import yaml
 
     parameters_file = repo_root() / "params" / profile / f"{source.stem}.yaml"
     if not parameters_file.is_file():
         raise PaperlibError(f"{parameters_file} is missing: every profile needs one parameter file per notebook")
-    parameters = yaml.safe_load(parameters_file.read_text()) or {}
+    parameters = load_yaml(parameters_file)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch, environment(PAPERLIB_NO_PROGRESS="1"):
         # the kernel inherits PAPERLIB_NO_PROGRESS: no bar widgets in stored outputs
@@ -95,9 +119,18 @@ def execute(source: Path, profile: str, output: Path) -> float:
             cell.id = f"cell-{i:02d}"  # stable ids: re-running changes only what the run changed
         jupytext.write(notebook, fresh)
         executed = Path(scratch) / "executed.ipynb"
-        papermill.execute_notebook(str(fresh), str(executed), parameters=parameters, cwd=str(source.parent),
-                                   kernel_name="python3", progress_bar=False, report_mode=False,
-                                   kernel_manager_class=_this_python_kernel_manager())
+        failed_path(output).unlink(missing_ok=True)
+        try:
+            papermill.execute_notebook(str(fresh), str(executed), parameters=parameters, cwd=str(source.parent),
+                                       kernel_name="python3", progress_bar=False, report_mode=False,
+                                       kernel_manager_class=_this_python_kernel_manager())
+        except Exception as err:  # papermill raises its own types; name the notebook and cell whatever failed
+            kept = None
+            if executed.is_file():
+                kept = failed_path(output)
+                with atomic_write(kept) as tmp:
+                    tmp.write_bytes(executed.read_bytes())
+            raise _failure(err, source, kept) from None
         with atomic_write(output) as tmp:
             tmp.write_bytes(executed.read_bytes())
     return time.perf_counter() - start
@@ -111,11 +144,7 @@ def reproduce(profile: str, only: str | None = None, output_dir: Path | None = N
     for i, source in enumerate(sources, 1):
         output = output_path(source, profile, output_dir)
         print(f"[{i}/{len(sources)}] {source.stem} ({profile}) ...", flush=True)
-        try:
-            seconds = execute(source, profile, output)
-        except Exception as err:  # papermill raises its own types; name the notebook whatever failed
-            raise PaperlibError(f"notebook {source.stem} failed under profile {profile!r}: "
-                                f"{type(err).__name__}: {str(err).strip()[-2000:]}") from None
+        seconds = execute(source, profile, output)
         times.append((source.stem, seconds))
         print(f"[{i}/{len(sources)}] {source.stem} done in {seconds:.0f} s -> {output}", flush=True)
     return times

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import pytest
 import torch
@@ -178,3 +179,22 @@ def test_the_stored_explorer_runs_wrote_nothing_to_stderr_and_no_errors(stored):
     assert outputs, f"{stored} has no outputs: run `make reproduce`"
     assert not [o for o in outputs if o["output_type"] == "stream" and o["name"] == "stderr"]
     assert not [o for o in outputs if o["output_type"] == "error"]
+
+
+def test_a_failing_notebook_keeps_its_partial_output_and_names_the_cell(tmp_path, monkeypatch, capsys):
+    import paperlib.reproduce as reproduce_module
+    from paperlib.reproduce import execute, failed_path
+
+    (tmp_path / "params" / "smoke").mkdir(parents=True)
+    (tmp_path / "params" / "smoke" / "99_fails.yaml").write_text("divisor: 0\n")
+    source = tmp_path / "99_fails.py"
+    header = "# ---\n# jupyter:\n#   kernelspec:\n#     display_name: Python 3\n#     language: python\n#     name: python3\n# ---\n\n"
+    source.write_text(header + '# %% tags=["parameters"]\ndivisor = 1\n\n# %%\nprint("before")\n\n# %%\n1 / divisor\n')
+    monkeypatch.setattr(reproduce_module, "repo_root", lambda: tmp_path)
+    output = tmp_path / "out" / "99_fails.ipynb"
+    with pytest.raises(PaperlibError, match=r"99_fails failed at cell \d+ .*1 / divisor.*ZeroDivisionError") as err:
+        execute(source, "smoke", output)
+    assert str(failed_path(output)) in str(err.value) and not output.exists()
+    kept = nbformat.read(failed_path(output), as_version=4)
+    assert any("before" in str(cell.get("outputs")) for cell in kept.cells)  # the cells that ran are kept
+    assert "ZeroDivisionError" in capsys.readouterr().err  # the traceback is shown, not dropped
