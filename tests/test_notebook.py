@@ -28,9 +28,9 @@ SMOKE_EXPLORER = {
     "datasets": {"CMNIST": {"dataset": "cmnist", "source": "digits"},
                  "FG": {"dataset": "cmnist_fg", "source": "digits"}},
     "ratios": [0.05, 0.2], "ipcs": [1, 2], "methods": ["random", "dm"],
-    "method_settings": {"dm": {"by_ipc": {1: {"lr_img": 2}}}},
     "live": {"iterations": 2, "eval_epochs": 2, "num_eval": 1},
 }
+SCALE = {"methods": {"dm": {"by_ipc": {1: {"lr_img": 2}}}}}  # a profile's per-method scale block
 
 
 def test_six_numbered_notebooks_each_with_a_paired_ipynb():
@@ -144,7 +144,7 @@ def test_kde_ablation_trains_one_encoder_per_setting_and_reports_shares():
 
 
 def test_explorer_maps_the_slider_to_the_right_ratio_and_scale():
-    model = ExplorerModel({"seed": 0, "net_width": 8}, SMOKE_EXPLORER)
+    model = ExplorerModel({"seed": 0, "net_width": 8, **SCALE}, SMOKE_EXPLORER)
     colour = model.params(Point("CMNIST", 0.2, 1, "dm", "KDE reweighting (paper A)"))
     assert colour.conflict_ratio == 0.2 and colour.lr_img == 2 and colour.weights == "kde"
     fair = model.params(Point("FG", 0.05, 2, "dm", "FairDD (paper B)"), live=True)
@@ -157,7 +157,7 @@ def test_explorer_maps_the_slider_to_the_right_ratio_and_scale():
 
 
 def test_explorer_widget_offers_a_missing_point_then_shows_it_after_the_live_run():
-    app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu"}, SMOKE_EXPLORER)
+    app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", **SCALE}, SMOKE_EXPLORER)
     assert bytes(app.data_image.value).startswith(b"\x89PNG")
     assert not app.compute_button.disabled and "not computed" in app.status.value
     app.compute()

@@ -103,3 +103,19 @@ def test_reference_values_match_only_their_setting():
     assert reported(make_params(dataset="cmnist_fg", method="dm", ipc=10, source="digits")) is None
     lff = make_params(dataset="cmnist", method="dm", ipc=50, eval_trainer="lff")
     assert reported(lff)["acc"] == 53.7
+
+
+def test_a_profile_states_its_scale_once_per_method_below_every_experiment_value():
+    from paperlib.experiments.suite import scaled
+
+    base = {"net_width": 16, "methods": {"dc": {"iterations": 5, "lr_img": 2},
+                                         "dm": {"by_ipc": {50: {"lr_img": 100}}}}}
+    assert scaled(base, {"method": "dc"}) == {"net_width": 16, "iterations": 5, "lr_img": 2, "method": "dc"}
+    assert scaled(base, {"method": "dc"}, {"lr_img": 1})["lr_img"] == 1  # the experiment's own value wins
+    assert scaled(base, {"method": "dm", "ipc": 50})["lr_img"] == 100
+    assert "lr_img" not in scaled(base, {"method": "dm"})  # IPC 10: no block
+    specs = load_suite({"experiments": [{"name": "e", "runs": {"dc": {"method": "dc"}, "dm": {"method": "dm"}}}]},
+                       base={**base, "source": "digits"})
+    assert (specs[0].params.iterations, specs[1].params.iterations) == (5, 20000)
+    with pytest.raises(PaperlibError, match="unknown method 'dcc'"):
+        scaled({"methods": {"dcc": {}}}, {"method": "dc"})

@@ -16,7 +16,7 @@ from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params, load_yaml, make_params
 from paperlib.core.paths import params_dir
 from paperlib.data.presets import build_dataset
-from paperlib.experiments.suite import RunSpec, load_suite, mapping
+from paperlib.experiments.suite import RunSpec, load_suite, mapping, scaled
 
 PROFILES = ("smoke", "quick", "paper")
 PROFILE_DEFAULTS = "defaults.yaml"
@@ -30,7 +30,8 @@ def check_profile(profile: str) -> str:
 
 
 def profile_defaults(profile: str | Path) -> dict[str, Any]:
-    """The run defaults every notebook of a profile shares (``params/<profile>/defaults.yaml``).
+    """The run defaults every notebook of a profile shares (``params/<profile>/defaults.yaml``), with the
+    profile's per-method scale block ``methods`` (see :func:`paperlib.experiments.suite.scaled`).
 
     ``profile`` is a profile name (looked up under :func:`paperlib.core.paths.params_dir`)
     or a profile folder as a :class:`~pathlib.Path`. Sharing them is what lets notebooks reuse each other's cached runs.
@@ -76,4 +77,4 @@ def present_only(experiments: list[Mapping[str, Any]], profile: str) -> list[Run
 
 def profile_params(settings: Mapping[str, Any], profile: str) -> Params:
     """Validated parameters: the profile's run defaults updated by ``settings``."""
-    return make_params({**profile_defaults(profile), **settings})
+    return make_params(scaled(profile_defaults(profile), settings))

@@ -27,6 +27,7 @@ from typing import Any
 from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params, load_yaml, make_params
 from paperlib.core.runtime import progress
+from paperlib.distill.methods import METHODS
 from paperlib.experiments.runner import run
 
 
@@ -47,13 +48,35 @@ def mapping(value: Any, where: str) -> dict:
     return dict(value)
 
 
+def scaled(base: Mapping[str, Any], *layers: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of one run: ``base`` (a profile's defaults), its ``methods`` block for the run's method (and
+    that block's ``by_ipc`` entry for the run's IPC), then ``layers`` (suite defaults, experiment settings, the
+    run's own values, overrides), each above the one before.
+
+    A profile states its scale once this way, e.g. ``methods: {dc: {iterations: 5}, dm: {by_ipc: {50:
+    {lr_img: 100}}}}``, and every suite, notebook and the explorer read it the same way.
+    """
+    flat = {k: v for k, v in base.items() if k != "methods"}
+    on_top: dict[str, Any] = {}
+    for layer in layers:
+        on_top.update(layer)
+    merged = {**flat, **on_top}
+    blocks = mapping(base.get("methods"), "methods")
+    for name in blocks:
+        METHODS[name]  # an unknown method in a profile's methods block is the one-line error
+    block = mapping(blocks.get(merged.get("method", Params.method)), "methods block")
+    by_ipc = mapping(block.pop("by_ipc", None), "by_ipc")
+    return {**flat, **block, **mapping(by_ipc.get(merged.get("ipc", Params.ipc)), "by_ipc entry"), **on_top}
+
+
 def load_suite(source: str | Path | Mapping[str, Any], overrides: Mapping[str, Any] | None = None,
                only: str | None = None, base: Mapping[str, Any] | None = None) -> list[RunSpec]:
     """The runs a suite file (or an already-loaded mapping) describes, validated.
 
-    ``base`` holds defaults below the suite's own ``defaults``. A notebook's
-    parameter file (``params/<profile>/NN_*.yaml``) nests its suite under
-    ``suite`` and takes ``base`` from the profile's ``defaults.yaml``.
+    ``base`` holds defaults below the suite's own ``defaults``, with an optional
+    ``methods`` block (see :func:`scaled`). A notebook's parameter file
+    (``params/<profile>/NN_*.yaml``) nests its suite under ``suite`` and takes
+    ``base`` from the profile's ``defaults.yaml``.
     ``only`` keeps the experiments whose name contains it. Bad parameters are
     reported with the experiment and run they belong to.
     """
@@ -63,7 +86,7 @@ def load_suite(source: str | Path | Mapping[str, Any], overrides: Mapping[str, A
             folder_defaults = Path(source).parent / "defaults.yaml"
             base = load_yaml(folder_defaults) if folder_defaults.is_file() else None
         data = dict(data["suite"])
-    defaults = {**(base or {}), **mapping(data.get("defaults"), "defaults")}
+    defaults = mapping(data.get("defaults"), "defaults")
     experiments = data.get("experiments")
     if not isinstance(experiments, list) or not experiments:
         raise PaperlibError("a suite needs a non-empty list under 'experiments'")
@@ -79,8 +102,8 @@ def load_suite(source: str | Path | Mapping[str, Any], overrides: Mapping[str, A
         if not runs:
             raise PaperlibError(f"experiment {name!r} has no runs")
         for label, values in runs.items():
-            merged = {**defaults, **settings, **mapping(values, f"{name}.{label}"), **(overrides or {})}
             try:
+                merged = scaled(base or {}, defaults, settings, mapping(values, f"{name}.{label}"), overrides or {})
                 specs.append(RunSpec(name, str(label), make_params(merged)))
             except PaperlibError as err:
                 raise PaperlibError(f"{name}.{label}: {err}") from None

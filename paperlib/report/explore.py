@@ -22,6 +22,7 @@ from paperlib.core.params import Params, cache_key, make_params
 from paperlib.data.presets import bias_ratio_name, build_dataset
 from paperlib.distill.methods import METHODS
 from paperlib.experiments.runner import distilled_dir, load_record, run
+from paperlib.experiments.suite import scaled
 from paperlib.report.plots import sample_grid_png
 from paperlib.report.reference import reported
 
@@ -47,10 +48,11 @@ class Point:
 class ExplorerModel:
     """The explorer without widgets: which parameters a point means, and its stored or live result.
 
-    ``settings`` is the content of ``params/<profile>/06_explore.yaml``:
-    ``datasets`` (label -> dataset settings), ``ratios``, ``ipcs``, ``methods``,
-    ``method_settings`` (method -> overrides, with optional ``by_ipc``),
-    ``live`` (overrides for points computed on demand) and ``live_by_method``.
+    ``defaults`` are the profile's run defaults with their ``methods`` scale block (the same values the
+    notebooks' suites use, so a point at the profile's settings is one of their runs); ``settings`` is the
+    ``explorer`` block of ``params/<profile>/06_explore.yaml``: ``datasets`` (label -> dataset settings),
+    ``ratios``, ``ipcs``, ``methods`` and ``live`` (overrides for points computed on demand, with an
+    optional ``methods`` block of their own).
     """
 
     def __init__(self, defaults: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
@@ -73,19 +75,15 @@ class ExplorerModel:
             data["conflict_ratio"] = point.ratio
         elif ratio_name == "majority_ratio":
             data["majority_ratio"] = round(1.0 - point.ratio, 6)
-        method = dict(self.settings.get("method_settings", {}).get(point.method, {}))
-        by_ipc = method.pop("by_ipc", {})
-        values = {**self.defaults, **data, "method": point.method, "ipc": point.ipc, **method,
-                  **by_ipc.get(point.ipc, {})}
-        if METHODS[point.method].distils:
-            values.update(TARGETS[point.target])
-        if live:
-            values.update(self.live(point.method))
-        return make_params(values)
+        chosen = {"method": point.method, "ipc": point.ipc}
+        target = TARGETS[point.target] if METHODS[point.method].distils else {}
+        return make_params(scaled(self.defaults, data, chosen, target, self.live(point.method) if live else {}))
 
     def live(self, method: str) -> dict[str, Any]:
-        """The overrides of a live run of ``method``: ``live``, then ``live_by_method[method]``."""
-        return {**self.settings["live"], **self.settings.get("live_by_method", {}).get(method, {})}
+        """The overrides of a live run of ``method``: ``live``, with its own ``methods`` block for ``method``."""
+        values = scaled(self.settings["live"], {"method": method})
+        values.pop("method")
+        return values
 
     def dataset(self, point: Point):
         """The biased dataset of ``point`` (kept in memory: switching back is instant)."""
