@@ -88,7 +88,7 @@ nb.save(ax, figures, "02_aligned_conflicting", pdf=True);
 # texture of their class: the shortcut is all that is left to learn. Compare with the corruption bias.
 
 # %%
-nb.show_grids([s for s in specs if s.params.method in ("dm", "dc")], figures, "02_distilled_grids");
+nb.show_grids(specs, figures, "02_distilled_grids");
 
 # %% [markdown]
 # ## What this run checks

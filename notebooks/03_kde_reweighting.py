@@ -89,7 +89,7 @@ nb.save(ax, figures, "03_headline", pdf=True);
 # conflicting images and the synthetic digits take many colours.
 
 # %%
-nb.show_grids([s for s in specs if s.params.method in ("dm", "dc") and s.params.eval_trainer == "plain"],
+nb.show_grids([s for s in specs if s.params.eval_trainer == "plain"],
               figures, "03_distilled_grids");
 
 # %% [markdown]

@@ -75,7 +75,7 @@ nb.paper_vs_companion(table, profile)
 # colour. The short DC runs (5 iterations here) have barely left their real initialisation.
 
 # %%
-nb.show_grids([s for s in specs if s.params.method in ("dm", "dc")], figures, "04_distilled_grids",
+nb.show_grids(specs, figures, "04_distilled_grids",
               per_figure_width=2.6);
 
 # %% [markdown]

@@ -27,6 +27,7 @@ from paperlib.report.plots import sample_grid_png
 from paperlib.report.reference import reported
 
 
+# The approaches the papers compare, as the explorer's "target" choices: each is a set of parameter values.
 TARGETS = {"vanilla": {"target": "vanilla"},
            "KDE reweighting (paper A)": {"target": "weighted", "weights": "kde"},
            "FairDD (paper B)": {"target": "groups"}}

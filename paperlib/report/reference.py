@@ -80,5 +80,5 @@ def reported(params: Params) -> dict | None:
         return None
     ratio = bias_ratio(params)
     method = "dc" if params.method == "dsa" else params.method
-    ipc = None if params.method == "whole" else params.ipc
+    ipc = params.ipc if "ipc" in METHODS[params.method].uses else None
     return REPORTED.get((params.dataset, round(ratio, 4), method, variant(params), ipc))

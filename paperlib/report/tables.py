@@ -28,7 +28,7 @@ def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
     p = spec.params
     row: dict[str, Any] = {"experiment": spec.experiment, "run": spec.label, "dataset": p.dataset,
                            "method": p.method, "target": p.target if METHODS[p.method].distils else "",
-                           "ipc": p.ipc if p.method != "whole" else None,
+                           "ipc": p.ipc if "ipc" in METHODS[p.method].uses else None,
                            "source": p.source or "", "ratio": bias_ratio(p), "weights": p.weights,
                            "sampling": p.sampling, "init": p.init, "eval_model": p.eval_model or p.model,
                            "eval_trainer": p.eval_trainer}
