@@ -25,7 +25,7 @@ from paperlib.data.sources import SOURCES, RawSplit, load_source, resolve_data_r
 from paperlib.core.errors import PaperlibError
 
 SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
-MNIST_URL = sources._IDX_SOURCES["mnist"].mirror
+MNIST_URL = sources.SOURCES["mnist"].mirror
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +96,7 @@ def md5(data: bytes) -> str:
 
 
 def test_sources_constant() -> None:
-    assert SOURCES == ("mnist", "fashion_mnist", "cifar10", "digits")
+    assert SOURCES.names() == ("mnist", "fashion_mnist", "cifar10", "digits")
 
 
 def test_data_root_explicit_beats_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,9 +41,9 @@ import torch.nn.functional as F
 
 from paperlib.core.errors import PaperlibError
 from paperlib.core.paths import default_folder
+from paperlib.core.registry import Registry
 from paperlib.core.store import atomic_write
 
-SOURCES: tuple[str, ...] = ("mnist", "fashion_mnist", "cifar10", "digits")
 SPLITS: tuple[str, ...] = ("train", "test")
 DATA_ENV_VAR = "PAPERLIB_DATA"
 
@@ -78,26 +78,12 @@ class RawSplit:
 # --------------------------------------------------------------------------- file tables
 
 
-@dataclass(frozen=True)
-class _IdxSource:
-    title: str  # name used in messages
-    folder: str  # torchvision's folder under the data root
-    mirror: str  # base URL of the .gz files
-
-
-_IDX_SOURCES: dict[str, _IdxSource] = {
-    "mnist": _IdxSource("MNIST", "MNIST", "https://ossci-datasets.s3.amazonaws.com/mnist/"),
-    "fashion_mnist": _IdxSource(
-        "Fashion-MNIST", "FashionMNIST", "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
-    ),
-}
 # (images, labels) file stems per split; each file may also carry a .gz suffix.
 _IDX_STEMS: dict[str, tuple[str, str]] = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 
-_CIFAR_TITLE = "CIFAR-10"
 _CIFAR_FOLDER = "cifar-10-batches-py"
 _CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 _CIFAR_FILES: dict[str, tuple[str, ...]] = {
@@ -106,8 +92,6 @@ _CIFAR_FILES: dict[str, tuple[str, ...]] = {
 }
 # Everything worth keeping from the archive (batches.meta holds the class names).
 _CIFAR_MEMBERS: tuple[str, ...] = (*_CIFAR_FILES["train"], *_CIFAR_FILES["test"], "batches.meta")
-
-_TORCHVISION_CLASSES: dict[str, str] = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
 
 # Published md5 of the original downloads (the same values torchvision checks).
 _MD5_BY_URL: dict[str, str] = {
@@ -156,29 +140,27 @@ def resolve_data_root(data_dir: str | os.PathLike | None = None) -> pathlib.Path
 def load_source(
     name: str, split: str, data_dir: str | os.PathLike | None = None, download: bool = True
 ) -> RawSplit:
-    """Load split ``"train"`` or ``"test"`` of source ``name`` (one of :data:`SOURCES`).
+    """Load split ``"train"`` or ``"test"`` of source ``name`` (a name in :data:`SOURCES`).
 
     File-based sources look in :func:`resolve_data_root` ``(data_dir)``; missing files are
     downloaded when ``download`` is true. ``digits`` is embedded and ignores ``data_dir``
     and ``download``. Raises :class:`PaperlibError` for an unknown name or split, missing
     files that cannot be downloaded, and corrupt files.
     """
-    _check_choice("source", name, SOURCES)
+    source = SOURCES[name]
     _check_choice("split", split, SPLITS)
-    if name == "digits":
-        return _load_digits(split)
+    if source.embedded:
+        return source.load(None, split)
     root, origin = _resolve_root(data_dir)
     if origin != _DEFAULT_ORIGIN and not root.is_dir():
         # An explicit root that does not exist is most likely a typo: say so instead of creating it.
         raise PaperlibError(
             f"data root {root} (from {origin}) does not exist or is not a folder; point {DATA_ENV_VAR} or "
-            f"data_dir at a folder holding {', '.join(_expected_names(name, split))}"
+            f"data_dir at a folder holding {', '.join(source.expected(split))}"
         )
-    if _missing_files(name, root, split):
-        _obtain(name, root, split, download)
-    if name == "cifar10":
-        return _load_cifar(root, split)
-    return _load_idx_source(name, root, split)
+    if source.missing(root, split):
+        _obtain(source, root, split, download)
+    return source.load(root, split)
 
 
 # --------------------------------------------------------------------------- data root
@@ -211,22 +193,6 @@ def _check_choice(what: str, value: object, choices: tuple[str, ...]) -> None:
 # --------------------------------------------------------------------------- expected files
 
 
-def _title(name: str) -> str:
-    return _CIFAR_TITLE if name == "cifar10" else _IDX_SOURCES[name].title
-
-
-def _relative_dir(name: str) -> str:
-    """The folder, relative to the data root, that holds the files of ``name``."""
-    return _CIFAR_FOLDER if name == "cifar10" else f"{_IDX_SOURCES[name].folder}/raw"
-
-
-def _expected_names(name: str, split: str) -> list[str]:
-    """The files a split needs, as shown in messages (``[.gz]`` marks an optional suffix)."""
-    if name == "cifar10":
-        return [f"{_CIFAR_FOLDER}/{f}" for f in _CIFAR_FILES[split]]
-    return [f"{_relative_dir(name)}/{stem}[.gz]" for stem in _IDX_STEMS[split]]
-
-
 def _find_idx(directory: pathlib.Path, stem: str) -> pathlib.Path | None:
     """The plain file if present (torchvision leaves both; plain reads faster), else the .gz."""
     for candidate in (directory / stem, directory / f"{stem}.gz"):
@@ -235,50 +201,39 @@ def _find_idx(directory: pathlib.Path, stem: str) -> pathlib.Path | None:
     return None
 
 
-def _missing_files(name: str, root: pathlib.Path, split: str) -> list[str]:
-    directory = root / _relative_dir(name)
-    if name == "cifar10":
-        return [f for f in _CIFAR_FILES[split] if not (directory / f).is_file()]
-    return [stem for stem in _IDX_STEMS[split] if _find_idx(directory, stem) is None]
-
-
 # --------------------------------------------------------------------------- obtaining missing files
 
 
-def _obtain(name: str, root: pathlib.Path, split: str, download: bool) -> None:
+def _obtain(source: Source, root: pathlib.Path, split: str, download: bool) -> None:
     """Download the missing files of a split, or raise a 'not found' PaperlibError."""
     if not download:
-        raise _not_found(name, root, split, "(download=False)", "or pass download=True")
+        raise _not_found(source, root, split, "(download=False)", "or pass download=True")
     try:
-        _download(name, root, split)
+        _download(source, root, split)
     except _DownloadError as exc:
         reason = " ".join(str(exc).split())  # keep the message on one line
-        raise _not_found(name, root, split, f"and could not be downloaded (no network? {reason})") from exc
-    if _missing_files(name, root, split):
-        raise _not_found(name, root, split, "and the download did not produce them")
+        raise _not_found(source, root, split, f"and could not be downloaded (no network? {reason})") from exc
+    if source.missing(root, split):
+        raise _not_found(source, root, split, "and the download did not produce them")
 
 
-def _not_found(name: str, root: pathlib.Path, split: str, why: str, extra: str = "") -> PaperlibError:
-    expected = ", ".join(_expected_names(name, split))
+def _not_found(source: Source, root: pathlib.Path, split: str, why: str, extra: str = "") -> PaperlibError:
+    expected = ", ".join(source.expected(split))
     fix = f"set {DATA_ENV_VAR} or data_dir to a folder with these files"
     if extra:
         fix = f"{fix}, {extra}"
-    if name == "cifar10":  # no offline copy on the development machines: say where to get it
-        fix = f"{fix}; on a machine with internet get {_CIFAR_URL} and unpack it into the data root"
-    return PaperlibError(f"{_title(name)} not found under {root} {why}: expected {expected}; {fix}")
+    return PaperlibError(f"{source.title} not found under {root} {why}: expected {expected}; {fix}{source.fetch_hint}")
 
 
-def _download(name: str, root: pathlib.Path, split: str) -> None:
-    """Fetch the missing files of ``name`` into ``root``; on failure remove the folders it made."""
-    created = _make_dirs(root / _relative_dir(name))
+def _download(source: Source, root: pathlib.Path, split: str) -> None:
+    """Fetch the missing files of ``source`` into ``root``; on failure remove the folders it made."""
+    created = _make_dirs(root / source.relative_dir)
     try:
         torchvision = _import_torchvision()
         if torchvision is not None:
-            _download_with_torchvision(torchvision, name, root, split)
-        elif name == "cifar10":
-            _download_cifar(root)
+            _download_with_torchvision(torchvision, source, root, split)
         else:
-            _download_idx(name, root, split)
+            source.fetch(root, split)
     except BaseException:
         _remove_empty_dirs(created)
         raise
@@ -293,47 +248,24 @@ def _import_torchvision() -> ModuleType | None:
     return torchvision
 
 
-def _download_with_torchvision(torchvision: ModuleType, name: str, root: pathlib.Path, split: str) -> None:
+def _download_with_torchvision(torchvision: ModuleType, source: Source, root: pathlib.Path, split: str) -> None:
     """Let torchvision download into a staging folder, then move the needed files into place.
 
     Staging keeps any partial file torchvision may leave out of the data root: the staging
     folder is always deleted.
     """
-    dataset_class = getattr(torchvision.datasets, _TORCHVISION_CLASSES[name])
+    dataset_class = getattr(torchvision.datasets, source.torchvision_class)
     with tempfile.TemporaryDirectory(prefix=".paperlib-download-", dir=root) as staging:
         try:
             dataset_class(staging, train=(split == "train"), download=True)
         except _TORCHVISION_ERRORS as exc:
             raise _DownloadError(f"torchvision: {type(exc).__name__}: {exc}") from exc
-        source_dir = pathlib.Path(staging) / _relative_dir(name)
-        target_dir = root / _relative_dir(name)
-        for file_name in _installable_names(name, split):
-            source, target = source_dir / file_name, target_dir / file_name
-            if source.is_file() and not target.exists():
-                os.replace(source, target)
-
-
-def _installable_names(name: str, split: str) -> list[str]:
-    if name == "cifar10":
-        return list(_CIFAR_MEMBERS)
-    return [f"{stem}{suffix}" for stem in _IDX_STEMS[split] for suffix in ("", ".gz")]
-
-
-def _download_idx(name: str, root: pathlib.Path, split: str) -> None:
-    """Download each missing IDX file of a split as the original, checksummed .gz."""
-    source = _IDX_SOURCES[name]
-    directory = root / _relative_dir(name)
-    for stem in _IDX_STEMS[split]:
-        if _find_idx(directory, stem) is None:
-            url = f"{source.mirror}{stem}.gz"
-            with _verified_download(url, directory) as temporary:
-                os.replace(temporary, directory / f"{stem}.gz")
-
-
-def _download_cifar(root: pathlib.Path) -> None:
-    """Download the CIFAR-10 tarball, check it and unpack the batches; the tarball is not kept."""
-    with _verified_download(_CIFAR_URL, root) as archive:
-        _extract_cifar(archive, root / _CIFAR_FOLDER)
+        staged_dir = pathlib.Path(staging) / source.relative_dir
+        target_dir = root / source.relative_dir
+        for file_name in source.installable(split):
+            staged, target = staged_dir / file_name, target_dir / file_name
+            if staged.is_file() and not target.exists():
+                os.replace(staged, target)
 
 
 @contextlib.contextmanager
@@ -413,15 +345,130 @@ def _remove_empty_dirs(created: list[pathlib.Path]) -> None:
             return  # not empty (a file was installed): its parents are not empty either
 
 
+# --------------------------------------------------------------------------- the sources
+
+
+class Source:
+    """A raw image source: where its files live, how they are loaded and fetched (``embedded``: no files)."""
+
+    title: str
+    relative_dir: str = ""  # the folder, relative to the data root, that holds its files
+    torchvision_class: str = ""  # torchvision's dataset class, which can download it
+    fetch_hint: str = ""  # appended to a 'not found' error
+    embedded: bool = False
+
+    def expected(self, split: str) -> list[str]:
+        """The files a split needs, as shown in messages."""
+        return []
+
+    def missing(self, root: pathlib.Path, split: str) -> list[str]:
+        """The files of ``split`` not found under ``root``."""
+        return []
+
+    def installable(self, split: str) -> list[str]:
+        """The file names worth moving out of a torchvision download."""
+        return []
+
+    def fetch(self, root: pathlib.Path, split: str) -> None:
+        """Download the missing files of ``split`` without torchvision (checksummed)."""
+        raise NotImplementedError
+
+    def load(self, root: pathlib.Path | None, split: str) -> RawSplit:
+        """The split, read from ``root`` (``None`` for an embedded source)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class IdxSource(Source):
+    """MNIST-style IDX files (plain or ``.gz``) in torchvision's ``<Folder>/raw/`` layout."""
+
+    title: str
+    folder: str  # torchvision's folder under the data root
+    mirror: str  # base URL of the .gz files
+    torchvision_class: str
+
+    @property
+    def relative_dir(self) -> str:
+        return f"{self.folder}/raw"
+
+    def expected(self, split: str) -> list[str]:  # [.gz] marks an optional suffix
+        return [f"{self.relative_dir}/{stem}[.gz]" for stem in _IDX_STEMS[split]]
+
+    def missing(self, root: pathlib.Path, split: str) -> list[str]:
+        return [stem for stem in _IDX_STEMS[split] if _find_idx(root / self.relative_dir, stem) is None]
+
+    def installable(self, split: str) -> list[str]:
+        return [f"{stem}{suffix}" for stem in _IDX_STEMS[split] for suffix in ("", ".gz")]
+
+    def fetch(self, root: pathlib.Path, split: str) -> None:
+        """Download each missing IDX file of a split as the original, checksummed .gz."""
+        directory = root / self.relative_dir
+        for stem in _IDX_STEMS[split]:
+            if _find_idx(directory, stem) is None:
+                with _verified_download(f"{self.mirror}{stem}.gz", directory) as temporary:
+                    os.replace(temporary, directory / f"{stem}.gz")
+
+    def load(self, root: pathlib.Path | None, split: str) -> RawSplit:
+        return _load_idx_source(self, root, split)
+
+
+@dataclass(frozen=True)
+class CifarSource(Source):
+    """CIFAR-10's python pickles in ``cifar-10-batches-py/``."""
+
+    title: str = "CIFAR-10"
+    relative_dir: str = _CIFAR_FOLDER
+    torchvision_class: str = "CIFAR10"
+    # No offline copy on the development machines: say where to get it.
+    fetch_hint: str = f"; on a machine with internet get {_CIFAR_URL} and unpack it into the data root"
+
+    def expected(self, split: str) -> list[str]:
+        return [f"{_CIFAR_FOLDER}/{f}" for f in _CIFAR_FILES[split]]
+
+    def missing(self, root: pathlib.Path, split: str) -> list[str]:
+        return [f for f in _CIFAR_FILES[split] if not (root / _CIFAR_FOLDER / f).is_file()]
+
+    def installable(self, split: str) -> list[str]:
+        return list(_CIFAR_MEMBERS)
+
+    def fetch(self, root: pathlib.Path, split: str) -> None:
+        """Download the CIFAR-10 tarball, check it and unpack the batches; the tarball is not kept."""
+        with _verified_download(_CIFAR_URL, root) as archive:
+            _extract_cifar(archive, root / _CIFAR_FOLDER)
+
+    def load(self, root: pathlib.Path | None, split: str) -> RawSplit:
+        return _load_cifar(root, split)
+
+
+@dataclass(frozen=True)
+class EmbeddedSource(Source):
+    """scikit-learn's bundled 8x8 digits at 28 px: no files, no network (tests and CI use it)."""
+
+    title: str = "digits"
+    embedded: bool = True
+
+    def load(self, root: pathlib.Path | None, split: str) -> RawSplit:
+        return _load_digits(split)
+
+
+SOURCES: Registry[Source] = Registry("source")
+SOURCES.register("mnist", IdxSource("MNIST", "MNIST", "https://ossci-datasets.s3.amazonaws.com/mnist/", "MNIST"))
+SOURCES.register("fashion_mnist", IdxSource("Fashion-MNIST", "FashionMNIST",
+                                            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+                                            "FashionMNIST"))
+SOURCES.register("cifar10", CifarSource())
+SOURCES.register("digits", EmbeddedSource())
+
+
 # --------------------------------------------------------------------------- IDX (MNIST, Fashion-MNIST)
 
 
-def _load_idx_source(name: str, root: pathlib.Path, split: str) -> RawSplit:
-    directory = root / _relative_dir(name)
+def _load_idx_source(source: IdxSource, root: pathlib.Path, split: str) -> RawSplit:
+    directory = root / source.relative_dir
     image_stem, label_stem = _IDX_STEMS[split]
     image_path, label_path = _find_idx(directory, image_stem), _find_idx(directory, label_stem)
     if image_path is None or label_path is None:  # removed since load_source looked
-        raise _not_found(name, root, split, "(the files disappeared while loading)")
+        raise _not_found(source, root, split, "(the files disappeared while loading)")
     images = _read_idx(image_path, ndim=3)
     labels = _read_idx(label_path, ndim=1)
     if images.shape[1:] != (_IDX_SIDE, _IDX_SIDE):
