@@ -74,6 +74,7 @@ class Distiller:
         self.inner_loop = params.inner_loop or inner
 
     def real_batch(self) -> tuple[Tensor, Tensor]:
+        """The next real batch (class-major ``[K*B, ...]``) and its target's ``[K, J, B]`` aggregation matrix."""
         batch = self.sampler.sample(self.gen)
         aggregation = self.target.aggregation(batch).to(self.device)
         return self.real[batch.index.flatten().to(self.device)], aggregation
@@ -83,6 +84,7 @@ class Distiller:
         return self.method.step(self)
 
     def update_images(self, loss: Tensor) -> None:
+        """One SGD step of the synthetic images on ``loss``."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -1,1 +1,1 @@
-"""experiments"""
+"""Experiments: one cached run, suites of runs, profiles, studies and benchmarks."""

@@ -1,1 +1,1 @@
-"""report"""
+"""What is shown: tables, figures, the papers' reference numbers, the explorer and the notebook checks."""
