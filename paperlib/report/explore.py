@@ -27,10 +27,11 @@ from paperlib.report.plots import sample_grid_png
 from paperlib.report.reference import reported
 
 
-# The approaches the papers compare, as the explorer's "target" choices: each is a set of parameter values.
-TARGETS = {"vanilla": {"target": "vanilla"},
-           "KDE reweighting (paper A)": {"target": "weighted", "weights": "kde"},
-           "FairDD (paper B)": {"target": "groups"}}
+# The approaches the papers compare, offered as the explorer's "target" choices: each is a set of parameter values
+# (a registered target and, for KDE, its sample weights).
+APPROACHES = {"vanilla": {"target": "vanilla"},
+              "KDE reweighting (paper A)": {"target": "weighted", "weights": "kde"},
+              "FairDD (paper B)": {"target": "groups"}}
 SHOWN_METRICS = {"acc": "accuracy", "acc_aligned": "bias-aligned", "acc_conflicting": "bias-conflicting",
                  "deo_m": "DEO_M", "deo_a": "DEO_A"}
 
@@ -43,7 +44,7 @@ class Point:
     ratio: float  # share of bias-conflicting (minority-group) training images
     ipc: int
     method: str  # random | dm | dc
-    target: str  # a key of TARGETS
+    target: str  # a key of APPROACHES
 
 
 class ExplorerModel:
@@ -77,7 +78,7 @@ class ExplorerModel:
         elif ratio_name == "majority_ratio":
             data["majority_ratio"] = round(1.0 - point.ratio, 6)
         chosen = {"method": point.method, "ipc": point.ipc}
-        target = TARGETS[point.target] if METHODS[point.method].distils else {}
+        target = APPROACHES[point.target] if METHODS[point.method].distils else {}
         return make_params(scaled(self.defaults, data, chosen, target, self.live(point.method) if live else {}))
 
     def live(self, method: str) -> dict[str, Any]:
@@ -113,7 +114,7 @@ def explorer_coverage(model: ExplorerModel) -> pd.DataFrame:
     rows = []
     for dataset in settings["datasets"]:
         for method in settings["methods"]:
-            for target in (["vanilla"] if not METHODS[method].distils else list(TARGETS)):
+            for target in (["vanilla"] if not METHODS[method].distils else list(APPROACHES)):
                 row = {"dataset": dataset, "method": method, "target": target}
                 for ratio in settings["ratios"]:
                     for ipc in settings["ipcs"]:
@@ -158,7 +159,7 @@ class Explorer:
                                      continuous_update=False)
         self.method = w.Dropdown(options=list(s["methods"]), value="dm" if "dm" in s["methods"] else s["methods"][0],
                                  description="method")
-        self.target = w.Dropdown(options=list(TARGETS), description="target")
+        self.target = w.Dropdown(options=list(APPROACHES), description="target")
         self.compute_button = w.Button(description="compute live", icon="play", disabled=True)
         self.status = w.HTML()
         self.data_image = w.Image(format="png")
