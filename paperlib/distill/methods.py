@@ -8,7 +8,7 @@ siamese augmentation) run the engine (:mod:`paperlib.distill.engine`) with their
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor
@@ -40,7 +40,7 @@ class Method:
     augment: bool = False
     iterations: int = 0
     lr_img: Callable[[int], float] | None = None
-    select: Callable[[BiasedDataset, Params], Tensor | None] | None = field(default=None)
+    select: Callable[[BiasedDataset, Params], Tensor | None] | None = None
 
     @property
     def distils(self) -> bool:
@@ -73,4 +73,4 @@ METHODS.register("dsa", Method(_MATCHING_USES, matching_step, augment=True, iter
 
 def distilling_methods() -> tuple[str, ...]:
     """The registered methods that run the distillation engine."""
-    return tuple(name for name, method in METHODS.items() if method.distils)
+    return METHODS.where(distils=True)

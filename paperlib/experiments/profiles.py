@@ -63,9 +63,9 @@ def suite_specs(profile: str, suite: Mapping[str, Any] | None, notebook: str) ->
 
 def present_only(experiments: list[Mapping[str, Any]], profile: str) -> list[RunSpec]:
     """The runs of ``experiments`` whose dataset files are on this machine; a printed note for the others."""
-    specs = []
+    specs, defaults = [], profile_defaults(profile)
     for experiment in experiments or []:
-        found = load_suite({"experiments": [experiment]}, base=profile_defaults(profile))
+        found = load_suite({"experiments": [experiment]}, base=defaults)
         try:
             build_dataset(found[0].params)
         except PaperlibError as err:

@@ -39,8 +39,7 @@ import yaml
 from paperlib.core.errors import PaperlibError
 from paperlib.core.paths import notebook_sources, params_dir
 from paperlib.core.store import atomic_write
-from paperlib.experiments.profiles import notebook_parameters, profile_defaults
-from paperlib.experiments.suite import load_suite
+from paperlib.experiments.profiles import notebook_parameters, suite_specs
 from paperlib.report.tables import results_table
 from paperlib.train.metrics import METRIC_SHORT_NAMES
 
@@ -200,7 +199,7 @@ def record(profile: str) -> Path:
         suite = notebook_parameters(profile, source.stem).get("suite")
         if suite is None:
             continue
-        table = results_table(load_suite(suite, base=profile_defaults(profile)))
+        table = results_table(suite_specs(profile, suite, source.stem))
         missing = table[table["status"] != "done"]
         if len(missing):
             raise PaperlibError(f"{source.stem}: {len(missing)} runs are not stored "
