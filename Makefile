@@ -38,7 +38,7 @@ unit-test: setup
 	$(BIN)/python -m pytest
 
 # Every notebook runs from scratch under papermill with the smoke profile (hermetic digits data, an empty
-# cache) and its verdict tables must all hold (from the current parameter files); then nbval re-executes
+# cache) and its verdict tables must all hold (from the current experiment files); then nbval re-executes
 # the committed smoke notebooks on the runs just computed and compares their checked cells: exact tables
 # (counts, groups, the theorem) and the verdict tables of paperlib.report.checks.
 notebook-test: setup

@@ -30,8 +30,8 @@
 # This notebook shows every preset the way a model sees it, and how the two ratios shape the data.
 
 # %% tags=["parameters"]
-profile = "quick"  # smoke | quick | paper: which params/<profile>/ files and figures/<profile>/ folder
-datasets = None  # None: the datasets of params/<profile>/01_biased_datasets.yaml
+profile = "quick"  # smoke | quick | paper: which selection of params/experiments/ and figures/<profile>/ folder
+datasets = None  # None: the datasets of params/experiments/01_biased_datasets.yaml at this profile
 ratio_sweep = None  # None: from the same file
 per_class = 8  # sample-grid columns
 

@@ -31,8 +31,8 @@
 
 # %% tags=["parameters"]
 profile = "quick"  # smoke | quick | paper
-suite = None  # None: the runs of params/<profile>/02_bias_in_distillation.yaml on params/<profile>/defaults.yaml
-claims = None  # None: the claims of the same parameter file (see paperlib.report.checks)
+suite = None  # None: the runs of params/experiments/02_bias_in_distillation.yaml at this profile, on params/<profile>/defaults.yaml
+claims = None  # None: the profile's claims in the same file (see paperlib.report.checks)
 
 # %%
 from paperlib import notebook as nb
@@ -92,7 +92,7 @@ nb.show_grids(specs, figures, "02_distilled_grids");
 
 # %% [markdown]
 # ## What this run checks
-# Each claim of this notebook as a comparison with a margin (the parameter file's `claims`), then, for a
+# Each claim of this notebook as a comparison with a margin (the experiment file's `claims`), then, for a
 # profile with reference numbers (`params/<profile>/references.yaml`), every run's trained numbers within
 # the stated tolerance. A trained number differs slightly from one machine to another, so `make test`
 # compares this verdict table, not the numbers themselves: it changes only when a claim stops holding or a

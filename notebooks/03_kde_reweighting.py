@@ -32,8 +32,8 @@
 
 # %% tags=["parameters"]
 profile = "quick"  # smoke | quick | paper
-suite = None  # None: the runs of params/<profile>/03_kde_reweighting.yaml on params/<profile>/defaults.yaml
-claims = None  # None: the claims of the same parameter file (see paperlib.report.checks)
+suite = None  # None: the runs of params/experiments/03_kde_reweighting.yaml at this profile, on params/<profile>/defaults.yaml
+claims = None  # None: the profile's claims in the same file (see paperlib.report.checks)
 
 # %%
 from paperlib import notebook as nb
@@ -94,7 +94,7 @@ nb.show_grids([s for s in specs if s.params.eval_trainer == "plain"],
 
 # %% [markdown]
 # ## What this run checks
-# Each claim of this notebook as a comparison with a margin (the parameter file's `claims`), then, for a
+# Each claim of this notebook as a comparison with a margin (the experiment file's `claims`), then, for a
 # profile with reference numbers (`params/<profile>/references.yaml`), every run's trained numbers within
 # the stated tolerance. A trained number differs slightly from one machine to another, so `make test`
 # compares this verdict table, not the numbers themselves: it changes only when a claim stops holding or a

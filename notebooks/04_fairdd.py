@@ -30,9 +30,9 @@
 
 # %% tags=["parameters"]
 profile = "quick"  # smoke | quick | paper
-suite = None  # None: the runs of params/<profile>/04_fairdd.yaml on params/<profile>/defaults.yaml
-claims = None  # None: the claims of the same parameter file (see paperlib.report.checks)
-optional_datasets = None  # None: from the parameter file (CIFAR10-S and the face datasets, run when present)
+suite = None  # None: the runs of params/experiments/04_fairdd.yaml at this profile, on params/<profile>/defaults.yaml
+claims = None  # None: the profile's claims in the same file (see paperlib.report.checks)
+optional_datasets = None  # None: from the same file (CIFAR10-S and the face datasets, run when present)
 
 # %%
 from paperlib import notebook as nb
@@ -80,7 +80,7 @@ nb.show_grids(specs, figures, "04_distilled_grids",
 
 # %% [markdown]
 # ## What this run checks
-# Each claim of this notebook as a comparison with a margin (the parameter file's `claims`), then, for a
+# Each claim of this notebook as a comparison with a margin (the experiment file's `claims`), then, for a
 # profile with reference numbers (`params/<profile>/references.yaml`), every run's trained numbers within
 # the stated tolerance. A trained number differs slightly from one machine to another, so `make test`
 # compares this verdict table, not the numbers themselves: it changes only when a claim stops holding or a

@@ -25,8 +25,8 @@
 
 # %% tags=["parameters"]
 profile = "quick"  # smoke | quick | paper
-suite = None  # None: the runs of params/<profile>/05_ablations.yaml on params/<profile>/defaults.yaml
-claims = None  # None: the claims of the same parameter file (see paperlib.report.checks)
+suite = None  # None: the runs of params/experiments/05_ablations.yaml at this profile, on params/<profile>/defaults.yaml
+claims = None  # None: the profile's claims in the same file (see paperlib.report.checks)
 kde_dataset = None  # None: the dataset settings, KDE variants and theorem dataset of the same file
 kde_variants = None
 theorem_dataset = None
@@ -125,7 +125,7 @@ nb.metrics_view(table[table["experiment"] == "cross_architecture"], extra=("eval
 
 # %% [markdown]
 # ## What this run checks
-# Each claim of this notebook as a comparison with a margin (the parameter file's `claims`), then, for a
+# Each claim of this notebook as a comparison with a margin (the experiment file's `claims`), then, for a
 # profile with reference numbers (`params/<profile>/references.yaml`), every run's trained numbers within
 # the stated tolerance. A trained number differs slightly from one machine to another, so `make test`
 # compares this verdict table, not the numbers themselves: it changes only when a claim stops holding or a

@@ -24,12 +24,12 @@
 # model is trained on; below, its test metrics.
 #
 # Points computed by notebooks 02–05 answer at once. A point nobody computed yet offers **compute live**: a
-# small, fast run (the `live` settings of the parameter file) with a progress bar, stored for next time.
+# small, fast run (the `live` settings of params/experiments/06_explore.yaml) with a progress bar, stored for next time.
 # For FairDD presets the slider is the minority share, 1 − majority ratio.
 
 # %% tags=["parameters"]
 profile = "quick"  # smoke | quick | paper
-explorer = None  # None: the explorer settings of params/<profile>/06_explore.yaml
+explorer = None  # None: the explorer settings of params/experiments/06_explore.yaml at this profile
 
 # %%
 from paperlib import notebook as nb

@@ -6,9 +6,10 @@ means over evaluation models, each with ``_std``), ``num_eval`` and
 ``seconds``. ``bench dm|dc|dsa`` prints ``{"seconds_per_iteration": ...}``
 (5 timed iterations unless ``iterations`` is set). ``weights`` computes (or
 loads) paper A's KDE weights and prints, per class, the share of weight on
-bias-conflicting samples against their share of the samples. ``suite FILE.yaml [--only NAME]
-[--csv PATH] [--markdown PATH] [--figures DIR] [--table-only]`` runs a suite
-of comparisons (see :mod:`paperlib.experiments.suite`) and writes their results table as
+bias-conflicting samples against their share of the samples. ``suite FILE.yaml [--profile NAME]
+[--only NAME] [--csv PATH] [--markdown PATH] [--figures DIR] [--table-only]`` runs a suite
+of comparisons (see :mod:`paperlib.experiments.suite`; a file that differs by profile, as every
+``params/experiments/*.yaml`` does, needs ``--profile``) and writes their results table as
 CSV (and the overhead table beside it, ``*_overhead.csv``). Errors print one
 ``error: ...`` line to stderr and exit with 2.
 """
@@ -29,7 +30,8 @@ from paperlib.distill.kde import kde_weights, weight_diagnostics
 from paperlib.distill.methods import distilling_methods
 from paperlib.experiments.bench import bench
 from paperlib.experiments.runner import run
-from paperlib.experiments.suite import load_suite, run_suite
+from paperlib.experiments.profiles import suite_from_file
+from paperlib.experiments.suite import run_suite
 from paperlib.report.figures import save_suite_figures
 from paperlib.report.tables import markdown_table, overhead_table, results_table, write_csv
 from paperlib.train.metrics import METRIC_KEYS
@@ -49,7 +51,10 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("params_file", nargs="?", help="YAML file of parameters (flat mapping)")
         _add_set(sub)
     suite = commands.add_parser("suite", help="run a suite of comparisons; write the results table as CSV")
-    suite.add_argument("suite_file", help="YAML suite file (defaults + experiments), e.g. params/quick/kde_fairdd.yaml")
+    suite.add_argument("suite_file", help="YAML suite file, e.g. params/experiments/kde_fairdd.yaml, or a notebook's "
+                                          "experiment file (params/experiments/NN_*.yaml)")
+    suite.add_argument("--profile", help="the profile to read the file at: smoke | quick | paper (needed by a file "
+                                         "that differs by profile)")
     suite.add_argument("--only", help="only experiments whose name contains this")
     suite.add_argument("--csv", help="write the results table here (CSV)")
     suite.add_argument("--figures", help="write comparison bar charts (PNG) into this folder")
@@ -98,7 +103,7 @@ def _weights(args: argparse.Namespace) -> dict:
 
 
 def _suite(args: argparse.Namespace) -> dict:
-    specs = load_suite(args.suite_file, parse_set(args.assignments), args.only)
+    specs = suite_from_file(args.suite_file, args.profile, parse_set(args.assignments), args.only)
     if not args.table_only:
         run_suite(specs)
     table = results_table(specs)

@@ -1,12 +1,13 @@
 """What the numbered notebooks call, in one namespace (``from paperlib import notebook as nb``).
 
-A façade: every function lives in its layer (:mod:`paperlib.experiments.profiles` for parameter files and
+A façade: every function lives in its layer (:mod:`paperlib.experiments.profiles` for experiment files and
 runs, :mod:`paperlib.report.tables` and :mod:`paperlib.report.figures` for what is shown,
 :mod:`paperlib.report.checks` for the verdicts); this module only gathers them and adds the two calls that
 exist for notebooks: :func:`setup` and :func:`run_all`.
 
 Every notebook starts with a ``parameters`` cell holding ``profile`` (smoke, quick or paper) and ``suite``
-(``None``: read ``params/<profile>/<notebook>.yaml``; papermill injects the file's values instead).
+(``None``: read ``params/experiments/<notebook>.yaml`` as the profile sees it; papermill injects those values
+instead).
 """
 
 from __future__ import annotations

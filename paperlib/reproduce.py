@@ -1,7 +1,8 @@
-"""``make reproduce``: run every numbered notebook through papermill with one profile's parameter files.
+"""``make reproduce``: run every numbered notebook through papermill at one profile.
 
 ``python -m paperlib.reproduce --profile quick`` executes ``notebooks/NN_*.py``
-(the jupytext source) in number order with ``params/<profile>/NN_*.yaml`` and
+(the jupytext source) in number order with the parameters of ``params/experiments/NN_*.yaml``
+as the profile sees them (:func:`paperlib.experiments.profiles.notebook_parameters`) and
 writes the executed notebook: for ``quick`` over the paired
 ``notebooks/NN_*.ipynb`` (the committed outputs), for other profiles into
 ``notebooks/<profile>/``. It prints progress per notebook, stops at the first
@@ -23,9 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import load_yaml
-from paperlib.core.paths import figures_dir, notebook_sources, repo_root
-from paperlib.experiments.profiles import check_profile
+from paperlib.core.paths import figures_dir, notebook_sources
+from paperlib.experiments.profiles import check_profile, notebook_parameters
 from paperlib.core.store import atomic_write
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in tracebacks
@@ -96,7 +96,7 @@ def _failure(err: Exception, source: Path, kept: Path | None) -> PaperlibError:
 
 
 def execute(source: Path, profile: str, output: Path) -> float:
-    """Execute one notebook with ``params/<profile>/<name>.yaml``; return its wall time in seconds.
+    """Execute one notebook with its parameters under ``profile``; return its wall time in seconds.
 
     On success the executed notebook replaces ``output`` (atomically). On failure ``output`` is untouched, the
     partial notebook papermill wrote is kept at :func:`failed_path` and the error names the failing cell.
@@ -104,10 +104,7 @@ def execute(source: Path, profile: str, output: Path) -> float:
     import jupytext
     import papermill
 
-    parameters_file = repo_root() / "params" / profile / f"{source.stem}.yaml"
-    if not parameters_file.is_file():
-        raise PaperlibError(f"{parameters_file} is missing: every profile needs one parameter file per notebook")
-    parameters = load_yaml(parameters_file)
+    parameters = notebook_parameters(profile, source.stem)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch, environment(PAPERLIB_NO_PROGRESS="1"):
         # the kernel inherits PAPERLIB_NO_PROGRESS: no bar widgets in stored outputs

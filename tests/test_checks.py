@@ -124,7 +124,7 @@ def test_the_committed_quick_results_satisfy_the_quick_claims(name):
     """The quick profile's claims hold on the tables its committed run wrote (figures/quick/*.csv)."""
     table = pd.read_csv(ROOT / "figures" / "quick" / f"{name}.csv")
     claims = nb.notebook_parameters("quick", name).get("claims")
-    assert claims, f"params/quick/{name}.yaml states no claims"
+    assert claims, f"params/experiments/{name}.yaml states no claims for the quick profile"
     extra = [nb.bias_effect(table)] if name == "02_bias_in_distillation" else []
     values = checks.quantities(table, *extra)
     needed = {q for c in claims for q in (c["of"], c.get("minus"), c.get("over")) if q}

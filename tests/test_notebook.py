@@ -1,4 +1,4 @@
-"""The notebooks' library side: profiles, parameter files, tables, the theorem check, the explorer."""
+"""The notebooks' library side: profiles, experiment files, tables, the theorem check, the explorer."""
 
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ from paperlib.report.explore import Explorer, ExplorerModel, Point
 from paperlib.core.paths import notebook_sources
 from paperlib.reproduce import output_path, reproduce
 from paperlib.distill.kde import weight_ablation
-from paperlib.experiments.profiles import PROFILES, profile_defaults
-from paperlib.experiments.suite import load_suite
+from paperlib.experiments.profiles import PROFILES, experiment_file, profile_defaults, suite_from_file
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = [p.stem for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))]
@@ -44,29 +43,30 @@ def test_six_numbered_notebooks_each_with_a_paired_ipynb():
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-def test_every_profile_has_a_valid_parameter_file_per_notebook(profile):
+def test_every_notebook_has_valid_parameters_at_every_profile(profile):
     defaults = profile_defaults(profile)
     assert defaults["seed"] == 0
     for name in NOTEBOOKS:
         values = nb.notebook_parameters(profile, name)
         assert values["profile"] == profile
         if "suite" in values:
-            specs = load_suite(ROOT / "params" / profile / f"{name}.yaml")
+            specs = suite_from_file(experiment_file(name), profile)
             assert specs and all(s.params.seed == 0 for s in specs)
+            assert specs == nb.suite_specs(profile, None, name)  # the command line and the notebook: one reading
 
 
 def test_smoke_profile_is_hermetic_and_quick_profile_uses_real_data():
     assert profile_defaults("smoke")["source"] == "digits"
     assert "source" not in profile_defaults("quick")
-    quick = load_suite(ROOT / "params" / "quick" / "02_bias_in_distillation.yaml")
+    quick = suite_from_file(experiment_file("02_bias_in_distillation"), "quick")
     corrupted = [s for s in quick if s.params.dataset == "corrupted_cifar10"]
     assert corrupted and all(s.params.source == "fashion_mnist" for s in corrupted)  # labelled, not CIFAR-10
 
 
 def test_notebooks_share_runs_through_the_profile_defaults():
     """Notebook 02's vanilla DM run and notebook 03's are the same cached run."""
-    two = {(s.experiment, s.label): s.params for s in load_suite(ROOT / "params/quick/02_bias_in_distillation.yaml")}
-    three = {(s.experiment, s.label): s.params for s in load_suite(ROOT / "params/quick/03_kde_reweighting.yaml")}
+    two = {(s.experiment, s.label): s.params for s in nb.suite_specs("quick", None, "02_bias_in_distillation")}
+    three = {(s.experiment, s.label): s.params for s in nb.suite_specs("quick", None, "03_kde_reweighting")}
     assert two[("colour_0.05", "dm")] == three[("colour_0.05", "dm")]
 
 
@@ -106,6 +106,8 @@ def test_bias_effect_reads_amplification_from_the_conflicting_gap():
     assert effect.loc["colour", "acc vs random"] == -3.0
     assert effect.loc["corruption", "reading"] == "suppressed" and math.isnan(effect.loc["corruption", "acc vs random"])
     assert effect.loc["colour_1%", "reading"] == "whole data biased too"
+    assert list(effect.columns) == ["run", "ipc", "acc", "conflicting", "acc vs random", "acc vs whole",
+                                    "conflicting vs whole", "reading"]
 
 
 def test_paper_table_labels_the_papers_numbers_apart_from_ours():
@@ -182,15 +184,15 @@ def test_the_stored_explorer_runs_wrote_nothing_to_stderr_and_no_errors(stored):
 
 
 def test_a_failing_notebook_keeps_its_partial_output_and_names_the_cell(tmp_path, monkeypatch, capsys):
-    import paperlib.reproduce as reproduce_module
+    import paperlib.experiments.profiles as profiles_module
     from paperlib.reproduce import execute, failed_path
 
-    (tmp_path / "params" / "smoke").mkdir(parents=True)
-    (tmp_path / "params" / "smoke" / "99_fails.yaml").write_text("divisor: 0\n")
+    (tmp_path / "params" / "experiments").mkdir(parents=True)
+    (tmp_path / "params" / "experiments" / "99_fails.yaml").write_text("divisor: {per_profile: {smoke: 0}}\n")
     source = tmp_path / "99_fails.py"
     header = "# ---\n# jupyter:\n#   kernelspec:\n#     display_name: Python 3\n#     language: python\n#     name: python3\n# ---\n\n"
     source.write_text(header + '# %% tags=["parameters"]\ndivisor = 1\n\n# %%\nprint("before")\n\n# %%\n1 / divisor\n')
-    monkeypatch.setattr(reproduce_module, "repo_root", lambda: tmp_path)
+    monkeypatch.setattr(profiles_module, "params_dir", lambda: tmp_path / "params")
     output = tmp_path / "out" / "99_fails.ipynb"
     with pytest.raises(PaperlibError, match=r"99_fails failed at cell \d+ .*1 / divisor.*ZeroDivisionError") as err:
         execute(source, "smoke", output)

@@ -11,6 +11,7 @@ from paperlib.cli import main
 from paperlib.core.params import make_params
 from paperlib.core.errors import PaperlibError
 from paperlib.report.reference import reported, variant
+from paperlib.experiments.profiles import suite_from_file
 from paperlib.experiments.suite import load_suite, run_suite
 from paperlib.report.figures import save_suite_figures
 from paperlib.report.tables import format_mean_std, markdown_table, overhead_table, results_table, write_csv
@@ -86,7 +87,7 @@ def test_suite_command_writes_the_csv_from_records(tmp_path, capsys):
 
 @pytest.mark.parametrize("profile", ["quick", "paper"])
 def test_shipped_suites_are_valid(profile):
-    specs = load_suite(PARAMS / profile / "kde_fairdd.yaml")
+    specs = suite_from_file(PARAMS / "experiments" / "kde_fairdd.yaml", profile)
     names = {(s.experiment, s.label) for s in specs}
     assert ("cmnist_ipc50", "dm_kde") in names and ("cmnist_fg_ipc10", "dm_fairdd") in names
     if profile == "paper":
@@ -103,6 +104,10 @@ def test_reference_values_match_only_their_setting():
     assert reported(make_params(dataset="cmnist_fg", method="dm", ipc=10, source="digits")) is None
     lff = make_params(dataset="cmnist", method="dm", ipc=50, eval_trainer="lff")
     assert reported(lff)["acc"] == 53.7
+    dc = make_params(dataset="cmnist_fg", method="dc", ipc=10)
+    assert reported(dc)["acc"] == 71.41
+    # paper B's DC rows come from DC without augmentation: a DSA run has no reported counterpart
+    assert reported(make_params(dataset="cmnist_fg", method="dsa", ipc=10)) is None
 
 
 def test_a_profile_states_its_scale_once_per_method_below_every_experiment_value():

@@ -32,7 +32,8 @@ class Method:
 
     A distilling method has a ``step`` (one iteration of the engine), ``augment`` (siamese DSA inside
     matching), the papers' ``iterations`` and image learning rate ``lr_img(ipc)``; the others ``select``
-    training-split indices (``None``: all of them).
+    training-split indices (``None``: all of them) and are the baselines a distilled set is compared with,
+    ``whole_data`` marking the one that trains on every image.
     """
 
     uses: tuple[str, ...]
@@ -41,6 +42,7 @@ class Method:
     iterations: int = 0
     lr_img: Callable[[int], float] | None = None
     select: Callable[[BiasedDataset, Params], Tensor | None] | None = None
+    whole_data: bool = False
 
     @property
     def distils(self) -> bool:
@@ -63,7 +65,7 @@ def _random_subset(dataset: BiasedDataset, params: Params) -> Tensor:
 
 
 METHODS: Registry[Method] = Registry("method", field="method")
-METHODS.register("whole", Method(uses=(), select=lambda dataset, params: None))
+METHODS.register("whole", Method(uses=(), select=lambda dataset, params: None, whole_data=True))
 METHODS.register("random", Method(uses=("ipc",), select=_random_subset))
 METHODS.register("dm", Method(_DISTILL_USES, dm_step, augment=True, iterations=20000,
                               lr_img=lambda ipc: 10.0 if ipc >= 100 else 1.0))

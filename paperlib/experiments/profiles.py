@@ -1,9 +1,17 @@
-"""Profiles (``params/<profile>/``): the run defaults every notebook of a profile shares, each notebook's
-parameter file, and the runs a notebook's suite describes.
+"""Profiles: one definition of every experiment, read at one scale.
 
-A notebook's parameter file ``params/<profile>/NN_*.yaml`` holds ``profile``, a ``suite`` (see
-:mod:`paperlib.experiments.suite`) and the notebook's own settings; its runs take ``defaults.yaml`` of the
-profile underneath, which is what lets notebooks reuse each other's stored runs.
+``params/experiments/NN_*.yaml`` defines what a notebook computes, once, for every profile: its ``suite`` (see
+:mod:`paperlib.experiments.suite`), its ``claims`` and its own settings. Two marks choose what a profile
+sees (:func:`for_profile`):
+
+* ``profiles: [quick, paper]`` in a mapping (an experiment, a run, a claim, a list item) keeps it in those
+  profiles only;
+* ``{per_profile: {smoke: 2, quick: 10}}`` as a value takes the profile's entry; a profile it does not name
+  leaves the key out.
+
+``params/<profile>/defaults.yaml`` is the profile's scale: the run defaults every notebook of the profile
+shares, with a ``methods`` block per method and IPC. Sharing them is what lets notebooks reuse each other's
+stored runs.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from paperlib.experiments.suite import RunSpec, load_suite, mapping, scaled
 
 PROFILES = ("smoke", "quick", "paper")
 PROFILE_DEFAULTS = "defaults.yaml"
+EXPERIMENTS = "experiments"  # params/experiments/: every experiment, defined once
 
 
 def check_profile(profile: str) -> str:
@@ -39,26 +48,101 @@ def profile_defaults(profile: str | Path) -> dict[str, Any]:
     folder = profile if isinstance(profile, Path) else params_dir() / profile
     path = folder / PROFILE_DEFAULTS
     if not path.is_file():
-        raise PaperlibError(f"profile {str(profile)!r} has no {path}; profiles: "
-                            f"{', '.join(sorted(p.name for p in params_dir().iterdir() if p.is_dir()))}")
+        raise PaperlibError(f"profile {str(profile)!r} has no {path}; profiles: {', '.join(PROFILES)}")
     return mapping(load_yaml(path), str(path))
 
 
-def notebook_parameters(profile: str, notebook: str) -> dict[str, Any]:
-    """The values of ``params/<profile>/<notebook>.yaml``."""
-    path = params_dir() / profile / f"{notebook}.yaml"
+def _marked(where: str, profile: str | None) -> None:
+    if profile is None:
+        raise PaperlibError(f"{where} differs by profile (profiles / per_profile); name a profile: "
+                            f"{' | '.join(PROFILES)}")
+
+
+def _profile_names(value: Any, where: str) -> list[str]:
+    names = value if isinstance(value, list) else [value]
+    for name in names:
+        if name not in PROFILES:
+            raise PaperlibError(f"{where}: unknown profile {name!r}; choose among: {', '.join(PROFILES)}")
+    return names
+
+
+_LEFT_OUT = object()  # what a profile does not see
+
+
+def _select(value: Any, profile: str | None, where: str) -> Any:
+    if isinstance(value, Mapping):
+        if set(value) == {"per_profile"}:
+            _marked(where, profile)
+            choices = mapping(value["per_profile"], f"{where}.per_profile")
+            _profile_names(list(choices), f"{where}.per_profile")
+            return _select(choices[profile], profile, where) if profile in choices else _LEFT_OUT
+        if "profiles" in value:
+            _marked(where, profile)
+            if profile not in _profile_names(value["profiles"], f"{where}.profiles"):
+                return _LEFT_OUT
+        items = [(k, _select(v, profile, f"{where}.{k}")) for k, v in value.items() if k != "profiles"]
+        kept = {k: v for k, v in items if v is not _LEFT_OUT}
+        return kept if kept or not items else _LEFT_OUT  # emptied by the selection: left out too
+    if isinstance(value, list):
+        items = [_select(v, profile, f"{where}[{i}]") for i, v in enumerate(value)]
+        kept = [v for v in items if v is not _LEFT_OUT]
+        return kept if kept or not items else _LEFT_OUT
+    return value
+
+
+def for_profile(value: Any, profile: str | None, where: str = "parameters") -> Any:
+    """What ``profile`` sees of ``value`` (a loaded experiment file), with the marks resolved (module docstring).
+
+    An entry the selection leaves empty (a claims list with no claim for this profile) is left out too.
+    ``profile=None`` returns ``value`` unchanged if it has no marks, else the one-line error naming where.
+    """
+    if profile is not None:
+        check_profile(profile)
+    kept = _select(value, profile, where)
+    return {} if kept is _LEFT_OUT and isinstance(value, Mapping) else kept
+
+
+def experiment_file(notebook: str) -> Path:
+    """``params/experiments/<notebook>.yaml``: what the notebook computes, for every profile."""
+    path = params_dir() / EXPERIMENTS / f"{notebook}.yaml"
     if not path.is_file():
-        raise PaperlibError(f"no parameter file {path}; every profile needs one per notebook")
-    return load_yaml(path)
+        raise PaperlibError(f"no experiment file {path}; every notebook needs one (params/{EXPERIMENTS}/NN_name.yaml)")
+    return path
+
+
+def notebook_parameters(profile: str, notebook: str) -> dict[str, Any]:
+    """The parameters of ``notebook`` under ``profile``: ``profile`` and its experiment file as the profile sees it
+    (what ``make reproduce`` hands to papermill)."""
+    values = for_profile(load_yaml(experiment_file(notebook)), profile, notebook)
+    return {"profile": profile, **mapping(values, str(experiment_file(notebook)))}
 
 
 def suite_specs(profile: str, suite: Mapping[str, Any] | None, notebook: str) -> list[RunSpec]:
-    """The runs of a notebook: ``suite`` as given (papermill), else the profile's file, on the profile's defaults."""
+    """The runs of a notebook: ``suite`` as given (papermill), else its experiment file's, on the profile's defaults."""
     if suite is None:
         suite = notebook_parameters(profile, notebook).get("suite")
         if suite is None:
-            raise PaperlibError(f"params/{profile}/{notebook}.yaml has no 'suite'")
+            raise PaperlibError(f"{experiment_file(notebook)} has no 'suite' for profile {profile!r}")
     return load_suite(suite, base=profile_defaults(profile))
+
+
+def suite_from_file(path: str | Path, profile: str | None = None, overrides: Mapping[str, Any] | None = None,
+                    only: str | None = None) -> list[RunSpec]:
+    """The runs of a suite file (``python -m paperlib suite``) as ``profile`` sees it.
+
+    A notebook's experiment file nests its runs under ``suite`` and runs them on the profile's defaults; a
+    standalone suite file (``defaults`` + ``experiments``) brings its own defaults. A file that differs by
+    profile needs ``profile``.
+    """
+    data = mapping(for_profile(load_yaml(path), profile, str(path)), str(path))
+    if not data:
+        raise PaperlibError(f"{path} defines no runs for profile {profile!r}; see its 'profiles' entries")
+    if "suite" not in data:
+        return load_suite(data, overrides, only)
+    if profile is None:
+        raise PaperlibError(f"{path} is a notebook's experiment file: its runs take a profile's defaults; "
+                            f"name a profile: {' | '.join(PROFILES)}")
+    return load_suite(mapping(data["suite"], f"{path}: suite"), overrides, only, base=profile_defaults(profile))
 
 
 def present_only(experiments: list[Mapping[str, Any]], profile: str) -> list[RunSpec]:

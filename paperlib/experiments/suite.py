@@ -1,6 +1,6 @@
 """Experiment suites: named comparisons from one YAML file, run and tabulated.
 
-A suite file (``params/<profile>/*.yaml``) holds::
+A suite (``params/experiments/kde_fairdd.yaml``, or the ``suite`` of a notebook's experiment file) holds::
 
     defaults:          # every run
       net_width: 64
@@ -74,18 +74,12 @@ def load_suite(source: str | Path | Mapping[str, Any], overrides: Mapping[str, A
     """The runs a suite file (or an already-loaded mapping) describes, validated.
 
     ``base`` holds defaults below the suite's own ``defaults``, with an optional
-    ``methods`` block (see :func:`scaled`). A notebook's parameter file
-    (``params/<profile>/NN_*.yaml``) nests its suite under ``suite`` and takes
-    ``base`` from the profile's ``defaults.yaml``.
+    ``methods`` block (see :func:`scaled`): a notebook's suite takes its profile's
+    ``defaults.yaml`` there (:mod:`paperlib.experiments.profiles`).
     ``only`` keeps the experiments whose name contains it. Bad parameters are
     reported with the experiment and run they belong to.
     """
-    data = load_yaml(source) if isinstance(source, (str, Path)) else dict(source)
-    if "experiments" not in data and isinstance(data.get("suite"), Mapping):
-        if base is None and isinstance(source, (str, Path)):
-            folder_defaults = Path(source).parent / "defaults.yaml"
-            base = load_yaml(folder_defaults) if folder_defaults.is_file() else None
-        data = dict(data["suite"])
+    data = mapping(load_yaml(source) if isinstance(source, (str, Path)) else source, "a suite")
     defaults = mapping(data.get("defaults"), "defaults")
     experiments = data.get("experiments")
     if not isinstance(experiments, list) or not experiments:

@@ -2,10 +2,12 @@
 
 A trained number differs in its last digits from one machine to the next (another CPU's vector width,
 another thread count, a GPU), so the notebook checks never compare trained numbers exactly. A notebook's
-parameter file lists its **claims**, each a comparison with a margin::
+experiment file (``params/experiments/NN_*.yaml``) lists its **claims**, each a comparison with a margin, for
+the profiles whose scale shows it::
 
     claims:
       - says: colour bias is amplified
+        profiles: [smoke, quick]
         of: colour_0.05/whole acc_conflicting
         minus: colour_0.05/dm acc_conflicting
         at_least: 10
@@ -219,8 +221,8 @@ def failed_checks(folder: Path) -> list[str]:
     """Every failed verdict and every error in the executed notebooks of ``folder``, as ``notebook: text``.
 
     nbval re-executes the *committed* notebooks, whose parameters papermill injected when they were made;
-    this reads the notebooks just executed from the current parameter files, so a claim that a changed
-    parameter file breaks fails too.
+    this reads the notebooks just executed from the current experiment files, so a claim that a changed
+    experiment file breaks fails too.
     """
     notebooks = sorted(Path(folder).glob("*.ipynb"))
     if not notebooks:

@@ -3,7 +3,7 @@ the distilled images and the metrics.
 
 A point is answered from the stored run at the profile's settings when there
 is one (well under a second). Otherwise the reader can compute it live at a
-small scale (the ``live`` overrides of ``params/<profile>/06_explore.yaml``);
+small scale (the ``live`` overrides of ``params/experiments/06_explore.yaml``);
 that run is stored too, so it answers at once the next time.
 """
 
@@ -52,7 +52,7 @@ class ExplorerModel:
 
     ``defaults`` are the profile's run defaults with their ``methods`` scale block (the same values the
     notebooks' suites use, so a point at the profile's settings is one of their runs); ``settings`` is the
-    ``explorer`` block of ``params/<profile>/06_explore.yaml``: ``datasets`` (label -> dataset settings),
+    ``explorer`` block of ``params/experiments/06_explore.yaml``: ``datasets`` (label -> dataset settings),
     ``ratios``, ``ipcs``, ``methods`` and ``live`` (overrides for points computed on demand, with an
     optional ``methods`` block of their own).
     """

@@ -79,6 +79,5 @@ def reported(params: Params) -> dict | None:
     if params.source != PRESETS[params.dataset].default_source:
         return None
     ratio = bias_ratio(params)
-    method = "dc" if params.method == "dsa" else params.method
     ipc = params.ipc if "ipc" in METHODS[params.method].uses else None
-    return REPORTED.get((params.dataset, round(ratio, 4), method, variant(params), ipc))
+    return REPORTED.get((params.dataset, round(ratio, 4), params.method, variant(params), ipc))

@@ -204,21 +204,21 @@ def bias_effect(table: pd.DataFrame) -> pd.DataFrame:
     amplify); else *suppressed* (distillation loses little or helps).
     """
     done = table[table["status"] == "done"]
+    whole_data = METHODS.where(whole_data=True)
+    subsets = [m for m in METHODS.where(distils=False) if m not in whole_data]
     rows = []
     for experiment, group in done.groupby("experiment", sort=False):
-        base = {m: group[group["method"] == m].iloc[0] for m in ("whole", "random") if (group["method"] == m).any()}
+        base = {m: group[group["method"] == m].iloc[0] for m in (*subsets, *whole_data) if (group["method"] == m).any()}
         for _, run in group[group["method"].isin(distilling_methods()) & (group["target"] == "vanilla")].iterrows():
             row = {"comparison": experiment, "run": run["run"], "ipc": run["ipc"], "acc": round(run["acc"], 1),
                    "conflicting": round(run["acc_conflicting"], 1)}
-            if "random" in base:
-                row["acc vs random"] = round(run["acc"] - base["random"]["acc"], 1)
-            if "whole" in base:
-                whole = base["whole"]
-                row["acc vs whole"] = round(run["acc"] - whole["acc"], 1)
-                gap = run["acc_conflicting"] - whole["acc_conflicting"]
-                row["conflicting vs whole"] = round(gap, 1)
-                row["reading"] = ("amplified" if gap < -AMPLIFIED_GAP else "whole data biased too"
-                                  if whole["acc_conflicting"] < SHORTCUT_LEVEL else "suppressed")
+            for name, baseline in base.items():
+                row[f"acc vs {name}"] = round(run["acc"] - baseline["acc"], 1)
+                if name in whole_data:
+                    gap = run["acc_conflicting"] - baseline["acc_conflicting"]
+                    row[f"conflicting vs {name}"] = round(gap, 1)
+                    row["reading"] = ("amplified" if gap < -AMPLIFIED_GAP else "whole data biased too"
+                                      if baseline["acc_conflicting"] < SHORTCUT_LEVEL else "suppressed")
             rows.append(row)
     return pd.DataFrame(rows)
 

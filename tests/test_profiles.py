@@ -1,0 +1,97 @@
+"""Profiles: every experiment defined once (params/experiments/), read at one profile's scale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from paperlib.cli import main
+from paperlib.core.errors import PaperlibError
+from paperlib.core.params import load_yaml
+from paperlib.experiments.profiles import PROFILES, experiment_file, for_profile, notebook_parameters, suite_from_file
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ROOT / "params" / "experiments"
+MARKED = {
+    "suite": {"experiments": [
+        {"name": "everywhere", "settings": {"ipc": {"per_profile": {"smoke": 2, "quick": 10}}},
+         "runs": {"dm": {"method": "dm"}, "dc": {"method": "dc", "profiles": ["paper"]}}},
+        {"name": "paper_only", "profiles": ["paper"], "runs": {"dm": {"method": "dm"}}},
+    ]},
+    "claims": [{"says": "smoke only", "profiles": ["smoke"]}],
+}
+
+
+def test_profiles_keeps_an_entry_in_the_named_profiles_only():
+    smoke = for_profile(MARKED, "smoke")
+    assert smoke == {"suite": {"experiments": [{"name": "everywhere", "settings": {"ipc": 2},
+                                                "runs": {"dm": {"method": "dm"}}}]},
+                     "claims": [{"says": "smoke only"}]}
+    paper = for_profile(MARKED, "paper")
+    assert [e["name"] for e in paper["suite"]["experiments"]] == ["everywhere", "paper_only"]
+    assert paper["suite"]["experiments"][0]["runs"] == {"dm": {"method": "dm"}, "dc": {"method": "dc"}}
+
+
+def test_per_profile_takes_the_profile_value_and_leaves_the_key_out_for_the_others():
+    assert for_profile(MARKED, "quick")["suite"]["experiments"][0]["settings"] == {"ipc": 10}
+    assert "settings" not in for_profile(MARKED, "paper")["suite"]["experiments"][0]  # emptied: left out
+
+
+def test_an_entry_emptied_by_the_selection_is_left_out():
+    assert "claims" not in for_profile(MARKED, "quick")
+    assert for_profile({"claims": []}, "quick") == {"claims": []}  # empty in the file: kept as written
+
+
+def test_marks_are_checked_and_need_a_profile():
+    with pytest.raises(PaperlibError, match=r"x\.runs\.dm\.profiles: unknown profile 'quik'"):
+        for_profile({"runs": {"dm": {"profiles": ["quik"]}}}, "quick", "x")
+    with pytest.raises(PaperlibError, match=r"x\.ipc\.per_profile: unknown profile 'fast'"):
+        for_profile({"ipc": {"per_profile": {"fast": 1}}}, "quick", "x")
+    with pytest.raises(PaperlibError, match="differs by profile"):
+        for_profile(MARKED, None)
+    with pytest.raises(PaperlibError, match="unknown profile 'fast'"):
+        for_profile(MARKED, "fast")
+    plain = {"experiments": [{"name": "e", "runs": {"dm": {}}}]}
+    assert for_profile(plain, None) == plain
+
+
+def test_each_experiment_is_defined_once():
+    """A profile folder holds only its scale (and the smoke reference numbers), never an experiment list."""
+    for profile in PROFILES:
+        assert {p.name for p in (ROOT / "params" / profile).iterdir()} <= {"defaults.yaml", "references.yaml"}
+    notebooks = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+    assert sorted(p.stem for p in EXPERIMENTS.glob("[0-9][0-9]_*.yaml")) == notebooks
+    assert "profile" not in load_yaml(experiment_file(notebooks[0]))  # the profile is chosen, not written
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_experiment_file_reads_at_every_profile(profile):
+    for path in sorted(EXPERIMENTS.glob("[0-9][0-9]_*.yaml")):
+        assert notebook_parameters(profile, path.stem)["profile"] == profile
+    if profile == "smoke":
+        with pytest.raises(PaperlibError, match="defines no runs for profile 'smoke'"):
+            suite_from_file(EXPERIMENTS / "kde_fairdd.yaml", profile)
+    else:
+        assert suite_from_file(EXPERIMENTS / "kde_fairdd.yaml", profile)
+
+
+def test_the_profiles_differ_in_scale_not_in_what_a_run_is():
+    """The same run named in two profiles is the same experiment at two scales: only scale fields differ."""
+    smoke = {(s.experiment, s.label): s.params for s in suite_from_file(EXPERIMENTS / "03_kde_reweighting.yaml", "smoke")}
+    quick = {(s.experiment, s.label): s.params for s in suite_from_file(EXPERIMENTS / "03_kde_reweighting.yaml", "quick")}
+    assert set(smoke) <= set(quick)
+    for key, params in smoke.items():
+        same = ("dataset", "conflict_ratio", "ipc", "method", "target", "weights", "eval_trainer")
+        assert [getattr(params, f) for f in same] == [getattr(quick[key], f) for f in same], key
+        assert params.source == "digits" and quick[key].source != "digits"
+
+
+def test_the_command_line_names_the_profile_a_file_needs(capsys, tmp_path):
+    suite = str(EXPERIMENTS / "02_bias_in_distillation.yaml")
+    assert main(["suite", suite]) == 2
+    assert "differs by profile" in capsys.readouterr().err
+    csv = tmp_path / "t.csv"
+    assert main(["suite", suite, "--profile", "smoke", "--table-only", "--only", "colour_0.2",
+                 "--set", f"cache_dir={tmp_path}", "--csv", str(csv)]) == 0
+    assert '"runs": 2' in capsys.readouterr().out and csv.is_file()
