@@ -27,8 +27,9 @@
 #
 # The distillation loop is untouched: DM and DC get a `weighted` target instead of the plain average.
 # The paper's headline (CMNIST, 5% conflicting, IPC 50): vanilla DM **23.8%** → DM + KDE **91.5%**, while a
-# state-of-the-art debiasing method applied to the distilled set reaches only **53.7%** (we use Learning from
-# Failure, LfF, as that method; paper A does not name its choice).
+# state-of-the-art debiasing method applied to the distilled set reaches only **53.7%**. The paper does not name
+# that method; the reviews of its ICLR-2024 version say it was SelecMix, so we apply SelecMix, and Learning from
+# Failure (LfF) beside it, to the vanilla DM set.
 
 # %% tags=["parameters"]
 profile = "quick"  # smoke | quick | paper
@@ -59,9 +60,9 @@ ax = plots.plot_weight_shares(nb.first_kde_diagnostics(specs), title="KDE weight
 nb.save(ax, figures, "03_weight_shares", pdf=True);
 
 # %% [markdown]
-# ## Vanilla vs KDE for DM and DC, and the LfF baseline
-# `dm_lff` trains LfF's pair of models on the *vanilla* DM set: a debiasing method can only up-weight
-# conflicting images that the distilled set still contains.
+# ## Vanilla vs KDE for DM and DC, and the debiasing baselines
+# `dm_selecmix` and `dm_lff` train SelecMix's and LfF's pairs of models on the *vanilla* DM set: a debiasing
+# method can only mix in or up-weight conflicting images that the distilled set still contains.
 
 # %%
 nb.metrics_view(table, extra=("ipc",))

@@ -25,6 +25,16 @@ def _isolated_environment(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def one_thread():
+    # The MLP's matmuls are far too small to gain from threads, and on a busy machine OpenMP workers
+    # waiting for one another made this test 20-80x slower (85 s instead of 1-2 s with two threads).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def small_eval():
     """Evaluation settings small enough for a test: 2 epochs, 1 model, narrow net."""
     return dict(eval_epochs=2, num_eval=1, net_width=16, source="digits", device="cpu")

@@ -16,16 +16,18 @@ BASE = {"dataset": "cmnist", "source": "digits", "method": "dc", "target": "weig
         "kde_encoder": "supcon", "kde_bandwidth": "fixed", "kde_weighting": "power", "sampling": "stratified",
         "eval_trainer": "lff"}
 # Fields a choice of BASE leaves unused: the base for them switches that choice.
-BASE_FOR = {"majority_ratio": {"dataset": "cmnist_fg"}, "kde_tau": {"kde_weighting": "softmax"}}
+BASE_FOR = {"majority_ratio": {"dataset": "cmnist_fg"}, "protocol": {"dataset": "cmnist_fg"},
+            "kde_tau": {"kde_weighting": "softmax"}}
 CHANGED = {"dataset": "cmnist_fg", "source": "mnist", "conflict_ratio": 0.1, "majority_ratio": 0.8, "severity": 3,
-           "data_dir": "/elsewhere", "method": "dsa", "ipc": 5, "target": "groups", "weights": "group_balanced",
+           "protocol": "companion", "data_dir": "/elsewhere", "method": "dsa", "ipc": 5, "num_distill": 3,
+           "distill_run": 1, "target": "groups", "weights": "group_balanced",
            "iterations": 7, "batch_real": 64, "lr_img": 0.5, "momentum_img": 0.9, "init": "balanced",
            "sampling": "uniform", "stratified_min": 4, "outer_loop": 3, "inner_loop": 2, "lr_net": 0.02,
            "checkpoint_every": 5, "precision": "bf16", "channels_last": False, "kde_encoder": "random",
            "supcon_epochs": 2.0, "supcon_temperature": 0.2, "supcon_lr": 0.1, "kde_bandwidth": "median",
            "kde_bandwidth_value": 2.0, "kde_weighting": "softmax", "kde_alpha": 0.5, "kde_tau": 2.0, "kde_clip": 2.0,
            "model": "lenet", "net_width": 32, "net_depth": 2, "net_norm": "batchnorm", "net_act": "sigmoid",
-           "net_pooling": "maxpooling", "eval_epochs": 10, "eval_lr": 0.05, "eval_batch": 32, "num_eval": 2,
+           "net_pooling": "maxpooling", "eval_epochs": 10, "eval_augment": "dsa", "eval_lr": 0.05, "eval_batch": 32, "num_eval": 2,
            "dsa": False, "dsa_strategy": "crop", "eval_trainer": "plain", "lff_q": 0.5, "lff_ema": 0.5,
            "eval_model": "mlp", "seed": 1, "device": "cpu", "progress": False, "cache_dir": "/tmp/other",
            "force": True}

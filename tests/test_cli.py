@@ -26,7 +26,8 @@ def test_describe_reads_a_params_file(tmp_path, capsys):
     f = tmp_path / "p.yaml"
     f.write_text("dataset: cmnist_fg\nsource: digits\nmajority_ratio: 0.8\n")
     assert main(["describe", str(f)]) == 0
-    assert abs(_last_json(capsys)["train"]["aligned_fraction"] - 0.8) <= 0.002
+    # FairDD's split (the preset's default protocol) takes int(n * 0.8) per class: just under 0.8
+    assert 0.79 <= _last_json(capsys)["train"]["aligned_fraction"] <= 0.8
 
 
 def test_run_prints_metrics_json_and_caches(capsys, tmp_path):

@@ -72,16 +72,6 @@ def _colour_biased(n: int, aligned: float, gen: torch.Generator) -> tuple[torch.
     return x, y, a
 
 
-@pytest.fixture
-def one_thread():
-    # The MLP's matmuls are far too small to gain from threads, and on a busy machine OpenMP workers
-    # waiting for one another made this test 20-80x slower (85 s instead of 1-2 s with two threads).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _mlp(gen: torch.Generator) -> nn.Module:
     return init_parameters(nn.Sequential(nn.Flatten(), nn.Linear(192, 64), nn.ReLU(), nn.Linear(64, CLASSES)), gen)
 
@@ -91,13 +81,22 @@ def _mlp(gen: torch.Generator) -> nn.Module:
 # LfF 0.521 0.604 0.605 0.634 0.616 0.594 0.617 0.632: a gap of 0.40 to 0.46. The test asserts 0.2.
 # (LfF pays on aligned samples, 0.52-0.70 against plain's 0.99; the biased companion follows the colour
 # on every conflicting test sample.) About 1 s per seed on one CPU thread.
-@pytest.mark.parametrize("seed", [0, 1])
-def test_lff_beats_plain_training_on_bias_conflicting_samples(seed, one_thread):
+TOY_SETTINGS = TrainSettings(epochs=40, lr=0.05, batch=128, dsa_strategy=None)
+
+
+def toy_task(seed: int) -> tuple[torch.Tensor, ...]:
+    """The debiasing trainers' test task: 2000 training images 95% aligned, 2000 balanced test images
+    ``(x_train, y_train, x_test, y_test, a_test)``."""
     data = torch.Generator().manual_seed(1000 + seed)
     x_train, y_train, _ = _colour_biased(2000, 0.95, data)
-    x_test, y_test, a_test = _colour_biased(2000, 1 / CLASSES, data)
+    return (x_train, y_train, *_colour_biased(2000, 1 / CLASSES, data))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lff_beats_plain_training_on_bias_conflicting_samples(seed, one_thread):
+    x_train, y_train, x_test, y_test, a_test = toy_task(seed)
     conflicting = a_test != y_test
-    settings = TrainSettings(epochs=40, lr=0.05, batch=128, dsa_strategy=None)
+    settings = TOY_SETTINGS
 
     gen = torch.Generator().manual_seed(seed)
     plain = train_classifier(_mlp(gen), x_train, y_train, settings, gen, show_progress=False)

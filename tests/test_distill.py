@@ -126,7 +126,7 @@ def test_balanced_init_spreads_over_groups():
     assert balanced_quota(sizes, 10).tolist() == [[3, 3, 2, 2], [4, 3, 0, 3]]
     ds = build_dataset(dataset="cmnist_fg", source="digits")
     images = initial_images(ds, 10, "balanced", torch.Generator().manual_seed(0))
-    assert images.shape == (100, 3, 28, 28)
+    assert images.shape == (100, 3, ds.image_size, ds.image_size)
 
 
 def test_dc_loops_defined_for_every_ipc():

@@ -111,12 +111,13 @@ def test_bias_effect_reads_amplification_from_the_conflicting_gap():
 
 
 def test_paper_table_labels_the_papers_numbers_apart_from_ours():
-    table = _table([{"experiment": "e", "run": "dm_kde", "method": "dm", "dataset": "cmnist", "ratio": 0.05,
+    table = _table([{"experiment": "e", "run": "dm_kde", "method": "dm", "dataset": "cmnist", "protocol": "companion",
+                     "ratio": 0.05,
                      "ipc": 50.0, "acc": 90.71, "deo_m": 51.9, "deo_a": 22.0, "paper_acc": 91.5,
                      "paper_deo_m": float("nan"), "paper_deo_a": float("nan"), "paper_source": "paper A"}])
     shown = nb.paper_vs_companion(table, "quick")
     assert shown[("paper", "acc")].item() == 91.5 and shown[("this companion (quick)", "acc")].item() == 90.7
-    assert shown[("", "setting")].item() == "cmnist, ratio 0.05, IPC 50"
+    assert shown[("", "setting")].item() == "cmnist (companion protocol), ratio 0.05, IPC 50"
 
 
 def test_fairdd_gradient_is_groups_present_times_the_group_balanced_one_on_real_batches():

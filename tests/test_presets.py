@@ -4,8 +4,10 @@ import torch
 from paperlib.data import PRESETS, build_dataset
 from paperlib.data.bias import DISTINCT_COLOURS, LFF_COLOURS, assign_attributes
 from paperlib.data.container import sample_per_class
+from paperlib.data.presets import ColourPreset
 
-BIASED = [name for name, preset in PRESETS.items() if getattr(preset, "render", None) is not None]
+BIASED = [name for name, preset in PRESETS.items()
+          if getattr(preset, "render", None) is not None or isinstance(preset, ColourPreset)]
 
 
 def _digits(dataset, **kw):
@@ -33,7 +35,7 @@ def test_balanced_assignment_gives_equal_groups():
 
 @pytest.mark.parametrize("name", BIASED)
 def test_every_biased_preset_has_exact_ratio_and_balanced_test(name):
-    ds = _digits(name)
+    ds = _digits(name, protocol="companion")  # this companion's construction (FairDD's: tests/test_protocols.py)
     assert ds.train.images.dtype == torch.uint8 and ds.train.images.shape[1:] == (3, 28, 28)
     counts = torch.tensor(ds.info.group_counts["train"])
     sizes = counts.sum(1)
@@ -60,7 +62,7 @@ def test_cmnist_colours_follow_lff_palette_with_severity_noise():
 
 
 def test_cmnist_fg_is_binary_colour_on_black():
-    ds = _digits("cmnist_fg")
+    ds = _digits("cmnist_fg", protocol="companion")
     img = ds.train.images[:50].float() / 255
     colour = torch.tensor(DISTINCT_COLOURS)[ds.train.attributes[:50]][:, :, None, None]
     on = img.sum(1, keepdim=True) > 0
@@ -68,7 +70,7 @@ def test_cmnist_fg_is_binary_colour_on_black():
 
 
 def test_cmnist_bg_has_black_digit_on_coloured_background():
-    ds = _digits("cmnist_bg")
+    ds = _digits("cmnist_bg", protocol="companion")
     img = ds.train.images[:50].float() / 255
     corner = img[:, :, 0, 0]  # digits never touch the corner
     assert torch.allclose(corner, torch.tensor(DISTINCT_COLOURS)[ds.train.attributes[:50]], atol=1 / 255)

@@ -62,10 +62,13 @@ class Params:
     conflict_ratio: float = _p(0.05, "dataset", by="dataset")  # share of bias-conflicting training samples
     majority_ratio: float = _p(0.9, "dataset", by="dataset")  # share of the majority group per class (FairDD)
     severity: int = _p(4, "dataset", by="dataset")  # 1..5: colour noise (cmnist), corruption strength
+    protocol: str = _p("", "dataset", by="dataset", names="protocol")  # "": the preset's own; fairdd | companion
     data_dir: str | None = _p(None, "execution")  # None: $PAPERLIB_DATA, else data/ at the repository root
     # --- what to train on ---
     method: str = _p("whole", "method", names="method")  # whole | random | dm | dc | dsa (dc with augmentation)
     ipc: int = _p(10, "method", by="method")  # images per class (random real subset, distilled sets)
+    num_distill: int = _p(1, "eval", by="method")  # independent training sets (distillations, random draws) per run
+    distill_run: int = _p(0, "method", by="method")  # which of them (the runner sets it); 0 draws as before
     # --- distillation ---
     target: str = _p("vanilla", "distill", by="method", names="target")  # vanilla | weighted | groups (FairDD)
     weights: str = _p("uniform", "distill", by="target", names="weights")  # per-sample weights of target=weighted
@@ -101,14 +104,15 @@ class Params:
     net_act: str = _p("relu", "model", names="net_act")
     net_pooling: str = _p("avgpooling", "model", names="net_pooling")
     # --- evaluation protocol ---
-    eval_epochs: int = _p(1000, "eval")
+    eval_epochs: int = _p(0, "eval")  # 0: the method's protocol (DC 300, the others 1000)
     eval_lr: float = _p(0.01, "eval")
     eval_batch: int = _p(256, "eval")
     num_eval: int = _p(5, "eval")
-    dsa: bool = _p(True, "augment")  # DSA while training evaluation models (and in DM / DSA matching)
+    dsa: bool = _p(True, "augment")  # DSA in DM / DSA matching and in evaluations that augment
+    eval_augment: str = _p("", "eval", choices=("", "dsa", "none"))  # "": the method's protocol (DC none, others dsa)
     dsa_strategy: str = _p("color_crop_cutout_flip_scale_rotate", "augment", names="dsa_op")
-    eval_trainer: str = _p("plain", "eval", names="eval_trainer")  # plain | lff (Learning from Failure)
-    lff_q: float = _p(0.7, "eval", by="eval_trainer")  # generalised cross-entropy exponent of LfF
+    eval_trainer: str = _p("plain", "eval", names="eval_trainer")  # plain | lff (Learning from Failure) | selecmix
+    lff_q: float = _p(0.7, "eval", by="eval_trainer")  # GCE exponent of the biased companion (LfF, SelecMix)
     lff_ema: float = _p(0.7, "eval", by="eval_trainer")  # LfF's per-sample loss moving average
     eval_model: str = _p("", "eval", names="model")  # "" = model (cross-architecture evaluation otherwise)
     # --- execution ---
@@ -120,9 +124,9 @@ class Params:
 
 
 _RATIOS = ("conflict_ratio", "majority_ratio")
-_POSITIVE_INTS = ("ipc", "eval_epochs", "eval_batch", "num_eval", "net_width", "net_depth", "batch_real",
+_POSITIVE_INTS = ("ipc", "num_distill", "eval_batch", "num_eval", "net_width", "net_depth", "batch_real",
                   "stratified_min")
-_NON_NEGATIVE = ("iterations", "outer_loop", "inner_loop", "checkpoint_every", "lr_img", "momentum_img")
+_NON_NEGATIVE = ("eval_epochs", "distill_run", "iterations", "outer_loop", "inner_loop", "checkpoint_every", "lr_img", "momentum_img")
 _POSITIVE_FLOATS = ("supcon_epochs", "supcon_temperature", "supcon_lr", "kde_bandwidth_value", "kde_alpha",
                     "kde_tau", "eval_lr", "lr_net")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -201,7 +205,7 @@ def _check_names(params: Params) -> None:
                 prefix = f"{name} {value!r}: " if composite else ""
                 raise PaperlibError(prefix + registry.unknown(part, None if composite else name))
     for name, tags in field_tags().items():
-        if tags["names"] == name:
+        if tags["names"] == name and getattr(params, name):  # "": a placeholder the preset fills
             check = getattr(_entry(params, name), "check", None)
             if check is not None:
                 check(params)
@@ -241,7 +245,7 @@ def resolve_defaults(params: Params) -> Params:
     and write an ``eval_model`` equal to ``model`` as empty (the same evaluation)."""
     changes: dict[str, Any] = {}
     for name, tags in field_tags().items():
-        if tags["names"] == name:
+        if tags["names"] == name and getattr(params, name):
             defaults = getattr(_entry(params, name), "defaults", None)
             if defaults is not None:
                 changes.update(defaults(params))

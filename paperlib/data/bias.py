@@ -25,15 +25,16 @@ LFF_COLOURS = (
 # Colour-noise standard deviation for severity 1..5 (Learning from Failure).
 LFF_SEVERITY_STD = (0.05, 0.02, 0.01, 0.005, 0.002)
 
-# FairDD's colour palette is not published; ten well-separated saturated colours
-# (matplotlib's tab10 hues) keep the ten groups visually distinct.
+# This companion's own colours (matplotlib's tab10 hues): ten well-separated colours for its clean
+# construction of paper B's presets (protocol=companion) and for BG-FMNIST's textures. The official FairDD
+# palette (ReBias's) is paperlib.data.protocols.FAIRDD_PALETTE.
 DISTINCT_COLOURS = (
     (0.122, 0.467, 0.706), (1.000, 0.498, 0.055), (0.173, 0.627, 0.173), (0.839, 0.153, 0.157),
     (0.580, 0.404, 0.741), (0.549, 0.337, 0.294), (0.890, 0.467, 0.761), (0.498, 0.498, 0.498),
     (0.737, 0.741, 0.133), (0.090, 0.745, 0.812),
 )
 
-# FairDD: pixels >= 128 (of 255) are the digit, the rest background.
+# Pixels >= 128 (of 255) are the digit, the rest background (FairDD's threshold).
 FOREGROUND_THRESHOLD = 128 / 255
 
 

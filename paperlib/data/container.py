@@ -123,6 +123,12 @@ def assemble(train: Split, test: Split, preset: str, key: dict[str, Any], num_cl
     return BiasedDataset(train, test, info)
 
 
+def channel_stats(images: Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std (floored at 1e-3) of uint8 images ``[N, C, H, W]``, in [0, 1] units."""
+    x = images.float().div_(255.0)
+    return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+
+
 def rank_within_cells(cells: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """A random order of the samples grouped by cell, and each one's position in its cell.
 

@@ -7,10 +7,13 @@ mnist         mnist            none (plain, unbiased; sanity runs and benchmarks
 fashion_mnist fashion_mnist    none
 cmnist        mnist            digit colour with noise (Learning from Failure);
                                ``conflict_ratio``, ``severity``
-cmnist_fg     mnist            FairDD C-MNIST (FG): digit colour; ``majority_ratio``
+cmnist_fg     mnist            FairDD C-MNIST (FG): digit colour; ``majority_ratio``,
+                               ``protocol`` (fairdd: the official code's images, 32 px;
+                               companion: ours, 28 px; see :mod:`paperlib.data.protocols`)
 cmnist_bg     mnist            FairDD C-MNIST (BG): background colour
 cfmnist_fg    fashion_mnist    FairDD C-FMNIST (FG): intensity x colour
-cfmnist_bg    fashion_mnist    FairDD C-FMNIST (BG): background colour
+cfmnist_bg    fashion_mnist    FairDD C-FMNIST (BG): background colour (fairdd: as coded,
+                               the object garbled by a uint8 wrap-around)
 bg_fmnist     fashion_mnist    paper A's BG-FMNIST (construction unknown; ours:
                                ten coloured stripe textures behind the object);
                                ``conflict_ratio``
@@ -56,8 +59,9 @@ from paperlib.core.params import Params, cache_key, derive_seed, key_values, wit
 from paperlib.core.registry import Registry
 from paperlib.core.store import cache_root, load_tensors, report_rebuild, save_tensors
 from paperlib.data import bias, corruptions
-from paperlib.data.container import BiasedDataset, DatasetInfo, Split, assemble
+from paperlib.data.container import BiasedDataset, DatasetInfo, Split, assemble, channel_stats
 from paperlib.data.faces import FACE_DATASETS, build_face_dataset
+from paperlib.data.protocols import PROTOCOLS, Protocol
 from paperlib.data.sources import load_source
 
 MNIST_FAMILY = ("mnist", "fashion_mnist", "digits")
@@ -80,15 +84,22 @@ class Preset:
     sources: tuple[str, ...] = MNIST_FAMILY
     uses: tuple[str, ...] = ()
     version: int = 1
+    protocols: tuple[str, ...] = ("companion",)  # the ways it can be built (paperlib.data.protocols), default first
 
     def check(self, params: Params) -> None:
-        """Raise a clear error when ``params.source`` cannot feed this preset."""
+        """Raise a clear error when ``params.source`` cannot feed this preset or it has no ``params.protocol``."""
         if params.source is not None and params.source not in self.sources:
             raise PaperlibError(f"dataset {params.dataset!r} cannot use source {params.source!r}; "
                                 f"choose one of: {', '.join(self.sources)}")
+        if params.protocol and params.protocol not in self.protocols:
+            raise PaperlibError(f"dataset {params.dataset!r} is built one way only ({', '.join(self.protocols)}); "
+                                f"protocol {params.protocol!r} applies to paper B's colour presets")
 
     def defaults(self, params: Params) -> dict[str, Any]:
-        return {} if params.source is not None else {"source": self.default_source}
+        changes: dict[str, Any] = {} if params.source is not None else {"source": self.default_source}
+        if not params.protocol:
+            changes["protocol"] = self.protocols[0]
+        return changes
 
     def build(self, params: Params) -> BiasedDataset:
         raise NotImplementedError
@@ -109,7 +120,7 @@ class RenderedPreset(Preset):
         num_attributes = 1 if self.render is None else NUM_CLASSES
         names = list(self.attribute_names) or [f"{self.attribute_kind} {a}" for a in range(num_attributes)]
         return assemble(train, test, params.dataset, key_values(params, "dataset"), NUM_CLASSES, num_attributes,
-                        self.attribute_kind, names, [list(c) for c in self.palette], *_channel_stats(train.images))
+                        self.attribute_kind, names, [list(c) for c in self.palette], *channel_stats(train.images))
 
     def _aligned_fraction(self, params: Params) -> float:
         return 1.0 - params.conflict_ratio if "conflict_ratio" in self.uses else params.majority_ratio
@@ -127,6 +138,33 @@ class RenderedPreset(Preset):
 
 
 @dataclass(frozen=True)
+class ColourPreset(Preset):
+    """One of paper B's colour presets: a grayscale source coloured by ``rule`` ("fg_binary", "bg_binary",
+    "fg_shaded", "bg_shaded") as its ``protocol`` builds it (:mod:`paperlib.data.protocols`); the training
+    split's majority group is the class's colour with share ``majority_ratio``, the test split is balanced."""
+
+    rule: str = "fg_binary"
+    protocols: tuple[str, ...] = ("fairdd", "companion")
+    uses: tuple[str, ...] = ("majority_ratio", "protocol")
+
+    def build(self, params: Params) -> BiasedDataset:
+        protocol = PROTOCOLS[params.protocol]
+        train, test = (self._split(params, protocol, split) for split in ("train", "test"))
+        names = [f"{self.attribute_kind} {a}" for a in range(NUM_CLASSES)]
+        return assemble(train, test, params.dataset, key_values(params, "dataset"), NUM_CLASSES, NUM_CLASSES,
+                        self.attribute_kind, names, [list(c) for c in protocol.palette],
+                        *protocol.channel_stats(train.images))
+
+    def _split(self, params: Params, protocol: Protocol, split: str) -> Split:
+        raw = load_source(params.source, split, params.data_dir)
+        labels = raw.labels.long()
+        gen = torch.Generator().manual_seed(derive_seed(params.seed, "dataset", params.dataset, split))
+        fraction = params.majority_ratio if split == "train" else 1.0 / NUM_CLASSES
+        attrs, aligned = protocol.assign(labels, fraction, NUM_CLASSES, gen)
+        return Split(protocol.render(self.rule, raw.images, attrs), labels, attrs, aligned)
+
+
+@dataclass(frozen=True)
 class BuiltPreset(Preset):
     """A preset with its own builder (faces read from their files, CIFAR10-S)."""
 
@@ -140,18 +178,6 @@ def _lff(gray: Tensor, attrs: Tensor, params: Params, gen: torch.Generator) -> T
     return bias.colour_noise_digits(gray, attrs, params.severity, gen)
 
 
-def _fg_binary(gray: Tensor, attrs: Tensor, params: Params, gen: torch.Generator) -> Tensor:
-    return bias.colour_foreground(gray, attrs, binarize=True)
-
-
-def _fg_shaded(gray: Tensor, attrs: Tensor, params: Params, gen: torch.Generator) -> Tensor:
-    return bias.colour_foreground(gray, attrs, binarize=False)
-
-
-def _bg_colour(gray: Tensor, attrs: Tensor, params: Params, gen: torch.Generator) -> Tensor:
-    return bias.colour_background(gray, attrs)
-
-
 def _bg_texture(gray: Tensor, attrs: Tensor, params: Params, gen: torch.Generator) -> Tensor:
     backgrounds = bias.textured_backgrounds(attrs, gray.shape[-1], gen)
     return bias.composite_on_background(gray, backgrounds)
@@ -160,13 +186,6 @@ def _bg_texture(gray: Tensor, attrs: Tensor, params: Params, gen: torch.Generato
 def _corrupted(images: Tensor, attrs: Tensor, params: Params, gen: torch.Generator) -> Tensor:
     # Grayscale sources ([N, 1, H, W]) are repeated to three channels inside corrupt().
     return corruptions.corrupt_by_attribute(images, attrs, params.severity, gen)
-
-
-def _channel_stats(images: Tensor) -> tuple[list[float], list[float]]:
-    x = images.float().div_(255.0)
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
-    return mean.tolist(), std.tolist()
 
 
 def _build_cifar10_s(params: Params) -> BiasedDataset:
@@ -191,7 +210,7 @@ def _build_cifar10_s(params: Params) -> BiasedDataset:
     test = Split(torch.cat([bias.grayscale(test_raw.images), test_raw.images]), test_labels, test_attrs,
                  test_attrs == (test_labels >= NUM_CLASSES // 2).long())
     return assemble(train, test, params.dataset, key_values(params, "dataset"), NUM_CLASSES, 2, "grayscale",
-                    list(CIFAR10S_GROUPS), [], *_channel_stats(train.images))
+                    list(CIFAR10S_GROUPS), [], *channel_stats(train.images))
 
 
 _COLOUR_RATIO = ("majority_ratio",)
@@ -200,14 +219,10 @@ PRESETS.register("mnist", RenderedPreset("mnist", "none"))
 PRESETS.register("fashion_mnist", RenderedPreset("fashion_mnist", "none"))
 PRESETS.register("cmnist", RenderedPreset("mnist", "colour", uses=("conflict_ratio", "severity"), render=_lff,
                                           palette=bias.LFF_COLOURS))
-PRESETS.register("cmnist_fg", RenderedPreset("mnist", "colour", uses=_COLOUR_RATIO, render=_fg_binary,
-                                             palette=bias.DISTINCT_COLOURS))
-PRESETS.register("cmnist_bg", RenderedPreset("mnist", "background", uses=_COLOUR_RATIO, render=_bg_colour,
-                                             palette=bias.DISTINCT_COLOURS))
-PRESETS.register("cfmnist_fg", RenderedPreset("fashion_mnist", "colour", uses=_COLOUR_RATIO, render=_fg_shaded,
-                                              palette=bias.DISTINCT_COLOURS))
-PRESETS.register("cfmnist_bg", RenderedPreset("fashion_mnist", "background", uses=_COLOUR_RATIO, render=_bg_colour,
-                                              palette=bias.DISTINCT_COLOURS))
+PRESETS.register("cmnist_fg", ColourPreset("mnist", "colour", rule="fg_binary"))
+PRESETS.register("cmnist_bg", ColourPreset("mnist", "background", rule="bg_binary"))
+PRESETS.register("cfmnist_fg", ColourPreset("fashion_mnist", "colour", rule="fg_shaded"))
+PRESETS.register("cfmnist_bg", ColourPreset("fashion_mnist", "background", rule="bg_shaded"))
 PRESETS.register("bg_fmnist", RenderedPreset("fashion_mnist", "background", uses=("conflict_ratio",),
                                              render=_bg_texture, palette=bias.DISTINCT_COLOURS))
 for _name, _spec in FACE_DATASETS.items():

@@ -20,7 +20,7 @@ from paperlib.core.params import Params, derive_seed
 from paperlib.data.container import BiasedDataset
 from paperlib.distill.dc import default_loops
 from paperlib.distill.init import initial_images
-from paperlib.distill.methods import METHODS, distilling_methods
+from paperlib.distill.methods import METHODS, distilling_methods, run_tags
 from paperlib.distill.sampling import RealSampler
 from paperlib.distill.targets import Target
 from paperlib.core.errors import PaperlibError
@@ -49,7 +49,7 @@ class Distiller:
     def __init__(self, dataset: BiasedDataset, params: Params, target: Target, device: torch.device) -> None:
         self.dataset, self.params, self.target, self.device = dataset, params, target, device
         self.k, self.ipc = dataset.num_classes, params.ipc
-        self.gen = generator(derive_seed(params.seed, "distill", params.method))
+        self.gen = generator(derive_seed(params.seed, "distill", params.method, *run_tags(params)))
         self.real = dataset.normalized("train", device)
         self.sampler = RealSampler(dataset.train.labels, dataset.train.attributes, self.k,
                                    dataset.info.num_attributes, params.batch_real, params.sampling,

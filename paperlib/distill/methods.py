@@ -21,7 +21,7 @@ from paperlib.distill.dc import matching_step
 from paperlib.distill.dm import dm_step
 
 # Parameters every distillation method reads; gradient matching adds its loops.
-_DISTILL_USES = ("ipc", "target", "iterations", "batch_real", "lr_img", "momentum_img", "init", "sampling",
+_DISTILL_USES = ("ipc", "num_distill", "distill_run", "target", "iterations", "batch_real", "lr_img", "momentum_img", "init", "sampling",
                  "precision", "channels_last")
 _MATCHING_USES = (*_DISTILL_USES, "outer_loop", "inner_loop", "lr_net")
 
@@ -31,7 +31,8 @@ class Method:
     """One way to make the training set.
 
     A distilling method has a ``step`` (one iteration of the engine), ``augment`` (siamese DSA inside
-    matching), the papers' ``iterations`` and image learning rate ``lr_img(ipc)``; the others ``select``
+    matching), the papers' ``iterations`` and image learning rate ``lr_img(ipc)``; every method has the
+    evaluation protocol of the official code (``eval_epochs``, ``eval_augment``); the others ``select``
     training-split indices (``None``: all of them) and are the baselines a distilled set is compared with,
     ``whole_data`` marking the one that trains on every image.
     """
@@ -43,16 +44,22 @@ class Method:
     lr_img: Callable[[int], float] | None = None
     select: Callable[[BiasedDataset, Params], Tensor | None] | None = None
     whole_data: bool = False
+    eval_epochs: int = 1000
+    eval_augment: str = "dsa"  # "none": evaluation models train without augmentation (DC's protocol)
 
     @property
     def distils(self) -> bool:
         return self.step is not None
 
     def defaults(self, params: Params) -> dict[str, Any]:
-        """The papers' values for ``iterations=0`` and ``lr_img=0``."""
-        if not self.distils:
-            return {}
+        """The official values for ``eval_epochs=0``, ``eval_augment=""``, ``iterations=0`` and ``lr_img=0``."""
         changes: dict[str, Any] = {}
+        if params.eval_epochs == 0:
+            changes["eval_epochs"] = self.eval_epochs
+        if not params.eval_augment:
+            changes["eval_augment"] = self.eval_augment
+        if not self.distils:
+            return changes
         if params.iterations == 0:
             changes["iterations"] = self.iterations
         if params.lr_img == 0:
@@ -60,16 +67,25 @@ class Method:
         return changes
 
 
+def run_tags(params: Params) -> tuple[int, ...]:
+    """The seed tags of a run's training set: none for the first of ``num_distill`` (as before runs were
+    repeated), its index for the others."""
+    return (params.distill_run,) if params.distill_run else ()
+
+
 def _random_subset(dataset: BiasedDataset, params: Params) -> Tensor:
-    return sample_per_class(dataset.train.labels, params.ipc, generator(derive_seed(params.seed, "random")))
+    gen = generator(derive_seed(params.seed, "random", *run_tags(params)))
+    return sample_per_class(dataset.train.labels, params.ipc, gen)
 
 
 METHODS: Registry[Method] = Registry("method", field="method")
 METHODS.register("whole", Method(uses=(), select=lambda dataset, params: None, whole_data=True))
-METHODS.register("random", Method(uses=("ipc",), select=_random_subset))
+METHODS.register("random", Method(uses=("ipc", "num_distill", "distill_run"), select=_random_subset))
 METHODS.register("dm", Method(_DISTILL_USES, dm_step, augment=True, iterations=20000,
                               lr_img=lambda ipc: 10.0 if ipc >= 100 else 1.0))
-METHODS.register("dc", Method(_MATCHING_USES, matching_step, iterations=1000, lr_img=lambda ipc: 0.1))
+# FairDD's main_DC.py evaluates DC sets for 300 epochs without augmentation (get_daparam: strategy 'none').
+METHODS.register("dc", Method(_MATCHING_USES, matching_step, iterations=1000, lr_img=lambda ipc: 0.1,
+                              eval_epochs=300, eval_augment="none"))
 METHODS.register("dsa", Method(_MATCHING_USES, matching_step, augment=True, iterations=1000, lr_img=lambda ipc: 0.1))
 
 

@@ -34,6 +34,7 @@ from paperlib.distill.engine import distill
 from paperlib.distill.methods import METHODS
 from paperlib.distill.targets import make_target
 from paperlib.train.evaluate import evaluate_set
+from paperlib.train.metrics import summarize
 
 
 def record_key(params: Params) -> str:
@@ -127,26 +128,40 @@ def run(params: Params | None = None, **overrides: Any) -> dict[str, Any]:
         return _compute(params)
 
 
+def repeats(params: Params) -> int:
+    """How many independent training sets the run makes and evaluates (``num_distill`` where the method draws
+    one, else 1)."""
+    return params.num_distill if "num_distill" in METHODS[params.method].uses else 1
+
+
 def _compute(params: Params) -> dict[str, Any]:
-    """Compute the run of ``params`` and store its record."""
+    """Compute the run of ``params`` and store its record: ``num_eval`` models on each of its training sets,
+    the metrics summarised over all of them."""
     folder = record_dir(params)
     start = time.perf_counter()
     device = resolve_device(params.device)
     dataset = build_dataset(params)
     built = time.perf_counter()
-    images, labels, facts = training_set(dataset, params, device)
-    made = time.perf_counter()
-    result = evaluate_set(images, labels, dataset, params, device)
+    runs, made_seconds, facts, size = [], 0.0, {}, 0
+    for index in range(repeats(params)):
+        one = dataclasses.replace(params, distill_run=index)
+        begin = time.perf_counter()
+        images, labels, made = training_set(dataset, one, device)
+        made_seconds += time.perf_counter() - begin
+        facts, size = facts or made, int(labels.shape[0])  # the first training set's facts (its loss curve)
+        # the first set's models draw as before repeats existed; the others from their own streams
+        runs += evaluate_set(images, labels, dataset, one, device, tag="eval" if index == 0 else f"eval-{index}")["runs"]
     done = time.perf_counter()
     record = _json_safe({
         "key": record_key(params),
         "params": dataclasses.asdict(params),
-        "metrics": {k: v for k, v in result.items() if k != "runs"},
-        "runs": result["runs"],
+        "metrics": summarize(runs),
+        "runs": runs,
         "num_eval": params.num_eval,
-        "train_size": int(labels.shape[0]),
-        "timings": {"data": built - start, "training_set": made - built, "evaluate": done - made,
-                    "total": done - start},
+        "num_distill": repeats(params),
+        "train_size": size,
+        "timings": {"data": built - start, "training_set": made_seconds,
+                    "evaluate": done - built - made_seconds, "total": done - start},
         "device": str(device),
         **facts,
     })

@@ -29,9 +29,10 @@ def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
     row: dict[str, Any] = {"experiment": spec.experiment, "run": spec.label, "dataset": p.dataset,
                            "method": p.method, "target": p.target if METHODS[p.method].distils else "",
                            "ipc": p.ipc if "ipc" in METHODS[p.method].uses else None,
-                           "source": p.source or "", "ratio": bias_ratio(p), "weights": p.weights,
+                           "source": p.source or "", "protocol": p.protocol, "ratio": bias_ratio(p), "weights": p.weights,
                            "sampling": p.sampling, "init": p.init, "eval_model": p.eval_model or p.model,
-                           "eval_trainer": p.eval_trainer}
+                           "eval_trainer": p.eval_trainer, "eval_epochs": p.eval_epochs,
+                           "eval_augment": p.eval_augment if p.dsa else "none"}
     if record is None:
         return {**row, "status": "not run"}
     metrics = record["metrics"]
@@ -44,6 +45,7 @@ def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
     per_iteration = record.get("seconds_per_iteration")
     row.update({
         "num_eval": record["num_eval"],
+        "num_distill": record.get("num_distill", 1),  # independent training sets, each with num_eval models
         "seconds_per_iteration": per_iteration,
         "kde_one_off_seconds": sum(kde.values()) if kde else None,
         # The one-off encoder and density cost spread over the run's iterations.
@@ -145,11 +147,15 @@ def metrics_view(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_align
                  extra: tuple[str, ...] = ()) -> pd.DataFrame:
     """Display copy of a results table: comparison, run, ``extra`` columns, then metrics in % (1 decimal).
 
-    With more than one evaluation model each metric gets a ``± std`` column.
+    With more than one evaluation model each metric gets a ``± std`` column (over every model of every training
+    set); with more than one training set per run (``num_distill``) a ``sets × models`` column says how many.
     """
     done = table[table["status"] == "done"]
     view = done[["experiment", "run", *extra]].copy()
-    several = bool((done["num_eval"] > 1).any()) if "num_eval" in done else False
+    sets = done["num_distill"] if "num_distill" in done else pd.Series(1, index=done.index)
+    several = bool((done["num_eval"] * sets > 1).any()) if "num_eval" in done else False
+    if bool((sets > 1).any()):
+        view["sets × models"] = [f"{int(s)} × {int(m)}" for s, m in zip(sets, done["num_eval"])]
     for key in keys:
         view[METRIC_SHORT_NAMES.get(key, key)] = done[key].round(1)
         if several:
@@ -162,7 +168,7 @@ def metrics_view(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_align
 
 def _setting(row: pd.Series) -> str:
     ipc = "whole data" if pd.isna(row.get("ipc")) else f"IPC {int(row['ipc'])}"
-    return f"{row['dataset']}, ratio {row['ratio']:g}, {ipc}"
+    return f"{row['dataset']} ({row['protocol']} protocol), ratio {row['ratio']:g}, {ipc}"
 
 
 def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame:
@@ -267,7 +273,9 @@ def build_datasets(settings: Mapping[str, Mapping[str, Any]]) -> tuple[dict, pd.
         built[name] = dataset
         summary = dataset.summary()
         rows.append({"name": name, "preset": dataset.info.preset,
-                     "source": dataset.info.params.get("source") or "", "bias": dataset.info.attribute_kind,
+                     "source": dataset.info.params.get("source") or "",
+                     "protocol": dataset.info.params.get("protocol") or "companion",  # one construction: ours
+                     "bias": dataset.info.attribute_kind,
                      "image": f"{dataset.channels}x{dataset.image_size}x{dataset.image_size}",
                      "train": summary["train"]["n"], "test": summary["test"]["n"],
                      "groups": dataset.info.num_attributes,
@@ -275,7 +283,7 @@ def build_datasets(settings: Mapping[str, Mapping[str, Any]]) -> tuple[dict, pd.
                      "test aligned %": round(100 * summary["test"]["aligned_fraction"], 2), "status": "built"})
     overview = pd.DataFrame(rows)
     counts = [c for c in ("train", "test", "groups") if c in overview]
-    return built, overview.astype({c: "Int64" for c in counts}).fillna({"source": "", "bias": "", "image": ""})
+    return built, overview.astype({c: "Int64" for c in counts}).fillna({"source": "", "protocol": "", "bias": "", "image": ""})
 
 
 def ratio_sweep(sweeps: list[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -15,6 +15,7 @@ from torch import Tensor
 from paperlib.core.params import Params, derive_seed
 from paperlib.core.runtime import generator
 from paperlib.data.container import BiasedDataset
+from paperlib.data.protocols import PROTOCOLS
 from paperlib.train.loop import TrainSettings, predict
 from paperlib.train.metrics import classification_metrics, summarize
 from paperlib.train.models import init_parameters, model_from_params
@@ -39,6 +40,7 @@ def evaluate_set(images: Tensor, labels: Tensor, dataset: BiasedDataset, params:
     test = dataset.test
 
     trainer = TRAINERS[params.eval_trainer]
+    empty_cells = PROTOCOLS[params.protocol].empty_cell_accuracy  # how the protocol scores an empty test cell
     runs = []
     for k in range(params.num_eval):
         gen = generator(derive_seed(params.seed, tag, k))
@@ -50,5 +52,5 @@ def evaluate_set(images: Tensor, labels: Tensor, dataset: BiasedDataset, params:
         model = trainer.train(new_model, images, labels, settings, params, gen, f"{tag} model {k + 1}/{params.num_eval}")
         predictions = predict(model, test_images)
         runs.append(classification_metrics(predictions, test.labels, test.attributes, test.aligned,
-                                           dataset.num_classes, dataset.info.num_attributes))
+                                           dataset.num_classes, dataset.info.num_attributes, empty_cells))
     return {"runs": runs, **summarize(runs)}

@@ -32,8 +32,9 @@ class TrainSettings:
 
     @classmethod
     def from_params(cls, params: Params) -> TrainSettings:
+        augment = params.dsa and params.eval_augment != "none"
         return cls(epochs=params.eval_epochs, lr=params.eval_lr, batch=params.eval_batch,
-                   dsa_strategy=params.dsa_strategy if params.dsa else None)
+                   dsa_strategy=params.dsa_strategy if augment else None)
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate for 0-based ``epoch``: x0.1 from epoch ``epochs // 2 + 1`` on, as the reference."""

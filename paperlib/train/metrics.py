@@ -3,7 +3,8 @@
 With ``acc[y, a]`` the recall of class ``y`` within attribute group ``a``
 (FairDD's ``acc_{a,y}``), ``gap_y = max_a acc[y, a] - min_a acc[y, a]``,
 ``DEO_M = 100 * max_y gap_y`` and ``DEO_A = 100 * mean_y gap_y``. Groups with
-no test sample are left out of the max / min. All results are in percent.
+no test sample are left out of the max / min, unless the protocol gives them an
+accuracy (FairDD's code counts them as 0). All results are in percent.
 """
 
 from __future__ import annotations
@@ -39,20 +40,24 @@ def _masked_mean(correct: Tensor, mask: Tensor) -> float:
 
 
 def classification_metrics(predictions: Tensor, labels: Tensor, attributes: Tensor, aligned: Tensor,
-                           num_classes: int, num_attributes: int) -> dict[str, float]:
+                           num_classes: int, num_attributes: int,
+                           empty_cell_accuracy: float | None = None) -> dict[str, float]:
     """All metrics of one evaluated model, in percent.
 
     ``acc``: overall; ``acc_aligned`` / ``acc_conflicting``: on bias-aligned /
     bias-conflicting test samples (NaN when there are none); ``worst_group_acc``:
     the lowest (class, attribute) group accuracy; ``deo_m`` / ``deo_a``: the
-    equalised-odds gaps defined in the module docstring.
+    equalised-odds gaps defined in the module docstring, with an empty (class, attribute)
+    cell counted as ``empty_cell_accuracy`` (``None``: left out).
     """
     predictions, labels, attributes, aligned = (t.cpu() for t in (predictions, labels, attributes, aligned))
     correct = (predictions == labels).double()
     acc, _ = group_accuracy(predictions, labels, attributes, num_classes, num_attributes)
     present = ~torch.isnan(acc)
-    high = torch.where(present, acc, torch.full_like(acc, -math.inf)).amax(dim=1)
-    low = torch.where(present, acc, torch.full_like(acc, math.inf)).amin(dim=1)
+    scored = acc if empty_cell_accuracy is None else torch.nan_to_num(acc, nan=empty_cell_accuracy)
+    counted = ~torch.isnan(scored)
+    high = torch.where(counted, scored, torch.full_like(acc, -math.inf)).amax(dim=1)
+    low = torch.where(counted, scored, torch.full_like(acc, math.inf)).amin(dim=1)
     has_class = present.any(dim=1)
     gaps = (high - low)[has_class]
     return {

@@ -4,7 +4,8 @@ A trainer receives a factory of fresh, initialised models (each call draws the
 next initialisation from the model's generator), the normalised images and
 labels, the protocol's settings, the parameters and the generator, and returns
 the model to test. ``plain`` is the papers' protocol; ``lff`` (Learning from
-Failure, :mod:`paperlib.train.lff`) trains a biased companion beside it.
+Failure, :mod:`paperlib.train.lff`) and ``selecmix`` (contradicting-pair mixup,
+:mod:`paperlib.train.selecmix`) train a biased companion beside it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from paperlib.core.params import Params
 from paperlib.core.registry import Registry
 from paperlib.train.lff import train_lff
 from paperlib.train.loop import TrainSettings, train_classifier
+from paperlib.train.selecmix import train_selecmix
 
 NewModel = Callable[[], nn.Module]
 
@@ -44,6 +46,14 @@ def _lff(new_model: NewModel, images: Tensor, labels: Tensor, settings: TrainSet
                      desc)
 
 
+def _selecmix(new_model: NewModel, images: Tensor, labels: Tensor, settings: TrainSettings, params: Params,
+              gen: torch.Generator, desc: str) -> nn.Module:
+    model = new_model()
+    biased = new_model()  # SelecMix's GCE-trained auxiliary model, drawn right after the tested model
+    return train_selecmix(biased, model, images, labels, settings, params.lff_q, gen, params.progress, desc)
+
+
 TRAINERS: Registry[Trainer] = Registry("eval_trainer", field="eval_trainer")
 TRAINERS.register("plain", Trainer(_plain))
 TRAINERS.register("lff", Trainer(_lff, uses=("lff_q", "lff_ema")))
+TRAINERS.register("selecmix", Trainer(_selecmix, uses=("lff_q",)))

@@ -1,0 +1,79 @@
+"""SelecMix (Hwang et al., NeurIPS 2022) as an evaluation-time trainer, from its paper's description.
+
+Paper A's 53.7% debiasing baseline applied SelecMix to the distilled set (per the reviews of its ICLR-2024
+version). SelecMix is mixup with *contradicting pairs*, chosen by an auxiliary biased model:
+
+* the biased model is trained beside the tested one with the generalised cross-entropy (GCE, exponent
+  ``lff_q``), so its features encode the shortcut;
+* for each image of a batch (the anchor) a partner is chosen in the same batch from the biased model's
+  normalised embedding: with probability 1/2 a *contradicting positive* (same label, the least similar
+  bias feature) and otherwise a *contradicting negative* (another label, the most similar bias feature);
+* the tested model is trained with cross-entropy on ``lam * anchor + (1 - lam) * partner`` against the
+  labels mixed the same way, ``lam ~ U(0, 1)`` (Beta(1, 1)).
+
+Mixing an aligned anchor with a same-class image of another bias, or with an other-class image of the same
+bias, cancels the shortcut in the mixed sample. Deviations: the optimiser, schedule, batching and DSA are this
+package's evaluation protocol (:func:`paperlib.train.loop.run_epochs`), as for LfF; no generalised supervised
+contrastive loss for the biased model (the paper's optional addition).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from paperlib.train.lff import generalized_cross_entropy
+from paperlib.train.loop import TrainSettings, run_epochs, sgd
+
+__all__ = ["contradicting_partners", "train_selecmix"]
+
+
+def contradicting_partners(features: Tensor, labels: Tensor, positive: Tensor) -> Tensor:
+    """For each row, the index of its partner in the batch: where ``positive``, the same-label row whose
+    normalised feature is least similar (itself if it is alone in its class); otherwise the other-label row
+    whose feature is most similar (itself if every row shares its label)."""
+    z = F.normalize(features.flatten(1), dim=1)
+    similarity = z @ z.T
+    same = labels[:, None] == labels[None, :]
+    own = torch.eye(labels.shape[0], dtype=torch.bool, device=labels.device)
+    least_alike = torch.where(same & ~own, similarity, torch.inf).argmin(dim=1)
+    most_alike = torch.where(~same, similarity, -torch.inf).argmax(dim=1)
+    alone = ~(same & ~own).any(dim=1)
+    uniform = same.all(dim=1)
+    self_index = torch.arange(labels.shape[0], device=labels.device)
+    least_alike = torch.where(alone, self_index, least_alike)
+    most_alike = torch.where(uniform, self_index, most_alike)
+    return torch.where(positive, least_alike, most_alike)
+
+
+def train_selecmix(biased: nn.Module, model: nn.Module, images: Tensor, labels: Tensor, settings: TrainSettings,
+                   q: float, gen: torch.Generator, show_progress: bool = True, desc: str = "selecmix") -> nn.Module:
+    """Train ``biased`` (GCE) and ``model`` (cross-entropy on contradicting-pair mixup) together, in place.
+
+    Both networks see the same shuffled, DSA-augmented batches of :func:`paperlib.train.loop.run_epochs` and
+    share one SGD optimiser (their losses touch disjoint parameters). The pair types and mixing weights are
+    drawn from ``gen`` after the batch. Returns ``model``, the one to test.
+    """
+    optimizer = sgd(itertools.chain(biased.parameters(), model.parameters()), settings)
+    biased.train()
+    model.train()
+
+    def batch_loss(index: Tensor, x: Tensor) -> Tensor:
+        y = labels[index]
+        n = y.shape[0]
+        positive = (torch.rand(n, generator=gen) < 0.5).to(x.device)
+        lam = torch.rand(n, generator=gen).to(x.device)
+        loss_b = generalized_cross_entropy(biased(x), y, q).mean()
+        with torch.no_grad():  # the biased model only chooses the partners
+            partner = contradicting_partners(biased.embed(x), y, positive)
+        weight = lam.view(-1, *([1] * (x.dim() - 1)))
+        logits = model(weight * x + (1 - weight) * x[partner])
+        mixed = lam * F.cross_entropy(logits, y, reduction="none") \
+            + (1 - lam) * F.cross_entropy(logits, y[partner], reduction="none")
+        return loss_b + mixed.mean()
+
+    run_epochs(optimizer, images, settings, gen, batch_loss, show_progress, desc)
+    return model
