@@ -134,21 +134,21 @@ def test_utkface_name_parsing_and_age_bins():
 
 def test_utkface_split_is_stratified_seeded_and_test_balanced(tmp_path):
     root = _utk_tree(tmp_path / "data")
-    ds = _build("utkface", root, tmp_path)
+    ds = _build("utkface", root, tmp_path, protocol="companion")  # 20% per cell (fairdd: 100, below)
     assert ds.info.num_classes == 3 and ds.info.num_attributes == 4
     assert ds.train.images.shape[1:] == (3, 64, 64)
     assert ds.info.group_counts["train"] == [[4] * 4] * 3  # 5 per cell, round(0.2 * 5) = 1 to test
     assert ds.info.group_counts["test"] == [[1] * 4] * 3
     assert len(ds.train) + len(ds.test) == 60  # Others and the malformed name are left out
     assert torch.equal(ds.train.aligned, ds.train.attributes == 0)  # equal counts: the first group (White)
-    again = _build("utkface", root, tmp_path / "again")
+    again = _build("utkface", root, tmp_path / "again", protocol="companion")
     assert torch.equal(again.test.images, ds.test.images) and torch.equal(again.train.labels, ds.train.labels)
     chosen = _chosen_test_files(root, 0)  # the images all look alike: compare the files the seed chose
     assert chosen == _chosen_test_files(root, 0) and chosen != _chosen_test_files(root, 1)
 
 
 def _chosen_test_files(root, seed):
-    _, test = faces._read_utkface(root, make_params(dataset="utkface", seed=seed))
+    _, test = faces._read_utkface(root, make_params(dataset="utkface", seed=seed, protocol="companion"))
     return sorted(p.name for p in test.files)
 
 
@@ -227,3 +227,18 @@ def test_missing_face_data_is_one_error_line_with_instructions(dataset, mentions
 def test_face_presets_accept_only_their_own_source():
     with pytest.raises(PaperlibError, match="cannot use source 'digits'"):
         make_params(dataset="celeba", source="digits")
+
+
+def test_utkface_under_fairdd_tests_on_100_images_per_cell_and_trains_on_the_rest(tmp_path):
+    folder = tmp_path / "data" / "UTKFace"
+    folder.mkdir(parents=True)
+    for cell in range(12):  # 103 names per (age bin, race) cell; the split reads names only
+        age, race = (10, 30, 50)[cell // 4], cell % 4
+        for i in range(103):
+            (folder / f"{age}_0_{race}_{20170109150557335 + cell * 1000 + i}.jpg.chip.jpg").touch()
+    assert make_params(dataset="utkface").protocol == "fairdd"
+    train, test = faces._read_utkface(tmp_path / "data", make_params(dataset="utkface"))
+    assert len(test.files) == 1200 and len(train.files) == 36
+    assert np.bincount(test.labels * 4 + test.groups).tolist() == [100] * 12
+    _, ours = faces._read_utkface(tmp_path / "data", make_params(dataset="utkface", protocol="companion"))
+    assert len(ours.files) == 12 * round(0.2 * 103)

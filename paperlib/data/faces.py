@@ -61,6 +61,7 @@ from torch import Tensor
 
 from paperlib.core.params import Params, derive_seed, key_values
 from paperlib.data.container import BiasedDataset, Split, assemble, rank_within_cells, take_per_cell
+from paperlib.data.protocols import PROTOCOLS
 from paperlib.data.sources import DATA_ENV_VAR, resolve_data_root
 from paperlib.core.errors import PaperlibError
 from paperlib.core.runtime import generator, progress
@@ -105,6 +106,7 @@ class FaceSpec:
     where: str  # where to get them, for messages
     read: Reader
     aligned_when_equal: bool  # True: aligned = (label == group); False: the class's majority group in train
+    protocols: tuple[str, ...] = ("companion",)  # the ways it can be split (paperlib.data.protocols), default first
 
 
 # --------------------------------------------------------------------------- errors
@@ -244,7 +246,11 @@ def _read_utkface(root: Path, params: Params) -> tuple[FaceTable, FaceTable]:
     cells = torch.from_numpy(everything.labels * len(UTK_RACES) + everything.groups)
     order, rank = rank_within_cells(cells, generator(derive_seed(params.seed, "dataset", "utkface", "split")))
     sizes = torch.bincount(cells)
-    n_test = torch.round(sizes.double() * UTK_TEST_FRACTION).long()
+    per_cell = PROTOCOLS[params.protocol].test_per_cell if params.protocol else None
+    if per_cell is not None:  # FairDD: a fixed number of test images per (age bin, race) cell, the rest train
+        n_test = sizes.clamp(max=per_cell)
+    else:
+        n_test = torch.round(sizes.double() * UTK_TEST_FRACTION).long()
     is_test = torch.zeros(len(files), dtype=torch.bool)
     is_test[order[rank < n_test[cells[order]]]] = True
     return (everything.subset(np.flatnonzero(~is_test.numpy())),
@@ -300,7 +306,7 @@ FACE_DATASETS: dict[str, FaceSpec] = {
         "UTKFace", ("age <= 19", "age 20-39", "age >= 40"), UTK_RACES, "race",
         "UTKFace/{age}_{gender}_{race}_{datetime}.jpg.chip.jpg (unpack UTKFace.tar.gz into the data root)",
         "https://susanqq.github.io/UTKFace/ ('Aligned&Cropped Faces', UTKFace.tar.gz)",
-        _read_utkface, aligned_when_equal=False),
+        _read_utkface, aligned_when_equal=False, protocols=("fairdd", "companion")),
     "bffhq": FaceSpec(
         "BFFHQ", ("young", "old"), ("female", "male"), "gender",
         "bffhq/align/, bffhq/conflict/ (or the archive's bffhq/0.5pct/align/ and bffhq/0.5pct/conflict/) and "

@@ -18,7 +18,8 @@ bg_fmnist     fashion_mnist    paper A's BG-FMNIST (construction unknown; ours:
                                ten coloured stripe textures behind the object);
                                ``conflict_ratio``
 celeba        celeba           FairDD CelebA: Attractive, protected attribute Male
-utkface       utkface          FairDD UTKFace: age in 3 bins, race (4 groups)
+utkface       utkface          FairDD UTKFace: age in 3 bins, race (4 groups); ``protocol``
+                               (fairdd: 100 test images per cell; companion: 20%)
 bffhq         bffhq            BFFHQ: age, gender; 0.5% conflicting (fixed by the data)
 corrupted_    cifar10          paper A's Corrupted CIFAR-10: class c tied to
 cifar10                        corruption type c of :data:`corruptions.CORRUPTIONS`
@@ -226,7 +227,8 @@ PRESETS.register("cfmnist_bg", ColourPreset("fashion_mnist", "background", rule=
 PRESETS.register("bg_fmnist", RenderedPreset("fashion_mnist", "background", uses=("conflict_ratio",),
                                              render=_bg_texture, palette=bias.DISTINCT_COLOURS))
 for _name, _spec in FACE_DATASETS.items():
-    PRESETS.register(_name, BuiltPreset(_name, _spec.attribute_kind, sources=(_name,), builder=build_face_dataset))
+    PRESETS.register(_name, BuiltPreset(_name, _spec.attribute_kind, sources=(_name,), builder=build_face_dataset,
+                                        protocols=_spec.protocols, uses=("protocol",)[:len(_spec.protocols) - 1]))
 PRESETS.register("corrupted_cifar10", RenderedPreset("cifar10", "corruption", sources=("cifar10", *MNIST_FAMILY),
                                                      uses=("conflict_ratio", "severity"), render=_corrupted,
                                                      attribute_names=corruptions.CORRUPTIONS))

@@ -7,7 +7,7 @@ colour and the rest are cut into chunks of ``ceil(rest / 9)`` given the 9 other 
 FG / BG rules on the uint8 pixels, including C-FMNIST (BG) *as coded*: its start colour is not divided by 255,
 so every pixel but pure black wraps around in the uint8 cast and the object is garbled (paper B's C-FMNIST (BG)
 numbers come from those images); normalisation mean 0.5 / std 0.5; an empty (class, group) test cell counts as
-accuracy 0 in DEO.
+accuracy 0 in DEO; UTKFace tested on 100 images per (age bin, race) cell, trained on the rest.
 
 ``protocol=companion`` is this companion's own, cleaner construction: ten well-separated colours at 28 px, exact
 ratios per class, the training split's channel statistics, the C-FMNIST (BG) object kept intact, empty cells
@@ -114,6 +114,7 @@ class Protocol:
     pad: int = 0
     normalization: tuple[float, float] | None = None
     empty_cell_accuracy: float | None = None
+    test_per_cell: int | None = None  # UTKFace (no test split of its own): test images per (class, group) cell
     version: int = 1
 
     def render(self, rule: str, gray: Tensor, attributes: Tensor) -> Tensor:
@@ -131,7 +132,8 @@ class Protocol:
 
 PROTOCOLS: Registry[Protocol] = Registry("protocol", field="protocol")
 PROTOCOLS.register("fairdd", Protocol(
-    palette=tuple(tuple(c / 255 for c in colour) for colour in FAIRDD_PALETTE), assign=fairdd_assign, pad=FAIRDD_PAD, normalization=(0.5, 0.5), empty_cell_accuracy=0.0,
+    palette=tuple(tuple(c / 255 for c in colour) for colour in FAIRDD_PALETTE), assign=fairdd_assign, pad=FAIRDD_PAD,
+    normalization=(0.5, 0.5), empty_cell_accuracy=0.0, test_per_cell=100,
     rules={"fg_binary": fairdd_fg_binary, "bg_binary": fairdd_bg_binary, "fg_shaded": fairdd_fg_shaded,
            "bg_shaded": fairdd_bg_shaded_as_coded}))
 PROTOCOLS.register("companion", Protocol(

@@ -171,6 +171,11 @@ def _setting(row: pd.Series) -> str:
     return f"{row['dataset']} ({row['protocol']} protocol), ratio {row['ratio']:g}, {ipc}"
 
 
+def _text(value: Any) -> bool:
+    """A non-empty string (a missing CSV cell reads as NaN)."""
+    return isinstance(value, str) and bool(value)
+
+
 def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame:
     """Rows where a paper reports the same setting: the paper's numbers beside ours, each labelled.
 
@@ -181,12 +186,15 @@ def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame:
     done = table[(table["status"] == "done") & table.get("paper_acc", pd.Series(dtype=float)).notna()]
     rows = []
     for _, row in done.iterrows():
+        table_name = row.get("paper_table")
         entry = {("", "setting"): _setting(row), ("", "run"): row["run"],
-                 ("", "paper source"): row.get("paper_source", "")}
+                 ("", "paper source"): row.get("paper_source", "") + (f" ({table_name})" if _text(table_name) else "")}
         for key in ("acc", "deo_m", "deo_a"):
             paper = row.get(f"paper_{key}")
             entry[("paper", METRIC_SHORT_NAMES[key])] = None if paper is None or math.isnan(paper) else round(paper, 1)
             entry[(f"this companion ({profile})", METRIC_SHORT_NAMES[key])] = round(row[key], 1)
+        if _text(row.get("paper_note")) or ("paper_note" in done and done["paper_note"].map(_text).any()):
+            entry[("paper", "note")] = row.get("paper_note") if _text(row.get("paper_note")) else ""
         rows.append(entry)
     if not rows:
         print("no run of this table has a number reported by the papers for the same setting")
