@@ -60,14 +60,16 @@ def plot_comparison(table, metric: str = "acc", ax=None, title: str | None = Non
 
     ``table`` is :func:`paperlib.experiments.suite.results_table`; rows not run are left
     out. Where a paper reports the same setting, its value is drawn as a
-    black diamond labelled "paper".
+    black diamond labelled "paper"; the legend names the protocol of the bars.
     """
     plt = _matplotlib()
     done = table[table["status"] == "done"]
     if ax is None:
         _, ax = plt.subplots(figsize=(max(6, 0.6 * len(done)), 3.2))
     x = np.arange(len(done))
-    ax.bar(x, done[metric], yerr=done[f"{metric}_std"], color="#1b9e77", capsize=3, label="this companion")
+    protocols = sorted(set(done["protocol"])) if "protocol" in done else []  # which construction the bars used
+    ours = "this companion" + (f" ({', '.join(protocols)} protocol)" if protocols else "")
+    ax.bar(x, done[metric], yerr=done[f"{metric}_std"], color="#1b9e77", capsize=3, label=ours)
     paper = f"paper_{metric}"
     if paper in done and done[paper].notna().any():
         ax.scatter(x, done[paper], marker="D", color="black", zorder=3, label="paper")
