@@ -185,6 +185,7 @@ def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame:
     """
     done = table[(table["status"] == "done") & table.get("paper_acc", pd.Series(dtype=float)).notna()]
     rows = []
+    has_notes = "paper_note" in done and bool(done["paper_note"].map(_text).any())
     for _, row in done.iterrows():
         table_name = row.get("paper_table")
         entry = {("", "setting"): _setting(row), ("", "run"): row["run"],
@@ -193,7 +194,7 @@ def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame:
             paper = row.get(f"paper_{key}")
             entry[("paper", METRIC_SHORT_NAMES[key])] = None if paper is None or math.isnan(paper) else round(paper, 1)
             entry[(f"this companion ({profile})", METRIC_SHORT_NAMES[key])] = round(row[key], 1)
-        if _text(row.get("paper_note")) or ("paper_note" in done and done["paper_note"].map(_text).any()):
+        if has_notes:
             entry[("paper", "note")] = row.get("paper_note") if _text(row.get("paper_note")) else ""
         rows.append(entry)
     if not rows:
