@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paperlib.distill.dm import augment_siamese
+from paperlib.distill.real_gradients import matched_weights, row_gradients
 from paperlib.train.loop import TrainSettings, train_classifier
 from paperlib.train.models import init_parameters
 
@@ -34,34 +35,33 @@ def default_loops(ipc: int) -> tuple[int, int]:
 
 
 def gradient_distance(real: list[Tensor], syn: list[Tensor]) -> Tensor:
-    """Sum over weight tensors of ``sum_out (1 - cos(real[out], syn[out]))``; 1-d tensors give 0."""
+    """Sum over weight tensors of ``sum_out (1 - cos(real[out], syn[out]))``; 1-d tensors give 0.
+
+    A ``real`` tensor may carry one leading row dimension (``[J, *shape]``, :func:`row_gradients`); the
+    result then has one distance per row.
+    """
     total = syn[0].new_zeros(())
     for gr, gs in zip(real, syn):
-        if gr.dim() == 1:
+        if gs.dim() == 1:
             continue
-        gr, gs = gr.flatten(1), gs.flatten(1)
+        rows = gr.dim() - gs.dim()
+        gr, gs = gr.flatten(rows + 1), gs.flatten(1)
         cos = (gr * gs).sum(-1) / (gr.norm(dim=-1) * gs.norm(dim=-1) + 1e-6)
-        total = total + (1 - cos).sum()
+        total = total + (1 - cos).sum(-1)
     return total
 
 
 def dc_class_loss(net: nn.Module, real: Tensor, weights: Tensor, syn: Tensor, label: int) -> Tensor:
     """Matching loss of one class: ``weights`` is its ``[J, B]`` target rows.
 
-    One forward of the real batch; one real gradient per non-empty row; the
-    synthetic gradient (with graph, for the image update) is matched to each.
+    Every row's real gradient (:func:`row_gradients`: about one backward pass for all rows) is matched to the
+    synthetic gradient (with graph, for the image update); all-zero rows (absent groups) add nothing.
     """
-    params = [p for p in net.parameters() if p.requires_grad]
-    labels_real = torch.full((real.shape[0],), label, device=real.device)
-    per_sample = F.cross_entropy(net(real), labels_real, reduction="none")
-    rows = [j for j in range(weights.shape[0]) if float(weights[j].sum()) > 0]
+    real_rows = row_gradients(net, real, label, weights)
     labels_syn = torch.full((syn.shape[0],), label, device=syn.device)
-    syn_grad = torch.autograd.grad(F.cross_entropy(net(syn), labels_syn), params, create_graph=True)
-    loss = syn.new_zeros(())
-    for n, j in enumerate(rows):
-        real_grad = torch.autograd.grad((weights[j] * per_sample).sum(), params, retain_graph=n < len(rows) - 1)
-        loss = loss + gradient_distance([g.detach() for g in real_grad], list(syn_grad))
-    return loss
+    syn_grad = torch.autograd.grad(F.cross_entropy(net(syn), labels_syn), matched_weights(net), create_graph=True)
+    present = (weights.sum(-1) > 0).to(syn_grad[0].dtype)
+    return (gradient_distance(real_rows, list(syn_grad)) * present).sum()
 
 
 def matching_step(d: Any) -> float:

@@ -76,7 +76,9 @@ class Distiller:
     def real_batch(self) -> tuple[Tensor, Tensor]:
         """The next real batch (class-major ``[K*B, ...]``) and its target's ``[K, J, B]`` aggregation matrix."""
         batch = self.sampler.sample(self.gen)
-        aggregation = self.target.aggregation(batch).to(self.device)
+        # Standard strides whatever layout the target built: with AVX-512, a matmul's rounding follows the
+        # stride of a size-1 dimension, and equal aggregations must give equal synthetic sets.
+        aggregation = self.target.aggregation(batch).to(self.device).clone(memory_format=torch.contiguous_format)
         return self.real[batch.index.flatten().to(self.device)], aggregation
 
     def step(self) -> float:
