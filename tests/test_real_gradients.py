@@ -28,6 +28,12 @@ def _rows(kind: str, b: int, gen: torch.Generator) -> torch.Tensor:
     if kind == "weighted":
         w = torch.rand(b, generator=gen)
         return (w / w.sum())[None]
+    if kind == "some_unweighted":  # samples with weight 0 in every row
+        w = torch.rand(b, generator=gen) * (torch.arange(b) % 3 > 0)
+        return (w / w.sum())[None]
+    if kind == "overlapping":  # the class mean and one group's mean: rows share samples
+        first = (torch.arange(b) < b // 3).float()
+        return torch.stack([torch.full((b,), 1.0 / b), first / first.sum()])
     groups = torch.randint(0, 3, (b,), generator=gen)  # four rows, the last group absent
     onehot = F.one_hot(groups, 4).T.float()
     return onehot / onehot.sum(-1, keepdim=True).clamp_min(1)
@@ -38,7 +44,7 @@ def _net(name: str, channels: int, size: int, norm: str = "instancenorm") -> tor
     return init_parameters(net, torch.Generator().manual_seed(1))
 
 
-@pytest.mark.parametrize("kind", ["vanilla", "weighted", "groups"])
+@pytest.mark.parametrize("kind", ["vanilla", "weighted", "some_unweighted", "groups", "overlapping"])
 @pytest.mark.parametrize("channels,size,chunk", [(1, 28, 64), (3, 32, 64), (3, 32, 5)])
 def test_rows_from_one_backward_equal_one_backward_per_row(kind: str, channels: int, size: int, chunk: int) -> None:
     gen = torch.Generator().manual_seed(0)

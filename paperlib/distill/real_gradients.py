@@ -5,16 +5,14 @@ A target row ``M[k, j]`` (:mod:`paperlib.distill.targets`) asks for the gradient
 backward pass, so FairDD, with one row per group present, pays one backward pass per group.
 
 When each sample's loss depends on that sample alone (per-sample normalisation, no batch statistics), the
-gradient of a layer's weight ``W`` (``y = W x``, or the convolution) is ``sum_b (dCE_b/dy_b) x_b^T``. One
-backward pass to the layer outputs gives every ``dCE_b/dy_b`` at once, and every row is a weighted sum of
-the per-sample products:
+gradient of a layer's weight is a sum over samples of ``(dCE_b / d output_b) x input_b``. One backward pass
+to the layer outputs gives every ``dCE_b / d output_b`` at once. When the rows have disjoint supports (one
+row: vanilla, weighted; FairDD's groups), the samples are sorted by their row, and each row's weight gradient
+is one weight-gradient computation over its own samples, scaled by their weights: together, the work of a
+single backward pass.
 
-* one row (vanilla, weighted): the weights go into the product directly, one weight gradient;
-* several rows (FairDD): the per-sample products are formed once (the multiply-adds of one weight
-  gradient) and each row sums them with its own weights.
-
-Networks with batch statistics, and layers other than ``Conv2d`` / ``Linear`` owning a matched weight, take
-the reference's path: one backward pass per non-empty row, exact for any network.
+Networks with batch statistics, layers other than ``Conv2d`` / ``Linear`` owning a matched weight, and rows
+that share samples take the reference's path: one backward pass per non-empty row, exact for any network.
 """
 
 from __future__ import annotations
@@ -33,9 +31,9 @@ def matched_weights(net: nn.Module) -> list[Tensor]:
 
 
 def per_sample_layers(net: nn.Module) -> list[nn.Module] | None:
-    """The layers owning the matched weights, in the same order, when the per-sample route is exact for
-    ``net``; ``None`` when it is not (batch statistics, or a weight not owned by a plain convolution or
-    linear layer)."""
+    """The layers owning the matched weights, in the same order, when each sample's loss depends on that
+    sample alone; ``None`` when it does not (batch statistics) or when a matched weight is not owned by a
+    plain convolution or linear layer."""
     if getattr(net, "batch_statistics", False) or any(isinstance(m, nn.modules.batchnorm._BatchNorm)
                                                        for m in net.modules()):
         return None
@@ -52,17 +50,30 @@ def row_gradients(net: nn.Module, real: Tensor, label: int, rows: Tensor, chunk:
     ``[J, *weight.shape]``; an all-zero row gives zeros. ``real`` is one class's batch ``[B, ...]``.
 
     On the per-sample route the batch goes through the network ``chunk`` images at a time (the first
-    block's activations then stay in the CPU cache, as in DM) and the chunks' contributions are summed.
+    block's activations then stay in the CPU cache, as in DM), sorted by row so that a chunk holds few rows.
     """
     layers = per_sample_layers(net)
-    if layers is None:
+    j = rows.shape[0]
+    if layers is None or (j > 1 and bool(((rows > 0).sum(0) > 1).any())):
         return _one_backward_per_row(net, real, label, rows)
-    parts = [_chunk_rows(net, layers, x, label, r) for x, r in zip(real.split(chunk), rows.split(chunk, dim=1))]
-    return [torch.stack(per_layer).sum(0) if len(parts) > 1 else per_layer[0] for per_layer in zip(*parts)]
+    owner = rows.argmax(0)  # each sample's row; a sample in no row has weight 0 wherever it is put
+    order = torch.argsort(owner, stable=True)
+    real, owner, weight = real[order], owner[order], rows.amax(0)[order].to(real.dtype)
+    result = [w.new_zeros(j, *w.shape) for w in matched_weights(net)]
+    for x, rows_of, w in zip(real.split(chunk), owner.split(chunk), weight.split(chunk)):
+        inputs, grads = _inputs_and_output_grads(net, layers, x, label)
+        counts = [x.shape[0]] if j == 1 else torch.bincount(rows_of, minlength=j).tolist()
+        for out, layer, x_in, g in zip(result, layers, inputs, grads):
+            g = g * w.view(-1, *([1] * (g.dim() - 1))).to(g.dtype)
+            for row, (x_row, g_row) in enumerate(zip(x_in.split(counts), g.split(counts))):
+                if x_row.shape[0]:
+                    out[row] += _weight_gradient(layer, x_row, g_row)
+    return result
 
 
-def _chunk_rows(net: nn.Module, layers: list[nn.Module], real: Tensor, label: int, rows: Tensor) -> list[Tensor]:
-    """One forward and one backward pass to the layer outputs, then every row's weight gradients."""
+def _inputs_and_output_grads(net: nn.Module, layers: list[nn.Module], real: Tensor,
+                             label: int) -> tuple[list[Tensor], list[Tensor]]:
+    """One forward pass keeping every layer's input, one backward pass to every layer's output."""
     seen: dict[nn.Module, tuple[Tensor, Tensor]] = {}
 
     def keep(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> Tensor:
@@ -76,24 +87,15 @@ def _chunk_rows(net: nn.Module, layers: list[nn.Module], real: Tensor, label: in
         for handle in handles:
             handle.remove()
     labels = torch.full((real.shape[0],), label, device=real.device)
-    outputs = [seen[m][1] for m in layers]
-    output_grads = torch.autograd.grad(F.cross_entropy(logits, labels, reduction="sum"), outputs)
-    rows = rows.to(output_grads[0].dtype)
-    return [_layer_rows(m, seen[m][0], g.detach(), rows) for m, g in zip(layers, output_grads)]
+    grads = torch.autograd.grad(F.cross_entropy(logits, labels, reduction="sum"), [seen[m][1] for m in layers])
+    return [seen[m][0] for m in layers], [g.detach() for g in grads]
 
 
-def _layer_rows(layer: nn.Module, x: Tensor, g: Tensor, rows: Tensor) -> Tensor:
-    """``sum_b rows[j, b] * dW_b`` for one layer's input ``x`` and output gradient ``g`` (per sample)."""
-    j = rows.shape[0]
+def _weight_gradient(layer: nn.Module, x: Tensor, g: Tensor) -> Tensor:
+    """The gradient of ``layer``'s weight for input ``x`` and output gradient ``g``, summed over samples."""
     if isinstance(layer, nn.Linear):
-        return torch.einsum("jb,bo,bi->joi", rows, g, x)
-    shape = layer.weight.shape
-    if j == 1:
-        weighted = g * rows[0].view(-1, *([1] * (g.dim() - 1)))
-        return torch.nn.grad.conv2d_weight(x, shape, weighted, layer.stride, layer.padding, layer.dilation)[None]
-    columns = F.unfold(x, layer.kernel_size, layer.dilation, layer.padding, layer.stride)  # [B, C*k*k, P]
-    per_sample = torch.bmm(g.flatten(2), columns.transpose(1, 2))  # [B, out, C*k*k]
-    return (rows @ per_sample.flatten(1)).view(j, *shape)
+        return g.T @ x
+    return torch.nn.grad.conv2d_weight(x, layer.weight.shape, g, layer.stride, layer.padding, layer.dilation)
 
 
 def _one_backward_per_row(net: nn.Module, real: Tensor, label: int, rows: Tensor) -> list[Tensor]:
