@@ -17,7 +17,7 @@ BASE = {"dataset": "cmnist", "source": "digits", "method": "dc", "target": "weig
         "eval_trainer": "lff"}
 # Fields a choice of BASE leaves unused: the base for them switches that choice.
 BASE_FOR = {"majority_ratio": {"dataset": "cmnist_fg"}, "protocol": {"dataset": "cmnist_fg"},
-            "kde_tau": {"kde_weighting": "softmax"}}
+            "kde_tau": {"kde_weighting": "softmax"}, "channels_last": {"method": "dm"}}
 CHANGED = {"dataset": "cmnist_fg", "source": "mnist", "conflict_ratio": 0.1, "majority_ratio": 0.8, "severity": 3,
            "protocol": "companion", "data_dir": "/elsewhere", "method": "dsa", "ipc": 5, "num_distill": 3,
            "distill_run": 1, "target": "groups", "weights": "group_balanced",
@@ -54,6 +54,8 @@ def test_a_result_field_moves_the_key_and_an_execution_field_does_not(name):
 
 def test_fields_a_choice_does_not_use_leave_the_key_alone():
     dm = make_params(dataset="cmnist", method="dm")
+    dc = make_params(dataset="cmnist", method="dc")
+    assert cache_key(make_params(dataset="cmnist", method="dc", channels_last=False)) == cache_key(dc)
     assert cache_key(make_params(dataset="cmnist", method="dm", outer_loop=9, lr_net=0.5, majority_ratio=0.3,
                                  weights="kde", kde_alpha=3.0, lff_q=0.2, stratified_min=3)) == cache_key(dm)
     whole = make_params(dataset="cmnist", method="whole")

@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -7,7 +8,7 @@ from paperlib.core.params import make_params
 from paperlib.data import build_dataset
 from paperlib.core.errors import PaperlibError
 from paperlib.train.evaluate import evaluate_set
-from paperlib.train.loop import TrainSettings, train_classifier
+from paperlib.train.loop import CPU_MICRO_BATCH, TrainSettings, micro_batch_for, run_epochs, sgd, train_classifier
 from paperlib.train.models import ConvNet, init_parameters
 
 
@@ -42,3 +43,30 @@ def test_non_finite_loss_names_the_epoch():
     with pytest.raises(PaperlibError, match="epoch 1; lower eval_lr"):
         train_classifier(net, images, torch.zeros(8, dtype=torch.long), TrainSettings(epochs=2),
                          torch.Generator().manual_seed(0), show_progress=False)
+
+
+def _train_copy(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, micro_batch: int | None):
+    net = copy.deepcopy(net)
+    settings = TrainSettings(epochs=3, batch=8, dsa_strategy="color_crop")
+    optimizer = sgd(net.parameters(), settings)
+    run_epochs(optimizer, images, settings, torch.Generator().manual_seed(0),
+               lambda index, x: torch.nn.functional.cross_entropy(net(x), labels[index]), show_progress=False,
+               micro_batch=micro_batch)
+    return torch.cat([p.detach().flatten() for p in net.parameters()])
+
+
+def test_micro_batches_give_the_whole_batch_step_up_to_float_reassociation():
+    gen = torch.Generator().manual_seed(0)
+    net = init_parameters(ConvNet(3, 4, 28, width=8), gen)
+    images, labels = torch.randn(20, 3, 28, 28, generator=gen), torch.randint(0, 4, (20,), generator=gen)
+    whole = _train_copy(net, images, labels, None)
+    parts = _train_copy(net, images, labels, 3)  # batches of 8 (and a last one of 4) in parts of 3
+    assert not torch.equal(whole, _train_copy(init_parameters(ConvNet(3, 4, 28, width=8), gen), images, labels, None))
+    torch.testing.assert_close(parts, whole, rtol=1e-4, atol=1e-5)
+
+
+def test_only_models_with_independent_samples_train_in_micro_batches_and_only_on_the_cpu():
+    cpu = torch.device("cpu")
+    assert micro_batch_for(ConvNet(1, 10, 28, width=8), cpu) == CPU_MICRO_BATCH
+    assert micro_batch_for(ConvNet(1, 10, 28, width=8, norm="batchnorm"), cpu) is None
+    assert micro_batch_for(ConvNet(1, 10, 28, width=8), torch.device("cuda")) is None

@@ -84,7 +84,7 @@ class Params:
     lr_net: float = _p(0.01, "distill", by="method")  # gradient matching: network updates between outer loops
     checkpoint_every: int = _p(100, "execution")  # iterations between checkpoints (0: none)
     precision: str = _p("fp32", "distill", by="method", choices=("fp32", "bf16"))  # bf16 autocast changes the maths
-    channels_last: bool = _p(True, "distill", by="method")  # NHWC layout (same fp32 maths, faster on CPU)
+    channels_last: bool = _p(True, "distill", by="method")  # DM: NHWC layout (same fp32 maths, faster on CPU)
     # --- KDE sample weights (paper A; weights=kde) ---
     kde_encoder: str = _p("supcon", "encoder", by="weights", names="kde_encoder")  # supcon | random | pixels
     supcon_epochs: float = _p(10.0, "encoder", by="kde_encoder")  # epochs over the biased split (fractions ok)

@@ -32,6 +32,13 @@ def generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def chunk_size(batch: torch.Tensor, on_cpu: int) -> int:
+    """Images per forward pass over ``batch``: ``on_cpu`` on the CPU, where a small chunk's activations stay in
+    the cache (measured faster, docs/performance.md); the whole batch on an accelerator, which large batches
+    keep busy."""
+    return on_cpu if batch.device.type == "cpu" else max(1, batch.shape[0])
+
+
 def in_notebook() -> bool:
     """Whether this code runs in a Jupyter kernel."""
     shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()

@@ -64,26 +64,27 @@ def dc_class_loss(net: nn.Module, real: Tensor, weights: Tensor, syn: Tensor, la
     return (gradient_distance(real_rows, list(syn_grad)) * present).sum()
 
 
-def matching_step(d: Any) -> float:
+def matching_step(d: Any) -> Tensor:
     """One gradient-matching iteration of the distiller ``d`` (:class:`paperlib.distill.engine.Distiller`):
     a fresh network; ``outer_loop`` times one image update on every class, then ``inner_loop`` epochs of
-    the network on the synthetic set (the reference's order). Returns the mean loss over outer loops."""
+    the network on the synthetic set (the reference's order). Returns the mean loss over outer loops, on the
+    device (reading it would wait for the device)."""
     for p in d.net.parameters():
         p.requires_grad_(True)
     init_parameters(d.net, d.gen)
     d.net.train()
     b = d.sampler.batch
-    total = 0.0
+    total = d.syn.new_zeros((), dtype=torch.float32)
     for outer in range(d.outer_loop):
         real, aggregation = d.real_batch()
         real, syn = augment_siamese(d.dsa, real, d.syn, d.real_classes, d.syn_labels, d.gen)
-        loss = d.syn.new_zeros(())
+        loss = d.syn.new_zeros((), dtype=torch.float32)
         with d.autocast:
             for c in range(d.k):
                 loss = loss + dc_class_loss(d.net, real[c * b:(c + 1) * b], aggregation[c],
                                             syn[c * d.ipc:(c + 1) * d.ipc], c).float()
         d.update_images(loss)
-        total += float(loss.detach())
+        total = total + loss.detach()
         if outer < d.outer_loop - 1:
             _train_network(d)
     return total / d.outer_loop

@@ -15,6 +15,7 @@ import torch
 
 from torch import Tensor, nn
 
+from paperlib.core.runtime import chunk_size
 from paperlib.train.augment import DSA
 from paperlib.train.models import init_parameters
 
@@ -36,19 +37,22 @@ def augment_siamese(dsa: DSA | None, real: Tensor, syn: Tensor, real_classes: Te
     return real, dsa(syn, gen, syn_classes)
 
 
-def dm_loss(net: nn.Module, real: Tensor, aggregation: Tensor, syn: Tensor, ipc: int, chunk: int = 64) -> Tensor:
+def dm_loss(net: nn.Module, real: Tensor, aggregation: Tensor, syn: Tensor, ipc: int,
+            chunk: int | None = None) -> Tensor:
     """DM matching loss for augmented, class-major ``real`` ``[K*B, ...]`` and ``syn`` ``[K*ipc, ...]``.
 
     ``aggregation`` is the target's ``[K, J, B]`` matrix; all-zero rows
     (absent groups) contribute nothing. The real images go through the network
-    ``chunk`` at a time: the first block's activations (128 x 32 x 32 per
-    image) then stay in the CPU cache, which we measured 1.6x faster than one
-    batch of 2560 (results are identical: instance norm is per sample). A
+    ``chunk`` at a time (default: 64 on the CPU, all at once on an accelerator):
+    the first block's activations (128 x 32 x 32 per image) then stay in the CPU
+    cache, which we measured 1.6x faster than one batch of 2560 (results are
+    identical: instance norm is per sample). A
     network with ``batch_statistics`` set (``resnet18_bn``) gets the whole real
     batch in one forward instead, and the synthetic set in another, as the
     reference does for batch-norm networks.
     """
     k, _, b = aggregation.shape
+    chunk = chunk or chunk_size(real, 64)
     if getattr(net, "batch_statistics", False):
         chunk = real.shape[0]  # batch norm: statistics over the whole real batch, as the reference's BN branch
     with torch.no_grad():
@@ -60,9 +64,9 @@ def dm_loss(net: nn.Module, real: Tensor, aggregation: Tensor, syn: Tensor, ipc:
     return (distances * present).sum()
 
 
-def dm_step(d: Any) -> float:
+def dm_step(d: Any) -> Tensor:
     """One DM iteration of the distiller ``d`` (:class:`paperlib.distill.engine.Distiller`): a fresh frozen
-    network, one real batch, one image update; returns the loss."""
+    network, one real batch, one image update; returns the loss, on the device."""
     for p in d.net.parameters():
         p.requires_grad_(False)
     init_parameters(d.net, d.gen)
@@ -70,5 +74,6 @@ def dm_step(d: Any) -> float:
     real, syn = augment_siamese(d.dsa, real, d.syn, d.real_classes, d.syn_labels, d.gen)
     with d.autocast:
         loss = dm_loss(d.net, real, aggregation, syn, d.ipc)
-    d.update_images(loss.float())
-    return float(loss.detach())
+    loss = loss.float()
+    d.update_images(loss)
+    return loss.detach()

@@ -59,7 +59,7 @@ class Distiller:
         self.dsa = DSA(DSAParams(strategy=params.dsa_strategy)) if use_dsa else None
         self.net = model_from_params(params, dataset.channels, self.k, dataset.image_size).to(device)
         self.syn = initial_images(dataset, self.ipc, params.init, self.gen).to(device)
-        if params.channels_last:
+        if params.channels_last and "channels_last" in self.method.uses:
             self.net = self.net.to(memory_format=torch.channels_last)
             self.real = self.real.contiguous(memory_format=torch.channels_last)
             self.syn = self.syn.contiguous(memory_format=torch.channels_last)
@@ -81,8 +81,9 @@ class Distiller:
         aggregation = self.target.aggregation(batch).to(self.device).clone(memory_format=torch.contiguous_format)
         return self.real[batch.index.flatten().to(self.device)], aggregation
 
-    def step(self) -> float:
-        """One distillation iteration (the method's registered ``step``); returns its matching loss."""
+    def step(self) -> Tensor:
+        """One distillation iteration (the method's registered ``step``); returns its matching loss, on the
+        device."""
         return self.method.step(self)
 
     def update_images(self, loss: Tensor) -> None:
@@ -104,11 +105,20 @@ class Distiller:
         return int(state["iteration"]), list(state["losses"])
 
 
-def _check_finite(loss: float, iteration: int, params: Params) -> None:
-    if not math.isfinite(loss):
-        raise PaperlibError(
-            f"matching loss became {loss} at iteration {iteration}; lr_img={params.lr_img} is likely too high "
-            f"for method={params.method} (try a 10x smaller lr_img)")
+# Iterations between host reads of the matching loss (the NaN guard, the progress bar): a read waits for the
+# device, so the hot loop does not read it every iteration.
+LOSS_READ_EVERY = 10
+
+
+def _read_losses(pending: list[Tensor], first_iteration: int, params: Params) -> list[float]:
+    """The pending losses as floats; a non-finite one (iterations count from ``first_iteration``) is an error."""
+    values = torch.stack(pending).cpu().tolist()
+    for offset, loss in enumerate(values):
+        if not math.isfinite(loss):
+            raise PaperlibError(
+                f"matching loss became {loss} at iteration {first_iteration + offset}; lr_img={params.lr_img} is "
+                f"likely too high for method={params.method} (try a 10x smaller lr_img)")
+    return values
 
 
 def distill(dataset: BiasedDataset, params: Params, target: Target, device: torch.device,
@@ -130,14 +140,17 @@ def distill(dataset: BiasedDataset, params: Params, target: Target, device: torc
     began = time.perf_counter()
     bar = progress(range(start, params.iterations), total=params.iterations - start,
                    desc=f"{params.method} {target.name}", enabled=params.progress)
+    pending: list[Tensor] = []
     for iteration in bar:
-        loss = distiller.step()
-        _check_finite(loss, iteration + 1, params)
-        losses.append(loss)
-        bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+        pending.append(distiller.step())
         done = iteration + 1
-        if checkpoint is not None and params.checkpoint_every and done % params.checkpoint_every == 0 \
-                and done < params.iterations:
+        save = checkpoint is not None and params.checkpoint_every and done % params.checkpoint_every == 0 \
+            and done < params.iterations
+        if save or len(pending) == LOSS_READ_EVERY or done == params.iterations:
+            losses += _read_losses(pending, done + 1 - len(pending), params)
+            pending = []
+            bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
+        if save:
             save_tensors(checkpoint, distiller.state(done, losses))
     seconds = time.perf_counter() - began
     if checkpoint is not None:

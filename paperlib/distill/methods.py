@@ -20,9 +20,12 @@ from paperlib.data.container import BiasedDataset, sample_per_class
 from paperlib.distill.dc import matching_step
 from paperlib.distill.dm import dm_step
 
-# Parameters every distillation method reads; gradient matching adds its loops.
-_DISTILL_USES = ("ipc", "num_distill", "distill_run", "target", "iterations", "batch_real", "lr_img", "momentum_img", "init", "sampling",
-                 "precision", "channels_last")
+# Parameters every distillation method reads; DM adds the layout of its embedding passes (channels-last was
+# measured faster there), gradient matching its loops (it runs NCHW in small chunks, measured faster on the
+# CPU: docs/performance.md).
+_DISTILL_USES = ("ipc", "num_distill", "distill_run", "target", "iterations", "batch_real", "lr_img", "momentum_img",
+                 "init", "sampling", "precision")
+_DM_USES = (*_DISTILL_USES, "channels_last")
 _MATCHING_USES = (*_DISTILL_USES, "outer_loop", "inner_loop", "lr_net")
 
 
@@ -38,7 +41,7 @@ class Method:
     """
 
     uses: tuple[str, ...]
-    step: Callable[[Any], float] | None = None
+    step: Callable[[Any], Tensor] | None = None
     augment: bool = False
     iterations: int = 0
     lr_img: Callable[[int], float] | None = None
@@ -81,7 +84,7 @@ def _random_subset(dataset: BiasedDataset, params: Params) -> Tensor:
 METHODS: Registry[Method] = Registry("method", field="method")
 METHODS.register("whole", Method(uses=(), select=lambda dataset, params: None, whole_data=True))
 METHODS.register("random", Method(uses=("ipc", "num_distill", "distill_run"), select=_random_subset))
-METHODS.register("dm", Method(_DISTILL_USES, dm_step, augment=True, iterations=20000,
+METHODS.register("dm", Method(_DM_USES, dm_step, augment=True, iterations=20000,
                               lr_img=lambda ipc: 10.0 if ipc >= 100 else 1.0))
 # FairDD's main_DC.py evaluates DC sets for 300 epochs without augmentation (get_daparam: strategy 'none').
 METHODS.register("dc", Method(_MATCHING_USES, matching_step, iterations=1000, lr_img=lambda ipc: 0.1,

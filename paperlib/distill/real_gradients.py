@@ -21,6 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from paperlib.core.runtime import chunk_size
+from paperlib.train.models import samples_independent
+
 _LAYERS = (nn.Conv2d, nn.Linear)
 
 
@@ -34,8 +37,7 @@ def per_sample_layers(net: nn.Module) -> list[nn.Module] | None:
     """The layers owning the matched weights, in the same order, when each sample's loss depends on that
     sample alone; ``None`` when it does not (batch statistics) or when a matched weight is not owned by a
     plain convolution or linear layer."""
-    if getattr(net, "batch_statistics", False) or any(isinstance(m, nn.modules.batchnorm._BatchNorm)
-                                                       for m in net.modules()):
+    if not samples_independent(net):
         return None
     owner = {id(m.weight): m for m in net.modules() if isinstance(m, _LAYERS)}
     layers = [owner.get(id(w)) for w in matched_weights(net)]
@@ -45,17 +47,20 @@ def per_sample_layers(net: nn.Module) -> list[nn.Module] | None:
     return layers
 
 
-def row_gradients(net: nn.Module, real: Tensor, label: int, rows: Tensor, chunk: int = 64) -> list[Tensor]:
+def row_gradients(net: nn.Module, real: Tensor, label: int, rows: Tensor, chunk: int | None = None) -> list[Tensor]:
     """Gradients of ``sum_b rows[j, b] * CE(net(real)_b, label)`` w.r.t. :func:`matched_weights`, each
     ``[J, *weight.shape]``; an all-zero row gives zeros. ``real`` is one class's batch ``[B, ...]``.
 
-    On the per-sample route the batch goes through the network ``chunk`` images at a time (the first
-    block's activations then stay in the CPU cache, as in DM), sorted by row so that a chunk holds few rows.
+    On the per-sample route the batch goes through the network ``chunk`` images at a time (default: 16 on the
+    CPU, the whole batch on an accelerator; on the CPU the first
+    block's activations then stay in the CPU cache; 256 images, width 128, NCHW: one batch 872 ms, chunks of
+    64 776 ms, of 16 582 ms on a 2-core CPU), sorted by row so that a chunk holds few rows.
     """
     layers = per_sample_layers(net)
     j = rows.shape[0]
     if layers is None or (j > 1 and bool(((rows > 0).sum(0) > 1).any())):
         return _one_backward_per_row(net, real, label, rows)
+    chunk = chunk or chunk_size(real, 16)
     owner = rows.argmax(0)  # each sample's row; a sample in no row has weight 0 wherever it is put
     order = torch.argsort(owner, stable=True)
     real, owner, weight = real[order], owner[order], rows.amax(0)[order].to(real.dtype)

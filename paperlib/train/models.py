@@ -221,6 +221,13 @@ class ResNet18(nn.Module):
         return self.classifier(self.embed(x))
 
 
+def samples_independent(model: nn.Module) -> bool:
+    """Whether each sample's output depends on that sample alone: no batch statistics (batch norm), so a
+    batch's gradient is the sum of its samples' and may be computed in parts."""
+    return not getattr(model, "batch_statistics", False) and not any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 # name -> constructor (channels, classes, image size, ConvNet width, depth, norm, act, pooling).
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model", field="model")
 MODELS.register("convnet", ConvNet)
