@@ -43,16 +43,16 @@ def dm_loss(net: nn.Module, real: Tensor, aggregation: Tensor, syn: Tensor, ipc:
 
     ``aggregation`` is the target's ``[K, J, B]`` matrix; all-zero rows
     (absent groups) contribute nothing. The real images go through the network
-    ``chunk`` at a time (default: 64 on the CPU, all at once on an accelerator):
+    ``chunk`` at a time (default: 16 on the CPU, all at once on an accelerator):
     the first block's activations (128 x 32 x 32 per image) then stay in the CPU
-    cache, which we measured 1.6x faster than one batch of 2560 (results are
-    identical: instance norm is per sample). A
+    cache; 2560 images, channels-last, 2-core Intel CPU: chunks of 64 2.4 s, of 16
+    1.6 s (the embeddings are bit-identical: instance norm is per sample). A
     network with ``batch_statistics`` set (``resnet18_bn``) gets the whole real
     batch in one forward instead, and the synthetic set in another, as the
     reference does for batch-norm networks.
     """
     k, _, b = aggregation.shape
-    chunk = chunk or chunk_size(real, 64)
+    chunk = chunk or chunk_size(real, 16)
     if getattr(net, "batch_statistics", False):
         chunk = real.shape[0]  # batch norm: statistics over the whole real batch, as the reference's BN branch
     with torch.no_grad():
