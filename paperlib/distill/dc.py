@@ -52,7 +52,8 @@ def gradient_distance(real: list[Tensor], syn: list[Tensor]) -> Tensor:
 
 
 def dc_class_loss(net: nn.Module, real: Tensor, weights: Tensor, syn: Tensor, label: int) -> Tensor:
-    """Matching loss of one class: ``weights`` is its ``[J, B]`` target rows.
+    """Matching loss of one class: ``weights`` is its ``[J, B]`` target rows (on the host, where their
+    structure is read without waiting for the device, or on the device).
 
     Every row's real gradient (:func:`row_gradients`: about one backward pass for all rows) is matched to the
     synthetic gradient (with graph, for the image update); all-zero rows (absent groups) add nothing.
@@ -60,7 +61,7 @@ def dc_class_loss(net: nn.Module, real: Tensor, weights: Tensor, syn: Tensor, la
     real_rows = row_gradients(net, real, label, weights)
     labels_syn = torch.full((syn.shape[0],), label, device=syn.device)
     syn_grad = torch.autograd.grad(F.cross_entropy(net(syn), labels_syn), matched_weights(net), create_graph=True)
-    present = (weights.sum(-1) > 0).to(syn_grad[0].dtype)
+    present = (weights.sum(-1) > 0).to(syn_grad[0].device, syn_grad[0].dtype)
     return (gradient_distance(real_rows, list(syn_grad)) * present).sum()
 
 

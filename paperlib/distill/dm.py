@@ -41,7 +41,7 @@ def dm_loss(net: nn.Module, real: Tensor, aggregation: Tensor, syn: Tensor, ipc:
             chunk: int | None = None) -> Tensor:
     """DM matching loss for augmented, class-major ``real`` ``[K*B, ...]`` and ``syn`` ``[K*ipc, ...]``.
 
-    ``aggregation`` is the target's ``[K, J, B]`` matrix; all-zero rows
+    ``aggregation`` is the target's ``[K, J, B]`` matrix (on any device); all-zero rows
     (absent groups) contribute nothing. The real images go through the network
     ``chunk`` at a time (default: 16 on the CPU, all at once on an accelerator):
     the first block's activations (128 x 32 x 32 per image) then stay in the CPU
@@ -53,6 +53,9 @@ def dm_loss(net: nn.Module, real: Tensor, aggregation: Tensor, syn: Tensor, ipc:
     """
     k, _, b = aggregation.shape
     chunk = chunk or chunk_size(real, 16)
+    # Standard strides whatever layout the target built: with AVX-512, a matmul's rounding follows the stride
+    # of a size-1 dimension, and equal aggregations must give equal synthetic sets.
+    aggregation = aggregation.to(real.device).clone(memory_format=torch.contiguous_format)
     if getattr(net, "batch_statistics", False):
         chunk = real.shape[0]  # batch norm: statistics over the whole real batch, as the reference's BN branch
     with torch.no_grad():

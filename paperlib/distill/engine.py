@@ -74,12 +74,11 @@ class Distiller:
         self.inner_loop = params.inner_loop or inner
 
     def real_batch(self) -> tuple[Tensor, Tensor]:
-        """The next real batch (class-major ``[K*B, ...]``) and its target's ``[K, J, B]`` aggregation matrix."""
+        """The next real batch (class-major ``[K*B, ...]``, on the device) and its target's ``[K, J, B]``
+        aggregation matrix, left on the host: the steps read its structure (which rows are present, which
+        samples each row holds) there without waiting for the device."""
         batch = self.sampler.sample(self.gen)
-        # Standard strides whatever layout the target built: with AVX-512, a matmul's rounding follows the
-        # stride of a size-1 dimension, and equal aggregations must give equal synthetic sets.
-        aggregation = self.target.aggregation(batch).to(self.device).clone(memory_format=torch.contiguous_format)
-        return self.real[batch.index.flatten().to(self.device)], aggregation
+        return self.real[batch.index.flatten().to(self.device)], self.target.aggregation(batch)
 
     def step(self) -> Tensor:
         """One distillation iteration (the method's registered ``step``); returns its matching loss, on the

@@ -58,12 +58,14 @@ def row_gradients(net: nn.Module, real: Tensor, label: int, rows: Tensor, chunk:
     """
     layers = per_sample_layers(net)
     j = rows.shape[0]
+    rows = rows.cpu()  # the structure is read on the host (no wait when the caller keeps ``rows`` there)
     if layers is None or (j > 1 and bool(((rows > 0).sum(0) > 1).any())):
         return _one_backward_per_row(net, real, label, rows)
     chunk = chunk or chunk_size(real, 16)
     owner = rows.argmax(0)  # each sample's row; a sample in no row has weight 0 wherever it is put
     order = torch.argsort(owner, stable=True)
-    real, owner, weight = real[order], owner[order], rows.amax(0)[order].to(real.dtype)
+    weight = rows.amax(0)[order].to(real.device, real.dtype)
+    real, owner = real[order.to(real.device)], owner[order]
     result = [w.new_zeros(j, *w.shape) for w in matched_weights(net)]
     for x, rows_of, w in zip(real.split(chunk), owner.split(chunk), weight.split(chunk)):
         inputs, grads = _inputs_and_output_grads(net, layers, x, label)
@@ -109,6 +111,7 @@ def _one_backward_per_row(net: nn.Module, real: Tensor, label: int, rows: Tensor
     labels = torch.full((real.shape[0],), label, device=real.device)
     per_sample = F.cross_entropy(net(real), labels, reduction="none")
     present = [j for j in range(rows.shape[0]) if float(rows[j].sum()) > 0]
+    rows = rows.to(real.device)
     result = [w.new_zeros(rows.shape[0], *w.shape) for w in weights]
     for n, j in enumerate(present):
         grads = torch.autograd.grad((rows[j] * per_sample).sum(), weights, retain_graph=n < len(present) - 1)
