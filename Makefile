@@ -2,10 +2,13 @@
 # make test                   unit tests, then the notebook checks (papermill smoke run + nbval)
 # make notebook-test-portable the notebook checks as another CPU runs them (no AVX; CI runs it)
 # make reproduce [PROFILE=quick]  run every notebook with params/$(PROFILE)/ (smoke | quick | paper)
+#   [EXECUTOR=local JOBS=N | EXECUTOR=slurm]  compute the notebooks' runs as jobs first (submitit)
 # make lab [LAB_ARGS=...]     JupyterLab on the notebooks with this environment's kernel (as root: LAB_ARGS=--allow-root)
 # make sync                   pair notebooks/NN_*.py (the reviewed source) with their .ipynb and push its inputs there
 PYTHON  ?= python3
 PROFILE ?= quick
+EXECUTOR ?= serial
+JOBS    ?=
 VENV    := .venv
 BIN     := $(VENV)/bin
 CHECK   := .nbcheck
@@ -55,7 +58,7 @@ notebook-test-portable: setup
 	$(PORTABLE_ENV) $(MAKE) notebook-test
 
 reproduce: setup
-	$(BIN)/python -m paperlib.reproduce --profile $(PROFILE)
+	$(BIN)/python -m paperlib.reproduce --profile $(PROFILE) --executor $(EXECUTOR) $(if $(JOBS),--jobs $(JOBS))
 
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)

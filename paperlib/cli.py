@@ -7,9 +7,10 @@ means over evaluation models, each with ``_std``), ``num_eval`` and
 (5 timed iterations unless ``iterations`` is set). ``weights`` computes (or
 loads) paper A's KDE weights and prints, per class, the share of weight on
 bias-conflicting samples against their share of the samples. ``suite FILE.yaml [--profile NAME]
-[--only NAME] [--csv PATH] [--markdown PATH] [--figures DIR] [--table-only]`` runs a suite
-of comparisons (see :mod:`paperlib.experiments.suite`; a file that differs by profile, as every
-``params/experiments/*.yaml`` does, needs ``--profile``) and writes their results table as
+[--only NAME] [--csv PATH] [--markdown PATH] [--figures DIR] [--table-only] [--executor NAME --jobs N ...]``
+runs a suite of comparisons (see :mod:`paperlib.experiments.suite`; a file that differs by profile, as every
+``params/experiments/*.yaml`` does, needs ``--profile``), its missing runs as jobs of the chosen executor
+(:mod:`paperlib.experiments.jobs`), and writes their results table as
 CSV (and the overhead table beside it, ``*_overhead.csv``). Errors print one
 ``error: ...`` line to stderr and exit with 2.
 """
@@ -30,8 +31,8 @@ from paperlib.distill.kde import kde_weights, weight_diagnostics
 from paperlib.distill.methods import distilling_methods
 from paperlib.experiments.bench import bench
 from paperlib.experiments.runner import run
+from paperlib.experiments.jobs import add_executor_arguments, attach, run_specs, settings_from_args
 from paperlib.experiments.profiles import suite_from_file
-from paperlib.experiments.suite import run_suite
 from paperlib.report.figures import save_suite_figures
 from paperlib.report.tables import markdown_table, overhead_table, results_table, write_csv
 from paperlib.train.metrics import METRIC_KEYS
@@ -60,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     suite.add_argument("--figures", help="write comparison bar charts (PNG) into this folder")
     suite.add_argument("--markdown", help="write the headline table (ours beside the papers') as Markdown here")
     suite.add_argument("--table-only", action="store_true", help="tabulate stored records; run nothing")
+    add_executor_arguments(suite)
     _add_set(suite)
     return parser
 
@@ -104,8 +106,16 @@ def _weights(args: argparse.Namespace) -> dict:
 
 def _suite(args: argparse.Namespace) -> dict:
     specs = suite_from_file(args.suite_file, args.profile, parse_set(args.assignments), args.only)
-    if not args.table_only:
-        run_suite(specs)
+    settings = settings_from_args(args, args.profile)
+    submitted = 0
+    if args.attach:
+        failures = attach(specs, settings)
+        if failures:
+            raise PaperlibError(f"{len(failures)} runs failed; first: {failures[0]}")
+    elif not args.table_only:
+        submitted = run_specs(specs, settings, wait=not args.no_wait)
+        if args.no_wait:
+            return {"runs": len(specs), "submitted": submitted, "job_folder": str(settings.job_folder())}
     table = results_table(specs)
     if args.csv:
         write_csv(table, args.csv)
@@ -115,7 +125,8 @@ def _suite(args: argparse.Namespace) -> dict:
             tmp.write_text(markdown_table(table))
     if args.figures:
         save_suite_figures(specs, table, args.figures, Path(args.suite_file).stem)
-    return {"runs": len(table), "done": int((table["status"] == "done").sum()), "csv": args.csv}
+    return {"runs": len(table), "done": int((table["status"] == "done").sum()), "computed": submitted,
+            "csv": args.csv}
 
 
 def main(argv: list[str] | None = None) -> int:

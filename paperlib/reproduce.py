@@ -8,7 +8,9 @@ writes the executed notebook: for ``quick`` over the paired
 ``notebooks/<profile>/``. It prints progress per notebook, stops at the first
 failure naming the notebook and the cell (keeping papermill's partial output as
 ``NN_*.failed.ipynb`` beside where the notebook would go), and never leaves a half-written notebook in place.
-Wall times go to ``figures/<profile>/reproduce_times.csv``.
+Wall times go to ``figures/<profile>/reproduce_times.csv``. ``--executor local --jobs N`` (or ``slurm``, see
+:mod:`paperlib.experiments.jobs`) computes the notebooks' runs as jobs first; the notebooks then render
+from the cache.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from pathlib import Path
 
 from paperlib.core.errors import PaperlibError
 from paperlib.core.paths import figures_dir, notebook_sources
-from paperlib.experiments.profiles import check_profile, notebook_parameters
+from paperlib.experiments.jobs import JobSettings, add_executor_arguments, run_specs, settings_from_args
+from paperlib.experiments.profiles import check_profile, notebook_parameters, profile_runs
 from paperlib.core.store import atomic_write
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in tracebacks
@@ -133,11 +136,22 @@ def execute(source: Path, profile: str, output: Path) -> float:
     return time.perf_counter() - start
 
 
-def reproduce(profile: str, only: str | None = None, output_dir: Path | None = None) -> list[tuple[str, float]]:
-    """Run the notebooks (those whose name contains ``only``) under ``profile``; return their wall times."""
+def reproduce(profile: str, only: str | None = None, output_dir: Path | None = None,
+              jobs: JobSettings | None = None) -> list[tuple[str, float]]:
+    """Run the notebooks (those whose name contains ``only``) under ``profile``; return their wall times.
+
+    With ``jobs`` (an executor other than ``serial``), every run of the notebooks' suites that has no stored
+    record is computed through it first; the notebooks then render from the cache.
+    """
     check_profile(profile)
     sources = [s for s in notebook_sources() if not only or only in s.stem]
     times = []
+    if jobs is not None and jobs.executor != "serial":
+        start = time.perf_counter()
+        print(f"computing the missing runs with the {jobs.executor} executor ...", flush=True)
+        count = run_specs(profile_runs(profile, [s.stem for s in sources]), jobs)
+        times.append((f"runs ({jobs.executor})", time.perf_counter() - start))
+        print(f"{count} runs computed in {times[-1][1]:.0f} s", flush=True)
     for i, source in enumerate(sources, 1):
         output = output_path(source, profile, output_dir)
         print(f"[{i}/{len(sources)}] {source.stem} ({profile}) ...", flush=True)
@@ -152,10 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="quick", help="smoke | quick | paper (default quick)")
     parser.add_argument("--only", help="run only the notebooks whose name contains this")
     parser.add_argument("--output-dir", type=Path, help="write executed notebooks here instead")
+    add_executor_arguments(parser)
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
-        times = reproduce(args.profile, args.only, args.output_dir)
+        if args.no_wait or args.attach:
+            raise PaperlibError("make reproduce waits for its runs; submit them with `python -m paperlib suite "
+                                "... --no-wait` to return at once")
+        times = reproduce(args.profile, args.only, args.output_dir, settings_from_args(args, args.profile))
     except PaperlibError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -159,6 +159,18 @@ def present_only(experiments: list[Mapping[str, Any]], profile: str) -> list[Run
     return specs
 
 
+def profile_runs(profile: str, notebooks: list[str]) -> list[RunSpec]:
+    """Every run the ``notebooks``' suites ask for under ``profile`` (an optional dataset's runs only where its
+    data is on this machine): what an executor computes before the notebooks render."""
+    specs: list[RunSpec] = []
+    for notebook in notebooks:
+        values = notebook_parameters(profile, notebook)
+        if "suite" in values:
+            specs += suite_specs(profile, values["suite"], notebook)
+        specs += present_only(values.get("optional_datasets") or [], profile)
+    return specs
+
+
 def profile_params(settings: Mapping[str, Any], profile: str) -> Params:
     """Validated parameters: the profile's run defaults updated by ``settings``."""
     return make_params(scaled(profile_defaults(profile), settings))

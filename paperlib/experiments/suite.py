@@ -31,6 +31,11 @@ from paperlib.distill.methods import METHODS
 from paperlib.experiments.runner import run
 
 
+# Blocks of a profile's defaults.yaml that are not run parameters: the per-method scale (:func:`scaled`) and
+# the executor settings (:mod:`paperlib.experiments.jobs`).
+PROFILE_BLOCKS = ("methods", "executor")
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One run of a suite: which comparison, which row, which parameters."""
@@ -56,7 +61,7 @@ def scaled(base: Mapping[str, Any], *layers: Mapping[str, Any]) -> dict[str, Any
     A profile states its scale once this way, e.g. ``methods: {dc: {iterations: 5}, dm: {by_ipc: {50:
     {lr_img: 100}}}}``, and every suite, notebook and the explorer read it the same way.
     """
-    flat = {k: v for k, v in base.items() if k != "methods"}
+    flat = {k: v for k, v in base.items() if k not in PROFILE_BLOCKS}
     on_top: dict[str, Any] = {}
     for layer in layers:
         on_top.update(layer)

@@ -1,0 +1,273 @@
+"""A suite's missing runs as jobs, through submitit: several at once on this machine, or a SLURM job array.
+
+Every run of a suite that has no stored record becomes one job calling :func:`paperlib.experiments.runner.run`,
+which writes the record atomically into the shared cache under a per-run lock and checkpoints distillations;
+so two jobs computing one key give one record, and a job killed mid-run resumes from its checkpoint when
+submitted again. Running the same command again submits only what is still missing.
+
+Executors (:data:`EXECUTORS`): ``serial`` runs in this process, one run after the other (no submitit);
+``local`` starts ``jobs`` processes at a time on this machine (on a GPU machine they share its GPUs);
+``slurm`` submits one job array, ``jobs`` of it running at once; ``debug`` runs each job in this process
+through submitit's debug executor (for tests and debugging). Resources come from :class:`JobSettings`: the
+defaults, then the ``executor:`` block of the profile's ``defaults.yaml`` for the chosen executor, then flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import submitit
+import torch
+
+from paperlib.core.errors import PaperlibError
+from paperlib.core.params import Params
+from paperlib.core.registry import Registry
+from paperlib.core.runtime import progress
+from paperlib.core.store import atomic_write, cache_root
+from paperlib.experiments.profiles import profile_defaults
+from paperlib.experiments.runner import load_record, record_key, run
+from paperlib.experiments.suite import RunSpec, mapping, run_suite
+
+POLL_SECONDS = 1.0  # how often a waiting command looks at its jobs
+_ERROR_LINE = re.compile(r"^[\w.]*(?:Error|Exception): (.*)$")  # "paperlib.core.errors.PaperlibError: ..."
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """How a suite's runs are executed, and what each job may use."""
+
+    executor: str = "serial"
+    jobs: int = 1  # runs at once (local: processes here; slurm: the array's parallelism)
+    # torch threads per job (serial: of this process, restored after); 0: serial: unchanged, local: this
+    # machine's cores / jobs, slurm: cpus_per_task. Records are bit-identical to a serial run's only with the
+    # same thread count (docs/reproducibility.md).
+    threads: int = 0
+    cpus_per_task: int = 8  # slurm
+    gpus_per_node: int = 0  # slurm: 1 for the paper profile on a GPU cluster
+    mem_gb: float = 32.0  # slurm
+    timeout_min: int = 24 * 60  # a job's time limit (local and slurm)
+    partition: str = ""  # slurm; "" leaves it to the cluster's default
+    folder: str = ""  # submitit's pickles and logs; "": <cache>/jobs
+
+    def job_folder(self) -> Path:
+        return Path(self.folder) if self.folder else cache_root() / "jobs"
+
+    def job_threads(self) -> int:
+        if self.threads:
+            return self.threads
+        if self.executor == "slurm":
+            return self.cpus_per_task
+        return max(1, (os.cpu_count() or 1) // self.jobs) if self.executor == "local" else 0
+
+
+def job_settings(executor: str, profile_block: Mapping[str, Any] | None = None, **flags: Any) -> JobSettings:
+    """:class:`JobSettings` for ``executor``: defaults, the profile's ``executor:`` entry for it, then the
+    ``flags`` that are not ``None``. Unknown names and bad values are one-line errors."""
+    EXECUTORS[executor]  # the one-line error for an unknown executor
+    block = mapping(mapping(profile_block, "executor").get(executor), f"executor.{executor}")
+    values = {**block, **{k: v for k, v in flags.items() if v is not None}, "executor": executor}
+    known = {f.name for f in dataclasses.fields(JobSettings)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise PaperlibError(f"unknown executor setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    settings = JobSettings(**values)
+    if settings.jobs < 1:
+        raise PaperlibError(f"jobs must be at least 1, got {settings.jobs}")
+    return settings
+
+
+def run_job(params: Params, threads: int) -> str:
+    """What one job runs: ``params``'s run with ``threads`` torch threads (0: torch's default); returns its key."""
+    if threads:
+        torch.set_num_threads(threads)
+    return str(run(params)["key"])
+
+
+def missing_runs(specs: list[RunSpec]) -> list[RunSpec]:
+    """The specs without a stored record, one per record key (a run shared by two comparisons is one job)."""
+    seen: set[str] = set()
+    todo = []
+    for spec in specs:
+        key = record_key(spec.params)
+        if key not in seen and load_record(spec.params) is None:
+            seen.add(key)
+            todo.append(spec)
+    return todo
+
+
+def _make_executor(settings: JobSettings) -> Any:
+    folder = settings.job_folder() / "%j"
+    if settings.executor == "debug":
+        return submitit.DebugExecutor(folder=folder)
+    if settings.executor == "local":
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=settings.timeout_min)
+        if torch.cuda.is_available():
+            # submitit hides the GPUs from local jobs unless asked: every job sees (and shares) this machine's
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+            indices = tuple(int(i) for i in visible.split(",")) if visible.replace(",", "").isdigit() else ()
+            executor.update_parameters(gpus_per_node=torch.cuda.device_count(), visible_gpus=indices)
+        return executor
+    try:
+        executor = submitit.AutoExecutor(folder=folder, cluster=settings.executor)
+    except RuntimeError as err:  # submitit's "Could not detect srun"
+        raise PaperlibError(f"the {settings.executor} executor cannot start here ({err}); use --executor local "
+                            "on a machine outside a cluster") from None
+    executor.update_parameters(timeout_min=settings.timeout_min, name="paperlib", cpus_per_task=settings.cpus_per_task,
+                               gpus_per_node=settings.gpus_per_node, mem_gb=settings.mem_gb,
+                               slurm_array_parallelism=settings.jobs,
+                               **({"slurm_partition": settings.partition} if settings.partition else {}))
+    return executor
+
+
+def _serial(todo: list[RunSpec], settings: JobSettings) -> list[str]:
+    before = torch.get_num_threads()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    try:
+        run_suite(todo)  # a failure stops here, with its own one-line error
+    finally:
+        torch.set_num_threads(before)
+    return []
+
+
+def _debug(todo: list[RunSpec], settings: JobSettings) -> list[str]:
+    executor = _make_executor(settings)
+    return _collect(todo, [executor.submit(run_job, spec.params, settings.job_threads()) for spec in todo])
+
+
+def _local(todo: list[RunSpec], settings: JobSettings) -> list[str]:
+    """At most ``settings.jobs`` processes at a time; a new one starts when one ends."""
+    executor = _make_executor(settings)
+    waiting, running, finished = list(todo), [], []
+    bar = progress(range(len(todo)), total=len(todo), desc=f"runs ({settings.jobs} at once)", leave=True)
+    try:
+        while waiting or running:
+            while waiting and len(running) < settings.jobs:
+                spec = waiting.pop(0)
+                running.append((spec, executor.submit(run_job, spec.params, settings.job_threads())))
+            time.sleep(POLL_SECONDS)
+            ended = [(spec, job) for spec, job in running if job.done()]
+            running = [pair for pair in running if pair not in ended]
+            finished += ended
+            bar.update(len(ended))
+    except KeyboardInterrupt:
+        for _, job in running:
+            job.cancel()
+        raise PaperlibError(f"stopped: {len(running)} running job(s) cancelled; run the command again to go on "
+                            "(finished runs are stored, distillations resume from their checkpoints)") from None
+    finally:
+        bar.close()
+    return _collect([spec for spec, _ in finished], [job for _, job in finished])
+
+
+def _slurm(todo: list[RunSpec], settings: JobSettings, wait: bool = True) -> list[str]:
+    executor = _make_executor(settings)
+    jobs = executor.map_array(run_job, [spec.params for spec in todo], [settings.job_threads()] * len(todo))
+    manifest = settings.job_folder() / "submitted.json"
+    known = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    known.update({record_key(spec.params): job.job_id for spec, job in zip(todo, jobs)})
+    with atomic_write(manifest) as tmp:
+        tmp.write_text(json.dumps(known, indent=1))
+    return _wait(todo, jobs) if wait else []
+
+
+def attach(specs: list[RunSpec], settings: JobSettings) -> list[str]:
+    """Wait for the SLURM jobs an earlier ``--no-wait`` call submitted for ``specs``; returns the failures."""
+    manifest = settings.job_folder() / "submitted.json"
+    if not manifest.is_file():
+        raise PaperlibError(f"no submitted jobs to attach to in {settings.job_folder()}; submit them first")
+    submitted = json.loads(manifest.read_text())
+    todo = [spec for spec in missing_runs(specs) if record_key(spec.params) in submitted]
+    jobs = [submitit.SlurmJob(folder=settings.job_folder() / "%j", job_id=submitted[record_key(s.params)])
+            for s in todo]
+    return _wait(todo, jobs)
+
+
+def _wait(todo: list[RunSpec], jobs: list[Any]) -> list[str]:
+    bar = progress(range(len(jobs)), total=len(jobs), desc="jobs", leave=True)
+    pending = list(jobs)
+    while pending:
+        time.sleep(POLL_SECONDS)
+        ended = [job for job in pending if job.done()]
+        pending = [job for job in pending if job not in ended]
+        bar.update(len(ended))
+    bar.close()
+    return _collect(todo, jobs)
+
+
+def _collect(todo: list[RunSpec], jobs: list[Any]) -> list[str]:
+    """One line per job that ended without its record: the run, the job's error, where its log is."""
+    failures = []
+    for spec, job in zip(todo, jobs):
+        try:
+            job.result()
+        except Exception as err:  # noqa: BLE001 - a job's failure is reported, the others' results kept
+            failures.append(f"{spec.experiment}.{spec.label}: {_reason(err)} (logs: {job.paths.folder})")
+    return failures
+
+
+def _reason(err: BaseException) -> str:
+    """The job's own error line out of submitit's report (which wraps the job's traceback and log paths)."""
+    raised = [m.group(1) for m in map(_ERROR_LINE.match, str(err).splitlines()) if m]
+    return (raised[-1] if raised else str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)[:300]
+
+
+# name -> how a list of missing runs is computed with given settings; returns one line per failed run.
+EXECUTORS: Registry[Callable[[list[RunSpec], JobSettings], list[str]]] = Registry("executor")
+EXECUTORS.register("serial", _serial)
+EXECUTORS.register("local", _local)
+EXECUTORS.register("slurm", _slurm)
+EXECUTORS.register("debug", _debug)
+
+
+def run_specs(specs: list[RunSpec], settings: JobSettings, wait: bool = True) -> int:
+    """Compute every run of ``specs`` that has no record with ``settings``'s executor; returns how many were
+    submitted. Failed jobs are reported together after the others have ended, one line each."""
+    todo = missing_runs(specs)
+    if not todo:
+        return 0
+    if not wait and settings.executor != "slurm":
+        raise PaperlibError(f"--no-wait needs the slurm executor; {settings.executor!r} runs while the command waits")
+    failures = _slurm(todo, settings, wait=False) if not wait else EXECUTORS[settings.executor](todo, settings)
+    if failures:
+        raise PaperlibError(f"{len(failures)} of {len(todo)} runs failed; first: {failures[0]}")
+    return len(todo)
+
+
+def add_executor_arguments(sub: argparse.ArgumentParser) -> None:
+    """The flags that choose how the missing runs are computed (:mod:`paperlib.experiments.jobs`)."""
+    group = sub.add_argument_group("execution (every run without a stored record becomes one job)")
+    group.add_argument("--executor", default="serial", choices=EXECUTORS.names(),
+                       help="serial (default: here, one after the other), local (processes here, --jobs at "
+                            "once), slurm (one job array), debug (submitit's in-process executor)")
+    group.add_argument("--jobs", type=int, help="runs at once (local: processes; slurm: array parallelism)")
+    group.add_argument("--threads", type=int, help="torch threads per job (default: cores / jobs here, "
+                                                   "cpus-per-task on slurm)")
+    group.add_argument("--gpus-per-node", type=int, help="slurm: GPUs per job")
+    group.add_argument("--cpus-per-task", type=int, help="slurm: CPUs per job")
+    group.add_argument("--mem-gb", type=float, help="slurm: memory per job")
+    group.add_argument("--timeout-min", type=int, help="a job's time limit in minutes")
+    group.add_argument("--partition", help="slurm partition")
+    group.add_argument("--job-folder", help="submitit's pickles and logs (default: <cache>/jobs)")
+    group.add_argument("--no-wait", action="store_true", help="slurm: submit and return; --attach waits later")
+    group.add_argument("--attach", action="store_true", help="slurm: wait for the jobs an earlier --no-wait "
+                                                             "submitted, then tabulate")
+
+
+def settings_from_args(args: argparse.Namespace, profile: str | None) -> JobSettings:
+    """The :class:`JobSettings` of the execution flags, on the profile's ``executor:`` block when a profile
+    is named."""
+    block = profile_defaults(profile).get("executor") if profile else None
+    return job_settings(args.executor, block, jobs=args.jobs, threads=args.threads,
+                        gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb,
+                        timeout_min=args.timeout_min, partition=args.partition, folder=args.job_folder)

@@ -1,0 +1,166 @@
+"""Suites as jobs (submitit): the same table serially and through the local executor, a killed job resumed."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from paperlib.cli import main
+from paperlib.core.errors import PaperlibError
+from paperlib.experiments.jobs import JobSettings, job_settings, missing_runs, run_job, run_specs
+from paperlib.experiments.runner import distilled_dir, load_record, run
+from paperlib.experiments.suite import load_suite, run_suite
+from paperlib.report.tables import results_table
+
+# What a run computes (timings and the cache flags differ between two computations of the same numbers).
+RESULT_COLUMNS = ["experiment", "run", "status", "acc", "acc_aligned", "acc_conflicting", "deo_m", "deo_a"]
+
+
+def _suite(cache: str, **run_values) -> list:
+    return load_suite({
+        "defaults": {"source": "digits", "net_width": 8, "num_eval": 1, "eval_epochs": 2, "device": "cpu",
+                     "iterations": 3, "cache_dir": cache, "dataset": "cmnist", "ipc": 2},
+        "experiments": [{"name": "tiny", "runs": {"random": {"method": "random"}, "dm": {"method": "dm"},
+                                                  "dm_fairdd": {"method": "dm", "target": "groups", **run_values}}},
+                        {"name": "again", "runs": {"dm": {"method": "dm"}}}],  # the same run as tiny.dm
+    })
+
+
+def _assert_same_table(specs: list, expected: list) -> None:
+    pd.testing.assert_frame_equal(results_table(specs)[RESULT_COLUMNS], results_table(expected)[RESULT_COLUMNS],
+                                  check_exact=True)
+
+
+def test_settings_come_from_defaults_then_the_profile_block_then_flags():
+    block = {"slurm": {"gpus_per_node": 1, "jobs": 16}, "local": {"jobs": 2}}
+    assert job_settings("slurm", block, jobs=None) == JobSettings(executor="slurm", gpus_per_node=1, jobs=16)
+    assert job_settings("slurm", block, jobs=4).jobs == 4
+    assert job_settings("local", block).job_threads() >= 1
+    with pytest.raises(PaperlibError, match="unknown executor 'slurmm'"):
+        job_settings("slurmm")
+    with pytest.raises(PaperlibError, match="unknown executor setting.*gpus; known"):
+        job_settings("slurm", {"slurm": {"gpus": 1}})
+    with pytest.raises(PaperlibError, match="jobs must be at least 1"):
+        job_settings("local", jobs=0)
+    with pytest.raises(PaperlibError, match="--no-wait needs the slurm executor"):
+        run_specs(_suite("/nonexistent-never-written"), JobSettings(executor="local"), wait=False)
+
+
+def test_missing_runs_skip_stored_records_and_count_a_shared_run_once(tmp_path):
+    specs = _suite(str(tmp_path))
+    assert [f"{s.experiment}.{s.label}" for s in missing_runs(specs)] == ["tiny.random", "tiny.dm", "tiny.dm_fairdd"]
+    run(specs[0].params)
+    assert [s.label for s in missing_runs(specs)] == ["dm", "dm_fairdd"]
+
+
+def test_local_executor_two_jobs_at_once_gives_the_serial_table(tmp_path):
+    threads = torch.get_num_threads()  # the jobs use the test's thread count: bit-identical results
+    serial = _suite(str(tmp_path / "serial"))
+    run_suite(serial)
+    jobs = _suite(str(tmp_path / "jobs"))
+    assert run_specs(jobs, JobSettings(executor="local", jobs=2, threads=threads, folder=str(tmp_path / "j"))) == 3
+    _assert_same_table(jobs, serial)
+    assert run_specs(jobs, JobSettings(executor="local", jobs=2)) == 0  # nothing left to submit
+
+
+def test_debug_executor_runs_the_jobs_in_this_process(tmp_path):
+    specs = _suite(str(tmp_path / "jobs"))
+    assert run_specs(specs, JobSettings(executor="debug", folder=str(tmp_path / "j"))) == 3
+    serial = _suite(str(tmp_path / "serial"))
+    run_suite(serial)
+    _assert_same_table(specs, serial)
+
+
+def test_a_failed_job_is_reported_in_one_line_after_the_others_are_stored(tmp_path):
+    specs = _suite(str(tmp_path), lr_img=1e30)  # dm_fairdd diverges: its loss becomes non-finite
+    with pytest.raises(PaperlibError, match=r"1 of 3 runs failed; first: tiny\.dm_fairdd: .*matching loss became "
+                                            r"nan at iteration \d.* \(logs: "):
+        run_specs(specs, JobSettings(executor="local", jobs=2, folder=str(tmp_path / "j")))
+    assert [s.label for s in missing_runs(specs)] == ["dm_fairdd"]  # the others are stored
+
+
+def test_a_job_killed_mid_run_resumes_from_its_checkpoint_when_submitted_again(tmp_path):
+    import submitit
+
+    threads = torch.get_num_threads()
+    values = {"iterations": 80, "checkpoint_every": 5}  # about 8 s: the job is cancelled well before its end
+    specs = [s for s in _suite(str(tmp_path / "jobs"), **values) if s.label == "dm_fairdd"]
+    params = specs[0].params
+    executor = submitit.AutoExecutor(folder=tmp_path / "j" / "%j", cluster="local")
+    executor.update_parameters(timeout_min=10)
+    job = executor.submit(run_job, params, threads)
+    checkpoint = distilled_dir(params) / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert checkpoint.exists(), "the job wrote no checkpoint within 2 minutes"
+    job.cancel()
+    while not job.done():
+        time.sleep(0.2)
+    assert load_record(params) is None and checkpoint.exists()  # killed: no record, its checkpoint kept
+    print(f"killed job {job.job_id} (state {job.state}); checkpoint at {checkpoint}")
+
+    assert run_specs(specs, JobSettings(executor="local", threads=threads, folder=str(tmp_path / "j"))) == 1
+    record = load_record(params)
+    assert record["resumed_from"] > 0 and not checkpoint.exists()
+    print(f"resubmitted: resumed from iteration {record['resumed_from']} of {params.iterations}")
+    serial = [s for s in _suite(str(tmp_path / "serial"), **values) if s.label == "dm_fairdd"]
+    run_suite(serial)
+    _assert_same_table(specs, serial)
+
+
+def test_suite_command_runs_through_the_local_executor(tmp_path, capsys):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"""
+defaults: {{source: digits, net_width: 8, num_eval: 1, eval_epochs: 1, device: cpu, iterations: 2,
+            cache_dir: {tmp_path}, dataset: cmnist, ipc: 2}}
+experiments:
+  - name: tiny
+    runs: {{random: {{method: random}}, dm: {{method: dm}}}}
+""")
+    assert main(["suite", str(suite), "--executor", "local", "--jobs", "2", "--job-folder", str(tmp_path / "j"),
+                 "--csv", str(tmp_path / "t.csv")]) == 0
+    assert '"done": 2, "computed": 2' in capsys.readouterr().out
+    assert main(["suite", str(suite), "--executor", "slurm", "--attach", "--job-folder", str(tmp_path / "none")]) == 2
+    assert "no submitted jobs to attach to" in capsys.readouterr().err
+
+
+def test_slurm_settings_reach_the_sbatch_file_and_a_machine_without_slurm_gets_one_line(tmp_path, monkeypatch):
+    from paperlib.experiments.jobs import _make_executor
+
+    settings = job_settings("slurm", {"slurm": {"gpus_per_node": 1, "jobs": 3}}, partition="gpu", mem_gb=16,
+                            folder=str(tmp_path / "j"))
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(PaperlibError, match="the slurm executor cannot start here.*use --executor local"):
+        _make_executor(settings)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (fake / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake))
+    executor = _make_executor(settings)._executor
+    sbatch = executor._make_submission_file_text("command", "uid")
+    for line in ("--gpus-per-node=1", "--cpus-per-task=8", "--mem=16GB", "--partition=gpu", "--time=1440"):
+        assert f"#SBATCH {line}" in sbatch
+    assert executor.parameters["array_parallelism"] == 3
+
+
+def test_serial_with_threads_sets_them_for_the_runs_only(tmp_path):
+    before = torch.get_num_threads()
+    specs = _suite(str(tmp_path))[:1]
+    assert run_specs(specs, JobSettings(executor="serial", threads=1)) == 1
+    assert torch.get_num_threads() == before
+
+
+def test_reproduce_gathers_every_notebook_suite_and_waits_for_its_runs(capsys):
+    from paperlib.core.paths import notebook_sources
+    from paperlib.experiments.profiles import profile_runs
+    from paperlib.reproduce import main as reproduce_main
+
+    specs = profile_runs("smoke", [s.stem for s in notebook_sources()])
+    assert {s.experiment for s in specs} >= {"colour_0.05", "cmnist_fg"} and len(specs) > 20
+    assert reproduce_main(["--profile", "smoke", "--executor", "slurm", "--no-wait"]) == 1
+    assert "make reproduce waits for its runs" in capsys.readouterr().err
