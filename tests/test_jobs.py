@@ -6,6 +6,7 @@ import time
 
 import pandas as pd
 import pytest
+import submitit
 import torch
 
 from paperlib.cli import main
@@ -83,8 +84,6 @@ def test_a_failed_job_is_reported_in_one_line_after_the_others_are_stored(tmp_pa
 
 
 def test_a_job_killed_mid_run_resumes_from_its_checkpoint_when_submitted_again(tmp_path):
-    import submitit
-
     threads = torch.get_num_threads()
     values = {"iterations": 80, "checkpoint_every": 5}  # about 8 s: the job is cancelled well before its end
     specs = [s for s in _suite(str(tmp_path / "jobs"), **values) if s.label == "dm_fairdd"]
@@ -164,3 +163,13 @@ def test_reproduce_gathers_every_notebook_suite_and_waits_for_its_runs(capsys):
     assert {s.experiment for s in specs} >= {"colour_0.05", "cmnist_fg"} and len(specs) > 20
     assert reproduce_main(["--profile", "smoke", "--executor", "slurm", "--no-wait"]) == 1
     assert "make reproduce waits for its runs" in capsys.readouterr().err
+
+
+def test_two_jobs_computing_one_key_leave_one_complete_record(tmp_path):
+    params = _suite(str(tmp_path))[1].params
+    executor = submitit.LocalExecutor(folder=tmp_path / "j" / "%j")
+    jobs = [executor.submit(run_job, params, 1) for _ in range(2)]
+    assert {job.result() for job in jobs} == {load_record(params)["key"]}
+    folders = list((tmp_path / "results").iterdir())
+    assert [f.name for f in folders] == [f"cmnist-dm-{load_record(params)['key']}"]
+    assert [p.name for p in folders[0].iterdir()] == ["record.json"]  # no temporary file left beside it
