@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Iterable
@@ -37,6 +38,19 @@ def chunk_size(batch: torch.Tensor, on_cpu: int) -> int:
     the cache (measured faster, docs/performance.md); the whole batch on an accelerator, which large batches
     keep busy."""
     return on_cpu if batch.device.type == "cpu" else max(1, batch.shape[0])
+
+
+# Steps (distillation iterations, training epochs) between host reads of a loss kept on the device: a read
+# waits for the device, so hot loops collect their losses and read them in one transfer this often.
+HOST_READ_EVERY = 10
+
+
+def read_on_host(pending: list[torch.Tensor]) -> tuple[list[float], int | None]:
+    """The ``pending`` scalars (on any device) as floats, read in one transfer, and the position of the first
+    non-finite one (``None`` when all are finite)."""
+    values = torch.stack(pending).cpu().tolist()
+    bad = next((i for i, value in enumerate(values) if not math.isfinite(value)), None)
+    return values, bad
 
 
 def in_notebook() -> bool:

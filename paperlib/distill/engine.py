@@ -7,7 +7,6 @@ checkpoints with resume, the progress bar and the NaN guard.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from paperlib.distill.sampling import RealSampler
 from paperlib.distill.targets import Target
 from paperlib.core.errors import PaperlibError
 from paperlib.train.models import model_from_params
-from paperlib.core.runtime import generator, progress
+from paperlib.core.runtime import HOST_READ_EVERY, generator, progress, read_on_host
 from paperlib.core.store import load_tensors, save_tensors
 
 
@@ -104,19 +103,13 @@ class Distiller:
         return int(state["iteration"]), list(state["losses"])
 
 
-# Iterations between host reads of the matching loss (the NaN guard, the progress bar): a read waits for the
-# device, so the hot loop does not read it every iteration.
-LOSS_READ_EVERY = 10
-
-
 def _read_losses(pending: list[Tensor], first_iteration: int, params: Params) -> list[float]:
     """The pending losses as floats; a non-finite one (iterations count from ``first_iteration``) is an error."""
-    values = torch.stack(pending).cpu().tolist()
-    for offset, loss in enumerate(values):
-        if not math.isfinite(loss):
-            raise PaperlibError(
-                f"matching loss became {loss} at iteration {first_iteration + offset}; lr_img={params.lr_img} is "
-                f"likely too high for method={params.method} (try a 10x smaller lr_img)")
+    values, bad = read_on_host(pending)
+    if bad is not None:
+        raise PaperlibError(
+            f"matching loss became {values[bad]} at iteration {first_iteration + bad}; lr_img={params.lr_img} is "
+            f"likely too high for method={params.method} (try a 10x smaller lr_img)")
     return values
 
 
@@ -145,7 +138,7 @@ def distill(dataset: BiasedDataset, params: Params, target: Target, device: torc
         done = iteration + 1
         save = checkpoint is not None and params.checkpoint_every and done % params.checkpoint_every == 0 \
             and done < params.iterations
-        if save or len(pending) == LOSS_READ_EVERY or done == params.iterations:
+        if save or len(pending) == HOST_READ_EVERY or done == params.iterations:
             losses += _read_losses(pending, done + 1 - len(pending), params)
             pending = []
             bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)

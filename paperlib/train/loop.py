@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params
-from paperlib.core.runtime import progress
+from paperlib.core.runtime import HOST_READ_EVERY, progress, read_on_host
 from paperlib.train.augment import DSA, DSAParams
 from paperlib.train.models import samples_independent
 
@@ -52,9 +52,6 @@ def sgd(parameters: Iterable[Tensor], settings: TrainSettings) -> torch.optim.SG
 # activations then stay in the CPU cache. Measured on a 2-core CPU, one training step of 256 images, ConvNet:
 # width 128 877 -> 587 ms, width 64 357 -> 252 ms (docs/performance.md). Accelerators take the whole batch.
 CPU_MICRO_BATCH = 16
-# Epochs between reads of the loss on the host (the finiteness check and the progress bar): reading it waits
-# for the device, so it is not done every step.
-LOSS_CHECK_EVERY = 10
 
 
 def micro_batch_for(model: nn.Module, device: torch.device) -> int | None:
@@ -77,7 +74,7 @@ def run_epochs(optimizer: torch.optim.Optimizer, images: Tensor, settings: Train
     same way. With ``micro_batch``, ``batch_loss`` (a mean over independent samples)
     is called on slices of that many images and their gradients are accumulated:
     the same step up to float reassociation. The mean loss is read every
-    :data:`LOSS_CHECK_EVERY` epochs and at the end; a non-finite one stops training
+    :data:`~paperlib.core.runtime.HOST_READ_EVERY` epochs and at the end; a non-finite one stops training
     with an error naming the epoch.
     """
     dsa = DSA(DSAParams(strategy=settings.dsa_strategy)) if settings.dsa_strategy else None
@@ -98,18 +95,18 @@ def run_epochs(optimizer: torch.optim.Optimizer, images: Tensor, settings: Train
             total = total + _backward(batch_loss, index, x, micro_batch) * index.shape[0]
             optimizer.step()
         losses.append(total)
-        if len(losses) == LOSS_CHECK_EVERY or epoch + 1 == settings.epochs:
-            _check_epochs(torch.stack(losses).cpu() / n, epoch + 2 - len(losses), bar)
+        if len(losses) == HOST_READ_EVERY or epoch + 1 == settings.epochs:
+            _check_epochs(losses, n, epoch + 2 - len(losses), bar)
             losses = []
 
 
-def _check_epochs(mean_losses: Tensor, first_epoch: int, bar: Any) -> None:
-    """Raise on the first non-finite mean loss (epochs count from ``first_epoch``, 1-based); show the last."""
-    bad = (~torch.isfinite(mean_losses)).nonzero()
-    if bad.numel():
-        epoch = first_epoch + int(bad[0, 0])
-        raise PaperlibError(f"training loss became {float(mean_losses[bad[0, 0]])} at epoch {epoch}; lower eval_lr")
-    bar.set_postfix(loss=f"{float(mean_losses[-1]):.3f}", refresh=False)
+def _check_epochs(totals: list[Tensor], n: int, first_epoch: int, bar: Any) -> None:
+    """Raise on the first non-finite mean loss (``totals`` are per-epoch sums over ``n`` images; epochs count
+    from ``first_epoch``, 1-based); show the last."""
+    values, bad = read_on_host(totals)
+    if bad is not None:
+        raise PaperlibError(f"training loss became {values[bad] / n} at epoch {first_epoch + bad}; lower eval_lr")
+    bar.set_postfix(loss=f"{values[-1] / n:.3f}", refresh=False)
 
 
 def _backward(batch_loss: Callable[[Tensor, Tensor], Tensor], index: Tensor, x: Tensor,
