@@ -23,9 +23,12 @@
 # the biased training data at that ratio (red frames: bias-conflicting images); the right one is what the
 # model is trained on; below, its test metrics.
 #
-# Points computed by notebooks 02–05 answer at once. A point nobody computed yet offers **compute live**: a
-# small, fast run (the `live` settings of params/experiments/06_explore.yaml) with a progress bar, stored for next time.
-# For FairDD presets the slider is the minority share, 1 − majority ratio.
+# Points computed by notebooks 02–05 answer at once, from your cache or from the results store that ships with
+# the repository (`results/`), without the data. A point nobody computed yet says what would fill it: `make
+# reproduce` for the profile's runs, or **compute live**, a small run (the `live` settings of
+# params/experiments/06_explore.yaml) with progress bars and an estimate of its time, stored for next time. The
+# controls are locked while it runs; **stop** (or the kernel's interrupt) cancels it. For FairDD presets the
+# slider is the minority share, 1 − majority ratio.
 
 # %% tags=["parameters"]
 profile = "quick"  # smoke | quick | paper
@@ -38,12 +41,13 @@ from paperlib.experiments.profiles import profile_defaults
 
 figures = nb.setup(profile)
 explorer = explorer or nb.notebook_parameters(profile, "06_explore")["explorer"]
-app = Explorer(profile_defaults(profile), explorer)
-app.widget
+app = Explorer(profile_defaults(profile), explorer, profile)
+app
 
 # %% [markdown]
-# A stored notebook cannot keep live widgets, so here is the explorer's current view as a static snapshot
-# (CMNIST, DM, vanilla, at the middle ratio). In JupyterLab, the controls above redraw it.
+# A stored notebook cannot keep live widgets, so here is the explorer's opening view as a static snapshot
+# (paper A's headline setting: CMNIST, DM, vanilla, 5% conflicting, IPC 10). In JupyterLab, the controls
+# above redraw it.
 
 # %%
 from IPython.display import HTML
@@ -53,8 +57,9 @@ HTML(app.snapshot_html())
 # %% [markdown]
 # ## Which points are stored
 # The explorer's grid of choices and whether each point is answered from a stored run (`profile`), from an
-# earlier live run (`live`), or not yet (`none`).
+# earlier live run (`live`), or not yet (`none`). Each stored point's data view is stored too, so the results
+# store answers it without the data.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-nb.explorer_coverage(ExplorerModel(profile_defaults(profile), explorer))
+nb.explorer_coverage(ExplorerModel(profile_defaults(profile), explorer), data_views=True)

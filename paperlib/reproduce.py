@@ -8,7 +8,12 @@ writes the executed notebook: for ``quick`` over the paired
 ``notebooks/<profile>/``. It prints progress per notebook, stops at the first
 failure naming the notebook and the cell (keeping papermill's partial output as
 ``NN_*.failed.ipynb`` beside where the notebook would go), and never leaves a half-written notebook in place.
-Wall times go to ``figures/<profile>/reproduce_times.csv``. ``--executor local --jobs N`` (or ``slurm``, see
+Wall times go to ``figures/<profile>/reproduce_times.csv``.
+
+The notebooks recompute (the shipped results store is not read: ``PAPERLIB_RESULTS=off``), and every stored
+file they read is collected; when all of them succeeded, the collection replaces ``results/<profile>/``
+(:mod:`paperlib.core.results_store`; ``--only`` adds to it instead, ``--output-dir`` leaves it alone).
+``--from-store`` reads the store like a reader's notebook does, computing only what neither holds. ``--executor local --jobs N`` (or ``slurm``, see
 :mod:`paperlib.experiments.jobs`) computes the notebooks' runs as jobs first; the notebooks then render
 from the cache.
 """
@@ -19,12 +24,14 @@ import argparse
 import contextlib
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from paperlib.core import results_store
 from paperlib.core.errors import PaperlibError
 from paperlib.core.paths import figures_dir, notebook_sources
 from paperlib.experiments.jobs import JobSettings, add_executor_arguments, run_specs, settings_from_args
@@ -137,13 +144,42 @@ def execute(source: Path, profile: str, output: Path) -> float:
 
 
 def reproduce(profile: str, only: str | None = None, output_dir: Path | None = None,
-              jobs: JobSettings | None = None) -> list[tuple[str, float]]:
+              jobs: JobSettings | None = None, from_store: bool = False) -> list[tuple[str, float]]:
     """Run the notebooks (those whose name contains ``only``) under ``profile``; return their wall times.
 
-    With ``jobs`` (an executor other than ``serial``), every run of the notebooks' suites that has no stored
-    record is computed through it first; the notebooks then render from the cache.
+    Without ``output_dir``, what the notebooks read is written to the results store afterwards (see the
+    module's docstring). With ``jobs`` (an executor other than ``serial``), every run of the notebooks'
+    suites that has no stored record is computed through it first; the notebooks then render from the cache.
     """
     check_profile(profile)
+    store = results_store.results_root() if output_dir is None else None
+    with tempfile.TemporaryDirectory(prefix="paperlib-publish-") as staging:
+        variables = {results_store.PUBLISH_ENV_VAR: staging} if store is not None else {}
+        if not from_store:
+            variables[results_store.RESULTS_ENV_VAR] = results_store.OFF
+        with environment(**variables):
+            times = _run_notebooks(profile, only, output_dir, jobs)
+        if store is not None:
+            written = _store(Path(staging), store, profile, merge=bool(only))
+            count, size = results_store.folder_size(written)
+            print(f"results store: {written} ({count} files, {size / 1e6:.1f} MB)", flush=True)
+    return times
+
+
+def _store(staging: Path, store: Path, profile: str, merge: bool) -> Path:
+    """Put the collected files into ``store/<profile>/``: replacing it, or adding to it (``merge``)."""
+    if merge:
+        shutil.copytree(staging, store / profile, dirs_exist_ok=True)
+        return store / profile
+    store.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=f".{profile}.", dir=store))  # same file system: renamed into place
+    fresh.chmod(0o755)
+    shutil.copytree(staging, fresh, dirs_exist_ok=True)
+    return results_store.replace_profile(fresh, store, profile)
+
+
+def _run_notebooks(profile: str, only: str | None, output_dir: Path | None,
+                   jobs: JobSettings | None) -> list[tuple[str, float]]:
     sources = [s for s in notebook_sources() if not only or only in s.stem]
     times = []
     if jobs is not None and jobs.executor != "serial":
@@ -166,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="quick", help="smoke | quick | paper (default quick)")
     parser.add_argument("--only", help="run only the notebooks whose name contains this")
     parser.add_argument("--output-dir", type=Path, help="write executed notebooks here instead")
+    parser.add_argument("--from-store", action="store_true",
+                        help="take runs from the shipped results store too; compute only what neither it nor the "
+                             "cache holds")
     add_executor_arguments(parser)
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -173,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_wait or args.attach:
             raise PaperlibError("make reproduce waits for its runs; submit them with `python -m paperlib suite "
                                 "... --no-wait` to return at once")
-        times = reproduce(args.profile, args.only, args.output_dir, settings_from_args(args, args.profile))
+        times = reproduce(args.profile, args.only, args.output_dir, settings_from_args(args, args.profile),
+                          args.from_store)
     except PaperlibError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -13,11 +13,14 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 @pytest.fixture(autouse=True)
 def _isolated_environment(tmp_path_factory, monkeypatch):
     # One cache per test session keeps built digits datasets shared between tests while never touching the
-    # developer's ./cache; figures go there too, and no data root or thread setting of the shell leaks in.
+    # developer's ./cache; figures go there too, and no data root, results store or thread setting of the
+    # shell leaks in.
     base = tmp_path_factory.getbasetemp()
     monkeypatch.setenv("PAPERLIB_CACHE", str(base / "cache"))
     monkeypatch.setenv("PAPERLIB_FIGURES", str(base / "figures"))
     monkeypatch.delenv("PAPERLIB_DATA", raising=False)
+    monkeypatch.setenv("PAPERLIB_RESULTS", "off")  # the shipped results store answers only where a test asks
+    monkeypatch.delenv("PAPERLIB_PUBLISH", raising=False)
     monkeypatch.setenv("CI", "1")  # no progress bars in test output
     threads = torch.get_num_threads()
     yield

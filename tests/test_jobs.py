@@ -170,6 +170,6 @@ def test_two_jobs_computing_one_key_leave_one_complete_record(tmp_path):
     executor = submitit.LocalExecutor(folder=tmp_path / "j" / "%j")
     jobs = [executor.submit(run_job, params, 1) for _ in range(2)]
     assert {job.result() for job in jobs} == {load_record(params)["key"]}
-    folders = list((tmp_path / "results").iterdir())
+    folders = list((tmp_path / "records").iterdir())
     assert [f.name for f in folders] == [f"cmnist-dm-{load_record(params)['key']}"]
     assert [p.name for p in folders[0].iterdir()] == ["record.json"]  # no temporary file left beside it

@@ -117,7 +117,7 @@ def test_paper_table_labels_the_papers_numbers_apart_from_ours():
                      "paper_deo_m": float("nan"), "paper_deo_a": float("nan"), "paper_source": "paper A"}])
     shown = nb.paper_vs_companion(table, "quick")
     assert shown[("paper", "acc")].item() == 91.5 and shown[("this companion (quick)", "acc")].item() == 90.7
-    assert shown[("", "setting")].item() == "cmnist (companion protocol), ratio 0.05, IPC 50"
+    assert shown[("", "setting")].item() == "cmnist (companion protocol), ratio 5%, IPC 50"
 
 
 
@@ -171,17 +171,57 @@ def test_explorer_maps_the_slider_to_the_right_ratio_and_scale():
 
 
 def test_explorer_widget_offers_a_missing_point_then_shows_it_after_the_live_run():
-    app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", **SCALE}, SMOKE_EXPLORER)
-    assert bytes(app.data_image.value).startswith(b"\x89PNG")
+    app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", **SCALE}, SMOKE_EXPLORER, "smoke")
+    assert "<img src=\"data:image/png;base64," in app.data_view.value
     assert not app.compute_button.disabled and "not computed" in app.status.value
-    app.compute()
+    assert "make reproduce PROFILE=smoke" in app.status.value and "<img" not in app.training_view.value
+    assert app.ratio.description == "conflict ratio"
+    worker = app.compute()
+    assert all(c.disabled for c in app.controls) and app.compute_button.disabled and not app.stop_button.disabled
+    worker.join(timeout=300)
+    assert not worker.is_alive() and not any(c.disabled for c in app.controls) and app.stop_button.disabled
     assert "accuracy" in app.metrics.value and "computed live" in app.metrics.value
-    assert bytes(app.distilled_image.value).startswith(b"\x89PNG")
+    assert "computed live" in app.status.value and "<img" in app.training_view.value
     app.ipc.value = 1  # elsewhere, then back: now answered from the store
     app.ipc.value = 2
     assert app.compute_button.disabled and "stored live run" in app.status.value
     coverage = nb.explorer_coverage(app.model)
     assert (coverage == "live").sum().sum() == 1
+    app.dataset.value = "FG"
+    assert app.ratio.description == "minority share"
+    app.method.value = "random"
+    assert app.target.disabled and app.target.value == "vanilla"
+
+
+def test_a_stopped_or_failed_live_run_reenables_the_controls_and_stores_nothing(monkeypatch):
+    import threading
+
+    from paperlib.report import explore
+
+    app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", **SCALE}, SMOKE_EXPLORER, "smoke")
+    app.target.value = "FairDD (paper B)"
+    running = threading.Event()
+
+    def endless(point):
+        running.set()
+        while True:
+            pass
+
+    monkeypatch.setattr(app.model, "compute", endless)
+    worker = app.compute()
+    assert running.wait(10)
+    app.stop()
+    worker.join(timeout=10)
+    assert not worker.is_alive() and "stopped" in app.status.value and not app.compute_button.disabled
+    assert not any(c.disabled for c in app.controls) and app.model.stored(app.point())[0] is None
+
+    def failing(point):
+        raise explore.PaperlibError("batch_real must be at least 1, got 0\nsecond line")
+
+    monkeypatch.setattr(app.model, "compute", failing)
+    app.compute().join(timeout=10)
+    assert "failed: PaperlibError: batch_real must be at least 1, got 0" in app.status.value
+    assert "second line" not in app.status.value and not any(c.disabled for c in app.controls)
 
 
 @pytest.mark.parametrize("stored", ["06_explore.ipynb", "smoke/06_explore.ipynb"])

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 import sys
-from collections.abc import Iterable
-from typing import TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import torch
 from tqdm import tqdm
@@ -64,6 +65,12 @@ def progress_enabled(requested: bool) -> bool:
     return requested and not os.environ.get("CI") and not os.environ.get("PAPERLIB_NO_PROGRESS")
 
 
+# Where a notebook's progress bars go in this context: ``None`` displays them in the running cell's output; a
+# callable receives each bar's widget instead (the explorer's live runs, in a thread that has no cell).
+PROGRESS_DISPLAY: contextvars.ContextVar[Callable[[Any], None] | None] = contextvars.ContextVar(
+    "paperlib_progress_display", default=None)
+
+
 def progress(iterable: Iterable[T], total: int | None = None, desc: str = "", enabled: bool = True,
              leave: bool = False) -> tqdm:
     """A tqdm bar, or a silent pass-through when disabled.
@@ -75,6 +82,10 @@ def progress(iterable: Iterable[T], total: int | None = None, desc: str = "", en
     if in_notebook() and not disable:
         from tqdm.notebook import tqdm as notebook_tqdm
 
-        return notebook_tqdm(iterable, total=total, desc=desc, leave=leave)
+        show = PROGRESS_DISPLAY.get()
+        bar = notebook_tqdm(iterable, total=total, desc=desc, leave=leave, display=show is None)
+        if show is not None:
+            show(bar.container)
+        return bar
     return tqdm(iterable, total=total, desc=desc, leave=leave, disable=disable, file=sys.stderr,
                 dynamic_ncols=True)

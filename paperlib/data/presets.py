@@ -48,6 +48,7 @@ Training splits carry the bias; test splits are balanced over
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -241,12 +242,31 @@ def bias_ratio_name(dataset: str) -> str | None:
     return next((name for name in ("conflict_ratio", "majority_ratio") if name in PRESETS[dataset].uses), None)
 
 
+# Cached images are zlib-compressed uint8 (level 1: the fastest; docs/performance.md has the sizes and times).
+IMAGE_COMPRESSION_LEVEL = 1
+
+
+def _pack(split: Split) -> dict[str, Any]:
+    tensors = split.tensors()
+    images = tensors.pop("images").contiguous()
+    packed = zlib.compress(images.numpy().tobytes(), IMAGE_COMPRESSION_LEVEL)
+    return {**tensors, "images_zlib": torch.frombuffer(bytearray(packed), dtype=torch.uint8),
+            "images_shape": list(images.shape)}
+
+
+def _unpack(packed: dict[str, Any]) -> Split:
+    tensors = dict(packed)
+    raw = bytearray(zlib.decompress(tensors.pop("images_zlib").numpy().tobytes()))
+    images = torch.frombuffer(raw, dtype=torch.uint8).view(tensors.pop("images_shape"))
+    return Split(images=images, **tensors)
+
+
 def _to_payload(ds: BiasedDataset) -> dict:
-    return {"train": ds.train.tensors(), "test": ds.test.tensors(), "info": ds.info.__dict__}
+    return {"train": _pack(ds.train), "test": _pack(ds.test), "info": ds.info.__dict__}
 
 
 def _from_payload(payload: dict) -> BiasedDataset:
-    return BiasedDataset(Split(**payload["train"]), Split(**payload["test"]), DatasetInfo(**payload["info"]))
+    return BiasedDataset(_unpack(payload["train"]), _unpack(payload["test"]), DatasetInfo(**payload["info"]))
 
 
 def build_dataset(params: Params | None = None, **overrides) -> BiasedDataset:
@@ -262,7 +282,7 @@ def build_dataset(params: Params | None = None, **overrides) -> BiasedDataset:
     if payload is not None:
         try:
             return _from_payload(payload)
-        except (KeyError, TypeError) as err:  # an entry from an incompatible version
+        except (KeyError, TypeError, zlib.error) as err:  # an entry from an incompatible version
             report_rebuild(path, err)
     dataset = PRESETS[params.dataset].build(params)
     save_tensors(path, _to_payload(dataset))

@@ -146,16 +146,20 @@ def suite_from_file(path: str | Path, profile: str | None = None, overrides: Map
 
 
 def present_only(experiments: list[Mapping[str, Any]], profile: str) -> list[RunSpec]:
-    """The runs of ``experiments`` whose dataset files are on this machine; a printed note for the others."""
-    specs, defaults = [], profile_defaults(profile)
+    """The runs of ``experiments`` whose dataset files are on this machine; one printed note names the others
+    (without this machine's paths: the note may end up in a committed notebook)."""
+    specs, skipped, defaults = [], [], profile_defaults(profile)
     for experiment in experiments or []:
         found = load_suite({"experiments": [experiment]}, base=defaults)
         try:
             build_dataset(found[0].params)
-        except PaperlibError as err:
-            print(f"{experiment['name']}: skipped, its data is not on this machine. {err}")
+        except PaperlibError:
+            skipped.append(found[0].params.dataset)
             continue
         specs += found
+    if skipped:
+        print(f"skipped, their data is not on this machine: {', '.join(skipped)}. "
+              "`python -m paperlib describe --set dataset=NAME` says which files each needs and where to get them.")
     return specs
 
 

@@ -2,13 +2,14 @@
 
 ``run(dataset="cmnist", method="dm")`` and ``python -m paperlib run --set
 dataset=cmnist --set method=dm`` do the same thing. Each finished run is one
-folder ``<cache>/results/<dataset>-<method>-<key>/`` holding ``record.json``
+folder ``<cache>/records/<dataset>-<method>-<key>/`` holding ``record.json``
 (parameters, metrics, timings). A distilled set lives apart, in
 ``<cache>/distilled/<dataset>-<method>-<key>/`` (``synthetic.pt``, a
 ``synthetic.png`` grid, ``facts.json``), keyed without the evaluation settings
 so that several evaluations share one distillation. Keys are
 :func:`paperlib.core.params.cache_key` of the parameters; asking again returns the
-stored record instantly unless ``force=true``. Files are written atomically
+stored record instantly unless ``force=true``; a run missing from the cache is looked up in the
+results store shipped with the repository (:mod:`paperlib.core.results_store`). Files are written atomically
 and the record last, so a run that fails leaves no record.
 """
 
@@ -26,6 +27,7 @@ from torch import Tensor
 
 from paperlib.core.images import save_image_grid
 from paperlib.core.params import Params, cache_key, with_overrides
+from paperlib.core.results_store import find
 from paperlib.core.runtime import resolve_device
 from paperlib.core.store import atomic_write, cache_root, exclusive, load_json, load_tensors, save_tensors
 from paperlib.data.container import BiasedDataset
@@ -42,9 +44,14 @@ def record_key(params: Params) -> str:
     return cache_key(params, "record")
 
 
+def record_name(params: Params) -> str:
+    """The folder name of a run's record: ``<dataset>-<method>-<key>``."""
+    return f"{params.dataset}-{params.method}-{record_key(params)}"
+
+
 def record_dir(params: Params) -> Path:
-    """The folder holding a run's ``record.json``."""
-    return cache_root(params.cache_dir) / "results" / f"{params.dataset}-{params.method}-{record_key(params)}"
+    """The cache folder where a run's ``record.json`` is written."""
+    return cache_root(params.cache_dir) / "records" / record_name(params)
 
 
 def distilled_dir(params: Params) -> Path:
@@ -53,7 +60,19 @@ def distilled_dir(params: Params) -> Path:
     Keyed without the evaluation settings, so evaluating one distilled set in
     several ways (more models, LfF, other epochs) distils it once.
     """
-    return cache_root(params.cache_dir) / "distilled" / f"{params.dataset}-{params.method}-{cache_key(params, 'distilled')}"
+    return cache_root(params.cache_dir) / "distilled" / distilled_name(params)
+
+
+def distilled_name(params: Params) -> str:
+    """The folder name of a distilled set: ``<dataset>-<method>-<key without the evaluation settings>``."""
+    return f"{params.dataset}-{params.method}-{cache_key(params, 'distilled')}"
+
+
+def stored_grid(params: Params) -> Path | None:
+    """The PNG grid of the distilled set of ``params`` (cache, else results store); ``None`` if there is none."""
+    if not METHODS[params.method].distils:
+        return None
+    return find(f"distilled/{distilled_name(params)}/synthetic.png", params.cache_dir)
 
 
 def training_set(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, Tensor, dict]:
@@ -85,7 +104,7 @@ def distilled_set(dataset: BiasedDataset, params: Params, device: torch.device) 
     result = distill(dataset, params, target, device, folder / "checkpoint.pt")
     facts.update({"losses": result.losses, "distill_seconds": result.seconds,
                   "seconds_per_iteration": result.seconds / max(1, params.iterations - result.resumed_from),
-                  "resumed_from": result.resumed_from, "distilled": str(folder)})
+                  "resumed_from": result.resumed_from, "distilled": folder.name})
     save_image_grid(dataset.denormalize(result.images), folder / "synthetic.png", per_row=params.ipc)
     save_tensors(folder / "synthetic.pt", {"images": result.images, "labels": result.labels})
     with atomic_write(folder / "facts.json") as tmp:
@@ -105,8 +124,10 @@ def _json_safe(value: Any) -> Any:
 
 
 def load_record(params: Params) -> dict[str, Any] | None:
-    """The stored record of ``params``, or ``None`` when it was never run (an unreadable one is an error)."""
-    return load_json(record_dir(params) / "record.json")
+    """The stored record of ``params`` (cache, else results store), or ``None`` when it was never run (an
+    unreadable one is an error)."""
+    path = find(f"records/{record_name(params)}/record.json", params.cache_dir)
+    return None if path is None else load_json(path)
 
 
 def run(params: Params | None = None, **overrides: Any) -> dict[str, Any]:

@@ -1,13 +1,22 @@
-"""Studies that are not runs: KDE weights under many settings, and the FairDD = group-balanced check."""
+"""Studies that are not runs: KDE weights under many settings, and the FairDD = group-balanced check.
+
+Each study's table is stored like a run's record (``tables/<study>-<key>.json`` in the cache, and in the
+results store), keyed by the run parameters and the study's own settings, so a notebook shows it again without
+the data or the compute.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pandas as pd
 
+from paperlib.core.params import Params, key_values, stable_hash
+from paperlib.core.results_store import find
 from paperlib.core.runtime import resolve_device
+from paperlib.core.store import atomic_write, cache_root, load_json
 from paperlib.data.presets import build_dataset
 from paperlib.distill.kde import weight_ablation
 from paperlib.distill.theorem import fairdd_vs_group_balanced
@@ -17,12 +26,36 @@ from paperlib.experiments.profiles import profile_params
 def kde_ablation(settings: Mapping[str, Any], variants: list[Mapping[str, Any]], profile: str) -> pd.DataFrame:
     """:func:`paperlib.distill.kde.weight_ablation` on the dataset ``settings`` with the profile's defaults."""
     params = profile_params(settings, profile)
-    rows = weight_ablation(build_dataset(params), params, [dict(v) for v in variants], resolve_device(params.device))
-    return pd.DataFrame(rows).round(1)
+    variants = [dict(v) for v in variants]
+
+    def compute() -> pd.DataFrame:
+        return pd.DataFrame(weight_ablation(build_dataset(params), params, variants, resolve_device(params.device)))
+
+    return stored_table("kde_ablation", params, {"variants": variants}, compute).round(1)
 
 
 def theorem_check(settings: Mapping[str, Any], profile: str, batches: int = 3) -> pd.DataFrame:
     """:func:`paperlib.distill.theorem.fairdd_vs_group_balanced` on ``settings`` with the profile's defaults."""
     params = profile_params(settings, profile)
-    return pd.DataFrame(fairdd_vs_group_balanced(build_dataset(params), params, resolve_device(params.device),
-                                                 batches))
+
+    def compute() -> pd.DataFrame:
+        return pd.DataFrame(fairdd_vs_group_balanced(build_dataset(params), params, resolve_device(params.device),
+                                                     batches))
+
+    return stored_table("theorem", params, {"batches": batches}, compute)
+
+
+def stored_table(study: str, params: Params, settings: Mapping[str, Any],
+                 compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """The table of ``study`` for ``params`` and the study's ``settings``: from the cache or the results store,
+    else ``compute()``, stored (atomically) in the cache. ``force=true`` recomputes."""
+    key = stable_hash({"run": key_values(params, "record"), "study": study, "settings": dict(settings)})
+    relative = f"tables/{study}-{key}.json"
+    found = None if params.force else find(relative, params.cache_dir)
+    if found is None:
+        table = compute()
+        with atomic_write(cache_root(params.cache_dir) / relative) as tmp:
+            tmp.write_text(json.dumps({"columns": table.to_dict(orient="list")}))  # per column: dtypes kept
+        found = find(relative, params.cache_dir)  # shown as stored: the same table whether computed now or not
+    saved = load_json(found)
+    return pd.DataFrame(saved["columns"])

@@ -1,27 +1,37 @@
 """The bias explorer of notebook 06: pick a dataset, bias ratio, IPC, method and target; see the data,
 the distilled images and the metrics.
 
-A point is answered from the stored run at the profile's settings when there
-is one (well under a second). Otherwise the reader can compute it live at a
-small scale (the ``live`` overrides of ``params/experiments/06_explore.yaml``);
-that run is stored too, so it answers at once the next time.
+A point is answered from the stored run at the profile's settings when there is one (the cache, else the
+results store shipped with the repository: well under a second, without the data). Otherwise the reader can
+compute it live at a small scale (the ``live`` overrides of ``params/experiments/06_explore.yaml``), in a
+background thread that the stop button or the kernel's interrupt stops; that run is stored too, so it answers
+at once the next time.
 """
 
 from __future__ import annotations
 
 import base64
+import contextvars
+import ctypes
 import html
-from collections.abc import Mapping
+import signal
+import statistics
+import sys
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import Params, cache_key, make_params
+from paperlib.core.params import Params, cache_key, make_params, relevant_fields
+from paperlib.core.results_store import find
+from paperlib.core.runtime import PROGRESS_DISPLAY
+from paperlib.core.store import atomic_write, cache_root
 from paperlib.data.presets import bias_ratio_name, build_dataset
 from paperlib.distill.methods import METHODS
-from paperlib.experiments.runner import distilled_dir, load_record, run
+from paperlib.experiments.runner import load_record, run, stored_grid
 from paperlib.experiments.suite import scaled
 from paperlib.report.plots import sample_grid_png
 from paperlib.report.reference import reported
@@ -32,6 +42,9 @@ from paperlib.report.reference import reported
 APPROACHES = {"vanilla": {"target": "vanilla"},
               "KDE reweighting (paper A)": {"target": "weighted", "weights": "kde"},
               "FairDD (paper B)": {"target": "groups"}}
+# What the slider sets, per bias parameter of the preset.
+RATIO_LABELS = {"conflict_ratio": "conflict ratio", "majority_ratio": "minority share"}
+REPRODUCE_HINT = "make reproduce PROFILE={profile}"
 SHOWN_METRICS = {"acc": "accuracy", "acc_aligned": "bias-aligned", "acc_conflicting": "bias-conflicting",
                  "deo_m": "DEO_M", "deo_a": "DEO_A"}
 
@@ -87,6 +100,37 @@ class ExplorerModel:
         values.pop("method")
         return values
 
+    def points(self) -> Iterator[Point]:
+        """Every point of the explorer's grid, in the order of its settings."""
+        s = self.settings
+        for dataset in s["datasets"]:
+            for method in s["methods"]:
+                for target in (list(APPROACHES) if METHODS[method].distils else ["vanilla"]):
+                    for ratio in s["ratios"]:
+                        for ipc in s["ipcs"]:
+                            yield Point(dataset, float(ratio), int(ipc), method, target)
+
+    def start_point(self) -> Point:
+        """Where the explorer opens: the settings' ``start`` point when it is stored, else the first stored point
+        (distilling methods first), else the middle of the grid."""
+        s = self.settings
+        start = s.get("start")
+        if start and self.stored(Point(**start))[0] is not None:
+            return Point(**start)
+        ordered = sorted(self.points(), key=lambda p: not METHODS[p.method].distils)
+        stored = next((p for p in ordered if self.stored(p)[0] is not None), None)
+        if stored is not None:
+            return stored
+        ratios, ipcs = s["ratios"], s["ipcs"]
+        method = "dm" if "dm" in s["methods"] else s["methods"][0]
+        return Point(next(iter(s["datasets"])), float(ratios[len(ratios) // 2]), int(ipcs[min(1, len(ipcs) - 1)]),
+                     method, "vanilla")
+
+    def ratio_label(self, dataset: str) -> str:
+        """What the slider means for ``dataset``: the conflict ratio, or the minority share (1 - majority ratio)."""
+        name = bias_ratio_name(self.settings["datasets"][dataset]["dataset"])
+        return RATIO_LABELS.get(name, "bias ratio")
+
     def dataset(self, point: Point):
         """The biased dataset of ``point`` (kept in memory: switching back is instant)."""
         params = self.params(point)
@@ -94,6 +138,49 @@ class ExplorerModel:
         if key not in self._datasets:
             self._datasets[key] = build_dataset(params)
         return self._datasets[key]
+
+    def data_grid(self, point: Point) -> bytes:
+        """A PNG of 8 training images per class of ``point``'s biased data (red frames: bias-conflicting):
+        stored (cache, else results store), else drawn from the dataset and stored."""
+        params = self.params(point)
+        relative = f"data/{params.dataset}-{cache_key(params, 'dataset')}.png"
+        found = find(relative, params.cache_dir)
+        if found is None:
+            with atomic_write(cache_root(params.cache_dir) / relative) as tmp:
+                tmp.write_bytes(sample_grid_png(self.dataset(point), per_class=8))
+            found = find(relative, params.cache_dir)
+        return found.read_bytes()
+
+    def training_grid(self, point: Point, scale: str) -> bytes | None:
+        """The PNG of the distilled set of ``point`` at ``scale`` (``profile`` or ``live``), if stored."""
+        grid = stored_grid(self.params(point, live=scale == "live"))
+        return None if grid is None else grid.read_bytes()
+
+    def live_settings(self, point: Point) -> dict[str, Any]:
+        """The live overrides that apply to ``point`` (a random subset has no distillation settings)."""
+        relevant = set(relevant_fields(self.params(point, live=True)))
+        return {k: v for k, v in self.live(point.method).items() if k in relevant}
+
+    def estimate_seconds(self, point: Point) -> float | None:
+        """About how long a live run of ``point`` takes, from the stored runs of the same method: their data time,
+        seconds per distillation iteration and per evaluation epoch, scaled to the live settings (median over
+        the runs; ``None`` without any). A KDE target's first run per dataset also trains its encoder."""
+        live = self.params(point, live=True)
+        estimates = []
+        for other in self.points():
+            if other.method != point.method:
+                continue
+            record, scale = self.stored(other)
+            if record is None:
+                continue
+            p = record["params"]
+            t = record["timings"]
+            per_epoch = t["evaluate"] / max(1, p["eval_epochs"] * record["num_eval"] * record["num_distill"] * (p["ipc"] or 1))
+            seconds = t["data"] + per_epoch * live.eval_epochs * live.num_eval * live.ipc
+            if METHODS[point.method].distils and record.get("seconds_per_iteration"):
+                seconds += record["seconds_per_iteration"] * live.iterations * live.batch_real / p["batch_real"]
+            estimates.append(seconds)
+        return statistics.median(estimates) if estimates else None
 
     def stored(self, point: Point) -> tuple[dict | None, str]:
         """The stored record of ``point`` and which scale it came from (``profile``, ``live`` or ``none``)."""
@@ -108,19 +195,21 @@ class ExplorerModel:
         return run(self.params(point, live=True))
 
 
-def explorer_coverage(model: ExplorerModel) -> pd.DataFrame:
-    """For every (dataset, ratio, IPC, method, target) of an explorer: ``profile``, ``live`` or ``none`` stored."""
-    settings = model.settings
-    rows = []
-    for dataset in settings["datasets"]:
-        for method in settings["methods"]:
-            for target in (["vanilla"] if not METHODS[method].distils else list(APPROACHES)):
-                row = {"dataset": dataset, "method": method, "target": target}
-                for ratio in settings["ratios"]:
-                    for ipc in settings["ipcs"]:
-                        row[f"{ratio:g} / {ipc}"] = model.stored(Point(dataset, ratio, ipc, method, target))[1]
-                rows.append(row)
-    frame = pd.DataFrame(rows)
+def explorer_coverage(model: ExplorerModel, data_views: bool = False) -> pd.DataFrame:
+    """For every (dataset, ratio, IPC, method, target) of an explorer: ``profile``, ``live`` or ``none`` stored.
+
+    With ``data_views``, the data view of every stored point is made (and stored) too, so that the results store
+    answers each stored point without the data.
+    """
+    rows: dict[tuple[str, str, str], dict[str, str]] = {}
+    for point in model.points():
+        record, scale = model.stored(point)
+        row = rows.setdefault((point.dataset, point.method, point.target),
+                              {"dataset": point.dataset, "method": point.method, "target": point.target})
+        row[f"{point.ratio:.0%} / {point.ipc}"] = scale
+        if data_views and record is not None:
+            model.data_grid(point)
+    frame = pd.DataFrame(list(rows.values()))
     frame.columns.name = "ratio / IPC"
     return frame
 
@@ -135,99 +224,219 @@ def metrics_html(record: dict, scale: str, live: Mapping[str, Any], paper: dict 
         theirs = f"<td>{paper[key]:.1f}</td>" if paper and key in paper else ("<td>–</td>" if paper else "")
         rows.append(f"<tr><td>{label}</td><td>{ours}</td>{theirs}</tr>")
     where = ("stored run at this profile's settings" if scale == "profile" else
-             "computed live at a small scale: " + ", ".join(f"{k}={v}" for k, v in live.items()))
+             "computed live at a small scale: " + (", ".join(f"{k}={v}" for k, v in live.items()) or "defaults"))
     note = f"<p><small>{html.escape(where)}; {record['num_eval']} evaluation model(s)"
     if paper:
         note += f"; paper: {html.escape(paper['source'])} (its own, longer setting)"
     return f"<table>{header}{''.join(rows)}</table>{note}</small></p>"
 
 
-class Explorer:
-    """The ipywidgets front end of :class:`ExplorerModel`; ``display(Explorer(...).widget)`` in a notebook."""
+class LiveRunStopped(BaseException):
+    """Raised inside a live run's thread to stop it (a ``BaseException``, so no ``except Exception`` swallows it)."""
 
-    def __init__(self, defaults: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
+
+def _image_html(png: bytes | None, empty: str) -> str:
+    """An inline ``<img>`` that keeps its aspect ratio inside the explorer's column, or the ``empty`` message."""
+    if not png:
+        return f'<p class="explorer-empty">{empty}</p>'
+    source = base64.b64encode(bytes(png)).decode()
+    return (f'<img src="data:image/png;base64,{source}" style="max-width:100%; max-height:420px; width:auto; '
+            f'height:auto; image-rendering:pixelated"/>')
+
+
+class Explorer:
+    """The ipywidgets front end of :class:`ExplorerModel`; ``display(Explorer(...))`` in a notebook.
+
+    ``profile`` only names the command that fills the empty points. A live run works in a background thread, so
+    the stop button stays responsive; every control is disabled until it ends, fails or is stopped.
+    """
+
+    def __init__(self, defaults: Mapping[str, Any], settings: Mapping[str, Any], profile: str = "quick") -> None:
         import ipywidgets as w
 
         self.model = ExplorerModel(defaults, settings)
-        s = settings
-        self.dataset = w.Dropdown(options=list(s["datasets"]), description="dataset")
-        ratios, ipcs = [float(r) for r in s["ratios"]], [int(i) for i in s["ipcs"]]
-        self.ratio = w.SelectionSlider(options=ratios, value=ratios[len(ratios) // 2], description="conflict ratio",
-                                       continuous_update=False,
+        self.profile = profile
+        self._worker: threading.Thread | None = None
+        s, start = settings, self.model.start_point()
+        self.dataset = w.Dropdown(options=list(s["datasets"]), value=start.dataset, description="dataset")
+        self.ratio = w.SelectionSlider(options=[(f"{float(r):.0%}", float(r)) for r in s["ratios"]], value=start.ratio,
+                                       description=self.model.ratio_label(start.dataset), continuous_update=False,
                                        style={"description_width": "initial"})
-        self.ipc = w.SelectionSlider(options=ipcs, value=ipcs[min(1, len(ipcs) - 1)], description="IPC",
+        self.ipc = w.SelectionSlider(options=[int(i) for i in s["ipcs"]], value=start.ipc, description="IPC",
                                      continuous_update=False)
-        self.method = w.Dropdown(options=list(s["methods"]), value="dm" if "dm" in s["methods"] else s["methods"][0],
-                                 description="method")
-        self.target = w.Dropdown(options=list(APPROACHES), description="target")
+        self.method = w.Dropdown(options=list(s["methods"]), value=start.method, description="method")
+        self.target = w.Dropdown(options=list(APPROACHES), value=start.target, description="target")
+        self._chosen_target = start.target  # kept while a random subset greys the target out
         self.compute_button = w.Button(description="compute live", icon="play", disabled=True)
+        self.stop_button = w.Button(description="stop", icon="stop", disabled=True)
         self.status = w.HTML()
-        self.data_image = w.Image(format="png")
-        self.distilled_image = w.Image(format="png")
+        self.data_view = w.HTML()
+        self.training_view = w.HTML()
         self.metrics = w.HTML()
-        self.progress = w.Output()
-        for control in (self.dataset, self.ratio, self.ipc, self.method, self.target):
+        self.progress = w.VBox()
+        self.controls = (self.dataset, self.ratio, self.ipc, self.method, self.target)
+        for control, name in zip(self.controls, ("dataset", "ratio", "ipc", "method", "target")):
+            control.add_class(f"explorer-{name}")
             control.observe(lambda _: self.refresh(), names="value")
+        for widget, name in ((self.compute_button, "compute"), (self.stop_button, "stop"), (self.status, "status"),
+                             (self.data_view, "data"), (self.training_view, "training"),
+                             (self.metrics, "metrics"), (self.progress, "progress")):
+            widget.add_class(f"explorer-{name}")
         self.compute_button.on_click(lambda _: self.compute())
+        self.stop_button.on_click(lambda _: self.stop())
+        column = w.Layout(width="50%")
         images = w.HBox([w.VBox([w.HTML("<b>biased training data</b> (red frame: bias-conflicting)"),
-                                 self.data_image]),
-                         w.VBox([w.HTML("<b>training set of the model</b>"), self.distilled_image])])
+                                 self.data_view], layout=column),
+                         w.VBox([w.HTML("<b>training set of the model</b>"), self.training_view], layout=column)])
         self.widget = w.VBox([w.HBox([self.dataset, self.method, self.target]), w.HBox([self.ratio, self.ipc]),
-                              w.HBox([self.compute_button, self.status]), self.progress, images, self.metrics])
+                              w.HBox([self.compute_button, self.stop_button, self.status]), self.progress, images,
+                              self.metrics])
+        self.widget.add_class("paperlib-explorer")
         self.refresh()
+
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        # A stored notebook has no widget state: show a sentence, not the widget's repr, until the cell runs.
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = "The bias explorer: run this cell (or Run All) to show its controls."
+        return bundle
 
     def snapshot_html(self) -> str:
         """The current view as static HTML (images inlined), for stored notebooks where widgets do not render."""
-        def image(data: bytes) -> str:
-            if not data:
-                return "<i>no synthetic images (random real subset or whole data)</i>"
-            return f'<img src="data:image/png;base64,{base64.b64encode(bytes(data)).decode()}"/>'
-
         point = self.point()
-        title = html.escape(f"{point.dataset}, ratio {point.ratio:g}, IPC {point.ipc}, {point.method}, {point.target}")
+        title = html.escape(f"{point.dataset}, {self.ratio.description} {point.ratio:.0%}, IPC {point.ipc}, "
+                            f"{point.method}, {point.target}")
         return (f"<p><b>{title}</b></p><table><tr><th>biased training data</th><th>training set of the model</th>"
-                f"</tr><tr><td>{image(self.data_image.value)}</td><td>{image(self.distilled_image.value)}</td>"
+                f"</tr><tr><td>{self.data_view.value}</td><td>{self.training_view.value}</td>"
                 f"</tr></table>{self.metrics.value or self.status.value}")
 
     def point(self) -> Point:
         """The point the controls show."""
-        return Point(self.dataset.value, float(self.ratio.value), int(self.ipc.value), self.method.value,
-                     self.target.value)
+        target = self.target.value if METHODS[self.method.value].distils else "vanilla"
+        return Point(self.dataset.value, float(self.ratio.value), int(self.ipc.value), self.method.value, target)
 
     def refresh(self) -> None:
-        """Show the current point: data grid always, result when stored, else offer to compute it."""
+        """Show the current point: its data, and its result when stored, else what would fill it."""
+        if self._worker is not None:
+            return  # the controls are disabled during a live run; a programmatic change waits for its end
+        distils = METHODS[self.method.value].distils
+        if distils and self.target.disabled:
+            self.target.value = self._chosen_target
+        elif not distils and not self.target.disabled:
+            self._chosen_target = self.target.value
+            self.target.value = "vanilla"
+        self.target.disabled = not distils
+        self.ratio.description = self.model.ratio_label(self.dataset.value)
         point = self.point()
-        self.target.disabled = not METHODS[point.method].distils
-        self.data_image.value = sample_grid_png(self.model.dataset(point), per_class=8)
+        self._show_data(point)
         record, scale = self.model.stored(point)
         if record is None:
-            self.status.value = "<i>not computed yet at this point</i>"
-            self.compute_button.disabled = False
-            self.distilled_image.value = b""
-            self.metrics.value = ""
+            self._show_empty(point)
             return
         self.compute_button.disabled = True
         self.status.value = f"<i>{'stored run' if scale == 'profile' else 'stored live run'}</i>"
         self._show(point, record, scale)
 
-    def compute(self) -> None:
-        """Compute the current point at the live scale, with progress bars, then show it."""
+    def compute(self) -> threading.Thread:
+        """Compute the current point at the live scale in a background thread (progress bars below the buttons),
+        then show it; returns the thread (``join`` it to wait)."""
         point = self.point()
-        self.compute_button.disabled = True
-        self.status.value = "<i>computing…</i>"
-        self.progress.clear_output()
-        with self.progress:
+        for control in (*self.controls, self.compute_button):
+            control.disabled = True
+        self.stop_button.disabled = False
+        self.status.value = "<i>computing… (stop, or interrupt the kernel, to cancel)</i>"
+        self.progress.children = ()
+        context = contextvars.copy_context()
+        context.run(PROGRESS_DISPLAY.set, self._add_bar)
+        worker = threading.Thread(target=context.run, args=(self._work, point), daemon=True,
+                                  name="paperlib-explorer-live-run")
+        self._worker = worker
+        self._route_interrupts_here()
+        worker.start()
+        return worker
+
+    def stop(self) -> None:
+        """Stop the live run: raise :class:`LiveRunStopped` in its thread (files are written atomically, so nothing
+        half-written stays; a distillation resumes from its last checkpoint next time)."""
+        worker = self._worker
+        if worker is not None and worker.is_alive():
+            self.stop_button.disabled = True
+            self.status.value = "<i>stopping…</i>"
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident), ctypes.py_object(LiveRunStopped))
+
+    def _work(self, point: Point) -> None:
+        outcome = "computed live"
+        try:
             record = self.model.compute(point)
-        self.progress.clear_output()
-        self.status.value = "<i>computed live</i>"
-        self._show(point, record, "live")
+        except LiveRunStopped:
+            record, outcome = None, "stopped: nothing was stored for this point"
+        except Exception as err:  # noqa: BLE001 - any failure is shown in one line and the controls come back
+            first_line = (str(err).strip().splitlines() or [""])[0][:300]
+            record, outcome = None, f"failed: {type(err).__name__}: {first_line}"
+        self._worker = None
+        self.progress.children = ()
+        for control in self.controls:
+            control.disabled = False
+        self.stop_button.disabled = True
+        self.refresh()
+        if record is not None:
+            self.status.value = f"<i>{outcome}</i>"
+        else:
+            self.status.value = f"<b>{html.escape(outcome)}</b>"
+            self.compute_button.disabled = False
+
+    def _add_bar(self, bar_widget) -> None:
+        self.progress.children = (*self.progress.children, bar_widget)
+
+    def _route_interrupts_here(self) -> None:
+        # The kernel's interrupt is a SIGINT, which ipykernel ignores between cells, so it would never reach a
+        # thread. While a handler (this button's click) runs, ipykernel restores afterwards the handler it saved
+        # before: make that one stop a live run and otherwise behave as before. Best effort: elsewhere, the stop
+        # button remains.
+        if threading.current_thread() is not threading.main_thread():
+            return
+        shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+        kernel = getattr(shell, "kernel", None)
+        previous = getattr(kernel, "saved_sigint_handler", None) if kernel is not None else signal.getsignal(signal.SIGINT)
+        if getattr(previous, "explorer", None) is self:
+            return
+
+        def on_interrupt(signum, frame):
+            if self._worker is not None and self._worker.is_alive():
+                self.stop()
+            elif callable(previous):
+                previous(signum, frame)
+
+        on_interrupt.explorer = self
+        if kernel is not None and hasattr(kernel, "saved_sigint_handler"):
+            kernel.saved_sigint_handler = on_interrupt
+        else:
+            signal.signal(signal.SIGINT, on_interrupt)
+
+    def _show_data(self, point: Point) -> None:
+        try:
+            self.data_view.value = _image_html(self.model.data_grid(point), "")
+        except PaperlibError as err:
+            self.data_view.value = (f'<p class="explorer-empty">The data of this point is not on this machine: '
+                                    f'{html.escape(str(err))}</p>')
+
+    def _show_empty(self, point: Point) -> None:
+        estimate = self.model.estimate_seconds(point)
+        about = f"about {estimate:.0f} s, estimated from the stored runs" if estimate else "time unknown: no stored run of this method"
+        if point.target == "KDE reweighting (paper A)":
+            about += "; the first KDE run of a dataset also trains its encoder (a few minutes)"
+        self.status.value = (f"<i>not computed yet at this point</i>: run <code>{REPRODUCE_HINT.format(profile=self.profile)}"
+                             f"</code> for the profile's runs, or press <b>compute live</b> ({html.escape(about)})")
+        self.compute_button.disabled = False
+        self.training_view.value = _image_html(None, "not computed yet at this point")
+        self.metrics.value = ""
 
     def _show(self, point: Point, record: dict, scale: str) -> None:
-        params = self.model.params(point, live=scale == "live")
-        grid = distilled_dir(params) / "synthetic.png"
-        if METHODS[params.method].distils and grid.is_file():
-            self.distilled_image.value = grid.read_bytes()
-        else:  # random real subset or whole data: no synthetic images
-            self.distilled_image.value = b""
-        paper = reported(params)
-        self.metrics.value = metrics_html(record, scale, self.model.live(point.method), paper)
+        if METHODS[point.method].distils:
+            self.training_view.value = _image_html(self.model.training_grid(point, scale),
+                                                   "the distilled images of this run are not stored")
+        else:
+            self.training_view.value = _image_html(
+                None, f"{point.method}: the model trains on {point.ipc} real images per class drawn from the biased "
+                      "data (left); nothing is distilled")
+        paper = reported(self.model.params(point, live=scale == "live"))
+        self.metrics.value = metrics_html(record, scale, self.model.live_settings(point), paper)

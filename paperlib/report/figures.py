@@ -9,8 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from paperlib.core.store import atomic_write
-from paperlib.distill.methods import METHODS
-from paperlib.experiments.runner import distilled_dir, load_record
+from paperlib.experiments.runner import load_record, stored_grid
 from paperlib.experiments.suite import RunSpec
 from paperlib.report.plots import plot_comparison, plot_weight_shares, save_figure, show_image_file, subplots
 from paperlib.report.tables import write_csv
@@ -38,9 +37,8 @@ def save_table(table: pd.DataFrame, folder: Path, name: str) -> Path:
 def show_grids(specs: list[RunSpec], folder: Path, name: str, per_figure_width: float = 3.2, max_ipc: int = 20):
     """Draw the distilled-image grid of every spec that has one (up to ``max_ipc`` images per class, so each
     stays legible), four per row; save as ``folder/name.png``."""
-    shown = [(spec, distilled_dir(spec.params) / "synthetic.png") for spec in specs
-             if METHODS[spec.params.method].distils and spec.params.ipc <= max_ipc
-             and (distilled_dir(spec.params) / "synthetic.png").is_file()]
+    grids = [(spec, stored_grid(spec.params)) for spec in specs if spec.params.ipc <= max_ipc]
+    shown = [(spec, grid) for spec, grid in grids if grid is not None]
     if not shown:
         print("no distilled set stored for these runs yet")
         return None
@@ -73,8 +71,8 @@ def save_suite_figures(specs: list[RunSpec], table: pd.DataFrame, folder: str | 
         if record is None:
             continue
         name = f"{spec.experiment}_{spec.label}.png"
-        grid = distilled_dir(spec.params) / "synthetic.png"
-        if METHODS[spec.params.method].distils and grid.is_file():
+        grid = stored_grid(spec.params)
+        if grid is not None:
             with atomic_write(folder / "grids" / name) as tmp:
                 shutil.copyfile(grid, tmp)
             written.append(folder / "grids" / name)

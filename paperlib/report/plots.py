@@ -41,7 +41,7 @@ def plot_weight_shares(diagnostics: list[dict], ax=None, title: str = "KDE weigh
     ax.bar(classes - 0.2, samples, width=0.4, label="share of samples", color="#9e9e9e")
     ax.bar(classes + 0.2, weights, width=0.4, label="share of weight", color="#d95f02")
     ax.set(xlabel="class", ylabel="bias-conflicting (%)", ylim=(0, 100), xticks=classes, title=title)
-    ax.legend(loc="upper left", fontsize="small")
+    _legend_outside(ax)
     return ax
 
 
@@ -53,6 +53,18 @@ METRIC_LABELS = {
     "deo_m": "DEO_M (max over classes; lower is fairer)",
     "deo_a": "DEO_A (mean over classes; lower is fairer)",
 }
+
+
+# Axis labels (titles use METRIC_LABELS).
+AXIS_LABELS = {"acc": "accuracy (%)", "acc_aligned": "aligned accuracy (%)",
+               "acc_conflicting": "conflicting accuracy (%)", "worst_group_acc": "worst-group accuracy (%)",
+               "deo_m": "DEO_M (%)", "deo_a": "DEO_A (%)"}
+
+
+def _legend_outside(ax, title: str | None = None) -> None:
+    """The legend right of the axes, where it covers no bar or point."""
+    ax.legend(fontsize="small", title=title, title_fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              borderaxespad=0.0)
 
 
 def plot_comparison(table, metric: str = "acc", ax=None, title: str | None = None):
@@ -75,8 +87,8 @@ def plot_comparison(table, metric: str = "acc", ax=None, title: str | None = Non
         ax.scatter(x, done[paper], marker="D", color="black", zorder=3, label="paper")
     ax.set_xticks(x, [f"{e}\n{r}" for e, r in zip(done["experiment"], done["run"])], rotation=60,
                   ha="right", fontsize="small")
-    ax.set(ylabel=metric, title=title or METRIC_LABELS.get(metric, metric), ylim=(0, 105))
-    ax.legend(fontsize="small")
+    ax.set(ylabel=AXIS_LABELS.get(metric, metric), title=title or METRIC_LABELS.get(metric, metric), ylim=(0, 105))
+    _legend_outside(ax)
     return ax
 
 
@@ -146,7 +158,7 @@ def plot_ratio_curves(table, metric: str = "acc", ax=None, title: str | None = N
     """
     ax = plot_against(table, "ratio", metric, hue="run", ax=ax, title=title or METRIC_LABELS.get(metric, metric))
     ax.set_xlabel(_ratio_label(table[table["status"] == "done"]))
-    ax.legend(fontsize="small", title=None)
+    _legend_outside(ax)
     return ax
 
 
@@ -169,6 +181,7 @@ def plot_aligned_conflicting(table, ax=None, title: str = "bias-aligned vs bias-
     for label in ax.get_xticklabels():
         label.set_horizontalalignment("right")
     ax.set(xlabel="", ylim=(0, 105), title=title)
+    _legend_outside(ax, title="test samples")
     return ax
 
 
@@ -192,13 +205,13 @@ def plot_conflicting_counts(per_class, ax=None, title: str = "bias-conflicting t
 
     plt = _matplotlib()
     frame = per_class.assign(setting=per_class["dataset"] + " " + per_class["ratio"].str.replace("_ratio", "")
-                             + "=" + per_class["value"].map("{:g}".format))
+                             + " " + per_class["value"].map(lambda v: f"{100 * v:.3g}%"))
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.2))
     sns.barplot(data=frame, x="class", y="conflicting", hue="setting", ax=ax)
     ax.set_yscale("log")
     ax.set(ylabel="conflicting images (log)", title=title)
-    ax.legend(fontsize="x-small", title=None)
+    _legend_outside(ax)
     return ax
 
 
@@ -230,8 +243,9 @@ def plot_against(table, x: str, metric: str = "acc", hue: str = "target", ax=Non
     sns.lineplot(data=done, x=x, y=metric, hue=hue, style=hue, markers=True, dashes=False, ax=ax)
     values = sorted(done[x].unique())
     ax.set_xscale("log")
-    ax.set_xticks(values, [f"{v:g}" for v in values])
-    ax.set(ylabel=METRIC_LABELS.get(metric, metric), ylim=(0, 105), title=title)
+    ax.set_xticks(values, [f"{100 * v:.3g}%" if x == "ratio" else f"{v:g}" for v in values])
+    ax.set(xlabel={"ipc": "images per class (IPC)"}.get(x, x), ylabel=AXIS_LABELS.get(metric, metric),
+           ylim=(0, 105), title=title)
     return ax
 
 

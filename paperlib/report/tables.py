@@ -152,6 +152,10 @@ def metrics_view(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_align
     """
     done = table[table["status"] == "done"]
     view = done[["experiment", "run", *extra]].copy()
+    if "ratio" in view:
+        view["ratio"] = view["ratio"].map(percent)
+    if "ipc" in view:
+        view["ipc"] = view["ipc"].map(lambda ipc: "whole data" if pd.isna(ipc) else int(ipc))
     sets = done["num_distill"] if "num_distill" in done else pd.Series(1, index=done.index)
     several = bool((done["num_eval"] * sets > 1).any()) if "num_eval" in done else False
     if bool((sets > 1).any()):
@@ -166,9 +170,14 @@ def metrics_view(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_align
     return view.reset_index(drop=True)
 
 
+def percent(ratio: float | None) -> str:
+    """A ratio as readers write it: 0.05 -> ``5%``, 0.005 -> ``0.5%`` (``–`` when missing)."""
+    return "–" if ratio is None or pd.isna(ratio) else f"{100 * ratio:.3g}%"
+
+
 def _setting(row: pd.Series) -> str:
     ipc = "whole data" if pd.isna(row.get("ipc")) else f"IPC {int(row['ipc'])}"
-    return f"{row['dataset']} ({row['protocol']} protocol), ratio {row['ratio']:g}, {ipc}"
+    return f"{row['dataset']} ({row['protocol']} protocol), ratio {percent(row['ratio'])}, {ipc}"
 
 
 def _text(value: Any) -> bool:

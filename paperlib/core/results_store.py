@@ -1,0 +1,80 @@
+"""The results store: the runs a profile's notebooks show, shipped with the repository.
+
+``results/<profile>/`` mirrors the cache's layout (``records/<run>/record.json``, ``distilled/<set>/synthetic.png``,
+``tables/<study>.json``, ``data/<view>.png``) but holds only the small files the notebooks and the explorer show:
+no datasets, no tensors. A fresh clone therefore answers at once. Lookups (:func:`find`) take the user's own cache
+first, then the store: both are keyed by the same :func:`paperlib.core.params.cache_key`, so a hit in either is
+the same experiment, and a run recomputed here wins over the shipped one.
+
+``make reproduce`` recomputes instead of reading the store (``PAPERLIB_RESULTS=off`` for its kernels) and
+records every stored file its notebooks read (``PAPERLIB_PUBLISH=<staging folder>``, :func:`find` copies each
+one there); when every notebook succeeded, the staging folder replaces ``results/<profile>/``
+(:func:`replace_profile`). The store then holds exactly what the notebooks showed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from paperlib.core.paths import find_repo_root
+from paperlib.core.store import atomic_write, cache_root
+
+RESULTS_ENV_VAR = "PAPERLIB_RESULTS"
+PUBLISH_ENV_VAR = "PAPERLIB_PUBLISH"
+OFF = "off"
+
+
+def results_root() -> Path | None:
+    """The store: ``$PAPERLIB_RESULTS`` if set (``off``: no store), else ``results/`` at the repository root
+    (``None`` outside the repository)."""
+    value = os.environ.get(RESULTS_ENV_VAR)
+    if value == OFF:
+        return None
+    if value:
+        return Path(value)
+    root = find_repo_root()
+    return None if root is None else root / "results"
+
+
+def find(relative: str, cache_dir: str | os.PathLike | None = None) -> Path | None:
+    """The file ``relative`` (a path inside the cache, e.g. ``records/<run>/record.json``) from the cache, else
+    from any profile of the store; ``None`` when neither has it. While publishing, the file found is also
+    copied into the staging folder."""
+    found = cache_root(cache_dir) / relative
+    if not found.is_file():
+        store = results_root()
+        profiles = sorted(p for p in store.iterdir() if p.is_dir()) if store is not None and store.is_dir() else []
+        found = next((p / relative for p in profiles if (p / relative).is_file()), None)
+    if found is not None:
+        publish(found, relative)
+    return found
+
+
+def publish(path: Path, relative: str) -> None:
+    """Copy ``path`` to ``$PAPERLIB_PUBLISH/relative`` when publishing (atomically; no-op otherwise)."""
+    staging = os.environ.get(PUBLISH_ENV_VAR)
+    if staging:
+        with atomic_write(Path(staging) / relative) as tmp:
+            shutil.copyfile(path, tmp)
+
+
+def replace_profile(staging: Path, store: Path, profile: str) -> Path:
+    """Make ``staging`` the folder ``store/<profile>/`` (the old one is removed only once the new one is in
+    place); return it."""
+    target = store / profile
+    store.mkdir(parents=True, exist_ok=True)
+    old = store / f".{profile}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    shutil.move(str(staging), target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def folder_size(folder: Path) -> tuple[int, int]:
+    """Number of files and their total bytes under ``folder``."""
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)

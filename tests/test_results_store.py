@@ -1,0 +1,81 @@
+"""The results store: runs shipped with the repository answer without computing; reproduce collects what the
+notebooks read and replaces a profile's folder only as a whole."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from paperlib.core import results_store
+from paperlib.core.params import make_params
+from paperlib.experiments.runner import load_record, record_dir, run, stored_grid
+from paperlib.experiments.studies import stored_table
+from paperlib.reproduce import _store
+
+TINY = dict(dataset="cmnist", source="digits", method="dm", ipc=1, iterations=2, batch_real=8, eval_epochs=2,
+            num_eval=1, net_width=8, device="cpu")
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    """A tiny run computed in one cache, then moved into a store's ``quick/`` folder; a fresh cache."""
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "first"))
+    params = make_params(**TINY)
+    record = run(params)
+    store = tmp_path / "results"
+    for kind in ("records", "distilled"):
+        shutil.copytree(tmp_path / "first" / kind, store / "quick" / kind)
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "fresh"))
+    monkeypatch.setenv("PAPERLIB_RESULTS", str(store))
+    return params, record, store
+
+
+def test_a_shipped_run_answers_without_computing_and_the_store_can_be_turned_off(shipped, monkeypatch):
+    params, record, store = shipped
+    again = run(params)
+    assert again["cached"] is True and again["metrics"] == record["metrics"]
+    assert not record_dir(params).exists()  # nothing computed into the fresh cache
+    assert stored_grid(params).is_relative_to(store) and stored_grid(params).read_bytes().startswith(b"\x89PNG")
+    assert record["distilled"] == stored_grid(params).parent.name  # a folder name, no machine path
+    monkeypatch.setenv("PAPERLIB_RESULTS", "off")
+    assert load_record(params) is None and stored_grid(params) is None
+
+
+def test_the_cache_wins_over_the_store(shipped):
+    params, _, store = shipped
+    mine = record_dir(params) / "record.json"
+    mine.parent.mkdir(parents=True)
+    mine.write_text('{"metrics": {"acc": 1.0}}')
+    assert load_record(params) == {"metrics": {"acc": 1.0}}
+
+
+def test_publishing_collects_what_is_read_and_a_profile_is_replaced_whole(shipped, tmp_path, monkeypatch):
+    params, _, store = shipped
+    staging = tmp_path / "staging"
+    monkeypatch.setenv("PAPERLIB_PUBLISH", str(staging))
+    load_record(params)
+    stored_grid(params)
+    collected = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+    assert [c.split("/")[0] for c in collected] == ["distilled", "records"]
+    assert collected[1].endswith("/record.json") and collected[0].endswith("/synthetic.png")
+    (store / "quick" / "records" / "stale").mkdir()
+    written = _store(staging, store, "quick", merge=False)
+    assert written == store / "quick" and not (written / "records" / "stale").exists()
+    assert results_store.folder_size(written)[0] == 2 and [p.name for p in store.iterdir()] == ["quick"]
+
+
+def test_a_study_table_is_computed_once_then_read_back_with_its_dtypes(tmp_path):
+    params = make_params(**TINY, cache_dir=str(tmp_path))
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return pd.DataFrame({"label": ["a", "b"], "count": [1, 2], "share": [0.25, 0.75]})
+
+    first = stored_table("demo", params, {"variants": [1]}, compute)
+    second = stored_table("demo", params, {"variants": [1]}, compute)
+    assert len(calls) == 1 and first.equals(second) and str(second["count"].dtype) == "int64"
+    stored_table("demo", params, {"variants": [2]}, compute)  # other settings: another table
+    assert len(calls) == 2
