@@ -57,9 +57,9 @@ HTML(app.snapshot_html())
 # %% [markdown]
 # ## Which points are stored
 # The explorer's grid of choices and whether each point is answered from a stored run (`profile`), from an
-# earlier live run (`live`), or not yet (`none`). Each stored point's data view is stored too, so the results
-# store answers it without the data.
+# earlier live run (`live`), or not yet (`none`). Each stored point's data view and distilled images are stored
+# too, so the results store answers it without the data.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-nb.explorer_coverage(ExplorerModel(profile_defaults(profile), explorer), data_views=True)
+nb.explorer_coverage(ExplorerModel(profile_defaults(profile), explorer), views=True)

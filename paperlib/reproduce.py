@@ -139,8 +139,22 @@ def execute(source: Path, profile: str, output: Path) -> float:
                     tmp.write_bytes(executed.read_bytes())
             raise _failure(err, source, kept) from None
         with atomic_write(output) as tmp:
-            tmp.write_bytes(executed.read_bytes())
+            tmp.write_text(_without_scratch_paths(executed.read_text(), source, output))
     return time.perf_counter() - start
+
+
+def _without_scratch_paths(text: str, source: Path, output: Path) -> str:
+    """The executed notebook with papermill's record of its temporary input and output files replaced by the
+    repository's names (no machine path in a committed notebook, no change from one run to the next)."""
+    import nbformat
+
+    notebook = nbformat.reads(text, as_version=4)
+    recorded = notebook.metadata.get("papermill", {})
+    if "input_path" in recorded:
+        recorded["input_path"] = source.name
+    if "output_path" in recorded:
+        recorded["output_path"] = output.name
+    return nbformat.writes(notebook)
 
 
 def reproduce(profile: str, only: str | None = None, output_dir: Path | None = None,

@@ -252,3 +252,27 @@ def test_a_failing_notebook_keeps_its_partial_output_and_names_the_cell(tmp_path
     kept = nbformat.read(failed_path(output), as_version=4)
     assert any("before" in str(cell.get("outputs")) for cell in kept.cells)  # the cells that ran are kept
     assert "ZeroDivisionError" in capsys.readouterr().err  # the traceback is shown, not dropped
+
+
+def test_an_executed_notebook_keeps_no_scratch_path_of_papermill(tmp_path):
+    from paperlib.reproduce import _without_scratch_paths
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["papermill"] = {"input_path": "/tmp/tmpab12/02_x.ipynb", "output_path": "/tmp/tmpab12/executed.ipynb",
+                                      "parameters": {"profile": "quick"}}
+    cleaned = nbformat.reads(_without_scratch_paths(nbformat.writes(notebook), ROOT / "notebooks" / "02_x.py",
+                                                    ROOT / "notebooks" / "02_x.ipynb"), as_version=4)
+    assert cleaned.metadata["papermill"] == {"input_path": "02_x.py", "output_path": "02_x.ipynb",
+                                             "parameters": {"profile": "quick"}}
+
+
+def test_absent_data_is_reported_without_this_machines_paths(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PAPERLIB_DATA", str(tmp_path / "nowhere"))
+    # UTKFace is never downloaded: the test stays offline on any machine
+    built, overview = nb.build_datasets({"faces": {"dataset": "utkface"}})
+    assert not built and overview["status"].tolist() == ["data absent (see above)"]
+    note = capsys.readouterr().out
+    assert "UTKFace not found" in note and "<data root>" in note and str(tmp_path) not in note
+    assert nb.present_only([{"name": "faces", "settings": {"dataset": "utkface"}, "runs": {"dm": {}}}], "quick") == []
+    note = capsys.readouterr().out
+    assert note.startswith("skipped, their data is not on this machine: utkface.") and str(tmp_path) not in note

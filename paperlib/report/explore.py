@@ -195,11 +195,11 @@ class ExplorerModel:
         return run(self.params(point, live=True))
 
 
-def explorer_coverage(model: ExplorerModel, data_views: bool = False) -> pd.DataFrame:
+def explorer_coverage(model: ExplorerModel, views: bool = False) -> pd.DataFrame:
     """For every (dataset, ratio, IPC, method, target) of an explorer: ``profile``, ``live`` or ``none`` stored.
 
-    With ``data_views``, the data view of every stored point is made (and stored) too, so that the results store
-    answers each stored point without the data.
+    With ``views``, the data view of every stored point is made (and stored) and its distilled grid read, so that
+    the results store collected by ``make reproduce`` answers each stored point without the data.
     """
     rows: dict[tuple[str, str, str], dict[str, str]] = {}
     for point in model.points():
@@ -207,8 +207,9 @@ def explorer_coverage(model: ExplorerModel, data_views: bool = False) -> pd.Data
         row = rows.setdefault((point.dataset, point.method, point.target),
                               {"dataset": point.dataset, "method": point.method, "target": point.target})
         row[f"{point.ratio:.0%} / {point.ipc}"] = scale
-        if data_views and record is not None:
+        if views and record is not None:
             model.data_grid(point)
+            model.training_grid(point, scale)
     frame = pd.DataFrame(list(rows.values()))
     frame.columns.name = "ratio / IPC"
     return frame

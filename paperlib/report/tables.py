@@ -16,6 +16,7 @@ import pandas as pd
 from paperlib.core.errors import PaperlibError
 from paperlib.core.store import atomic_write
 from paperlib.data.presets import build_dataset
+from paperlib.data.sources import resolve_data_root
 from paperlib.distill.kde import summarize_diagnostics
 from paperlib.distill.methods import METHODS, distilling_methods
 from paperlib.experiments.runner import load_record
@@ -278,14 +279,15 @@ def build_datasets(settings: Mapping[str, Mapping[str, Any]]) -> tuple[dict, pd.
     """Build each named dataset; return those built and an overview table.
 
     A dataset whose files are absent gets a row saying so, and its error (where
-    to get the files and where to put them) is printed.
+    to get the files and where to put them) is printed, with this machine's data root written as
+    ``<data root>`` (the note may end up in a committed notebook).
     """
     built, rows = {}, []
     for name, values in settings.items():
         try:
             dataset = build_dataset(**values)
         except PaperlibError as err:
-            print(f"{name}: {err}")
+            print(f"{name}: {str(err).replace(str(resolve_data_root(values.get('data_dir'))), '<data root>')}")
             rows.append({"name": name, "preset": values.get("dataset"), "status": "data absent (see above)"})
             continue
         built[name] = dataset
