@@ -1,29 +1,34 @@
 # make setup                  create .venv with the exact versions of requirements.lock and paperlib (editable)
 # make test                   unit tests, then the notebook checks (papermill smoke run + nbval)
 # make notebook-test-portable the notebook checks as another CPU runs them (no AVX; CI runs it)
-# make reproduce [PROFILE=quick]  run every notebook with params/$(PROFILE)/ (smoke | quick | paper)
+# make reproduce [PROFILE=quick]  run every notebook with params/$(PROFILE)/ (smoke | quick | paper), recomputing
+#                             (or from your cache), then rewrite the results store results/$(PROFILE)/
 #   [EXECUTOR=local JOBS=N | EXECUTOR=slurm]  compute the notebooks' runs as jobs first (submitit)
+#   [FROM_STORE=1]            take runs from results/ too: compute only what neither it nor the cache holds
 # make lab [LAB_ARGS=...]     JupyterLab on the notebooks with this environment's kernel (as root: LAB_ARGS=--allow-root)
 # make sync                   pair notebooks/NN_*.py (the reviewed source) with their .ipynb and push its inputs there
+# make browser-test [SCREENSHOTS=DIR]  notebook 06's explorer driven in headless Chromium through JupyterLab
 PYTHON  ?= python3
 PROFILE ?= quick
 EXECUTOR ?= serial
 JOBS    ?=
+FROM_STORE ?=
 VENV    := .venv
 BIN     := $(VENV)/bin
 CHECK   := .nbcheck
+SCREENSHOTS ?= $(CHECK)/browser/screenshots
 
 # The checks never write into the working tree: no bytecode (for every command below), and the notebooks'
 # cache and figures go to $(CHECK), removed after a pass (kept after a failure, to look at).
 export PYTHONDONTWRITEBYTECODE = 1
-CHECK_ENV = PAPERLIB_CACHE=$(CURDIR)/$(CHECK)/cache PAPERLIB_FIGURES=$(CURDIR)/$(CHECK)/figures
+CHECK_ENV = PAPERLIB_CACHE=$(CURDIR)/$(CHECK)/cache PAPERLIB_FIGURES=$(CURDIR)/$(CHECK)/figures PAPERLIB_RESULTS=off
 NBVAL     = -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/smoke
 # Another machine, emulated: ATen, oneDNN and MKL restricted to pre-AVX x86-64 kernels, so every sum is
 # rounded in another order than on this machine's default AVX2 / AVX-512 path. (Another thread count is
 # checked by tests/test_reproducibility.py.)
 PORTABLE_ENV = ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2
 
-.PHONY: setup test unit-test notebook-test notebook-test-portable reproduce lab sync clean-cache
+.PHONY: setup test unit-test notebook-test notebook-test-portable browser-test reproduce lab sync clean-cache
 
 setup: $(VENV)/.installed
 
@@ -57,8 +62,23 @@ notebook-test: setup
 notebook-test-portable: setup
 	$(PORTABLE_ENV) $(MAKE) notebook-test
 
+# The bias explorer in a real browser (tests/browser/explorer_browser.py): JupyterLab on a copy of the smoke
+# notebook 06 in $(CHECK)/browser (its cache and figures there too), headless Chromium through selenium: every
+# control, a live run, no console error, no broken image. Needs chromium and chromedriver
+# (tests/browser/install_chromium.sh). After a pass only the screenshots are kept, in $(SCREENSHOTS) (the
+# default, or a folder outside $(CHECK)/browser); after a failure the whole work folder, to look at.
+browser-test: setup
+	rm -rf $(CHECK)/browser
+	$(BIN)/python tests/browser/explorer_browser.py --screenshots "$(SCREENSHOTS)"
+	@if [ "$(abspath $(SCREENSHOTS))" = "$(abspath $(CHECK)/browser/screenshots)" ]; then \
+	    find $(CHECK)/browser -mindepth 1 -maxdepth 1 ! -name screenshots -exec rm -rf {} +; \
+	else \
+	    rm -rf $(CHECK)/browser; rmdir $(CHECK) 2>/dev/null || true; \
+	fi
+
 reproduce: setup
-	$(BIN)/python -m paperlib.reproduce --profile $(PROFILE) --executor $(EXECUTOR) $(if $(JOBS),--jobs $(JOBS))
+	$(BIN)/python -m paperlib.reproduce --profile $(PROFILE) --executor $(EXECUTOR) $(if $(JOBS),--jobs $(JOBS)) \
+	    $(if $(FROM_STORE),--from-store)
 
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)

@@ -268,8 +268,9 @@ class Explorer:
         self.method = w.Dropdown(options=list(s["methods"]), value=start.method, description="method")
         self.target = w.Dropdown(options=list(APPROACHES), value=start.target, description="target")
         self._chosen_target = start.target  # kept while a random subset greys the target out
-        self.compute_button = w.Button(description="compute live", icon="play", disabled=True)
-        self.stop_button = w.Button(description="stop", icon="stop", disabled=True)
+        self.compute_button = w.Button(description="compute live", icon="play", disabled=True,
+                                       layout=w.Layout(min_width="130px"))
+        self.stop_button = w.Button(description="stop", icon="stop", disabled=True, layout=w.Layout(min_width="80px"))
         self.status = w.HTML()
         self.data_view = w.HTML()
         self.training_view = w.HTML()
@@ -386,7 +387,9 @@ class Explorer:
             self.compute_button.disabled = False
 
     def _add_bar(self, bar_widget) -> None:
-        self.progress.children = (*self.progress.children, bar_widget)
+        # A finished bar (leave=False) closes its widget; a closed widget cannot stay among the children.
+        shown = [child for child in self.progress.children if child.comm is not None]
+        self.progress.children = (*shown, bar_widget)
 
     def _route_interrupts_here(self) -> None:
         # The kernel's interrupt is a SIGINT, which ipykernel ignores between cells, so it would never reach a
