@@ -17,13 +17,14 @@ BASE = {"dataset": "cmnist", "source": "digits", "method": "dc", "target": "weig
         "eval_trainer": "lff"}
 # Fields a choice of BASE leaves unused: the base for them switches that choice.
 BASE_FOR = {"majority_ratio": {"dataset": "cmnist_fg"}, "protocol": {"dataset": "cmnist_fg"},
-            "kde_tau": {"kde_weighting": "softmax"}, "channels_last": {"method": "dm"}}
+            "kde_tau": {"kde_weighting": "softmax"}, "channels_last": {"method": "dm"},
+            "warm_start_epochs": {"method": "dm"}, "warm_start_lr": {"method": "dm", "warm_start_epochs": 2}}
 CHANGED = {"dataset": "cmnist_fg", "source": "mnist", "conflict_ratio": 0.1, "majority_ratio": 0.8, "severity": 3,
            "protocol": "companion", "data_dir": "/elsewhere", "method": "dsa", "ipc": 5, "num_distill": 3,
            "distill_run": 1, "target": "groups", "weights": "group_balanced",
            "iterations": 7, "batch_real": 64, "lr_img": 0.5, "momentum_img": 0.9, "init": "balanced",
            "sampling": "uniform", "stratified_min": 4, "outer_loop": 3, "inner_loop": 2, "lr_net": 0.02,
-           "checkpoint_every": 5, "precision": "bf16", "channels_last": False, "kde_encoder": "random",
+           "warm_start_epochs": 3, "warm_start_lr": 0.02, "checkpoint_every": 5, "precision": "bf16", "channels_last": False, "kde_encoder": "random",
            "supcon_epochs": 2.0, "supcon_temperature": 0.2, "supcon_lr": 0.1, "kde_bandwidth": "median",
            "kde_bandwidth_value": 2.0, "kde_weighting": "softmax", "kde_alpha": 0.5, "kde_tau": 2.0, "kde_clip": 2.0,
            "model": "lenet", "net_width": 32, "net_depth": 2, "net_norm": "batchnorm", "net_act": "sigmoid",
@@ -31,6 +32,16 @@ CHANGED = {"dataset": "cmnist_fg", "source": "mnist", "conflict_ratio": 0.1, "ma
            "dsa": False, "dsa_strategy": "crop", "eval_trainer": "plain", "lff_q": 0.5, "lff_ema": 0.5,
            "eval_model": "mlp", "seed": 1, "device": "cpu", "progress": False, "cache_dir": "/tmp/other",
            "force": True}
+
+
+def test_a_switched_off_option_leaves_the_key_unchanged():
+    """An option that is off (``warm_start_epochs=0``) is not in the key: runs stored before the option existed
+    keep their keys; its learning rate counts only once it is on."""
+    dm = make_params({**BASE, "method": "dm"})
+    assert "warm_start_epochs" not in key_values(dm) and "warm_start_lr" not in key_values(dm)
+    assert cache_key(make_params({**BASE, "method": "dm", "warm_start_lr": 0.5})) == cache_key(dm)
+    warm = make_params({**BASE, "method": "dm", "warm_start_epochs": 2})
+    assert key_values(warm)["warm_start_epochs"] == 2 and key_values(warm)["warm_start_lr"] == 0.01
 
 
 def test_every_field_is_classified():

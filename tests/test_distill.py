@@ -1,12 +1,14 @@
 """The distillation engine: DM and gradient matching around one real-data target."""
 
+import dataclasses
+
 import pytest
 import torch
 
 from paperlib.core.params import make_params
 from paperlib.data import build_dataset
 from paperlib.distill.engine import distill
-from paperlib.distill.targets import GroupsTarget, TARGETS, WeightedTarget
+from paperlib.distill.targets import TARGETS, BarycenterTarget, GroupsTarget, WeightedTarget, make_target
 from paperlib.distill.dc import default_loops, gradient_distance
 from paperlib.distill.dm import dm_loss
 from paperlib.distill.engine import Distiller
@@ -70,6 +72,56 @@ def test_groups_dm_loss_is_the_sum_of_per_group_squared_distances():
     expected = sum(((embed_real[k][groups[k] == g].mean(0) - embed_syn[k]) ** 2).sum()
                    for k in range(2) for g in groups[k].unique())
     assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_barycenter_target_is_the_mean_of_the_present_group_rows():
+    groups = torch.tensor([[0, 0, 1, 1, 1, 2], [1, 1, 1, 1, 0, 0]])
+    batch = RealBatch(torch.zeros(2, 6, dtype=torch.long), groups, torch.full((2, 6), 1 / 6))
+    rows = BarycenterTarget(3).aggregation(batch)
+    assert rows.shape == (2, 1, 6) and torch.allclose(rows.sum(-1), torch.ones(2, 1))
+    # class 0: groups of 2, 3 and 1 images, each group 1/3 of the weight; class 1: two groups, 1/2 each
+    expected = torch.tensor([[1 / 6, 1 / 6, 1 / 9, 1 / 9, 1 / 9, 1 / 3], [1 / 8, 1 / 8, 1 / 8, 1 / 8, 1 / 4, 1 / 4]])
+    assert torch.allclose(rows[:, 0], expected)
+
+
+def test_cobra_dm_gradient_is_fairdd_divided_by_the_groups_present():
+    """Issue 18: with the warm start off, COBRA's DM gradient equals FairDD's divided by the groups present."""
+    net = init_parameters(ConvNet(3, 2, 28, width=8), torch.Generator().manual_seed(1))
+    real = torch.randn(2 * 6, 3, 28, 28)
+    groups = torch.tensor([[0, 0, 1, 1, 1, 2], [1, 1, 1, 1, 0, 0]])  # 3 groups present in class 0, 2 in class 1
+    batch = RealBatch(torch.zeros(2, 6, dtype=torch.long), groups, torch.full((2, 6), 1 / 6))
+    gradients = []
+    for target in (GroupsTarget(3), BarycenterTarget(3)):
+        syn = torch.randn(2 * 2, 3, 28, 28, generator=torch.Generator().manual_seed(2), requires_grad=True)
+        dm_loss(net, real, target.aggregation(batch), syn, ipc=2).backward()
+        gradients.append(syn.grad.view(2, -1))
+    present = torch.tensor([[3.0], [2.0]])
+    assert torch.allclose(gradients[1], gradients[0] / present, rtol=1e-4, atol=1e-7)
+
+
+def test_dm_warm_start_trains_the_network_first_and_stays_deterministic(monkeypatch):
+    ds = build_dataset(dataset="cmnist_fg", source="digits", majority_ratio=0.9)
+    params = make_params(dataset="cmnist_fg", source="digits", method="dm", ipc=2, batch_real=8, net_width=8,
+                         target="barycenter", warm_start_epochs=2, device="cpu")
+    trained, original = [], Distiller.train_network
+
+    def spy(self, epochs, lr):
+        trained.append((epochs, lr))
+        return original(self, epochs, lr)
+
+    monkeypatch.setattr(Distiller, "train_network", spy)
+    target, _ = make_target(ds, params, torch.device("cpu"))
+    Distiller(ds, params, target, torch.device("cpu")).step()
+    assert trained == [(2, 0.01)]
+    monkeypatch.undo()
+    losses = []
+    for _ in range(2):
+        d = Distiller(ds, params, target, torch.device("cpu"))
+        losses.append((float(d.step()), d.syn.detach().clone()))
+    assert losses[0][0] == losses[1][0] and torch.equal(losses[0][1], losses[1][1])
+    cold = Distiller(ds, make_params({**dataclasses.asdict(params), "warm_start_epochs": 0}), target,
+                     torch.device("cpu"))
+    assert float(cold.step()) != losses[0][0]  # the warm-started network embeds differently
 
 
 def test_fairdd_gradient_is_present_groups_times_the_group_balanced_gradient():

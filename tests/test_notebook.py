@@ -13,7 +13,7 @@ import torch
 from paperlib import notebook as nb
 from paperlib.core.params import make_params
 from paperlib.data.presets import build_dataset
-from paperlib.distill.theorem import fairdd_vs_group_balanced
+from paperlib.distill.theorem import fairdd_vs_barycenter
 from paperlib.core.errors import PaperlibError
 from paperlib.report.explore import Explorer, ExplorerModel, Point
 from paperlib.core.paths import notebook_sources
@@ -134,7 +134,7 @@ def test_paper_table_names_the_papers_table_and_shows_its_slips():
 def test_fairdd_gradient_is_groups_present_times_the_group_balanced_one_on_real_batches():
     dataset = build_dataset(dataset="cmnist_fg", source="digits", majority_ratio=0.9)
     params = make_params(dataset="cmnist_fg", source="digits", ipc=2, net_width=8, batch_real=16)
-    rows = pd.DataFrame(fairdd_vs_group_balanced(dataset, params, torch.device("cpu"), batches=2))
+    rows = pd.DataFrame(fairdd_vs_barycenter(dataset, params, torch.device("cpu"), batches=2))
     assert len(rows) == 2 * 10 and (rows["groups_present"] > 1).any()
     assert torch.allclose(torch.tensor(rows["norm_ratio"].values), torch.tensor(rows["groups_present"].values,
                           dtype=torch.float64), rtol=1e-3)

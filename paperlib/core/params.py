@@ -42,10 +42,13 @@ KEY_VERSION = 2
 
 
 def _p(default: Any, group: str, by: str | None = None, names: str | None = None,
-       choices: tuple[str, ...] = ()) -> Any:
+       choices: tuple[str, ...] = (), when: str | None = None) -> Any:
     """A field with its tags: ``group``; ``by`` the selecting field; ``names`` the field whose registry lists
-    this field's valid names (a field with its own registry names itself); or fixed ``choices``."""
-    return field(default=default, metadata={"group": group, "by": by, "names": names, "choices": choices})
+    this field's valid names (a field with its own registry names itself); or fixed ``choices``; ``when`` a
+    field that switches this one on: it is relevant only while that field is non-zero (an option added later
+    leaves the keys of the runs without it unchanged)."""
+    return field(default=default, metadata={"group": group, "by": by, "names": names, "choices": choices,
+                                            "when": when})
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,10 @@ class Params:
     outer_loop: int = _p(0, "distill", by="method")  # gradient matching; 0: by IPC, as the reference table
     inner_loop: int = _p(0, "distill", by="method")
     lr_net: float = _p(0.01, "distill", by="method")  # gradient matching: network updates between outer loops
+    # DM: epochs of training the fresh embedding network on the current synthetic set before each matching step
+    # (COBRA's warm start; 0: off), at this learning rate
+    warm_start_epochs: int = _p(0, "distill", by="method", when="warm_start_epochs")
+    warm_start_lr: float = _p(0.01, "distill", by="method", when="warm_start_epochs")
     checkpoint_every: int = _p(100, "execution")  # iterations between checkpoints (0: none)
     precision: str = _p("fp32", "distill", by="method", choices=("fp32", "bf16"))  # bf16 autocast changes the maths
     channels_last: bool = _p(True, "distill", by="method")  # DM: NHWC layout (same fp32 maths, faster on CPU)
@@ -126,9 +133,10 @@ class Params:
 _RATIOS = ("conflict_ratio", "majority_ratio")
 _POSITIVE_INTS = ("ipc", "num_distill", "eval_batch", "num_eval", "net_width", "net_depth", "batch_real",
                   "stratified_min")
-_NON_NEGATIVE = ("eval_epochs", "distill_run", "iterations", "outer_loop", "inner_loop", "checkpoint_every", "lr_img", "momentum_img")
+_NON_NEGATIVE = ("eval_epochs", "distill_run", "iterations", "outer_loop", "inner_loop", "checkpoint_every", "lr_img",
+                 "momentum_img", "warm_start_epochs")
 _POSITIVE_FLOATS = ("supcon_epochs", "supcon_temperature", "supcon_lr", "kde_bandwidth_value", "kde_alpha",
-                    "kde_tau", "eval_lr", "lr_net")
+                    "kde_tau", "eval_lr", "lr_net", "warm_start_lr")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
@@ -311,7 +319,9 @@ def relevant_fields(params: Params) -> list[str]:
     for name, tags in field_tags().items():
         if tags["group"] == "execution":
             continue
-        by = tags["by"]
+        by, when = tags["by"], tags["when"]
+        if when is not None and not getattr(params, when):
+            continue
         if by is None or (by in relevant and name in getattr(_entry(params, by), "uses", ())):
             relevant.append(name)
     return relevant

@@ -17,7 +17,6 @@ from torch import Tensor, nn
 
 from paperlib.distill.dm import augment_siamese
 from paperlib.distill.real_gradients import matched_weights, row_gradients
-from paperlib.train.loop import TrainSettings, train_classifier
 from paperlib.train.models import init_parameters
 
 # (outer_loop, inner_loop) by IPC, following the reference table
@@ -93,6 +92,4 @@ def matching_step(d: Any) -> Tensor:
 
 def _train_network(d: Any) -> None:
     """The reference's inner loop: ``inner_loop`` epochs of the network on the synthetic set."""
-    settings = TrainSettings(epochs=d.inner_loop, lr=d.params.lr_net, batch=d.params.eval_batch, momentum=0.0,
-                             weight_decay=0.0, lr_drop=False, dsa_strategy=d.params.dsa_strategy if d.dsa else None)
-    train_classifier(d.net, d.syn.detach().clone(), d.syn_labels, settings, d.gen, show_progress=False)
+    d.train_network(d.inner_loop, d.params.lr_net)

@@ -68,11 +68,18 @@ def dm_loss(net: nn.Module, real: Tensor, aggregation: Tensor, syn: Tensor, ipc:
 
 
 def dm_step(d: Any) -> Tensor:
-    """One DM iteration of the distiller ``d`` (:class:`paperlib.distill.engine.Distiller`): a fresh frozen
-    network, one real batch, one image update; returns the loss, on the device."""
+    """One DM iteration of the distiller ``d`` (:class:`paperlib.distill.engine.Distiller`): a fresh network
+    (warm-started on the synthetic set for ``warm_start_epochs``, COBRA's option), frozen; one real batch, one
+    image update; returns the loss, on the device."""
     for p in d.net.parameters():
         p.requires_grad_(False)
     init_parameters(d.net, d.gen)
+    if d.params.warm_start_epochs:
+        for p in d.net.parameters():
+            p.requires_grad_(True)
+        d.train_network(d.params.warm_start_epochs, d.params.warm_start_lr)
+        for p in d.net.parameters():
+            p.requires_grad_(False)
     real, aggregation = d.real_batch()
     real, syn = augment_siamese(d.dsa, real, d.syn, d.real_classes, d.syn_labels, d.gen)
     with d.autocast:

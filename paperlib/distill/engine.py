@@ -23,6 +23,7 @@ from paperlib.distill.methods import METHODS, distilling_methods, run_tags
 from paperlib.distill.sampling import RealSampler
 from paperlib.distill.targets import Target
 from paperlib.core.errors import PaperlibError
+from paperlib.train.loop import TrainSettings, train_classifier
 from paperlib.train.models import model_from_params
 from paperlib.core.runtime import HOST_READ_EVERY, generator, progress, read_on_host
 from paperlib.core.store import load_tensors, save_tensors
@@ -83,6 +84,13 @@ class Distiller:
         """One distillation iteration (the method's registered ``step``); returns its matching loss, on the
         device."""
         return self.method.step(self)
+
+    def train_network(self, epochs: int, lr: float) -> None:
+        """Train the network for ``epochs`` on the current synthetic set (detached), with constant ``lr`` and no
+        momentum or weight decay: gradient matching's inner loop, and DM's optional warm start (COBRA)."""
+        settings = TrainSettings(epochs=epochs, lr=lr, batch=self.params.eval_batch, momentum=0.0, weight_decay=0.0,
+                                 lr_drop=False, dsa_strategy=self.params.dsa_strategy if self.dsa else None)
+        train_classifier(self.net, self.syn.detach().clone(), self.syn_labels, settings, self.gen, show_progress=False)
 
     def update_images(self, loss: Tensor) -> None:
         """One SGD step of the synthetic images on ``loss``."""

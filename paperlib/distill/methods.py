@@ -21,11 +21,11 @@ from paperlib.distill.dc import matching_step
 from paperlib.distill.dm import dm_step
 
 # Parameters every distillation method reads; DM adds the layout of its embedding passes (channels-last was
-# measured faster there), gradient matching its loops (it runs NCHW in small chunks, measured faster on the
+# measured faster there) and the optional warm start of its network, gradient matching its loops (it runs NCHW in small chunks, measured faster on the
 # CPU: docs/performance.md).
 _DISTILL_USES = ("ipc", "num_distill", "distill_run", "target", "iterations", "batch_real", "lr_img", "momentum_img",
                  "init", "sampling", "precision")
-_DM_USES = (*_DISTILL_USES, "channels_last")
+_DM_USES = (*_DISTILL_USES, "channels_last", "warm_start_epochs", "warm_start_lr")
 _MATCHING_USES = (*_DISTILL_USES, "outer_loop", "inner_loop", "lr_net")
 
 

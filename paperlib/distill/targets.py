@@ -19,6 +19,10 @@ Targets:
 * ``groups`` — FairDD: one statistic per protected group present in the
   batch (J = number of groups), each a plain average over that group, summed
   with weight 1 each.
+* ``barycenter`` — COBRA: one statistic, the uniform average of the group means
+  present in the batch (each sample weighted 1 / (groups present x its group's
+  size)). For DM its gradient is FairDD's divided by the number of groups
+  present (:mod:`paperlib.distill.theorem`).
 """
 
 from __future__ import annotations
@@ -111,8 +115,19 @@ class GroupsTarget(Target):
         return _normalise_rows(onehot.transpose(1, 2))  # absent groups: zero rows, skipped
 
 
+class BarycenterTarget(GroupsTarget):
+    """COBRA: the uniform barycenter of the group means present in the batch, one statistic per class."""
+
+    name = "barycenter"
+
+    def aggregation(self, batch: RealBatch) -> Tensor:
+        groups = super().aggregation(batch)  # [K, A, B], a zero row per absent group
+        present = (groups.sum(-1) > 0).float().sum(-1).clamp_min(1.0)  # [K]
+        return (groups.sum(1) / present[:, None])[:, None, :]
+
+
 TARGETS: Registry[type[Target]] = Registry("target", field="target")
-for _target in (VanillaTarget, WeightedTarget, GroupsTarget):
+for _target in (VanillaTarget, WeightedTarget, GroupsTarget, BarycenterTarget):
     TARGETS.register(_target.name, _target)
 
 

@@ -1,9 +1,10 @@
-"""PAPERS.md's theorem, measured: DM + FairDD against DM with group-balanced weights.
+"""PAPERS.md's theorem, measured: DM + FairDD against DM matching the barycenter of the group means (COBRA's
+target, the same as group-balanced weights within each real batch).
 
 For DM, ``sum_a ||mu_a - s||^2`` (FairDD, one term per group present) has the
 gradient ``|A_present| * grad ||mean_a mu_a - s||^2`` with respect to the
-synthetic mean ``s``: the group-balanced average of the group means is the
-same matching point, reached with a step ``|A_present|`` times larger.
+synthetic mean ``s``: the barycenter of the group means is the same matching
+point, reached with a step ``|A_present|`` times larger.
 """
 
 from __future__ import annotations
@@ -15,22 +16,14 @@ from paperlib.data.container import BiasedDataset
 from paperlib.distill.dm import dm_loss
 from paperlib.distill.init import initial_images
 from paperlib.distill.sampling import RealSampler
-from paperlib.distill.targets import GroupsTarget
+from paperlib.distill.targets import BarycenterTarget, GroupsTarget
 from paperlib.train.models import init_parameters, model_from_params
 from paperlib.core.runtime import generator
 
 
-def _group_balanced(groups: torch.Tensor, num_groups: int) -> torch.Tensor:
-    """``[K, 1, B]``: within each class's batch, weight 1 / (size of the sample's group), normalised."""
-    onehot = torch.nn.functional.one_hot(groups, num_groups).float()  # [K, B, A]
-    sizes = torch.einsum("kba,ka->kb", onehot, onehot.sum(1))
-    weights = 1.0 / sizes
-    return (weights / weights.sum(-1, keepdim=True))[:, None, :]
-
-
-def fairdd_vs_group_balanced(dataset: BiasedDataset, params: Params, device: torch.device,
+def fairdd_vs_barycenter(dataset: BiasedDataset, params: Params, device: torch.device,
                              batches: int = 3) -> list[dict]:
-    """Per real batch and class: groups present, gradient-norm ratio FairDD / balanced, and their cosine.
+    """Per real batch and class: groups present, gradient-norm ratio FairDD / barycenter, and their cosine.
 
     Uses ``params``' network, IPC, real batch size and seed, a real-initialised
     synthetic set and no augmentation (the theorem is about the loss, for any
@@ -48,7 +41,7 @@ def fairdd_vs_group_balanced(dataset: BiasedDataset, params: Params, device: tor
         batch = sampler.sample(gen)
         real = real_all[batch.index.flatten().to(device)]
         gradients = []
-        for aggregation in (GroupsTarget(a).aggregation(batch), _group_balanced(batch.groups, a)):
+        for aggregation in (GroupsTarget(a).aggregation(batch), BarycenterTarget(a).aggregation(batch)):
             syn = syn0.clone().requires_grad_(True)
             dm_loss(net, real, aggregation.to(device), syn, params.ipc).backward()
             gradients.append(syn.grad.view(k, -1))

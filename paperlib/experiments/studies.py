@@ -19,7 +19,7 @@ from paperlib.core.runtime import resolve_device
 from paperlib.core.store import atomic_write, cache_root, load_json
 from paperlib.data.presets import build_dataset
 from paperlib.distill.kde import weight_ablation
-from paperlib.distill.theorem import fairdd_vs_group_balanced
+from paperlib.distill.theorem import fairdd_vs_barycenter
 from paperlib.experiments.profiles import profile_params
 
 
@@ -35,11 +35,11 @@ def kde_ablation(settings: Mapping[str, Any], variants: list[Mapping[str, Any]],
 
 
 def theorem_check(settings: Mapping[str, Any], profile: str, batches: int = 3) -> pd.DataFrame:
-    """:func:`paperlib.distill.theorem.fairdd_vs_group_balanced` on ``settings`` with the profile's defaults."""
+    """:func:`paperlib.distill.theorem.fairdd_vs_barycenter` on ``settings`` with the profile's defaults."""
     params = profile_params(settings, profile)
 
     def compute() -> pd.DataFrame:
-        return pd.DataFrame(fairdd_vs_group_balanced(build_dataset(params), params, resolve_device(params.device),
+        return pd.DataFrame(fairdd_vs_barycenter(build_dataset(params), params, resolve_device(params.device),
                                                      batches))
 
     return stored_table("theorem", params, {"batches": batches}, compute)
