@@ -36,6 +36,7 @@ from paperlib.report.tables import (  # noqa: F401
     build_datasets,
     first_kde_diagnostics,
     metrics_view,
+    overhead_table,
     paper_vs_companion,
     ratio_sweep,
     results_table,

@@ -18,13 +18,15 @@ BASE = {"dataset": "cmnist", "source": "digits", "method": "dc", "target": "weig
 # Fields a choice of BASE leaves unused: the base for them switches that choice.
 BASE_FOR = {"majority_ratio": {"dataset": "cmnist_fg"}, "protocol": {"dataset": "cmnist_fg"},
             "kde_tau": {"kde_weighting": "softmax"}, "channels_last": {"method": "dm"},
-            "warm_start_epochs": {"method": "dm"}, "warm_start_lr": {"method": "dm", "warm_start_epochs": 2}}
+            "warm_start_epochs": {"method": "dm"}, "warm_start_lr": {"method": "dm", "warm_start_epochs": 2},
+            "hidden_groups": {"target": "groups"}, "hidden_groups_fill": {"target": "groups", "hidden_groups": 0.1}}
 CHANGED = {"dataset": "cmnist_fg", "source": "mnist", "conflict_ratio": 0.1, "majority_ratio": 0.8, "severity": 3,
            "protocol": "companion", "data_dir": "/elsewhere", "method": "dsa", "ipc": 5, "num_distill": 3,
            "distill_run": 1, "target": "groups", "weights": "group_balanced",
            "iterations": 7, "batch_real": 64, "lr_img": 0.5, "momentum_img": 0.9, "init": "balanced",
            "sampling": "uniform", "stratified_min": 4, "outer_loop": 3, "inner_loop": 2, "lr_net": 0.02,
-           "warm_start_epochs": 3, "warm_start_lr": 0.02, "checkpoint_every": 5, "precision": "bf16", "channels_last": False, "kde_encoder": "random",
+           "warm_start_epochs": 3, "warm_start_lr": 0.02, "hidden_groups": 0.2, "hidden_groups_fill": "impute",
+           "checkpoint_every": 5, "precision": "bf16", "channels_last": False, "kde_encoder": "random",
            "supcon_epochs": 2.0, "supcon_temperature": 0.2, "supcon_lr": 0.1, "kde_bandwidth": "median",
            "kde_bandwidth_value": 2.0, "kde_weighting": "softmax", "kde_alpha": 0.5, "kde_tau": 2.0, "kde_clip": 2.0,
            "model": "lenet", "net_width": 32, "net_depth": 2, "net_norm": "batchnorm", "net_act": "sigmoid",

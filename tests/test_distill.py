@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from paperlib.core.params import make_params
+from paperlib.core.params import key_values, make_params
 from paperlib.data import build_dataset
 from paperlib.distill.engine import distill
 from paperlib.distill.targets import TARGETS, BarycenterTarget, GroupsTarget, WeightedTarget, make_target
@@ -122,6 +122,31 @@ def test_dm_warm_start_trains_the_network_first_and_stays_deterministic(monkeypa
     cold = Distiller(ds, make_params({**dataclasses.asdict(params), "warm_start_epochs": 0}), target,
                      torch.device("cpu"))
     assert float(cold.step()) != losses[0][0]  # the warm-started network embeds differently
+
+
+@pytest.mark.parametrize("fill", ["drop", "impute"])
+def test_hidden_group_labels_are_dropped_or_imputed_for_the_group_targets_only(fill):
+    ds = build_dataset(dataset="cmnist_fg", source="digits", majority_ratio=0.8)
+    params = make_params(dataset="cmnist_fg", source="digits", majority_ratio=0.8, method="dm", target="groups",
+                         hidden_groups=0.3, hidden_groups_fill=fill, net_width=8, batch_real=16)
+    target, facts = make_target(ds, params, torch.device("cpu"))
+    again, _ = make_target(ds, params, torch.device("cpu"))
+    assert torch.equal(target.sample_groups, again.sample_groups)  # drawn from the seed
+    changed = target.sample_groups != ds.train.attributes
+    assert facts["hidden_groups"] == round(0.3 * len(ds.train))
+    batch = RealSampler(ds.train.labels, ds.train.attributes, 10, ds.info.num_attributes, 16).sample(
+        torch.Generator().manual_seed(0))
+    rows = target.aggregation(batch)
+    if fill == "drop":
+        assert int(changed.sum()) == facts["hidden_groups"]
+        in_no_row = rows.sum(1) == 0  # [K, B]
+        assert torch.equal(in_no_row, target.sample_groups[batch.index] == -1)
+    else:
+        assert (target.sample_groups >= 0).all() and 0.5 < facts["imputed_right"] <= 1.0  # colour is easy to see
+        assert int(changed.sum()) == round((1 - facts["imputed_right"]) * facts["hidden_groups"])
+    assert torch.allclose(rows.sum(-1)[rows.sum(-1) > 0], torch.tensor(1.0))
+    vanilla = make_params({**dataclasses.asdict(params), "target": "vanilla"})
+    assert "hidden_groups" not in key_values(vanilla)  # KDE and vanilla never read group labels
 
 
 def test_fairdd_gradient_is_present_groups_times_the_group_balanced_gradient():

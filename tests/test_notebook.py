@@ -32,8 +32,8 @@ SMOKE_EXPLORER = {
 SCALE = {"methods": {"dm": {"by_ipc": {1: {"lr_img": 2}}}}}  # a profile's per-method scale block
 
 
-def test_six_numbered_notebooks_each_with_a_paired_ipynb():
-    assert [n[:2] for n in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
+def test_the_numbered_notebooks_each_with_a_paired_ipynb():
+    assert [n[:2] for n in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07"]
     for name in NOTEBOOKS:
         assert (ROOT / "notebooks" / f"{name}.ipynb").is_file(), f"run `make sync` to pair {name}"
         source = (ROOT / "notebooks" / f"{name}.py").read_text()
@@ -276,3 +276,50 @@ def test_absent_data_is_reported_without_this_machines_paths(tmp_path, monkeypat
     assert nb.present_only([{"name": "faces", "settings": {"dataset": "utkface"}, "runs": {"dm": {}}}], "quick") == []
     note = capsys.readouterr().out
     assert note.startswith("skipped, their data is not on this machine: utkface.") and str(tmp_path) not in note
+
+
+def test_the_kernels_interrupt_stops_a_live_run_of_the_explorer():
+    """In a real kernel: a live run works in a thread while the kernel is idle, and Jupyter's interrupt (a SIGINT,
+    which ipykernel ignores between cells) stops it and gives the controls back."""
+    import os
+    import sys
+    import time
+
+    from jupyter_client import KernelManager
+    from jupyter_client.kernelspec import KernelSpec
+
+    class ThisPython(KernelManager):
+        @property
+        def kernel_spec(self) -> KernelSpec:
+            return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                              display_name="paperlib", language="python")
+
+    manager = ThisPython()
+    manager.start_kernel(cwd=str(ROOT / "notebooks"), env=dict(os.environ))
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+
+        def printed(code: str) -> str:
+            texts = []
+            client.execute_interactive(code, timeout=60, output_hook=lambda m: texts.append(
+                m["content"].get("text", "") if m["msg_type"] == "stream" else ""))
+            return "".join(texts).strip()
+
+        printed("import time\n"
+                "from paperlib.report.explore import Explorer\n"
+                "from paperlib.experiments.profiles import profile_defaults, notebook_parameters\n"
+                "app = Explorer(profile_defaults('smoke'), notebook_parameters('smoke', '06_explore')['explorer'])\n"
+                "app.model.compute = lambda point: [time.sleep(0.01) for _ in iter(int, 1)]\n"
+                "worker = app.compute()")
+        assert printed("print(worker.is_alive(), all(c.disabled for c in app.controls))") == "True True"
+        manager.interrupt_kernel()
+        deadline = time.monotonic() + 20
+        while printed("print(worker.is_alive())") == "True" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert printed("print(worker.is_alive(), 'stopped' in app.status.value, any(c.disabled for c in app.controls))") \
+            == "False True False"
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)

@@ -73,7 +73,7 @@ class Params:
     num_distill: int = _p(1, "eval", by="method")  # independent training sets (distillations, random draws) per run
     distill_run: int = _p(0, "method", by="method")  # which of them (the runner sets it); 0 draws as before
     # --- distillation ---
-    target: str = _p("vanilla", "distill", by="method", names="target")  # vanilla | weighted | groups (FairDD)
+    target: str = _p("vanilla", "distill", by="method", names="target")  # vanilla | weighted | groups (FairDD) | barycenter (COBRA)
     weights: str = _p("uniform", "distill", by="target", names="weights")  # per-sample weights of target=weighted
     iterations: int = _p(0, "distill", by="method")  # 0: the papers' value (DM 20000, DC/DSA 1000)
     batch_real: int = _p(256, "distill", by="method")  # real images per class and step
@@ -89,6 +89,10 @@ class Params:
     # (COBRA's warm start; 0: off), at this learning rate
     warm_start_epochs: int = _p(0, "distill", by="method", when="warm_start_epochs")
     warm_start_lr: float = _p(0.01, "distill", by="method", when="warm_start_epochs")
+    # group targets (FairDD, COBRA): share of training samples whose group label is hidden, and what is done
+    # with them (paperlib.distill.group_labels)
+    hidden_groups: float = _p(0.0, "distill", by="target", when="hidden_groups")
+    hidden_groups_fill: str = _p("drop", "distill", by="target", choices=("drop", "impute"), when="hidden_groups")
     checkpoint_every: int = _p(100, "execution")  # iterations between checkpoints (0: none)
     precision: str = _p("fp32", "distill", by="method", choices=("fp32", "bf16"))  # bf16 autocast changes the maths
     channels_last: bool = _p(True, "distill", by="method")  # DM: NHWC layout (same fp32 maths, faster on CPU)
@@ -130,7 +134,7 @@ class Params:
     force: bool = _p(False, "execution")  # recompute even when a cached result exists
 
 
-_RATIOS = ("conflict_ratio", "majority_ratio")
+_RATIOS = ("conflict_ratio", "majority_ratio", "hidden_groups")
 _POSITIVE_INTS = ("ipc", "num_distill", "eval_batch", "num_eval", "net_width", "net_depth", "batch_real",
                   "stratified_min")
 _NON_NEGATIVE = ("eval_epochs", "distill_run", "iterations", "outer_loop", "inner_loop", "checkpoint_every", "lr_img",

@@ -34,7 +34,7 @@ from torch import Tensor
 from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params, cache_key, derive_seed, with_overrides
 from paperlib.core.registry import Registry
-from paperlib.core.runtime import generator
+from paperlib.core.runtime import generator, progress
 from paperlib.core.store import cache_root, load_tensors, save_tensors
 from paperlib.data.container import BiasedDataset
 from paperlib.train.models import init_parameters, model_from_params
@@ -169,8 +169,9 @@ def _clip(weights: Tensor, cap: float) -> Tensor:
 
 
 @torch.inference_mode()
-def _embed_all(fn, images: Tensor, batch: int = 1024) -> Tensor:
-    return torch.cat([fn(images[i:i + batch]).float() for i in range(0, images.shape[0], batch)])
+def _embed_all(fn, images: Tensor, show_progress: bool, batch: int = 1024) -> Tensor:
+    starts = progress(range(0, images.shape[0], batch), desc="embedding the training set", enabled=show_progress)
+    return torch.cat([fn(images[i:i + batch]).float() for i in starts])
 
 
 def _pixels(dataset: BiasedDataset, params: Params, images: Tensor, device: torch.device) -> Tensor:
@@ -180,7 +181,7 @@ def _pixels(dataset: BiasedDataset, params: Params, images: Tensor, device: torc
 def _random_network(dataset: BiasedDataset, params: Params, images: Tensor, device: torch.device) -> Tensor:
     net = model_from_params(params, dataset.channels, dataset.num_classes, dataset.image_size)
     net = init_parameters(net, generator(derive_seed(params.seed, "kde-random")))
-    return _embed_all(net.to(device).eval().embed, images)
+    return _embed_all(net.to(device).eval().embed, images, params.progress)
 
 
 def _supcon(dataset: BiasedDataset, params: Params, images: Tensor, device: torch.device) -> Tensor:
@@ -189,7 +190,7 @@ def _supcon(dataset: BiasedDataset, params: Params, images: Tensor, device: torc
     saved = None if params.force else load_tensors(path)
     if saved is not None:
         return saved["embeddings"].to(device)
-    embeddings = _embed_all(train_supcon(dataset, params, device), images)
+    embeddings = _embed_all(train_supcon(dataset, params, device), images, params.progress)
     save_tensors(path, {"embeddings": embeddings.cpu()})
     return embeddings
 
@@ -218,7 +219,8 @@ def embed_training_set(dataset: BiasedDataset, params: Params, device: torch.dev
 
 def class_kde_weights(embeddings: Tensor, labels: Tensor, num_classes: int, rule: str = "median",
                       bandwidth_value: float = 1.0, weighting: str = "power", alpha: float = 1.0,
-                      tau: float = 1.0, clip: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
+                      tau: float = 1.0, clip: float = 0.0,
+                      show_progress: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """KDE within each class of ``embeddings`` ``[N, D]``: ``(weights, log_density, bandwidth per class)``.
 
     ``weights`` sum to one within every class (see :func:`density_to_weights`).
@@ -227,7 +229,8 @@ def class_kde_weights(embeddings: Tensor, labels: Tensor, num_classes: int, rule
     log_p = torch.zeros(labels.shape[0], device=embeddings.device)
     weights = torch.zeros(labels.shape[0], device=embeddings.device)
     bandwidths = torch.zeros(num_classes)
-    for c in range(num_classes):  # ten classes: a loop over classes, never over samples
+    # ten classes: a loop over classes, never over samples
+    for c in progress(range(num_classes), desc="KDE densities per class", enabled=show_progress):
         members = (labels == c).nonzero().squeeze(1)
         if members.numel() == 0:
             continue
@@ -245,7 +248,7 @@ def compute_kde_weights(dataset: BiasedDataset, params: Params, device: torch.de
     encoded = time.perf_counter()
     weights, log_p, bandwidths = class_kde_weights(
         embeddings, dataset.train.labels, dataset.num_classes, params.kde_bandwidth, params.kde_bandwidth_value,
-        params.kde_weighting, params.kde_alpha, params.kde_tau, params.kde_clip)
+        params.kde_weighting, params.kde_alpha, params.kde_tau, params.kde_clip, params.progress)
     done = time.perf_counter()
     return KdeWeights(weights, log_p, bandwidths, {"encoder": encoded - start, "density": done - encoded})
 

@@ -36,6 +36,7 @@ from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params
 from paperlib.core.registry import Registry
 from paperlib.data.container import BiasedDataset
+from paperlib.distill.group_labels import HIDDEN, partial_group_labels
 from paperlib.distill.sampling import RealBatch
 from paperlib.distill.weights import sample_weights
 
@@ -99,19 +100,27 @@ class WeightedTarget(Target):
 
 
 class GroupsTarget(Target):
-    """FairDD: one plain average per protected group present in the batch."""
+    """FairDD: one plain average per protected group present in the batch.
+
+    With ``sample_groups`` (one label per training sample, :data:`~paperlib.distill.group_labels.HIDDEN` for a
+    sample in no group), those labels replace the dataset's: group labels only partly known.
+    """
 
     name = "groups"
+    uses = ("hidden_groups", "hidden_groups_fill")
 
     @classmethod
     def for_run(cls, dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Target, dict[str, Any]]:
-        return cls(dataset.info.num_attributes), {}
+        sample_groups, facts = partial_group_labels(dataset, params, device)
+        return cls(dataset.info.num_attributes, sample_groups), facts
 
-    def __init__(self, num_groups: int) -> None:
-        self.num_groups = num_groups
+    def __init__(self, num_groups: int, sample_groups: Tensor | None = None) -> None:
+        self.num_groups, self.sample_groups = num_groups, sample_groups
 
     def aggregation(self, batch: RealBatch) -> Tensor:
-        onehot = torch.nn.functional.one_hot(batch.groups, self.num_groups).float()  # [K, B, A]
+        groups = batch.groups if self.sample_groups is None else self.sample_groups[batch.index]
+        groups = torch.where(groups == HIDDEN, self.num_groups, groups)  # an extra slot, cut off below
+        onehot = torch.nn.functional.one_hot(groups, self.num_groups + 1)[..., :self.num_groups].float()  # [K, B, A]
         return _normalise_rows(onehot.transpose(1, 2))  # absent groups: zero rows, skipped
 
 

@@ -41,7 +41,8 @@ from paperlib.report.reference import reported
 # (a registered target and, for KDE, its sample weights).
 APPROACHES = {"vanilla": {"target": "vanilla"},
               "KDE reweighting (paper A)": {"target": "weighted", "weights": "kde"},
-              "FairDD (paper B)": {"target": "groups"}}
+              "FairDD (paper B)": {"target": "groups"},
+              "COBRA (barycenter)": {"target": "barycenter"}}
 # What the slider sets, per bias parameter of the preset.
 RATIO_LABELS = {"conflict_ratio": "conflict ratio", "majority_ratio": "minority share"}
 REPRODUCE_HINT = "make reproduce PROFILE={profile}"

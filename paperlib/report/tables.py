@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from paperlib.core.errors import PaperlibError
+from paperlib.core.params import relevant_fields
 from paperlib.core.store import atomic_write
 from paperlib.data.presets import build_dataset
 from paperlib.data.sources import resolve_data_root
@@ -33,7 +34,10 @@ def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
                            "source": p.source or "", "protocol": p.protocol, "ratio": bias_ratio(p), "weights": p.weights,
                            "sampling": p.sampling, "init": p.init, "eval_model": p.eval_model or p.model,
                            "eval_trainer": p.eval_trainer, "eval_epochs": p.eval_epochs,
-                           "eval_augment": p.eval_augment if p.dsa else "none"}
+                           "eval_augment": p.eval_augment if p.dsa else "none",
+                           "hidden_groups": p.hidden_groups if "hidden_groups" in relevant_fields(p) else None,
+                           "hidden_groups_fill": p.hidden_groups_fill if "hidden_groups" in relevant_fields(p) else "",
+                           "warm_start_epochs": p.warm_start_epochs if "warm_start_epochs" in relevant_fields(p) else 0}
     if record is None:
         return {**row, "status": "not run"}
     metrics = record["metrics"]
@@ -54,6 +58,7 @@ def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
                                             if per_iteration is not None and kde and iterations else per_iteration),
         "distill_seconds": record.get("distill_seconds"),
         "evaluate_seconds": timings["evaluate"],
+        "imputed_right": record.get("imputed_right"),  # hidden group labels imputed: the share imputed right
         "device": record["device"],
         "status": "done",
     })

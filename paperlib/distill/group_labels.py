@@ -1,0 +1,53 @@
+"""Protected-group labels when only some are known: what FairDD and COBRA need and KDE does not.
+
+``hidden_groups`` (a share in [0, 1]) hides that many training samples' group labels, drawn from the run's
+seed. ``hidden_groups_fill`` says what the group targets do with them: ``drop`` leaves them out of every group
+statistic (they still count nowhere), ``impute`` gives each the group of the nearest group centroid of its
+class, in the features of a random ConvNet (KDE's ``random`` encoder: it needs no training and no labels
+beyond the class), computed from the samples whose group is known.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from paperlib.core.params import Params, derive_seed
+from paperlib.core.runtime import generator
+from paperlib.data.container import BiasedDataset
+from paperlib.distill.kde import ENCODERS
+
+FILLS = ("drop", "impute")
+HIDDEN = -1  # the group label of a sample left out of every group statistic
+
+
+def partial_group_labels(dataset: BiasedDataset, params: Params,
+                         device: torch.device) -> tuple[Tensor | None, dict[str, Any]]:
+    """Each training sample's group label as the group targets see it (``None``: all known), and facts: how
+    many were hidden and, when imputed, the share imputed right."""
+    if not params.hidden_groups:
+        return None, {}
+    groups = dataset.train.attributes.clone().long()
+    n = groups.shape[0]
+    count = round(params.hidden_groups * n)
+    hidden = torch.randperm(n, generator=generator(derive_seed(params.seed, "hidden-groups")))[:count]
+    facts: dict[str, Any] = {"hidden_groups": count}
+    if params.hidden_groups_fill == "drop":
+        groups[hidden] = HIDDEN
+        return groups, facts
+    features = ENCODERS["random"].embed(dataset, params, dataset.normalized("train", device), device).cpu()
+    known = torch.ones(n, dtype=torch.bool)
+    known[hidden] = False
+    labels, a = dataset.train.labels.long(), dataset.info.num_attributes
+    cells = labels * a + groups  # one centroid per (class, group) among the known samples
+    sums = torch.zeros(dataset.num_classes * a, features.shape[1]).index_add_(0, cells[known], features[known])
+    sizes = torch.bincount(cells[known], minlength=dataset.num_classes * a).float()
+    centroids = (sums / sizes.clamp_min(1)[:, None]).view(dataset.num_classes, a, -1)
+    distances = torch.cdist(features[hidden][:, None, :], centroids[labels[hidden]]).squeeze(1)  # [H, A]
+    distances[sizes.view(dataset.num_classes, a)[labels[hidden]] == 0] = float("inf")  # no known sample there
+    imputed = distances.argmin(1)
+    facts["imputed_right"] = float((imputed == groups[hidden]).float().mean()) if count else 1.0
+    groups[hidden] = imputed
+    return groups, facts
