@@ -13,7 +13,7 @@ Paper B's numbers were measured on the official FairDD code's images (``protocol
 
 from __future__ import annotations
 
-from paperlib.core.params import Params
+from paperlib.core.params import Params, relevant_fields
 from paperlib.data.presets import PRESETS, bias_ratio_name
 from paperlib.distill.methods import METHODS
 
@@ -160,10 +160,13 @@ RUNTIME_MINUTES: dict[tuple, float] = {
 def variant(params: Params) -> str:
     """The family a run belongs to, as the papers' rows name it: ``vanilla``, ``kde``, ``fairdd``, the debiasing
     trainer (``lff``, ...), with ``, balanced init`` for a balanced initialisation; ``other`` when no paper
-    reports that combination (e.g. ``group_balanced`` weights)."""
+    reports that combination (e.g. ``group_balanced`` weights, COBRA's barycenter, hidden group labels, a warm
+    start)."""
     if params.eval_trainer != Params.eval_trainer:  # a debiasing trainer on a vanilla set
         return params.eval_trainer if params.target == "vanilla" or not METHODS[params.method].distils else "other"
-    if not METHODS[params.method].distils or params.target == "vanilla":
+    if {"hidden_groups", "warm_start_epochs"} & set(relevant_fields(params)):
+        family = "other"  # the papers' runs knew every group label and had no warm start
+    elif not METHODS[params.method].distils or params.target == "vanilla":
         family = "vanilla"
     elif params.target == "groups":
         family = "fairdd"

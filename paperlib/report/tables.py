@@ -158,8 +158,9 @@ def metrics_view(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_align
     """
     done = table[table["status"] == "done"]
     view = done[["experiment", "run", *extra]].copy()
-    if "ratio" in view:
-        view["ratio"] = view["ratio"].map(percent)
+    for column in PERCENT_COLUMNS:
+        if column in view:
+            view[column] = view[column].map(percent)
     if "ipc" in view:
         view["ipc"] = view["ipc"].map(lambda ipc: "whole data" if pd.isna(ipc) else int(ipc))
     sets = done["num_distill"] if "num_distill" in done else pd.Series(1, index=done.index)
@@ -174,6 +175,10 @@ def metrics_view(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_align
     if len(missing):
         print(f"not run: {', '.join(missing['experiment'] + '/' + missing['run'])}")
     return view.reset_index(drop=True)
+
+
+# Shares shown as percentages in the display tables.
+PERCENT_COLUMNS = ("ratio", "hidden_groups", "imputed_right")
 
 
 def percent(ratio: float | None) -> str:
