@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 from paperlib.distill.dc import dc_class_loss, gradient_distance
 from paperlib.distill.real_gradients import matched_weights, per_sample_layers, row_gradients
+from paperlib.distill.sampling import RealBatch
+from paperlib.distill.targets import BarycenterTarget
 from paperlib.train.models import build_model, init_parameters
 
 
@@ -31,6 +33,10 @@ def _rows(kind: str, b: int, gen: torch.Generator) -> torch.Tensor:
     if kind == "some_unweighted":  # samples with weight 0 in every row
         w = torch.rand(b, generator=gen) * (torch.arange(b) % 3 > 0)
         return (w / w.sum())[None]
+    if kind == "barycenter":  # COBRA's target: one row, the uniform mean of the group means present
+        groups = torch.randint(0, 3, (1, b), generator=gen)
+        return BarycenterTarget(4).aggregation(RealBatch(torch.zeros(1, b, dtype=torch.long), groups,
+                                                         torch.full((1, b), 1.0 / b)))[0]
     if kind == "overlapping":  # the class mean and one group's mean: rows share samples
         first = (torch.arange(b) < b // 3).float()
         return torch.stack([torch.full((b,), 1.0 / b), first / first.sum()])
@@ -44,7 +50,7 @@ def _net(name: str, channels: int, size: int, norm: str = "instancenorm") -> tor
     return init_parameters(net, torch.Generator().manual_seed(1))
 
 
-@pytest.mark.parametrize("kind", ["vanilla", "weighted", "some_unweighted", "groups", "overlapping"])
+@pytest.mark.parametrize("kind", ["vanilla", "weighted", "some_unweighted", "groups", "barycenter", "overlapping"])
 @pytest.mark.parametrize("channels,size,chunk", [(1, 28, 64), (3, 32, 64), (3, 32, 5)])
 def test_rows_from_one_backward_equal_one_backward_per_row(kind: str, channels: int, size: int, chunk: int) -> None:
     gen = torch.Generator().manual_seed(0)
