@@ -32,7 +32,7 @@ CHANGED = {"dataset": "cmnist_fg", "source": "mnist", "conflict_ratio": 0.1, "ma
            "model": "lenet", "net_width": 32, "net_depth": 2, "net_norm": "batchnorm", "net_act": "sigmoid",
            "net_pooling": "maxpooling", "eval_epochs": 10, "eval_augment": "dsa", "eval_lr": 0.05, "eval_batch": 32, "num_eval": 2,
            "dsa": False, "dsa_strategy": "crop", "eval_trainer": "plain", "lff_q": 0.5, "lff_ema": 0.5,
-           "eval_model": "mlp", "seed": 1, "device": "cpu", "progress": False, "cache_dir": "/tmp/other",
+           "eval_model": "mlp", "seed": 1, "device": "cpu", "torch_compile": "never", "progress": False, "cache_dir": "/tmp/other",
            "force": True}
 
 

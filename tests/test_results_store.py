@@ -79,3 +79,22 @@ def test_a_study_table_is_computed_once_then_read_back_with_its_dtypes(tmp_path)
     assert len(calls) == 1 and first.equals(second) and str(second["count"].dtype) == "int64"
     stored_table("demo", params, {"variants": [2]}, compute)  # other settings: another table
     assert len(calls) == 2
+
+
+def test_find_or_make_makes_only_what_neither_the_cache_nor_the_store_holds(tmp_path, monkeypatch):
+    store, cache = tmp_path / "results", tmp_path / "cache"
+    (store / "quick" / "data").mkdir(parents=True)
+    (store / "quick" / "data" / "shipped.png").write_bytes(b"shipped")
+    monkeypatch.setenv("PAPERLIB_RESULTS", str(store))
+    made = []
+
+    def make() -> bytes:
+        made.append(1)
+        return b"made"
+
+    assert results_store.find_or_make("data/shipped.png", cache, make).read_bytes() == b"shipped" and not made
+    new = results_store.find_or_make("data/new.png", cache, make)
+    assert new == cache / "data" / "new.png" and new.read_bytes() == b"made" and len(made) == 1
+    assert results_store.find_or_make("data/new.png", cache, make) == new and len(made) == 1
+    forced = results_store.find_or_make("data/shipped.png", cache, make, force=True)
+    assert forced == cache / "data" / "shipped.png" and len(made) == 2  # the cache copy now wins over the store

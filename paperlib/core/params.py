@@ -129,6 +129,8 @@ class Params:
     # --- execution ---
     seed: int = _p(0, "seed")
     device: str = _p("auto", "execution", choices=("auto", "cpu", "cuda", "mps"))
+    # auto: torch.compile long trainings and distillations on the CPU (same maths up to float reassociation)
+    torch_compile: str = _p("auto", "execution", choices=("auto", "always", "never"))
     progress: bool = _p(True, "execution")
     cache_dir: str | None = _p(None, "execution")  # None: $PAPERLIB_CACHE, else cache/ at the repository root
     force: bool = _p(False, "execution")  # recompute even when a cached result exists

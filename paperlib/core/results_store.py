@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from paperlib.core.paths import find_repo_root
@@ -49,6 +50,21 @@ def find(relative: str, cache_dir: str | os.PathLike | None = None) -> Path | No
         found = next((p / relative for p in profiles if (p / relative).is_file()), None)
     if found is not None:
         publish(found, relative)
+    return found
+
+
+def find_or_make(relative: str, cache_dir: str | os.PathLike | None, make: Callable[[], bytes],
+                 force: bool = False) -> Path:
+    """The file ``relative`` as :func:`find` gives it; when there is none (or ``force``), ``make()``'s bytes are
+    written (atomically) into the cache first. Either way the file is then found again, so what is shown (and
+    published) is the stored file, whether made now or not."""
+    found = None if force else find(relative, cache_dir)
+    if found is None:
+        content = make()
+        with atomic_write(cache_root(cache_dir) / relative) as tmp:
+            tmp.write_bytes(content)
+        found = find(relative, cache_dir)
+    assert found is not None  # just written into the cache, which find reads first
     return found
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextvars
 import math
 import os
+import shutil
 import sys
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -39,6 +41,50 @@ def chunk_size(batch: torch.Tensor, on_cpu: int) -> int:
     the cache (measured faster, docs/performance.md); the whole batch on an accelerator, which large batches
     keep busy."""
     return on_cpu if batch.device.type == "cpu" else max(1, batch.shape[0])
+
+
+# Optimiser steps (or distillation iterations) from which ``torch_compile=auto`` compiles on the CPU. A first
+# compilation costs 15-50 s per input shape on a 2-core CPU (later processes read inductor's disk cache: ~5 s);
+# a compiled ConvNet training step is ~1.7x faster there (docs/performance.md), so a few hundred steps repay it.
+COMPILE_MIN_STEPS = 100
+
+
+def compile_wanted(setting: str, device: torch.device, steps: int) -> bool:
+    """Whether to ``torch.compile`` work of ``steps`` steps: ``always`` / ``never`` as asked; ``auto`` on the CPU only
+    (measured faster there; not yet measured on a GPU), from :data:`COMPILE_MIN_STEPS` steps, and only when a C++
+    compiler is installed (inductor needs one)."""
+    if setting not in ("auto", "always", "never"):
+        raise PaperlibError(f"unknown torch_compile {setting!r}; use auto, always or never")
+    if setting != "auto":
+        return setting == "always"
+    return device.type == "cpu" and steps >= COMPILE_MIN_STEPS and _cxx_compiler_found()
+
+
+def _cxx_compiler_found() -> bool:
+    return any(shutil.which(name) for name in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if name)
+
+
+class Compiled:
+    """``fn`` through ``torch.compile`` (static shapes) when ``enabled``, else ``fn`` itself.
+
+    Compiled code computes the same function up to float reassociation. Should compilation fail (a missing
+    header, an unsupported operator), one warning is given and ``fn`` runs eagerly from then on.
+    """
+
+    def __init__(self, fn: Callable[..., Any], enabled: bool) -> None:
+        self.fn = fn
+        self.compiled = torch.compile(fn, dynamic=False) if enabled else None
+
+    def __call__(self, *args: Any) -> Any:
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except torch._dynamo.exc.TorchDynamoException as error:  # compilation failed, not the computation
+                first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                warnings.warn(f"torch.compile failed ({first_line}); running eagerly (torch_compile=never hides "
+                              "this)", RuntimeWarning, stacklevel=2)
+                self.compiled = None
+        return self.fn(*args)
 
 
 # Steps (distillation iterations, training epochs) between host reads of a loss kept on the device: a read

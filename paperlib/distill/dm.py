@@ -9,6 +9,7 @@ batched forward (exact, because instance norm is per sample).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -38,7 +39,7 @@ def augment_siamese(dsa: DSA | None, real: Tensor, syn: Tensor, real_classes: Te
 
 
 def dm_loss(net: nn.Module, real: Tensor, aggregation: Tensor, syn: Tensor, ipc: int,
-            chunk: int | None = None) -> Tensor:
+            chunk: int | None = None, embed: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """DM matching loss for augmented, class-major ``real`` ``[K*B, ...]`` and ``syn`` ``[K*ipc, ...]``.
 
     ``aggregation`` is the target's ``[K, J, B]`` matrix (on any device); all-zero rows
@@ -49,9 +50,10 @@ def dm_loss(net: nn.Module, real: Tensor, aggregation: Tensor, syn: Tensor, ipc:
     1.6 s (the embeddings are bit-identical: instance norm is per sample). A
     network with ``batch_statistics`` set (``resnet18_bn``) gets the whole real
     batch in one forward instead, and the synthetic set in another, as the
-    reference does for batch-norm networks.
+    reference does for batch-norm networks. ``embed`` replaces ``net.embed`` (the distiller's compiled one).
     """
     k, _, b = aggregation.shape
+    embed = embed or net.embed
     chunk = chunk or chunk_size(real, 16)
     # Standard strides whatever layout the target built: with AVX-512, a matmul's rounding follows the stride
     # of a size-1 dimension, and equal aggregations must give equal synthetic sets.
@@ -59,9 +61,9 @@ def dm_loss(net: nn.Module, real: Tensor, aggregation: Tensor, syn: Tensor, ipc:
     if getattr(net, "batch_statistics", False):
         chunk = real.shape[0]  # batch norm: statistics over the whole real batch, as the reference's BN branch
     with torch.no_grad():
-        real_embed = torch.cat([net.embed(part) for part in real.split(chunk)]).view(k, b, -1)
+        real_embed = torch.cat([embed(part) for part in real.split(chunk)]).view(k, b, -1)
         statistics = torch.bmm(aggregation, real_embed)  # [K, J, D]
-    syn_mean = net.embed(syn).view(k, ipc, -1).mean(1)  # [K, D]
+    syn_mean = embed(syn).view(k, ipc, -1).mean(1)  # [K, D]
     present = (aggregation.sum(-1) > 0).to(syn_mean.dtype)  # [K, J]
     distances = ((statistics - syn_mean[:, None, :]) ** 2).sum(-1)
     return (distances * present).sum()
@@ -83,7 +85,7 @@ def dm_step(d: Any) -> Tensor:
     real, aggregation = d.real_batch()
     real, syn = augment_siamese(d.dsa, real, d.syn, d.real_classes, d.syn_labels, d.gen)
     with d.autocast:
-        loss = dm_loss(d.net, real, aggregation, syn, d.ipc)
+        loss = dm_loss(d.net, real, aggregation, syn, d.ipc, embed=d.embed)
     loss = loss.float()
     d.update_images(loss)
     return loss.detach()

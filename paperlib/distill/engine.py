@@ -25,7 +25,7 @@ from paperlib.distill.targets import Target
 from paperlib.core.errors import PaperlibError
 from paperlib.train.loop import TrainSettings, train_classifier
 from paperlib.train.models import model_from_params
-from paperlib.core.runtime import HOST_READ_EVERY, generator, progress, read_on_host
+from paperlib.core.runtime import HOST_READ_EVERY, Compiled, compile_wanted, generator, progress, read_on_host
 from paperlib.core.store import load_tensors, save_tensors
 
 
@@ -46,7 +46,10 @@ class Distiller:
     Exposed as a class so the benchmark can time bare steps.
     """
 
-    def __init__(self, dataset: BiasedDataset, params: Params, target: Target, device: torch.device) -> None:
+    def __init__(self, dataset: BiasedDataset, params: Params, target: Target, device: torch.device,
+                 run_iterations: int | None = None) -> None:
+        """``run_iterations`` (default ``params.iterations``): the length of the run these steps belong to,
+        which decides ``torch_compile=auto``."""
         self.dataset, self.params, self.target, self.device = dataset, params, target, device
         self.k, self.ipc = dataset.num_classes, params.ipc
         self.gen = generator(derive_seed(params.seed, "distill", params.method, *run_tags(params)))
@@ -72,6 +75,10 @@ class Distiller:
         outer, inner = default_loops(self.ipc)
         self.outer_loop = params.outer_loop or outer
         self.inner_loop = params.inner_loop or inner
+        # One decision per run: the inner loop's many short trainings add up to the run's steps.
+        trainings = (self.outer_loop - 1) * self.inner_loop if "inner_loop" in self.method.uses else 1
+        self.compiled = compile_wanted(params.torch_compile, device, (run_iterations or params.iterations) * max(1, trainings))
+        self.embed = Compiled(self.net.embed, self.compiled)  # DM's forward passes
 
     def real_batch(self) -> tuple[Tensor, Tensor]:
         """The next real batch (class-major ``[K*B, ...]``, on the device) and its target's ``[K, J, B]``
@@ -89,7 +96,8 @@ class Distiller:
         """Train the network for ``epochs`` on the current synthetic set (detached), with constant ``lr`` and no
         momentum or weight decay: gradient matching's inner loop, and DM's optional warm start (COBRA)."""
         settings = TrainSettings(epochs=epochs, lr=lr, batch=self.params.eval_batch, momentum=0.0, weight_decay=0.0,
-                                 lr_drop=False, dsa_strategy=self.params.dsa_strategy if self.dsa else None)
+                                 lr_drop=False, dsa_strategy=self.params.dsa_strategy if self.dsa else None,
+                                 torch_compile="always" if self.compiled else "never")
         train_classifier(self.net, self.syn.detach().clone(), self.syn_labels, settings, self.gen, show_progress=False)
 
     def update_images(self, loss: Tensor) -> None:

@@ -49,9 +49,14 @@ def record_name(params: Params) -> str:
     return f"{params.dataset}-{params.method}-{record_key(params)}"
 
 
+def record_folder(params: Params) -> str:
+    """A run's record folder inside the cache (and the results store): ``records/<record_name>``."""
+    return f"records/{record_name(params)}"
+
+
 def record_dir(params: Params) -> Path:
     """The cache folder where a run's ``record.json`` is written."""
-    return cache_root(params.cache_dir) / "records" / record_name(params)
+    return cache_root(params.cache_dir) / record_folder(params)
 
 
 def distilled_dir(params: Params) -> Path:
@@ -60,7 +65,7 @@ def distilled_dir(params: Params) -> Path:
     Keyed without the evaluation settings, so evaluating one distilled set in
     several ways (more models, LfF, other epochs) distils it once.
     """
-    return cache_root(params.cache_dir) / "distilled" / distilled_name(params)
+    return cache_root(params.cache_dir) / distilled_folder(params)
 
 
 def distilled_name(params: Params) -> str:
@@ -68,11 +73,16 @@ def distilled_name(params: Params) -> str:
     return f"{params.dataset}-{params.method}-{cache_key(params, 'distilled')}"
 
 
+def distilled_folder(params: Params) -> str:
+    """A distilled set's folder inside the cache (and the results store): ``distilled/<distilled_name>``."""
+    return f"distilled/{distilled_name(params)}"
+
+
 def stored_grid(params: Params) -> Path | None:
     """The PNG grid of the distilled set of ``params`` (cache, else results store); ``None`` if there is none."""
     if not METHODS[params.method].distils:
         return None
-    return find(f"distilled/{distilled_name(params)}/synthetic.png", params.cache_dir)
+    return find(f"{distilled_folder(params)}/synthetic.png", params.cache_dir)
 
 
 def training_set(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, Tensor, dict]:
@@ -126,7 +136,7 @@ def _json_safe(value: Any) -> Any:
 def load_record(params: Params) -> dict[str, Any] | None:
     """The stored record of ``params`` (cache, else results store), or ``None`` when it was never run (an
     unreadable one is an error)."""
-    path = find(f"records/{record_name(params)}/record.json", params.cache_dir)
+    path = find(f"{record_folder(params)}/record.json", params.cache_dir)
     return None if path is None else load_json(path)
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import pandas as pd
 
 from paperlib.core.params import Params, key_values, stable_hash
-from paperlib.core.results_store import find
+from paperlib.core.results_store import find_or_make
 from paperlib.core.runtime import resolve_device
-from paperlib.core.store import atomic_write, cache_root, load_json
+from paperlib.core.store import load_json
 from paperlib.data.presets import build_dataset
 from paperlib.distill.kde import weight_ablation
 from paperlib.distill.theorem import fairdd_vs_barycenter
@@ -51,11 +51,8 @@ def stored_table(study: str, params: Params, settings: Mapping[str, Any],
     else ``compute()``, stored (atomically) in the cache. ``force=true`` recomputes."""
     key = stable_hash({"run": key_values(params, "record"), "study": study, "settings": dict(settings)})
     relative = f"tables/{study}-{key}.json"
-    found = None if params.force else find(relative, params.cache_dir)
-    if found is None:
-        table = compute()
-        with atomic_write(cache_root(params.cache_dir) / relative) as tmp:
-            tmp.write_text(json.dumps({"columns": table.to_dict(orient="list")}))  # per column: dtypes kept
-        found = find(relative, params.cache_dir)  # shown as stored: the same table whether computed now or not
+    # Per column, so dtypes are kept; shown as stored: the same table whether computed now or not.
+    found = find_or_make(relative, params.cache_dir,
+                         lambda: json.dumps({"columns": compute().to_dict(orient="list")}).encode(), params.force)
     saved = load_json(found)
     return pd.DataFrame(saved["columns"])

@@ -26,15 +26,15 @@ import pandas as pd
 
 from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params, cache_key, make_params, relevant_fields
-from paperlib.core.results_store import find
+from paperlib.core.results_store import find_or_make
 from paperlib.core.runtime import PROGRESS_DISPLAY
-from paperlib.core.store import atomic_write, cache_root
 from paperlib.data.presets import bias_ratio_name, build_dataset
 from paperlib.distill.methods import METHODS
 from paperlib.experiments.runner import load_record, run, stored_grid
 from paperlib.experiments.suite import scaled
 from paperlib.report.plots import sample_grid_png
 from paperlib.report.reference import reported
+from paperlib.report.tables import percent
 
 
 # The approaches the papers compare, offered as the explorer's "target" choices: each is a set of parameter values
@@ -145,12 +145,8 @@ class ExplorerModel:
         stored (cache, else results store), else drawn from the dataset and stored."""
         params = self.params(point)
         relative = f"data/{params.dataset}-{cache_key(params, 'dataset')}.png"
-        found = find(relative, params.cache_dir)
-        if found is None:
-            with atomic_write(cache_root(params.cache_dir) / relative) as tmp:
-                tmp.write_bytes(sample_grid_png(self.dataset(point), per_class=8))
-            found = find(relative, params.cache_dir)
-        return found.read_bytes()
+        return find_or_make(relative, params.cache_dir,
+                            lambda: sample_grid_png(self.dataset(point), per_class=8)).read_bytes()
 
     def training_grid(self, point: Point, scale: str) -> bytes | None:
         """The PNG of the distilled set of ``point`` at ``scale`` (``profile`` or ``live``), if stored."""
@@ -207,7 +203,7 @@ def explorer_coverage(model: ExplorerModel, views: bool = False) -> pd.DataFrame
         record, scale = model.stored(point)
         row = rows.setdefault((point.dataset, point.method, point.target),
                               {"dataset": point.dataset, "method": point.method, "target": point.target})
-        row[f"{point.ratio:.0%} / {point.ipc}"] = scale
+        row[f"{percent(point.ratio)} / {point.ipc}"] = scale
         if views and record is not None:
             model.data_grid(point)
             model.training_grid(point, scale)
@@ -261,7 +257,7 @@ class Explorer:
         self._worker: threading.Thread | None = None
         s, start = settings, self.model.start_point()
         self.dataset = w.Dropdown(options=list(s["datasets"]), value=start.dataset, description="dataset")
-        self.ratio = w.SelectionSlider(options=[(f"{float(r):.0%}", float(r)) for r in s["ratios"]], value=start.ratio,
+        self.ratio = w.SelectionSlider(options=[(percent(float(r)), float(r)) for r in s["ratios"]], value=start.ratio,
                                        description=self.model.ratio_label(start.dataset), continuous_update=False,
                                        style={"description_width": "initial"})
         self.ipc = w.SelectionSlider(options=[int(i) for i in s["ipcs"]], value=start.ipc, description="IPC",
@@ -306,7 +302,7 @@ class Explorer:
     def snapshot_html(self) -> str:
         """The current view as static HTML (images inlined), for stored notebooks where widgets do not render."""
         point = self.point()
-        title = html.escape(f"{point.dataset}, {self.ratio.description} {point.ratio:.0%}, IPC {point.ipc}, "
+        title = html.escape(f"{point.dataset}, {self.ratio.description} {percent(point.ratio)}, IPC {point.ipc}, "
                             f"{point.method}, {point.target}")
         return (f"<p><b>{title}</b></p><table><tr><th>biased training data</th><th>training set of the model</th>"
                 f"</tr><tr><td>{self.data_view.value}</td><td>{self.training_view.value}</td>"

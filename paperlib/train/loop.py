@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params
-from paperlib.core.runtime import HOST_READ_EVERY, progress, read_on_host
+from paperlib.core.runtime import HOST_READ_EVERY, Compiled, compile_wanted, progress, read_on_host
 from paperlib.train.augment import DSA, DSAParams
 from paperlib.train.models import samples_independent
 
@@ -30,12 +30,13 @@ class TrainSettings:
     weight_decay: float = 5e-4
     dsa_strategy: str | None = "color_crop_cutout_flip_scale_rotate"  # None: no augmentation
     lr_drop: bool = True  # False: constant lr (the gradient-matching inner loop)
+    torch_compile: str = "never"  # auto | always | never: the forward passes through torch.compile (runtime.compile_wanted)
 
     @classmethod
     def from_params(cls, params: Params) -> TrainSettings:
         augment = params.dsa and params.eval_augment != "none"
         return cls(epochs=params.eval_epochs, lr=params.eval_lr, batch=params.eval_batch,
-                   dsa_strategy=params.dsa_strategy if augment else None)
+                   dsa_strategy=params.dsa_strategy if augment else None, torch_compile=params.torch_compile)
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate for 0-based ``epoch``: x0.1 from epoch ``epochs // 2 + 1`` on, as the reference."""
@@ -129,13 +130,16 @@ def train_classifier(model: nn.Module, images: Tensor, labels: Tensor, settings:
     """Train ``model`` in place with cross-entropy on normalised ``images`` (on the model's device).
 
     Shuffling and augmentation draw from ``gen`` only. A non-finite loss stops
-    training with an error naming the epoch.
+    training with an error naming the epoch. ``settings.torch_compile`` decides whether the model's forward
+    (and so its backward) runs compiled.
     """
     optimizer = sgd(model.parameters(), settings)
     model.train()
+    steps = settings.epochs * -(-images.shape[0] // settings.batch)
+    forward = Compiled(model, compile_wanted(settings.torch_compile, images.device, steps))
 
     def batch_loss(index: Tensor, x: Tensor) -> Tensor:
-        return F.cross_entropy(model(x), labels[index])
+        return F.cross_entropy(forward(x), labels[index])
 
     run_epochs(optimizer, images, settings, gen, batch_loss, show_progress, desc,
                micro_batch_for(model, images.device))

@@ -1,0 +1,62 @@
+"""``torch_compile``: when long work is compiled, that compiled training computes what eager training computes (up
+to float reassociation) and is bit-identical run to run, and that a failed compilation falls back to eager."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from paperlib.core.errors import PaperlibError
+from paperlib.core.params import make_params
+from paperlib.core.runtime import COMPILE_MIN_STEPS, Compiled, compile_wanted
+from paperlib.train.loop import TrainSettings, train_classifier
+from paperlib.train.models import ConvNet, init_parameters
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+def test_auto_compiles_long_cpu_work_only(monkeypatch):
+    monkeypatch.setattr("paperlib.core.runtime._cxx_compiler_found", lambda: True)
+    assert compile_wanted("auto", CPU, COMPILE_MIN_STEPS)
+    assert not compile_wanted("auto", CPU, COMPILE_MIN_STEPS - 1)
+    assert not compile_wanted("auto", CUDA, 10 * COMPILE_MIN_STEPS)  # not yet measured on a GPU
+    assert compile_wanted("always", CUDA, 1) and not compile_wanted("never", CPU, 10 * COMPILE_MIN_STEPS)
+    monkeypatch.setattr("paperlib.core.runtime._cxx_compiler_found", lambda: False)
+    assert not compile_wanted("auto", CPU, 10 * COMPILE_MIN_STEPS)  # inductor needs a C++ compiler
+
+
+def test_unknown_compile_setting_is_a_one_line_error():
+    with pytest.raises(PaperlibError, match="unknown torch_compile 'on'; use auto, always or never"):
+        compile_wanted("on", CPU, 1)
+    with pytest.raises(PaperlibError, match="torch_compile"):
+        make_params(torch_compile="sometimes")
+
+
+def test_a_failed_compilation_warns_once_and_runs_eagerly():
+    def broken(x: torch.Tensor) -> torch.Tensor:
+        raise torch._dynamo.exc.TorchDynamoException("no C++ compiler found\nsecond line")
+
+    forward = Compiled(lambda x: x * 2, enabled=False)
+    forward.compiled = broken
+    with pytest.warns(RuntimeWarning, match=r"torch.compile failed \(no C\+\+ compiler found\); running eagerly"):
+        assert torch.equal(forward(torch.ones(2)), torch.full((2,), 2.0))
+    assert forward.compiled is None and torch.equal(forward(torch.ones(1)), torch.full((1,), 2.0))
+
+
+def _trained(mode: str) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(40, 1, 28, 28, generator=gen)
+    labels = torch.arange(40) % 10
+    model = init_parameters(ConvNet(1, 10, 28, width=8), gen)
+    settings = TrainSettings(epochs=3, batch=32, dsa_strategy=None, torch_compile=mode)
+    train_classifier(model, images, labels, settings, gen, show_progress=False)
+    return [p.detach().clone() for p in model.parameters()]
+
+
+@pytest.mark.skipif(not compile_wanted("auto", CPU, COMPILE_MIN_STEPS), reason="no C++ compiler for inductor")
+def test_compiled_training_matches_eager_and_repeats_bit_for_bit():
+    eager, compiled, again = _trained("never"), _trained("always"), _trained("always")
+    assert all(torch.equal(a, b) for a, b in zip(compiled, again))
+    assert any(not torch.equal(a, b) for a, b in zip(eager, compiled))  # it did run other code
+    for a, b in zip(eager, compiled):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
