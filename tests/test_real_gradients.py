@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from paperlib.distill.dc import dc_class_loss, gradient_distance
-from paperlib.distill.real_gradients import matched_weights, per_sample_layers, row_gradients
+from paperlib.distill.real_gradients import _piece_sizes, matched_weights, per_sample_layers, row_gradients
 from paperlib.distill.sampling import RealBatch
 from paperlib.distill.targets import BarycenterTarget
 from paperlib.train.models import build_model, init_parameters
@@ -64,6 +64,27 @@ def test_rows_from_one_backward_equal_one_backward_per_row(kind: str, channels: 
         torch.testing.assert_close(f, r, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["vanilla", "some_unweighted", "barycenter", "groups"])
+def test_a_compiled_forward_gives_each_row_from_its_own_samples_in_pieces(kind: str) -> None:
+    """The compiled route sums piece gradients through the forward it is given (here an eager stand-in that
+    counts its calls, so this test needs no compiler; tests/test_compile.py compares compiled and eager)."""
+    gen = torch.Generator().manual_seed(0)
+    net = _net("convnet", 3, 32)
+    real = torch.randn(12, 3, 32, 32, generator=gen)
+    rows = _rows(kind, 12, gen)
+    calls = []
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        calls.append(x.shape[0])
+        return net(x)
+
+    fast = row_gradients(net, real, 3, rows, 5, compiled=forward)
+    members = (rows > 0).sum(-1).tolist()  # each row's samples: full chunks of 5, then powers of two
+    assert calls == [size for n in members for size in _piece_sizes(n, 5)] and sum(calls) == sum(members)
+    for f, r in zip(fast, _reference(net, real, 3, rows)):
+        torch.testing.assert_close(f, r, rtol=1e-4, atol=1e-6)
+
+
 def test_an_in_place_activation_after_a_layer_does_not_change_its_rows() -> None:
     gen = torch.Generator().manual_seed(0)
     net = _net("mlp", 1, 28)  # Linear -> ReLU(inplace=True)
@@ -94,3 +115,8 @@ def test_class_loss_sums_the_distance_of_every_present_row_only() -> None:
     expected = sum(gradient_distance([g[j] for g in reference], list(syn_grad)) for j in range(3))
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
     assert torch.autograd.grad(loss, syn)[0].abs().sum() > 0  # the image update still sees the loss
+
+
+def test_piece_sizes_are_full_chunks_then_powers_of_two() -> None:
+    assert _piece_sizes(38, 16) == [16, 16, 4, 2] and _piece_sizes(32, 16) == [16, 16]
+    assert _piece_sizes(7, 16) == [4, 2, 1] and _piece_sizes(0, 16) == []

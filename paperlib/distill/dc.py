@@ -9,6 +9,7 @@ reference). Between outer loops the network trains on the synthetic set.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -50,14 +51,17 @@ def gradient_distance(real: list[Tensor], syn: list[Tensor]) -> Tensor:
     return total
 
 
-def dc_class_loss(net: nn.Module, real: Tensor, weights: Tensor, syn: Tensor, label: int) -> Tensor:
+def dc_class_loss(net: nn.Module, real: Tensor, weights: Tensor, syn: Tensor, label: int,
+                  compiled: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """Matching loss of one class: ``weights`` is its ``[J, B]`` target rows (on the host, where their
     structure is read without waiting for the device, or on the device).
 
     Every row's real gradient (:func:`row_gradients`: about one backward pass for all rows) is matched to the
     synthetic gradient (with graph, for the image update); all-zero rows (absent groups) add nothing.
+    ``compiled`` (``net``'s compiled forward) serves the real side (:func:`row_gradients`); the synthetic
+    gradient needs a double backward, which compiled graphs do not support.
     """
-    real_rows = row_gradients(net, real, label, weights)
+    real_rows = row_gradients(net, real, label, weights, compiled=compiled)
     labels_syn = torch.full((syn.shape[0],), label, device=syn.device)
     syn_grad = torch.autograd.grad(F.cross_entropy(net(syn), labels_syn), matched_weights(net), create_graph=True)
     present = (weights.sum(-1) > 0).to(syn_grad[0].device, syn_grad[0].dtype)
@@ -82,7 +86,7 @@ def matching_step(d: Any) -> Tensor:
         with d.autocast:
             for c in range(d.k):
                 loss = loss + dc_class_loss(d.net, real[c * b:(c + 1) * b], aggregation[c],
-                                            syn[c * d.ipc:(c + 1) * d.ipc], c).float()
+                                            syn[c * d.ipc:(c + 1) * d.ipc], c, d.forward).float()
         d.update_images(loss)
         total = total + loss.detach()
         if outer < d.outer_loop - 1:

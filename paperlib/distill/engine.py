@@ -79,6 +79,7 @@ class Distiller:
         trainings = (self.outer_loop - 1) * self.inner_loop if "inner_loop" in self.method.uses else 1
         self.compiled = compile_wanted(params.torch_compile, device, (run_iterations or params.iterations) * max(1, trainings))
         self.embed = Compiled(self.net.embed, self.compiled)  # DM's forward passes
+        self.forward = Compiled(self.net, self.compiled) if self.compiled else None  # gradient matching's real side
 
     def real_batch(self) -> tuple[Tensor, Tensor]:
         """The next real batch (class-major ``[K*B, ...]``, on the device) and its target's ``[K, J, B]``

@@ -17,6 +17,8 @@ that share samples take the reference's path: one backward pass per non-empty ro
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -47,9 +49,15 @@ def per_sample_layers(net: nn.Module) -> list[nn.Module] | None:
     return layers
 
 
-def row_gradients(net: nn.Module, real: Tensor, label: int, rows: Tensor, chunk: int | None = None) -> list[Tensor]:
+def row_gradients(net: nn.Module, real: Tensor, label: int, rows: Tensor, chunk: int | None = None,
+                  compiled: Callable[[Tensor], Tensor] | None = None) -> list[Tensor]:
     """Gradients of ``sum_b rows[j, b] * CE(net(real)_b, label)`` w.r.t. :func:`matched_weights`, each
     ``[J, *weight.shape]``; an all-zero row gives zeros. ``real`` is one class's batch ``[B, ...]``.
+
+    With ``compiled`` (``net``'s compiled forward) and disjoint rows, each row's gradient is plain backward
+    passes through it over the row's own samples, in pieces of ``chunk`` and then of powers of two (few input
+    shapes, so few compilations): the same sums, with the element-wise layers fused (the per-sample route
+    reads layer inputs through hooks, which compiled code does not run).
 
     On the per-sample route the batch goes through the network ``chunk`` images at a time (default: 16 on the
     CPU, the whole batch on an accelerator; on the CPU the first
@@ -62,6 +70,8 @@ def row_gradients(net: nn.Module, real: Tensor, label: int, rows: Tensor, chunk:
     if layers is None or (j > 1 and bool(((rows > 0).sum(0) > 1).any())):
         return _one_backward_per_row(net, real, label, rows)
     chunk = chunk or chunk_size(real, 16)
+    if compiled is not None:
+        return _rows_in_pieces(compiled, net, real, label, rows, chunk)
     owner = rows.argmax(0)  # each sample's row; a sample in no row has weight 0 wherever it is put
     order = torch.argsort(owner, stable=True)
     weight = rows.amax(0)[order].to(real.device, real.dtype)
@@ -76,6 +86,32 @@ def row_gradients(net: nn.Module, real: Tensor, label: int, rows: Tensor, chunk:
                 if x_row.shape[0]:
                     out[row] += _weight_gradient(layer, x_row, g_row)
     return result
+
+
+def _rows_in_pieces(forward: Callable[[Tensor], Tensor], net: nn.Module, real: Tensor, label: int, rows: Tensor,
+                    chunk: int) -> list[Tensor]:
+    """Each disjoint row's gradient as the sum of its pieces' gradients (exact when samples are independent);
+    samples of weight 0 in every row are skipped."""
+    weights = matched_weights(net)
+    result = [w.new_zeros(rows.shape[0], *w.shape) for w in weights]
+    for j, row in enumerate(rows):
+        members = torch.nonzero(row > 0).flatten()
+        start = 0
+        for size in _piece_sizes(members.numel(), chunk):
+            index = members[start:start + size]
+            start += size
+            x = real[index.to(real.device)]
+            labels = torch.full((size,), label, device=x.device)
+            loss = (row[index].to(x.device, x.dtype) * F.cross_entropy(forward(x), labels, reduction="none")).sum()
+            for out, grad in zip(result, torch.autograd.grad(loss, weights)):
+                out[j] += grad
+    return result
+
+
+def _piece_sizes(n: int, chunk: int) -> list[int]:
+    """``n`` as full chunks, then the remainder's powers of two, largest first: 38, 16 -> 16, 16, 4, 2."""
+    rest = n % chunk
+    return [chunk] * (n // chunk) + [1 << bit for bit in reversed(range(rest.bit_length())) if rest >> bit & 1]
 
 
 def _inputs_and_output_grads(net: nn.Module, layers: list[nn.Module], real: Tensor,
