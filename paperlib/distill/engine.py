@@ -77,7 +77,8 @@ class Distiller:
         self.inner_loop = params.inner_loop or inner
         # One decision per run: the inner loop's many short trainings add up to the run's steps.
         trainings = (self.outer_loop - 1) * self.inner_loop if "inner_loop" in self.method.uses else 1
-        self.compiled = compile_wanted(params.torch_compile, device, (run_iterations or params.iterations) * max(1, trainings))
+        run_steps = (run_iterations or params.iterations) * max(1, trainings)
+        self.compiled = compile_wanted(params.torch_compile, device, run_steps)
         self.embed = Compiled(self.net.embed, self.compiled)  # DM's forward passes
         self.forward = Compiled(self.net, self.compiled) if self.compiled else None  # gradient matching's real side
 
