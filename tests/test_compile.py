@@ -60,3 +60,53 @@ def test_compiled_training_matches_eager_and_repeats_bit_for_bit():
     assert any(not torch.equal(a, b) for a, b in zip(eager, compiled))  # it did run other code
     for a, b in zip(eager, compiled):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_the_compiler_is_looked_up_once_per_process(monkeypatch):
+    from paperlib.core import runtime
+
+    looked_up = []
+    monkeypatch.setattr(runtime.shutil, "which", lambda name: looked_up.append(name) or "/usr/bin/g++")
+    runtime._cxx_compiler_found.cache_clear()
+    try:
+        assert compile_wanted("auto", CPU, COMPILE_MIN_STEPS) and compile_wanted("auto", CPU, COMPILE_MIN_STEPS)
+        assert len(looked_up) == 1  # the first name found answers for the whole process
+    finally:
+        runtime._cxx_compiler_found.cache_clear()
+
+
+def test_training_takes_the_forward_it_is_given():
+    """The gradient-matching inner loop trains one network many times through the one wrapper it holds."""
+    gen = torch.Generator().manual_seed(0)
+    model = init_parameters(ConvNet(1, 10, 28, width=8), gen)
+    calls = []
+    forward = Compiled(model, enabled=False)
+    forward.compiled = lambda x: calls.append(x.shape[0]) or model(x)  # stands in for compiled code
+    settings = TrainSettings(epochs=2, batch=32, dsa_strategy=None)
+    train_classifier(model, torch.randn(40, 1, 28, 28, generator=gen), torch.arange(40) % 10, settings, gen,
+                     show_progress=False, forward=forward)
+    assert sum(calls) == 2 * 40  # every image of both epochs went through it (in micro-batches)
+
+
+@pytest.mark.parametrize("trainer", ["lff", "selecmix"])
+def test_debiasing_trainers_run_their_networks_through_the_training_forward(monkeypatch, trainer):
+    import paperlib.train.lff as lff
+    import paperlib.train.selecmix as selecmix
+
+    module = {"lff": lff, "selecmix": selecmix}[trainer]
+    wrapped = []
+
+    def recording(fn, images, settings):
+        wrapped.append(settings.torch_compile)
+        return Compiled(fn, enabled=False)
+
+    monkeypatch.setattr(module, "training_forward", recording)
+    gen = torch.Generator().manual_seed(0)
+    biased, model = (init_parameters(ConvNet(1, 10, 28, width=8), gen) for _ in range(2))
+    settings = TrainSettings(epochs=1, batch=32, dsa_strategy=None, torch_compile="always")
+    images, labels = torch.randn(40, 1, 28, 28, generator=gen), torch.arange(40) % 10
+    if trainer == "lff":
+        lff.train_lff(biased, model, images, labels, settings, 0.7, 0.7, gen, show_progress=False)
+    else:
+        selecmix.train_selecmix(biased, model, images, labels, settings, 0.7, gen, show_progress=False)
+    assert wrapped == ["always"] * (2 if trainer == "lff" else 3)  # selecmix: the biased model's embed too

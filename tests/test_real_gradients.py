@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from paperlib.core.runtime import Compiled
 from paperlib.distill.dc import dc_class_loss, gradient_distance
 from paperlib.distill.real_gradients import _piece_sizes, matched_weights, per_sample_layers, row_gradients
 from paperlib.distill.sampling import RealBatch
@@ -74,11 +75,14 @@ def test_a_compiled_forward_gives_each_row_from_its_own_samples_in_pieces(kind: 
     rows = _rows(kind, 12, gen)
     calls = []
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
+    def counting(x: torch.Tensor) -> torch.Tensor:
         calls.append(x.shape[0])
         return net(x)
 
-    fast = row_gradients(net, real, 3, rows, 5, compiled=forward)
+    forward = Compiled(net, enabled=False)
+    forward.compiled = counting  # stands in for compiled code
+    assert forward.active
+    fast = row_gradients(net, real, 3, rows, 5, forward=forward)
     members = (rows > 0).sum(-1).tolist()  # each row's samples: full chunks of 5, then powers of two
     assert calls == [size for n in members for size in _piece_sizes(n, 5)] and sum(calls) == sum(members)
     for f, r in zip(fast, _reference(net, real, 3, rows)):
@@ -120,3 +124,13 @@ def test_class_loss_sums_the_distance_of_every_present_row_only() -> None:
 def test_piece_sizes_are_full_chunks_then_powers_of_two() -> None:
     assert _piece_sizes(38, 16) == [16, 16, 4, 2] and _piece_sizes(32, 16) == [16, 16]
     assert _piece_sizes(7, 16) == [4, 2, 1] and _piece_sizes(0, 16) == []
+
+
+def test_an_uncompiled_forward_keeps_the_per_sample_route() -> None:
+    gen = torch.Generator().manual_seed(0)
+    net = _net("convnet", 3, 32)
+    real, rows = torch.randn(12, 3, 32, 32, generator=gen), _rows("groups", 12, gen)
+    eager = Compiled(net, enabled=False)
+    assert not eager.active
+    for f, r in zip(row_gradients(net, real, 3, rows, 5, forward=eager), row_gradients(net, real, 3, rows, 5)):
+        assert torch.equal(f, r)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import math
 import os
 import shutil
@@ -60,6 +61,7 @@ def compile_wanted(setting: str, device: torch.device, steps: int) -> bool:
     return device.type == "cpu" and steps >= COMPILE_MIN_STEPS and _cxx_compiler_found()
 
 
+@functools.cache  # one lookup per process: compile_wanted runs once per evaluation model
 def _cxx_compiler_found() -> bool:
     return any(shutil.which(name) for name in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if name)
 
@@ -74,6 +76,11 @@ class Compiled:
     def __init__(self, fn: Callable[..., Any], enabled: bool) -> None:
         self.fn = fn
         self.compiled = torch.compile(fn, dynamic=False) if enabled else None
+
+    @property
+    def active(self) -> bool:
+        """Whether calls run compiled code (``False`` when not enabled or after a failed compilation)."""
+        return self.compiled is not None
 
     def __call__(self, *args: Any) -> Any:
         if self.compiled is not None:

@@ -9,13 +9,13 @@ reference). Between outer loops the network trains on the synthetic set.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from paperlib.core.runtime import Compiled
 from paperlib.distill.dm import augment_siamese
 from paperlib.distill.real_gradients import matched_weights, row_gradients
 from paperlib.train.models import init_parameters
@@ -52,16 +52,17 @@ def gradient_distance(real: list[Tensor], syn: list[Tensor]) -> Tensor:
 
 
 def dc_class_loss(net: nn.Module, real: Tensor, weights: Tensor, syn: Tensor, label: int,
-                  compiled: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+                  forward: Compiled | None = None) -> Tensor:
     """Matching loss of one class: ``weights`` is its ``[J, B]`` target rows (on the host, where their
     structure is read without waiting for the device, or on the device).
 
     Every row's real gradient (:func:`row_gradients`: about one backward pass for all rows) is matched to the
     synthetic gradient (with graph, for the image update); all-zero rows (absent groups) add nothing.
-    ``compiled`` (``net``'s compiled forward) serves the real side (:func:`row_gradients`); the synthetic
-    gradient needs a double backward, which compiled graphs do not support.
+    ``forward`` (``net`` through :class:`~paperlib.core.runtime.Compiled`) serves the real side when it runs
+    compiled (:func:`row_gradients`); the synthetic gradient needs a double backward, which compiled graphs do
+    not support.
     """
-    real_rows = row_gradients(net, real, label, weights, compiled=compiled)
+    real_rows = row_gradients(net, real, label, weights, forward=forward)
     labels_syn = torch.full((syn.shape[0],), label, device=syn.device)
     syn_grad = torch.autograd.grad(F.cross_entropy(net(syn), labels_syn), matched_weights(net), create_graph=True)
     present = (weights.sum(-1) > 0).to(syn_grad[0].device, syn_grad[0].dtype)

@@ -80,7 +80,7 @@ class Distiller:
         run_steps = (run_iterations or params.iterations) * max(1, trainings)
         self.compiled = compile_wanted(params.torch_compile, device, run_steps)
         self.embed = Compiled(self.net.embed, self.compiled)  # DM's forward passes
-        self.forward = Compiled(self.net, self.compiled) if self.compiled else None  # gradient matching's real side
+        self.forward = Compiled(self.net, self.compiled)  # trainings of the network; gradient matching's real side
 
     def real_batch(self) -> tuple[Tensor, Tensor]:
         """The next real batch (class-major ``[K*B, ...]``, on the device) and its target's ``[K, J, B]``
@@ -98,9 +98,9 @@ class Distiller:
         """Train the network for ``epochs`` on the current synthetic set (detached), with constant ``lr`` and no
         momentum or weight decay: gradient matching's inner loop, and DM's optional warm start (COBRA)."""
         settings = TrainSettings(epochs=epochs, lr=lr, batch=self.params.eval_batch, momentum=0.0, weight_decay=0.0,
-                                 lr_drop=False, dsa_strategy=self.params.dsa_strategy if self.dsa else None,
-                                 torch_compile="always" if self.compiled else "never")
-        train_classifier(self.net, self.syn.detach().clone(), self.syn_labels, settings, self.gen, show_progress=False)
+                                 lr_drop=False, dsa_strategy=self.params.dsa_strategy if self.dsa else None)
+        train_classifier(self.net, self.syn.detach().clone(), self.syn_labels, settings, self.gen, show_progress=False,
+                         forward=self.forward)
 
     def update_images(self, loss: Tensor) -> None:
         """One SGD step of the synthetic images on ``loss``."""

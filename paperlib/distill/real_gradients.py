@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib.core.runtime import chunk_size
+from paperlib.core.runtime import Compiled, chunk_size
 from paperlib.train.models import samples_independent
 
 _LAYERS = (nn.Conv2d, nn.Linear)
@@ -50,11 +50,12 @@ def per_sample_layers(net: nn.Module) -> list[nn.Module] | None:
 
 
 def row_gradients(net: nn.Module, real: Tensor, label: int, rows: Tensor, chunk: int | None = None,
-                  compiled: Callable[[Tensor], Tensor] | None = None) -> list[Tensor]:
+                  forward: Compiled | None = None) -> list[Tensor]:
     """Gradients of ``sum_b rows[j, b] * CE(net(real)_b, label)`` w.r.t. :func:`matched_weights`, each
     ``[J, *weight.shape]``; an all-zero row gives zeros. ``real`` is one class's batch ``[B, ...]``.
 
-    With ``compiled`` (``net``'s compiled forward) and disjoint rows, each row's gradient is plain backward
+    With ``forward`` (``net`` through :class:`~paperlib.core.runtime.Compiled`) running compiled and disjoint
+    rows, each row's gradient is plain backward
     passes through it over the row's own samples, in pieces of ``chunk`` and then of powers of two (few input
     shapes, so few compilations): the same sums, with the element-wise layers fused (the per-sample route
     reads layer inputs through hooks, which compiled code does not run).
@@ -70,8 +71,8 @@ def row_gradients(net: nn.Module, real: Tensor, label: int, rows: Tensor, chunk:
     if layers is None or (j > 1 and bool(((rows > 0).sum(0) > 1).any())):
         return _one_backward_per_row(net, real, label, rows)
     chunk = chunk or chunk_size(real, 16)
-    if compiled is not None:
-        return _rows_in_pieces(compiled, net, real, label, rows, chunk)
+    if forward is not None and forward.active:
+        return _rows_in_pieces(forward, net, real, label, rows, chunk)
     owner = rows.argmax(0)  # each sample's row; a sample in no row has weight 0 wherever it is put
     order = torch.argsort(owner, stable=True)
     weight = rows.amax(0)[order].to(real.device, real.dtype)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib.train.loop import TrainSettings, run_epochs, sgd
+from paperlib.train.loop import TrainSettings, run_epochs, sgd, training_forward
 
 __all__ = ["generalized_cross_entropy", "train_lff"]
 
@@ -94,10 +94,11 @@ def train_lff(biased: nn.Module, debiased: nn.Module, images: Tensor, labels: Te
     optimizer = sgd(itertools.chain(biased.parameters(), debiased.parameters()), settings)
     biased.train()
     debiased.train()
+    forward_b, forward_d = training_forward(biased, images, settings), training_forward(debiased, images, settings)
 
     def batch_loss(index: Tensor, x: Tensor) -> Tensor:
         y = labels[index]
-        logits_b, logits_d = biased(x), debiased(x)
+        logits_b, logits_d = forward_b(x), forward_d(x)
         ce_d = F.cross_entropy(logits_d, y, reduction="none")
         with torch.no_grad():  # weights only scale the debiased loss; no gradient through them
             average_b.update(index, F.cross_entropy(logits_b, y, reduction="none"))

@@ -125,18 +125,27 @@ def _backward(batch_loss: Callable[[Tensor, Tensor], Tensor], index: Tensor, x: 
     return total
 
 
+def training_forward(fn: Callable[[Tensor], Tensor], images: Tensor, settings: TrainSettings) -> Compiled:
+    """``fn`` (a model, or its ``embed``) for a training of ``settings`` on ``images``: compiled when
+    ``settings.torch_compile`` asks for it (``auto``: long enough work on the CPU,
+    :func:`~paperlib.core.runtime.compile_wanted`). Every trainer's networks go through it."""
+    steps = settings.epochs * -(-images.shape[0] // settings.batch)
+    return Compiled(fn, compile_wanted(settings.torch_compile, images.device, steps))
+
+
 def train_classifier(model: nn.Module, images: Tensor, labels: Tensor, settings: TrainSettings,
-                     gen: torch.Generator, show_progress: bool = True, desc: str = "train") -> nn.Module:
+                     gen: torch.Generator, show_progress: bool = True, desc: str = "train",
+                     forward: Callable[[Tensor], Tensor] | None = None) -> nn.Module:
     """Train ``model`` in place with cross-entropy on normalised ``images`` (on the model's device).
 
     Shuffling and augmentation draw from ``gen`` only. A non-finite loss stops
-    training with an error naming the epoch. ``settings.torch_compile`` decides whether the model's forward
-    (and so its backward) runs compiled.
+    training with an error naming the epoch. ``forward`` (default: :func:`training_forward`, which follows
+    ``settings.torch_compile``) computes ``model``'s outputs: a caller that trains the same model many times
+    passes the one it holds.
     """
     optimizer = sgd(model.parameters(), settings)
     model.train()
-    steps = settings.epochs * -(-images.shape[0] // settings.batch)
-    forward = Compiled(model, compile_wanted(settings.torch_compile, images.device, steps))
+    forward = forward or training_forward(model, images, settings)
 
     def batch_loss(index: Tensor, x: Tensor) -> Tensor:
         return F.cross_entropy(forward(x), labels[index])

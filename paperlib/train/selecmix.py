@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paperlib.train.lff import generalized_cross_entropy
-from paperlib.train.loop import TrainSettings, run_epochs, sgd
+from paperlib.train.loop import TrainSettings, run_epochs, sgd, training_forward
 
 __all__ = ["contradicting_partners", "train_selecmix"]
 
@@ -60,17 +60,18 @@ def train_selecmix(biased: nn.Module, model: nn.Module, images: Tensor, labels: 
     optimizer = sgd(itertools.chain(biased.parameters(), model.parameters()), settings)
     biased.train()
     model.train()
+    forward_b, embed_b, forward = (training_forward(fn, images, settings) for fn in (biased, biased.embed, model))
 
     def batch_loss(index: Tensor, x: Tensor) -> Tensor:
         y = labels[index]
         n = y.shape[0]
         positive = (torch.rand(n, generator=gen) < 0.5).to(x.device)
         lam = torch.rand(n, generator=gen).to(x.device)
-        loss_b = generalized_cross_entropy(biased(x), y, q).mean()
+        loss_b = generalized_cross_entropy(forward_b(x), y, q).mean()
         with torch.no_grad():  # the biased model only chooses the partners
-            partner = contradicting_partners(biased.embed(x), y, positive)
+            partner = contradicting_partners(embed_b(x), y, positive)
         weight = lam.view(-1, *([1] * (x.dim() - 1)))
-        logits = model(weight * x + (1 - weight) * x[partner])
+        logits = forward(weight * x + (1 - weight) * x[partner])
         mixed = lam * F.cross_entropy(logits, y, reduction="none") \
             + (1 - lam) * F.cross_entropy(logits, y[partner], reduction="none")
         return loss_b + mixed.mean()
