@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import contextvars
-import ctypes
 import functools
 import math
 import os
-import platform
 import shutil
 import sys
 import warnings
@@ -23,38 +21,15 @@ T = TypeVar("T")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA when present, else CPU. An unavailable device is a clear error.
-
-    Choosing the CPU also calls :func:`retain_freed_memory` (once per process), so that work on it reuses freed
-    activation buffers instead of faulting fresh pages in."""
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+    """``auto``: CUDA when present, else CPU. An unavailable device is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise PaperlibError(f"device {name!r} requested but CUDA is not available; use device=auto or cpu")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise PaperlibError(f"device {name!r} requested but MPS is not available; use device=auto or cpu")
-    if device.type == "cpu":
-        retain_freed_memory()
     return device
-
-
-# glibc's mallopt parameters and the values retain_freed_memory sets: buffers up to 1 GiB come from the heap (not
-# from fresh mmap pages), the heap keeps up to 4 GiB of freed memory and grows 256 MiB at a time.
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
-_MALLOPT = ((_M_MMAP_THRESHOLD, 1 << 30), (_M_TRIM_THRESHOLD, 4 << 30), (_M_TOP_PAD, 256 << 20))
-
-
-@functools.cache  # process-wide allocator settings: applied once
-def retain_freed_memory() -> bool:
-    """Tell glibc's allocator to keep freed memory for reuse; ``False`` where the C library is not glibc.
-
-    By default glibc serves every buffer above a few MiB with fresh pages and returns them when freed, so a
-    training step on the CPU spends a quarter of its time in page faults (ConvNet width 128, 100 images: 149 ->
-    127 ms compiled, 222 -> 170 ms eager on a 2-core CPU; docs/performance.md). Results do not change: only
-    where the buffers live does. The cost is resident memory: up to 4 GiB freed but kept."""
-    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    libc = ctypes.CDLL(None)
-    return all(libc.mallopt(option, value) == 1 for option, value in _MALLOPT)
 
 
 def generator(seed: int) -> torch.Generator:
