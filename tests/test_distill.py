@@ -99,6 +99,24 @@ def test_cobra_dm_gradient_is_fairdd_divided_by_the_groups_present():
     assert torch.allclose(gradients[1], gradients[0] / present, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_bf16_precision_covers_matching_and_the_inner_loop_trainings(precision, monkeypatch):
+    import paperlib.distill.engine as engine
+    seen, original = [], engine.train_classifier
+
+    def spy(*args, **kwargs):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_classifier", spy)
+    params = _params(dataset="mnist", method="dc", outer_loop=2, inner_loop=1, precision=precision,
+                     torch_compile="never")
+    ds = build_dataset(params)
+    d = Distiller(ds, params, TARGETS["vanilla"].for_run(ds, params, CPU)[0], CPU)
+    loss = d.step()
+    assert seen == [precision == "bf16"] and bool(torch.isfinite(loss))
+
+
 def test_dm_warm_start_trains_the_network_first_and_stays_deterministic(monkeypatch):
     ds = build_dataset(dataset="cmnist_fg", source="digits", majority_ratio=0.9)
     params = make_params(dataset="cmnist_fg", source="digits", method="dm", ipc=2, batch_real=8, net_width=8,

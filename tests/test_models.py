@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from paperlib.train.models import ConvNet, build_model, init_parameters
+import torch.nn.functional as F
+
+from paperlib.train.models import ConvNet, PatchConv2d, build_model, init_parameters
 
 
 @pytest.mark.parametrize("channels,size", [(1, 28), (3, 28), (3, 32)])
@@ -46,3 +48,26 @@ def test_init_matches_pytorch_default_bounds():
     largest = float(net.features[0].weight.detach().abs().max())
     bound = 1 / (3 * 9) ** 0.5
     assert 0.9 * bound < largest <= bound
+
+
+@pytest.mark.parametrize("channels, padding", [(1, 3), (1, 1), (3, 1)])
+def test_patch_convolution_equals_conv2d_with_gradients_and_double_backward(channels, padding):
+    torch.manual_seed(0)
+    patch = PatchConv2d(channels, 8, 3, padding=padding).double()
+    x = torch.randn(4, channels, 10, 10, dtype=torch.float64, requires_grad=True)
+    ref = F.conv2d(x, patch.weight, patch.bias, padding=padding)
+    out = patch(x)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    # first and second derivatives, as gradient matching's synthetic side takes them
+    def derivatives(y):
+        gx, gw = torch.autograd.grad(y.square().sum(), (x, patch.weight), create_graph=True)
+        return gx, gw, torch.autograd.grad(gw.square().sum(), x)[0]
+
+    for expected, got in zip(derivatives(ref), derivatives(out)):
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+
+def test_convnet_uses_the_patch_convolution_for_one_input_channel_only():
+    assert type(ConvNet(1, 10, 28).features[0]) is PatchConv2d
+    assert type(ConvNet(3, 10, 32).features[0]) is torch.nn.Conv2d
+    assert all(type(m) is not PatchConv2d for m in list(ConvNet(1, 10, 28).features)[1:])

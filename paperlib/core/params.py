@@ -94,7 +94,9 @@ class Params:
     hidden_groups: float = _p(0.0, "distill", by="target", when="hidden_groups")
     hidden_groups_fill: str = _p("drop", "distill", by="target", choices=("drop", "impute"), when="hidden_groups")
     checkpoint_every: int = _p(100, "execution")  # iterations between checkpoints (0: none)
-    precision: str = _p("fp32", "distill", by="method", choices=("fp32", "bf16"))  # bf16 autocast changes the maths
+    # bf16: distillation's forward passes (matching and the network trainings between matching steps) under
+    # bfloat16 autocast; changes the maths, so it is a named deviation (evaluation always trains in fp32)
+    precision: str = _p("fp32", "distill", by="method", choices=("fp32", "bf16"))
     channels_last: bool = _p(True, "distill", by="method")  # DM: NHWC layout (same fp32 maths, faster on CPU)
     # --- KDE sample weights (paper A; weights=kde) ---
     kde_encoder: str = _p("supcon", "encoder", by="weights", names="kde_encoder")  # supcon | random | pixels

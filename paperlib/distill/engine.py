@@ -99,8 +99,9 @@ class Distiller:
         momentum or weight decay: gradient matching's inner loop, and DM's optional warm start (COBRA)."""
         settings = TrainSettings(epochs=epochs, lr=lr, batch=self.params.eval_batch, momentum=0.0, weight_decay=0.0,
                                  lr_drop=False, dsa_strategy=self.params.dsa_strategy if self.dsa else None)
-        train_classifier(self.net, self.syn.detach().clone(), self.syn_labels, settings, self.gen, show_progress=False,
-                         forward=self.forward)
+        with self.autocast:  # precision=bf16 covers these trainings too: in DC they are most of the work
+            train_classifier(self.net, self.syn.detach().clone(), self.syn_labels, settings, self.gen,
+                             show_progress=False, forward=self.forward)
 
     def update_images(self, loss: Tensor) -> None:
         """One SGD step of the synthetic images on ``loss``."""

@@ -139,7 +139,9 @@ def _weight_gradient(layer: nn.Module, x: Tensor, g: Tensor) -> Tensor:
     """The gradient of ``layer``'s weight for input ``x`` and output gradient ``g``, summed over samples."""
     if isinstance(layer, nn.Linear):
         return g.T @ x
-    return torch.nn.grad.conv2d_weight(x, layer.weight.shape, g, layer.stride, layer.padding, layer.dilation)
+    # under bf16 autocast ``g`` is bf16 while ``x`` may be fp32, and this backward op does not autocast
+    return torch.nn.grad.conv2d_weight(x.to(g.dtype), layer.weight.shape, g, layer.stride, layer.padding,
+                                       layer.dilation)
 
 
 def _one_backward_per_row(net: nn.Module, real: Tensor, label: int, rows: Tensor) -> list[Tensor]:

@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paperlib.core.params import Params
@@ -63,6 +64,29 @@ def _pooling(kind: str) -> nn.Module:
     return POOLINGS[kind]()
 
 
+class PatchConv2d(nn.Conv2d):
+    """A stride-1 convolution computed as one matrix product of the input's patches (im2col) with the weights.
+
+    The same parameters and the same sums as :class:`torch.nn.Conv2d`, in another order (results agree to
+    float reassociation). The ConvNet uses it for a single-channel first layer: there oneDNN's direct kernel
+    works on a 9-long reduction and was slow and erratic on the CPU (a compiled 100-image training step of
+    width 128: 152-176 ms with it, 109-116 ms with this; docs/performance.md), while a ``[N*H*W, 9] x [9, C]``
+    product is not. The output is a channels-last view, the layout the product yields.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: int = 0) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, padding=padding)
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        (k, _), (pad, _) = self.kernel_size, self.padding
+        out_h, out_w = h + 2 * pad - k + 1, w + 2 * pad - k + 1
+        patches = F.pad(x, (pad, pad, pad, pad)).unfold(2, k, 1).unfold(3, k, 1)  # [N, C, H', W', k, k], a view
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(n * out_h * out_w, c * k * k)
+        out = torch.addmm(self.bias, patches, self.weight.reshape(self.out_channels, -1).t())
+        return out.view(n, out_h, out_w, self.out_channels).permute(0, 3, 1, 2)
+
+
 class ConvNet(nn.Module):
     """``depth`` x [3x3 conv, norm, activation, 2x2 pooling], then a linear classifier.
 
@@ -79,7 +103,8 @@ class ConvNet(nn.Module):
         in_channels = channels
         for d in range(depth):
             padding = 3 if d == 0 and image_size == 28 else 1
-            layers += [nn.Conv2d(in_channels, width, 3, padding=padding), _norm(norm, width), _activation(act)]
+            conv = PatchConv2d if in_channels == 1 else nn.Conv2d  # one input channel: see PatchConv2d
+            layers += [conv(in_channels, width, 3, padding=padding), _norm(norm, width), _activation(act)]
             if pooling != "none":
                 layers.append(_pooling(pooling))
                 size //= 2
