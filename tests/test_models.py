@@ -67,6 +67,16 @@ def test_patch_convolution_equals_conv2d_with_gradients_and_double_backward(chan
     for expected, got in zip(derivatives(ref), derivatives(out)):
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
 
+
+def test_patch_convolution_is_a_cpu_route_and_plain_conv2d_elsewhere():
+    # the matrix product's channels-last view on the CPU; on any other device (here: meta) nn.Conv2d's own output
+    cpu_out = PatchConv2d(1, 8, 3, padding=3)(torch.zeros(2, 1, 28, 28))
+    meta_out = PatchConv2d(1, 8, 3, padding=3).to("meta")(torch.zeros(2, 1, 28, 28, device="meta"))
+    assert cpu_out.shape == meta_out.shape == (2, 8, 32, 32)
+    assert cpu_out.is_contiguous(memory_format=torch.channels_last) and not cpu_out.is_contiguous()
+    assert meta_out.is_contiguous()
+
+
 def test_convnet_uses_the_patch_convolution_for_one_input_channel_only():
     assert type(ConvNet(1, 10, 28).features[0]) is PatchConv2d
     assert type(ConvNet(3, 10, 32).features[0]) is torch.nn.Conv2d

@@ -71,13 +71,16 @@ class PatchConv2d(nn.Conv2d):
     float reassociation). The ConvNet uses it for a single-channel first layer: there oneDNN's direct kernel
     works on a 9-long reduction and was slow and erratic on the CPU (a compiled 100-image training step of
     width 128: 152-176 ms with it, 109-116 ms with this; docs/performance.md), while a ``[N*H*W, 9] x [9, C]``
-    product is not. The output is a channels-last view, the layout the product yields.
+    product is not. The output is a channels-last view, the layout the product yields. On other devices it
+    is :class:`torch.nn.Conv2d` itself: the reason is oneDNN's, and cuDNN has no such weak spot.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: int = 0) -> None:
         super().__init__(in_channels, out_channels, kernel_size, padding=padding)
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.device.type != "cpu":
+            return super().forward(x)
         n, c, h, w = x.shape
         (k, _), (pad, _) = self.kernel_size, self.padding
         out_h, out_w = h + 2 * pad - k + 1, w + 2 * pad - k + 1
