@@ -55,15 +55,15 @@ def row_gradients(net: nn.Module, real: Tensor, label: int, rows: Tensor, chunk:
     ``[J, *weight.shape]``; an all-zero row gives zeros. ``real`` is one class's batch ``[B, ...]``.
 
     With ``forward`` (``net`` through :class:`~paperlib.core.runtime.Compiled`) running compiled and disjoint
-    rows, each row's gradient is plain backward
-    passes through it over the row's own samples, in pieces of ``chunk`` and then of powers of two (few input
-    shapes, so few compilations): the same sums, with the element-wise layers fused (the per-sample route
-    reads layer inputs through hooks, which compiled code does not run).
+    rows, each row's gradient is plain backward passes through it over the row's own samples, in pieces of
+    ``chunk`` and then of powers of two (few input shapes, so few compilations): the same sums, with the
+    element-wise layers fused (the per-sample route reads layer inputs through hooks, which compiled code does
+    not run).
 
     On the per-sample route the batch goes through the network ``chunk`` images at a time (default: 16 on the
-    CPU, the whole batch on an accelerator; on the CPU the first
-    block's activations then stay in the CPU cache; 256 images, width 128, NCHW: one batch 872 ms, chunks of
-    64 776 ms, of 16 582 ms on a 2-core CPU), sorted by row so that a chunk holds few rows.
+    CPU, the whole batch on an accelerator; on the CPU the first block's activations then stay in the CPU
+    cache; 256 images, width 128, NCHW: one batch 872 ms, chunks of 64 776 ms, of 16 582 ms on a 2-core CPU),
+    sorted by row so that a chunk holds few rows.
     """
     layers = per_sample_layers(net)
     j = rows.shape[0]

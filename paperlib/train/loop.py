@@ -145,7 +145,8 @@ def train_classifier(model: nn.Module, images: Tensor, labels: Tensor, settings:
     """
     optimizer = sgd(model.parameters(), settings)
     model.train()
-    forward = forward or training_forward(model, images, settings)
+    if forward is None:
+        forward = training_forward(model, images, settings)
 
     def batch_loss(index: Tensor, x: Tensor) -> Tensor:
         return F.cross_entropy(forward(x), labels[index])
