@@ -9,7 +9,9 @@ import pytest
 from paperlib.cli import main
 from paperlib.core.errors import PaperlibError
 from paperlib.core.params import load_yaml
-from paperlib.experiments.profiles import PROFILES, experiment_file, for_profile, notebook_parameters, suite_from_file
+from paperlib.experiments.profiles import (PROFILES, experiment_file, for_profile, notebook_parameters,
+                                          profile_defaults, suite_from_file)
+from paperlib.experiments.suite import scaled
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "params" / "experiments"
@@ -95,3 +97,19 @@ def test_the_command_line_names_the_profile_a_file_needs(capsys, tmp_path):
     assert main(["suite", suite, "--profile", "smoke", "--table-only", "--only", "colour_0.2",
                  "--set", f"cache_dir={tmp_path}", "--csv", str(csv)]) == 0
     assert '"runs": 2' in capsys.readouterr().out and csv.is_file()
+
+
+def test_the_prose_that_quotes_the_quick_profiles_dc_length_matches_the_profile():
+    # Markdown cannot compute, so the README and notebook 04 quote the quick DC runs' length as literals: they
+    # must change with params/quick/defaults.yaml, not drift from it.
+    dc = scaled(profile_defaults("quick"), {"method": "dc"})
+    iterations, loops = dc["iterations"], f"{dc['outer_loop']}/{dc['inner_loop']}"
+    quotes = {
+        "README.md": [f"DC {iterations} iterations with {loops} loops",
+                      f"Quick DC runs {iterations} iterations with {loops} loops"],
+        "notebooks/04_fairdd.py": [f"the quick profile's {iterations} DC iterations"],
+    }
+    for path, phrases in quotes.items():
+        text = " ".join((ROOT / path).read_text().replace("#", " ").split())
+        missing = [phrase for phrase in phrases if phrase not in text]
+        assert not missing, f"{path} no longer quotes the quick profile's DC length as {missing}"
