@@ -187,6 +187,27 @@ def plot_aligned_conflicting(table, ax=None, title: str = "bias-aligned vs bias-
     return ax
 
 
+def plot_grouped_bars(table, x: str, hue: str, metric: str = "acc", ax=None, title: str = ""):
+    """Bars of ``metric`` (mean ± std over evaluation models) grouped by ``table[x]``, one colour per ``hue``
+    value, in the order the values first appear; e.g. ``x="eval_model", hue="target"`` puts the vanilla and
+    the reweighted set side by side for each architecture that trained on them."""
+    plt = _matplotlib()
+    done = table[table["status"] == "done"]
+    groups, hues = list(dict.fromkeys(done[x])), list(dict.fromkeys(done[hue]))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(4, 1.2 * len(groups) * len(hues) / 2 + 1), 3.2))
+    width = 0.8 / len(hues)
+    for i, value in enumerate(hues):
+        rows = done[done[hue] == value].set_index(x).reindex(groups)
+        ax.bar(np.arange(len(groups)) + (i - (len(hues) - 1) / 2) * width, rows[metric], width,
+               yerr=rows[f"{metric}_std"], capsize=3, label=str(value))
+    ax.set_xticks(np.arange(len(groups)), [str(g) for g in groups])
+    ax.set(xlabel=x.replace("_", " "), ylabel=AXIS_LABELS.get(metric, metric), ylim=(0, 105), yticks=range(0, 101, 20),
+           title=title or METRIC_LABELS.get(metric, metric))
+    _legend_outside(ax, title=hue)
+    return ax
+
+
 def show_image_file(path: str | Path, ax=None, title: str = ""):
     """Draw a stored PNG (e.g. a distilled set's ``synthetic.png``) without axes."""
     plt = _matplotlib()

@@ -1,0 +1,50 @@
+"""Figures drawn from results tables: bar heights and error bars come from the table's columns."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from paperlib.report.plots import plot_grouped_bars  # noqa: E402
+
+
+def _table() -> pd.DataFrame:
+    return pd.DataFrame({
+        "eval_model": ["convnet", "lenet", "convnet", "lenet", "mlp"],
+        "target": ["weighted", "weighted", "vanilla", "vanilla", "vanilla"],
+        "acc": [82.7, 70.3, 22.0, 31.6, 24.9],
+        "acc_std": [1.2, 6.8, 0.6, 6.4, 1.2],
+        "status": ["done", "done", "done", "done", "done"],
+    })
+
+
+def _bar_containers(ax):
+    from matplotlib.container import BarContainer
+
+    return [c for c in ax.containers if isinstance(c, BarContainer)]
+
+
+def test_grouped_bars_put_each_hue_beside_the_other_within_each_group():
+    ax = plot_grouped_bars(_table(), "eval_model", "target")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["convnet", "lenet", "mlp"]
+    weighted, vanilla = _bar_containers(ax)
+    assert [b.get_height() for b in weighted.patches][:2] == [82.7, 70.3]
+    assert [b.get_height() for b in vanilla.patches] == [22.0, 31.6, 24.9]
+    # the weighted bar of a group sits left of its vanilla bar, both around the group's tick
+    assert weighted.patches[1].get_x() < vanilla.patches[1].get_x() < 1.5
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["weighted", "vanilla"]
+    errorbars = [c for c in ax.containers if c not in (weighted, vanilla)]
+    lenet_weighted = errorbars[0].lines[2][0].get_segments()[1]  # the std is drawn about the mean: 70.3 ± 6.8
+    assert [y for _, y in lenet_weighted] == pytest.approx([63.5, 77.1])
+
+
+def test_grouped_bars_leave_a_gap_for_a_missing_combination_and_skip_unfinished_rows():
+    table = _table()
+    table.loc[1, "status"] = "missing"
+    ax = plot_grouped_bars(table, "eval_model", "target")
+    heights = [b.get_height() for b in _bar_containers(ax)[0].patches]
+    assert heights[0] == pytest.approx(82.7) and all(h != h for h in heights[1:])  # NaN: no bar drawn
