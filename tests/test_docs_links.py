@@ -1,0 +1,48 @@
+"""The README's and docs' relative links point at files that exist and at headings those files have."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(([^)\s]*)\)")
+
+
+def heading_anchors(page: Path) -> set[str]:
+    """GitHub's anchors for a page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    anchors = set()
+    in_code = False
+    for line in page.read_text().splitlines():
+        in_code ^= line.startswith("```")
+        heading = re.match(r"#+\s+(.*)", line)
+        if heading and not in_code:
+            anchors.add(re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-"))
+    return anchors
+
+
+def local_links(page: Path) -> list[tuple[Path, str]]:
+    links = []
+    for target in LINK.findall(page.read_text()):
+        if re.match(r"[a-z]+:", target):  # https:, mailto: ...
+            continue
+        path, _, anchor = target.partition("#")
+        links.append(((page.parent / path).resolve() if path else page, anchor))
+    return links
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_relative_link_and_anchor_resolves(page):
+    broken = [f"{path.relative_to(ROOT)}#{anchor}" if anchor else str(path.relative_to(ROOT))
+              for path, anchor in local_links(page)
+              if not path.exists() or (anchor and path.suffix == ".md" and anchor not in heading_anchors(path))]
+    assert not broken, f"{page.name} links to what does not exist: {broken}"
+
+
+def test_the_anchor_rule_matches_githubs_for_punctuated_headings(tmp_path):
+    page = tmp_path / "p.md"
+    page.write_text("## Side by side on an AMD Zen 4 CPU (2026-12-04)\n```\n# not a heading\n```\n")
+    assert heading_anchors(page) == {"side-by-side-on-an-amd-zen-4-cpu-2026-12-04"}
