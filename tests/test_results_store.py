@@ -98,3 +98,14 @@ def test_find_or_make_makes_only_what_neither_the_cache_nor_the_store_holds(tmp_
     assert results_store.find_or_make("data/new.png", cache, make) == new and len(made) == 1
     forced = results_store.find_or_make("data/shipped.png", cache, make, force=True)
     assert forced == cache / "data" / "shipped.png" and len(made) == 2  # the cache copy now wins over the store
+
+
+def test_shipped_records_name_no_path_of_the_machine_that_computed_them():
+    import json
+    from pathlib import Path
+
+    shipped_records = sorted((Path(__file__).resolve().parents[1] / "results").glob("*/records/*/record.json"))
+    assert shipped_records, "no shipped records found"
+    with_paths = [str(p.parent.name) for p in shipped_records
+                  if any(isinstance(v, str) and v.startswith("/") for v in json.loads(p.read_text()).values())]
+    assert not with_paths, f"records holding an absolute path: {with_paths}"
