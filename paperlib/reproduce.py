@@ -180,10 +180,15 @@ def reproduce(profile: str, only: str | None = None, output_dir: Path | None = N
     return times
 
 
+def _copy_whole(source: str, destination: str) -> None:
+    with atomic_write(destination) as tmp:
+        shutil.copy2(source, tmp)
+
+
 def _store(staging: Path, store: Path, profile: str, merge: bool) -> Path:
     """Put the collected files into ``store/<profile>/``: replacing it, or adding to it (``merge``)."""
-    if merge:
-        shutil.copytree(staging, store / profile, dirs_exist_ok=True)
+    if merge:  # each file moved into place whole, so an interrupted merge leaves no half-written file
+        shutil.copytree(staging, store / profile, dirs_exist_ok=True, copy_function=_copy_whole)
         return store / profile
     store.mkdir(parents=True, exist_ok=True)
     fresh = Path(tempfile.mkdtemp(prefix=f".{profile}.", dir=store))  # same file system: renamed into place

@@ -53,6 +53,14 @@ def test_an_unreadable_json_record_is_an_error_not_a_silent_recompute(tmp_path):
         load_json(tmp_path / "list.json")
 
 
+def test_a_record_without_its_fields_is_an_error_naming_them(tmp_path):
+    params = _stored_run(tmp_path)
+    record = record_dir(params) / "record.json"
+    record.write_text(json.dumps({"params": {}, "runs": []}))
+    with pytest.raises(PaperlibError, match=f"cache entry {record} cannot be read \\(no metrics, timings, num_eval"):
+        load_record(params)
+
+
 def test_an_unreadable_distilled_set_is_an_error_naming_it(tmp_path):
     params = _stored_run(tmp_path)
     synthetic = distilled_dir(params) / "synthetic.pt"

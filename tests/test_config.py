@@ -69,3 +69,29 @@ def test_papers_defaults_fill_in_by_method():
     assert make_params(method="dm", ipc=100).lr_img == 10.0
     assert (make_params(method="dsa").iterations, make_params(method="dsa").lr_img) == (1000, 0.1)
 
+
+
+@pytest.mark.parametrize("field, value", [("hidden_groups_fill", "drop:x"), ("precision", "bf16:zz"),
+                                          ("eval_augment", "none:x"), ("device", "cuda:xyz"),
+                                          ("device", "auto:0"), ("eval_model", "none")])
+def test_a_choice_must_match_whole(field, value):
+    # 'drop:x' once ran the impute path and 'none:x' turned augmentation on
+    with pytest.raises(PaperlibError, match=f"unknown {field} '{value}'"):
+        make_params({field: value})
+
+
+def test_a_cuda_index_and_no_dsa_are_valid():
+    assert make_params(device="cuda:1").device == "cuda:1"
+    assert make_params(dsa_strategy="none").dsa_strategy == "none"
+
+
+@pytest.mark.parametrize("field", ["kde_clip", "lr_img", "momentum_img", "supcon_epochs"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_numbers_must_be_finite(field, value):
+    with pytest.raises(PaperlibError, match=f"{field} must be a finite number"):
+        make_params({field: value})
+
+
+def test_image_momentum_below_one():
+    with pytest.raises(PaperlibError, match="momentum_img must be below 1"):
+        make_params(momentum_img=1.0)

@@ -259,6 +259,17 @@ def test_checkpoint_resume_is_bit_identical(tmp_path, monkeypatch):
     assert not checkpoint.exists()
 
 
+def test_force_restarts_past_an_unreadable_checkpoint(tmp_path):
+    checkpoint = tmp_path / "ckpt.pt"
+    checkpoint.write_bytes(b"not a checkpoint")
+    params = _params(dataset="cmnist", method="dm", iterations=2)
+    with pytest.raises(PaperlibError, match="cannot be read"):
+        _distill(params, checkpoint=checkpoint)
+    forced = _distill(dataclasses.replace(params, force=True), checkpoint=checkpoint)
+    assert forced.resumed_from == 0 and torch.equal(forced.images, _distill(params).images)
+    assert not checkpoint.exists()
+
+
 def test_nan_loss_names_the_iteration_and_writes_no_record(tmp_path, monkeypatch):
     from paperlib.experiments import runner
 

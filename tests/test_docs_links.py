@@ -46,3 +46,23 @@ def test_the_anchor_rule_matches_githubs_for_punctuated_headings(tmp_path):
     page = tmp_path / "p.md"
     page.write_text("## Side by side on an AMD Zen 4 CPU (2026-12-04)\n```\n# not a heading\n```\n")
     assert heading_anchors(page) == {"side-by-side-on-an-amd-zen-4-cpu-2026-12-04"}
+
+
+CONSTANT = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]*[A-Z0-9]\b")
+
+
+def _prose(page: Path) -> str:
+    """The page without fenced code blocks and inline code."""
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    return re.sub(r"`[^`]*`", "", text)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_no_unfilled_placeholder(page):
+    # An upper-case name in prose is a constant or variable the code defines, never a blank to fill in later
+    # (three such blanks once stood in the README instead of measured numbers).
+    code = "\n".join(p.read_text(errors="ignore") for folder in ("paperlib", "tests", "params", ".ci")
+                     for p in (ROOT / folder).rglob("*") if p.is_file() and p.suffix in {".py", ".yaml", ""})
+    code += (ROOT / "Makefile").read_text()
+    unknown = sorted({name for name in CONSTANT.findall(_prose(page)) if name not in code})
+    assert not unknown, f"{page.name} names {', '.join(unknown)}, which nothing in the code defines"

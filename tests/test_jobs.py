@@ -125,6 +125,10 @@ experiments:
     assert '"done": 2, "computed": 2' in capsys.readouterr().out
     assert main(["suite", str(suite), "--executor", "slurm", "--attach", "--job-folder", str(tmp_path / "none")]) == 2
     assert "no submitted jobs to attach to" in capsys.readouterr().err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "submitted.json").write_text("{bad")
+    assert main(["suite", str(suite), "--executor", "slurm", "--attach", "--job-folder", str(tmp_path / "bad")]) == 2
+    assert "submitted.json cannot be read" in capsys.readouterr().err
 
 
 def test_slurm_settings_reach_the_sbatch_file_and_a_machine_without_slurm_gets_one_line(tmp_path, monkeypatch):

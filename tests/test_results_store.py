@@ -3,6 +3,7 @@ notebooks read and replaces a profile's folder only as a whole."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pandas as pd
@@ -44,11 +45,11 @@ def test_a_shipped_run_answers_without_computing_and_the_store_can_be_turned_off
 
 
 def test_the_cache_wins_over_the_store(shipped):
-    params, _, store = shipped
+    params, record, store = shipped
     mine = record_dir(params) / "record.json"
     mine.parent.mkdir(parents=True)
-    mine.write_text('{"metrics": {"acc": 1.0}}')
-    assert load_record(params) == {"metrics": {"acc": 1.0}}
+    mine.write_text(json.dumps({**record, "metrics": {"acc": 1.0}}))
+    assert load_record(params)["metrics"] == {"acc": 1.0}
 
 
 def test_publishing_collects_what_is_read_and_a_profile_is_replaced_whole(shipped, tmp_path, monkeypatch):
@@ -64,6 +65,10 @@ def test_publishing_collects_what_is_read_and_a_profile_is_replaced_whole(shippe
     written = _store(staging, store, "quick", merge=False)
     assert written == store / "quick" and not (written / "records" / "stale").exists()
     assert results_store.folder_size(written)[0] == 2 and [p.name for p in store.iterdir()] == ["quick"]
+    (written / "records" / "kept.json").write_text("{}")
+    assert _store(staging, store, "quick", merge=True) == written  # --only: added to the store, file by file
+    merged = sorted(p.relative_to(written).as_posix() for p in written.rglob("*") if p.is_file())
+    assert merged == sorted(collected + ["records/kept.json"])  # nothing removed, no temporary file left
 
 
 def test_a_study_table_is_computed_once_then_read_back_with_its_dtypes(tmp_path):

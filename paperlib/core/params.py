@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -204,18 +205,25 @@ def _entry(params: Params, name: str) -> Any:
     return registry_for(name)[getattr(params, name)]
 
 
+def _is_choice(value: str, choices: tuple[str, ...]) -> bool:
+    """``value`` is one of ``choices``; a device choice ``cuda`` also admits ``cuda:<index>``."""
+    return value in choices or ("cuda" in choices and re.fullmatch(r"cuda:\d+", value) is not None)
+
+
 def _check_names(params: Params) -> None:
     """Every registry-backed or fixed-choice field holds a known name; registered checks run."""
     for name, tags in field_tags().items():
         value = getattr(params, name)
-        if tags["choices"] and value.split(":")[0] not in tags["choices"]:
-            raise PaperlibError(f"unknown {name} {value!r}; choose one of: {', '.join(tags['choices'])}")
-        if tags["names"] is None or value in (None, "", "none"):  # "none": no DSA; "": eval_model = model
+        if tags["choices"] and not _is_choice(value, tags["choices"]):
+            names = ", ".join(repr(c) if not c else c for c in tags["choices"])  # '' shows as ''
+            raise PaperlibError(f"unknown {name} {value!r}; choose one of: {names}"
+                                + (" (or cuda:<index>)" if "cuda" in tags["choices"] else ""))
+        composite = tags["names"] == "dsa_op"  # a '_'-joined list of DSA ops, or none (no DSA)
+        if tags["names"] is None or value in (None, "") or (composite and value == "none"):  # "": eval_model = model
             continue
         registry = registry_for(tags["names"])
         if registry is None:  # programming error: the owning module was not imported (paperlib/__init__ does)
             raise AssertionError(f"no registry for {tags['names']!r}; import paperlib first")
-        composite = tags["names"] == "dsa_op"  # a '_'-joined list of DSA ops, or none
         for part in value.split("_") if composite else [value]:
             if part not in registry:
                 prefix = f"{name} {value!r}: " if composite else ""
@@ -229,6 +237,10 @@ def _check_names(params: Params) -> None:
 
 def validate(params: Params) -> Params:
     """Check names, ranges and choices; raise :class:`PaperlibError` with a fix on failure."""
+    for f in fields(Params):  # NaN passes every comparison below, and inf is no usable setting
+        value = getattr(params, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PaperlibError(f"{f.name} must be a finite number, got {value}")
     for name in _RATIOS:
         value = getattr(params, name)
         if not 0.0 <= value <= 1.0:
@@ -246,6 +258,9 @@ def validate(params: Params) -> Params:
     for name in _POSITIVE_FLOATS:
         if not getattr(params, name) > 0:
             raise PaperlibError(f"{name} must be positive, got {getattr(params, name)}")
+    if params.momentum_img >= 1:
+        raise PaperlibError(f"momentum_img must be below 1 (momentum of 1 or more diverges), got {params.momentum_img}; "
+                            f"the papers use 0.5")
     if params.kde_clip != 0 and params.kde_clip < 1:
         raise PaperlibError(f"kde_clip must be 0 (no clipping) or at least 1 (x the uniform weight), "
                             f"got {params.kde_clip}")

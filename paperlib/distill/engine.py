@@ -138,14 +138,14 @@ def distill(dataset: BiasedDataset, params: Params, target: Target, device: torc
 
     With ``checkpoint``, the state (images, optimiser, generator, losses) is
     saved there every ``params.checkpoint_every`` iterations and a run restarts
-    from it; the finished run removes it. On the CPU a resumed run ends with the
+    from it (unless ``params.force``); the finished run removes it. On the CPU a resumed run ends with the
     same synthetic set, bit for bit, as an uninterrupted one.
     """
     if not METHODS[params.method].distils:
         raise PaperlibError(f"method {params.method!r} does not distil; use one of {', '.join(distilling_methods())}")
     distiller = Distiller(dataset, params, target, device)
     start, losses = 0, []
-    saved = load_tensors(checkpoint) if checkpoint is not None else None
+    saved = load_tensors(checkpoint) if checkpoint is not None and not params.force else None  # force: restart
     if saved is not None:
         start, losses = distiller.load_state(saved)
     began = time.perf_counter()

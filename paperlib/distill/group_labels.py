@@ -19,7 +19,6 @@ from paperlib.core.runtime import generator
 from paperlib.data.container import BiasedDataset
 from paperlib.distill.kde import ENCODERS
 
-FILLS = ("drop", "impute")
 HIDDEN = -1  # the group label of a sample left out of every group statistic
 
 

@@ -32,7 +32,7 @@ from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import progress
-from paperlib.core.store import atomic_write, cache_root
+from paperlib.core.store import atomic_write, cache_root, exclusive, load_json
 from paperlib.experiments.profiles import profile_defaults
 from paperlib.experiments.runner import load_record, record_key, run
 from paperlib.experiments.suite import RunSpec, mapping, run_suite
@@ -174,10 +174,11 @@ def _slurm(todo: list[RunSpec], settings: JobSettings, wait: bool = True) -> lis
     executor = _make_executor(settings)
     jobs = executor.map_array(run_job, [spec.params for spec in todo], [settings.job_threads()] * len(todo))
     manifest = settings.job_folder() / "submitted.json"
-    known = json.loads(manifest.read_text()) if manifest.is_file() else {}
-    known.update({record_key(spec.params): job.job_id for spec, job in zip(todo, jobs)})
-    with atomic_write(manifest) as tmp:
-        tmp.write_text(json.dumps(known, indent=1))
+    with exclusive(manifest.with_suffix(".lock")):  # two --no-wait submissions must not drop each other's jobs
+        known = load_json(manifest) or {}
+        known.update({record_key(spec.params): job.job_id for spec, job in zip(todo, jobs)})
+        with atomic_write(manifest) as tmp:
+            tmp.write_text(json.dumps(known, indent=1))
     return _wait(todo, jobs) if wait else []
 
 
@@ -186,7 +187,7 @@ def attach(specs: list[RunSpec], settings: JobSettings) -> list[str]:
     manifest = settings.job_folder() / "submitted.json"
     if not manifest.is_file():
         raise PaperlibError(f"no submitted jobs to attach to in {settings.job_folder()}; submit them first")
-    submitted = json.loads(manifest.read_text())
+    submitted = load_json(manifest)
     todo = [spec for spec in missing_runs(specs) if record_key(spec.params) in submitted]
     jobs = [submitit.SlurmJob(folder=settings.job_folder() / "%j", job_id=submitted[record_key(s.params)])
             for s in todo]

@@ -29,7 +29,9 @@ from paperlib.core.images import save_image_grid
 from paperlib.core.params import Params, cache_key, with_overrides
 from paperlib.core.results_store import find
 from paperlib.core.runtime import resolve_device
-from paperlib.core.store import atomic_write, cache_root, exclusive, load_json, load_tensors, save_tensors
+from paperlib.core.errors import PaperlibError
+from paperlib.core.store import (KEEP_AND_STOP, atomic_write, cache_root, exclusive, load_json, load_tensors,
+                                  save_tensors, unreadable)
 from paperlib.data.container import BiasedDataset
 from paperlib.data.presets import build_dataset
 from paperlib.distill.engine import distill
@@ -106,6 +108,13 @@ def distilled_set(dataset: BiasedDataset, params: Params, device: torch.device) 
     from a checkpoint there if one exists) and stored with an image grid.
     """
     folder = distilled_dir(params)
+    # Runs that differ only in their evaluation share this set: one distils it, the others wait and load it.
+    with exclusive(cache_root(params.cache_dir) / "locks" / f"distilled-{folder.name}.lock"):
+        return _load_or_distil(dataset, params, device, folder)
+
+
+def _load_or_distil(dataset: BiasedDataset, params: Params, device: torch.device,
+                    folder: Path) -> tuple[Tensor, Tensor, dict]:
     saved = None if params.force else load_tensors(folder / "synthetic.pt")
     facts = None if saved is None else load_json(folder / "facts.json")
     if facts is not None:
@@ -133,11 +142,18 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+RECORD_KEYS = ("params", "metrics", "runs", "timings", "num_eval", "key")  # what every reader of a record uses
+
+
 def load_record(params: Params) -> dict[str, Any] | None:
     """The stored record of ``params`` (cache, else results store), or ``None`` when it was never run (an
     unreadable one is an error)."""
     path = find(f"{record_folder(params)}/record.json", params.cache_dir)
-    return None if path is None else load_json(path)
+    record = None if path is None else load_json(path)
+    missing = [key for key in RECORD_KEYS if record is not None and key not in record]
+    if missing:
+        raise PaperlibError(unreadable(path, ValueError(f"no {', '.join(missing)}"), KEEP_AND_STOP))
+    return record
 
 
 def run(params: Params | None = None, **overrides: Any) -> dict[str, Any]:

@@ -145,16 +145,6 @@ def _table() -> dict[tuple, dict]:
 
 # (dataset, ratio or None, method, variant, ipc or None) -> {acc, deo_m, deo_a, source, table[, note]}
 REPORTED: dict[tuple, dict] = _table()
-# Paper B's wall-clock minutes on one RTX 3090: C-MNIST (FG) by the number of protected groups matched
-# (1: vanilla), keyed (dataset, method, groups); CelebA at IPC 10 by resolution, keyed (dataset, method, variant, px).
-RUNTIME_MINUTES: dict[tuple, float] = {
-    **{("cmnist_fg", "dc", g): m for g, m in zip((1, 2, 4, 6, 8, 10), (70, 94, 128, 152, 181.8, 210))},
-    **{("cmnist_fg", "dm", g): m for g, m in zip((1, 2, 4, 6, 8, 10), (26.2, 31.75, 33.2, 35.2, 36.5, 36.9))},
-    **{("celeba", method, kind, px): m
-       for method, kind, row in (("dm", "vanilla", (10.93, 11.18, 12.83)), ("dm", "fairdd", (11.35, 12.20, 14.62)),
-                                 ("dc", "vanilla", (32.98, 43.67, 82.37)), ("dc", "fairdd", (34.65, 47.07, 86.88)))
-       for px, m in zip((32, 64, 96), row)},
-}
 
 
 def variant(params: Params) -> str:
