@@ -1,5 +1,6 @@
 # make setup                  create .venv with the exact versions of requirements.lock and paperlib (editable)
 # make test                   unit tests, then the notebook checks (papermill smoke run + nbval)
+# make unit-test              the unit tests alone
 # make notebook-test-portable the notebook checks as another CPU runs them (no AVX; CI runs it)
 # make reproduce [PROFILE=quick]  run every notebook with params/$(PROFILE)/ (smoke | quick | paper), recomputing
 #                             (or from your cache), then rewrite the results store results/$(PROFILE)/
@@ -8,6 +9,7 @@
 # make lab [LAB_ARGS=...]     JupyterLab on the notebooks with this environment's kernel (as root: LAB_ARGS=--allow-root)
 # make sync                   pair notebooks/NN_*.py (the reviewed source) with their .ipynb and push its inputs there
 # make browser-test [SCREENSHOTS=DIR]  notebook 06's explorer driven in headless Chromium through JupyterLab
+# make clean-cache            delete cache/, the default run cache ($PAPERLIB_CACHE elsewhere and results/ stay)
 PYTHON  ?= python3
 PROFILE ?= quick
 EXECUTOR ?= serial

@@ -94,3 +94,16 @@ def test_the_check_would_catch_an_upward_import(tmp_path):
     fake.write_text("def f():\n    from paperlib.report.tables import results_table\n")
     found = _imports(fake)
     assert found == [("paperlib.report.tables", True)] and _layer("paperlib.report.tables") > _layer("paperlib.core.x")
+
+
+def test_the_registry_names_architecture_md_lists_are_the_registries():
+    import importlib
+    import re
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text()
+    listed = re.findall(r"(\w+)\.py\s+([A-Z_]+) \(([a-z_0-9, ]+)\)", page)
+    assert len(listed) >= 6  # the check below reads what it is meant to
+    layer_of = {p.stem: p.parent.name for p in PACKAGE.rglob("*.py")}
+    for module, registry, names in listed:
+        found = getattr(importlib.import_module(f"paperlib.{layer_of[module]}.{module}"), registry)
+        assert names.split(", ") == list(found), f"docs/architecture.md lists {registry} as ({names})"

@@ -66,3 +66,12 @@ def test_no_unfilled_placeholder(page):
     code += (ROOT / "Makefile").read_text()
     unknown = sorted({name for name in CONSTANT.findall(_prose(page)) if name not in code})
     assert not unknown, f"{page.name} names {', '.join(unknown)}, which nothing in the code defines"
+
+
+def test_the_readme_lists_every_parameter_once():
+    from paperlib.core.params import param_names
+
+    section = (ROOT / "README.md").read_text().split("### Parameters", 1)[1].split("\n#", 1)[0]
+    lists = re.findall(r"`([a-z_]+(?:,\s*[a-z_]+){5,})`", section)
+    listed = [name for chunk in lists for name in re.split(r",\s*", chunk)]
+    assert sorted(listed) == sorted(param_names())
