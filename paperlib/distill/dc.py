@@ -82,7 +82,7 @@ def matching_step(d: Any) -> Tensor:
     total = d.syn.new_zeros((), dtype=torch.float32)
     for outer in range(d.outer_loop):
         real, aggregation = d.real_batch()
-        real, syn = augment_siamese(d.dsa, real, d.syn, d.real_classes, d.syn_labels, d.gen)
+        real, syn = augment_siamese(d.dsa, real, d.syn, d.real_classes, d.syn_classes, d.gen)
         loss = d.syn.new_zeros((), dtype=torch.float32)
         with d.autocast:
             for c in range(d.k):

@@ -83,7 +83,7 @@ def dm_step(d: Any) -> Tensor:
         for p in d.net.parameters():
             p.requires_grad_(False)
     real, aggregation = d.real_batch()
-    real, syn = augment_siamese(d.dsa, real, d.syn, d.real_classes, d.syn_labels, d.gen)
+    real, syn = augment_siamese(d.dsa, real, d.syn, d.real_classes, d.syn_classes, d.gen)
     with d.autocast:
         loss = dm_loss(d.net, real, aggregation, syn, d.ipc, embed=d.embed)
     loss = loss.float()

@@ -70,8 +70,10 @@ class Distiller:
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=params.precision == "bf16")
         self.syn_labels = torch.arange(self.k, device=device).repeat_interleave(self.ipc)
         self.optimizer = torch.optim.SGD([self.syn], lr=params.lr_img, momentum=params.momentum_img)
-        b = self.sampler.batch
-        self.real_classes = torch.arange(self.k, device=device).repeat_interleave(b)
+        # DSA's groups (one transform per class) stay on the host, where DSA draws its parameters: reading them
+        # from the device would wait for it twice per step.
+        self.real_classes = torch.arange(self.k).repeat_interleave(self.sampler.batch)
+        self.syn_classes = torch.arange(self.k).repeat_interleave(self.ipc)
         outer, inner = default_loops(self.ipc)
         self.outer_loop = params.outer_loop or outer
         self.inner_loop = params.inner_loop or inner
