@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -57,14 +58,19 @@ def _prose(page: Path) -> str:
     return re.sub(r"`[^`]*`", "", text)
 
 
+@functools.cache  # read once for all the pages
+def _code() -> str:
+    """Every source, parameter and CI file, and the Makefile, as one text."""
+    files = [p for folder in ("paperlib", "tests", "params", ".ci") for p in (ROOT / folder).rglob("*")
+             if p.is_file() and p.suffix in {".py", ".yaml", ""}]
+    return "\n".join(p.read_text(errors="ignore") for p in [*files, ROOT / "Makefile"])
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_no_unfilled_placeholder(page):
     # An upper-case name in prose is a constant or variable the code defines, never a blank to fill in later
     # (three such blanks once stood in the README instead of measured numbers).
-    code = "\n".join(p.read_text(errors="ignore") for folder in ("paperlib", "tests", "params", ".ci")
-                     for p in (ROOT / folder).rglob("*") if p.is_file() and p.suffix in {".py", ".yaml", ""})
-    code += (ROOT / "Makefile").read_text()
-    unknown = sorted({name for name in CONSTANT.findall(_prose(page)) if name not in code})
+    unknown = sorted({name for name in CONSTANT.findall(_prose(page)) if name not in _code()})
     assert not unknown, f"{page.name} names {', '.join(unknown)}, which nothing in the code defines"
 
 

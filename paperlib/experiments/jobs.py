@@ -184,10 +184,9 @@ def _slurm(todo: list[RunSpec], settings: JobSettings, wait: bool = True) -> lis
 
 def attach(specs: list[RunSpec], settings: JobSettings) -> list[str]:
     """Wait for the SLURM jobs an earlier ``--no-wait`` call submitted for ``specs``; returns the failures."""
-    manifest = settings.job_folder() / "submitted.json"
-    if not manifest.is_file():
+    submitted = load_json(settings.job_folder() / "submitted.json")
+    if submitted is None:
         raise PaperlibError(f"no submitted jobs to attach to in {settings.job_folder()}; submit them first")
-    submitted = load_json(manifest)
     todo = [spec for spec in missing_runs(specs) if record_key(spec.params) in submitted]
     jobs = [submitit.SlurmJob(folder=settings.job_folder() / "%j", job_id=submitted[record_key(s.params)])
             for s in todo]

@@ -109,7 +109,7 @@ def distilled_set(dataset: BiasedDataset, params: Params, device: torch.device) 
     """
     folder = distilled_dir(params)
     # Runs that differ only in their evaluation share this set: one distils it, the others wait and load it.
-    with exclusive(cache_root(params.cache_dir) / "locks" / f"distilled-{folder.name}.lock"):
+    with exclusive(_lock(params, f"distilled-{folder.name}")):
         return _load_or_distil(dataset, params, device, folder)
 
 
@@ -142,6 +142,11 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _lock(params: Params, name: str) -> Path:
+    """The lock file that makes processes computing the same entry ``name`` wait for one another."""
+    return cache_root(params.cache_dir) / "locks" / f"{name}.lock"
+
+
 RECORD_KEYS = ("params", "metrics", "runs", "timings", "num_eval", "key")  # what every reader of a record uses
 
 
@@ -149,8 +154,10 @@ def load_record(params: Params) -> dict[str, Any] | None:
     """The stored record of ``params`` (cache, else results store), or ``None`` when it was never run (an
     unreadable one is an error)."""
     path = find(f"{record_folder(params)}/record.json", params.cache_dir)
-    record = None if path is None else load_json(path)
-    missing = [key for key in RECORD_KEYS if record is not None and key not in record]
+    if path is None:
+        return None
+    record = load_json(path)
+    missing = [key for key in RECORD_KEYS if key not in record]
     if missing:
         raise PaperlibError(unreadable(path, ValueError(f"no {', '.join(missing)}"), KEEP_AND_STOP))
     return record
@@ -168,7 +175,7 @@ def run(params: Params | None = None, **overrides: Any) -> dict[str, Any]:
     if cached is not None:
         return {**cached, "cached": True}
     # Another process computing the same run holds this lock: wait, then take its record.
-    with exclusive(cache_root(params.cache_dir) / "locks" / f"{record_dir(params).name}.lock"):
+    with exclusive(_lock(params, record_dir(params).name)):
         cached = None if params.force else load_record(params)
         if cached is not None:
             return {**cached, "cached": True}
