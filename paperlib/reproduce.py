@@ -34,7 +34,7 @@ from pathlib import Path
 from paperlib.core import results_store
 from paperlib.core.errors import PaperlibError
 from paperlib.core.paths import figures_dir, notebook_sources
-from paperlib.experiments.jobs import JobSettings, add_executor_arguments, run_specs, settings_from_args
+from paperlib.experiments.jobs import EXECUTORS, JobSettings, add_executor_arguments, run_specs, settings_from_args
 from paperlib.experiments.profiles import check_profile, notebook_parameters, profile_runs
 from paperlib.core.store import atomic_write
 
@@ -201,7 +201,7 @@ def _run_notebooks(profile: str, only: str | None, output_dir: Path | None,
                    jobs: JobSettings | None) -> list[tuple[str, float]]:
     sources = [s for s in notebook_sources() if not only or only in s.stem]
     times = []
-    if jobs is not None and jobs.executor != "serial":
+    if jobs is not None and EXECUTORS[jobs.executor].ahead_of_notebooks:
         start = time.perf_counter()
         print(f"computing the missing runs with the {jobs.executor} executor ...", flush=True)
         count = run_specs(profile_runs(profile, [s.stem for s in sources]), jobs)

@@ -40,13 +40,16 @@ def test_settings_come_from_defaults_then_the_profile_block_then_flags():
     assert job_settings("slurm", block, jobs=None) == JobSettings(executor="slurm", gpus_per_node=1, jobs=16)
     assert job_settings("slurm", block, jobs=4).jobs == 4
     assert job_settings("local", block).job_threads() >= 1
+    assert job_settings("slurm", block, cpus_per_task=6).job_threads() == 6  # each executor's default
+    assert job_settings("serial", block).job_threads() == 0  # serial: this process's threads unchanged
+    assert job_settings("serial", block, threads=3).job_threads() == 3
     with pytest.raises(PaperlibError, match="unknown executor 'slurmm'"):
         job_settings("slurmm")
     with pytest.raises(PaperlibError, match="unknown executor setting.*gpus; known"):
         job_settings("slurm", {"slurm": {"gpus": 1}})
     with pytest.raises(PaperlibError, match="jobs must be at least 1"):
         job_settings("local", jobs=0)
-    with pytest.raises(PaperlibError, match="--no-wait needs the slurm executor"):
+    with pytest.raises(PaperlibError, match=r"--no-wait needs an executor that submits and returns \(slurm\)"):
         run_specs(_suite("/nonexistent-never-written"), JobSettings(executor="local"), wait=False)
 
 
@@ -132,19 +135,19 @@ experiments:
 
 
 def test_slurm_settings_reach_the_sbatch_file_and_a_machine_without_slurm_gets_one_line(tmp_path, monkeypatch):
-    from paperlib.experiments.jobs import _make_executor
+    from paperlib.experiments.jobs import _slurm_executor
 
     settings = job_settings("slurm", {"slurm": {"gpus_per_node": 1, "jobs": 3}}, partition="gpu", mem_gb=16,
                             folder=str(tmp_path / "j"))
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(PaperlibError, match="the slurm executor cannot start here.*use --executor local"):
-        _make_executor(settings)
+        _slurm_executor(settings)
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "srun").write_text("#!/bin/sh\nexit 0\n")
     (fake / "srun").chmod(0o755)
     monkeypatch.setenv("PATH", str(fake))
-    executor = _make_executor(settings)._executor
+    executor = _slurm_executor(settings)._executor
     sbatch = executor._make_submission_file_text("command", "uid")
     for line in ("--gpus-per-node=1", "--cpus-per-task=8", "--mem=16GB", "--partition=gpu", "--time=1440"):
         assert f"#SBATCH {line}" in sbatch

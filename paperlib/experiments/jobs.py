@@ -62,11 +62,8 @@ class JobSettings:
         return Path(self.folder) if self.folder else cache_root() / "jobs"
 
     def job_threads(self) -> int:
-        if self.threads:
-            return self.threads
-        if self.executor == "slurm":
-            return self.cpus_per_task
-        return max(1, (os.cpu_count() or 1) // self.jobs) if self.executor == "local" else 0
+        """Torch threads per job: ``threads``, else the executor's default for these settings."""
+        return self.threads or EXECUTORS[self.executor].default_threads(self)
 
 
 def job_settings(executor: str, profile_block: Mapping[str, Any] | None = None, **flags: Any) -> JobSettings:
@@ -104,23 +101,26 @@ def missing_runs(specs: list[RunSpec]) -> list[RunSpec]:
     return todo
 
 
-def _make_executor(settings: JobSettings) -> Any:
-    folder = settings.job_folder() / "%j"
-    if settings.executor == "debug":
-        return submitit.DebugExecutor(folder=folder)
-    if settings.executor == "local":
-        executor = submitit.LocalExecutor(folder=folder)
-        executor.update_parameters(timeout_min=settings.timeout_min)
-        if torch.cuda.is_available():
-            # submitit hides the GPUs from local jobs unless asked: every job sees (and shares) this machine's
-            visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-            indices = tuple(int(i) for i in visible.split(",")) if visible.replace(",", "").isdigit() else ()
-            executor.update_parameters(gpus_per_node=torch.cuda.device_count(), visible_gpus=indices)
-        return executor
+def _debug_executor(settings: JobSettings) -> Any:
+    return submitit.DebugExecutor(folder=settings.job_folder() / "%j")
+
+
+def _local_executor(settings: JobSettings) -> Any:
+    executor = submitit.LocalExecutor(folder=settings.job_folder() / "%j")
+    executor.update_parameters(timeout_min=settings.timeout_min)
+    if torch.cuda.is_available():
+        # submitit hides the GPUs from local jobs unless asked: every job sees (and shares) this machine's
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        indices = tuple(int(i) for i in visible.split(",")) if visible.replace(",", "").isdigit() else ()
+        executor.update_parameters(gpus_per_node=torch.cuda.device_count(), visible_gpus=indices)
+    return executor
+
+
+def _slurm_executor(settings: JobSettings) -> Any:
     try:
-        executor = submitit.AutoExecutor(folder=folder, cluster=settings.executor)
+        executor = submitit.AutoExecutor(folder=settings.job_folder() / "%j", cluster="slurm")
     except RuntimeError as err:  # submitit's "Could not detect srun"
-        raise PaperlibError(f"the {settings.executor} executor cannot start here ({err}); use --executor local "
+        raise PaperlibError(f"the slurm executor cannot start here ({err}); use --executor local "
                             "on a machine outside a cluster") from None
     executor.update_parameters(timeout_min=settings.timeout_min, name="paperlib", cpus_per_task=settings.cpus_per_task,
                                gpus_per_node=settings.gpus_per_node, mem_gb=settings.mem_gb,
@@ -141,13 +141,13 @@ def _serial(todo: list[RunSpec], settings: JobSettings) -> list[str]:
 
 
 def _debug(todo: list[RunSpec], settings: JobSettings) -> list[str]:
-    executor = _make_executor(settings)
+    executor = _debug_executor(settings)
     return _collect(todo, [executor.submit(run_job, spec.params, settings.job_threads()) for spec in todo])
 
 
 def _local(todo: list[RunSpec], settings: JobSettings) -> list[str]:
     """At most ``settings.jobs`` processes at a time; a new one starts when one ends."""
-    executor = _make_executor(settings)
+    executor = _local_executor(settings)
     waiting, running, finished = list(todo), [], []
     bar = progress(range(len(todo)), total=len(todo), desc=f"runs ({settings.jobs} at once)", leave=True)
     try:
@@ -171,7 +171,7 @@ def _local(todo: list[RunSpec], settings: JobSettings) -> list[str]:
 
 
 def _slurm(todo: list[RunSpec], settings: JobSettings, wait: bool = True) -> list[str]:
-    executor = _make_executor(settings)
+    executor = _slurm_executor(settings)
     jobs = executor.map_array(run_job, [spec.params for spec in todo], [settings.job_threads()] * len(todo))
     manifest = settings.job_folder() / "submitted.json"
     with exclusive(manifest.with_suffix(".lock")):  # two --no-wait submissions must not drop each other's jobs
@@ -222,12 +222,27 @@ def _reason(err: BaseException) -> str:
     return (raised[-1] if raised else str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)[:300]
 
 
-# name -> how a list of missing runs is computed with given settings; returns one line per failed run.
-EXECUTORS: Registry[Callable[[list[RunSpec], JobSettings], list[str]]] = Registry("executor")
-EXECUTORS.register("serial", _serial)
-EXECUTORS.register("local", _local)
-EXECUTORS.register("slurm", _slurm)
-EXECUTORS.register("debug", _debug)
+@dataclass(frozen=True)
+class Executor:
+    """One way of computing a list of missing runs."""
+
+    compute: Callable[[list[RunSpec], JobSettings], list[str]]  # runs them, waits; one line per failed run
+    default_threads: Callable[[JobSettings], int]  # torch threads per job when JobSettings.threads is 0
+    summary: str  # for --help
+    ahead_of_notebooks: bool = True  # make reproduce computes the runs before the notebooks, which then read them
+    submit_only: Callable[[list[RunSpec], JobSettings], object] | None = None  # --no-wait: submit and return
+
+
+EXECUTORS: Registry[Executor] = Registry("executor")
+EXECUTORS.register("serial", Executor(
+    _serial, lambda settings: 0, "here, one run after the other (the default)",
+    ahead_of_notebooks=False))  # the notebooks compute the same runs in the same order themselves
+EXECUTORS.register("local", Executor(
+    _local, lambda settings: max(1, (os.cpu_count() or 1) // settings.jobs), "processes here, --jobs at once"))
+EXECUTORS.register("slurm", Executor(
+    _slurm, lambda settings: settings.cpus_per_task, "one SLURM job array",
+    submit_only=lambda todo, settings: _slurm(todo, settings, wait=False)))
+EXECUTORS.register("debug", Executor(_debug, lambda settings: 0, "submitit's in-process executor, for tests"))
 
 
 def run_specs(specs: list[RunSpec], settings: JobSettings, wait: bool = True) -> int:
@@ -236,9 +251,15 @@ def run_specs(specs: list[RunSpec], settings: JobSettings, wait: bool = True) ->
     todo = missing_runs(specs)
     if not todo:
         return 0
-    if not wait and settings.executor != "slurm":
-        raise PaperlibError(f"--no-wait needs the slurm executor; {settings.executor!r} runs while the command waits")
-    failures = _slurm(todo, settings, wait=False) if not wait else EXECUTORS[settings.executor](todo, settings)
+    executor = EXECUTORS[settings.executor]
+    if not wait:
+        if executor.submit_only is None:
+            detachable = [name for name in EXECUTORS.names() if EXECUTORS[name].submit_only is not None]
+            raise PaperlibError(f"--no-wait needs an executor that submits and returns ({', '.join(detachable)}); "
+                                f"{settings.executor!r} runs while the command waits")
+        executor.submit_only(todo, settings)
+        return len(todo)
+    failures = executor.compute(todo, settings)
     if failures:
         raise PaperlibError(f"{len(failures)} of {len(todo)} runs failed; first: {failures[0]}")
     return len(todo)
@@ -248,8 +269,7 @@ def add_executor_arguments(sub: argparse.ArgumentParser) -> None:
     """The flags that choose how the missing runs are computed (:mod:`paperlib.experiments.jobs`)."""
     group = sub.add_argument_group("execution (every run without a stored record becomes one job)")
     group.add_argument("--executor", default="serial", choices=EXECUTORS.names(),
-                       help="serial (default: here, one after the other), local (processes here, --jobs at "
-                            "once), slurm (one job array), debug (submitit's in-process executor)")
+                       help="; ".join(f"{name}: {EXECUTORS[name].summary}" for name in EXECUTORS.names()))
     group.add_argument("--jobs", type=int, help="runs at once (local: processes; slurm: array parallelism)")
     group.add_argument("--threads", type=int, help="torch threads per job (default: cores / jobs here, "
                                                    "cpus-per-task on slurm)")
