@@ -67,7 +67,8 @@ def run_all(specs: list[RunSpec]) -> pd.DataFrame:
     return results_table(specs)
 
 
-def verdicts(notebook: str, profile: str, claims: list[Mapping[str, Any]] | None, *tables: pd.DataFrame):
+def verdicts(notebook: str, profile: str, claims: list[Mapping[str, Any]] | None,
+             *tables: pd.DataFrame) -> pd.DataFrame:
     """The notebook's checks (:mod:`paperlib.report.checks`): its claims (``claims``, else those of its parameter
     file), then its runs against the profile's reference numbers, one verdict per row."""
     if claims is None:

@@ -97,7 +97,7 @@ def _failure(err: Exception, source: Path, kept: Path | None) -> PaperlibError:
     """The one-line error of a failed notebook; papermill's cell error is printed in full to stderr first."""
     cell = getattr(err, "cell_index", None)
     if cell is None:
-        return PaperlibError(f"notebook {source.stem} failed: {type(err).__name__}: {str(err).strip()[-500:]}")
+        return PaperlibError(f"notebook {source.stem} failed: {type(err).__name__}: {' '.join(str(err).split())[-500:]}")
     print(_ANSI.sub("", "\n".join(getattr(err, "traceback", []) or [])), file=sys.stderr)
     first_line = (getattr(err, "source", "") or "").strip().splitlines()[:1]
     where = f"cell {cell} (execution count {err.exec_count}: {first_line[0] if first_line else ''})"
@@ -162,10 +162,13 @@ def reproduce(profile: str, only: str | None = None, output_dir: Path | None = N
     """Run the notebooks (those whose name contains ``only``) under ``profile``; return their wall times.
 
     Without ``output_dir``, what the notebooks read is written to the results store afterwards (see the
-    module's docstring). With ``jobs`` (an executor other than ``serial``), every run of the notebooks'
+    module's docstring). With ``jobs`` (an executor that computes ahead of the notebooks), every run of the notebooks'
     suites that has no stored record is computed through it first; the notebooks then render from the cache.
     """
     check_profile(profile)
+    names = [source.stem for source in notebook_sources()]
+    if only and not any(only in name for name in names):
+        raise PaperlibError(f"--only {only!r} matches no notebook; choose a part of one of: {', '.join(names)}")
     store = results_store.results_root() if output_dir is None else None
     with tempfile.TemporaryDirectory(prefix="paperlib-publish-") as staging:
         variables = {results_store.PUBLISH_ENV_VAR: staging} if store is not None else {}
@@ -235,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                           args.from_store)
     except PaperlibError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return 2  # as python -m paperlib
     total = time.perf_counter() - start
     if args.output_dir is None and not args.only:
         with atomic_write(figures_dir(args.profile) / "reproduce_times.csv") as tmp:

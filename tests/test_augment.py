@@ -193,14 +193,14 @@ def test_none_is_identity(strategy: str) -> None:
 
 
 def test_bad_strategy_and_inputs() -> None:
-    with pytest.raises(PaperlibError):
+    with pytest.raises(PaperlibError, match=r"unknown DSA op\(s\) \['blur'\] in strategy 'color_blur'; use 'none' or"):
         DSA(DSAParams(strategy="color_blur"))
     dsa = DSA()
-    with pytest.raises(PaperlibError):
+    with pytest.raises(PaperlibError, match=r"DSA expects images \[N,C,H,W\], got shape \(3, 8, 8\)"):
         dsa(torch.zeros(3, 8, 8), gen())
-    with pytest.raises(PaperlibError):
+    with pytest.raises(PaperlibError, match=r"groups must be an integer tensor of shape \[4\]"):
         dsa(images(), gen(), torch.zeros(3, dtype=torch.long))
-    with pytest.raises(PaperlibError):
+    with pytest.raises(PaperlibError, match="groups must be non-negative group ids"):
         dsa(images(), gen(), torch.tensor([0, -1, 0, 0]))
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,7 @@ from paperlib.core.params import make_params
 from paperlib.data import build_dataset
 from paperlib.core.errors import PaperlibError
 from paperlib.experiments.runner import distilled_dir, load_record, record_dir, run
-from paperlib.core.store import load_json, load_tensors, save_tensors
+from paperlib.core.store import atomic_write, load_json, load_tensors, save_tensors
 
 TINY_RUN = dict(dataset="cmnist", source="digits", method="dm", ipc=1, iterations=2, batch_real=8, net_width=8,
                 num_eval=1, eval_epochs=1, progress=False, device="cpu")
@@ -59,6 +61,14 @@ def test_a_record_without_its_fields_is_an_error_naming_them(tmp_path):
     record.write_text(json.dumps({"params": {}, "runs": []}))
     with pytest.raises(PaperlibError, match=f"cache entry {record} cannot be read \\(no metrics, timings, num_eval"):
         load_record(params)
+    whole = json.loads(json.dumps(run(params, force=True)))
+    del whole["timings"]["evaluate"], whole["metrics"]["deo_m_std"]
+    record.write_text(json.dumps(whole))
+    with pytest.raises(PaperlibError, match=r"cannot be read \(no timings.evaluate, metrics.deo_m_std\)"):
+        load_record(params)  # else a table would stop on a KeyError
+    record.write_text(json.dumps({**whole, "timings": 12.5}))
+    with pytest.raises(PaperlibError, match=r"cannot be read \(no timings mapping, metrics.deo_m_std\)"):
+        load_record(params)
 
 
 def test_an_unreadable_distilled_set_is_an_error_naming_it(tmp_path):
@@ -100,3 +110,18 @@ def test_two_processes_computing_the_same_run_leave_one_complete_record(tmp_path
     assert load_record(params)["metrics"]["acc"] == results[0]["acc"]
     leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp") or p.name == "checkpoint.pt"]
     assert not leftovers
+
+
+def test_a_file_written_whole_is_readable_by_the_group_and_nothing_is_left_after_a_failure(tmp_path):
+    umask = os.umask(0o022)  # a cluster's usual umask: group and others may read
+    try:
+        with atomic_write(tmp_path / "record.json") as tmp:
+            tmp.write_text("{}")
+        with pytest.raises(RuntimeError), atomic_write(tmp_path / "record.json") as tmp:
+            tmp.write_text('{"half": ')
+            raise RuntimeError("killed mid-write")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "record.json").stat().st_mode) == 0o644  # mkstemp's 0600 hid it from others
+    assert (tmp_path / "record.json").read_text() == "{}"
+    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]

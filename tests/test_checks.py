@@ -52,6 +52,8 @@ def test_a_claim_holds_or_fails_with_the_measured_value():
     ({"says": "x", "of": "colour/dm acc", "minus": "a", "over": "b", "at_least": 1}, "at most one of"),
     ({"says": "x", "of": "colour/dm acc", "at_least": 1, "margin": 2}, "unknown: margin"),
     ({"says": "x", "of": "colour/dm accuracy", "at_least": 1}, "did not compute; that row has: colour/dm acc"),
+    ({"says": "x", "of": "colour/dm acc", "at_least": "10%"}, "claim 'x': at_least must be a number, got '10%'"),
+    ("colour/dm acc >= 10", "a claim must be a mapping with 'says', 'of' and 'at_least' or 'at_most'"),
 ])
 def test_a_malformed_claim_or_an_unknown_quantity_is_a_clear_error(entry, message):
     with pytest.raises(PaperlibError, match=message):
@@ -88,6 +90,9 @@ def test_a_broken_references_file_is_a_clear_error(tmp_path, monkeypatch):
     (tmp_path / "params" / "toy" / "references.yaml").write_text("tolerance: {accuracy: 3}\n")
     with pytest.raises(PaperlibError, match="not a references file.*unknown metrics in tolerance: accuracy"):
         checks.load_references("toy")
+    (tmp_path / "params" / "toy" / "references.yaml").write_text("tolerance: {acc: 3}\nruns: {nb: {dm: {acc: high}}}\n")
+    with pytest.raises(PaperlibError, match="not a references file.*not a number.*checks record --profile toy"):
+        checks.load_references("toy")
 
 
 def test_the_verdict_table_is_the_same_for_numbers_that_differ_within_tolerance(tmp_path, monkeypatch):
@@ -120,17 +125,20 @@ def test_the_smoke_references_pin_every_run_of_the_smoke_suites_with_a_stated_to
 
 
 @pytest.mark.parametrize("name", ["02_bias_in_distillation", "03_kde_reweighting", "04_fairdd", "05_ablations"])
-def test_the_committed_quick_results_satisfy_the_quick_claims(name):
-    """The quick profile's claims hold on the tables its committed run wrote (figures/quick/*.csv)."""
+def test_the_committed_quick_results_satisfy_the_quick_claims(name, monkeypatch):
+    """Every claim of the quick profile holds on what its committed run wrote: the notebook's table
+    (figures/quick/*.csv) and the tables it reads from the shipped results store (KDE weight shares)."""
+    monkeypatch.setenv("PAPERLIB_RESULTS", str(ROOT / "results"))
     table = pd.read_csv(ROOT / "figures" / "quick" / f"{name}.csv")
     claims = nb.notebook_parameters("quick", name).get("claims")
     assert claims, f"params/experiments/{name}.yaml states no claims for the quick profile"
-    extra = [nb.bias_effect(table)] if name == "02_bias_in_distillation" else []
-    values = checks.quantities(table, *extra)
-    needed = {q for c in claims for q in (c["of"], c.get("minus"), c.get("over")) if q}
-    claims = [c for c in claims if {c["of"], c.get("minus"), c.get("over")} - {None} <= set(values)]
-    assert claims, f"no claim of {name} can be checked from its CSV ({sorted(needed)})"
-    assert not [r for r in checks.claim_rows(claims, values) if r["verdict"] != "holds"]
+    file_values = nb.notebook_parameters("quick", name)
+    extra = {"02_bias_in_distillation": lambda: [nb.bias_effect(table)],
+             "03_kde_reweighting": lambda: [nb.weight_shares(nb.suite_specs("quick", None, name))],
+             "05_ablations": lambda: [nb.kde_ablation(file_values["kde_dataset"], file_values["kde_variants"], "quick")],
+             }.get(name, list)()
+    rows = checks.claim_rows(claims, checks.quantities(table, *extra))  # a claim it cannot measure is an error
+    assert len(rows) == len(claims) and all(r["verdict"] == "holds" for r in rows), rows
 
 
 def test_verify_lists_every_failed_verdict_and_error_of_the_executed_notebooks(tmp_path):
@@ -151,3 +159,6 @@ def test_verify_lists_every_failed_verdict_and_error_of_the_executed_notebooks(t
     assert found[1] == "02_nb: ZeroDivisionError: division by zero"
     assert checks.main(["verify", str(tmp_path)]) == 1
     assert checks.main(["verify", str(tmp_path / "empty")]) == 2
+    (tmp_path / "03_cut.ipynb").write_text('{"cells": [')  # a notebook cut short
+    with pytest.raises(PaperlibError, match=r"03_cut.ipynb is not a readable notebook \(JSONDecodeError: .*reproduce"):
+        checks.failed_checks(tmp_path)

@@ -1,7 +1,9 @@
 import pytest
+import torch
 
 from paperlib.core.params import derive_seed, make_params, parse_set, stable_hash
 from paperlib.core.errors import PaperlibError
+from paperlib.core.runtime import resolve_device
 
 
 def test_defaults_are_the_papers_protocol():
@@ -95,3 +97,17 @@ def test_numbers_must_be_finite(field, value):
 def test_image_momentum_below_one():
     with pytest.raises(PaperlibError, match="momentum_img must be below 1"):
         make_params(momentum_img=1.0)
+
+
+def test_an_unavailable_device_is_a_one_line_error(monkeypatch):
+    assert resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(PaperlibError, match="'cuda' requested but CUDA is not available; use device=auto or cpu"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(PaperlibError, match=r"'cuda:7' requested but this machine has 2 CUDA device\(s\), cuda:0 to "
+                                            r"cuda:1; pick one"):
+        resolve_device("cuda:7")
+    assert resolve_device("cuda:1") == torch.device("cuda:1")

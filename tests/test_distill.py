@@ -12,7 +12,8 @@ from paperlib.distill.targets import TARGETS, BarycenterTarget, GroupsTarget, We
 from paperlib.distill.dc import default_loops, gradient_distance
 from paperlib.distill.dm import dm_loss
 from paperlib.distill.engine import Distiller
-from paperlib.distill.init import balanced_quota, initial_images
+from paperlib.distill.init import INITS, balanced_quota, initial_images
+from paperlib.distill.methods import METHODS
 from paperlib.distill.sampling import RealBatch, RealSampler, stratified_quota
 from paperlib.core.errors import PaperlibError
 from paperlib.train.models import ConvNet, init_parameters
@@ -41,7 +42,7 @@ def test_dm_reduces_its_loss_on_digits():
 def test_dc_reduces_its_loss_on_digits():
     params = _params(dataset="mnist", method="dc", init="noise", iterations=30, lr_img=1.0)
     losses = _distill(params).losses
-    assert sum(losses[-5:]) < sum(losses[:5])
+    assert sum(losses[-5:]) < 0.75 * sum(losses[:5])  # 0.54-0.57 measured over seeds 0-2
 
 
 @pytest.mark.parametrize("method", ["dm", "dsa"])
@@ -57,6 +58,17 @@ def test_weighted_with_uniform_weights_equals_vanilla_exactly(method):
 def test_groups_with_a_single_group_equals_vanilla(method):
     params = _params(dataset="mnist", method=method, iterations=2)  # plain preset: one group
     assert torch.equal(_distill(params, "vanilla").images, _distill(params, "groups").images)
+
+
+def test_dm_loss_is_bit_identical_whether_real_images_pass_16_at_a_time_or_whole():
+    """docs/reproducibility.md: instance norm is per sample, so the CPU's chunks change no embedding bit (held
+    with AVX-512, AVX2 and pre-AVX kernels, 1 and 2 threads); an accelerator takes the batch whole."""
+    net = init_parameters(ConvNet(3, 10, 28, width=16), torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(1)
+    real, syn = torch.randn(10 * 40, 3, 28, 28, generator=gen), torch.randn(10 * 2, 3, 28, 28, generator=gen)
+    aggregation = torch.full((10, 1, 40), 1 / 40)
+    assert torch.equal(dm_loss(net, real, aggregation, syn, 2, chunk=16),
+                       dm_loss(net, real, aggregation, syn, 2, chunk=None))
 
 
 def test_groups_dm_loss_is_the_sum_of_per_group_squared_distances():
@@ -166,6 +178,9 @@ def test_hidden_group_labels_are_dropped_or_imputed_for_the_group_targets_only(f
     assert torch.allclose(rows.sum(-1)[rows.sum(-1) > 0], torch.tensor(1.0))
     vanilla = make_params({**dataclasses.asdict(params), "target": "vanilla"})
     assert "hidden_groups" not in key_values(vanilla)  # KDE and vanilla never read group labels
+    all_hidden = make_params({**dataclasses.asdict(params), "hidden_groups": 1.0})
+    with pytest.raises(PaperlibError, match=r"hidden_groups=1.0 hides every group label of class 0; .*lower"):
+        make_target(ds, all_hidden, torch.device("cpu"))  # else drop matched nothing and the run did not move
 
 
 def test_fairdd_gradient_is_present_groups_times_the_group_balanced_gradient():
@@ -223,6 +238,23 @@ def test_balanced_init_spreads_over_groups():
     ds = build_dataset(dataset="cmnist_fg", source="digits")
     images = initial_images(ds, 10, "balanced", torch.Generator().manual_seed(0))
     assert images.shape == (100, 3, ds.image_size, ds.image_size)
+    drawn = INITS["balanced"].draw(ds, 10, torch.Generator().manual_seed(0))
+    cells = ds.train.labels * 10 + ds.train.attributes
+    counts = torch.bincount(cells[drawn], minlength=100).view(10, 10)
+    assert torch.equal(counts, balanced_quota(torch.bincount(cells, minlength=100).view(10, 10), 10))
+    assert int((counts > 0).sum(1).min()) >= 2  # spread, where real draws follow the majority
+
+
+@pytest.mark.parametrize("drawn_by", ["the random baseline", "the real init"])
+def test_an_ipc_larger_than_a_class_is_a_one_line_error(drawn_by):
+    ds = build_dataset(dataset="cmnist", source="digits")
+    too_many = int(torch.bincount(ds.train.labels).min()) + 1
+    with pytest.raises(PaperlibError, match=f"a class has fewer than ipc={too_many} training images; lower ipc"):
+        if drawn_by == "the random baseline":
+            METHODS["random"].select(ds, make_params(dataset="cmnist", source="digits", method="random",
+                                                      ipc=too_many))
+        else:
+            initial_images(ds, too_many, "real", torch.Generator().manual_seed(0))
 
 
 def test_dc_loops_defined_for_every_ipc():
@@ -236,8 +268,10 @@ def test_gradient_distance_zero_for_identical_and_ignores_biases():
     assert float(gradient_distance(g, [-g[0], g[1]])) == pytest.approx(8.0, abs=1e-4)
 
 
-def test_checkpoint_resume_is_bit_identical(tmp_path, monkeypatch):
-    params = _params(dataset="cmnist", method="dm", iterations=6, checkpoint_every=2)
+@pytest.mark.parametrize("method", ["dm", "dc", "dsa"])  # gradient matching's inner loop and DSA's draws too
+def test_checkpoint_resume_is_bit_identical(tmp_path, monkeypatch, method):
+    params = _params(dataset="cmnist", method=method, iterations=6, checkpoint_every=2,
+                     **({} if method == "dm" else {"outer_loop": 2, "inner_loop": 2}))
     uninterrupted = _distill(params).images
     checkpoint = tmp_path / "ckpt.pt"
     real_step, calls = Distiller.step, {"n": 0}
@@ -268,6 +302,9 @@ def test_force_restarts_past_an_unreadable_checkpoint(tmp_path):
     forced = _distill(dataclasses.replace(params, force=True), checkpoint=checkpoint)
     assert forced.resumed_from == 0 and torch.equal(forced.images, _distill(params).images)
     assert not checkpoint.exists()
+    torch.save({"iteration": 1, "images": torch.zeros(3)}, checkpoint)  # readable, another layout
+    with pytest.raises(PaperlibError, match=r"ckpt.pt cannot be read \('syn'\); nothing was recomputed"):
+        _distill(params, checkpoint=checkpoint)
 
 
 def test_nan_loss_names_the_iteration_and_writes_no_record(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from paperlib.cli import main
+from paperlib.core.errors import PaperlibError
 from paperlib.core.params import make_params
 from paperlib.data.presets import PRESETS, RenderedPreset
 from paperlib.distill.targets import TARGETS, Target, _normalise_rows
@@ -74,9 +75,9 @@ def test_a_toy_preset_and_a_toy_target_run_through_describe_run_and_a_suite(toy_
 
 
 def test_unregistered_names_fail_with_the_registered_choices(toy_entries):
-    with pytest.raises(Exception, match="unknown dataset 'toy_inverte'.*did you mean 'toy_inverted'"):
+    with pytest.raises(PaperlibError, match="unknown dataset 'toy_inverte'.*did you mean 'toy_inverted'"):
         make_params(dataset="toy_inverte")
     PRESETS.unregister("toy_inverted")
-    with pytest.raises(Exception, match="unknown dataset 'toy_inverted'"):
+    with pytest.raises(PaperlibError, match="unknown dataset 'toy_inverted'"):
         make_params(dataset="toy_inverted")
     PRESETS.register("toy_inverted", RenderedPreset("digits", "inversion", sources=("digits",)))

@@ -49,6 +49,13 @@ def test_settings_come_from_defaults_then_the_profile_block_then_flags():
         job_settings("slurm", {"slurm": {"gpus": 1}})
     with pytest.raises(PaperlibError, match="jobs must be at least 1"):
         job_settings("local", jobs=0)
+    with pytest.raises(PaperlibError, match="threads must be at least 0, got -1"):
+        job_settings("local", threads=-1)
+    with pytest.raises(PaperlibError, match="executor setting jobs must be an integer, got '4'"):
+        job_settings("slurm", {"slurm": {"jobs": "4"}})
+    with pytest.raises(PaperlibError, match="executor setting mem_gb must be a number, got '16G'"):
+        job_settings("slurm", {"slurm": {"mem_gb": "16G"}})
+    assert job_settings("slurm", {"slurm": {"mem_gb": 16}}).mem_gb == 16  # an integer is a number
     with pytest.raises(PaperlibError, match=r"--no-wait needs an executor that submits and returns \(slurm\)"):
         run_specs(_suite("/nonexistent-never-written"), JobSettings(executor="local"), wait=False)
 
@@ -168,8 +175,10 @@ def test_reproduce_gathers_every_notebook_suite_and_waits_for_its_runs(capsys):
 
     specs = profile_runs("smoke", [s.stem for s in notebook_sources()])
     assert {s.experiment for s in specs} >= {"colour_0.05", "cmnist_fg"} and len(specs) > 20
-    assert reproduce_main(["--profile", "smoke", "--executor", "slurm", "--no-wait"]) == 1
+    assert reproduce_main(["--profile", "smoke", "--executor", "slurm", "--no-wait"]) == 2
     assert "make reproduce waits for its runs" in capsys.readouterr().err
+    assert reproduce_main(["--profile", "smoke", "--only", "fairness"]) == 2  # 04_fairdd, not a word of its title
+    assert "--only 'fairness' matches no notebook; choose a part of one of: 01_" in capsys.readouterr().err
 
 
 def test_two_jobs_computing_one_key_leave_one_complete_record(tmp_path):

@@ -3,6 +3,7 @@ import torch
 
 import torch.nn.functional as F
 
+from paperlib.core.errors import PaperlibError
 from paperlib.train.models import ConvNet, PatchConv2d, build_model, init_parameters
 
 
@@ -12,6 +13,13 @@ def test_convnet_embeds_28_px_as_32_px(channels, size):
     x = torch.randn(2, channels, size, size)
     assert net.embed(x).shape == (2, 2048)
     assert net(x).shape == (2, 10)
+
+
+def test_a_depth_that_pools_the_image_to_nothing_is_a_one_line_error():
+    assert ConvNet(1, 10, 28, width=4, depth=5).embed(torch.randn(1, 1, 28, 28)).shape == (1, 4)  # 32 px -> 1 px
+    with pytest.raises(PaperlibError, match="net_depth=6 pools a 28 px image to nothing; use net_depth at most 5"):
+        ConvNet(1, 10, 28, width=4, depth=6)
+    assert ConvNet(1, 10, 28, width=4, depth=6, pooling="none").embed_dim == 4 * 32 * 32  # no pooling, no limit
 
 
 def test_reference_defaults_and_instance_norm():

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from paperlib.core import results_store
+from paperlib.core.errors import PaperlibError
 from paperlib.core.params import make_params
 from paperlib.experiments.runner import load_record, record_dir, run, stored_grid
 from paperlib.experiments.studies import stored_table
@@ -48,8 +49,8 @@ def test_the_cache_wins_over_the_store(shipped):
     params, record, store = shipped
     mine = record_dir(params) / "record.json"
     mine.parent.mkdir(parents=True)
-    mine.write_text(json.dumps({**record, "metrics": {"acc": 1.0}}))
-    assert load_record(params)["metrics"] == {"acc": 1.0}
+    mine.write_text(json.dumps({**record, "metrics": {**record["metrics"], "acc": 1.0}}))
+    assert load_record(params)["metrics"]["acc"] == 1.0 != record["metrics"]["acc"]
 
 
 def test_publishing_collects_what_is_read_and_a_profile_is_replaced_whole(shipped, tmp_path, monkeypatch):
@@ -84,6 +85,10 @@ def test_a_study_table_is_computed_once_then_read_back_with_its_dtypes(tmp_path)
     assert len(calls) == 1 and first.equals(second) and str(second["count"].dtype) == "int64"
     stored_table("demo", params, {"variants": [2]}, compute)  # other settings: another table
     assert len(calls) == 2
+    for table in (tmp_path / "tables").glob("demo-*.json"):
+        table.write_text('{"rows": []}')  # readable JSON, not a table
+    with pytest.raises(PaperlibError, match=r"demo-.*\.json cannot be read \(no columns\); nothing was recomputed"):
+        stored_table("demo", params, {"variants": [1]}, compute)
 
 
 def test_find_or_make_makes_only_what_neither_the_cache_nor_the_store_holds(tmp_path, monkeypatch):
@@ -105,12 +110,50 @@ def test_find_or_make_makes_only_what_neither_the_cache_nor_the_store_holds(tmp_
     assert forced == cache / "data" / "shipped.png" and len(made) == 2  # the cache copy now wins over the store
 
 
+def _strings(value) -> list[str]:
+    """Every string anywhere in a JSON value (nested mappings and lists: params.cache_dir sits one level down)."""
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
 def test_shipped_records_name_no_path_of_the_machine_that_computed_them():
-    import json
     from pathlib import Path
 
-    shipped_records = sorted((Path(__file__).resolve().parents[1] / "results").glob("*/records/*/record.json"))
-    assert shipped_records, "no shipped records found"
-    with_paths = [str(p.parent.name) for p in shipped_records
-                  if any(isinstance(v, str) and v.startswith("/") for v in json.loads(p.read_text()).values())]
+    assert "/tmp/x" in _strings({"params": {"cache_dir": "/tmp/x"}, "runs": [{"a": 1}]})  # the walk looks deep
+    shipped = sorted((Path(__file__).resolve().parents[1] / "results").glob("*/records/*/*.json"))
+    assert len(shipped) > 40, "the shipped records were not found"
+    with_paths = [p.parent.name for p in shipped
+                  if any(s.startswith(("/", "~")) or ":\\" in s for s in _strings(json.loads(p.read_text())))]
     assert not with_paths, f"records holding an absolute path: {with_paths}"
+
+
+def test_a_replace_that_fails_midway_leaves_the_old_store_in_place(tmp_path, monkeypatch):
+    store = tmp_path / "results"
+    (store / "quick").mkdir(parents=True)
+    (store / "quick" / "a.json").write_text("old")
+
+    def staging(text: str):
+        folder = tmp_path / f"staging-{text}"
+        folder.mkdir()
+        (folder / "a.json").write_text(text)
+        return folder
+
+    def failing_move(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(shutil, "move", failing_move)
+    with pytest.raises(OSError, match="disk full"):
+        results_store.replace_profile(staging("new"), store, "quick")
+    assert (store / "quick" / "a.json").read_text() == "old"  # rolled back, not a missing store
+    (store / "quick").rename(store / ".quick.old")  # as a process killed between the two moves leaves it
+    monkeypatch.undo()
+    results_store.replace_profile(staging("newer"), store, "quick")
+    assert (store / "quick" / "a.json").read_text() == "newer" and not (store / ".quick.old").exists()
+    monkeypatch.setattr(shutil, "move", failing_move)
+    (store / "quick").rename(store / ".quick.old")
+    with pytest.raises(OSError):
+        results_store.replace_profile(staging("newest"), store, "quick")
+    assert (store / "quick" / "a.json").read_text() == "newer"  # the killed replace's old folder was kept

@@ -127,13 +127,17 @@ def test_kde_weights_end_to_end_on_digits_are_cached_and_deterministic(encoder, 
 def test_run_with_kde_weights_records_cost_and_diagnostics(small_eval, tmp_path):
     from paperlib.experiments.runner import run
 
-    record = run(dataset="cmnist", conflict_ratio=0.1, method="dm", ipc=2, iterations=2, target="weighted",
-                 weights="kde", kde_encoder="pixels", cache_dir=str(tmp_path), **small_eval)
+    params = make_params(dataset="cmnist", conflict_ratio=0.1, method="dm", ipc=2, iterations=2, target="weighted",
+                         weights="kde", kde_encoder="pixels", cache_dir=str(tmp_path), **small_eval)
+    record = run(params)
     assert set(record["kde_seconds"]) == {"encoder", "density"}
-    shares = [row["conflicting_weight_share"] for row in record["kde_diagnostics"]]
     samples = [row["conflicting_sample_share"] for row in record["kde_diagnostics"]]
-    assert len(shares) == 10 and all(0.0 <= s <= 1.0 for s in shares)
     assert all(s == pytest.approx(0.1, abs=0.01) for s in samples)
+    dataset = build_dataset(params)  # the record's diagnostics are those of the weights the run matched with
+    train = dataset.train
+    expected = weight_diagnostics(kde_weights(dataset, params, torch.device("cpu")).weights, train.labels,
+                                  train.aligned, 10)
+    assert record["kde_diagnostics"] == expected
 
 
 def test_kde_parameters_are_validated_and_only_key_kde_runs():

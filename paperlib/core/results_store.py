@@ -82,10 +82,17 @@ def replace_profile(staging: Path, store: Path, profile: str) -> Path:
     target = store / profile
     store.mkdir(parents=True, exist_ok=True)
     old = store / f".{profile}.old"
+    if old.exists() and not target.exists():  # a replace killed between its two moves: its old folder is the store
+        old.rename(target)
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
         target.rename(old)
-    shutil.move(str(staging), target)
+    try:
+        shutil.move(str(staging), target)
+    except BaseException:
+        if old.exists() and not target.exists():  # the store as it was, not no store
+            old.rename(target)
+        raise
     shutil.rmtree(old, ignore_errors=True)
     return target
 

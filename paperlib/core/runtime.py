@@ -27,6 +27,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise PaperlibError(f"device {name!r} requested but CUDA is not available; use device=auto or cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise PaperlibError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA "
+                            f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}; pick one of them or auto")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise PaperlibError(f"device {name!r} requested but MPS is not available; use device=auto or cpu")
     return device

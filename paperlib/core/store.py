@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,14 +34,18 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write; move it to ``path`` only on success.
 
-    On any exception the temporary file is removed and ``path`` is untouched.
+    On any exception the temporary file is removed and ``path`` is untouched. The file is flushed to disk
+    before the move (a crash right after cannot leave an empty ``path``) and gets the usual permissions (0666
+    less the umask, unlike ``mkstemp``'s 0600), so a cache shared by a cluster's users stays readable.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        yield Path(tmp)
+        yield tmp
+        with open(tmp, "rb+") as written:
+            os.fsync(written.fileno())
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

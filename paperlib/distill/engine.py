@@ -26,7 +26,7 @@ from paperlib.core.errors import PaperlibError
 from paperlib.train.loop import TrainSettings, train_classifier
 from paperlib.train.models import model_from_params
 from paperlib.core.runtime import HOST_READ_EVERY, Compiled, compile_wanted, generator, progress, read_on_host
-from paperlib.core.store import load_tensors, save_tensors
+from paperlib.core.store import KEEP_AND_STOP, load_tensors, save_tensors, unreadable
 
 
 @dataclass
@@ -113,10 +113,13 @@ class Distiller:
 
     # --- checkpoints -------------------------------------------------------------------------
     def state(self, iteration: int, losses: list[float]) -> dict:
+        """The checkpoint after ``iteration`` iterations: all a resumed run needs to end bit-identical (the
+        images, the optimiser's momentum, the generator's state, the losses so far)."""
         return {"iteration": iteration, "syn": self.syn.detach().cpu().contiguous(),
                 "optimizer": self.optimizer.state_dict(), "rng": self.gen.get_state(), "losses": list(losses)}
 
     def load_state(self, state: dict) -> tuple[int, list[float]]:
+        """Continue from a :meth:`state`; returns its iteration count and losses."""
         with torch.no_grad():
             self.syn.copy_(state["syn"].to(self.device))
         self.optimizer.load_state_dict(state["optimizer"])
@@ -149,7 +152,10 @@ def distill(dataset: BiasedDataset, params: Params, target: Target, device: torc
     start, losses = 0, []
     saved = load_tensors(checkpoint) if checkpoint is not None and not params.force else None  # force: restart
     if saved is not None:
-        start, losses = distiller.load_state(saved)
+        try:
+            start, losses = distiller.load_state(saved)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:  # another version's layout, another shape
+            raise PaperlibError(unreadable(checkpoint, err, KEEP_AND_STOP)) from None
     began = time.perf_counter()
     bar = progress(range(start, params.iterations), total=params.iterations - start,
                    desc=f"{params.method} {target.name}", enabled=params.progress)

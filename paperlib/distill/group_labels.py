@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params, derive_seed
 from paperlib.core.runtime import generator
 from paperlib.data.container import BiasedDataset
@@ -32,14 +33,19 @@ def partial_group_labels(dataset: BiasedDataset, params: Params,
     n = groups.shape[0]
     count = round(params.hidden_groups * n)
     hidden = torch.randperm(n, generator=generator(derive_seed(params.seed, "hidden-groups")))[:count]
+    known = torch.ones(n, dtype=torch.bool)
+    known[hidden] = False
+    labels, a = dataset.train.labels.long(), dataset.info.num_attributes
+    unknown_classes = (torch.bincount(labels[known], minlength=dataset.num_classes) == 0).nonzero().flatten()
+    if len(unknown_classes):  # drop would match nothing there, impute would have no centroid
+        raise PaperlibError(f"hidden_groups={params.hidden_groups} hides every group label of class "
+                            f"{int(unknown_classes[0])}; the group targets need at least one known label per "
+                            "class: lower hidden_groups")
     facts: dict[str, Any] = {"hidden_groups": count}
     if params.hidden_groups_fill == "drop":
         groups[hidden] = HIDDEN
         return groups, facts
     features = ENCODERS["random"].embed(dataset, params, dataset.normalized("train", device), device).cpu()
-    known = torch.ones(n, dtype=torch.bool)
-    known[hidden] = False
-    labels, a = dataset.train.labels.long(), dataset.info.num_attributes
     cells = labels * a + groups  # one centroid per (class, group) among the known samples
     sums = torch.zeros(dataset.num_classes * a, features.shape[1]).index_add_(0, cells[known], features[known])
     sizes = torch.bincount(cells[known], minlength=dataset.num_classes * a).float()

@@ -33,8 +33,13 @@ def balanced_quota(cell_sizes: Tensor, per_class: int) -> Tensor:
     return quota
 
 
-def _real(dataset: BiasedDataset, ipc: int, gen: torch.Generator) -> Tensor:
-    return sample_per_class(dataset.train.labels, ipc, gen)
+def real_per_class(dataset: BiasedDataset, ipc: int, gen: torch.Generator) -> Tensor:
+    """Indices of ``ipc`` random training images of every class, class-major; a one-line error when a class
+    has fewer (the synthetic set and the ``random`` baseline need as many of every class)."""
+    drawn = sample_per_class(dataset.train.labels, ipc, gen)
+    if drawn.shape[0] != dataset.num_classes * ipc:
+        raise PaperlibError(f"a class has fewer than ipc={ipc} training images; lower ipc")
+    return drawn
 
 
 def _balanced(dataset: BiasedDataset, ipc: int, gen: torch.Generator) -> Tensor:
@@ -59,7 +64,7 @@ class Init:
 
 
 INITS: Registry[Init] = Registry("init", field="init")
-INITS.register("real", Init(_real))  # random real images of each class (the reference)
+INITS.register("real", Init(real_per_class))  # random real images of each class (the reference)
 INITS.register("balanced", Init(_balanced))  # real images spread evenly over each class's groups
 INITS.register("noise", Init(_noise, images=True))  # standard normal noise
 
@@ -70,6 +75,4 @@ def initial_images(dataset: BiasedDataset, ipc: int, init: str, gen: torch.Gener
     drawn = chosen.draw(dataset, ipc, gen)
     if chosen.images:
         return drawn
-    if drawn.shape[0] != dataset.num_classes * ipc:
-        raise PaperlibError(f"a class has fewer than ipc={ipc} training images; lower ipc")
     return dataset.normalized(dataset.train.subset(drawn))

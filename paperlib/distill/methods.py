@@ -16,9 +16,10 @@ from torch import Tensor
 from paperlib.core.params import Params, derive_seed
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import generator
-from paperlib.data.container import BiasedDataset, sample_per_class
+from paperlib.data.container import BiasedDataset
 from paperlib.distill.dc import matching_step
 from paperlib.distill.dm import dm_step
+from paperlib.distill.init import real_per_class
 
 # Parameters every distillation method reads; DM adds the layout of its embedding passes (channels-last was
 # measured faster there) and the optional warm start of its network, gradient matching its loops (it runs NCHW in small chunks, measured faster on the
@@ -78,7 +79,7 @@ def run_tags(params: Params) -> tuple[int, ...]:
 
 def _random_subset(dataset: BiasedDataset, params: Params) -> Tensor:
     gen = generator(derive_seed(params.seed, "random", *run_tags(params)))
-    return sample_per_class(dataset.train.labels, params.ipc, gen)
+    return real_per_class(dataset, params.ipc, gen)
 
 
 METHODS: Registry[Method] = Registry("method", field="method")

@@ -76,10 +76,20 @@ def job_settings(executor: str, profile_block: Mapping[str, Any] | None = None, 
     unknown = sorted(set(values) - known)
     if unknown:
         raise PaperlibError(f"unknown executor setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    for field in dataclasses.fields(JobSettings):
+        value, kind = values.get(field.name, field.default), type(field.default)
+        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind):
+            raise PaperlibError(f"executor setting {field.name} must be {_KINDS[kind]}, got {value!r}")
     settings = JobSettings(**values)
-    if settings.jobs < 1:
-        raise PaperlibError(f"jobs must be at least 1, got {settings.jobs}")
+    for name, least in _LEAST.items():
+        if getattr(settings, name) < least:
+            raise PaperlibError(f"{name} must be at least {least}, got {getattr(settings, name)}")
     return settings
+
+
+_KINDS = {int: "an integer", float: "a number", str: "a string"}
+# The smallest value each numeric setting may take (threads 0: the executor's default).
+_LEAST = {"jobs": 1, "threads": 0, "cpus_per_task": 1, "gpus_per_node": 0, "mem_gb": 0.1, "timeout_min": 1}
 
 
 def run_job(params: Params, threads: int) -> str:

@@ -38,7 +38,7 @@ from paperlib.distill.engine import distill
 from paperlib.distill.methods import METHODS
 from paperlib.distill.targets import make_target
 from paperlib.train.evaluate import evaluate_set
-from paperlib.train.metrics import summarize
+from paperlib.train.metrics import METRIC_KEYS, summarize
 
 
 def record_key(params: Params) -> str:
@@ -147,20 +147,33 @@ def _lock(params: Params, name: str) -> Path:
     return cache_root(params.cache_dir) / "locks" / f"{name}.lock"
 
 
-RECORD_KEYS = ("params", "metrics", "runs", "timings", "num_eval", "key")  # what every reader of a record uses
+# What every reader of a record uses: its top-level keys, and the keys of its nested mappings.
+RECORD_KEYS = ("params", "metrics", "runs", "timings", "num_eval", "key", "device")
+RECORD_NESTED = {"timings": ("evaluate", "total"),
+                 "metrics": METRIC_KEYS + tuple(f"{key}_std" for key in METRIC_KEYS)}
 
 
 def load_record(params: Params) -> dict[str, Any] | None:
     """The stored record of ``params`` (cache, else results store), or ``None`` when it was never run (an
-    unreadable one is an error)."""
+    unreadable or incomplete one is an error)."""
     path = find(f"{record_folder(params)}/record.json", params.cache_dir)
     if path is None:
         return None
     record = load_json(path)
-    missing = [key for key in RECORD_KEYS if key not in record]
+    missing = _missing_fields(record)
     if missing:
-        raise PaperlibError(unreadable(path, ValueError(f"no {', '.join(missing)}"), KEEP_AND_STOP))
+        more = f" and {len(missing) - 4} more" if len(missing) > 4 else ""
+        raise PaperlibError(unreadable(path, ValueError(f"no {', '.join(missing[:4])}{more}"), KEEP_AND_STOP))
     return record
+
+
+def _missing_fields(record: dict[str, Any]) -> list[str]:
+    missing = [key for key in RECORD_KEYS if key not in record]
+    for outer, inner in RECORD_NESTED.items():
+        nested = record.get(outer)
+        missing += [f"{outer}.{key}" for key in inner if isinstance(nested, dict) and key not in nested]
+        missing += [f"{outer} mapping"] if outer in record and not isinstance(nested, dict) else []
+    return missing
 
 
 def run(params: Params | None = None, **overrides: Any) -> dict[str, Any]:

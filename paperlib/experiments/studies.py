@@ -16,7 +16,8 @@ import pandas as pd
 from paperlib.core.params import Params, key_values, stable_hash
 from paperlib.core.results_store import find_or_make
 from paperlib.core.runtime import resolve_device
-from paperlib.core.store import load_json
+from paperlib.core.errors import PaperlibError
+from paperlib.core.store import KEEP_AND_STOP, load_json, unreadable
 from paperlib.data.presets import build_dataset
 from paperlib.distill.kde import weight_ablation
 from paperlib.distill.theorem import fairdd_vs_barycenter
@@ -55,4 +56,6 @@ def stored_table(study: str, params: Params, settings: Mapping[str, Any],
     found = find_or_make(relative, params.cache_dir,
                          lambda: json.dumps({"columns": compute().to_dict(orient="list")}).encode(), params.force)
     saved = load_json(found)
+    if not isinstance(saved.get("columns"), dict):
+        raise PaperlibError(unreadable(found, ValueError("no columns"), KEEP_AND_STOP))
     return pd.DataFrame(saved["columns"])

@@ -46,6 +46,7 @@ class RunSpec:
 
 
 def mapping(value: Any, where: str) -> dict:
+    """``value`` of a YAML file as a dict (``None``: empty); anything else is a one-line error naming ``where``."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):

@@ -84,6 +84,10 @@ class Claim:
 
     @classmethod
     def from_dict(cls, entry: Mapping[str, Any]) -> Claim:
+        """The claim of one ``claims:`` entry of an experiment file; a malformed entry is a one-line error."""
+        if not isinstance(entry, Mapping):
+            raise PaperlibError(f"a claim must be a mapping with 'says', 'of' and 'at_least' or 'at_most'; got "
+                                f"{entry!r}")
         entry = dict(entry)
         allowed = {"says", "of", "minus", "over", *COMPARISONS}
         unknown = set(entry) - allowed
@@ -93,8 +97,11 @@ class Claim:
             raise PaperlibError(f"claim {entry} must have 'says', 'of', at most one of 'minus' / 'over', and "
                                 f"exactly one of 'at_least' / 'at_most'"
                                 + (f" (unknown: {', '.join(sorted(unknown))})" if unknown else ""))
+        bound = entry[bounds[0]]
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+            raise PaperlibError(f"claim {entry['says']!r}: {bounds[0]} must be a number, got {bound!r}")
         return cls(says=str(entry["says"]), of=entry["of"], minus=entry.get("minus"), over=entry.get("over"),
-                   comparison=bounds[0], bound=float(entry[bounds[0]]))
+                   comparison=bounds[0], bound=float(bound))
 
     def test(self) -> str:
         """The comparison in words, e.g. ``whole acc_conflicting - dm acc_conflicting >= 10``."""
@@ -102,6 +109,7 @@ class Claim:
         return f"{value} {COMPARISONS[self.comparison]} {self.bound:g}"
 
     def measure(self, values: Mapping[str, float]) -> float:
+        """The claimed quantity from a notebook's computed values (``row column`` -> number)."""
         for name in (self.of, self.minus, self.over):
             if name is not None and name not in values:
                 close = sorted(k for k in values if k.split(" ")[0] == name.split(" ")[0])
@@ -115,6 +123,7 @@ class Claim:
         return value
 
     def holds(self, measured: float) -> bool:
+        """Whether ``measured`` is on the claimed side of the bound."""
         return measured >= self.bound if self.comparison == "at_least" else measured <= self.bound
 
 
@@ -139,8 +148,11 @@ def load_references(profile: str) -> dict[str, Any] | None:
         tolerance, runs = references["tolerance"], references.get("runs") or {}
         unknown = set(tolerance) - set(METRIC_SHORT_NAMES)
         if unknown:
-            raise KeyError(f"unknown metrics in tolerance: {', '.join(sorted(unknown))}")
-    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"unknown metrics in tolerance: {', '.join(sorted(unknown))}")
+        numbers = [v for run in runs.values() for expected in run.values() for v in expected.values()]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in [*tolerance.values(), *numbers]):
+            raise ValueError("a tolerance or a reference value is not a number")
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError, ValueError) as err:
         raise PaperlibError(f"{path} is not a references file ({err}); rewrite it with "
                             f"`python -m paperlib.report.checks record --profile {profile}`") from None
     return {"tolerance": tolerance, "runs": runs}
@@ -229,15 +241,20 @@ def failed_checks(folder: Path) -> list[str]:
         raise PaperlibError(f"no executed notebooks in {folder}; run `python -m paperlib.reproduce` first")
     found = []
     for path in notebooks:
-        cells = json.loads(path.read_text())["cells"]
-        for output in (o for cell in cells if cell["cell_type"] == "code" for o in cell.get("outputs", [])):
-            if output["output_type"] == "error":
-                found.append(f"{path.stem}: {output['ename']}: {output['evalue']}")
+        try:
+            outputs = [o for cell in json.loads(path.read_text())["cells"] if cell["cell_type"] == "code"
+                       for o in cell.get("outputs", [])]
+        except (ValueError, KeyError, TypeError) as err:  # json's decode error is a ValueError
+            raise PaperlibError(f"{path} is not a readable notebook ({type(err).__name__}: {err}); execute it "
+                                "again with `python -m paperlib.reproduce`") from None
+        for output in outputs:
+            if output.get("output_type") == "error":
+                found.append(f"{path.stem}: {output.get('ename')}: {output.get('evalue')}")
             html = "".join(output.get("data", {}).get("text/html", ""))
             for row in re.findall(r"<tr>(.*?)</tr>", html, flags=re.S):
-                cells = [unescape(c.strip()) for c in re.findall(r"<td>(.*?)</td>", row, flags=re.S)]
-                if any(c.startswith("FAILS (") for c in cells):
-                    found.append(f"{path.stem}: {' | '.join(cells)}")
+                columns = [unescape(c.strip()) for c in re.findall(r"<td>(.*?)</td>", row, flags=re.S)]
+                if any(c.startswith("FAILS (") for c in columns):
+                    found.append(f"{path.stem}: {' | '.join(columns)}")
     return found
 
 

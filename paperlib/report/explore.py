@@ -28,6 +28,7 @@ from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params, cache_key, make_params, relevant_fields
 from paperlib.core.results_store import find_or_make
 from paperlib.core.runtime import PROGRESS_DISPLAY
+from paperlib.data.container import BiasedDataset
 from paperlib.data.presets import bias_ratio_name, build_dataset
 from paperlib.distill.methods import METHODS
 from paperlib.experiments.runner import load_record, run, stored_grid
@@ -132,7 +133,7 @@ class ExplorerModel:
         name = bias_ratio_name(self.settings["datasets"][dataset]["dataset"])
         return RATIO_LABELS.get(name, "bias ratio")
 
-    def dataset(self, point: Point):
+    def dataset(self, point: Point) -> BiasedDataset:
         """The biased dataset of ``point`` (kept in memory: switching back is instant)."""
         params = self.params(point)
         key = cache_key(params, "dataset")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -14,8 +15,12 @@ from paperlib.experiments.suite import RunSpec
 from paperlib.report.plots import plot_comparison, plot_weight_shares, save_figure, show_image_file, subplots
 from paperlib.report.tables import write_csv
 
+if TYPE_CHECKING:
+    import numpy as np
+    from matplotlib.axes import Axes
 
-def save(ax, folder: Path, name: str, pdf: bool = False) -> Path:
+
+def save(ax: Axes, folder: Path, name: str, pdf: bool = False) -> Path:
     """Save the figure of ``ax`` as ``folder/name.png`` (and ``.pdf`` for the papers' figures).
 
     The figure stays open, so the notebook still shows it below the cell.
@@ -34,9 +39,11 @@ def save_table(table: pd.DataFrame, folder: Path, name: str) -> Path:
     return write_csv(table, Path(folder) / f"{name}.csv")
 
 
-def show_grids(specs: list[RunSpec], folder: Path, name: str, per_figure_width: float = 3.2, max_ipc: int = 20):
+def show_grids(specs: list[RunSpec], folder: Path, name: str, per_figure_width: float = 3.2,
+               max_ipc: int = 20) -> np.ndarray | None:
     """Draw the distilled-image grid of every spec that has one (up to ``max_ipc`` images per class, so each
-    stays legible), four per row; save as ``folder/name.png``."""
+    stays legible), four per row; save as ``folder/name.png``. Returns the array of axes (``None``: no grid
+    stored yet)."""
     grids = [(spec, stored_grid(spec.params)) for spec in specs if spec.params.ipc <= max_ipc]
     shown = [(spec, grid) for spec, grid in grids if grid is not None]
     if not shown:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -14,7 +15,12 @@ from torch import Tensor
 from paperlib.core.images import image_grid
 from paperlib.core.runtime import generator
 from paperlib.core.store import atomic_write
-from paperlib.data.container import sample_per_class
+from paperlib.data.container import BiasedDataset, sample_per_class
+
+if TYPE_CHECKING:  # matplotlib and pandas load when a figure is drawn, not when paperlib is imported
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 def _matplotlib():
@@ -25,7 +31,7 @@ def _matplotlib():
     return plt
 
 
-def plot_weight_shares(diagnostics: list[dict], ax=None, title: str = "KDE weights per class"):
+def plot_weight_shares(diagnostics: list[dict], ax: Axes | None = None, title: str = "KDE weights per class") -> Axes:
     """Bars per class: bias-conflicting share of the samples vs share of the KDE weight.
 
     ``diagnostics`` is :func:`paperlib.distill.reweight.weight_diagnostics` (also stored
@@ -61,13 +67,14 @@ AXIS_LABELS = {"acc": "accuracy (%)", "acc_aligned": "aligned accuracy (%)",
                "deo_m": "DEO_M (%)", "deo_a": "DEO_A (%)"}
 
 
-def _legend_outside(ax, title: str | None = None) -> None:
+def _legend_outside(ax: Axes, title: str | None = None) -> None:
     """The legend right of the axes, where it covers no bar or point."""
     ax.legend(fontsize="small", title=title, title_fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0),
               borderaxespad=0.0)
 
 
-def plot_comparison(table, metric: str = "acc", ax=None, title: str | None = None):
+def plot_comparison(table: pd.DataFrame, metric: str = "acc", ax: Axes | None = None,
+                    title: str | None = None) -> Axes:
     """Grouped bars of ``metric`` (mean ± std over evaluation models) per experiment and run.
 
     ``table`` is :func:`paperlib.experiments.suite.results_table`; rows not run are left
@@ -94,7 +101,7 @@ def plot_comparison(table, metric: str = "acc", ax=None, title: str | None = Non
     return ax
 
 
-def save_figure(ax, path: str | Path) -> Path:
+def save_figure(ax: Axes, path: str | Path) -> Path:
     """Save the figure of ``ax`` (PNG or PDF by suffix) atomically and close it."""
     plt = _matplotlib()
     figure = ax.figure
@@ -106,11 +113,11 @@ def save_figure(ax, path: str | Path) -> Path:
     return path
 
 
-def _ratio_label(table) -> str:
+def _ratio_label(table: pd.DataFrame) -> str:
     return "minority share (1 - majority ratio)" if (table["ratio"] > 0.5).all() else "bias-conflicting ratio"
 
 
-def framed_sample_grid(dataset, per_class: int = 8, seed: int = 0) -> np.ndarray:
+def framed_sample_grid(dataset: BiasedDataset, per_class: int = 8, seed: int = 0) -> np.ndarray:
     """:func:`image_grid` of ``per_class`` random training images per class (one row per class), with every
     bias-conflicting (minority-group) image framed in red."""
     train = dataset.train
@@ -124,7 +131,8 @@ def framed_sample_grid(dataset, per_class: int = 8, seed: int = 0) -> np.ndarray
     return image_grid(framed, per_class)
 
 
-def plot_sample_grid(dataset, per_class: int = 8, seed: int = 0, ax=None, title: str | None = None):
+def plot_sample_grid(dataset: BiasedDataset, per_class: int = 8, seed: int = 0, ax: Axes | None = None,
+                     title: str | None = None) -> Axes:
     """:func:`framed_sample_grid` drawn without axes, so the bias ratio is visible at a glance."""
     plt = _matplotlib()
     if ax is None:
@@ -135,7 +143,8 @@ def plot_sample_grid(dataset, per_class: int = 8, seed: int = 0, ax=None, title:
     return ax
 
 
-def plot_group_counts(counts, attribute_names: list[str], ax=None, title: str = "training samples per group"):
+def plot_group_counts(counts: np.ndarray | Tensor, attribute_names: list[str], ax: Axes | None = None,
+                      title: str = "training samples per group") -> Axes:
     """Heatmap of samples per (class, attribute) group on a log colour scale."""
     import seaborn as sns
     from matplotlib.colors import LogNorm
@@ -152,7 +161,8 @@ def plot_group_counts(counts, attribute_names: list[str], ax=None, title: str = 
     return ax
 
 
-def plot_ratio_curves(table, metric: str = "acc", ax=None, title: str | None = None):
+def plot_ratio_curves(table: pd.DataFrame, metric: str = "acc", ax: Axes | None = None,
+                      title: str | None = None) -> Axes:
     """``metric`` against the bias ratio, one line per run label (``whole``, ``dm``, ...).
 
     ``table`` is :func:`paperlib.experiments.suite.results_table` with a ``ratio`` column;
@@ -164,7 +174,8 @@ def plot_ratio_curves(table, metric: str = "acc", ax=None, title: str | None = N
     return ax
 
 
-def plot_aligned_conflicting(table, ax=None, title: str = "bias-aligned vs bias-conflicting test accuracy"):
+def plot_aligned_conflicting(table: pd.DataFrame, ax: Axes | None = None,
+                             title: str = "bias-aligned vs bias-conflicting test accuracy") -> Axes:
     """Paired bars per run: accuracy on bias-aligned and on bias-conflicting test samples."""
     import pandas as pd
     import seaborn as sns
@@ -187,7 +198,8 @@ def plot_aligned_conflicting(table, ax=None, title: str = "bias-aligned vs bias-
     return ax
 
 
-def plot_grouped_bars(table, x: str, hue: str, metric: str = "acc", ax=None, title: str = ""):
+def plot_grouped_bars(table: pd.DataFrame, x: str, hue: str, metric: str = "acc", ax: Axes | None = None,
+                      title: str = "") -> Axes:
     """Bars of ``metric`` (mean ± std over evaluation models) grouped by ``table[x]``, one colour per ``hue``
     value, in the order the values first appear; e.g. ``x="eval_model", hue="target"`` puts the vanilla and
     the reweighted set side by side for each architecture that trained on them."""
@@ -208,7 +220,7 @@ def plot_grouped_bars(table, x: str, hue: str, metric: str = "acc", ax=None, tit
     return ax
 
 
-def show_image_file(path: str | Path, ax=None, title: str = ""):
+def show_image_file(path: str | Path, ax: Axes | None = None, title: str = "") -> Axes:
     """Draw a stored PNG (e.g. a distilled set's ``synthetic.png``) without axes."""
     plt = _matplotlib()
     if ax is None:
@@ -219,7 +231,8 @@ def show_image_file(path: str | Path, ax=None, title: str = ""):
     return ax
 
 
-def plot_conflicting_counts(per_class, ax=None, title: str = "bias-conflicting training images per class"):
+def plot_conflicting_counts(per_class: pd.DataFrame, ax: Axes | None = None,
+                            title: str = "bias-conflicting training images per class") -> Axes:
     """Bars of bias-conflicting (minority) images per class, one colour per ratio value (log y).
 
     ``per_class`` is the first frame of :func:`paperlib.notebook.ratio_sweep`.
@@ -238,12 +251,12 @@ def plot_conflicting_counts(per_class, ax=None, title: str = "bias-conflicting t
     return ax
 
 
-def subplots(*args, **kwargs):
+def subplots(*args: Any, **kwargs: Any) -> tuple[Figure, Any]:
     """``matplotlib.pyplot.subplots`` with this module's backend choice."""
     return _matplotlib().subplots(*args, **kwargs)
 
 
-def plot_bars(frame, label: str, value: str, ax=None, title: str = ""):
+def plot_bars(frame: pd.DataFrame, label: str, value: str, ax: Axes | None = None, title: str = "") -> Axes:
     """Horizontal bars of ``frame[value]`` per ``frame[label]`` (0-100 scale)."""
     import seaborn as sns
 
@@ -255,7 +268,8 @@ def plot_bars(frame, label: str, value: str, ax=None, title: str = ""):
     return ax
 
 
-def plot_against(table, x: str, metric: str = "acc", hue: str = "target", ax=None, title: str = ""):
+def plot_against(table: pd.DataFrame, x: str, metric: str = "acc", hue: str = "target", ax: Axes | None = None,
+                 title: str = "") -> Axes:
     """``metric`` of the done runs against a numeric column ``x``, one line per ``hue`` value."""
     import seaborn as sns
 
@@ -272,7 +286,7 @@ def plot_against(table, x: str, metric: str = "acc", hue: str = "target", ax=Non
     return ax
 
 
-def sample_grid_png(dataset, per_class: int = 8, seed: int = 0, scale: int = 2) -> bytes:
+def sample_grid_png(dataset: BiasedDataset, per_class: int = 8, seed: int = 0, scale: int = 2) -> bytes:
     """:func:`framed_sample_grid` as PNG bytes, upscaled by ``scale`` (for the explorer's image widget)."""
     grid = Image.fromarray(framed_sample_grid(dataset, per_class, seed))
     grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)

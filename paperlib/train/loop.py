@@ -34,6 +34,7 @@ class TrainSettings:
 
     @classmethod
     def from_params(cls, params: Params) -> TrainSettings:
+        """The evaluation's training settings of a run (``eval_*``; DSA unless ``eval_augment=none``)."""
         augment = params.dsa and params.eval_augment != "none"
         return cls(epochs=params.eval_epochs, lr=params.eval_lr, batch=params.eval_batch,
                    dsa_strategy=params.dsa_strategy if augment else None, torch_compile=params.torch_compile)

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params
 from paperlib.core.registry import Registry
 
@@ -105,6 +106,9 @@ class ConvNet(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         size = 32 if image_size == 28 else image_size
+        if pooling != "none" and size >> depth == 0:
+            raise PaperlibError(f"net_depth={depth} pools a {image_size} px image to nothing; use net_depth at most "
+                                f"{size.bit_length() - 1} for this dataset")
         in_channels = channels
         for d in range(depth):
             padding = 3 if d == 0 and image_size == 28 else 1
