@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
         if name == "bench":
             sub.add_argument("method", choices=distilling_methods())
             sub.add_argument("--warmup", type=int, default=1, help="untimed iterations first (default 1)")
+            sub.add_argument("--sync-check", type=int, default=0, metavar="N",
+                             help="CUDA: N more iterations counting where the host waits for the device")
         sub.add_argument("params_file", nargs="?", help="YAML file of parameters (flat mapping)")
         _add_set(sub)
     suite = commands.add_parser("suite", help="run a suite of comparisons; write the results table as CSV")
@@ -92,7 +94,8 @@ def _run(args: argparse.Namespace) -> dict:
 
 
 def _bench(args: argparse.Namespace) -> dict:
-    return bench(_params(args, iterations=5, progress=False, method=args.method), warmup=args.warmup)
+    return bench(_params(args, iterations=5, progress=False, method=args.method), warmup=args.warmup,
+                 sync_check=args.sync_check)
 
 
 def _weights(args: argparse.Namespace) -> dict:

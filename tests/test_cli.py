@@ -4,6 +4,7 @@ import gzip
 import json
 
 import pytest
+import torch
 
 from paperlib.cli import main
 from paperlib.train.metrics import METRIC_KEYS
@@ -88,6 +89,22 @@ def test_bench_prints_seconds_per_iteration(capsys):
     assert main(args) == 0
     result = _last_json(capsys)
     assert result["seconds_per_iteration"] > 0 and result["iterations"] == 2 and result["target"] == "groups"
+    assert "host_sync_check" not in result
+    assert main([*args, "--set", "device=cpu", "--sync-check", "1"]) == 0
+    assert _last_json(capsys)["host_sync_check"] == "skipped: needs CUDA, this run is on cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_sync_check_counts_and_locates_each_wait_of_the_host():
+    from types import SimpleNamespace
+
+    from paperlib.experiments.bench import _count_host_syncs
+
+    x = torch.ones(4, device="cuda")
+    waits = SimpleNamespace(step=lambda: (x * 2).sum().item())  # .item() waits for the device once
+    found = _count_host_syncs(waits, steps=3)
+    assert found["host_syncs_per_step"] == 1 and list(found["host_sync_sites"].values()) == [3]
+    assert _count_host_syncs(SimpleNamespace(step=lambda: x * 2), steps=3)["host_syncs_per_step"] == 0
 
 
 def test_weights_command_prints_per_class_diagnostics(capsys):

@@ -111,3 +111,14 @@ def test_an_unavailable_device_is_a_one_line_error(monkeypatch):
                                             r"cuda:1; pick one"):
         resolve_device("cuda:7")
     assert resolve_device("cuda:1") == torch.device("cuda:1")
+
+
+def test_to_device_gives_the_same_values_in_the_asked_dtype():
+    from paperlib.core.runtime import to_device
+
+    drawn = torch.randperm(7, generator=torch.Generator().manual_seed(0))
+    moved = to_device(drawn, torch.device("cpu"), torch.float32)
+    assert moved.dtype == torch.float32 and torch.equal(moved, drawn.float())
+    assert to_device(drawn, "cpu") is drawn  # nothing copied where nothing moves
+    if torch.cuda.is_available():  # staged through pinned memory, copied without waiting for the device
+        assert torch.equal(to_device(drawn, "cuda").cpu(), drawn)

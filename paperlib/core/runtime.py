@@ -47,6 +47,20 @@ def chunk_size(batch: torch.Tensor, on_cpu: int) -> int:
     return on_cpu if batch.device.type == "cpu" else max(1, batch.shape[0])
 
 
+def to_device(tensor: torch.Tensor, device: torch.device | str, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``tensor``, drawn on the host, on ``device`` (as ``dtype``) without making the host wait for the device.
+
+    On CUDA a copy from pageable host memory first waits for every kernel already queued on the stream; one
+    staged in pinned memory with ``non_blocking`` does not (PyTorch's caching host allocator keeps the pinned
+    copy alive until the transfer has ended), so a step's small host-drawn tensors (indices, DSA's parameters,
+    fresh weights) no longer stall it. Elsewhere a plain ``.to``: the same values either way.
+    """
+    tensor = tensor if dtype is None else tensor.to(dtype)
+    if torch.device(device).type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 # Optimiser steps (or distillation iterations) from which ``torch_compile=auto`` compiles on the CPU. A first
 # compilation costs 15-50 s per input shape on a 2-core CPU (later processes read inductor's disk cache: ~5 s);
 # a compiled ConvNet training step is ~1.7x faster there (docs/performance.md), so a few hundred steps repay it.

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib.core.runtime import Compiled
+from paperlib.core.runtime import Compiled, to_device
 from paperlib.distill.dm import augment_siamese
 from paperlib.distill.real_gradients import matched_weights, row_gradients
 from paperlib.train.models import init_parameters
@@ -65,7 +65,7 @@ def dc_class_loss(net: nn.Module, real: Tensor, weights: Tensor, syn: Tensor, la
     real_rows = row_gradients(net, real, label, weights, forward=forward)
     labels_syn = torch.full((syn.shape[0],), label, device=syn.device)
     syn_grad = torch.autograd.grad(F.cross_entropy(net(syn), labels_syn), matched_weights(net), create_graph=True)
-    present = (weights.sum(-1) > 0).to(syn_grad[0].device, syn_grad[0].dtype)
+    present = to_device(weights.sum(-1) > 0, syn_grad[0].device, syn_grad[0].dtype)
     return (gradient_distance(real_rows, list(syn_grad)) * present).sum()
 
 

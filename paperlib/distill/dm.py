@@ -16,7 +16,7 @@ import torch
 
 from torch import Tensor, nn
 
-from paperlib.core.runtime import chunk_size
+from paperlib.core.runtime import chunk_size, to_device
 from paperlib.train.augment import DSA
 from paperlib.train.models import init_parameters
 
@@ -57,7 +57,7 @@ def dm_loss(net: nn.Module, real: Tensor, aggregation: Tensor, syn: Tensor, ipc:
     chunk = chunk or chunk_size(real, 16)
     # Standard strides whatever layout the target built: with AVX-512, a matmul's rounding follows the stride
     # of a size-1 dimension, and equal aggregations must give equal synthetic sets.
-    aggregation = aggregation.to(real.device).clone(memory_format=torch.contiguous_format)
+    aggregation = to_device(aggregation, real.device).clone(memory_format=torch.contiguous_format)
     if getattr(net, "batch_statistics", False):
         chunk = real.shape[0]  # batch norm: statistics over the whole real batch, as the reference's BN branch
     with torch.no_grad():

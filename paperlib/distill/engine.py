@@ -25,7 +25,8 @@ from paperlib.distill.targets import Target
 from paperlib.core.errors import PaperlibError
 from paperlib.train.loop import TrainSettings, train_classifier
 from paperlib.train.models import model_from_params
-from paperlib.core.runtime import HOST_READ_EVERY, Compiled, compile_wanted, generator, progress, read_on_host
+from paperlib.core.runtime import HOST_READ_EVERY, Compiled, compile_wanted, generator, progress, read_on_host, \
+    to_device
 from paperlib.core.store import KEEP_AND_STOP, load_tensors, save_tensors, unreadable
 
 
@@ -89,7 +90,7 @@ class Distiller:
         aggregation matrix, left on the host: the steps read its structure (which rows are present, which
         samples each row holds) there without waiting for the device."""
         batch = self.sampler.sample(self.gen)
-        return self.real[batch.index.flatten().to(self.device)], self.target.aggregation(batch)
+        return self.real[to_device(batch.index.flatten(), self.device)], self.target.aggregation(batch)
 
     def step(self) -> Tensor:
         """One distillation iteration (the method's registered ``step``); returns its matching loss, on the

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib.core.runtime import Compiled, chunk_size
+from paperlib.core.runtime import Compiled, chunk_size, to_device
 from paperlib.train.models import samples_independent
 
 _LAYERS = (nn.Conv2d, nn.Linear)
@@ -75,8 +75,8 @@ def row_gradients(net: nn.Module, real: Tensor, label: int, rows: Tensor, chunk:
         return _rows_in_pieces(forward, net, real, label, rows, chunk)
     owner = rows.argmax(0)  # each sample's row; a sample in no row has weight 0 wherever it is put
     order = torch.argsort(owner, stable=True)
-    weight = rows.amax(0)[order].to(real.device, real.dtype)
-    real, owner = real[order.to(real.device)], owner[order]
+    weight = to_device(rows.amax(0)[order], real.device, real.dtype)
+    real, owner = real[to_device(order, real.device)], owner[order]
     result = [w.new_zeros(j, *w.shape) for w in matched_weights(net)]
     for x, rows_of, w in zip(real.split(chunk), owner.split(chunk), weight.split(chunk)):
         inputs, grads = _inputs_and_output_grads(net, layers, x, label)
@@ -101,9 +101,10 @@ def _rows_in_pieces(forward: Callable[[Tensor], Tensor], net: nn.Module, real: T
         for size in _piece_sizes(members.numel(), chunk):
             index = members[start:start + size]
             start += size
-            x = real[index.to(real.device)]
+            x = real[to_device(index, real.device)]
             labels = torch.full((size,), label, device=x.device)
-            loss = (row[index].to(x.device, x.dtype) * F.cross_entropy(forward(x), labels, reduction="none")).sum()
+            per_sample = F.cross_entropy(forward(x), labels, reduction="none")
+            loss = (to_device(row[index], x.device, x.dtype) * per_sample).sum()
             for out, grad in zip(result, torch.autograd.grad(loss, weights)):
                 out[j] += grad
     return result
@@ -150,7 +151,7 @@ def _one_backward_per_row(net: nn.Module, real: Tensor, label: int, rows: Tensor
     labels = torch.full((real.shape[0],), label, device=real.device)
     per_sample = F.cross_entropy(net(real), labels, reduction="none")
     present = [j for j in range(rows.shape[0]) if float(rows[j].sum()) > 0]
-    rows = rows.to(real.device)
+    rows = to_device(rows, real.device)
     result = [w.new_zeros(rows.shape[0], *w.shape) for w in weights]
     for n, j in enumerate(present):
         grads = torch.autograd.grad((rows[j] * per_sample).sum(), weights, retain_graph=n < len(present) - 1)

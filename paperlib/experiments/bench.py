@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import time
+import warnings
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,12 +18,16 @@ from paperlib.distill.targets import make_target
 from paperlib.core.runtime import resolve_device
 
 
-def bench(params: Params, warmup: int = 1) -> dict[str, Any]:
+def bench(params: Params, warmup: int = 1, sync_check: int = 0) -> dict[str, Any]:
     """Time ``params.iterations`` steps of ``params.method`` after ``warmup`` untimed steps.
 
     The dataset is built (or loaded from the cache) and the distiller set up
     before the clock starts. ``torch_compile=auto`` decides as for a run of the papers' length (the steps
     timed belong to one), so the warm-up steps include any compilation; ``compiled`` says whether it ran.
+    With ``sync_check`` on CUDA, that many more steps run after the timed ones under PyTorch's
+    synchronisation debug mode: ``host_syncs_per_step`` counts the times the host waited for the device, and
+    ``host_sync_sites`` says where (the hot loops should wait nowhere; the loss is read every
+    ``HOST_READ_EVERY`` steps).
     """
     device = resolve_device(params.device)
     dataset = build_dataset(params)
@@ -52,4 +59,22 @@ def bench(params: Params, warmup: int = 1) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         **({"kde_seconds": facts["kde_seconds"]} if "kde_seconds" in facts else {}),
+        **(({"host_sync_check": f"skipped: needs CUDA, this run is on {device}"} if device.type != "cuda"
+            else _count_host_syncs(distiller, sync_check)) if sync_check else {}),
     }
+
+
+def _count_host_syncs(distiller: Distiller, steps: int) -> dict[str, Any]:
+    """``steps`` more steps under ``torch.cuda.set_sync_debug_mode("warn")``: each wait of the host for the
+    device is a warning, counted, and located by the paperlib frame that caused it."""
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            for _ in range(steps):
+                distiller.step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    sites = Counter(f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message))
+    return {"host_syncs_per_step": sum(sites.values()) / steps, "host_sync_sites": dict(sites.most_common())}

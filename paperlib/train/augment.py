@@ -37,6 +37,7 @@ from torch import Tensor
 
 from paperlib.core.errors import PaperlibError
 from paperlib.core.registry import Registry
+from paperlib.core.runtime import to_device
 
 __all__ = ["DSA", "OPS", "DSAParams"]
 
@@ -78,12 +79,12 @@ class DSAParams:
 
 def _per_sample(p: Tensor, x: Tensor) -> Tensor:
     """Reshape a per-sample parameter [N] to [N,1,1,1] on x's device/dtype."""
-    return p.to(device=x.device, dtype=x.dtype).view(-1, 1, 1, 1)
+    return to_device(p, x.device, x.dtype).view(-1, 1, 1, 1)
 
 
 def _affine(x: Tensor, theta: Tensor) -> Tensor:
     """Resample x with affine thetas [N,2,3] (bilinear, zero padding, align_corners=True)."""
-    theta = theta.to(device=x.device, dtype=x.dtype)
+    theta = to_device(theta, x.device, x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=True)
     return F.grid_sample(x, grid, align_corners=True)
 
@@ -116,7 +117,7 @@ def _rotate(x: Tensor, angle: Tensor) -> Tensor:
 
 def _flip(x: Tensor, do_flip: Tensor) -> Tensor:
     """Flip the width axis of the samples where the bool tensor ``do_flip`` [N] is set."""
-    m = do_flip.to(device=x.device, dtype=torch.bool).view(-1, 1, 1, 1)
+    m = to_device(do_flip, x.device, torch.bool).view(-1, 1, 1, 1)
     return torch.where(m, x.flip(3), x)
 
 
@@ -146,8 +147,8 @@ def _crop(x: Tensor, tx: Tensor, ty: Tensor) -> Tensor:
     index into the padded image, done here with a single gather.
     """
     n, c, h, w = x.shape
-    tx = tx.to(device=x.device, dtype=torch.long).view(-1, 1)
-    ty = ty.to(device=x.device, dtype=torch.long).view(-1, 1)
+    tx = to_device(tx, x.device, torch.long).view(-1, 1)
+    ty = to_device(ty, x.device, torch.long).view(-1, 1)
     rows = (torch.arange(h, device=x.device).view(1, h) + tx + 1).clamp_(0, h + 1)  # [N,H]
     cols = (torch.arange(w, device=x.device).view(1, w) + ty + 1).clamp_(0, w + 1)  # [N,W]
     flat = (rows.unsqueeze(2) * (w + 2) + cols.unsqueeze(1)).view(n, 1, h * w)
@@ -171,8 +172,8 @@ def _cutout(x: Tensor, ox: Tensor, oy: Tensor, size_h: int, size_w: int) -> Tens
     n, _, h, w = x.shape
     if size_h <= 0 or size_w <= 0:
         return x * 1  # the reference's index grid is empty: nothing is cut
-    ox = ox.to(device=x.device, dtype=torch.long).view(-1, 1)
-    oy = oy.to(device=x.device, dtype=torch.long).view(-1, 1)
+    ox = to_device(ox, x.device, torch.long).view(-1, 1)
+    oy = to_device(oy, x.device, torch.long).view(-1, 1)
     r0 = (ox - size_h // 2).clamp(0, h - 1)
     r1 = (ox - size_h // 2 + size_h - 1).clamp(0, h - 1)
     c0 = (oy - size_w // 2).clamp(0, w - 1)
@@ -344,9 +345,9 @@ class DSA:
             idx = torch.nonzero(op_of_sample == k).view(-1)
             op = ops[k]
             q = {key: v[groups_cpu[idx]] for key, v in params[op].items()}
-            pieces.append(_apply_op(op, x.index_select(0, idx.to(x.device)), q, p))
+            pieces.append(_apply_op(op, x.index_select(0, to_device(idx, x.device)), q, p))
             order.append(idx)
         perm = torch.cat(order)
         inverse = torch.empty_like(perm)
         inverse[perm] = torch.arange(n)
-        return torch.cat(pieces).index_select(0, inverse.to(x.device)).contiguous()
+        return torch.cat(pieces).index_select(0, to_device(inverse, x.device)).contiguous()

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params
-from paperlib.core.runtime import HOST_READ_EVERY, Compiled, compile_wanted, progress, read_on_host
+from paperlib.core.runtime import HOST_READ_EVERY, Compiled, compile_wanted, progress, read_on_host, to_device
 from paperlib.train.augment import DSA, DSAParams
 from paperlib.train.models import samples_independent
 
@@ -86,7 +86,7 @@ def run_epochs(optimizer: torch.optim.Optimizer, images: Tensor, settings: Train
     for epoch in bar:
         for group in optimizer.param_groups:
             group["lr"] = settings.lr_at(epoch)
-        order = torch.randperm(n, generator=gen).to(images.device)
+        order = to_device(torch.randperm(n, generator=gen), images.device)
         total = images.new_zeros((), dtype=torch.float32)
         for start in range(0, n, settings.batch):
             index = order[start:start + settings.batch]

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params
 from paperlib.core.registry import Registry
+from paperlib.core.runtime import to_device
 
 # The layer choices of the ConvNet's ``net_norm``, ``net_act`` and ``net_pooling``: name -> module factory.
 NORMS: Registry[Callable[[int], nn.Module]] = Registry("net_norm", field="net_norm")
@@ -303,10 +304,10 @@ def init_parameters(model: nn.Module, generator: torch.Generator) -> nn.Module:
             weight = torch.empty(module.weight.shape, device=gen_device)
             fan_in = weight[0].numel()
             bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform_ with a=sqrt(5) gives this bound too
-            module.weight.copy_(weight.uniform_(-bound, bound, generator=generator))
+            module.weight.copy_(to_device(weight.uniform_(-bound, bound, generator=generator), module.weight.device))
             if module.bias is not None:
                 bias = torch.empty(module.bias.shape, device=gen_device)
-                module.bias.copy_(bias.uniform_(-bound, bound, generator=generator))
+                module.bias.copy_(to_device(bias.uniform_(-bound, bound, generator=generator), module.bias.device))
         elif isinstance(module, (nn.GroupNorm, nn.BatchNorm2d)) and module.affine:
             module.weight.fill_(1.0)
             module.bias.fill_(0.0)
