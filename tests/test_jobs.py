@@ -133,6 +133,8 @@ experiments:
     assert main(["suite", str(suite), "--executor", "local", "--jobs", "2", "--job-folder", str(tmp_path / "j"),
                  "--csv", str(tmp_path / "t.csv")]) == 0
     assert '"done": 2, "computed": 2' in capsys.readouterr().out
+    assert main(["suite", str(suite), "--executor", "local", "--attach", "--job-folder", str(tmp_path / "bad")]) == 2
+    assert "the local executor submits none: use --executor slurm" in capsys.readouterr().err
     assert main(["suite", str(suite), "--executor", "slurm", "--attach", "--job-folder", str(tmp_path / "none")]) == 2
     assert "no submitted jobs to attach to" in capsys.readouterr().err
     (tmp_path / "bad").mkdir()

@@ -194,6 +194,9 @@ def _slurm(todo: list[RunSpec], settings: JobSettings, wait: bool = True) -> lis
 
 def attach(specs: list[RunSpec], settings: JobSettings) -> list[str]:
     """Wait for the SLURM jobs an earlier ``--no-wait`` call submitted for ``specs``; returns the failures."""
+    if EXECUTORS[settings.executor].submit_only is None:
+        raise PaperlibError(f"--attach waits for the jobs that --no-wait submitted; the {settings.executor} executor "
+                            f"submits none: use --executor {', '.join(_detachable())}")
     submitted = load_json(settings.job_folder() / "submitted.json")
     if submitted is None:
         raise PaperlibError(f"no submitted jobs to attach to in {settings.job_folder()}; submit them first")
@@ -255,6 +258,11 @@ EXECUTORS.register("slurm", Executor(
 EXECUTORS.register("debug", Executor(_debug, lambda settings: 0, "submitit's in-process executor, for tests"))
 
 
+def _detachable() -> list[str]:
+    """The executors that can submit and return (``--no-wait``, then ``--attach``)."""
+    return [name for name in EXECUTORS.names() if EXECUTORS[name].submit_only is not None]
+
+
 def run_specs(specs: list[RunSpec], settings: JobSettings, wait: bool = True) -> int:
     """Compute every run of ``specs`` that has no record with ``settings``'s executor; returns how many were
     submitted. Failed jobs are reported together after the others have ended, one line each."""
@@ -264,8 +272,7 @@ def run_specs(specs: list[RunSpec], settings: JobSettings, wait: bool = True) ->
     executor = EXECUTORS[settings.executor]
     if not wait:
         if executor.submit_only is None:
-            detachable = [name for name in EXECUTORS.names() if EXECUTORS[name].submit_only is not None]
-            raise PaperlibError(f"--no-wait needs an executor that submits and returns ({', '.join(detachable)}); "
+            raise PaperlibError(f"--no-wait needs an executor that submits and returns ({', '.join(_detachable())}); "
                                 f"{settings.executor!r} runs while the command waits")
         executor.submit_only(todo, settings)
         return len(todo)
