@@ -68,7 +68,8 @@ nb.paper_vs_companion(table, profile)
 
 # %% [markdown]
 # ## Across conflict ratios
-# The whole-data model recovers as the conflict ratio grows; the distilled set stays close to the shortcut.
+# The whole-data model recovers as the conflict ratio grows; the distilled set gains far less (quick profile,
+# conflicting images at 1 / 5 / 20% conflicting: whole data 13.8 / 60.2 / 89.2%, DM 12.9 / 13.5 / 33.2%).
 
 # %%
 colour = table[table["dataset"] == "cmnist"]

@@ -46,7 +46,7 @@ app
 
 # %% [markdown]
 # A stored notebook cannot keep live widgets, so here is the explorer's opening view as a static snapshot
-# (paper A's headline setting: CMNIST, DM, vanilla, 5% conflicting, IPC 10). In JupyterLab, the controls
+# (paper A's headline dataset, CMNIST with 5% conflicting, at DM, vanilla, IPC 10). In JupyterLab, the controls
 # above redraw it.
 
 # %%
