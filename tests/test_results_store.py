@@ -4,6 +4,7 @@ notebooks read and replaces a profile's folder only as a whole."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pandas as pd
@@ -157,3 +158,21 @@ def test_a_replace_that_fails_midway_leaves_the_old_store_in_place(tmp_path, mon
     with pytest.raises(OSError):
         results_store.replace_profile(staging("newest"), store, "quick")
     assert (store / "quick" / "a.json").read_text() == "newer"  # the killed replace's old folder was kept
+
+
+def test_make_reproduce_hides_the_shipped_store_from_the_notebooks_unless_asked(tmp_path, monkeypatch):
+    """docs/reproducibility.md: `make reproduce` recomputes (never reads the store); FROM_STORE=1 reads it."""
+    from paperlib import reproduce as reproducing
+
+    monkeypatch.setenv(results_store.RESULTS_ENV_VAR, str(tmp_path / "results"))
+    seen = []
+
+    def notebooks_see(profile, only, output_dir, jobs):
+        seen.append(os.environ.get(results_store.RESULTS_ENV_VAR))
+        return []
+
+    monkeypatch.setattr(reproducing, "_run_notebooks", notebooks_see)
+    reproducing.reproduce("smoke", output_dir=tmp_path / "out")
+    reproducing.reproduce("smoke", output_dir=tmp_path / "out", from_store=True)
+    assert seen == [results_store.OFF, str(tmp_path / "results")]
+    assert os.environ[results_store.RESULTS_ENV_VAR] == str(tmp_path / "results")  # restored after the run
