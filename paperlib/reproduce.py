@@ -97,7 +97,8 @@ def _failure(err: Exception, source: Path, kept: Path | None) -> PaperlibError:
     """The one-line error of a failed notebook; papermill's cell error is printed in full to stderr first."""
     cell = getattr(err, "cell_index", None)
     if cell is None:
-        return PaperlibError(f"notebook {source.stem} failed: {type(err).__name__}: {' '.join(str(err).split())[-500:]}")
+        one_line = " ".join(str(err).split())
+        return PaperlibError(f"notebook {source.stem} failed: {type(err).__name__}: {one_line[-500:]}")
     print(_ANSI.sub("", "\n".join(getattr(err, "traceback", []) or [])), file=sys.stderr)
     first_line = (getattr(err, "source", "") or "").strip().splitlines()[:1]
     where = f"cell {cell} (execution count {err.exec_count}: {first_line[0] if first_line else ''})"
@@ -162,8 +163,9 @@ def reproduce(profile: str, only: str | None = None, output_dir: Path | None = N
     """Run the notebooks (those whose name contains ``only``) under ``profile``; return their wall times.
 
     Without ``output_dir``, what the notebooks read is written to the results store afterwards (see the
-    module's docstring). With ``jobs`` (an executor that computes ahead of the notebooks), every run of the notebooks'
-    suites that has no stored record is computed through it first; the notebooks then render from the cache.
+    module's docstring). With ``jobs`` (an executor that computes ahead of the notebooks), every run of the
+    notebooks' suites that has no stored record is computed through it first; the notebooks then render from
+    the cache.
     """
     check_profile(profile)
     names = [source.stem for source in notebook_sources()]

@@ -82,19 +82,23 @@ def replace_profile(staging: Path, store: Path, profile: str) -> Path:
     target = store / profile
     store.mkdir(parents=True, exist_ok=True)
     old = store / f".{profile}.old"
-    if old.exists() and not target.exists():  # a replace killed between its two moves: its old folder is the store
-        old.rename(target)
+    _put_back(old, target)  # a replace killed between its two moves left the store in its old folder
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
         target.rename(old)
     try:
         shutil.move(str(staging), target)
     except BaseException:
-        if old.exists() and not target.exists():  # the store as it was, not no store
-            old.rename(target)
+        _put_back(old, target)  # the store as it was, not no store
         raise
     shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def _put_back(old: Path, target: Path) -> None:
+    """Move the previous store ``old`` back to ``target`` when a replace left no ``target``."""
+    if old.exists() and not target.exists():
+        old.rename(target)
 
 
 def folder_size(folder: Path) -> tuple[int, int]:

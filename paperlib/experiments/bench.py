@@ -43,6 +43,10 @@ def bench(params: Params, warmup: int = 1, sync_check: int = 0) -> dict[str, Any
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
+    syncs = {}
+    if sync_check:
+        syncs = (_count_host_syncs(distiller, sync_check) if device.type == "cuda"
+                 else {"host_sync_check": f"skipped: needs CUDA, this run is on {device}"})
     return {
         "seconds_per_iteration": seconds / params.iterations,
         "iterations": params.iterations,
@@ -59,8 +63,7 @@ def bench(params: Params, warmup: int = 1, sync_check: int = 0) -> dict[str, Any
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         **({"kde_seconds": facts["kde_seconds"]} if "kde_seconds" in facts else {}),
-        **(({"host_sync_check": f"skipped: needs CUDA, this run is on {device}"} if device.type != "cuda"
-            else _count_host_syncs(distiller, sync_check)) if sync_check else {}),
+        **syncs,
     }
 
 

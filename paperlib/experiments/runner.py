@@ -171,8 +171,10 @@ def _missing_fields(record: dict[str, Any]) -> list[str]:
     missing = [key for key in RECORD_KEYS if key not in record]
     for outer, inner in RECORD_NESTED.items():
         nested = record.get(outer)
-        missing += [f"{outer}.{key}" for key in inner if isinstance(nested, dict) and key not in nested]
-        missing += [f"{outer} mapping"] if outer in record and not isinstance(nested, dict) else []
+        if isinstance(nested, dict):
+            missing += [f"{outer}.{key}" for key in inner if key not in nested]
+        elif outer in record:
+            missing.append(f"{outer} mapping")
     return missing
 
 
