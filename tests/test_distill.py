@@ -225,6 +225,16 @@ def test_uniform_sampling_can_miss_small_groups():
     assert any(batch.groups[k].unique().numel() < 10 for k in range(10))
 
 
+def test_batch_real_above_the_smallest_class_is_an_error():
+    # Every class fills a row of B images; a smaller class must not silently shrink B for all.
+    labels = torch.tensor([0] * 40 + [1] * 25 + [2] * 60)
+    groups = torch.zeros_like(labels)
+    assert RealSampler(labels, groups, 3, 1, 25).sample(torch.Generator().manual_seed(0)).index.shape == (3, 25)
+    with pytest.raises(PaperlibError, match=r"batch_real=26 is larger than class 1's 25 training images; "
+                                            r"set batch_real to at most 25"):
+        RealSampler(labels, groups, 3, 1, 26)
+
+
 def test_stratified_quota_sums_to_batch_and_respects_floor():
     sizes = torch.tensor([[900, 10, 3, 0], [50, 50, 50, 50]])
     quota = stratified_quota(sizes, 64, 8)

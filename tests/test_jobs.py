@@ -23,7 +23,7 @@ RESULT_COLUMNS = ["experiment", "run", "status", "acc", "acc_aligned", "acc_conf
 def _suite(cache: str, **run_values) -> list:
     return load_suite({
         "defaults": {"source": "digits", "net_width": 8, "num_eval": 1, "eval_epochs": 2, "device": "cpu",
-                     "iterations": 3, "cache_dir": cache, "dataset": "cmnist", "ipc": 2},
+                     "iterations": 3, "batch_real": 64, "cache_dir": cache, "dataset": "cmnist", "ipc": 2},
         "experiments": [{"name": "tiny", "runs": {"random": {"method": "random"}, "dm": {"method": "dm"},
                                                   "dm_fairdd": {"method": "dm", "target": "groups", **run_values}}},
                         {"name": "again", "runs": {"dm": {"method": "dm"}}}],  # the same run as tiny.dm
@@ -124,7 +124,7 @@ def test_a_job_killed_mid_run_resumes_from_its_checkpoint_when_submitted_again(t
 def test_suite_command_runs_through_the_local_executor(tmp_path, capsys):
     suite = tmp_path / "suite.yaml"
     suite.write_text(f"""
-defaults: {{source: digits, net_width: 8, num_eval: 1, eval_epochs: 1, device: cpu, iterations: 2,
+defaults: {{source: digits, net_width: 8, num_eval: 1, eval_epochs: 1, device: cpu, iterations: 2, batch_real: 64,
             cache_dir: {tmp_path}, dataset: cmnist, ipc: 2}}
 experiments:
   - name: tiny

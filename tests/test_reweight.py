@@ -128,7 +128,7 @@ def test_run_with_kde_weights_records_cost_and_diagnostics(small_eval, tmp_path)
     from paperlib.experiments.runner import run
 
     params = make_params(dataset="cmnist", conflict_ratio=0.1, method="dm", ipc=2, iterations=2, target="weighted",
-                         weights="kde", kde_encoder="pixels", cache_dir=str(tmp_path), **small_eval)
+                         weights="kde", kde_encoder="pixels", batch_real=64, cache_dir=str(tmp_path), **small_eval)
     record = run(params)
     assert set(record["kde_seconds"]) == {"encoder", "density"}
     samples = [row["conflicting_sample_share"] for row in record["kde_diagnostics"]]

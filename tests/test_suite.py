@@ -22,7 +22,7 @@ PARAMS = Path(__file__).resolve().parents[1] / "params"
 def _suite(tmp_path) -> dict:
     return {
         "defaults": {"source": "digits", "net_width": 16, "num_eval": 1, "eval_epochs": 1, "device": "cpu",
-                     "iterations": 2, "cache_dir": str(tmp_path)},
+                     "iterations": 2, "batch_real": 64, "cache_dir": str(tmp_path)},
         "experiments": [{"name": "tiny", "settings": {"dataset": "cmnist", "ipc": 2},
                          "runs": {"random": {"method": "random"}, "dm": {"method": "dm"},
                                   "dm_fairdd": {"method": "dm", "target": "groups"}}}],

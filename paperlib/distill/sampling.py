@@ -81,8 +81,13 @@ class RealSampler:
         self.labels, self.groups = labels, groups
         self.num_classes, self.num_groups = num_classes, num_groups
         class_sizes = torch.bincount(labels, minlength=num_classes)
-        # Fixed shapes need the same B for every class; a class smaller than B caps it.
-        self.batch = min(batch, int(class_sizes.min()))
+        # Fixed shapes need the same B for every class: a smaller class cannot fill its row.
+        smallest = int(class_sizes.argmin())
+        if batch > int(class_sizes[smallest]):
+            raise PaperlibError(
+                f"batch_real={batch} is larger than class {smallest}'s {int(class_sizes[smallest])} training "
+                f"images; set batch_real to at most {int(class_sizes[smallest])}")
+        self.batch = batch
         self.cells = labels * num_groups + groups
         cell_sizes = torch.bincount(self.cells, minlength=num_classes * num_groups).view(num_classes, num_groups)
         if not self.stratified:
