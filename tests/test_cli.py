@@ -89,6 +89,8 @@ def test_bench_prints_seconds_per_iteration(capsys):
     assert main(args) == 0
     result = _last_json(capsys)
     assert result["seconds_per_iteration"] > 0 and result["iterations"] == 2 and result["target"] == "groups"
+    assert (result["threads"], result["torch"], result["cpu_capability"]) == (
+        torch.get_num_threads(), torch.__version__, torch.backends.cpu.get_cpu_capability())
     assert "host_sync_check" not in result
     assert main([*args, "--set", "device=cpu", "--sync-check", "1"]) == 0
     assert _last_json(capsys)["host_sync_check"] == "skipped: needs CUDA, this run is on cpu"

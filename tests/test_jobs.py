@@ -14,6 +14,7 @@ from paperlib.core.errors import PaperlibError
 from paperlib.experiments.jobs import JobSettings, job_settings, missing_runs, run_job, run_specs
 from paperlib.experiments.runner import distilled_dir, load_record, run
 from paperlib.experiments.suite import load_suite, run_suite
+from paperlib.report.checks import load_references
 from paperlib.report.tables import results_table
 
 # What a run computes (timings and the cache flags differ between two computations of the same numbers).
@@ -74,7 +75,25 @@ def test_local_executor_two_jobs_at_once_gives_the_serial_table(tmp_path):
     jobs = _suite(str(tmp_path / "jobs"))
     assert run_specs(jobs, JobSettings(executor="local", jobs=2, threads=threads, folder=str(tmp_path / "j"))) == 3
     _assert_same_table(jobs, serial)
+    assert {load_record(spec.params)["environment"]["threads"] for spec in jobs} == {threads}
     assert run_specs(jobs, JobSettings(executor="local", jobs=2)) == 0  # nothing left to submit
+
+
+def test_jobs_at_another_thread_count_agree_with_the_serial_run_within_the_stated_tolerance(tmp_path):
+    """A job's thread count reaches its run (the record says so); another count sums floats in another order,
+    which docs/reproducibility.md's tolerance covers."""
+    tolerance = load_references("smoke")["tolerance"]
+    serial = _suite(str(tmp_path / "serial"))
+    run_suite(serial)
+    threads = 1 if torch.get_num_threads() > 1 else 2
+    jobs = _suite(str(tmp_path / "jobs"))
+    assert run_specs(jobs, JobSettings(executor="local", jobs=2, threads=threads, folder=str(tmp_path / "j"))) == 3
+    for job, alone in zip(jobs, serial):
+        record, reference = load_record(job.params), load_record(alone.params)
+        assert (record["environment"]["threads"], reference["environment"]["threads"]) == (
+            threads, torch.get_num_threads())
+        for metric, bound in tolerance.items():
+            assert abs(record["metrics"][metric] - reference["metrics"][metric]) <= bound, (job.label, metric)
 
 
 def test_debug_executor_runs_the_jobs_in_this_process(tmp_path):

@@ -35,6 +35,17 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def environment(device: torch.device) -> dict[str, Any]:
+    """What, beside the parameters, decides whether two runs are bit-identical (docs/reproducibility.md): the
+    torch build, the CPU kernels ATen chose (``AVX512``, ``AVX2``, ``DEFAULT``...), the thread count and, on
+    CUDA, the GPU. Two records that agree on these and on their key hold the same numbers."""
+    facts: dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                             "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if device.type == "cuda":
+        facts["gpu"] = torch.cuda.get_device_name(device)
+    return facts
+
+
 def generator(seed: int) -> torch.Generator:
     """A CPU generator seeded with ``seed``; all random draws in paperlib go through one."""
     return torch.Generator().manual_seed(seed)

@@ -15,7 +15,7 @@ from paperlib.data.presets import build_dataset
 from paperlib.distill.engine import Distiller
 from paperlib.distill.methods import METHODS
 from paperlib.distill.targets import make_target
-from paperlib.core.runtime import resolve_device
+from paperlib.core.runtime import environment, resolve_device
 
 
 def bench(params: Params, warmup: int = 1, sync_check: int = 0) -> dict[str, Any]:
@@ -60,8 +60,7 @@ def bench(params: Params, warmup: int = 1, sync_check: int = 0) -> dict[str, Any
         "batch_real": distiller.sampler.batch,
         "device": str(device),
         "compiled": distiller.compiled,
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        **environment(device),
         **({"kde_seconds": facts["kde_seconds"]} if "kde_seconds" in facts else {}),
         **syncs,
     }

@@ -28,7 +28,7 @@ from torch import Tensor
 from paperlib.core.images import save_image_grid
 from paperlib.core.params import Params, cache_key, with_overrides
 from paperlib.core.results_store import find
-from paperlib.core.runtime import resolve_device
+from paperlib.core.runtime import environment, resolve_device
 from paperlib.core.errors import PaperlibError
 from paperlib.core.store import (KEEP_AND_STOP, atomic_write, cache_root, exclusive, load_json, load_tensors,
                                   save_tensors, unreadable)
@@ -182,8 +182,9 @@ def run(params: Params | None = None, **overrides: Any) -> dict[str, Any]:
     """Run one experiment and return its record (from the cache when present).
 
     The record holds ``params``, ``metrics`` (means and ``_std``), per-model
-    ``runs``, ``timings`` in seconds, the ``device``, the training-set size,
-    for distilled sets the loss curve, and whether it came from the ``cache``.
+    ``runs``, ``timings`` in seconds, the ``device`` and the ``environment`` it was computed in (torch, CPU
+    kernels, threads, GPU: what bit-identity needs beside the parameters), the training-set size, for
+    distilled sets the loss curve, and whether it came from the ``cache``.
     """
     params = with_overrides(params, overrides)
     cached = None if params.force else load_record(params)
@@ -232,6 +233,7 @@ def _compute(params: Params) -> dict[str, Any]:
         "timings": {"data": built - start, "training_set": made_seconds,
                     "evaluate": done - built - made_seconds, "total": done - start},
         "device": str(device),
+        "environment": environment(device),
         **facts,
     })
     with atomic_write(folder / "record.json") as tmp:
