@@ -10,7 +10,7 @@ import torch
 from paperlib.core.params import make_params
 from paperlib.data import build_dataset
 from paperlib.core.errors import PaperlibError
-from paperlib.train.supcon import supcon_loss
+from paperlib.train.supcon import supcon_loss, train_supcon
 from paperlib.distill.kde import (
     bandwidth,
     class_kde_weights,
@@ -106,6 +106,42 @@ def test_supcon_loss_is_lower_for_class_clustered_features():
     scattered = torch.nn.functional.normalize(torch.randn(32, 4, generator=gen), dim=1)
     assert float(supcon_loss(clustered, labels, 0.1)) < float(supcon_loss(scattered, labels, 0.1))
     assert float(supcon_loss(clustered[:1], labels[:1], 0.1)) == 0.0  # nothing to contrast
+
+
+def test_a_diverging_supcon_encoder_stops_with_the_step_it_diverged_at():
+    # The losses are read on the host every few steps, not every step; the error still names the first bad one.
+    params = make_params(dataset="cmnist", source="digits", conflict_ratio=0.1, method="dm", target="weighted",
+                         weights="kde", supcon_epochs=3, supcon_lr=1e30, net_width=8, device="cpu", progress=False)
+    with pytest.raises(PaperlibError, match=r"^SupCon loss became nan at step 2; lower supcon_lr \(now 1e\+30\)"):
+        train_supcon(build_dataset(params), params, torch.device("cpu"))
+
+
+def _supcon_loss_by_selection(features, labels, temperature):
+    """The loss as first written: the anchors with a positive selected by a boolean index (a host wait)."""
+    n = features.shape[0]
+    logits = (features @ features.T / temperature).masked_fill(torch.eye(n, dtype=torch.bool), float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    positives = (labels[:, None] == labels[None, :]) & ~torch.eye(n, dtype=torch.bool)
+    count = positives.sum(1)
+    return -(torch.where(positives, log_prob, 0.0).sum(1)[count > 0] / count[count > 0]).mean()
+
+
+@pytest.mark.parametrize("labels", [torch.arange(4).repeat(8), torch.tensor([0, 0, 1, 1, 2, 3, 4, 4])],
+                         ids=["every anchor has a positive", "two anchors without one"])
+def test_supcon_loss_without_a_host_wait_matches_the_selection(labels):
+    gen = torch.Generator().manual_seed(5)
+    features = torch.nn.functional.normalize(torch.randn(labels.shape[0], 6, generator=gen), dim=1)
+    values, gradients = [], []
+    for loss in (supcon_loss, _supcon_loss_by_selection):
+        x = features.clone().requires_grad_()
+        value = loss(x, labels, 0.1)
+        value.backward()
+        values.append(value.detach())
+        gradients.append(x.grad)
+    if bool((torch.bincount(labels) > 1).all()):  # the same sums in the same order: bit-identical
+        assert torch.equal(values[0], values[1]) and torch.equal(gradients[0], gradients[1])
+    assert torch.allclose(values[0], values[1], rtol=1e-6) and torch.allclose(gradients[0], gradients[1], atol=1e-6)
+    assert float(supcon_loss(features[:2], torch.tensor([0, 1]), 0.1)) == 0.0  # two classes, no pair
 
 
 @pytest.mark.parametrize("encoder", ["pixels", "random", "supcon"])

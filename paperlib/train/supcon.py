@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,7 @@ from torch import Tensor, nn
 
 from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params, derive_seed
-from paperlib.core.runtime import generator, progress
+from paperlib.core.runtime import HOST_READ_EVERY, generator, progress, read_on_host, to_device
 from paperlib.data.container import BiasedDataset
 from paperlib.train.augment import DSA, DSAParams
 from paperlib.train.models import init_parameters, model_from_params
@@ -44,6 +45,8 @@ def supcon_loss(features: Tensor, labels: Tensor, temperature: float) -> Tensor:
     anchors without a positive are left out.
     """
     n = features.shape[0]
+    if n < 2:
+        return features.sum() * 0.0  # nothing to contrast (and a row of only -inf logits has no softmax)
     logits = features @ features.T / temperature
     self_mask = torch.eye(n, dtype=torch.bool, device=features.device)
     logits = logits.masked_fill(self_mask, float("-inf"))
@@ -51,10 +54,10 @@ def supcon_loss(features: Tensor, labels: Tensor, temperature: float) -> Tensor:
     positives = (labels[:, None] == labels[None, :]) & ~self_mask
     count = positives.sum(1)
     has_positive = count > 0
-    if not bool(has_positive.any()):
-        return features.sum() * 0.0  # no pairs to contrast (e.g. a batch of one)
-    mean_log_prob = torch.where(positives, log_prob, 0.0).sum(1)[has_positive] / count[has_positive]
-    return -mean_log_prob.mean()
+    mean_log_prob = torch.where(positives, log_prob, 0.0).sum(1) / count.clamp_min(1)
+    # The mean over the anchors with a positive, without selecting them (a selection waits for the device):
+    # when every anchor has one, the factor is exactly 1 and the sums are those of the selection.
+    return -torch.where(has_positive, mean_log_prob, 0.0).mean() * (n / has_positive.sum().clamp_min(1))
 
 
 def _backbone(dataset: BiasedDataset, params: Params) -> nn.Module:
@@ -90,14 +93,24 @@ def train_supcon(dataset: BiasedDataset, params: Params, device: torch.device) -
     steps = max(1, math.ceil(params.supcon_epochs * n / SUPCON_BATCH))
     bar = progress(_shuffled_batches(n, SUPCON_BATCH, steps, gen), total=steps, desc="supcon encoder",
                    enabled=params.progress)
+    pending: list[Tensor] = []  # losses not yet read on the host (one read per HOST_READ_EVERY steps)
     for step, index in enumerate(bar):
-        index = index.to(device)
+        index = to_device(index, device)
         loss = supcon_loss(encoder(dsa(images[index], gen)), labels[index], params.supcon_temperature)
-        if not torch.isfinite(loss):
-            raise PaperlibError(f"SupCon loss became {float(loss)} at step {step + 1}; lower supcon_lr "
-                                f"(now {params.supcon_lr}) or raise supcon_temperature")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
+        pending.append(loss.detach())
+        if len(pending) == HOST_READ_EVERY or step + 1 == steps:
+            _check_losses(pending, step + 2 - len(pending), params, bar)
+            pending = []
     return encoder.eval()
+
+
+def _check_losses(pending: list[Tensor], first_step: int, params: Params, bar: Any) -> None:
+    """Raise on the first non-finite loss (steps count from ``first_step``, 1-based); show the last."""
+    values, bad = read_on_host(pending)
+    if bad is not None:
+        raise PaperlibError(f"SupCon loss became {values[bad]} at step {first_step + bad}; lower supcon_lr "
+                            f"(now {params.supcon_lr}) or raise supcon_temperature")
+    bar.set_postfix(loss=f"{values[-1]:.3f}", refresh=False)
