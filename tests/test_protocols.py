@@ -94,8 +94,8 @@ def test_each_method_is_evaluated_as_the_official_code_does_unless_a_profile_say
 def test_repeated_training_sets_keep_the_first_one_and_pool_every_model(tmp_path):
     from paperlib.experiments.runner import run
 
-    base = dict(dataset="cmnist_fg", source="digits", method="dm", ipc=2, iterations=2, batch_real=64, net_width=8, num_eval=2,
-                eval_epochs=2, cache_dir=str(tmp_path), progress=False, device="cpu")
+    base = dict(dataset="cmnist_fg", source="digits", method="dm", ipc=2, iterations=2, batch_real=64, net_width=8,
+                num_eval=2, eval_epochs=2, cache_dir=str(tmp_path), progress=False, device="cpu")
     one, three = run(**base), run(**base, num_distill=3)
     assert three["num_distill"] == 3 and len(three["runs"]) == 6
     assert three["runs"][:2] == one["runs"]  # the first distillation and its models are the single run's

@@ -126,8 +126,9 @@ def _supcon_loss_by_selection(features, labels, temperature):
     return -(torch.where(positives, log_prob, 0.0).sum(1)[count > 0] / count[count > 0]).mean()
 
 
-@pytest.mark.parametrize("labels", [torch.arange(4).repeat(8), torch.tensor([0, 0, 1, 1, 2, 3, 4, 4])],
-                         ids=["every anchor has a positive", "two anchors without one"])
+@pytest.mark.parametrize("labels", [torch.arange(4).repeat(8), torch.arange(41) % 5,
+                                    torch.tensor([0, 0, 1, 1, 2, 3, 4, 4])],
+                         ids=["every anchor has a positive", "41 anchors (1/41 is inexact)", "two anchors without one"])
 def test_supcon_loss_without_a_host_wait_matches_the_selection(labels):
     gen = torch.Generator().manual_seed(5)
     features = torch.nn.functional.normalize(torch.randn(labels.shape[0], 6, generator=gen), dim=1)

@@ -56,8 +56,8 @@ def supcon_loss(features: Tensor, labels: Tensor, temperature: float) -> Tensor:
     has_positive = count > 0
     mean_log_prob = torch.where(positives, log_prob, 0.0).sum(1) / count.clamp_min(1)
     # The mean over the anchors with a positive, without selecting them (a selection waits for the device):
-    # when every anchor has one, the factor is exactly 1 and the sums are those of the selection.
-    return -torch.where(has_positive, mean_log_prob, 0.0).mean() * (n / has_positive.sum().clamp_min(1))
+    # when every anchor has one, the same sum divided by the same count as the selection's mean.
+    return -torch.where(has_positive, mean_log_prob, 0.0).sum() / has_positive.sum().clamp_min(1)
 
 
 def _backbone(dataset: BiasedDataset, params: Params) -> nn.Module:
