@@ -19,13 +19,16 @@ BASE = {"dataset": "cmnist", "source": "digits", "method": "dc", "target": "weig
 BASE_FOR = {"majority_ratio": {"dataset": "cmnist_fg"}, "protocol": {"dataset": "cmnist_fg"},
             "kde_tau": {"kde_weighting": "softmax"}, "channels_last": {"method": "dm"},
             "warm_start_epochs": {"method": "dm"}, "warm_start_lr": {"method": "dm", "warm_start_epochs": 2},
-            "hidden_groups": {"target": "groups"}, "hidden_groups_fill": {"target": "groups", "hidden_groups": 0.1}}
+            "warm_start_batch": {"method": "dm", "warm_start_epochs": 2},
+            "hidden_groups": {"target": "groups", "sampling": "uniform"},
+            "hidden_groups_fill": {"target": "groups", "sampling": "uniform", "hidden_groups": 0.1}}
 CHANGED = {"dataset": "cmnist_fg", "source": "mnist", "conflict_ratio": 0.1, "majority_ratio": 0.8, "severity": 3,
            "protocol": "companion", "data_dir": "/elsewhere", "method": "dsa", "ipc": 5, "num_distill": 3,
            "distill_run": 1, "target": "groups", "weights": "group_balanced",
            "iterations": 7, "batch_real": 64, "lr_img": 0.5, "momentum_img": 0.9, "init": "balanced",
            "sampling": "uniform", "stratified_min": 4, "outer_loop": 3, "inner_loop": 2, "lr_net": 0.02,
-           "warm_start_epochs": 3, "warm_start_lr": 0.02, "hidden_groups": 0.2, "hidden_groups_fill": "impute",
+           "inner_batch": 64, "warm_start_epochs": 3, "warm_start_lr": 0.02, "warm_start_batch": 64,
+           "hidden_groups": 0.2, "hidden_groups_fill": "impute",
            "checkpoint_every": 5, "precision": "bf16", "channels_last": False, "kde_encoder": "random",
            "supcon_epochs": 2.0, "supcon_temperature": 0.2, "supcon_lr": 0.1, "kde_bandwidth": "median",
            "kde_bandwidth_value": 2.0, "kde_weighting": "softmax", "kde_alpha": 0.5, "kde_tau": 2.0, "kde_clip": 2.0,
@@ -88,6 +91,24 @@ def test_scopes_share_what_they_should():
     assert set(SCOPES) == {"dataset", "embeddings", "weights", "distilled", "record"}
     with pytest.raises(PaperlibError, match="unknown cache scope"):
         cache_key(base, "nope")
+
+
+def test_the_batch_of_distillations_own_trainings_keys_the_distilled_set():
+    """DC's inner loop and DM's warm start train with ``eval_batch`` (the official code's one ``batch_train``):
+    it is written into ``inner_batch`` / ``warm_start_batch``, so it keys the distilled set that it changes,
+    and only that one."""
+    def distilled(**changes):
+        return cache_key(make_params(dataset="cmnist", source="digits", **changes), "distilled")
+
+    dc = make_params(dataset="cmnist", method="dc", eval_batch=32)
+    assert (dc.inner_batch, make_params(dataset="cmnist", method="dc").inner_batch) == (32, 256)
+    assert distilled(method="dc", eval_batch=32) != distilled(method="dc")
+    assert distilled(method="dc", eval_batch=32) == distilled(method="dc", inner_batch=32)
+    assert distilled(method="dm", eval_batch=32) == distilled(method="dm")  # DM trains no network
+    warm = {"method": "dm", "warm_start_epochs": 2}
+    assert make_params(dataset="cmnist", eval_batch=32, **warm).warm_start_batch == 32
+    assert distilled(eval_batch=32, **warm) != distilled(**warm)
+    assert distilled(eval_batch=32, warm_start_batch=256, **warm) == distilled(**warm)
 
 
 def test_a_registered_entry_version_enters_the_key(monkeypatch):

@@ -136,14 +136,14 @@ def test_dm_warm_start_trains_the_network_first_and_stays_deterministic(monkeypa
                          torch_compile="never")
     trained, original = [], Distiller.train_network
 
-    def spy(self, epochs, lr):
-        trained.append((epochs, lr))
-        return original(self, epochs, lr)
+    def spy(self, epochs, lr, batch):
+        trained.append((epochs, lr, batch))
+        return original(self, epochs, lr, batch)
 
     monkeypatch.setattr(Distiller, "train_network", spy)
     target, _ = make_target(ds, params, torch.device("cpu"))
     Distiller(ds, params, target, torch.device("cpu")).step()
-    assert trained == [(2, 0.01)]
+    assert trained == [(2, 0.01, 256)]  # warm_start_batch=0 takes eval_batch
     monkeypatch.undo()
     losses = []
     for _ in range(2):
@@ -181,6 +181,17 @@ def test_hidden_group_labels_are_dropped_or_imputed_for_the_group_targets_only(f
     all_hidden = make_params({**dataclasses.asdict(params), "hidden_groups": 1.0})
     with pytest.raises(PaperlibError, match=r"hidden_groups=1.0 hides every group label of class 0; .*lower"):
         make_target(ds, all_hidden, torch.device("cpu"))  # else drop matched nothing and the run did not move
+
+
+@pytest.mark.parametrize("setting, named", [({"sampling": "stratified"}, "sampling=stratified"),
+                                            ({"init": "balanced"}, "init=balanced")])
+def test_hidden_group_labels_refuse_a_setting_that_reads_every_true_one(setting, named):
+    base = dict(dataset="cmnist_fg", source="digits", method="dm", hidden_groups=0.3)
+    for target in ("groups", "barycenter"):
+        with pytest.raises(PaperlibError, match=rf"hidden_groups=0.3 hides group labels that {named} would read"):
+            make_params(**base, target=target, **setting)
+        make_params(**{**base, "hidden_groups": 0.0}, target=target, **setting)  # all labels known: fine
+    make_params(**base, target="vanilla", **setting)  # hidden_groups unused: fine
 
 
 def test_fairdd_gradient_is_present_groups_times_the_group_balanced_gradient():
@@ -233,6 +244,22 @@ def test_batch_real_above_the_smallest_class_is_an_error():
     with pytest.raises(PaperlibError, match=r"batch_real=26 is larger than class 1's 25 training images; "
                                             r"set batch_real to at most 25"):
         RealSampler(labels, groups, 3, 1, 26)
+    with pytest.raises(PaperlibError, match=r"class 3's 0 training images; the training split needs images of every"):
+        RealSampler(labels, groups, 4, 1, 8)  # an empty class: no batch_real would fit
+
+
+def test_a_real_batch_too_large_stops_before_the_kde_encoder_trains(monkeypatch):
+    from paperlib.distill.kde import ENCODERS
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the encoder trained before the batch_real check")
+
+    monkeypatch.setitem(ENCODERS._entries, "supcon", dataclasses.replace(ENCODERS["supcon"], embed=no_training))
+    params = make_params(dataset="cmnist", source="digits", method="dm", target="weighted", weights="kde",
+                         batch_real=200, device="cpu")
+    ds = build_dataset(params)
+    with pytest.raises(PaperlibError, match=r"batch_real=200 is larger than class"):
+        make_target(ds, params, torch.device("cpu"))
 
 
 def test_stratified_quota_sums_to_batch_and_respects_floor():

@@ -278,6 +278,21 @@ def test_absent_data_is_reported_without_this_machines_paths(tmp_path, monkeypat
     assert note.startswith("skipped, their data is not on this machine: utkface.") and str(tmp_path) not in note
 
 
+def test_data_that_is_there_but_unreadable_is_not_skipped_as_absent(tmp_path, monkeypatch, capsys):
+    """A corrupt dataset stops an optional run with its own error instead of being reported as not on this
+    machine (only :class:`DataNotFound` means absent)."""
+    from paperlib.core.errors import DataNotFound
+
+    (tmp_path / "UTKFace").mkdir()
+    (tmp_path / "UTKFace" / "25_0_0_20170116174525125.jpg.chip.jpg").write_bytes(b"not a jpeg")
+    monkeypatch.setenv("PAPERLIB_DATA", str(tmp_path))
+    with pytest.raises(PaperlibError) as err:
+        nb.present_only([{"name": "faces", "settings": {"dataset": "utkface"}, "runs": {"dm": {}}}], "quick")
+    assert not isinstance(err.value, DataNotFound)
+    built, overview = nb.build_datasets({"faces": {"dataset": "utkface"}})
+    assert not built and overview["status"].tolist() == ["data unreadable (see above)"]
+
+
 def test_the_kernels_interrupt_stops_a_live_run_of_the_explorer():
     """In a real kernel: a live run works in a thread while the kernel is idle, and Jupyter's interrupt (a SIGINT,
     which ipykernel ignores between cells) stops it and gives the controls back."""

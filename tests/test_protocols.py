@@ -104,3 +104,6 @@ def test_repeated_training_sets_keep_the_first_one_and_pool_every_model(tmp_path
     assert math.isclose(three["metrics"]["acc"], float(accs.mean())) and math.isclose(
         three["metrics"]["acc_std"], float(accs.std(unbiased=False)))
     assert run(**{**base, "method": "whole"}, num_distill=3)["num_distill"] == 1  # nothing to redraw
+    # distill_run is the first set's index: one run can compute the third set alone (e.g. on another machine)
+    third = run(**base, distill_run=2)
+    assert third["runs"] == three["runs"][4:] and third["params"]["distill_run"] == 2

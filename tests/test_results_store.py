@@ -176,3 +176,31 @@ def test_make_reproduce_hides_the_shipped_store_from_the_notebooks_unless_asked(
     reproducing.reproduce("smoke", output_dir=tmp_path / "out", from_store=True)
     assert seen == [results_store.OFF, str(tmp_path / "results")]
     assert os.environ[results_store.RESULTS_ENV_VAR] == str(tmp_path / "results")  # restored after the run
+
+
+@pytest.mark.parametrize("study, change, moves", [
+    ("kde", {"supcon_epochs": 5.0}, True), ("kde", {"kde_alpha": 0.5}, True), ("kde", {"eval_lr": 0.5}, False),
+    ("theorem", {"ipc": 3}, True), ("theorem", {"batch_real": 32}, True), ("theorem", {"eval_lr": 0.5}, False)])
+def test_a_study_table_is_keyed_by_what_it_computes(study, change, moves, monkeypatch):
+    """The KDE ablation by each variant's weights key (encoder and KDE settings included), the theorem check by
+    its FairDD-DM run's set (IPC and real batch included); an evaluation setting moves neither."""
+    import paperlib.experiments.studies as studies
+
+    class Looked(Exception):
+        pass
+
+    def look(relative, cache_dir, make, force=False):
+        raise Looked(relative)
+
+    monkeypatch.setattr(studies, "find_or_make", look)
+
+    def table_file(settings):
+        with pytest.raises(Looked) as looked:
+            if study == "kde":
+                studies.kde_ablation(settings, [{"label": "default"}], "smoke")
+            else:
+                studies.theorem_check(settings, "smoke")
+        return str(looked.value)
+
+    base = {"dataset": "cmnist", "source": "digits", "ipc": 2, "batch_real": 16}
+    assert (table_file({**base, **change}) != table_file(base)) == moves

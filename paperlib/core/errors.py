@@ -1,4 +1,4 @@
-"""The one exception type paperlib raises for bad input or missing data."""
+"""The one exception type paperlib raises for bad input or missing data (absent data files: a subtype)."""
 
 
 class PaperlibError(Exception):
@@ -7,3 +7,8 @@ class PaperlibError(Exception):
     The command line prints it as a single ``error: ...`` line and exits with
     status 2, without a traceback.
     """
+
+
+class DataNotFound(PaperlibError):
+    """A dataset's files are not on this machine (as opposed to present but unreadable): callers that can go
+    on without that dataset catch this one only."""

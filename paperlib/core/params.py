@@ -72,7 +72,7 @@ class Params:
     method: str = _p("whole", "method", names="method")  # whole | random | dm | dc | dsa (dc with augmentation)
     ipc: int = _p(10, "method", by="method")  # images per class (random real subset, distilled sets)
     num_distill: int = _p(1, "eval", by="method")  # independent training sets (distillations, random draws) per run
-    distill_run: int = _p(0, "method", by="method")  # which of them (the runner sets it); 0 draws as before
+    distill_run: int = _p(0, "method", by="method")  # the index of the first of them; 0 draws as before
     # --- distillation ---
     target: str = _p("vanilla", "distill", by="method", names="target")  # vanilla | weighted | groups (FairDD) | barycenter (COBRA)
     weights: str = _p("uniform", "distill", by="target", names="weights")  # per-sample weights of target=weighted
@@ -86,10 +86,12 @@ class Params:
     outer_loop: int = _p(0, "distill", by="method")  # gradient matching; 0: by IPC, as the reference table
     inner_loop: int = _p(0, "distill", by="method")
     lr_net: float = _p(0.01, "distill", by="method")  # gradient matching: network updates between outer loops
+    inner_batch: int = _p(0, "distill", by="method")  # their batch; 0: eval_batch (the official code's batch_train)
     # DM: epochs of training the fresh embedding network on the current synthetic set before each matching step
     # (COBRA's warm start; 0: off), at this learning rate
     warm_start_epochs: int = _p(0, "distill", by="method", when="warm_start_epochs")
     warm_start_lr: float = _p(0.01, "distill", by="method", when="warm_start_epochs")
+    warm_start_batch: int = _p(0, "distill", by="method", when="warm_start_epochs")  # 0: eval_batch
     # group targets (FairDD, COBRA): share of training samples whose group label is hidden, and what is done
     # with them (paperlib.distill.group_labels)
     hidden_groups: float = _p(0.0, "distill", by="target", when="hidden_groups")
@@ -142,8 +144,8 @@ class Params:
 _RATIOS = ("conflict_ratio", "majority_ratio", "hidden_groups")
 _POSITIVE_INTS = ("ipc", "num_distill", "eval_batch", "num_eval", "net_width", "net_depth", "batch_real",
                   "stratified_min")
-_NON_NEGATIVE = ("eval_epochs", "distill_run", "iterations", "outer_loop", "inner_loop", "checkpoint_every", "lr_img",
-                 "momentum_img", "warm_start_epochs")
+_NON_NEGATIVE = ("eval_epochs", "distill_run", "iterations", "outer_loop", "inner_loop", "inner_batch",
+                 "checkpoint_every", "lr_img", "momentum_img", "warm_start_epochs", "warm_start_batch")
 _POSITIVE_FLOATS = ("supcon_epochs", "supcon_temperature", "supcon_lr", "kde_bandwidth_value", "kde_alpha",
                     "kde_tau", "eval_lr", "lr_net", "warm_start_lr")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")

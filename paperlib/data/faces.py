@@ -63,7 +63,7 @@ from paperlib.core.params import Params, derive_seed, key_values
 from paperlib.data.container import BiasedDataset, Split, assemble, rank_within_cells, take_per_cell
 from paperlib.data.protocols import PROTOCOLS
 from paperlib.data.sources import DATA_ENV_VAR, resolve_data_root
-from paperlib.core.errors import PaperlibError
+from paperlib.core.errors import DataNotFound, PaperlibError
 from paperlib.core.runtime import generator, progress
 
 FACE_SIZE = 64
@@ -112,10 +112,10 @@ class FaceSpec:
 # --------------------------------------------------------------------------- errors
 
 
-def _not_found(spec: FaceSpec, root: Path, missing: list[str] | None = None) -> PaperlibError:
+def _not_found(spec: FaceSpec, root: Path, missing: list[str] | None = None) -> DataNotFound:
     problem = (f"not found under {root}: missing {', '.join(missing)}" if missing
                else f"not found: the data root {root} does not exist")
-    return PaperlibError(
+    return DataNotFound(
         f"{spec.title} {problem}. It cannot be downloaded automatically: get it from {spec.where}, put it under "
         f"the data root as {spec.layout}, and point {DATA_ENV_VAR} or data_dir at that root"
     )

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from paperlib.core.errors import PaperlibError
+from paperlib.core.errors import DataNotFound, PaperlibError
 from paperlib.core.paths import default_folder
 from paperlib.core.registry import Registry
 from paperlib.core.store import atomic_write
@@ -217,12 +217,12 @@ def _obtain(source: Source, root: pathlib.Path, split: str, download: bool) -> N
         raise _not_found(source, root, split, "and the download did not produce them")
 
 
-def _not_found(source: Source, root: pathlib.Path, split: str, why: str, extra: str = "") -> PaperlibError:
+def _not_found(source: Source, root: pathlib.Path, split: str, why: str, extra: str = "") -> DataNotFound:
     expected = ", ".join(source.expected(split))
     fix = f"set {DATA_ENV_VAR} or data_dir to a folder with these files"
     if extra:
         fix = f"{fix}, {extra}"
-    return PaperlibError(f"{source.title} not found under {root} {why}: expected {expected}; {fix}{source.fetch_hint}")
+    return DataNotFound(f"{source.title} not found under {root} {why}: expected {expected}; {fix}{source.fetch_hint}")
 
 
 def _download(source: Source, root: pathlib.Path, split: str) -> None:

@@ -79,7 +79,7 @@ def dm_step(d: Any) -> Tensor:
     if d.params.warm_start_epochs:
         for p in d.net.parameters():
             p.requires_grad_(True)
-        d.train_network(d.params.warm_start_epochs, d.params.warm_start_lr)
+        d.train_network(d.params.warm_start_epochs, d.params.warm_start_lr, d.params.warm_start_batch)
         for p in d.net.parameters():
             p.requires_grad_(False)
     real, aggregation = d.real_batch()

@@ -97,10 +97,11 @@ class Distiller:
         device."""
         return self.method.step(self)
 
-    def train_network(self, epochs: int, lr: float) -> None:
-        """Train the network for ``epochs`` on the current synthetic set (detached), with constant ``lr`` and no
-        momentum or weight decay: gradient matching's inner loop, and DM's optional warm start (COBRA)."""
-        settings = TrainSettings(epochs=epochs, lr=lr, batch=self.params.eval_batch, momentum=0.0, weight_decay=0.0,
+    def train_network(self, epochs: int, lr: float, batch: int) -> None:
+        """Train the network for ``epochs`` on the current synthetic set (detached), with constant ``lr``, batches
+        of ``batch`` and no momentum or weight decay: gradient matching's inner loop, and DM's optional warm start
+        (COBRA)."""
+        settings = TrainSettings(epochs=epochs, lr=lr, batch=batch, momentum=0.0, weight_decay=0.0,
                                  lr_drop=False, dsa_strategy=self.params.dsa_strategy if self.dsa else None)
         with self.autocast:  # precision=bf16 covers these trainings too: in DC they are most of the work
             train_classifier(self.net, self.syn.detach().clone(), self.syn_labels, settings, self.gen,

@@ -57,15 +57,16 @@ def _noise(dataset: BiasedDataset, ipc: int, gen: torch.Generator) -> Tensor:
 @dataclass(frozen=True)
 class Init:
     """How the synthetic set starts: ``draw(dataset, ipc, gen)`` gives training-split indices (class-major), or
-    the images themselves when ``images`` is set."""
+    the images themselves when ``images`` is set; ``reads_groups`` marks a draw that reads the true group labels."""
 
     draw: Callable[[BiasedDataset, int, torch.Generator], Tensor]
     images: bool = False
+    reads_groups: bool = False  # draws by the training samples' true group labels
 
 
 INITS: Registry[Init] = Registry("init", field="init")
 INITS.register("real", Init(real_per_class))  # random real images of each class (the reference)
-INITS.register("balanced", Init(_balanced))  # real images spread evenly over each class's groups
+INITS.register("balanced", Init(_balanced, reads_groups=True))  # real images spread evenly over each class's groups
 INITS.register("noise", Init(_noise, images=True))  # standard normal noise
 
 

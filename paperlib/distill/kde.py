@@ -5,8 +5,8 @@ Pipeline, one call (:func:`kde_weights`), cached like any other result:
 1. **Encode** every training sample (``kde_encoder``):
    ``supcon`` — a ConvNet trained with a supervised contrastive loss on the
    biased training split (augmentation on); its L2-normalised projection is
-   the embedding. ``random`` — a fresh random ConvNet's 2048-d features.
-   ``pixels`` — the standardised pixels.
+   the embedding. ``random`` — a fresh random ConvNet's features (2048-d at
+   the default width and depth). ``pixels`` — the standardised pixels.
 2. **Density within each class**: a Gaussian KDE with an isotropic bandwidth
    from ``kde_bandwidth`` (Scott, Silverman, median pairwise distance, or a
    fixed value), evaluated at every sample of the class (itself included, as a
@@ -308,8 +308,7 @@ def weight_ablation(dataset: BiasedDataset, params: Params, variants: list[dict]
     embeddings: dict[str, Tensor] = {}
     rows = []
     for variant in variants:
-        overrides = {k: v for k, v in variant.items() if k != "label"}
-        varied = with_overrides(params, {"method": "dm", "target": "weighted", "weights": "kde", **overrides})
+        varied = ablation_params(params, variant)
         key = cache_key(varied, "embeddings")
         if key not in embeddings:
             embeddings[key] = embed_training_set(dataset, varied, device)
@@ -317,5 +316,13 @@ def weight_ablation(dataset: BiasedDataset, params: Params, variants: list[dict]
                                           varied.kde_bandwidth, varied.kde_bandwidth_value, varied.kde_weighting,
                                           varied.kde_alpha, varied.kde_tau, varied.kde_clip)
         diagnostics = weight_diagnostics(weights, dataset.train.labels, dataset.train.aligned, dataset.num_classes)
-        rows.append({"variant": variant.get("label", str(overrides)), **summarize_diagnostics(diagnostics)})
+        label = variant.get("label", str({k: v for k, v in variant.items() if k != "label"}))
+        rows.append({"variant": label, **summarize_diagnostics(diagnostics)})
     return rows
+
+
+def ablation_params(params: Params, variant: dict) -> Params:
+    """The parameters of one variant of :func:`weight_ablation`: ``params`` with KDE weights and the variant's
+    overrides (all of its items but ``label``)."""
+    overrides = {k: v for k, v in variant.items() if k != "label"}
+    return with_overrides(params, {"method": "dm", "target": "weighted", "weights": "kde", **overrides})

@@ -26,8 +26,11 @@ from paperlib.distill.init import real_per_class
 # CPU: docs/performance.md).
 _DISTILL_USES = ("ipc", "num_distill", "distill_run", "target", "iterations", "batch_real", "lr_img", "momentum_img",
                  "init", "sampling", "precision")
-_DM_USES = (*_DISTILL_USES, "channels_last", "warm_start_epochs", "warm_start_lr")
-_MATCHING_USES = (*_DISTILL_USES, "outer_loop", "inner_loop", "lr_net")
+_DM_USES = (*_DISTILL_USES, "channels_last", "warm_start_epochs", "warm_start_lr", "warm_start_batch")
+_MATCHING_USES = (*_DISTILL_USES, "outer_loop", "inner_loop", "lr_net", "inner_batch")
+# The batch of the networks trained on the synthetic set inside distillation; 0 takes eval_batch, as the official
+# code's one batch_train does (written out, so the distilled set's key holds the value used).
+_TRAINING_BATCHES = ("inner_batch", "warm_start_batch")
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,8 @@ class Method:
         return self.step is not None
 
     def defaults(self, params: Params) -> dict[str, Any]:
-        """The official values for ``eval_epochs=0``, ``eval_augment=""``, ``iterations=0`` and ``lr_img=0``."""
+        """The official values for ``eval_epochs=0``, ``eval_augment=""``, ``iterations=0``, ``lr_img=0`` and a
+        training batch of 0."""
         changes: dict[str, Any] = {}
         if params.eval_epochs == 0:
             changes["eval_epochs"] = self.eval_epochs
@@ -68,6 +72,9 @@ class Method:
             changes["iterations"] = self.iterations
         if params.lr_img == 0:
             changes["lr_img"] = self.lr_img(params.ipc)
+        for name in _TRAINING_BATCHES:
+            if name in self.uses and getattr(params, name) == 0:
+                changes[name] = params.eval_batch
         return changes
 
 

@@ -61,7 +61,8 @@ def stratified_quota(cell_sizes: Tensor, batch: int, minimum: int) -> Tensor:
 
 @dataclass(frozen=True)
 class Sampling:
-    """How a class's real batch is drawn: ``stratified`` fills a quota per group (at least ``stratified_min``)."""
+    """How a class's real batch is drawn: ``stratified`` fills a quota per group (at least ``stratified_min``,
+    or all of a smaller group)."""
 
     stratified: bool
     uses: tuple[str, ...] = ()
@@ -72,6 +73,18 @@ SAMPLINGS.register("uniform", Sampling(stratified=False))  # the reference: B ra
 SAMPLINGS.register("stratified", Sampling(stratified=True, uses=("stratified_min",)))
 
 
+def check_batch_fits(labels: Tensor, num_classes: int, batch: int) -> None:
+    """Raise unless every class has ``batch`` training images: fixed shapes need the same B for every class, and
+    a smaller class cannot fill its row."""
+    class_sizes = torch.bincount(labels, minlength=num_classes)
+    smallest = int(class_sizes.argmin())
+    if batch > int(class_sizes[smallest]):
+        fix = (f"set batch_real to at most {int(class_sizes[smallest])}" if class_sizes[smallest] else
+               "the training split needs images of every class")
+        raise PaperlibError(f"batch_real={batch} is larger than class {smallest}'s {int(class_sizes[smallest])} "
+                            f"training images; {fix}")
+
+
 class RealSampler:
     """Draws a :class:`RealBatch` per step from a training split's labels and groups."""
 
@@ -80,13 +93,7 @@ class RealSampler:
         self.stratified = SAMPLINGS[mode].stratified
         self.labels, self.groups = labels, groups
         self.num_classes, self.num_groups = num_classes, num_groups
-        class_sizes = torch.bincount(labels, minlength=num_classes)
-        # Fixed shapes need the same B for every class: a smaller class cannot fill its row.
-        smallest = int(class_sizes.argmin())
-        if batch > int(class_sizes[smallest]):
-            raise PaperlibError(
-                f"batch_real={batch} is larger than class {smallest}'s {int(class_sizes[smallest])} training "
-                f"images; set batch_real to at most {int(class_sizes[smallest])}")
+        check_batch_fits(labels, num_classes, batch)
         self.batch = batch
         self.cells = labels * num_groups + groups
         cell_sizes = torch.bincount(self.cells, minlength=num_classes * num_groups).view(num_classes, num_groups)

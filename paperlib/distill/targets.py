@@ -33,11 +33,12 @@ import torch
 from torch import Tensor
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import Params
+from paperlib.core.params import Params, relevant_fields
 from paperlib.core.registry import Registry
 from paperlib.data.container import BiasedDataset
 from paperlib.distill.group_labels import HIDDEN, partial_group_labels
-from paperlib.distill.sampling import RealBatch
+from paperlib.distill.init import INITS
+from paperlib.distill.sampling import SAMPLINGS, RealBatch, check_batch_fits
 from paperlib.distill.weights import sample_weights
 
 
@@ -114,6 +115,18 @@ class GroupsTarget(Target):
         sample_groups, facts = partial_group_labels(dataset, params, device)
         return cls(dataset.info.num_attributes, sample_groups), facts
 
+    @classmethod
+    def check(cls, params: Params) -> None:
+        """Hidden group labels cannot stay hidden from a sampling or an initialisation that reads every true one:
+        raise rather than run an experiment that is not the one it is named."""
+        if "hidden_groups" not in relevant_fields(params):
+            return
+        readers = [f"sampling={params.sampling}"] if SAMPLINGS[params.sampling].stratified else []
+        readers += [f"init={params.init}"] if INITS[params.init].reads_groups else []
+        if readers:
+            raise PaperlibError(f"hidden_groups={params.hidden_groups} hides group labels that {' and '.join(readers)} "
+                                "would read in full; use sampling=uniform and init=real with hidden_groups")
+
     def __init__(self, num_groups: int, sample_groups: Tensor | None = None) -> None:
         self.num_groups, self.sample_groups = num_groups, sample_groups
 
@@ -141,5 +154,9 @@ for _target in (VanillaTarget, WeightedTarget, GroupsTarget, BarycenterTarget):
 
 
 def make_target(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Target, dict[str, Any]]:
-    """The registered target ``params.target`` for a run on ``dataset``, and facts about its making."""
+    """The registered target ``params.target`` for a run on ``dataset``, and facts about its making.
+
+    The real batch is checked first: a target can take minutes to make (KDE's encoder), the sampler's error
+    would come after them."""
+    check_batch_fits(dataset.train.labels, dataset.num_classes, params.batch_real)
     return TARGETS[params.target].for_run(dataset, params, device)

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from paperlib.core.errors import PaperlibError
+from paperlib.core.errors import DataNotFound, PaperlibError
 from paperlib.core.params import Params, load_yaml, make_params
 from paperlib.core.paths import params_dir
 from paperlib.data.presets import build_dataset
@@ -153,7 +153,7 @@ def present_only(experiments: list[Mapping[str, Any]], profile: str) -> list[Run
         found = load_suite({"experiments": [experiment]}, base=defaults)
         try:
             build_dataset(found[0].params)
-        except PaperlibError:
+        except DataNotFound:  # absent files only: a corrupt or misnamed file still stops with its error
             skipped.append(found[0].params.dataset)
             continue
         specs += found

@@ -213,7 +213,7 @@ def _compute(params: Params) -> dict[str, Any]:
     dataset = build_dataset(params)
     built = time.perf_counter()
     runs, made_seconds, facts, size = [], 0.0, {}, 0
-    for index in range(repeats(params)):
+    for index in range(params.distill_run, params.distill_run + repeats(params)):
         one = dataclasses.replace(params, distill_run=index)
         begin = time.perf_counter()
         images, labels, made = training_set(dataset, one, device)

@@ -1,8 +1,9 @@
 """Studies that are not runs: KDE weights under many settings, and the FairDD = group-balanced check.
 
 Each study's table is stored like a run's record (``tables/<study>-<key>.json`` in the cache, and in the
-results store), keyed by the run parameters and the study's own settings, so a notebook shows it again without
-the data or the compute.
+results store), keyed by the cache keys of what it computes (the KDE weights of each variant; the distilled set
+of the FairDD run whose gradients it compares) and the study's own settings, so a notebook shows it again
+without the data or the compute.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from typing import Any
 
 import pandas as pd
 
-from paperlib.core.params import Params, key_values, stable_hash
+from paperlib.core.params import Params, key_values, stable_hash, with_overrides
 from paperlib.core.results_store import find_or_make
 from paperlib.core.runtime import resolve_device
 from paperlib.core.errors import PaperlibError
 from paperlib.core.store import KEEP_AND_STOP, load_json, unreadable
 from paperlib.data.presets import build_dataset
-from paperlib.distill.kde import weight_ablation
+from paperlib.distill.kde import ablation_params, weight_ablation
 from paperlib.distill.theorem import fairdd_vs_barycenter
 from paperlib.experiments.profiles import profile_params
 
@@ -32,7 +33,9 @@ def kde_ablation(settings: Mapping[str, Any], variants: list[Mapping[str, Any]],
     def compute() -> pd.DataFrame:
         return pd.DataFrame(weight_ablation(build_dataset(params), params, variants, resolve_device(params.device)))
 
-    return stored_table("kde_ablation", params, {"variants": variants}, compute).round(1)
+    keys = [key_values(ablation_params(params, v), "weights") for v in variants]
+    labels = [v.get("label") for v in variants]
+    return stored_table("kde_ablation", params, {"weights": keys, "labels": labels}, compute).round(1)
 
 
 def theorem_check(settings: Mapping[str, Any], profile: str, batches: int = 3) -> pd.DataFrame:
@@ -43,14 +46,17 @@ def theorem_check(settings: Mapping[str, Any], profile: str, batches: int = 3) -
         return pd.DataFrame(fairdd_vs_barycenter(build_dataset(params), params, resolve_device(params.device),
                                                      batches))
 
-    return stored_table("theorem", params, {"batches": batches}, compute)
+    # fairdd_vs_barycenter reads the network, IPC, real batch and seed of a FairDD-DM run: that run's set keys it
+    fairdd = key_values(with_overrides(params, {"method": "dm", "target": "groups"}), "distilled")
+    return stored_table("theorem", params, {"run": fairdd, "batches": batches}, compute)
 
 
 def stored_table(study: str, params: Params, settings: Mapping[str, Any],
                  compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
-    """The table of ``study`` for ``params`` and the study's ``settings``: from the cache or the results store,
-    else ``compute()``, stored (atomically) in the cache. ``force=true`` recomputes."""
-    key = stable_hash({"run": key_values(params, "record"), "study": study, "settings": dict(settings)})
+    """The table of ``study`` keyed by ``settings`` (the cache key values of what it computes, and its own
+    settings): from the cache or the results store, else ``compute()``, stored (atomically) in the cache.
+    ``params`` give the cache folder and ``force`` (``force=true`` recomputes)."""
+    key = stable_hash({"study": study, "settings": dict(settings)})
     relative = f"tables/{study}-{key}.json"
     # Per column, so dtypes are kept; shown as stored: the same table whether computed now or not.
     found = find_or_make(relative, params.cache_dir,

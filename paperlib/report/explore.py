@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from paperlib.core.errors import PaperlibError
+from paperlib.core.errors import DataNotFound, PaperlibError
 from paperlib.core.params import Params, cache_key, make_params, relevant_fields
 from paperlib.core.results_store import find_or_make
 from paperlib.core.runtime import PROGRESS_DISPLAY
@@ -418,7 +418,8 @@ class Explorer:
         try:
             self.data_view.value = _image_html(self.model.data_grid(point), "")
         except PaperlibError as err:
-            self.data_view.value = (f'<p class="explorer-empty">The data of this point is not on this machine: '
+            why = "is not on this machine" if isinstance(err, DataNotFound) else "cannot be read"
+            self.data_view.value = (f'<p class="explorer-empty">The data of this point {why}: '
                                     f'{html.escape(str(err))}</p>')
 
     def _show_empty(self, point: Point) -> None:
