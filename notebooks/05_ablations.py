@@ -111,7 +111,8 @@ ax = plots.plot_ratio_curves(ratio, "acc", title="CMNIST: accuracy vs conflict r
 nb.save(ax, figures, "05_ratio", pdf=True);
 
 # %% [markdown]
-# The papers' numbers for the settings above that they report (their runs are far longer than ours):
+# The papers' numbers for the settings above that they report (their runs are far longer than ours). A run off
+# their protocol (stratified batches, a noise start, another evaluation architecture) has no counterpart here:
 
 # %%
 nb.paper_vs_companion(table, profile)

@@ -44,6 +44,11 @@ def test_a_claim_holds_or_fails_with_the_measured_value():
     assert checks.claim_rows([AMPLIFIED], checks.quantities(flipped))[0]["verdict"] == "FAILS (measured 3.7)"
     ratio = {"says": "x", "of": "colour/dm_kde acc", "over": "colour/dm acc", "at_most": 1.5}
     assert checks.claim_rows([ratio], checks.quantities(TABLE))[0]["verdict"] == "FAILS (measured 1.9)"
+    for bound in ({"at_least": 1.0}, {"at_most": 1.0}):  # 0 / 0 supports no claim, whichever its side
+        zero = {"says": "x", "of": "a", "over": "b", **bound}
+        assert checks.claim_rows([zero], {"a": 0.0, "b": 0.0})[0]["verdict"] == "FAILS (measured nan)"
+    above = {"says": "x", "of": "a", "over": "b", "at_least": 2.0}
+    assert checks.claim_rows([above], {"a": 3.0, "b": 0.0})[0]["verdict"] == "holds"  # 3 / 0: infinitely above
 
 
 @pytest.mark.parametrize("entry, message", [

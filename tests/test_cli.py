@@ -94,6 +94,9 @@ def test_bench_prints_seconds_per_iteration(capsys):
     assert "host_sync_check" not in result
     assert main([*args, "--set", "device=cpu", "--sync-check", "1"]) == 0
     assert _last_json(capsys)["host_sync_check"] == "skipped: needs CUDA, this run is on cpu"
+    for flag in ("--warmup", "--sync-check"):
+        assert main([*args, flag, "-1"]) == 2
+        assert capsys.readouterr().err.startswith(f"error: {flag[2:].replace('-', '_')} must not be negative, got -1")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

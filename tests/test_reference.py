@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from paperlib.core.params import make_params
 from paperlib.data.presets import PRESETS
 from paperlib.report.reference import REPORTED, reported, variant
@@ -37,3 +39,14 @@ def test_variants_name_the_papers_rows():
     assert variant(make_params(method="dm", target="weighted", weights="group_balanced")) == "other"
     lff = reported(make_params(dataset="cmnist_fg", method="dm", ipc=10, eval_trainer="lff"))
     assert lff["acc"] == 22.75 and "Table 5" in lff["table"]
+
+
+@pytest.mark.parametrize("change", [{"sampling": "stratified"}, {"eval_model": "lenet"}, {"precision": "bf16"},
+                                    {"hidden_groups": 0.1}, {"warm_start_epochs": 2}, {"init": "noise"}])
+def test_a_run_off_the_papers_protocol_gets_no_reported_value(change):
+    """The papers' numbers stand beside a run only at their own settings: a stratified batch, another
+    evaluation architecture, bf16, hidden group labels, a warm start or a noise start is another experiment."""
+    fairdd = dict(dataset="cmnist_fg", method="dm", ipc=10, target="groups")
+    assert reported(make_params(**fairdd))["acc"] == 94.61
+    assert variant(make_params(**fairdd, **change)) == "other" and reported(make_params(**fairdd, **change)) is None
+    assert variant(make_params(dataset="cmnist_fg", method="whole", sampling="stratified")) == "vanilla"  # unused

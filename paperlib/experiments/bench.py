@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params
 from paperlib.data.presets import build_dataset
 from paperlib.distill.engine import Distiller
@@ -29,6 +30,9 @@ def bench(params: Params, warmup: int = 1, sync_check: int = 0) -> dict[str, Any
     ``host_sync_sites`` says where (the hot loops should wait nowhere; the loss is read every
     ``HOST_READ_EVERY`` steps).
     """
+    for name, value in (("warmup", warmup), ("sync_check", sync_check)):
+        if value < 0:
+            raise PaperlibError(f"{name} must not be negative, got {value}")
     device = resolve_device(params.device)
     dataset = build_dataset(params)
     target, facts = make_target(dataset, params, device)

@@ -56,8 +56,9 @@ def mapping(value: Any, where: str) -> dict:
 
 def scaled(base: Mapping[str, Any], *layers: Mapping[str, Any]) -> dict[str, Any]:
     """The values of one run: ``base`` (a profile's defaults), its ``methods`` block for the run's method (and
-    that block's ``by_ipc`` entry for the run's IPC), then ``layers`` (suite defaults, experiment settings, the
-    run's own values, overrides), each above the one before.
+    that block's ``by_ipc`` entry for the run's IPC; a method or IPC without one takes the values around it),
+    then ``layers`` (suite defaults, experiment settings, the run's own values, overrides), each above the one
+    before.
 
     A profile states its scale once this way, e.g. ``methods: {dc: {iterations: 5}, dm: {by_ipc: {50:
     {lr_img: 100}}}}``, and every suite, notebook and the explorer read it the same way.

@@ -119,7 +119,10 @@ class Claim:
         if self.minus:
             return value - values[self.minus]
         if self.over:
-            return value / values[self.over] if values[self.over] else math.inf
+            over = values[self.over]
+            if over:
+                return value / over
+            return math.copysign(math.inf, value) if value else math.nan  # 0 / 0 holds on neither side
         return value
 
     def holds(self, measured: float) -> bool:

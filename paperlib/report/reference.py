@@ -147,22 +147,32 @@ def _table() -> dict[tuple, dict]:
 REPORTED: dict[tuple, dict] = _table()
 
 
+# Settings the papers' runs all had at these defaults (every group label known, no warm start, uniform real
+# batches, fp32, evaluated on the distillation's own architecture): a run that changes one has no counterpart.
+PAPERS_SETTINGS = ("hidden_groups", "warm_start_epochs", "sampling", "precision", "eval_model")
+# The initialisations the papers' rows used, and how their rows name each.
+_PAPERS_INITS = {"real": "", "balanced": ", balanced init"}
+
+
 def variant(params: Params) -> str:
     """The family a run belongs to, as the papers' rows name it: ``vanilla``, ``kde``, ``fairdd``, the debiasing
     trainer (``lff``, ...), with ``, balanced init`` for a balanced initialisation; ``other`` when no paper
-    reports that combination (e.g. ``group_balanced`` weights, COBRA's barycenter, hidden group labels, a warm
-    start)."""
+    reports that combination (e.g. ``group_balanced`` weights, COBRA's barycenter, or a setting of
+    :data:`PAPERS_SETTINGS` changed)."""
     if params.eval_trainer != Params.eval_trainer:  # a debiasing trainer on a vanilla set
         return params.eval_trainer if params.target == "vanilla" or not METHODS[params.method].distils else "other"
-    if {"hidden_groups", "warm_start_epochs"} & set(relevant_fields(params)):
-        family = "other"  # the papers' runs knew every group label and had no warm start
+    relevant = relevant_fields(params)
+    if any(name in relevant and getattr(params, name) != getattr(Params, name) for name in PAPERS_SETTINGS):
+        family = "other"
+    elif METHODS[params.method].distils and params.init not in _PAPERS_INITS:
+        family = "other"  # e.g. noise: the papers start from real images
     elif not METHODS[params.method].distils or params.target == "vanilla":
         family = "vanilla"
     elif params.target == "groups":
         family = "fairdd"
     else:
         family = "kde" if params.weights == "kde" else "other"
-    return f"{family}, balanced init" if params.init == "balanced" and METHODS[params.method].distils else family
+    return family + _PAPERS_INITS[params.init] if METHODS[params.method].distils and family != "other" else family
 
 
 def bias_ratio(params: Params) -> float:
