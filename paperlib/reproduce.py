@@ -52,7 +52,7 @@ def output_path(source: Path, profile: str, output_dir: Path | None = None) -> P
 
 
 @contextlib.contextmanager
-def environment(**variables: str) -> Iterator[None]:
+def environment_variables(**variables: str) -> Iterator[None]:
     """Set ``variables`` for the kernels started inside the block; restore the environment after it."""
     saved = {name: os.environ.get(name) for name in variables}
     os.environ.update(variables)
@@ -117,7 +117,7 @@ def execute(source: Path, profile: str, output: Path) -> float:
 
     parameters = notebook_parameters(profile, source.stem)
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as scratch, environment(PAPERLIB_NO_PROGRESS="1"):
+    with tempfile.TemporaryDirectory() as scratch, environment_variables(PAPERLIB_NO_PROGRESS="1"):
         # the kernel inherits PAPERLIB_NO_PROGRESS: no bar widgets in stored outputs
         fresh = Path(scratch) / f"{source.stem}.ipynb"
         notebook = jupytext.read(source)
@@ -176,7 +176,7 @@ def reproduce(profile: str, only: str | None = None, output_dir: Path | None = N
         variables = {results_store.PUBLISH_ENV_VAR: staging} if store is not None else {}
         if not from_store:
             variables[results_store.RESULTS_ENV_VAR] = results_store.OFF
-        with environment(**variables):
+        with environment_variables(**variables):
             times = _run_notebooks(profile, only, output_dir, jobs)
         if store is not None:
             written = _store(Path(staging), store, profile, merge=bool(only))

@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import GROUPS, SCOPES, Params, cache_key, field_tags, key_values, make_params, parse_set
+from paperlib.core.params import (GROUPS, SCOPES, Params, cache_key, field_tags, key_values, make_params, parse_set,
+                                  with_overrides)
 from paperlib.core.registry import registry_for
 from paperlib.experiments.runner import distilled_dir, record_key
 
@@ -109,6 +110,17 @@ def test_the_batch_of_distillations_own_trainings_keys_the_distilled_set():
     assert make_params(dataset="cmnist", eval_batch=32, **warm).warm_start_batch == 32
     assert distilled(eval_batch=32, **warm) != distilled(**warm)
     assert distilled(eval_batch=32, warm_start_batch=256, **warm) == distilled(**warm)
+
+
+def test_overrides_fill_in_the_placeholders_again_as_make_params_would():
+    """A value the first resolution filled in follows the overrides; a value set by hand stays."""
+    assert with_overrides(make_params(method="dm"), {"method": "dc"}) == make_params(method="dc")
+    assert with_overrides(make_params(method="dc"), {"eval_batch": 64}).inner_batch == 64
+    assert with_overrides(make_params(dataset="cmnist_fg", method="dm", ipc=10), {"dataset": "cmnist", "ipc": 100}) \
+        == make_params(dataset="cmnist", method="dm", ipc=100)  # source, protocol and lr_img follow
+    by_hand = make_params(method="dm", iterations=7, inner_batch=32, eval_epochs=3)
+    kept = with_overrides(by_hand, {"method": "dc"})
+    assert (kept.iterations, kept.inner_batch, kept.eval_epochs) == (7, 32, 3)
 
 
 def test_a_registered_entry_version_enters_the_key(monkeypatch):

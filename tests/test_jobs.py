@@ -61,6 +61,17 @@ def test_settings_come_from_defaults_then_the_profile_block_then_flags():
         run_specs(_suite("/nonexistent-never-written"), JobSettings(executor="local"), wait=False)
 
 
+def test_a_flag_the_executor_would_ignore_is_an_error():
+    with pytest.raises(PaperlibError, match=r"^--jobs does not apply to the serial executor \(it takes --threads\); "
+                                            r"drop it or choose --executor local \| slurm$"):
+        job_settings("serial", jobs=4)
+    with pytest.raises(PaperlibError, match=r"^--mem-gb, --partition do not apply to the local executor .* "
+                                            r"or choose --executor slurm$"):
+        job_settings("local", mem_gb=16, partition="gpu")
+    block = {"slurm": {"mem_gb": 16}}  # another executor's block is not this one's business
+    assert job_settings("local", block, jobs=2, threads=1, timeout_min=5, folder="/tmp/jobs").jobs == 2
+
+
 def test_missing_runs_skip_stored_records_and_count_a_shared_run_once(tmp_path):
     specs = _suite(str(tmp_path))
     assert [f"{s.experiment}.{s.label}" for s in missing_runs(specs)] == ["tiny.random", "tiny.dm", "tiny.dm_fairdd"]

@@ -290,7 +290,7 @@ def test_data_that_is_there_but_unreadable_is_not_skipped_as_absent(tmp_path, mo
         nb.present_only([{"name": "faces", "settings": {"dataset": "utkface"}, "runs": {"dm": {}}}], "quick")
     assert not isinstance(err.value, DataNotFound)
     built, overview = nb.build_datasets({"faces": {"dataset": "utkface"}})
-    assert not built and overview["status"].tolist() == ["data unreadable (see above)"]
+    assert not built and overview["status"].tolist() == ["cannot be built (see above)"]
 
 
 def test_the_kernels_interrupt_stops_a_live_run_of_the_explorer():

@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
@@ -48,3 +49,22 @@ def test_grouped_bars_leave_a_gap_for_a_missing_combination_and_skip_unfinished_
     ax = plot_grouped_bars(table, "eval_model", "target")
     heights = [b.get_height() for b in _bar_containers(ax)[0].patches]
     assert heights[0] == pytest.approx(82.7) and all(h != h for h in heights[1:])  # NaN: no bar drawn
+
+
+def test_comparison_bars_show_the_paper_only_where_it_reports_and_make_room_for_long_labels():
+    from paperlib.report.plots import plot_comparison
+
+    def table(run_names):
+        return pd.DataFrame({"experiment": ["e"] * len(run_names), "run": run_names, "acc": [50.0] * len(run_names),
+                             "acc_std": [1.0] * len(run_names), "paper_acc": [60.0] + [None] * (len(run_names) - 1),
+                             "status": ["done"] * len(run_names)})
+
+    short = plot_comparison(table(["dm", "dm_kde"]))
+    from matplotlib.collections import PathCollection
+
+    diamonds = next(c for c in short.collections if isinstance(c, PathCollection)).get_offsets()
+    assert [t.get_text() for t in short.get_xticklabels()] == ["e / dm", "e / dm_kde"]
+    heights = np.ma.filled(np.ma.asarray(diamonds, dtype=float), np.nan)[:, 1]
+    assert heights[0] == 60.0 and np.isnan(heights[1])  # no paper value: no diamond
+    long = plot_comparison(table(["dm", "dm_fairdd_stratified_with_a_long_name"]))
+    assert long.figure.get_figheight() > short.figure.get_figheight() == 3.2

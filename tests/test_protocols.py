@@ -107,3 +107,5 @@ def test_repeated_training_sets_keep_the_first_one_and_pool_every_model(tmp_path
     # distill_run is the first set's index: one run can compute the third set alone (e.g. on another machine)
     third = run(**base, distill_run=2)
     assert third["runs"] == three["runs"][4:] and third["params"]["distill_run"] == 2
+    whole = {**base, "method": "whole"}  # draws no set: distill_run is not in its key and changes nothing
+    assert run(**whole, distill_run=2)["runs"] == run(**whole)["runs"]

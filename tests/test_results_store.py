@@ -13,7 +13,9 @@ import pytest
 from paperlib.core import results_store
 from paperlib.core.errors import PaperlibError
 from paperlib.core.params import make_params
-from paperlib.experiments.runner import load_record, record_dir, run, stored_grid
+from paperlib.core.paths import find_repo_root
+from paperlib.experiments.runner import (distilled_name, load_record, record_dir, record_key, record_name, run,
+                                         stored_grid)
 from paperlib.experiments.studies import stored_table
 from paperlib.reproduce import _store
 
@@ -204,3 +206,15 @@ def test_a_study_table_is_keyed_by_what_it_computes(study, change, moves, monkey
 
     base = {"dataset": "cmnist", "source": "digits", "ipc": 2, "batch_real": 16}
     assert (table_file({**base, **change}) != table_file(base)) == moves
+
+
+def test_every_shipped_record_sits_under_the_keys_of_its_own_parameters():
+    """A change of the cache key (a new field, a scope) must move the shipped records with it, or a fresh clone
+    would recompute what it ships: each record's folder, key and distilled set follow from its parameters."""
+    records = sorted((find_repo_root() / "results").glob("*/records/*/record.json"))
+    assert records, "the results store ships records"
+    for path in records:
+        record = json.loads(path.read_text())
+        params = make_params(record["params"])
+        assert (path.parent.name, record["key"]) == (record_name(params), record_key(params)), path
+        assert record.get("distilled") in (None, distilled_name(params)), path

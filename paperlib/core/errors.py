@@ -10,5 +10,5 @@ class PaperlibError(Exception):
 
 
 class DataNotFound(PaperlibError):
-    """A dataset's files are not on this machine (as opposed to present but unreadable): callers that can go
-    on without that dataset catch this one only."""
+    """A dataset's files are not on this machine and could not be fetched (as opposed to present but
+    unreadable): callers that can go on without that dataset catch this one only."""

@@ -302,11 +302,26 @@ def make_params(overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> Pa
 
 
 def with_overrides(params: Params | None, overrides: Mapping[str, Any]) -> Params:
-    """``params`` (defaults when ``None``) updated by ``overrides``, validated."""
+    """``params`` (defaults when ``None``) updated by ``overrides``, validated.
+
+    A value :func:`resolve_defaults` filled in (``iterations`` from the method, ``inner_batch`` from
+    ``eval_batch``, ...) is filled in again from the new values, as if ``params`` had been made with the
+    overrides: ``with_overrides(make_params(method="dm"), {"method": "dc"})`` has DC's iterations, not DM's.
+    """
     if params is not None and not overrides:
         return params
-    base = {} if params is None else dataclasses.asdict(params)
+    base = {} if params is None else {name: value for name, value in dataclasses.asdict(params).items()
+                                      if name in overrides or not _filled_in(params, name)}
     return make_params({**base, **overrides})
+
+
+def _filled_in(params: Params, name: str) -> bool:
+    """Whether ``params.name`` is what resolving its placeholder (the field's empty default) gives: a value
+    :func:`resolve_defaults` filled in, or one set by hand to the same."""
+    placeholder = getattr(Params, name)
+    if placeholder not in (0, "", None) or getattr(params, name) == placeholder:
+        return False
+    return getattr(resolve_defaults(dataclasses.replace(params, **{name: placeholder})), name) == getattr(params, name)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -154,7 +154,7 @@ def load_source(
     root, origin = _resolve_root(data_dir)
     if origin != _DEFAULT_ORIGIN and not root.is_dir():
         # An explicit root that does not exist is most likely a typo: say so instead of creating it.
-        raise PaperlibError(
+        raise DataNotFound(
             f"data root {root} (from {origin}) does not exist or is not a folder; point {DATA_ENV_VAR} or "
             f"data_dir at a folder holding {', '.join(source.expected(split))}"
         )
@@ -285,7 +285,7 @@ def _verified_download(url: str, directory: pathlib.Path) -> Iterator[pathlib.Pa
             raise _DownloadError(f"{type(exc).__name__}: {exc} for {url}") from exc
         actual, expected = _md5(temporary), _MD5_BY_URL[url]
         if actual != expected:
-            raise PaperlibError(
+            raise DataNotFound(
                 f"download of {url} has md5 {actual}, expected {expected}; the file was discarded: "
                 f"retry later, or copy the original files into {directory} by hand"
             )
@@ -324,7 +324,7 @@ def _extract_cifar(archive: pathlib.Path, target_dir: pathlib.Path) -> None:
                     with atomic_write(target_dir / file_name) as tmp:
                         tmp.write_bytes(extracted.read())
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise PaperlibError(
+        raise DataNotFound(
             f"the downloaded CIFAR-10 archive cannot be unpacked ({type(exc).__name__}: {exc}); "
             f"delete {target_dir} and retry"
         ) from exc

@@ -20,7 +20,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,9 +69,17 @@ class JobSettings:
 def job_settings(executor: str, profile_block: Mapping[str, Any] | None = None, **flags: Any) -> JobSettings:
     """:class:`JobSettings` for ``executor``: defaults, the profile's ``executor:`` entry for it, then the
     ``flags`` that are not ``None``. Unknown names and bad values are one-line errors."""
-    EXECUTORS[executor]  # the one-line error for an unknown executor
+    uses = EXECUTORS[executor].uses  # (the one-line error for an unknown executor)
     block = mapping(mapping(profile_block, "executor").get(executor), f"executor.{executor}")
-    values = {**block, **{k: v for k, v in flags.items() if v is not None}, "executor": executor}
+    given = {k: v for k, v in flags.items() if v is not None}
+    ignored = sorted(set(given) - set(uses) - {"executor"})
+    if ignored:  # a flag the executor would silently ignore: the user meant another executor
+        users = sorted(n for n in EXECUTORS.names() if set(ignored) <= set(EXECUTORS[n].uses))
+        verb = "does" if len(ignored) == 1 else "do"
+        raise PaperlibError(f"{_flags(ignored)} {verb} not apply to the {executor} executor (it takes "
+                            f"{_flags(uses) or 'none of these flags'}); drop it"
+                            + (f" or choose --executor {' | '.join(users)}" if users else ""))
+    values = {**block, **given, "executor": executor}
     known = {f.name for f in dataclasses.fields(JobSettings)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -85,6 +93,11 @@ def job_settings(executor: str, profile_block: Mapping[str, Any] | None = None, 
         if getattr(settings, name) < least:
             raise PaperlibError(f"{name} must be at least {least}, got {getattr(settings, name)}")
     return settings
+
+
+def _flags(settings: Iterable[str]) -> str:
+    """The command-line flags of these :class:`JobSettings` fields."""
+    return ", ".join("--" + ("job-folder" if name == "folder" else name.replace("_", "-")) for name in settings)
 
 
 _KINDS = {int: "an integer", float: "a number", str: "a string"}
@@ -244,18 +257,22 @@ class Executor:
     summary: str  # for --help
     ahead_of_notebooks: bool = True  # make reproduce computes the runs before the notebooks, which then read them
     submit_only: Callable[[list[RunSpec], JobSettings], object] | None = None  # --no-wait: submit and return
+    uses: tuple[str, ...] = ()  # the JobSettings it reads: a flag for another one is an error, not ignored
 
 
 EXECUTORS: Registry[Executor] = Registry("executor")
 EXECUTORS.register("serial", Executor(
     _serial, lambda settings: 0, "here, one run after the other (the default)",
-    ahead_of_notebooks=False))  # the notebooks compute the same runs in the same order themselves
+    ahead_of_notebooks=False, uses=("threads",)))  # the notebooks compute the same runs in the same order themselves
 EXECUTORS.register("local", Executor(
-    _local, lambda settings: max(1, (os.cpu_count() or 1) // settings.jobs), "processes here, --jobs at once"))
+    _local, lambda settings: max(1, (os.cpu_count() or 1) // settings.jobs), "processes here, --jobs at once",
+    uses=("jobs", "threads", "timeout_min", "folder")))
 EXECUTORS.register("slurm", Executor(
     _slurm, lambda settings: settings.cpus_per_task, "one SLURM job array",
-    submit_only=lambda todo, settings: _slurm(todo, settings, wait=False)))
-EXECUTORS.register("debug", Executor(_debug, lambda settings: 0, "submitit's in-process executor, for tests"))
+    submit_only=lambda todo, settings: _slurm(todo, settings, wait=False),
+    uses=tuple(f.name for f in dataclasses.fields(JobSettings) if f.name != "executor")))
+EXECUTORS.register("debug", Executor(_debug, lambda settings: 0, "submitit's in-process executor, for tests",
+                                     uses=("threads", "folder")))
 
 
 def _detachable() -> list[str]:

@@ -213,7 +213,8 @@ def _compute(params: Params) -> dict[str, Any]:
     dataset = build_dataset(params)
     built = time.perf_counter()
     runs, made_seconds, facts, size = [], 0.0, {}, 0
-    for index in range(params.distill_run, params.distill_run + repeats(params)):
+    first = params.distill_run if "distill_run" in METHODS[params.method].uses else 0  # whole: not in its key
+    for index in range(first, first + repeats(params)):
         one = dataclasses.replace(params, distill_run=index)
         begin = time.perf_counter()
         images, labels, made = training_set(dataset, one, device)

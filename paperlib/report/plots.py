@@ -83,8 +83,10 @@ def plot_comparison(table: pd.DataFrame, metric: str = "acc", ax: Axes | None = 
     """
     plt = _matplotlib()
     done = table[table["status"] == "done"]
-    if ax is None:
-        _, ax = plt.subplots(figsize=(max(6, 0.6 * len(done)), 3.2))
+    labels = [f"{e} / {r}" for e, r in zip(done["experiment"], done["run"])]
+    if ax is None:  # taller for long labels, which are drawn slanted below the bars
+        longest = max((len(label) for label in labels), default=0)
+        _, ax = plt.subplots(figsize=(max(6, 0.6 * len(done)), max(3.2, 1.8 + 0.065 * longest)))
     x = np.arange(len(done))
     protocols = sorted(set(done["protocol"])) if "protocol" in done else []  # which construction the bars used
     ours = "this companion" + (f" ({', '.join(protocols)} protocol)" if protocols else "")
@@ -92,7 +94,7 @@ def plot_comparison(table: pd.DataFrame, metric: str = "acc", ax: Axes | None = 
     paper = f"paper_{metric}"
     if paper in done and done[paper].notna().any():
         ax.scatter(x, done[paper], marker="D", color="black", zorder=3, label="paper")
-    ax.set_xticks(x, [f"{e} / {r}" for e, r in zip(done["experiment"], done["run"])], rotation=60,
+    ax.set_xticks(x, labels, rotation=60,
                   ha="right", rotation_mode="anchor", fontsize="small")
     # Bars and paper values stay below 100: the legend sits in the band above, covering no data.
     ax.set(ylabel=AXIS_LABELS.get(metric, metric), title=title or METRIC_LABELS.get(metric, metric), ylim=(0, 128),

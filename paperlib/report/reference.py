@@ -149,6 +149,7 @@ REPORTED: dict[tuple, dict] = _table()
 
 # Settings the papers' runs all had at these defaults (every group label known, no warm start, uniform real
 # batches, fp32, evaluated on the distillation's own architecture): a run that changes one has no counterpart.
+# (The network's size and the run lengths are the profiles' stated scale, not another experiment: not listed.)
 PAPERS_SETTINGS = ("hidden_groups", "warm_start_epochs", "sampling", "precision", "eval_model")
 # The initialisations the papers' rows used, and how their rows name each.
 _PAPERS_INITS = {"real": "", "balanced": ", balanced init"}
@@ -159,20 +160,20 @@ def variant(params: Params) -> str:
     trainer (``lff``, ...), with ``, balanced init`` for a balanced initialisation; ``other`` when no paper
     reports that combination (e.g. ``group_balanced`` weights, COBRA's barycenter, or a setting of
     :data:`PAPERS_SETTINGS` changed)."""
-    if params.eval_trainer != Params.eval_trainer:  # a debiasing trainer on a vanilla set
-        return params.eval_trainer if params.target == "vanilla" or not METHODS[params.method].distils else "other"
-    relevant = relevant_fields(params)
+    relevant, distils = relevant_fields(params), METHODS[params.method].distils
     if any(name in relevant and getattr(params, name) != getattr(Params, name) for name in PAPERS_SETTINGS):
-        family = "other"
-    elif METHODS[params.method].distils and params.init not in _PAPERS_INITS:
-        family = "other"  # e.g. noise: the papers start from real images
-    elif not METHODS[params.method].distils or params.target == "vanilla":
+        return "other"
+    if distils and params.init not in _PAPERS_INITS:
+        return "other"  # e.g. noise: the papers start from real images
+    if params.eval_trainer != Params.eval_trainer:  # a debiasing trainer on a vanilla set
+        return params.eval_trainer if params.target == "vanilla" or not distils else "other"
+    if not distils or params.target == "vanilla":
         family = "vanilla"
     elif params.target == "groups":
         family = "fairdd"
     else:
         family = "kde" if params.weights == "kde" else "other"
-    return family + _PAPERS_INITS[params.init] if METHODS[params.method].distils and family != "other" else family
+    return family + _PAPERS_INITS[params.init] if distils and family != "other" else family
 
 
 def bias_ratio(params: Params) -> float:

@@ -288,7 +288,7 @@ def first_kde_diagnostics(specs: list[RunSpec]) -> list[dict]:
 def build_datasets(settings: Mapping[str, Mapping[str, Any]]) -> tuple[dict, pd.DataFrame]:
     """Build each named dataset; return those built and an overview table.
 
-    A dataset whose files are absent (or unreadable) gets a row saying so, and its error (where
+    A dataset whose files are absent (or that cannot be built) gets a row saying so, and its error (where
     to get the files and where to put them) is printed, with this machine's data root written as
     ``<data root>`` (the note may end up in a committed notebook).
     """
@@ -298,7 +298,7 @@ def build_datasets(settings: Mapping[str, Mapping[str, Any]]) -> tuple[dict, pd.
             dataset = build_dataset(**values)
         except PaperlibError as err:
             print(f"{name}: {str(err).replace(str(resolve_data_root(values.get('data_dir'))), '<data root>')}")
-            status = "data absent" if isinstance(err, DataNotFound) else "data unreadable"
+            status = "data absent" if isinstance(err, DataNotFound) else "cannot be built"
             rows.append({"name": name, "preset": values.get("dataset"), "status": f"{status} (see above)"})
             continue
         built[name] = dataset
