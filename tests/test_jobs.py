@@ -70,6 +70,11 @@ def test_a_flag_the_executor_would_ignore_is_an_error():
         job_settings("local", mem_gb=16, partition="gpu")
     block = {"slurm": {"mem_gb": 16}}  # another executor's block is not this one's business
     assert job_settings("local", block, jobs=2, threads=1, timeout_min=5, folder="/tmp/jobs").jobs == 2
+    with pytest.raises(PaperlibError, match=r"^the profile's executor.local block sets mem_gb, which the local "
+                                            r"executor does not read; remove it there$"):
+        job_settings("local", {"local": {"jobs": 2, "mem_gb": 16}})
+    with pytest.raises(PaperlibError, match=r"^unknown executor setting\(s\) job; known"):
+        job_settings("serial", job=2)  # a misspelt name is unknown, not "does not apply"
 
 
 def test_missing_runs_skip_stored_records_and_count_a_shared_run_once(tmp_path):

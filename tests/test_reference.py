@@ -36,6 +36,8 @@ def test_the_bias_ratio_ablation_is_read_in_the_papers_order():
 def test_variants_name_the_papers_rows():
     assert variant(make_params(method="dm", init="balanced", target="groups")) == "fairdd, balanced init"
     assert variant(make_params(method="dm", eval_trainer="lff")) == "lff"
+    assert variant(make_params(method="dm", eval_trainer="lff", init="balanced")) == "lff, balanced init"  # no row
+    assert variant(make_params(method="whole", eval_trainer="lff", init="balanced")) == "lff"  # whole: no init
     assert variant(make_params(method="dm", target="weighted", weights="group_balanced")) == "other"
     lff = reported(make_params(dataset="cmnist_fg", method="dm", ipc=10, eval_trainer="lff"))
     assert lff["acc"] == 22.75 and "Table 5" in lff["table"]

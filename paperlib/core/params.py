@@ -307,6 +307,8 @@ def with_overrides(params: Params | None, overrides: Mapping[str, Any]) -> Param
     A value :func:`resolve_defaults` filled in (``iterations`` from the method, ``inner_batch`` from
     ``eval_batch``, ...) is filled in again from the new values, as if ``params`` had been made with the
     overrides: ``with_overrides(make_params(method="dm"), {"method": "dc"})`` has DC's iterations, not DM's.
+    A value set by hand to exactly what would be filled in counts as filled in (the two cannot be told apart);
+    to keep such a value, pass it again among the overrides.
     """
     if params is not None and not overrides:
         return params

@@ -72,7 +72,15 @@ def job_settings(executor: str, profile_block: Mapping[str, Any] | None = None, 
     uses = EXECUTORS[executor].uses  # (the one-line error for an unknown executor)
     block = mapping(mapping(profile_block, "executor").get(executor), f"executor.{executor}")
     given = {k: v for k, v in flags.items() if v is not None}
-    ignored = sorted(set(given) - set(uses) - {"executor"})
+    known = {f.name for f in dataclasses.fields(JobSettings)}
+    unknown = sorted((set(block) | set(given)) - known)
+    if unknown:
+        raise PaperlibError(f"unknown executor setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    unread = sorted(set(block) - set(uses))
+    if unread:
+        raise PaperlibError(f"the profile's executor.{executor} block sets {', '.join(unread)}, which the {executor} "
+                            "executor does not read; remove it there")
+    ignored = sorted(set(given) - set(uses))
     if ignored:  # a flag the executor would silently ignore: the user meant another executor
         users = sorted(n for n in EXECUTORS.names() if set(ignored) <= set(EXECUTORS[n].uses))
         verb = "does" if len(ignored) == 1 else "do"
@@ -80,10 +88,6 @@ def job_settings(executor: str, profile_block: Mapping[str, Any] | None = None, 
                             f"{_flags(uses) or 'none of these flags'}); drop it"
                             + (f" or choose --executor {' | '.join(users)}" if users else ""))
     values = {**block, **given, "executor": executor}
-    known = {f.name for f in dataclasses.fields(JobSettings)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise PaperlibError(f"unknown executor setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     for field in dataclasses.fields(JobSettings):
         value, kind = values.get(field.name, field.default), type(field.default)
         if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind):

@@ -166,7 +166,9 @@ def variant(params: Params) -> str:
     if distils and params.init not in _PAPERS_INITS:
         return "other"  # e.g. noise: the papers start from real images
     if params.eval_trainer != Params.eval_trainer:  # a debiasing trainer on a vanilla set
-        return params.eval_trainer if params.target == "vanilla" or not distils else "other"
+        if distils and params.target != "vanilla":
+            return "other"
+        return params.eval_trainer + (_PAPERS_INITS[params.init] if distils else "")
     if not distils or params.target == "vanilla":
         family = "vanilla"
     elif params.target == "groups":
