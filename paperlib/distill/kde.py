@@ -316,7 +316,7 @@ def weight_ablation(dataset: BiasedDataset, params: Params, variants: list[dict]
                                           varied.kde_bandwidth, varied.kde_bandwidth_value, varied.kde_weighting,
                                           varied.kde_alpha, varied.kde_tau, varied.kde_clip)
         diagnostics = weight_diagnostics(weights, dataset.train.labels, dataset.train.aligned, dataset.num_classes)
-        label = variant.get("label", str({k: v for k, v in variant.items() if k != "label"}))
+        label = variant.get("label", str(_variant_overrides(variant)))
         rows.append({"variant": label, **summarize_diagnostics(diagnostics)})
     return rows
 
@@ -324,5 +324,10 @@ def weight_ablation(dataset: BiasedDataset, params: Params, variants: list[dict]
 def ablation_params(params: Params, variant: dict) -> Params:
     """The parameters of one variant of :func:`weight_ablation`: ``params`` with KDE weights and the variant's
     overrides (all of its items but ``label``)."""
-    overrides = {k: v for k, v in variant.items() if k != "label"}
-    return with_overrides(params, {"method": "dm", "target": "weighted", "weights": "kde", **overrides})
+    return with_overrides(params, {"method": "dm", "target": "weighted", "weights": "kde",
+                                   **_variant_overrides(variant)})
+
+
+def _variant_overrides(variant: dict) -> dict:
+    """A variant's parameter overrides: all of its items but ``label``."""
+    return {k: v for k, v in variant.items() if k != "label"}
