@@ -48,7 +48,7 @@ nb.save_table(table, figures, "02_bias_in_distillation");
 # Accuracy on the balanced test split, and separately on its bias-aligned and bias-conflicting images (%).
 
 # %%
-nb.metrics_view(table, extra=("dataset", "ratio", "ipc"))
+nb.metrics_view(table, extra=("dataset", "source", "ratio", "ipc"))  # source: the images a preset was built from
 
 # %% [markdown]
 # ## Amplified or suppressed?

@@ -21,10 +21,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from paperlib.core.errors import PaperlibError
 from paperlib.core.store import atomic_write
-from paperlib.core.params import load_yaml, make_params, parse_set
+from paperlib.core.params import Params, load_yaml, make_params, parse_set, relevant_fields
 from paperlib.core.runtime import resolve_device
 from paperlib.data.presets import build_dataset
 from paperlib.distill.kde import kde_weights, weight_diagnostics
@@ -73,10 +74,15 @@ def _add_set(sub: argparse.ArgumentParser) -> None:
                      help="override one parameter; values are YAML scalars; repeatable")
 
 
-def _params(args: argparse.Namespace, **defaults):
-    values = {**defaults, **(load_yaml(args.params_file) if args.params_file else {})}
-    values.update(parse_set(args.assignments))
-    return make_params(values)
+def _params(args: argparse.Namespace, fixed: dict[str, Any] | None = None, **defaults: Any) -> Params:
+    """The command's parameters: ``defaults``, the parameter file, ``--set``; then ``fixed``, the values the
+    command itself decides (bench's METHOD), which a file or ``--set`` may not contradict."""
+    given = {**(load_yaml(args.params_file) if args.params_file else {}), **parse_set(args.assignments)}
+    for name, value in (fixed or {}).items():
+        if name in given and given[name] != value:
+            raise PaperlibError(f"{args.command} takes {name}={value} here, but the parameter file or --set gives "
+                                f"{name}={given[name]}; drop that setting")
+    return make_params({**defaults, **given, **(fixed or {})})
 
 
 def _describe(args: argparse.Namespace) -> dict:
@@ -94,12 +100,15 @@ def _run(args: argparse.Namespace) -> dict:
 
 
 def _bench(args: argparse.Namespace) -> dict:
-    return bench(_params(args, iterations=5, progress=False, method=args.method), warmup=args.warmup,
+    return bench(_params(args, {"method": args.method}, iterations=5, progress=False), warmup=args.warmup,
                  sync_check=args.sync_check)
 
 
 def _weights(args: argparse.Namespace) -> dict:
-    params = _params(args, method="dm", target="weighted", weights="kde")
+    params = _params(args, {"target": "weighted", "weights": "kde"}, method="dm")
+    if "kde_alpha" not in relevant_fields(params):  # else the weights' key would leave out every KDE setting
+        raise PaperlibError(f"weights needs a distilling method (one of: {', '.join(distilling_methods())}); "
+                            f"drop method={params.method}")
     dataset = build_dataset(params)
     kde = kde_weights(dataset, params, resolve_device(params.device))
     train = dataset.train

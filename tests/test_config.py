@@ -122,3 +122,22 @@ def test_to_device_gives_the_same_values_in_the_asked_dtype():
     assert to_device(drawn, "cpu") is drawn  # nothing copied where nothing moves
     if torch.cuda.is_available():  # staged through pinned memory, copied without waiting for the device
         assert torch.equal(to_device(drawn, "cuda").cpu(), drawn)
+
+
+def test_params_built_by_hand_are_validated_and_filled_in_before_a_run():
+    """``Params(...)`` skips validation; every entry point goes through with_overrides, which checks it."""
+    from paperlib.core.params import Params, with_overrides
+
+    filled = with_overrides(Params(dataset="cmnist", method="dm"), {})
+    assert (filled.iterations, filled.lr_img, filled.init) == (20000, 1.0, "real")
+    with pytest.raises(PaperlibError, match="ipc must be at least 1"):
+        with_overrides(Params(ipc=0), {})
+
+
+def test_an_empty_set_of_a_field_whose_default_is_empty_means_that_default():
+    """`--set eval_augment=` (YAML reads it as null) is the documented "the method's own", not an error."""
+    from paperlib.core.params import parse_set
+
+    assert make_params(parse_set(["eval_augment=", "eval_model="])).eval_augment == "dsa"
+    with pytest.raises(PaperlibError, match="must not be empty"):
+        make_params(parse_set(["dataset="]))

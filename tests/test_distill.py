@@ -1,6 +1,7 @@
 """The distillation engine: DM and gradient matching around one real-data target."""
 
 import dataclasses
+import itertools
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ import torch
 from paperlib.core.params import key_values, make_params
 from paperlib.data import build_dataset
 from paperlib.distill.engine import distill
+from paperlib.distill.group_labels import _nearest_centroid
 from paperlib.distill.targets import TARGETS, BarycenterTarget, GroupsTarget, WeightedTarget, make_target
 from paperlib.distill.dc import default_loops, gradient_distance
 from paperlib.distill.dm import dm_loss
@@ -183,6 +185,25 @@ def test_hidden_group_labels_are_dropped_or_imputed_for_the_group_targets_only(f
         make_target(ds, all_hidden, torch.device("cpu"))  # else drop matched nothing and the run did not move
 
 
+@pytest.mark.parametrize("a", [3, 25, 26])  # torch.cdist takes a matrix product above 25 centroids
+def test_imputation_is_the_batched_cdist_argmin_without_a_centroid_copy_per_hidden_sample(a, monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    k, h, d = 4, 300, 64
+    # Far from the origin and close together: a matrix product's rounding would pick other centroids.
+    features = 100 + 1e-3 * torch.randn(h, d, generator=g)
+    centroids = 100 + 1e-3 * torch.randn(k, a, d, generator=g)
+    labels = torch.randint(0, k, (h,), generator=g)
+    present = torch.rand(k, a, generator=g) < 0.7
+    present[:, 0] = True
+    reference = torch.cdist(features[:, None, :], centroids[labels]).squeeze(1)  # the old [H, A, D] call
+    reference[~present[labels]] = float("inf")
+    cdist, copied = torch.cdist, []
+    monkeypatch.setattr(torch, "cdist", lambda x1, x2, **kw: copied.append(x2.numel()) or cdist(x1, x2, **kw))
+    assert torch.equal(_nearest_centroid(features, labels, centroids, present), reference.argmin(1))
+    if a <= 25:
+        assert max(copied) == a * d  # one class's centroids at a time
+
+
 @pytest.mark.parametrize("setting, named", [({"sampling": "stratified"}, "sampling=stratified"),
                                             ({"init": "balanced"}, "init=balanced")])
 def test_hidden_group_labels_refuse_a_setting_that_reads_every_true_one(setting, named):
@@ -280,6 +301,39 @@ def test_balanced_init_spreads_over_groups():
     counts = torch.bincount(cells[drawn], minlength=100).view(10, 10)
     assert torch.equal(counts, balanced_quota(torch.bincount(cells, minlength=100).view(10, 10), 10))
     assert int((counts > 0).sum(1).min()) >= 2  # spread, where real draws follow the majority
+
+
+def test_balanced_init_water_fills_what_small_groups_leave_and_names_a_short_class():
+    assert balanced_quota(torch.tensor([[4, 4, 1]]), 9).tolist() == [[4, 4, 1]]  # exactly 9: used to raise
+    assert balanced_quota(torch.tensor([[40, 30, 5, 5]]), 70).tolist() == [[40, 20, 5, 5]]
+    sizes = torch.tensor([[100, 100, 1], [4, 4, 1], [2, 9, 0]])  # the largest takes what it can, first
+    assert balanced_quota(sizes, 9).tolist() == [[5, 3, 1], [4, 4, 1], [2, 7, 0]]
+    every = torch.tensor(list(itertools.product(range(6), repeat=3)))
+    for ipc in range(1, 16):
+        feasible = every[every.sum(1) >= ipc]
+        quota = balanced_quota(feasible, ipc)
+        assert bool((quota.sum(1) == ipc).all()) and bool((quota <= feasible).all())
+    with pytest.raises(PaperlibError, match=r"^class 1 has 8 training images, fewer than ipc=9; lower ipc to at "
+                                            r"most 8$"):
+        balanced_quota(torch.tensor([[5, 5], [4, 4]]), 9)
+
+
+def test_bad_sample_weights_say_how_many_in_which_class_and_what_to_do(monkeypatch):
+    weights = torch.tensor([1.0, 0.5, 1.0, float("nan"), -1.0, 1.0])
+    fix = r"KDE weights come from the SupCon encoder and are cached under .*weights/.*: lower supcon_lr, .*force=true$"
+    with pytest.raises(PaperlibError, match=r"^2 of 6 sample weights are negative or not finite \(the first in "
+                                            rf"class 1\); {fix}"):
+        WeightedTarget(weights, torch.tensor([0, 0, 1, 1, 2, 2]))
+    with pytest.raises(PaperlibError, match=r"\(the first in sample 3\)"):
+        WeightedTarget(weights)
+    params = _params(dataset="cmnist", method="dm", target="weighted", weights="kde")
+    ds = build_dataset(params)
+    bad = torch.ones(len(ds.train))
+    bad[int((ds.train.labels == 7).nonzero()[0, 0])] = float("inf")
+    monkeypatch.setattr("paperlib.distill.targets.sample_weights", lambda *args: (bad, {}))
+    with pytest.raises(PaperlibError, match=r"^1 of \d+ sample weights .*\(the first in class 7\)") as raised:
+        TARGETS["weighted"].for_run(ds, params, CPU)
+    assert "\n" not in str(raised.value)
 
 
 @pytest.mark.parametrize("drawn_by", ["the random baseline", "the real init"])

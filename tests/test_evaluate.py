@@ -17,6 +17,48 @@ def test_lr_drops_tenfold_for_the_second_half():
     assert [s.lr_at(e) for e in (0, 5, 6, 9)] == [0.01, 0.01, pytest.approx(0.001), pytest.approx(0.001)]
 
 
+def test_the_official_schedule_runs_one_more_epoch_and_drops_after_the_middle_one():
+    s = TrainSettings(epochs=10, lr=0.01, official_schedule=True)
+    assert s.epochs_run == 11 and s.drop_epoch == 7  # range(E + 1); lr x0.1 after epoch E // 2 + 1 = 6
+    assert [s.lr_at(e) for e in (0, 6, 7, 10)] == [0.01, 0.01, pytest.approx(0.001), pytest.approx(0.001)]
+    assert TrainSettings.from_params(make_params()).official_schedule  # the default
+    assert not TrainSettings.from_params(make_params(eval_official_schedule=False)).official_schedule
+
+
+def test_the_official_schedule_is_the_official_loop_bit_for_bit():
+    """DatasetCondensation's evaluate_synset, written out: range(E + 1) epochs, and after epoch E // 2 + 1 a new
+    SGD optimiser at a tenth of the rate (its momentum lost). run_epochs must give the same weights exactly."""
+    gen = torch.Generator().manual_seed(0)
+    net = init_parameters(ConvNet(1, 4, 28, width=8), gen)
+    images, labels = torch.randn(24, 1, 28, 28, generator=gen), torch.randint(0, 4, (24,), generator=gen)
+    epochs, lr, batch = 4, 0.05, 8
+
+    official = copy.deepcopy(net)
+    optimizer = torch.optim.SGD(official.parameters(), lr=lr, momentum=0.9, weight_decay=0.0005)
+    order_gen = torch.Generator().manual_seed(1)
+    for epoch in range(epochs + 1):
+        order = torch.randperm(24, generator=order_gen)
+        for start in range(0, 24, batch):
+            index = order[start:start + batch]
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(official(images[index]), labels[index]).backward()
+            optimizer.step()
+        if epoch == epochs // 2 + 1:
+            lr *= 0.1
+            optimizer = torch.optim.SGD(official.parameters(), lr=lr, momentum=0.9, weight_decay=0.0005)
+
+    ours = copy.deepcopy(net)
+    settings = TrainSettings(epochs=epochs, lr=0.05, batch=batch, dsa_strategy=None, official_schedule=True)
+    run_epochs(sgd(ours.parameters(), settings), images, settings, torch.Generator().manual_seed(1),
+               lambda index, x: torch.nn.functional.cross_entropy(ours(x), labels[index]), show_progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(official.parameters(), ours.parameters()))
+    kept = copy.deepcopy(net)  # the first schedule over as many epochs: other weights (so the test can fail)
+    settings = TrainSettings(epochs=epochs + 1, lr=0.05, batch=batch, dsa_strategy=None)
+    run_epochs(sgd(kept.parameters(), settings), images, settings, torch.Generator().manual_seed(1),
+               lambda index, x: torch.nn.functional.cross_entropy(kept(x), labels[index]), show_progress=False)
+    assert not all(torch.equal(a, b) for a, b in zip(official.parameters(), kept.parameters()))
+
+
 def test_training_learns_the_plain_digits(small_eval):
     params = make_params(dataset="mnist", method="whole", **{**small_eval, "eval_epochs": 3})
     ds = build_dataset(params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pandas as pd
@@ -11,6 +12,7 @@ import torch
 
 from paperlib.cli import main
 from paperlib.core.errors import PaperlibError
+from paperlib.core.params import with_overrides
 from paperlib.experiments.jobs import JobSettings, job_settings, missing_runs, run_job, run_specs
 from paperlib.experiments.runner import distilled_dir, load_record, run
 from paperlib.experiments.suite import load_suite, run_suite
@@ -82,6 +84,8 @@ def test_missing_runs_skip_stored_records_and_count_a_shared_run_once(tmp_path):
     assert [f"{s.experiment}.{s.label}" for s in missing_runs(specs)] == ["tiny.random", "tiny.dm", "tiny.dm_fairdd"]
     run(specs[0].params)
     assert [s.label for s in missing_runs(specs)] == ["dm", "dm_fairdd"]
+    forced = [dataclasses.replace(s, params=with_overrides(s.params, {"force": True})) for s in specs]
+    assert [s.label for s in missing_runs(forced)] == ["random", "dm", "dm_fairdd"]  # force=true recomputes
 
 
 def test_local_executor_two_jobs_at_once_gives_the_serial_table(tmp_path):

@@ -100,8 +100,13 @@ def test_bias_effect_reads_amplification_from_the_conflicting_gap():
         {"experiment": "corruption", "run": "dm", "method": "dm", "acc": 50.0, "acc_conflicting": 45.0},
         {"experiment": "colour_1%", "run": "whole", "method": "whole", "acc": 22.0, "acc_conflicting": 13.5},
         {"experiment": "colour_1%", "run": "dm", "method": "dm", "acc": 21.8, "acc_conflicting": 13.1},
+        {"experiment": "sizes", "run": "whole", "method": "whole", "acc": 60.0, "acc_conflicting": 55.0, "ipc": None},
+        {"experiment": "sizes", "run": "random", "method": "random", "acc": 25.0, "acc_conflicting": 20.0},
+        {"experiment": "sizes", "run": "dm_ipc50", "method": "dm", "acc": 40.0, "acc_conflicting": 30.0, "ipc": 50.0},
     ])
     effect = nb.bias_effect(table).set_index("comparison")
+    assert math.isnan(effect.loc["sizes", "acc vs random"])  # an IPC-10 subset is no baseline for IPC 50
+    assert effect.loc["sizes", "acc vs whole"] == -20.0
     assert effect.loc["colour", "reading"] == "amplified" and effect.loc["colour", "conflicting vs whole"] == -42.0
     assert effect.loc["colour", "acc vs random"] == -3.0
     assert effect.loc["corruption", "reading"] == "suppressed" and math.isnan(effect.loc["corruption", "acc vs random"])
@@ -338,3 +343,12 @@ def test_the_kernels_interrupt_stops_a_live_run_of_the_explorer():
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+def test_overhead_divides_by_the_vanilla_run_of_the_same_ipc_and_evaluation_model():
+    rows = [{"experiment": "e", "run": run, "method": "dm", "target": target, "ipc": ipc, "eval_model": "convnet",
+             "seconds_per_iteration": s, "seconds_per_iteration_amortised": s, "kde_one_off_seconds": None}
+            for run, target, ipc, s in (("dm10", "vanilla", 10.0, 1.0), ("dm50", "vanilla", 50.0, 4.0),
+                                        ("fair10", "groups", 10.0, 1.5), ("fair50", "groups", 50.0, 5.0))]
+    overhead = nb.overhead_table(_table(rows)).set_index("run")["vs_vanilla"]
+    assert (overhead["fair10"], overhead["fair50"], overhead["dm50"]) == (1.5, 1.25, 1.0)

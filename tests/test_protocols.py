@@ -91,6 +91,20 @@ def test_each_method_is_evaluated_as_the_official_code_does_unless_a_profile_say
         make_params(eval_augment="flip")
 
 
+def test_each_method_starts_from_the_official_codes_initialisation_unless_set():
+    """main_DM.py starts DM from real images; main.py / FairDD's main_DC.py start DC and DSA from noise."""
+    from paperlib.core.params import cache_key, with_overrides
+
+    assert [make_params(method=m).init for m in ("dm", "dc", "dsa")] == ["real", "noise", "noise"]
+    assert make_params(method="dc", init="real").init == "real"  # a profile's choice is kept
+    assert with_overrides(make_params(method="dm"), {"method": "dc"}).init == "noise"  # filled in again
+    # the filled-in value keys the set: DC's default and DC set to noise by hand are one run
+    assert cache_key(make_params(method="dc"), "distilled") == cache_key(make_params(method="dc", init="noise"),
+                                                                        "distilled")
+    assert cache_key(make_params(method="dc"), "distilled") != cache_key(make_params(method="dc", init="real"),
+                                                                        "distilled")
+
+
 def test_repeated_training_sets_keep_the_first_one_and_pool_every_model(tmp_path):
     from paperlib.experiments.runner import run
 

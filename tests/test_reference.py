@@ -43,6 +43,17 @@ def test_variants_name_the_papers_rows():
     assert lff["acc"] == 22.75 and "Table 5" in lff["table"]
 
 
+def test_gradient_matching_has_the_papers_row_from_its_official_noise_start_and_from_real_images():
+    """DC's rows come from the official noise start; the CPU profiles' real start (their stated scale) keeps
+    the row, shown with its init; DM from noise has none (DM's rows start from real images)."""
+    dc = dict(dataset="cmnist_fg", method="dc", ipc=10)
+    assert make_params(**dc).init == "noise" and reported(make_params(**dc))["acc"] == 71.41
+    assert reported(make_params(**dc, init="real"))["acc"] == 71.41
+    assert variant(make_params(**dc, init="balanced")) == "vanilla, balanced init"  # no such row: None below
+    assert reported(make_params(**dc, init="balanced")) is None
+    assert variant(make_params(dataset="cmnist_fg", method="dm", init="noise")) == "other"
+
+
 @pytest.mark.parametrize("change", [{"sampling": "stratified"}, {"eval_model": "lenet"}, {"precision": "bf16"},
                                     {"hidden_groups": 0.1}, {"warm_start_epochs": 2}, {"init": "noise"}])
 def test_a_run_off_the_papers_protocol_gets_no_reported_value(change):
@@ -56,3 +67,21 @@ def test_a_run_off_the_papers_protocol_gets_no_reported_value(change):
     expected = None if "hidden_groups" not in change else 22.75  # set, which never reads group labels
     assert reported(make_params(**lff))["acc"] == 22.75
     assert (reported(make_params(**lff, **change)) or {}).get("acc") == expected
+
+
+def test_a_dataset_whose_data_fixes_the_bias_has_no_ratio():
+    """The face presets read neither ratio: their tables say the data fixes the bias, not 'ratio 90%'."""
+    from paperlib.report.reference import bias_ratio
+    from paperlib.report.tables import _setting
+
+    assert bias_ratio(make_params(dataset="utkface")) is None
+    assert bias_ratio(make_params(dataset="cmnist", conflict_ratio=0.01)) == 0.01
+    assert bias_ratio(make_params(dataset="cmnist_fg", majority_ratio=0.95)) == 0.95
+    row = {"dataset": "bffhq", "protocol": "companion", "ratio": None, "ipc": 10}
+    assert _setting(row) == "bffhq (companion protocol), bias fixed by the data, IPC 10"
+
+
+def test_paper_bs_reimplementation_of_kde_stands_beside_kde_runs_on_both_its_datasets():
+    kde = dict(method="dm", ipc=10, target="weighted", weights="kde")
+    assert reported(make_params(dataset="cmnist_fg", **kde))["acc"] == 90.42
+    assert reported(make_params(dataset="cifar10_s", **kde))["deo_m"] == 48.20

@@ -111,6 +111,9 @@ def test_find_or_make_makes_only_what_neither_the_cache_nor_the_store_holds(tmp_
     assert results_store.find_or_make("data/new.png", cache, make) == new and len(made) == 1
     forced = results_store.find_or_make("data/shipped.png", cache, make, force=True)
     assert forced == cache / "data" / "shipped.png" and len(made) == 2  # the cache copy now wins over the store
+    (store / ".quick.x1" / "data").mkdir(parents=True)  # a staging copy cut short: never served
+    (store / ".quick.x1" / "data" / "left.png").write_bytes(b"half")
+    assert results_store.find("data/left.png", cache) is None
 
 
 def _strings(value) -> list[str]:

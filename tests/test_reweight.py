@@ -53,6 +53,16 @@ def test_bandwidth_rules():
         bandwidth(x, "nope")
 
 
+@pytest.mark.parametrize("n, kept", [(1999, 1999), (3999, 3999), (4000, 2000), (6999, 2333)])
+def test_median_bandwidth_takes_every_n_over_2000th_point_up_to_3999(n, kept, monkeypatch):
+    x = torch.randn(n, 1, generator=torch.Generator().manual_seed(n))
+    cdist, sizes = torch.cdist, []
+    monkeypatch.setattr(torch, "cdist", lambda x1, x2, **kw: sizes.append(x1.shape[0]) or cdist(x1, x2, **kw))
+    h = bandwidth(x, "median")
+    assert sizes == [kept]
+    assert h == pytest.approx(float(torch.pdist(x[:: max(1, n // 2000)]).median()), rel=1e-5)
+
+
 @pytest.mark.parametrize("weighting", ["power", "softmax"])
 @pytest.mark.parametrize("clip", [0.0, 2.0])
 def test_weights_sum_to_one_per_class_and_decrease_with_density(weighting, clip):

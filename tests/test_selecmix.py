@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from paperlib.core.params import cache_key, make_params
+from paperlib.core.params import cache_key, key_values, make_params
 from paperlib.data import build_dataset
 from paperlib.experiments.runner import training_set
 from paperlib.train.evaluate import evaluate_set
 from paperlib.train.loop import predict, train_classifier
 from paperlib.train.models import init_parameters
-from paperlib.train.selecmix import contradicting_partners, train_selecmix
+from paperlib.train.selecmix import contradicting_partners, mix_with_partners, mixing_draws, train_selecmix
 from test_debias import CLASSES, TOY_SETTINGS, toy_task  # the same colour-biased toy task as LfF's test
 
 
@@ -40,6 +40,20 @@ def test_partners_are_the_least_alike_same_label_or_the_most_alike_other_label()
     assert negative[0] == 3 and negative[3] == 0 and negative[2] == 4  # other label, most similar
     assert torch.equal(contradicting_partners(features, torch.zeros(5, dtype=torch.long),
                                               torch.zeros(5, dtype=torch.bool)), everyone)
+
+
+def test_mixing_follows_the_official_rule():
+    """One pair type per batch, the anchor's share in [0, 1/2], the loss on the partner's label alone
+    (iwhwang/SelecMix, --rand --ours)."""
+    gen = torch.Generator().manual_seed(0)
+    draws = [mixing_draws(8, gen) for _ in range(40)]
+    kinds = [set(positive.tolist()) for positive, _ in draws]
+    assert all(len(kind) == 1 for kind in kinds) and set().union(*kinds) == {True, False}
+    shares = torch.cat([lam for _, lam in draws])
+    assert 0 <= shares.min() and shares.max() <= 0.5 and shares.max() > 0.45
+    x = torch.arange(3.0).view(3, 1, 1, 1).expand(3, 1, 2, 2)
+    mixed, target = mix_with_partners(x, torch.tensor([5, 6, 7]), torch.tensor([2, 0, 1]), torch.tensor([0.25, 0.5, 0.0]))
+    assert mixed[:, 0, 0, 0].tolist() == [1.5, 0.5, 1.0] and target.tolist() == [7, 5, 6]
 
 
 # Conflicting-test accuracy on the colour-biased toy task of tests/test_debias.py (40 epochs, 95% aligned),
@@ -71,3 +85,4 @@ def test_evaluate_set_with_selecmix_runs_end_to_end_and_is_keyed_by_its_q():
     assert first["acc"] == again["acc"] and 0 <= first["acc"] <= 100  # seeded: the same run twice
     assert cache_key(params) != cache_key(make_params({**params.__dict__, "lff_q": 0.5}))
     assert cache_key(params) != cache_key(make_params({**params.__dict__, "eval_trainer": "lff"}))
+    assert key_values(params)["eval_trainer_version"] == 1  # the official mixing rule: new keys, not old records

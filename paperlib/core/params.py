@@ -80,7 +80,7 @@ class Params:
     batch_real: int = _p(256, "distill", by="method")  # real images per class and step
     lr_img: float = _p(0.0, "distill", by="method")  # 0: the papers' value (DM 1, or 10 at IPC >= 100; DC 0.1)
     momentum_img: float = _p(0.5, "distill", by="method")
-    init: str = _p("real", "distill", by="method", names="init")  # real | noise | balanced
+    init: str = _p("", "distill", by="method", names="init")  # "": the method's (DM real, DC / DSA noise); real | noise | balanced
     sampling: str = _p("uniform", "distill", by="method", names="sampling")  # uniform | stratified
     stratified_min: int = _p(16, "distill", by="sampling")  # stratified: at least this many images per group
     outer_loop: int = _p(0, "distill", by="method")  # gradient matching; 0: by IPC, as the reference table
@@ -126,6 +126,10 @@ class Params:
     num_eval: int = _p(5, "eval")
     dsa: bool = _p(True, "augment")  # DSA in DM / DSA matching and in evaluations that augment
     eval_augment: str = _p("", "eval", choices=("", "dsa", "none"))  # "": the method's protocol (DC none, others dsa)
+    # The official evaluate_synset's schedule: eval_epochs + 1 epochs, lr x0.1 after epoch eval_epochs // 2 + 1 with
+    # a fresh optimiser; false: this companion's first schedule (eval_epochs epochs, the drop one epoch earlier,
+    # momentum kept), which the shipped quick results were computed with (keyed only when true)
+    eval_official_schedule: bool = _p(True, "eval", when="eval_official_schedule")
     dsa_strategy: str = _p("color_crop_cutout_flip_scale_rotate", "augment", names="dsa_op")
     eval_trainer: str = _p("plain", "eval", names="eval_trainer")  # plain | lff (Learning from Failure) | selecmix
     lff_q: float = _p(0.7, "eval", by="eval_trainer")  # GCE exponent of the biased companion (LfF, SelecMix)
@@ -168,8 +172,8 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     """
     kind = type(default)
     if value is None:
-        if default is None:
-            return None
+        if default is None or default == "":  # `--set eval_model=` means the empty default: "the method's own"
+            return default
         raise PaperlibError(f"parameter {name!r} must not be empty; give a value like {default!r}")
     if default is None or kind is str:
         if not isinstance(value, str):
@@ -311,7 +315,7 @@ def with_overrides(params: Params | None, overrides: Mapping[str, Any]) -> Param
     to keep such a value, pass it again among the overrides.
     """
     if params is not None and not overrides:
-        return params
+        return make_params(dataclasses.asdict(params))  # validated and filled in, even if built by hand
     base = {} if params is None else {name: value for name, value in dataclasses.asdict(params).items()
                                       if name in overrides or not _filled_in(params, name)}
     return make_params({**base, **overrides})

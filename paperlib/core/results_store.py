@@ -46,7 +46,9 @@ def find(relative: str, cache_dir: str | os.PathLike | None = None) -> Path | No
     found = cache_root(cache_dir) / relative
     if not found.is_file():
         store = results_root()
-        profiles = sorted(p for p in store.iterdir() if p.is_dir()) if store is not None and store.is_dir() else []
+        # .<profile>.* folders are publishing leftovers (a staging copy cut short): never served
+        profiles = (sorted(p for p in store.iterdir() if p.is_dir() and not p.name.startswith("."))
+                    if store is not None and store.is_dir() else [])
         found = next((p / relative for p in profiles if (p / relative).is_file()), None)
     if found is not None:
         publish(found, relative)

@@ -10,7 +10,8 @@ numbers come from those images); normalisation mean 0.5 / std 0.5; an empty (cla
 accuracy 0 in DEO; UTKFace tested on 100 images per (age bin, race) cell, trained on the rest.
 
 ``protocol=companion`` is this companion's own, cleaner construction: ten well-separated colours at 28 px, exact
-ratios per class, the training split's channel statistics, the C-FMNIST (BG) object kept intact, empty cells
+ratios per class, the training split's channel statistics, C-FMNIST (BG) built as C-MNIST (BG) (the garment's
+pixels >= 128 black, every other pixel coloured: a silhouette, without the uint8 wrap-around), empty cells
 left out of DEO. Every table names the protocol of its rows.
 """
 

@@ -17,20 +17,28 @@ from paperlib.core.errors import PaperlibError
 def balanced_quota(cell_sizes: Tensor, per_class: int) -> Tensor:
     """``[K, A]`` counts that spread ``per_class`` images evenly over each class's groups.
 
-    Non-empty groups get ``per_class // G`` each and the largest ones one more;
-    a group too small for its share gives the shortfall to the class's largest group.
+    Non-empty groups get ``per_class // G`` each and the largest ones one more; what groups too small for their
+    share leave over goes to the class's largest group, what that cannot take to the next largest, and so on
+    (ties: the lower group index first). A one-line error names the first class with fewer than ``per_class``.
     """
+    class_sizes = cell_sizes.sum(1)
+    short = (class_sizes < per_class).nonzero().flatten()
+    if len(short):
+        k = int(short[0])
+        raise PaperlibError(f"class {k} has {int(class_sizes[k])} training images, fewer than ipc={per_class}; "
+                            f"lower ipc to at most {int(class_sizes.min())}")
     present = cell_sizes > 0
-    num_present = present.sum(1, keepdim=True)
-    size_rank = torch.argsort(torch.argsort(cell_sizes, dim=1, descending=True, stable=True), dim=1)
+    num_present = present.sum(1, keepdim=True).clamp_min(1)  # an empty class has per_class == 0 here
+    by_size = torch.argsort(cell_sizes, dim=1, descending=True, stable=True)  # rank 0: argmax, the old largest
+    size_rank = torch.argsort(by_size, dim=1)
     quota = (per_class // num_present) + (size_rank < per_class % num_present).long()
     quota = torch.minimum(quota * present, cell_sizes)
-    shortfall = per_class - quota.sum(1)
-    largest = cell_sizes.argmax(1)
-    quota[torch.arange(quota.shape[0]), largest] += shortfall
-    if bool((quota > cell_sizes).any()):
-        raise PaperlibError(f"a class has fewer than ipc={per_class} training images; lower ipc")
-    return quota
+    shortfall = per_class - quota.sum(1, keepdim=True)
+    # Water-fill in size order: each group takes what the larger ones had no room for (all of it, the largest).
+    room = cell_sizes - quota
+    room_by_rank = torch.gather(room, 1, by_size)
+    room_before = torch.gather(room_by_rank.cumsum(1) - room_by_rank, 1, size_rank)
+    return quota + torch.minimum(room, (shortfall - room_before).clamp_min(0))
 
 
 def real_per_class(dataset: BiasedDataset, ipc: int, gen: torch.Generator) -> Tensor:

@@ -53,14 +53,15 @@ class Method:
     whole_data: bool = False
     eval_epochs: int = 1000
     eval_augment: str = "dsa"  # "none": evaluation models train without augmentation (DC's protocol)
+    init: str = "real"  # how the official code starts the synthetic set (main_DM.py: real; main.py / main_DC.py: noise)
 
     @property
     def distils(self) -> bool:
         return self.step is not None
 
     def defaults(self, params: Params) -> dict[str, Any]:
-        """The official values for ``eval_epochs=0``, ``eval_augment=""``, ``iterations=0``, ``lr_img=0`` and a
-        training batch of 0."""
+        """The official values for ``eval_epochs=0``, ``eval_augment=""``, ``iterations=0``, ``lr_img=0``,
+        ``init=""`` and a training batch of 0."""
         changes: dict[str, Any] = {}
         if params.eval_epochs == 0:
             changes["eval_epochs"] = self.eval_epochs
@@ -72,6 +73,8 @@ class Method:
             changes["iterations"] = self.iterations
         if params.lr_img == 0:
             changes["lr_img"] = self.lr_img(params.ipc)
+        if not params.init:
+            changes["init"] = self.init
         for name in _TRAINING_BATCHES:
             if name in self.uses and getattr(params, name) == 0:
                 changes[name] = params.eval_batch
@@ -94,10 +97,12 @@ METHODS.register("whole", Method(uses=(), select=lambda dataset, params: None, w
 METHODS.register("random", Method(uses=("ipc", "num_distill", "distill_run"), select=_random_subset))
 METHODS.register("dm", Method(_DM_USES, dm_step, augment=True, iterations=20000,
                               lr_img=lambda ipc: 10.0 if ipc >= 100 else 1.0))
-# FairDD's main_DC.py evaluates DC sets for 300 epochs without augmentation (get_daparam: strategy 'none').
+# FairDD's main_DC.py starts DC from noise and evaluates its sets for 300 epochs without augmentation
+# (get_daparam: strategy 'none'); DatasetCondensation's main.py starts DC / DSA from noise too.
 METHODS.register("dc", Method(_MATCHING_USES, matching_step, iterations=1000, lr_img=lambda ipc: 0.1,
-                              eval_epochs=300, eval_augment="none"))
-METHODS.register("dsa", Method(_MATCHING_USES, matching_step, augment=True, iterations=1000, lr_img=lambda ipc: 0.1))
+                              eval_epochs=300, eval_augment="none", init="noise"))
+METHODS.register("dsa", Method(_MATCHING_USES, matching_step, augment=True, iterations=1000, lr_img=lambda ipc: 0.1,
+                               init="noise"))
 
 
 def distilling_methods() -> tuple[str, ...]:

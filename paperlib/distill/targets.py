@@ -88,11 +88,17 @@ class WeightedTarget(Target):
     @classmethod
     def for_run(cls, dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Target, dict[str, Any]]:
         weights, facts = sample_weights(dataset, params, device)
-        return cls(weights), facts
+        return cls(weights, dataset.train.labels), facts
 
-    def __init__(self, sample_weights: Tensor) -> None:
-        if bool((sample_weights < 0).any()) or not bool(torch.isfinite(sample_weights).all()):
-            raise PaperlibError("sample weights must be finite and non-negative")
+    def __init__(self, sample_weights: Tensor, labels: Tensor | None = None) -> None:
+        """``labels`` (each training sample's class) only name the class of a bad weight in the error."""
+        bad = (sample_weights < 0) | ~torch.isfinite(sample_weights)
+        if bool(bad.any()):  # the one host wait, once per target
+            first = int(bad.nonzero()[0, 0])
+            where = f"class {int(labels[first])}" if labels is not None else f"sample {first}"
+            raise PaperlibError(f"{int(bad.sum())} of {bad.numel()} sample weights are negative or not finite (the "
+                                f"first in {where}); KDE weights come from the SupCon encoder and are cached under "
+                                "the cache's weights/ folder: lower supcon_lr, or recompute them with force=true")
         self.sample_weights = sample_weights.float()
 
     def aggregation(self, batch: RealBatch) -> Tensor:
@@ -122,7 +128,7 @@ class GroupsTarget(Target):
         if "hidden_groups" not in relevant_fields(params):
             return
         readers = [f"sampling={params.sampling}"] if SAMPLINGS[params.sampling].stratified else []
-        readers += [f"init={params.init}"] if INITS[params.init].reads_groups else []
+        readers += [f"init={params.init}"] if params.init and INITS[params.init].reads_groups else []  # "": real / noise
         if readers:
             raise PaperlibError(f"hidden_groups={params.hidden_groups} hides group labels that {' and '.join(readers)} "
                                 "would read in full; use sampling=uniform and init=real with hidden_groups")

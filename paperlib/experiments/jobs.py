@@ -111,18 +111,24 @@ _LEAST = {"jobs": 1, "threads": 0, "cpus_per_task": 1, "gpus_per_node": 0, "mem_
 
 def run_job(params: Params, threads: int) -> str:
     """What one job runs: ``params``'s run with ``threads`` torch threads (0: torch's default); returns its key."""
-    if threads:
-        torch.set_num_threads(threads)
-    return str(run(params)["key"])
+    if not threads:
+        return str(run(params)["key"])
+    before = torch.get_num_threads()  # restored: the in-process debug executor shares this process
+    torch.set_num_threads(threads)
+    try:
+        return str(run(params)["key"])
+    finally:
+        torch.set_num_threads(before)
 
 
 def missing_runs(specs: list[RunSpec]) -> list[RunSpec]:
-    """The specs without a stored record, one per record key (a run shared by two comparisons is one job)."""
+    """The specs without a stored record, or with ``force=true``, one per record key (a run shared by two
+    comparisons is one job)."""
     seen: set[str] = set()
     todo = []
     for spec in specs:
         key = record_key(spec.params)
-        if key not in seen and load_record(spec.params) is None:
+        if key not in seen and (spec.params.force or load_record(spec.params) is None):
             seen.add(key)
             todo.append(spec)
     return todo

@@ -132,7 +132,7 @@ def overhead_table(table: pd.DataFrame) -> pd.DataFrame:
 
     ``one_off_seconds`` is KDE's encoder and density cost; ``amortised`` adds it
     spread over the run's iterations; ``vs_vanilla`` divides ``amortised`` by the
-    vanilla run of the same comparison and method.
+    vanilla run of the same comparison, method, IPC and evaluation model.
     """
     done = table[(table["status"] == "done") & table["method"].isin(distilling_methods())].copy()
     if done.empty:
@@ -140,10 +140,11 @@ def overhead_table(table: pd.DataFrame) -> pd.DataFrame:
                                      "amortised", "vs_vanilla"])
     done["one_off_seconds"] = done["kde_one_off_seconds"]
     done["amortised"] = done["seconds_per_iteration_amortised"]
+    same = ["experiment", "method", "ipc", "eval_model"]  # one vanilla baseline per setting of a comparison
     vanilla = done[(done["target"] == "vanilla") & (done["eval_trainer"] == "plain")]
-    base = {(e, m): v for e, m, v in zip(vanilla["experiment"], vanilla["method"], vanilla["amortised"])}
-    done["vs_vanilla"] = [a / base[(e, m)] if (e, m) in base else math.nan
-                          for e, m, a in zip(done["experiment"], done["method"], done["amortised"])]
+    base = {tuple(row[same]): row["amortised"] for _, row in vanilla.iterrows()}
+    done["vs_vanilla"] = [row["amortised"] / base[tuple(row[same])] if tuple(row[same]) in base else math.nan
+                          for _, row in done.iterrows()]
     keep = done[done["eval_trainer"] == "plain"]  # LfF reuses the vanilla distilled set
     return keep[["experiment", "run", "seconds_per_iteration", "one_off_seconds", "amortised",
                  "vs_vanilla"]].reset_index(drop=True)
@@ -188,7 +189,8 @@ def percent(ratio: float | None) -> str:
 
 def _setting(row: pd.Series) -> str:
     ipc = "whole data" if pd.isna(row.get("ipc")) else f"IPC {int(row['ipc'])}"
-    return f"{row['dataset']} ({row['protocol']} protocol), ratio {percent(row['ratio'])}, {ipc}"
+    ratio = "bias fixed by the data" if pd.isna(row.get("ratio")) else f"ratio {percent(row['ratio'])}"
+    return f"{row['dataset']} ({row['protocol']} protocol), {ratio}, {ipc}"
 
 
 def _text(value: Any) -> bool:
@@ -230,7 +232,8 @@ SHORTCUT_LEVEL = 25.0  # whole-data conflicting accuracy below this: the whole-d
 
 
 def bias_effect(table: pd.DataFrame) -> pd.DataFrame:
-    """Each distilled run of a comparison against its whole-data and random-real runs (accuracy points).
+    """Each distilled run of a comparison against its whole-data run and the random real subset of its own IPC
+    (accuracy points; ``nan`` where the comparison has no subset of that size).
 
     ``reading`` is *amplified* when the distilled model's bias-conflicting
     accuracy is more than :data:`AMPLIFIED_GAP` points below the whole-data
@@ -243,11 +246,15 @@ def bias_effect(table: pd.DataFrame) -> pd.DataFrame:
     subsets = [m for m in METHODS.where(distils=False) if m not in whole_data]
     rows = []
     for experiment, group in done.groupby("experiment", sort=False):
-        base = {m: group[group["method"] == m].iloc[0] for m in (*subsets, *whole_data) if (group["method"] == m).any()}
+        wholes = {m: group[group["method"] == m].iloc[0] for m in whole_data if (group["method"] == m).any()}
+        present = [m for m in subsets if (group["method"] == m).any()]
         for _, run in group[group["method"].isin(distilling_methods()) & (group["target"] == "vanilla")].iterrows():
             row = {"comparison": experiment, "run": run["run"], "ipc": run["ipc"], "acc": round(run["acc"], 1),
                    "conflicting": round(run["acc_conflicting"], 1)}
-            for name, baseline in base.items():
+            for name in present:  # a subset of another size is no baseline for this run
+                same_size = group[(group["method"] == name) & (group["ipc"] == run["ipc"])]
+                row[f"acc vs {name}"] = round(run["acc"] - same_size.iloc[0]["acc"], 1) if len(same_size) else math.nan
+            for name, baseline in wholes.items():
                 row[f"acc vs {name}"] = round(run["acc"] - baseline["acc"], 1)
                 if name in whole_data:
                     gap = run["acc_conflicting"] - baseline["acc_conflicting"]

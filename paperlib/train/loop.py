@@ -30,6 +30,9 @@ class TrainSettings:
     weight_decay: float = 5e-4
     dsa_strategy: str | None = "color_crop_cutout_flip_scale_rotate"  # None: no augmentation
     lr_drop: bool = True  # False: constant lr (the gradient-matching inner loop)
+    # The official evaluate_synset's loop: epochs + 1 epochs, lr x0.1 after epoch epochs // 2 + 1 with a fresh
+    # optimiser (its momentum dropped); False: epochs epochs, the drop one epoch earlier, momentum kept
+    official_schedule: bool = False
     torch_compile: str = "never"  # auto | always | never: the forward passes through torch.compile (runtime.compile_wanted)
 
     @classmethod
@@ -37,11 +40,23 @@ class TrainSettings:
         """The evaluation's training settings of a run (``eval_*``; DSA unless ``eval_augment=none``)."""
         augment = params.dsa and params.eval_augment != "none"
         return cls(epochs=params.eval_epochs, lr=params.eval_lr, batch=params.eval_batch,
-                   dsa_strategy=params.dsa_strategy if augment else None, torch_compile=params.torch_compile)
+                   dsa_strategy=params.dsa_strategy if augment else None, torch_compile=params.torch_compile,
+                   official_schedule=params.eval_official_schedule)
+
+    @property
+    def epochs_run(self) -> int:
+        """How many epochs the loop runs: ``epochs``, and one more on the official schedule (``range(E + 1)``)."""
+        return self.epochs + self.official_schedule
+
+    @property
+    def drop_epoch(self) -> int | None:
+        """The 0-based epoch from which the learning rate is x0.1 (``None``: never): ``epochs // 2 + 2`` on the
+        official schedule, whose drop follows epoch ``epochs // 2 + 1``; ``epochs // 2 + 1`` otherwise."""
+        return self.epochs // 2 + 1 + self.official_schedule if self.lr_drop else None
 
     def lr_at(self, epoch: int) -> float:
-        """Learning rate for 0-based ``epoch``: x0.1 from epoch ``epochs // 2 + 1`` on, as the reference."""
-        return self.lr * (0.1 if self.lr_drop and epoch >= self.epochs // 2 + 1 else 1.0)
+        """Learning rate for 0-based ``epoch``: x0.1 from :attr:`drop_epoch` on."""
+        return self.lr * (0.1 if self.drop_epoch is not None and epoch >= self.drop_epoch else 1.0)
 
 
 def sgd(parameters: Iterable[Tensor], settings: TrainSettings) -> torch.optim.SGD:
@@ -81,9 +96,11 @@ def run_epochs(optimizer: torch.optim.Optimizer, images: Tensor, settings: Train
     """
     dsa = DSA(DSAParams(strategy=settings.dsa_strategy)) if settings.dsa_strategy else None
     n = images.shape[0]
-    bar = progress(range(settings.epochs), desc=desc, enabled=show_progress)
+    bar = progress(range(settings.epochs_run), desc=desc, enabled=show_progress)
     losses: list[Tensor] = []  # the mean losses of the epochs not yet read on the host
     for epoch in bar:
+        if settings.official_schedule and epoch == settings.drop_epoch:
+            optimizer.state.clear()  # the official code makes a new optimiser here: no momentum carried over
         for group in optimizer.param_groups:
             group["lr"] = settings.lr_at(epoch)
         order = to_device(torch.randperm(n, generator=gen), images.device)
@@ -97,7 +114,7 @@ def run_epochs(optimizer: torch.optim.Optimizer, images: Tensor, settings: Train
             total = total + _backward(batch_loss, index, x, micro_batch) * index.shape[0]
             optimizer.step()
         losses.append(total)
-        if len(losses) == HOST_READ_EVERY or epoch + 1 == settings.epochs:
+        if len(losses) == HOST_READ_EVERY or epoch + 1 == settings.epochs_run:
             _check_epochs(losses, n, epoch + 2 - len(losses), bar)
             losses = []
 

@@ -6,15 +6,19 @@ version). SelecMix is mixup with *contradicting pairs*, chosen by an auxiliary b
 * the biased model is trained beside the tested one with the generalised cross-entropy (GCE, exponent
   ``lff_q``), so its features encode the shortcut;
 * for each image of a batch (the anchor) a partner is chosen in the same batch from the biased model's
-  normalised embedding: with probability 1/2 a *contradicting positive* (same label, the least similar
-  bias feature) and otherwise a *contradicting negative* (another label, the most similar bias feature);
+  normalised embedding: for the whole batch, with probability 1/2, a *contradicting positive* (same label, the
+  least similar bias feature) and otherwise a *contradicting negative* (another label, the most similar bias
+  feature);
 * the tested model is trained with cross-entropy on ``lam * anchor + (1 - lam) * partner`` against the
-  labels mixed the same way, ``lam ~ U(0, 1)`` (Beta(1, 1)).
+  *partner's* label, ``lam ~ U(0, 1/2)`` per image, so the partner dominates the mixed image.
 
-Mixing an aligned anchor with a same-class image of another bias, or with an other-class image of the same
-bias, cancels the shortcut in the mixed sample. Deviations: the optimiser, schedule, batching and DSA are this
-package's evaluation protocol (:func:`paperlib.train.loop.run_epochs`), as for LfF; no generalised supervised
-contrastive loss for the biased model (the paper's optional addition).
+The mixing rule is the official code's (iwhwang/SelecMix, ``configs/v_ours.cfg``: ``--rand --ours``, ``a=1,
+b=0``: one pair type per batch, ``lam = Beta(1, 1) / 2``, the loss on the partner's label alone, no loss on the
+unmixed batch). Mixing an aligned anchor with a same-class image of another bias, or with an other-class image
+of the same bias, cancels the shortcut in the mixed sample. Deviations: the optimiser, schedule, batching and DSA
+are this package's evaluation protocol (:func:`paperlib.train.loop.run_epochs`), as for LfF (the official
+code: Adam, lr 0.005 on CMNIST); the partners come from the GCE-trained biased classifier's embedding, where the
+official code trains a separate encoder with a generalised supervised contrastive loss.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from torch import Tensor, nn
 from paperlib.train.lff import generalized_cross_entropy
 from paperlib.train.loop import TrainSettings, run_epochs, sgd, training_forward
 
-__all__ = ["contradicting_partners", "train_selecmix"]
+__all__ = ["contradicting_partners", "mix_with_partners", "mixing_draws", "train_selecmix"]
 
 
 def contradicting_partners(features: Tensor, labels: Tensor, positive: Tensor) -> Tensor:
@@ -49,13 +53,26 @@ def contradicting_partners(features: Tensor, labels: Tensor, positive: Tensor) -
     return torch.where(positive, least_alike, most_alike)
 
 
+def mixing_draws(n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """The official code's draws for a batch of ``n``: the pair type (``True``: contradicting positives), one
+    for the whole batch, and each anchor's share ``lam ~ U(0, 1/2)`` (``Beta(1, 1) / 2``)."""
+    positive = (torch.rand(1, generator=gen) > 0.5).expand(n)
+    return positive, 0.5 * torch.rand(n, generator=gen)
+
+
+def mix_with_partners(x: Tensor, labels: Tensor, partner: Tensor, lam: Tensor) -> tuple[Tensor, Tensor]:
+    """``lam * anchor + (1 - lam) * partner`` per image, and the label it is trained on: the partner's."""
+    weight = lam.view(-1, *([1] * (x.dim() - 1)))
+    return weight * x + (1 - weight) * x[partner], labels[partner]
+
+
 def train_selecmix(biased: nn.Module, model: nn.Module, images: Tensor, labels: Tensor, settings: TrainSettings,
                    q: float, gen: torch.Generator, show_progress: bool = True, desc: str = "selecmix") -> nn.Module:
     """Train ``biased`` (GCE) and ``model`` (cross-entropy on contradicting-pair mixup) together, in place.
 
     Both networks see the same shuffled, DSA-augmented batches of :func:`paperlib.train.loop.run_epochs` and
-    share one SGD optimiser (their losses touch disjoint parameters). The pair types and mixing weights are
-    drawn from ``gen`` after the batch. Returns ``model``, the one to test.
+    share one SGD optimiser (their losses touch disjoint parameters). The batch's pair type and the mixing
+    weights are drawn from ``gen`` after the batch. Returns ``model``, the one to test.
     """
     optimizer = sgd(itertools.chain(biased.parameters(), model.parameters()), settings)
     biased.train()
@@ -65,16 +82,12 @@ def train_selecmix(biased: nn.Module, model: nn.Module, images: Tensor, labels: 
     def batch_loss(index: Tensor, x: Tensor) -> Tensor:
         y = labels[index]
         n = y.shape[0]
-        positive = (torch.rand(n, generator=gen) < 0.5).to(x.device)
-        lam = torch.rand(n, generator=gen).to(x.device)
+        positive, lam = (t.to(x.device) for t in mixing_draws(n, gen))
         loss_b = generalized_cross_entropy(forward_b(x), y, q).mean()
         with torch.no_grad():  # the biased model only chooses the partners
             partner = contradicting_partners(embed_b(x), y, positive)
-        weight = lam.view(-1, *([1] * (x.dim() - 1)))
-        logits = forward(weight * x + (1 - weight) * x[partner])
-        mixed = lam * F.cross_entropy(logits, y, reduction="none") \
-            + (1 - lam) * F.cross_entropy(logits, y[partner], reduction="none")
-        return loss_b + mixed.mean()
+        mixed, target = mix_with_partners(x, y, partner, lam)
+        return loss_b + F.cross_entropy(forward(mixed), target)
 
     run_epochs(optimizer, images, settings, gen, batch_loss, show_progress, desc)
     return model

@@ -31,6 +31,7 @@ class Trainer:
 
     train: Callable[[NewModel, Tensor, Tensor, TrainSettings, Params, torch.Generator, str], nn.Module]
     uses: tuple[str, ...] = ()  # parameters that matter only with this trainer (they enter the cache key)
+    version: int = 0  # bumped when the trainer's results change (it enters the cache key of its runs)
 
 
 def _plain(new_model: NewModel, images: Tensor, labels: Tensor, settings: TrainSettings, params: Params,
@@ -56,4 +57,5 @@ def _selecmix(new_model: NewModel, images: Tensor, labels: Tensor, settings: Tra
 TRAINERS: Registry[Trainer] = Registry("eval_trainer", field="eval_trainer")
 TRAINERS.register("plain", Trainer(_plain))
 TRAINERS.register("lff", Trainer(_lff, uses=("lff_q", "lff_ema")))
-TRAINERS.register("selecmix", Trainer(_selecmix, uses=("lff_q",)))
+# version 1: the official mixing rule (one pair type per batch, the anchor at most half, the partner's label)
+TRAINERS.register("selecmix", Trainer(_selecmix, uses=("lff_q",), version=1))
