@@ -34,6 +34,8 @@ def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
                            "source": p.source or "", "protocol": p.protocol, "ratio": bias_ratio(p), "weights": p.weights,
                            "sampling": p.sampling, "init": p.init, "eval_model": p.eval_model or p.model,
                            "eval_trainer": p.eval_trainer, "eval_epochs": p.eval_epochs,
+                           # "first": this companion's first schedule (the quick profile's shipped runs)
+                           "eval_schedule": "official" if p.eval_official_schedule else "first",
                            "eval_augment": p.eval_augment if p.dsa else "none",
                            "hidden_groups": p.hidden_groups if "hidden_groups" in relevant_fields(p) else None,
                            "hidden_groups_fill": p.hidden_groups_fill if "hidden_groups" in relevant_fields(p) else "",
