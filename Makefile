@@ -80,7 +80,7 @@ browser-test: setup
 
 reproduce: setup
 	$(BIN)/python -m paperlib.reproduce --profile $(PROFILE) --executor $(EXECUTOR) $(if $(JOBS),--jobs $(JOBS)) \
-	    $(if $(filter 1 yes true,$(FROM_STORE)),--from-store)
+	    $(if $(filter 1 yes true YES TRUE Yes True on ON,$(FROM_STORE)),--from-store)
 
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from paperlib.core import results_store
 from paperlib.core.errors import PaperlibError
-from paperlib.core.paths import figures_dir, notebook_sources
+from paperlib.core.paths import code_digest, figures_dir, notebook_sources
 from paperlib.experiments.jobs import EXECUTORS, JobSettings, add_executor_arguments, run_specs, settings_from_args
 from paperlib.experiments.profiles import check_profile, notebook_parameters, profile_runs
 from paperlib.core.store import atomic_write
@@ -116,6 +116,7 @@ def execute(source: Path, profile: str, output: Path) -> float:
     import papermill
 
     parameters = notebook_parameters(profile, source.stem)
+    code = code_digest()  # before the run: the code the outputs come from
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch, environment_variables(PAPERLIB_NO_PROGRESS="1"):
         # the kernel inherits PAPERLIB_NO_PROGRESS: no bar widgets in stored outputs
@@ -140,16 +141,18 @@ def execute(source: Path, profile: str, output: Path) -> float:
                     tmp.write_bytes(executed.read_bytes())
             raise _failure(err, source, kept) from None
         with atomic_write(output) as tmp:
-            tmp.write_text(_without_scratch_paths(executed.read_text(), source, output))
+            tmp.write_text(_finished(executed.read_text(), source, output, code))
     return time.perf_counter() - start
 
 
-def _without_scratch_paths(text: str, source: Path, output: Path) -> str:
+def _finished(text: str, source: Path, output: Path, code: str) -> str:
     """The executed notebook with papermill's record of its temporary input and output files replaced by the
-    repository's names (no machine path in a committed notebook, no change from one run to the next)."""
+    repository's names (no machine path in a committed notebook, no change from one run to the next), and the
+    digest of the code that rendered it (``metadata.paperlib.code``: :func:`~paperlib.core.paths.code_digest`)."""
     import nbformat
 
     notebook = nbformat.reads(text, as_version=4)
+    notebook.metadata["paperlib"] = {"code": code}
     recorded = notebook.metadata.get("papermill", {})
     if "input_path" in recorded:
         recorded["input_path"] = source.name

@@ -133,3 +133,9 @@ def test_a_command_s_own_choice_is_not_overridden_by_the_file_or_set(capsys):
     assert "weights takes target=weighted here" in capsys.readouterr().err
     assert main(["weights", "--set", "method=whole"]) == 2
     assert "weights needs a distilling method" in capsys.readouterr().err
+
+
+def test_weights_accepts_every_kde_weighting(capsys):
+    args = ["weights", "--set", "dataset=cmnist", "--set", "source=digits", "--set", "kde_encoder=pixels",
+            "--set", "device=cpu", "--set", "kde_weighting=softmax"]
+    assert main(args) == 0 and len(json.loads(capsys.readouterr().out)["classes"]) == 10

@@ -259,16 +259,48 @@ def test_a_failing_notebook_keeps_its_partial_output_and_names_the_cell(tmp_path
     assert "ZeroDivisionError" in capsys.readouterr().err  # the traceback is shown, not dropped
 
 
-def test_an_executed_notebook_keeps_no_scratch_path_of_papermill(tmp_path):
-    from paperlib.reproduce import _without_scratch_paths
+def test_an_executed_notebook_keeps_no_scratch_path_of_papermill_and_names_its_code(tmp_path):
+    from paperlib.reproduce import _finished
 
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["papermill"] = {"input_path": "/tmp/tmpab12/02_x.ipynb", "output_path": "/tmp/tmpab12/executed.ipynb",
                                       "parameters": {"profile": "quick"}}
-    cleaned = nbformat.reads(_without_scratch_paths(nbformat.writes(notebook), ROOT / "notebooks" / "02_x.py",
-                                                    ROOT / "notebooks" / "02_x.ipynb"), as_version=4)
+    cleaned = nbformat.reads(_finished(nbformat.writes(notebook), ROOT / "notebooks" / "02_x.py",
+                                       ROOT / "notebooks" / "02_x.ipynb", "abc"), as_version=4)
     assert cleaned.metadata["papermill"] == {"input_path": "02_x.py", "output_path": "02_x.ipynb",
                                              "parameters": {"profile": "quick"}}
+    assert cleaned.metadata["paperlib"] == {"code": "abc"}
+
+
+@pytest.mark.parametrize("folder", ["notebooks", "notebooks/smoke"])
+def test_every_committed_notebook_was_rendered_by_the_code_here(folder):
+    """Outputs follow from paperlib, params/ and the notebook sources: a committed notebook rendered by other code
+    (a cached run does not count: render from an empty cache) shows numbers this code may not give."""
+    from paperlib.core.paths import code_digest
+
+    current = code_digest()
+    rendered = sorted((ROOT / folder).glob("[0-9][0-9]_*.ipynb"))
+    assert len(rendered) == len(notebook_sources())
+    stale = [p.name for p in rendered if nbformat.read(p, as_version=4).metadata.get("paperlib", {}).get("code")
+             != current]
+    fix = ("PAPERLIB_CACHE=$(mktemp -d) make reproduce PROFILE=smoke" if folder.endswith("smoke")
+           else "PAPERLIB_CACHE=$(mktemp -d) make reproduce FROM_STORE=1")
+    assert not stale, f"{folder}: {', '.join(stale)} rendered by other code than this checkout's; run {fix}"
+
+
+def test_the_code_digest_follows_the_code_and_not_the_docs(tmp_path, monkeypatch):
+    from paperlib.core.paths import code_digest
+
+    for name in ("paperlib/core/a.py", "params/quick/defaults.yaml", "notebooks/01_x.py", "docs/design.md"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x = 1\n")
+    monkeypatch.chdir(tmp_path)
+    first = code_digest()
+    (tmp_path / "docs/design.md").write_text("other words\n")
+    (tmp_path / "notebooks/01_x.py").write_bytes(b"x = 1\r\n")  # another line ending: the same code
+    assert code_digest() == first
+    (tmp_path / "params/quick/defaults.yaml").write_text("x = 2\n")
+    assert code_digest() != first
 
 
 def test_absent_data_is_reported_without_this_machines_paths(tmp_path, monkeypatch, capsys):

@@ -85,3 +85,14 @@ def test_paper_bs_reimplementation_of_kde_stands_beside_kde_runs_on_both_its_dat
     kde = dict(method="dm", ipc=10, target="weighted", weights="kde")
     assert reported(make_params(dataset="cmnist_fg", **kde))["acc"] == 90.42
     assert reported(make_params(dataset="cifar10_s", **kde))["deo_m"] == 48.20
+
+
+def test_the_paper_table_names_a_start_or_schedule_other_than_the_official_codes():
+    from paperlib.report.tables import _setting
+
+    row = {"dataset": "cmnist_fg", "protocol": "fairdd", "ratio": 0.9, "ipc": 10, "method": "dc", "init": "real",
+           "eval_schedule": "first"}
+    assert _setting(row) == ("cmnist_fg (fairdd protocol), ratio 90%, IPC 10; init real (official: noise); "
+                             "first evaluation schedule")
+    assert _setting({**row, "init": "noise", "eval_schedule": "official"}) == "cmnist_fg (fairdd protocol), ratio 90%, IPC 10"
+    assert _setting({**row, "method": "whole", "init": "", "ipc": None}).endswith("whole data; first evaluation schedule")

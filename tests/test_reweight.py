@@ -171,6 +171,36 @@ def test_kde_weights_end_to_end_on_digits_are_cached_and_deterministic(encoder, 
     assert torch.allclose(sums, torch.ones(10), atol=1e-4)
 
 
+def test_two_processes_asking_for_the_same_weights_compute_them_once(tmp_path, monkeypatch):
+    """The weights file is locked while it is computed: the second caller waits, then loads what the first
+    stored (threads hold separate lock handles, as processes do)."""
+    import threading
+    import time
+
+    from paperlib.distill import kde
+
+    params = make_params(dataset="cmnist", source="digits", conflict_ratio=0.1, method="dm", target="weighted",
+                         weights="kde", kde_encoder="pixels", device="cpu", cache_dir=str(tmp_path))
+    dataset = build_dataset(params)
+    computed = []
+    compute = kde.compute_kde_weights
+
+    def slow(*args):
+        computed.append(1)
+        time.sleep(0.3)  # long enough for the other thread to ask meanwhile
+        return compute(*args)
+
+    monkeypatch.setattr(kde, "compute_kde_weights", slow)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(kde_weights(dataset, params, torch.device("cpu"))))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(computed) == 1 and torch.equal(results[0].weights, results[1].weights)
+
+
 def test_run_with_kde_weights_records_cost_and_diagnostics(small_eval, tmp_path):
     from paperlib.experiments.runner import run
 

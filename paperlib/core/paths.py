@@ -6,6 +6,7 @@ notebook kernel, the command line and the tests each see exactly the variables t
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -63,3 +64,17 @@ def notebook_sources() -> list[Path]:
     if not found:
         raise PaperlibError("no notebooks/NN_*.py found; run from the repository")
     return found
+
+
+def code_digest() -> str:
+    """A short digest of what a rendered notebook's outputs follow from: ``paperlib/**/*.py``,
+    ``params/**/*.yaml`` and ``notebooks/NN_*.py`` (paths and contents, line endings normalised). Rendered
+    notebooks carry it (``metadata.paperlib.code``), so a notebook left from older code is found out."""
+    root = repo_root()
+    files = sorted([*root.glob("paperlib/**/*.py"), *root.glob("params/**/*.yaml"),
+                    *root.glob("notebooks/[0-9][0-9]_*.py")])
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes().replace(b"\r\n", b"\n") + b"\0")
+    return digest.hexdigest()[:16]

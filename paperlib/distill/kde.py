@@ -23,10 +23,12 @@ The weights feed the engine's ``weighted`` target for DM and gradient matching.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -35,7 +37,7 @@ from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params, cache_key, derive_seed, with_overrides
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import generator, progress
-from paperlib.core.store import cache_root, load_tensors, save_tensors
+from paperlib.core.store import cache_root, exclusive, load_tensors, save_tensors
 from paperlib.data.container import BiasedDataset
 from paperlib.train.models import init_parameters, model_from_params
 from paperlib.train.supcon import train_supcon
@@ -192,12 +194,19 @@ def _random_network(dataset: BiasedDataset, params: Params, images: Tensor, devi
 def _supcon(dataset: BiasedDataset, params: Params, images: Tensor, device: torch.device) -> Tensor:
     # The encoder is the expensive part; every KDE setting of the same encoder reuses its embeddings.
     path = cache_root(params.cache_dir) / "weights" / f"{params.dataset}-embeddings-{cache_key(params, 'embeddings')}.pt"
-    saved = None if params.force else load_tensors(path)
-    if saved is not None:
-        return saved["embeddings"].to(device)
-    embeddings = _embed_all(train_supcon(dataset, params, device), images, params.progress)
-    save_tensors(path, {"embeddings": embeddings.cpu()})
-    return embeddings
+    with _locked(path, params):  # parallel jobs sharing one encoder train it once
+        saved = None if params.force else load_tensors(path)
+        if saved is not None:
+            return saved["embeddings"].to(device)
+        embeddings = _embed_all(train_supcon(dataset, params, device), images, params.progress)
+        save_tensors(path, {"embeddings": embeddings.cpu()})
+        return embeddings
+
+
+def _locked(path: Path, params: Params) -> contextlib.AbstractContextManager[None]:
+    """The lock of the cache file ``path`` (``<cache>/locks/``): a second process asking for the same file waits,
+    then finds it stored."""
+    return exclusive(cache_root(params.cache_dir) / "locks" / f"{path.stem}.lock")
 
 
 @dataclass(frozen=True)
@@ -261,13 +270,14 @@ def compute_kde_weights(dataset: BiasedDataset, params: Params, device: torch.de
 def kde_weights(dataset: BiasedDataset, params: Params, device: torch.device) -> KdeWeights:
     """Paper A's per-sample weights for ``params`` (cached in ``<cache>/weights/``)."""
     path = cache_root(params.cache_dir) / "weights" / f"{params.dataset}-{cache_key(params, 'weights')}.pt"
-    saved = None if params.force else load_tensors(path)
-    if saved is not None:
-        return KdeWeights(saved["weights"], saved["log_density"], saved["bandwidth"], dict(saved["seconds"]))
-    result = compute_kde_weights(dataset, params, device)
-    save_tensors(path, {"weights": result.weights, "log_density": result.log_density,
-                        "bandwidth": result.bandwidth, "seconds": result.seconds})
-    return result
+    with _locked(path, params):
+        saved = None if params.force else load_tensors(path)
+        if saved is not None:
+            return KdeWeights(saved["weights"], saved["log_density"], saved["bandwidth"], dict(saved["seconds"]))
+        result = compute_kde_weights(dataset, params, device)
+        save_tensors(path, {"weights": result.weights, "log_density": result.log_density,
+                            "bandwidth": result.bandwidth, "seconds": result.seconds})
+        return result
 
 
 def weight_diagnostics(weights: Tensor, labels: Tensor, aligned: Tensor, num_classes: int) -> list[dict]:

@@ -56,7 +56,7 @@ class JobSettings:
     mem_gb: float = 32.0  # slurm
     timeout_min: int = 24 * 60  # a job's time limit (local and slurm)
     partition: str = ""  # slurm; "" leaves it to the cluster's default
-    folder: str = ""  # submitit's pickles and logs; "": <cache>/jobs
+    folder: str = ""  # submitit's pickles and logs; "": jobs/ in the default cache ($PAPERLIB_CACHE, not cache_dir)
 
     def job_folder(self) -> Path:
         return Path(self.folder) if self.folder else cache_root() / "jobs"
@@ -322,7 +322,7 @@ def add_executor_arguments(sub: argparse.ArgumentParser) -> None:
     group.add_argument("--mem-gb", type=float, help="slurm: memory per job")
     group.add_argument("--timeout-min", type=int, help="a job's time limit in minutes")
     group.add_argument("--partition", help="slurm partition")
-    group.add_argument("--job-folder", help="submitit's pickles and logs (default: <cache>/jobs)")
+    group.add_argument("--job-folder", help="submitit's pickles and logs (default: jobs/ in $PAPERLIB_CACHE or cache/)")
     group.add_argument("--no-wait", action="store_true", help="slurm: submit and return; --attach waits later")
     group.add_argument("--attach", action="store_true", help="slurm: wait for the jobs an earlier --no-wait "
                                                              "submitted, then tabulate")

@@ -190,9 +190,17 @@ def percent(ratio: float | None) -> str:
 
 
 def _setting(row: pd.Series) -> str:
+    """The setting of a row as the paper-vs-companion table names it, with what differs from the official
+    code beside the scale: a start other than the method's official one, this companion's first schedule."""
     ipc = "whole data" if pd.isna(row.get("ipc")) else f"IPC {int(row['ipc'])}"
     ratio = "bias fixed by the data" if pd.isna(row.get("ratio")) else f"ratio {percent(row['ratio'])}"
-    return f"{row['dataset']} ({row['protocol']} protocol), {ratio}, {ipc}"
+    notes = []
+    method, init = row.get("method"), row.get("init")
+    if _text(init) and method in METHODS and init != METHODS[method].init:
+        notes.append(f"init {init} (official: {METHODS[method].init})")
+    if row.get("eval_schedule") == "first":
+        notes.append("first evaluation schedule")
+    return f"{row['dataset']} ({row['protocol']} protocol), {ratio}, {ipc}" + "".join(f"; {n}" for n in notes)
 
 
 def _text(value: Any) -> bool:
