@@ -6,6 +6,8 @@
 #                             (or from your cache), then rewrite the results store results/$(PROFILE)/
 #   [EXECUTOR=local JOBS=N | EXECUTOR=slurm]  compute the notebooks' runs as jobs first (submitit)
 #   [FROM_STORE=1]            take runs from results/ too: compute only what neither it nor the cache holds
+# make plan [PROFILE=quick] [FROM_STORE=1]  compute nothing: list the runs reproduce needs, stored or missing,
+#                             and the distillation iterations and evaluation epochs still to compute
 # make lab [LAB_ARGS=...]     JupyterLab on the notebooks with this environment's kernel (as root: LAB_ARGS=--allow-root)
 # make sync                   pair notebooks/NN_*.py (the reviewed source) with their .ipynb and push its inputs there
 # make browser-test [SCREENSHOTS=DIR]  notebook 06's explorer driven in headless Chromium through JupyterLab
@@ -30,7 +32,7 @@ NBVAL     = -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with test
 # checked by tests/test_reproducibility.py.)
 PORTABLE_ENV = ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2
 
-.PHONY: setup test unit-test notebook-test notebook-test-portable browser-test reproduce lab sync clean-cache
+.PHONY: setup test unit-test notebook-test notebook-test-portable browser-test reproduce plan lab sync clean-cache
 
 setup: $(VENV)/.installed
 
@@ -80,6 +82,10 @@ browser-test: setup
 
 reproduce: setup
 	$(BIN)/python -m paperlib.reproduce --profile $(PROFILE) --executor $(EXECUTOR) $(if $(JOBS),--jobs $(JOBS)) \
+	    $(if $(filter 1 yes true YES TRUE Yes True on ON,$(FROM_STORE)),--from-store)
+
+plan: setup
+	$(BIN)/python -m paperlib.reproduce --profile $(PROFILE) --plan \
 	    $(if $(filter 1 yes true YES TRUE Yes True on ON,$(FROM_STORE)),--from-store)
 
 lab: setup

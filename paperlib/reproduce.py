@@ -31,9 +31,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
+
 from paperlib.core import results_store
 from paperlib.core.errors import PaperlibError
 from paperlib.core.paths import code_digest, figures_dir, notebook_sources
+from paperlib.experiments.plan import plan, summary
 from paperlib.experiments.jobs import EXECUTORS, JobSettings, add_executor_arguments, run_specs, settings_from_args
 from paperlib.experiments.profiles import check_profile, notebook_parameters, profile_runs
 from paperlib.core.store import atomic_write
@@ -224,11 +227,31 @@ def _run_notebooks(profile: str, only: str | None, output_dir: Path | None,
     return times
 
 
+def _print_plan(profile: str, only: str | None, from_store: bool) -> int:
+    """``--plan``: the runs of the notebooks' suites (those whose name contains ``only``), as ``make reproduce``
+    would find them (the results store read only with ``from_store``), and the work left."""
+    check_profile(profile)
+    sources = [s.stem for s in notebook_sources() if not only or only in s.stem]
+    if not sources:
+        raise PaperlibError(f"--only {only!r} matches no notebook")
+    variables = {} if from_store else {results_store.RESULTS_ENV_VAR: results_store.OFF}
+    with environment_variables(**variables):
+        table = plan(profile_runs(profile, sources))
+    with pd.option_context("display.max_rows", None, "display.width", 200):
+        print(table.to_string(index=False))
+    print(f"{summary(table)} (profile {profile}; results store {'read' if from_store else 'not read'}; "
+          f"the studies' tables are not listed; time one step with `python -m paperlib bench`)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m paperlib.reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="quick", help="smoke | quick | paper (default quick)")
     parser.add_argument("--only", help="run only the notebooks whose name contains this")
     parser.add_argument("--output-dir", type=Path, help="write executed notebooks here instead")
+    parser.add_argument("--plan", action="store_true",
+                        help="compute nothing: list the runs the notebooks' suites need, where each record is "
+                             "(cache, results store, missing) and the work the missing ones need")
     parser.add_argument("--from-store", action="store_true",
                         help="take runs from the shipped results store too; compute only what neither it nor the "
                              "cache holds")
@@ -236,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
+        if args.plan:
+            return _print_plan(args.profile, args.only, args.from_store)
         if args.no_wait or args.attach:
             raise PaperlibError("make reproduce waits for its runs; submit them with `python -m paperlib suite "
                                 "... --no-wait` to return at once")

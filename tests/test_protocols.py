@@ -91,6 +91,18 @@ def test_each_method_is_evaluated_as_the_official_code_does_unless_a_profile_say
         make_params(eval_augment="flip")
 
 
+def test_dsa_false_turns_augmentation_off_in_the_evaluation_too():
+    from paperlib.core.params import with_overrides
+    from paperlib.train.loop import TrainSettings
+
+    off = make_params(method="dm", dsa=False)
+    assert off.eval_augment == "none" and TrainSettings.from_params(off).dsa_strategy is None
+    assert with_overrides(make_params(method="dm"), {"dsa": False}).eval_augment == "none"
+    assert with_overrides(off, {"dsa": True}).eval_augment == "dsa"
+    with pytest.raises(PaperlibError, match="eval_augment=dsa needs dsa=true"):
+        make_params(method="dm", dsa=False, eval_augment="dsa")
+
+
 def test_each_method_starts_from_the_official_codes_initialisation_unless_set():
     """main_DM.py starts DM from real images; main.py / FairDD's main_DC.py start DC and DSA from noise."""
     from paperlib.core.params import cache_key, with_overrides

@@ -124,8 +124,9 @@ class Params:
     eval_lr: float = _p(0.01, "eval")
     eval_batch: int = _p(256, "eval")
     num_eval: int = _p(5, "eval")
-    dsa: bool = _p(True, "augment")  # DSA in DM / DSA matching and in evaluations that augment
-    eval_augment: str = _p("", "eval", choices=("", "dsa", "none"))  # "": the method's protocol (DC none, others dsa)
+    dsa: bool = _p(True, "augment")  # DSA in DM / DSA matching and in evaluations that augment; false: nowhere
+    # "": the method's protocol (DC none, others dsa; none when dsa=false)
+    eval_augment: str = _p("", "eval", choices=("", "dsa", "none"))
     # The official evaluate_synset's schedule: eval_epochs + 1 epochs, lr x0.1 after epoch eval_epochs // 2 + 1 with
     # a fresh optimiser; false: this companion's first schedule (eval_epochs epochs, the drop one epoch earlier,
     # momentum kept), which the shipped quick results were computed with (keyed only when true)
@@ -270,6 +271,9 @@ def validate(params: Params) -> Params:
     if params.kde_clip != 0 and params.kde_clip < 1:
         raise PaperlibError(f"kde_clip must be 0 (no clipping) or at least 1 (x the uniform weight), "
                             f"got {params.kde_clip}")
+    if params.eval_augment == "dsa" and not params.dsa:
+        raise PaperlibError("eval_augment=dsa needs dsa=true (dsa=false turns augmentation off everywhere); "
+                            "drop eval_augment or set dsa=true")
     for name in ("lff_q", "lff_ema"):
         if not 0 < getattr(params, name) < 1:
             raise PaperlibError(f"{name} must be in (0, 1), got {getattr(params, name)}; the paper uses 0.7")

@@ -65,8 +65,8 @@ class Method:
         changes: dict[str, Any] = {}
         if params.eval_epochs == 0:
             changes["eval_epochs"] = self.eval_epochs
-        if not params.eval_augment:
-            changes["eval_augment"] = self.eval_augment
+        if not params.eval_augment:  # dsa=false turns augmentation off everywhere, so the evaluation too
+            changes["eval_augment"] = self.eval_augment if params.dsa else "none"
         if not self.distils:
             return changes
         if params.iterations == 0:

@@ -36,7 +36,7 @@ def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
                            "eval_trainer": p.eval_trainer, "eval_epochs": p.eval_epochs,
                            # "first": this companion's first schedule (the quick profile's shipped runs)
                            "eval_schedule": "official" if p.eval_official_schedule else "first",
-                           "eval_augment": p.eval_augment if p.dsa else "none",
+                           "eval_augment": p.eval_augment,
                            "hidden_groups": p.hidden_groups if "hidden_groups" in relevant_fields(p) else None,
                            "hidden_groups_fill": p.hidden_groups_fill if "hidden_groups" in relevant_fields(p) else "",
                            "warm_start_epochs": p.warm_start_epochs if "warm_start_epochs" in relevant_fields(p) else 0}
