@@ -59,7 +59,14 @@ overview
 # ## What the bias looks like
 # Each grid row is one class; a **red frame** marks a bias-conflicting (minority-group) image. Beside it,
 # the number of training images per (class, attribute) group on a log scale: the bright diagonal is the
-# bias, the dim cells are the few images that contradict it.
+# bias, the dim cells are the few images that contradict it (numbered attributes, such as the ten colours or
+# backgrounds, are shown by number, their kind named on the axis).
+#
+# Two constructions of C-FMNIST (BG) appear: `cfmnist_bg` (`protocol=fairdd`, the preset's default) is paper
+# B's dataset as the official FairDD code builds it, whose uint8 wrap-around leaves only pure-black pixels
+# coloured and garbles the garment (the images paper B's C-FMNIST (BG) numbers measure);
+# `cfmnist_bg_companion` (`protocol=companion`) is the companion's clean construction: the garment's silhouette
+# black, the rest coloured (docs/design.md, "Protocols").
 
 # %%
 import matplotlib.pyplot as plt

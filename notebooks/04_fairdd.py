@@ -30,7 +30,9 @@
 #
 # **Which images.** Paper B's numbers come from the official FairDD code's images, and `protocol=fairdd` (the
 # presets' default) rebuilds them exactly: ReBias's palette, 32 px with the padding coloured in BG, its split
-# rule, normalisation 0.5 / 0.5, DC sets evaluated for 300 epochs without augmentation. Its C-FMNIST (BG) is
+# rule, normalisation 0.5 / 0.5, DC sets evaluated without augmentation (for 300 epochs in the official code
+# and the paper profile; the quick profile's runs train every evaluation model for 200 epochs, the
+# `eval_epochs` column of `04_fairdd.csv`). Its C-FMNIST (BG) is
 # **garbled**: the code's colour formula overflows the uint8 cast, so only pure-black pixels keep the colour and
 # the garment turns into wrapped-around noise (notebook 01 shows both constructions). We reproduce those images
 # on purpose, because they are what paper B's C-FMNIST (BG) numbers measure; `protocol=companion` is our clean
@@ -70,19 +72,20 @@ nb.save(axes[0], figures, "04_acc_deo_m", pdf=True);
 # %% [markdown]
 # ## Beside the paper
 # Paper B's Table numbers for the same dataset, majority ratio and IPC, next to ours (shorter runs; see the
-# profile's `defaults.yaml`).
+# profile's `defaults.yaml`). *first evaluation schedule* in the setting column: see notebook 03.
 
 # %%
 nb.paper_vs_companion(table, profile)
 
 # %% [markdown]
 # ## The groups FairDD recovers
-# Vanilla distillation turns every synthetic image into its class's majority group: one colour (or
-# background) per row. FairDD's images mix the colours of all the class's groups, because each one is pulled
-# towards every group's statistic at once; a model trained on them can no longer read the class off the
-# colour. Gradient matching shows the same once its runs are long enough (the quick profile's 40 DC iterations,
-# against the paper's 1,000): vanilla DC keeps each class in its majority colour, DC + FairDD's digits take on
-# the other groups' colours. The smoke profile's single DC iteration only checks that DC runs.
+# Vanilla distillation turns nearly every synthetic image into its class's majority group: one colour (or
+# background) per row, save a few images started from minority-group real images that keep their colour.
+# FairDD's images mix the colours of all the class's groups, because each one is pulled towards every group's
+# statistic at once; a model trained on them can no longer read the class off the colour. Gradient matching
+# shows the same once its runs are long enough (the quick profile's 40 DC iterations, against the paper's
+# 1,000): vanilla DC keeps each class in its majority colour, DC + FairDD's digits take on the other groups'
+# colours. The smoke profile's single DC iteration only checks that DC runs.
 
 # %%
 nb.show_grids(specs, figures, "04_distilled_grids",

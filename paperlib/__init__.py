@@ -5,7 +5,7 @@ Layers, each importing only the ones before it (``tests/test_architecture.py`` e
 * :mod:`paperlib.core` — parameters and the one cache key, registries, errors, seeds, files, device;
 * :mod:`paperlib.data` — raw sources, the registry of biased dataset presets, the dataset container;
 * :mod:`paperlib.train` — models, DSA, metrics, the training loop and the evaluation trainers;
-* :mod:`paperlib.distill` — methods, targets (vanilla / KDE-weighted / FairDD groups), the engine;
+* :mod:`paperlib.distill` — methods, targets (vanilla / KDE-weighted / FairDD groups / COBRA barycenter), the engine;
 * :mod:`paperlib.experiments` — one run (:func:`paperlib.experiments.runner.run`), suites, profiles, benchmarks;
 * :mod:`paperlib.report` — tables, figures, the explorer, the notebook checks;
 * the entry points: :mod:`paperlib.cli`, :mod:`paperlib.reproduce`, :mod:`paperlib.notebook`.

@@ -117,6 +117,11 @@ def _weights(args: argparse.Namespace) -> dict:
 
 
 def _suite(args: argparse.Namespace) -> dict:
+    if args.attach and args.no_wait:
+        raise PaperlibError("--attach waits for the jobs that --no-wait submitted; give one of them")
+    if args.table_only and (args.attach or args.no_wait or args.executor != "serial"):
+        given = "--attach" if args.attach else "--no-wait" if args.no_wait else f"--executor {args.executor}"
+        raise PaperlibError(f"--table-only runs nothing, so {given} has nothing to do; drop one of them")
     specs = suite_from_file(args.suite_file, args.profile, parse_set(args.assignments), args.only)
     settings = settings_from_args(args, args.profile)
     submitted = 0

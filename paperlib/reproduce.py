@@ -35,7 +35,8 @@ import pandas as pd
 
 from paperlib.core import results_store
 from paperlib.core.errors import PaperlibError
-from paperlib.core.paths import code_digest, figures_dir, notebook_sources
+from paperlib.core.paths import FIGURES_ENV_VAR, code_digest, figures_dir, notebook_sources
+from paperlib.data.sources import DATA_ENV_VAR
 from paperlib.experiments.plan import plan, summary
 from paperlib.experiments.jobs import EXECUTORS, JobSettings, add_executor_arguments, run_specs, settings_from_args
 from paperlib.experiments.profiles import check_profile, notebook_parameters, profile_runs
@@ -179,7 +180,9 @@ def reproduce(profile: str, only: str | None = None, output_dir: Path | None = N
         raise PaperlibError(f"--only {only!r} matches no notebook; choose a part of one of: {', '.join(names)}")
     store = results_store.results_root() if output_dir is None else None
     with tempfile.TemporaryDirectory(prefix="paperlib-publish-") as staging:
-        variables = {results_store.PUBLISH_ENV_VAR: staging} if store is not None else {}
+        variables = {**_absolute_folders(), **_kernel_threads(jobs)}
+        if store is not None:
+            variables[results_store.PUBLISH_ENV_VAR] = staging
         if not from_store:
             variables[results_store.RESULTS_ENV_VAR] = results_store.OFF
         with environment_variables(**variables):
@@ -191,6 +194,25 @@ def reproduce(profile: str, only: str | None = None, output_dir: Path | None = N
     return times
 
 
+# The folders the kernels read from the environment: a relative one would mean another folder in a kernel,
+# which starts in notebooks/, than in this process.
+_FOLDER_VARIABLES = ("PAPERLIB_CACHE", results_store.RESULTS_ENV_VAR, FIGURES_ENV_VAR, DATA_ENV_VAR)
+
+
+def _absolute_folders() -> dict[str, str]:
+    """The relative folders among :data:`_FOLDER_VARIABLES`, made absolute from this process's directory."""
+    return {name: os.path.abspath(value) for name in _FOLDER_VARIABLES
+            if (value := os.environ.get(name)) and value != results_store.OFF and not os.path.isabs(value)}
+
+
+def _kernel_threads(jobs: JobSettings | None) -> dict[str, str]:
+    """``--threads`` of an executor that leaves the runs to the notebooks (serial): the kernels' thread count,
+    which torch reads from ``OMP_NUM_THREADS`` when it starts."""
+    if jobs is None or EXECUTORS[jobs.executor].ahead_of_notebooks or not jobs.job_threads():
+        return {}
+    return {"OMP_NUM_THREADS": str(jobs.job_threads()), "MKL_NUM_THREADS": str(jobs.job_threads())}
+
+
 def _copy_whole(source: str, destination: str) -> None:
     with atomic_write(destination) as tmp:
         shutil.copy2(source, tmp)
@@ -198,13 +220,15 @@ def _copy_whole(source: str, destination: str) -> None:
 
 def _store(staging: Path, store: Path, profile: str, merge: bool) -> Path:
     """Put the collected files into ``store/<profile>/``: replacing it, or adding to it (``merge``)."""
+    # copytree gives the top folder the staging folder's mode (0700, a temporary directory's): reset after it
     if merge:  # each file moved into place whole, so an interrupted merge leaves no half-written file
         shutil.copytree(staging, store / profile, dirs_exist_ok=True, copy_function=_copy_whole)
+        (store / profile).chmod(0o755)
         return store / profile
     store.mkdir(parents=True, exist_ok=True)
     fresh = Path(tempfile.mkdtemp(prefix=f".{profile}.", dir=store))  # same file system: renamed into place
-    fresh.chmod(0o755)
     shutil.copytree(staging, fresh, dirs_exist_ok=True)
+    fresh.chmod(0o755)
     return results_store.replace_profile(fresh, store, profile)
 
 
@@ -274,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         with atomic_write(figures_dir(args.profile) / "reproduce_times.csv") as tmp:
             tmp.write_text("notebook,seconds\n" + "".join(f"{n},{s:.1f}\n" for n, s in times)
                            + f"total,{total:.1f}\n")
-    print(f"{len(times)} notebooks in {total / 60:.1f} min ({args.profile})")
+    notebooks = sum(1 for name, _ in times if not name.startswith("runs ("))  # not the executor's own entry
+    print(f"{notebooks} notebooks in {total / 60:.1f} min ({args.profile})")
     return 0
 
 

@@ -176,6 +176,11 @@ experiments:
     assert "the local executor submits none: use --executor slurm" in capsys.readouterr().err
     assert main(["suite", str(suite), "--executor", "slurm", "--attach", "--job-folder", str(tmp_path / "none")]) == 2
     assert "no submitted jobs to attach to" in capsys.readouterr().err
+    for flags, said in ((["--table-only", "--no-wait"], "--table-only runs nothing, so --no-wait"),
+                        (["--table-only", "--executor", "local"], "so --executor local has nothing to do"),
+                        (["--attach", "--no-wait"], "give one of them")):
+        assert main(["suite", str(suite), *flags]) == 2
+        assert said in capsys.readouterr().err
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "submitted.json").write_text("{bad")
     assert main(["suite", str(suite), "--executor", "slurm", "--attach", "--job-folder", str(tmp_path / "bad")]) == 2
@@ -230,3 +235,23 @@ def test_two_jobs_computing_one_key_leave_one_complete_record(tmp_path):
     folders = list((tmp_path / "records").iterdir())
     assert [f.name for f in folders] == [f"cmnist-dm-{load_record(params)['key']}"]
     assert [p.name for p in folders[0].iterdir()] == ["record.json"]  # no temporary file left beside it
+
+
+def test_ctrl_c_while_waiting_for_cluster_jobs_says_how_to_wait_again(monkeypatch):
+    from paperlib.experiments import jobs
+
+    class Queued:
+        def done(self):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(jobs, "POLL_SECONDS", 0)
+    with pytest.raises(PaperlibError, match="1 job.s. still queued or running.*with --attach"):
+        jobs._wait([], [Queued()])
+
+
+def test_local_jobs_share_the_cores_this_process_may_use_not_the_machines(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)  # e.g. taskset -c 0-2
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert job_settings("local", jobs=1).job_threads() == 3 and job_settings("local", jobs=2).job_threads() == 1

@@ -162,6 +162,20 @@ def test_kde_ablation_trains_one_encoder_per_setting_and_reports_shares():
         assert abs(row["conflicting % of samples"] - 100 * (1 - dataset.train.aligned.float().mean().item())) < 1
 
 
+def test_a_kde_variant_cannot_change_the_dataset_it_shares_with_the_others():
+    """The dataset is built once for every variant: a variant's conflict_ratio would key weights (and cached
+    embeddings) the computation never made."""
+    from paperlib.distill.kde import ablation_params
+
+    params = make_params(dataset="cmnist", source="digits", net_width=8)
+    assert ablation_params(params, {"label": "t", "supcon_temperature": 0.5, "kde_tau": 0.3}).kde_tau == 0.3
+    with pytest.raises(PaperlibError, match="KDE variant 'ratio 0.3' sets conflict_ratio, which the ablation keeps "
+                                            "fixed.*move conflict_ratio to the ablation's dataset"):
+        weight_ablation(None, params, [{"label": "ratio 0.3", "conflict_ratio": 0.3}], torch.device("cpu"))
+    with pytest.raises(PaperlibError, match="sets seed"):
+        ablation_params(params, {"seed": 1})
+
+
 def test_explorer_maps_the_slider_to_the_right_ratio_and_scale():
     model = ExplorerModel({"seed": 0, "net_width": 8, **SCALE}, SMOKE_EXPLORER)
     colour = model.params(Point("CMNIST", 0.2, 1, "dm", "KDE reweighting (paper A)"))

@@ -68,3 +68,64 @@ def test_comparison_bars_show_the_paper_only_where_it_reports_and_make_room_for_
     assert heights[0] == 60.0 and np.isnan(heights[1])  # no paper value: no diamond
     long = plot_comparison(table(["dm", "dm_fairdd_stratified_with_a_long_name"]))
     assert long.figure.get_figheight() > short.figure.get_figheight() == 3.2
+
+
+def _comparison_table(experiments, runs, std=0.0, sources=None):
+    rows = [(e, r) for e in experiments for r in runs]
+    table = pd.DataFrame({"experiment": [e for e, _ in rows], "run": [r for _, r in rows],
+                          "acc": [50.0] * len(rows), "acc_std": [std] * len(rows), "status": ["done"] * len(rows),
+                          "paper_acc": [None] * len(rows), "paper_source": [None] * len(rows)})
+    for i, source in (sources or {}).items():
+        table.loc[i, ["paper_acc", "paper_source"]] = [60.0, source]
+    return table
+
+
+def test_comparison_names_each_paper_and_draws_no_error_bar_without_a_spread():
+    from matplotlib.container import ErrorbarContainer
+
+    from paperlib.report.plots import plot_comparison
+
+    ax = plot_comparison(_comparison_table(["e"], ["dm", "dm_kde", "dm_fairdd"], std=0.0,
+                                           sources={0: "paper A (Cui et al., ICML 2024)",
+                                                    2: "paper B (FairDD, NeurIPS 2025)"}))
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "paper A (reported)" in texts and "paper B (reported)" in texts
+    assert not [c for c in ax.containers if isinstance(c, ErrorbarContainer)]  # one model: no bar, no cap
+    unnamed = _comparison_table(["e"], ["dm", "dm_kde"], std=1.0).assign(paper_acc=[60.0, None])
+    ax = plot_comparison(unnamed)  # a reported value without a source
+    assert "paper (reported)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+
+
+def test_comparison_colours_each_run_alike_across_experiments_with_one_tick_per_experiment():
+    from paperlib.report.plots import plot_comparison
+
+    ax = plot_comparison(_comparison_table(["cmnist_fg", "cmnist_bg"], ["vanilla", "fairdd", "cobra"]))
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["cmnist_fg", "cmnist_bg"]
+    bars = _bar_containers(ax)[0].patches
+    colours = [b.get_facecolor() for b in bars]
+    assert colours[0] == colours[3] and colours[1] == colours[4] and colours[0] != colours[1]
+    assert bars[3].get_x() - bars[2].get_x() > bars[1].get_x() - bars[0].get_x()  # a gap between experiments
+    assert {"vanilla", "fairdd", "cobra"} <= {t.get_text() for t in ax.get_legend().get_texts()}
+
+
+def test_group_counts_keep_whole_attribute_names_and_move_a_shared_kind_to_the_axis_label():
+    from paperlib.report.plots import plot_group_counts
+
+    counts = np.full((2, 2), 5.0)
+    ax = plot_group_counts(counts, ["gaussian_noise", "impulse_noise"])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["gaussian_noise", "impulse_noise"]
+    ax = plot_group_counts(counts, ["background 0", "background 1"])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1"]
+    assert ax.get_xlabel().startswith("background")
+
+
+def test_lines_against_ipc_label_only_the_values_run():
+    from paperlib.report.plots import plot_against
+
+    table = pd.DataFrame({"ipc": [10, 50, 10, 50], "acc": [22.0, 28.0, 83.0, 88.0], "status": ["done"] * 4,
+                          "distilled_set": ["DM", "DM", "DM + KDE", "DM + KDE"]})
+    ax = plot_against(table, "ipc", "acc", hue="distilled_set")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["10", "50"]
+    assert not [t for t in ax.get_xticklabels(minor=True) if t.get_text()]
+    assert ax.get_legend().get_title().get_text() == "distilled set"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -73,6 +74,10 @@ def test_publishing_collects_what_is_read_and_a_profile_is_replaced_whole(shippe
     assert _store(staging, store, "quick", merge=True) == written  # --only: added to the store, file by file
     merged = sorted(p.relative_to(written).as_posix() for p in written.rglob("*") if p.is_file())
     assert merged == sorted(collected + ["records/kept.json"])  # nothing removed, no temporary file left
+    # readable by a shared checkout's other users, although the staging folder was a private temporary one
+    staging.chmod(0o700)
+    assert _store(staging, store, "quick", merge=True).stat().st_mode & 0o777 == 0o755
+    assert _store(staging, store, "quick", merge=False).stat().st_mode & 0o777 == 0o755
 
 
 def test_a_study_table_is_computed_once_then_read_back_with_its_dtypes(tmp_path):
@@ -181,6 +186,24 @@ def test_make_reproduce_hides_the_shipped_store_from_the_notebooks_unless_asked(
     reproducing.reproduce("smoke", output_dir=tmp_path / "out", from_store=True)
     assert seen == [results_store.OFF, str(tmp_path / "results")]
     assert os.environ[results_store.RESULTS_ENV_VAR] == str(tmp_path / "results")  # restored after the run
+
+
+def test_the_notebook_kernels_get_absolute_folders_and_the_serial_thread_count(tmp_path, monkeypatch):
+    """Kernels start in notebooks/: a relative PAPERLIB_CACHE would be another folder there. With the serial
+    executor the notebooks compute the runs, so --threads reaches them as OMP_NUM_THREADS."""
+    from paperlib import reproduce as reproducing
+    from paperlib.experiments.jobs import job_settings
+
+    monkeypatch.setenv("PAPERLIB_CACHE", "my-cache")  # nothing is written there: the notebooks are not run
+    monkeypatch.setenv(results_store.RESULTS_ENV_VAR, "off")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    seen = []
+    monkeypatch.setattr(reproducing, "_run_notebooks", lambda *args: seen.append(
+        (os.environ["PAPERLIB_CACHE"], os.environ.get("OMP_NUM_THREADS"))) or [])
+    reproducing.reproduce("smoke", output_dir=tmp_path / "out", jobs=job_settings("serial", threads=1))
+    reproducing.reproduce("smoke", output_dir=tmp_path / "out", jobs=job_settings("serial"))
+    assert seen == [(str(Path.cwd() / "my-cache"), "1"), (str(Path.cwd() / "my-cache"), None)]
+    assert os.environ["PAPERLIB_CACHE"] == "my-cache" and "OMP_NUM_THREADS" not in os.environ  # restored
 
 
 @pytest.mark.parametrize("study, change, moves", [

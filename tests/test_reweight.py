@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 import pytest
@@ -124,6 +126,22 @@ def test_a_diverging_supcon_encoder_stops_with_the_step_it_diverged_at():
                          weights="kde", supcon_epochs=3, supcon_lr=1e30, net_width=8, device="cpu", progress=False)
     with pytest.raises(PaperlibError, match=r"^SupCon loss became nan at step 2; lower supcon_lr \(now 1e\+30\)"):
         train_supcon(build_dataset(params), params, torch.device("cpu"))
+
+
+def test_dsa_false_trains_the_supcon_encoder_on_the_images_themselves():
+    """dsa=false turns augmentation off everywhere, SupCon's view included (dsa keys the embeddings)."""
+    params = make_params(dataset="cmnist", source="digits", conflict_ratio=0.1, method="dm", target="weighted",
+                         weights="kde", supcon_epochs=0.3, net_width=8, device="cpu", progress=False)
+    dataset = build_dataset(params)
+
+    def weights_of(p):
+        return [w.detach().clone() for w in train_supcon(dataset, p, torch.device("cpu")).parameters()]
+
+    plain = weights_of(dataclasses.replace(params, dsa=False))
+    again = weights_of(dataclasses.replace(params, dsa=False))
+    augmented = weights_of(params)
+    assert all(torch.equal(a, b) for a, b in zip(plain, again))
+    assert not all(torch.equal(a, b) for a, b in zip(plain, augmented))
 
 
 def _supcon_loss_by_selection(features, labels, temperature):

@@ -46,6 +46,12 @@ def test_bad_run_names_its_place_in_the_suite(tmp_path):
         load_suite(_suite(tmp_path), only="zzz")
     with pytest.raises(PaperlibError, match="non-empty list under 'experiments'"):
         load_suite({"defaults": {}})
+    numbered = _suite(tmp_path)
+    numbered["experiments"][0]["name"] = 2024  # YAML's `name: 2024`
+    assert {s.experiment for s in load_suite(numbered, only="20")} == {"2024"}
+    numbered["experiments"][0]["name"] = ""
+    with pytest.raises(PaperlibError, match="every experiment needs a name"):
+        load_suite(numbered)
 
 
 def test_table_lists_missing_runs_as_not_run_then_real_numbers_after_running(tmp_path):

@@ -5,8 +5,10 @@ preset      classes      protected attribute (groups)            files under the
 ==========  ===========  ======================================  ==========================  ===========
 celeba      Attractive   Male: female, male                      ``celeba/``                 official
             (no, yes)                                                                        partitions
-utkface     age <= 19,   race: White, Black, Asian, Indian       ``UTKFace/``                seeded 80/20
-            20-39, >= 40 ("Others" dropped)                                                  stratified
+utkface     age <= 19,   race: White, Black, Asian, Indian       ``UTKFace/``                100 test per
+            20-39, >= 40 ("Others" dropped)                                                  cell (fairdd);
+                                                                                             seeded 20%
+                                                                                             (companion)
 bffhq       age: young,  gender: female, male                    ``bffhq/``                  align +
             old                                                                              conflict / test
 ==========  ===========  ======================================  ==========================  ===========
@@ -21,7 +23,10 @@ bffhq       age: young,  gender: female, male                    ``bffhq/``     
   Names that do not parse (a few published files lack a field) are skipped.
   The age bins (<= 19 / 20-39 / >= 40) and the four race groups are our
   choice: the papers only say "age in 3 bins" and "race (4 groups)". UTKFace
-  has no official split: a stratified (class x race) 80/20 split drawn from
+  has no official split. ``protocol=fairdd`` (the default, the official FairDD
+  code's) tests on 100 images of every (age bin, race) cell (all of a smaller
+  cell's) and trains on the rest; ``protocol=companion`` tests on a rounded 20%
+  of every cell. Either draw comes from
   ``derive_seed(seed, "dataset", "utkface", "split")``.
 * **BFFHQ** (Kim et al., DFA): ``bffhq/align/``, ``bffhq/conflict/`` (train;
   ``bffhq/train/{align,conflict}`` and ``bffhq/0.5pct/{align,conflict}`` are
@@ -72,7 +77,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 UTK_AGE_EDGES = (20, 40)  # class 0: age <= 19, 1: 20..39, 2: >= 40 (our choice; the papers say "3 bins")
 UTK_RACES = ("White", "Black", "Asian", "Indian")  # UTKFace race codes 0..3; code 4 "Others" is dropped
-UTK_TEST_FRACTION = 0.2  # per (class, race) cell, before the balanced test subsampling
+UTK_TEST_FRACTION = 0.2  # protocol=companion: per (class, race) cell, before the balanced test subsampling
 _UTK_NAME = re.compile(r"^(\d+)_([01])_([0-4])_[^_]*\.(?:jpe?g|png)$", re.IGNORECASE)
 
 _DECODE_WORKERS = 8

@@ -145,8 +145,9 @@ def distill(dataset: BiasedDataset, params: Params, target: Target, device: torc
 
     With ``checkpoint``, the state (images, optimiser, generator, losses) is
     saved there every ``params.checkpoint_every`` iterations and a run restarts
-    from it (unless ``params.force``); the finished run removes it. On the CPU a resumed run ends with the
-    same synthetic set, bit for bit, as an uninterrupted one.
+    from it (unless ``params.force``); the caller removes it once the result is stored (a kill between the
+    last iteration and the store then resumes near the end). On the CPU a resumed run ends with the same
+    synthetic set, bit for bit, as an uninterrupted one.
     """
     if not METHODS[params.method].distils:
         raise PaperlibError(f"method {params.method!r} does not distil; use one of {', '.join(distilling_methods())}")
@@ -174,6 +175,4 @@ def distill(dataset: BiasedDataset, params: Params, target: Target, device: torc
         if save:
             save_tensors(checkpoint, distiller.state(done, losses))
     seconds = time.perf_counter() - began
-    if checkpoint is not None:
-        checkpoint.unlink(missing_ok=True)
     return DistillResult(distiller.syn.detach().cpu().contiguous(), distiller.syn_labels.cpu(), losses, seconds, start)

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import Params, cache_key, derive_seed, with_overrides
+from paperlib.core.params import Params, cache_key, derive_seed, field_tags, with_overrides
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import generator, progress
 from paperlib.core.store import cache_root, exclusive, load_tensors, save_tensors
@@ -343,6 +343,19 @@ def ablation_params(params: Params, variant: dict) -> Params:
                                    **_variant_overrides(variant)})
 
 
+# What a variant may change: the weights' own settings. The dataset is built once for every variant, so a dataset
+# or seed setting would be ignored by the computation while it keyed the weights and their cached embeddings.
+_VARIANT_GROUPS = ("model", "augment", "encoder", "kde")
+
+
 def _variant_overrides(variant: dict) -> dict:
-    """A variant's parameter overrides: all of its items but ``label``."""
-    return {k: v for k, v in variant.items() if k != "label"}
+    """A variant's parameter overrides: all of its items but ``label``; a one-line error for a setting outside
+    :data:`_VARIANT_GROUPS` (an unknown name is left to the parameters' own check)."""
+    overrides = {k: v for k, v in variant.items() if k != "label"}
+    tags = field_tags()
+    fixed = [name for name in overrides if name in tags and tags[name]["group"] not in _VARIANT_GROUPS]
+    if fixed:
+        raise PaperlibError(f"KDE variant {variant.get('label', overrides)!r} sets {', '.join(fixed)}, which the "
+                            f"ablation keeps fixed (one dataset for every variant); a variant may change only "
+                            f"{'/'.join(_VARIANT_GROUPS)} settings: move {fixed[0]} to the ablation's dataset")
+    return overrides

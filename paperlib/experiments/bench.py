@@ -75,6 +75,7 @@ def _count_host_syncs(distiller: Distiller, steps: int) -> dict[str, Any]:
     """``steps`` more steps under ``torch.cuda.set_sync_debug_mode("warn")``: each wait of the host for the
     device is a warning, counted, and located by the paperlib frame that caused it."""
     torch.cuda.synchronize()
+    before = torch.cuda.get_sync_debug_mode()  # restored after: the caller's own setting
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
@@ -82,6 +83,6 @@ def _count_host_syncs(distiller: Distiller, steps: int) -> dict[str, Any]:
             for _ in range(steps):
                 distiller.step()
         finally:
-            torch.cuda.set_sync_debug_mode("default")
+            torch.cuda.set_sync_debug_mode(before)
     sites = Counter(f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message))
     return {"host_syncs_per_step": sum(sites.values()) / steps, "host_sync_sites": dict(sites.most_common())}

@@ -230,14 +230,20 @@ def attach(specs: list[RunSpec], settings: JobSettings) -> list[str]:
 
 
 def _wait(todo: list[RunSpec], jobs: list[Any]) -> list[str]:
+    """Wait for submitted SLURM jobs; Ctrl-C stops the waiting, not the jobs."""
     bar = progress(range(len(jobs)), total=len(jobs), desc="jobs", leave=True)
     pending = list(jobs)
-    while pending:
-        time.sleep(POLL_SECONDS)
-        ended = [job for job in pending if job.done()]
-        pending = [job for job in pending if job not in ended]
-        bar.update(len(ended))
-    bar.close()
+    try:
+        while pending:
+            time.sleep(POLL_SECONDS)
+            ended = [job for job in pending if job.done()]
+            pending = [job for job in pending if job not in ended]
+            bar.update(len(ended))
+    except KeyboardInterrupt:
+        raise PaperlibError(f"stopped waiting: {len(pending)} job(s) still queued or running on the cluster; run "
+                            "the same command with --attach to wait for them again") from None
+    finally:
+        bar.close()
     return _collect(todo, jobs)
 
 
@@ -275,7 +281,7 @@ EXECUTORS.register("serial", Executor(
     _serial, lambda settings: 0, "here, one run after the other (the default)",
     ahead_of_notebooks=False, uses=("threads",)))  # the notebooks compute the same runs in the same order themselves
 EXECUTORS.register("local", Executor(
-    _local, lambda settings: max(1, (os.cpu_count() or 1) // settings.jobs), "processes here, --jobs at once",
+    _local, lambda settings: max(1, usable_cores() // settings.jobs), "processes here, --jobs at once",
     uses=("jobs", "threads", "timeout_min", "folder")))
 EXECUTORS.register("slurm", Executor(
     _slurm, lambda settings: settings.cpus_per_task, "one SLURM job array",
@@ -283,6 +289,12 @@ EXECUTORS.register("slurm", Executor(
     uses=tuple(f.name for f in dataclasses.fields(JobSettings) if f.name != "executor")))
 EXECUTORS.register("debug", Executor(_debug, lambda settings: 0, "submitit's in-process executor, for tests",
                                      uses=("threads", "folder")))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a cluster's allocation, ``taskset``), not the
+    machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _detachable() -> list[str]:

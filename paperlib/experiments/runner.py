@@ -120,7 +120,8 @@ def _load_or_distil(dataset: BiasedDataset, params: Params, device: torch.device
     if facts is not None:
         return saved["images"].to(device), saved["labels"].to(device), {**facts, "distill_cached": True}
     target, facts = make_target(dataset, params, device)
-    result = distill(dataset, params, target, device, folder / "checkpoint.pt")
+    checkpoint = folder / "checkpoint.pt"
+    result = distill(dataset, params, target, device, checkpoint)
     facts.update({"losses": result.losses, "distill_seconds": result.seconds,
                   "seconds_per_iteration": result.seconds / max(1, params.iterations - result.resumed_from),
                   "resumed_from": result.resumed_from, "distilled": folder.name})
@@ -128,6 +129,7 @@ def _load_or_distil(dataset: BiasedDataset, params: Params, device: torch.device
     save_tensors(folder / "synthetic.pt", {"images": result.images, "labels": result.labels})
     with atomic_write(folder / "facts.json") as tmp:
         tmp.write_text(json.dumps(_json_safe(facts), indent=1))
+    checkpoint.unlink(missing_ok=True)  # only now: a kill before facts.json resumes from it
     return result.images.to(device), result.labels.to(device), {**facts, "distill_cached": False}
 
 

@@ -94,8 +94,9 @@ def load_suite(source: str | Path | Mapping[str, Any], overrides: Mapping[str, A
     specs = []
     for experiment in experiments:
         name = experiment.get("name") if isinstance(experiment, Mapping) else None
-        if not name:
+        if name is None or name == "":
             raise PaperlibError(f"every experiment needs a name, got {experiment!r}")
+        name = str(name)  # as a run's label: YAML reads `name: 2024` as a number
         if only and only not in name:
             continue
         settings = mapping(experiment.get("settings"), f"{name}.settings")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,33 +74,80 @@ def _legend_outside(ax: Axes, title: str | None = None) -> None:
               borderaxespad=0.0)
 
 
+def _errors(std: pd.Series) -> pd.Series | None:
+    """Error-bar half-lengths: ``std`` where it is positive, ``None`` where no row has a spread (one evaluation
+    model, or std 0), so a run without a spread gets no bar or cap."""
+    spread = std.where(std > 0)
+    return spread if spread.notna().any() else None
+
+
+def _paper_name(source: Any) -> str:
+    """The legend entry of a paper's reported value: its source up to the first parenthesis ("paper B (FairDD,
+    NeurIPS 2025)" -> "paper B (reported)"); "paper (reported)" when the table names no source."""
+    text = str(source).split(" (")[0].strip() if isinstance(source, str) and source.strip() else "paper"
+    return f"{text} (reported)"
+
+
+# Marker styles of the papers' values, one per source in order of appearance (face colour, marker).
+_PAPER_MARKERS = (("black", "D"), ("white", "D"), ("black", "s"), ("white", "s"))
+
+
 def plot_comparison(table: pd.DataFrame, metric: str = "acc", ax: Axes | None = None,
                     title: str | None = None) -> Axes:
-    """Grouped bars of ``metric`` (mean ± std over evaluation models) per experiment and run.
+    """Bars of ``metric`` (mean ± std over evaluation models) per experiment and run.
 
     ``table`` is :func:`paperlib.experiments.suite.results_table`; rows not run are left
-    out. Where a paper reports the same setting, its value is drawn as a
-    black diamond labelled "paper"; the legend names the protocol of the bars.
+    out. Where a paper reports the same setting, its value is drawn as a diamond, one
+    style per ``paper_source`` and labelled with it ("paper B (reported)"); the legend
+    names the protocol of the bars. When the same runs repeat over several experiments
+    (the same methods on several datasets), each run keeps one colour, named in the
+    legend, and the bars are grouped per experiment. A row without a spread (one
+    evaluation model) gets no error bar.
     """
+    import pandas as pd  # loaded when a figure is drawn, as matplotlib
+    from matplotlib.patches import Patch
+
     plt = _matplotlib()
     done = table[table["status"] == "done"]
-    labels = [f"{e} / {r}" for e, r in zip(done["experiment"], done["run"])]
+    runs, experiments = list(dict.fromkeys(done["run"])), list(dict.fromkeys(done["experiment"]))
+    blocks = [e for i, e in enumerate(done["experiment"]) if i == 0 or e != done["experiment"].iloc[i - 1]]
+    # the same runs over several experiments, each experiment's rows together: one colour per run, one group each
+    by_run = 1 < len(runs) < len(done) and len(runs) <= 10 and len(blocks) == len(experiments)
+    labels = experiments if by_run else [f"{e} / {r}" for e, r in zip(done["experiment"], done["run"])]
     if ax is None:  # taller for long labels, which are drawn slanted below the bars
         longest = max((len(label) for label in labels), default=0)
         _, ax = plt.subplots(figsize=(max(6, 0.6 * len(done)), max(3.2, 1.8 + 0.065 * longest)))
-    x = np.arange(len(done))
     protocols = sorted(set(done["protocol"])) if "protocol" in done else []  # which construction the bars used
     ours = "this companion" + (f" ({', '.join(protocols)} protocol)" if protocols else "")
-    ax.bar(x, done[metric], yerr=done[f"{metric}_std"], color="#1b9e77", capsize=3, label=ours)
+    palette = plt.get_cmap("tab10").colors
+    if by_run:
+        x = np.arange(len(done)) + 0.8 * np.array([experiments.index(e) for e in done["experiment"]])
+        colours = [palette[runs.index(r)] for r in done["run"]]
+    else:
+        x, colours = np.arange(len(done)), "#1b9e77"
+    ax.bar(x, done[metric], yerr=_errors(done[f"{metric}_std"]), color=colours, capsize=3,
+           label="_bars" if by_run else ours)
     paper = f"paper_{metric}"
     if paper in done and done[paper].notna().any():
-        ax.scatter(x, done[paper], marker="D", color="black", zorder=3, label="paper")
-    ax.set_xticks(x, labels, rotation=60,
-                  ha="right", rotation_mode="anchor", fontsize="small")
-    # Bars and paper values stay below 100: the legend sits in the band above, covering no data.
-    ax.set(ylabel=AXIS_LABELS.get(metric, metric), title=title or METRIC_LABELS.get(metric, metric), ylim=(0, 128),
-           yticks=range(0, 101, 20))
-    ax.legend(fontsize="small", loc="upper center", ncol=2, frameon=False)
+        reported = done[paper].notna()
+        sources = (done["paper_source"].map(_paper_name) if "paper_source" in done
+                   else pd.Series("paper (reported)", index=done.index))
+        for (face, marker), name in zip(_PAPER_MARKERS * 4, dict.fromkeys(sources[reported])):
+            values = done[paper].where(sources == name)  # every x, NaN where another source (or none) reports
+            ax.scatter(x, values, marker=marker, facecolor=face, edgecolor="black", zorder=3, label=name)
+    ax.set(ylabel=AXIS_LABELS.get(metric, metric), title=title or METRIC_LABELS.get(metric, metric),
+           ylim=(0, 105), yticks=range(0, 101, 20))
+    handles = [Patch(color=palette[i], label=run) for i, run in enumerate(runs)] if by_run else []
+    handles += ax.get_legend_handles_labels()[0]
+    if by_run:  # one tick per experiment, the runs told apart by colour
+        centres = [x[(done["experiment"] == e).to_numpy()].mean() for e in experiments]
+        ax.set_xticks(centres, labels, rotation=30, ha="right", rotation_mode="anchor", fontsize="small")
+    else:
+        ax.set_xticks(x, labels, rotation=60, ha="right", rotation_mode="anchor", fontsize="small")
+    # beside the axes, covering no bar or marker; long source names wrapped
+    wrapped = [textwrap.fill(h.get_label(), 24, break_on_hyphens=False) for h in handles]
+    ax.legend(handles=handles, labels=wrapped, fontsize="small", title=textwrap.fill(ours, 28) if by_run else None,
+              title_fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return ax
 
 
@@ -156,11 +204,22 @@ def plot_group_counts(counts: np.ndarray | Tensor, attribute_names: list[str], a
     if ax is None:
         _, ax = plt.subplots(figsize=(0.5 * counts.shape[1] + 2, 0.35 * counts.shape[0] + 1))
     shown = np.where(counts > 0, counts, np.nan)
+    names, kind = _attribute_ticks(attribute_names)
     sns.heatmap(shown, ax=ax, norm=LogNorm(vmin=1, vmax=max(2.0, counts.max())), cmap="viridis",
                 annot=counts.shape[1] <= 10, fmt=".0f", annot_kws={"fontsize": 6},
-                xticklabels=[str(name)[:10] for name in attribute_names], cbar_kws={"label": "samples (log)"})
-    ax.set(xlabel="attribute (bias / protected group)", ylabel="class", title=title)
+                xticklabels=names, cbar_kws={"label": "samples (log)"})
+    ax.set(xlabel=f"{kind or 'attribute'} (bias / protected group)", ylabel="class", title=title)
     return ax
+
+
+def _attribute_ticks(attribute_names: list[str]) -> tuple[list[str], str]:
+    """Tick labels of the attribute axis and the kind they share: numbered names ("background 0",
+    "background 1", ...) become "0", "1", ... with the kind "background"; other names stay whole."""
+    names = [str(name) for name in attribute_names]
+    kinds = {name.rsplit(" ", 1)[0] for name in names if " " in name}
+    if len(names) > 1 and len(kinds) == 1 and all(" " in name for name in names):
+        return [name.rsplit(" ", 1)[1] for name in names], kinds.pop()
+    return names, ""
 
 
 def plot_ratio_curves(table: pd.DataFrame, metric: str = "acc", ax: Axes | None = None,
@@ -214,11 +273,11 @@ def plot_grouped_bars(table: pd.DataFrame, x: str, hue: str, metric: str = "acc"
     for i, value in enumerate(hues):
         rows = done[done[hue] == value].set_index(x).reindex(groups)
         ax.bar(np.arange(len(groups)) + (i - (len(hues) - 1) / 2) * width, rows[metric], width,
-               yerr=rows[f"{metric}_std"], capsize=3, label=str(value))
+               yerr=_errors(rows[f"{metric}_std"]), capsize=3, label=str(value))
     ax.set_xticks(np.arange(len(groups)), [str(g) for g in groups])
     ax.set(xlabel=x.replace("_", " "), ylabel=AXIS_LABELS.get(metric, metric), ylim=(0, 105), yticks=range(0, 101, 20),
            title=title or METRIC_LABELS.get(metric, metric))
-    _legend_outside(ax, title=hue)
+    _legend_outside(ax, title=hue.replace("_", " "))
     return ax
 
 
@@ -283,6 +342,9 @@ def plot_against(table: pd.DataFrame, x: str, metric: str = "acc", hue: str = "t
     values = sorted(done[x].unique())
     ax.set_xscale("log")
     ax.set_xticks(values, [f"{100 * v:.3g}%" if x == "ratio" else f"{v:g}" for v in values])
+    ax.minorticks_off()  # the log axis's minor ticks would print as 2×10¹: only the values run are labelled
+    if ax.get_legend() is not None:
+        ax.get_legend().set_title(hue.replace("_", " "))
     ax.set(xlabel={"ipc": "images per class (IPC)"}.get(x, x), ylabel=AXIS_LABELS.get(metric, metric),
            ylim=(0, 105), title=title)
     return ax

@@ -1,10 +1,15 @@
 """The evaluation protocol: train a fresh network on an image set, test it unbiased.
 
-Follows the shared DC/DSA/DM protocol (PAPERS.md): SGD with momentum 0.9 and
-weight decay 5e-4, batch 256, learning rate x0.1 for the second half of
-training, DSA on every training batch, then accuracy and fairness metrics on
-the dataset's balanced test split. The same path serves synthetic sets, random
-real subsets and the whole training set.
+Follows the official DC/DSA/DM code's protocol (PAPERS.md): SGD with momentum
+0.9 and weight decay 5e-4, batch 256; DSA on every training batch unless the
+evaluation's augmentation is ``none`` (DC's protocol, or ``dsa=false``); with
+``eval_official_schedule=true`` (the default) the official ``evaluate_synset``
+schedule, ``eval_epochs + 1`` epochs and a fresh optimiser at lr x0.1 after
+epoch ``eval_epochs // 2 + 1``; with ``false`` this companion's first schedule,
+``eval_epochs`` epochs with the drop one epoch earlier and momentum kept
+(:class:`paperlib.train.loop.TrainSettings`). Then accuracy and fairness metrics
+on the dataset's balanced test split. The same path serves synthetic sets,
+random real subsets and the whole training set.
 """
 
 from __future__ import annotations

@@ -1,6 +1,10 @@
-"""The training loop every network of this package is trained with (evaluation models, the gradient-matching
-inner loop, LfF): the papers' protocol of SGD with momentum 0.9 and weight decay 5e-4, batch 256, learning
-rate x0.1 for the second half, DSA on every batch."""
+"""The training loop every network of this package is trained with (evaluation models under every trainer: plain,
+LfF, SelecMix; gradient matching's inner loop and DM's warm start). Evaluation models: SGD with momentum 0.9 and
+weight decay 5e-4, batch 256; DSA on every batch unless the evaluation's augmentation is ``none`` (DC's protocol, or
+``dsa=false``); with ``official_schedule`` (``eval_official_schedule=true``, the default) the official
+``evaluate_synset`` schedule, E + 1 epochs and a fresh optimiser at lr x0.1 after epoch E // 2 + 1, otherwise this
+companion's first schedule, E epochs with lr x0.1 one epoch earlier and momentum kept. The inner loop and the warm
+start train at a constant lr without momentum or weight decay."""
 
 from __future__ import annotations
 
@@ -21,7 +25,9 @@ from paperlib.train.models import samples_independent
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """How an evaluation network is trained (defaults: the papers' protocol)."""
+    """How a network is trained. The defaults are the evaluation's numbers (1,000 epochs, lr 0.01, batch 256,
+    momentum 0.9, weight decay 5e-4, DSA) on the first schedule: ``official_schedule`` is False here, and
+    :meth:`from_params` sets it from ``eval_official_schedule`` (true by default)."""
 
     epochs: int = 1000
     lr: float = 0.01
@@ -31,13 +37,15 @@ class TrainSettings:
     dsa_strategy: str | None = "color_crop_cutout_flip_scale_rotate"  # None: no augmentation
     lr_drop: bool = True  # False: constant lr (the gradient-matching inner loop)
     # The official evaluate_synset's loop: epochs + 1 epochs, lr x0.1 after epoch epochs // 2 + 1 with a fresh
-    # optimiser (its momentum dropped); False: epochs epochs, the drop one epoch earlier, momentum kept
+    # optimiser (its momentum dropped); False (the dataclass default; from_params takes eval_official_schedule):
+    # epochs epochs, the drop one epoch earlier, momentum kept
     official_schedule: bool = False
     torch_compile: str = "never"  # auto | always | never: the forward passes through torch.compile (runtime.compile_wanted)
 
     @classmethod
     def from_params(cls, params: Params) -> TrainSettings:
-        """The evaluation's training settings of a run (``eval_*``; DSA unless ``eval_augment=none``)."""
+        """The evaluation's training settings of a run (``eval_*``; DSA unless ``eval_augment=none`` or ``dsa=false``;
+        the schedule from ``eval_official_schedule``)."""
         augment = params.dsa and params.eval_augment != "none"
         return cls(epochs=params.eval_epochs, lr=params.eval_lr, batch=params.eval_batch,
                    dsa_strategy=params.dsa_strategy if augment else None, torch_compile=params.torch_compile,

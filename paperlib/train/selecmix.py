@@ -1,4 +1,4 @@
-"""SelecMix (Hwang et al., NeurIPS 2022) as an evaluation-time trainer, from its paper's description.
+"""SelecMix (Hwang et al., NeurIPS 2022) as an evaluation-time trainer, with the official code's mixing rule.
 
 Paper A's 53.7% debiasing baseline applied SelecMix to the distilled set (per the reviews of its ICLR-2024
 version). SelecMix is mixup with *contradicting pairs*, chosen by an auxiliary biased model:

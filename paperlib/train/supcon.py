@@ -78,7 +78,7 @@ def train_supcon(dataset: BiasedDataset, params: Params, device: torch.device) -
 
     SGD (momentum 0.9, weight decay 5e-4, constant ``supcon_lr``), batch 256,
     one DSA-augmented view per image (with ~25 same-class images per batch, a
-    second view is not needed for positives); every draw comes from a
+    second view is not needed for positives; ``dsa=false``: the image itself); every draw comes from a
     generator seeded by ``params.seed``.
     """
     gen = generator(derive_seed(params.seed, "supcon"))
@@ -86,7 +86,7 @@ def train_supcon(dataset: BiasedDataset, params: Params, device: torch.device) -
     init_parameters(encoder, gen)
     encoder = encoder.to(device).train()
     optimizer = torch.optim.SGD(encoder.parameters(), lr=params.supcon_lr, momentum=0.9, weight_decay=5e-4)
-    dsa = DSA(DSAParams(strategy=params.dsa_strategy))
+    dsa = DSA(DSAParams(strategy=params.dsa_strategy)) if params.dsa else None
     images = dataset.normalized("train", device)
     labels = dataset.train.labels.to(device)
     n = images.shape[0]
@@ -96,7 +96,8 @@ def train_supcon(dataset: BiasedDataset, params: Params, device: torch.device) -
     pending: list[Tensor] = []  # losses not yet read on the host (one read per HOST_READ_EVERY steps)
     for step, index in enumerate(bar):
         index = to_device(index, device)
-        loss = supcon_loss(encoder(dsa(images[index], gen)), labels[index], params.supcon_temperature)
+        view = images[index] if dsa is None else dsa(images[index], gen)
+        loss = supcon_loss(encoder(view), labels[index], params.supcon_temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
