@@ -104,7 +104,7 @@ nb.save(ax, figures, "05_ipc");
 # %% [markdown]
 # ## The bias ratio
 # Vanilla DM against DM + KDE as the share of bias-conflicting images changes. In the quick profile DM + KDE
-# falls from 82.6% at 5% conflicting to 60.2% at 20% (still above vanilla's 39.9%), and its set is biased
+# falls from 82.7% at 5% conflicting to 60.2% at 20% (still above vanilla's 39.9%), and its set is biased
 # again there: 98.3% on aligned against 56.0% on conflicting images (80.4% / 82.9% at 5%). This notebook does
 # not measure the KDE weights at 20%, so it does not tell why.
 

@@ -69,7 +69,7 @@ hidden = table[(table["experiment"] == "hidden_groups") | ((table["experiment"] 
 #   C-MNIST (BG) COBRA's DEO_M stays at 95.0 against FairDD's 59.6.
 # * **KDE, without group labels, is the weakest on paper B's presets** (DEO_M stays near 100 on three of
 #   them) and close to the others on CMNIST 5% (paper A's setting), where the bias-conflicting images are
-#   rare and its density estimate finds them: 82.6% against 85.7% (FairDD) and 87.1% (COBRA). Paper B's own
+#   rare and its density estimate finds them: 82.7% against 85.7% (FairDD) and 87.1% (COBRA). Paper B's own
 #   re-implementation of KDE (C-MNIST FG, IPC 10, 20,000 iterations; the white diamond) reached
 #   90.42 / 34.77 / 18.46 (Acc / DEO_M / DEO_A); ours reaches 56.6 / 99.0 / 79.6 at the quick scale, far
 #   lower: a result of our short runs, not paper B's finding.
@@ -95,7 +95,8 @@ nb.save(axes[0], figures, "07_acc_deo_m", pdf=True);
 # ## What each costs
 # Seconds per distillation iteration, measured in each run, and against vanilla DM on the same dataset. KDE's
 # one-off cost (training its encoder, estimating the densities) is spread over the run's iterations
-# (`amortised`); COBRA's warm start is paid at every iteration.
+# (`amortised`); COBRA's warm start is paid at every iteration. `one_off_seconds` is NaN for the targets that
+# have no one-off cost.
 
 # %%
 with pd.option_context("display.precision", 2):

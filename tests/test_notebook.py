@@ -129,11 +129,12 @@ def test_paper_table_labels_the_papers_numbers_apart_from_ours():
 def test_paper_table_names_the_papers_table_and_shows_its_slips():
     table = _table([{"experiment": "e", "run": r, "method": "dm", "dataset": "cfmnist_bg", "protocol": "fairdd",
                      "ratio": 0.9, "acc": 60.0, "deo_m": 30.0, "deo_a": 20.0, "paper_acc": 71.1, "paper_deo_m": 33.05,
-                     "paper_deo_a": 19.72, "paper_source": "paper B", "paper_table": "main tables", "paper_note": n}
+                     "paper_deo_a": 19.72, "paper_source": "paper B (FairDD)", "paper_table": "paper B, main tables",
+                     "paper_note": n}
                     for r, n in (("dm_fairdd", "Table 10 repeats the FG rows' DEO"), ("other", float("nan")))])
     shown = nb.paper_vs_companion(table, "quick")
     assert shown[("paper", "note")].tolist() == ["Table 10 repeats the FG rows' DEO", ""]
-    assert shown[("", "paper source")].iloc[0] == "paper B (main tables)"
+    assert shown[("", "paper source")].iloc[0] == "paper B (FairDD) (main tables)"  # the paper named once
 
 
 def test_fairdd_gradient_is_groups_present_times_the_group_balanced_one_on_real_batches():

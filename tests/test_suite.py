@@ -15,7 +15,8 @@ from paperlib.report.reference import reported, variant
 from paperlib.experiments.profiles import suite_from_file
 from paperlib.experiments.suite import load_suite, run_suite
 from paperlib.report.figures import save_suite_figures
-from paperlib.report.tables import format_mean_std, markdown_table, overhead_table, results_table, write_csv
+from paperlib.report.tables import (format_mean_std, markdown_table, metrics_view, overhead_table, results_table,
+                                    rounded, write_csv)
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
 
@@ -75,6 +76,16 @@ def test_table_lists_missing_runs_as_not_run_then_real_numbers_after_running(tmp
     assert names == ["grids/tiny_dm.png", "grids/tiny_dm_fairdd.png", "tiny_acc.png", "tiny_acc_conflicting.png",
                      "tiny_deo_m.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in written)
+
+
+def test_every_table_rounds_a_value_the_same_way():
+    """41.85 (a shipped SelecMix accuracy) read 41.8 in one notebook table and 41.9 in another and the README."""
+    table = pd.DataFrame({"experiment": ["e"], "run": ["r"], "status": ["done"], "acc": [41.85], "acc_aligned": [19.85],
+                          "acc_conflicting": [0.25]})
+    shown = metrics_view(table)
+    assert shown.loc[0, "acc"] == 41.9 == round(41.85, 1) and shown.loc[0, "aligned"] == 19.9
+    assert f"{41.85:.1f}" == "41.9" and shown.loc[0, "conflicting"] == 0.2  # an exact tie goes to even
+    assert rounded(pd.DataFrame({"name": ["x"], "share": [41.85]})).to_dict("list") == {"name": ["x"], "share": [41.9]}
 
 
 def test_suite_command_writes_the_csv_from_records(tmp_path, capsys):

@@ -171,9 +171,9 @@ def metrics_view(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_align
     if bool((sets > 1).any()):
         view["sets × models"] = [f"{int(s)} × {int(m)}" for s, m in zip(sets, done["num_eval"])]
     for key in keys:
-        view[METRIC_SHORT_NAMES.get(key, key)] = done[key].round(1)
+        view[METRIC_SHORT_NAMES.get(key, key)] = rounded(done[key])
         if several:
-            view[f"± {METRIC_SHORT_NAMES.get(key, key)}"] = done[f"{key}_std"].round(1)
+            view[f"± {METRIC_SHORT_NAMES.get(key, key)}"] = rounded(done[f"{key}_std"])
     missing = table[table["status"] != "done"]
     if len(missing):
         print(f"not run: {', '.join(missing['experiment'] + '/' + missing['run'])}")
@@ -219,9 +219,8 @@ def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame:
     rows = []
     has_notes = "paper_note" in done and bool(done["paper_note"].map(_text).any())
     for _, row in done.iterrows():
-        table_name = row.get("paper_table")
         entry = {("", "setting"): _setting(row), ("", "run"): row["run"],
-                 ("", "paper source"): row.get("paper_source", "") + (f" ({table_name})" if _text(table_name) else "")}
+                 ("", "paper source"): _paper_source(row.get("paper_source", ""), row.get("paper_table"))}
         for key in ("acc", "deo_m", "deo_a"):
             paper = row.get(f"paper_{key}")
             entry[("paper", METRIC_SHORT_NAMES[key])] = None if paper is None or math.isnan(paper) else round(paper, 1)
@@ -284,11 +283,28 @@ def _kde_records(specs: list[RunSpec]) -> list[tuple[RunSpec, dict]]:
     return found
 
 
+def _paper_source(source: str, table_name: Any) -> str:
+    """``source (table)``, the table without the paper's name the source already gives: "paper A (Cui et al.,
+    ICML 2024) (headline)", not "... (paper A, headline)"."""
+    if not _text(table_name):
+        return source
+    paper, _, rest = str(table_name).partition(", ")
+    return f"{source} ({rest if rest and source.startswith(paper) else table_name})"
+
+
+def rounded(values: pd.Series | pd.DataFrame, digits: int = 1) -> pd.Series | pd.DataFrame:
+    """Floats rounded as Python's ``round`` and the f-strings of the other tables and the README do (41.85 ->
+    41.9); pandas' ``.round`` scales first and gives 41.8, so one value would read differently in two tables."""
+    if isinstance(values, pd.DataFrame):
+        return values.apply(lambda column: rounded(column, digits) if pd.api.types.is_float_dtype(column) else column)
+    return values.map(lambda value: round(value, digits))
+
+
 def weight_shares(specs: list[RunSpec]) -> pd.DataFrame:
     """Per KDE run: the bias-conflicting share of the samples and of the weight (mean and lowest class, %)."""
     rows = [{"comparison": spec.experiment, "run": spec.label, **summarize_diagnostics(record["kde_diagnostics"])}
             for spec, record in _kde_records(specs)]
-    table = pd.DataFrame(rows).round(1)
+    table = rounded(pd.DataFrame(rows))
     if len(table):
         table["effective samples per class"] = table["effective samples per class"].round().astype(int)
     return table
