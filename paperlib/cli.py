@@ -32,7 +32,8 @@ from paperlib.distill.kde import kde_weights, weight_diagnostics
 from paperlib.distill.methods import METHODS, distilling_methods
 from paperlib.experiments.bench import bench
 from paperlib.experiments.runner import run
-from paperlib.experiments.jobs import add_executor_arguments, attach, run_specs, settings_from_args
+from paperlib.experiments.jobs import (add_executor_arguments, attach, given_executor_flags, run_specs,
+                                       settings_from_args)
 from paperlib.experiments.profiles import suite_from_file
 from paperlib.report.figures import save_suite_figures
 from paperlib.report.tables import markdown_table, overhead_table, results_table, write_csv
@@ -119,9 +120,9 @@ def _weights(args: argparse.Namespace) -> dict:
 def _suite(args: argparse.Namespace) -> dict:
     if args.attach and args.no_wait:
         raise PaperlibError("--attach waits for the jobs that --no-wait submitted; give one of them")
-    if args.table_only and (args.attach or args.no_wait or args.executor != "serial"):
-        given = "--attach" if args.attach else "--no-wait" if args.no_wait else f"--executor {args.executor}"
-        raise PaperlibError(f"--table-only runs nothing, so {given} has nothing to do; drop one of them")
+    if args.table_only and given_executor_flags(args):
+        raise PaperlibError(f"--table-only runs nothing, so {', '.join(given_executor_flags(args))} has nothing "
+                            "to do; drop one of them")
     specs = suite_from_file(args.suite_file, args.profile, parse_set(args.assignments), args.only)
     settings = settings_from_args(args, args.profile)
     submitted = 0

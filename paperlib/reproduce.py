@@ -15,7 +15,8 @@ file they read is collected; when all of them succeeded, the collection replaces
 (:mod:`paperlib.core.results_store`; ``--only`` adds to it instead, ``--output-dir`` leaves it alone).
 ``--from-store`` reads the store like a reader's notebook does, computing only what neither holds. ``--executor local --jobs N`` (or ``slurm``, see
 :mod:`paperlib.experiments.jobs`) computes the notebooks' runs as jobs first; the notebooks then render
-from the cache.
+from the cache. ``--plan`` computes nothing: it lists the runs the notebooks' suites need, where each record is
+and the work left (:mod:`paperlib.experiments.plan`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from paperlib.core.errors import PaperlibError
 from paperlib.core.paths import FIGURES_ENV_VAR, code_digest, figures_dir, notebook_sources
 from paperlib.data.sources import DATA_ENV_VAR
 from paperlib.experiments.plan import plan, summary
-from paperlib.experiments.jobs import EXECUTORS, JobSettings, add_executor_arguments, run_specs, settings_from_args
+from paperlib.experiments.jobs import (EXECUTORS, JobSettings, add_executor_arguments, given_executor_flags,
+                                       run_specs, settings_from_args)
 from paperlib.experiments.profiles import check_profile, notebook_parameters, profile_runs
 from paperlib.core.store import atomic_write
 
@@ -200,14 +202,15 @@ _FOLDER_VARIABLES = ("PAPERLIB_CACHE", results_store.RESULTS_ENV_VAR, FIGURES_EN
 
 
 def _absolute_folders() -> dict[str, str]:
-    """The relative folders among :data:`_FOLDER_VARIABLES`, made absolute from this process's directory."""
-    return {name: os.path.abspath(value) for name in _FOLDER_VARIABLES
+    """The relative folders among :data:`_FOLDER_VARIABLES` (``~`` included), made absolute from this process's
+    directory."""
+    return {name: os.path.abspath(os.path.expanduser(value)) for name in _FOLDER_VARIABLES
             if (value := os.environ.get(name)) and value != results_store.OFF and not os.path.isabs(value)}
 
 
 def _kernel_threads(jobs: JobSettings | None) -> dict[str, str]:
     """``--threads`` of an executor that leaves the runs to the notebooks (serial): the kernels' thread count,
-    which torch reads from ``OMP_NUM_THREADS`` when it starts."""
+    which torch reads from ``OMP_NUM_THREADS`` (and MKL from ``MKL_NUM_THREADS``) when it starts."""
     if jobs is None or EXECUTORS[jobs.executor].ahead_of_notebooks or not jobs.job_threads():
         return {}
     return {"OMP_NUM_THREADS": str(jobs.job_threads()), "MKL_NUM_THREADS": str(jobs.job_threads())}
@@ -284,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         if args.plan:
+            ignored = given_executor_flags(args) + (["--output-dir"] if args.output_dir else [])
+            if ignored:
+                raise PaperlibError(f"--plan computes and writes nothing, so {', '.join(ignored)} has nothing to "
+                                    "do; drop one of them")
             return _print_plan(args.profile, args.only, args.from_store)
         if args.no_wait or args.attach:
             raise PaperlibError("make reproduce waits for its runs; submit them with `python -m paperlib suite "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
 import pandas as pd
@@ -13,6 +14,7 @@ import torch
 from paperlib.cli import main
 from paperlib.core.errors import PaperlibError
 from paperlib.core.params import with_overrides
+from paperlib.experiments import jobs as job_module
 from paperlib.experiments.jobs import JobSettings, job_settings, missing_runs, run_job, run_specs
 from paperlib.experiments.runner import distilled_dir, load_record, run
 from paperlib.experiments.suite import load_suite, run_suite
@@ -178,6 +180,7 @@ experiments:
     assert "no submitted jobs to attach to" in capsys.readouterr().err
     for flags, said in ((["--table-only", "--no-wait"], "--table-only runs nothing, so --no-wait"),
                         (["--table-only", "--executor", "local"], "so --executor local has nothing to do"),
+                        (["--table-only", "--jobs", "2"], "so --jobs has nothing to do"),
                         (["--attach", "--no-wait"], "give one of them")):
         assert main(["suite", str(suite), *flags]) == 2
         assert said in capsys.readouterr().err
@@ -238,20 +241,53 @@ def test_two_jobs_computing_one_key_leave_one_complete_record(tmp_path):
 
 
 def test_ctrl_c_while_waiting_for_cluster_jobs_says_how_to_wait_again(monkeypatch):
-    from paperlib.experiments import jobs
-
     class Queued:
         def done(self):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(jobs, "POLL_SECONDS", 0)
-    with pytest.raises(PaperlibError, match="1 job.s. still queued or running.*with --attach"):
-        jobs._wait([], [Queued()])
+    monkeypatch.setattr(job_module, "POLL_SECONDS", 0)
+    with pytest.raises(PaperlibError, match="1 job.s. still queued or running.*--attach.*waits for them again"):
+        job_module._wait([], [Queued()])
 
 
 def test_local_jobs_share_the_cores_this_process_may_use_not_the_machines(monkeypatch):
-    import os
-
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)  # e.g. taskset -c 0-2
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
     assert job_settings("local", jobs=1).job_threads() == 3 and job_settings("local", jobs=2).job_threads() == 1
+
+
+def test_local_jobs_are_spread_over_the_visible_gpus(monkeypatch, tmp_path):
+    """submitit shows every local job the same first GPUs: each job is handed the least-held one instead."""
+    class Job:
+        def __init__(self, gpu):
+            self.gpu, self.polls = gpu, 0
+
+        def done(self):
+            self.polls += 1
+            return self.polls > 2  # each job runs for two polls
+
+        def result(self):
+            return None
+
+    class Executor:
+        def __init__(self):
+            self.visible, self.submitted = None, []
+
+        def update_parameters(self, **values):
+            self.visible = values.get("visible_gpus", self.visible)
+
+        def submit(self, *args):
+            self.submitted.append(self.visible)
+            return Job(self.visible)
+
+    executor = Executor()
+    monkeypatch.setattr(job_module, "_local_executor", lambda settings: executor)
+    monkeypatch.setattr(job_module, "POLL_SECONDS", 0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert job_module.local_gpus() == (3, 5)
+    specs = _suite(str(tmp_path))[:3]
+    assert job_module._local(specs, JobSettings(executor="local", jobs=2)) == []
+    assert executor.submitted == [(3,), (5,), (3,)]  # two at once on their own GPUs; the third on a freed one
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert job_module.local_gpus() == ()

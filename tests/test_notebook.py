@@ -18,7 +18,7 @@ from paperlib.core.errors import PaperlibError
 from paperlib.report.explore import Explorer, ExplorerModel, Point
 from paperlib.core.paths import notebook_sources
 from paperlib.reproduce import output_path, reproduce
-from paperlib.distill.kde import weight_ablation
+from paperlib.distill.kde import ablation_params, weight_ablation
 from paperlib.experiments.profiles import PROFILES, experiment_file, profile_defaults, suite_from_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,8 +166,6 @@ def test_kde_ablation_trains_one_encoder_per_setting_and_reports_shares():
 def test_a_kde_variant_cannot_change_the_dataset_it_shares_with_the_others():
     """The dataset is built once for every variant: a variant's conflict_ratio would key weights (and cached
     embeddings) the computation never made."""
-    from paperlib.distill.kde import ablation_params
-
     params = make_params(dataset="cmnist", source="digits", net_width=8)
     assert ablation_params(params, {"label": "t", "supcon_temperature": 0.5, "kde_tau": 0.3}).kde_tau == 0.3
     with pytest.raises(PaperlibError, match="KDE variant 'ratio 0.3' sets conflict_ratio, which the ablation keeps "

@@ -54,3 +54,6 @@ def test_make_plan_lists_the_profiles_runs_and_computes_nothing(tmp_path, monkey
     out = capsys.readouterr().out.splitlines()[-1]
     assert " 0 to compute" in out and "0 in the cache" in out and "results store read" in out
     assert reproduce_main(["--profile", "quick", "--only", "no_such_notebook", "--plan"]) == 2
+    assert reproduce_main(["--profile", "paper", "--plan", "--executor", "local", "--jobs", "2"]) == 2
+    assert "--plan computes and writes nothing, so --executor local, --jobs has nothing to do" in \
+        capsys.readouterr().err

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -69,7 +71,7 @@ def test_publishing_collects_what_is_read_and_a_profile_is_replaced_whole(shippe
     (store / "quick" / "records" / "stale").mkdir()
     written = _store(staging, store, "quick", merge=False)
     assert written == store / "quick" and not (written / "records" / "stale").exists()
-    assert results_store.folder_size(written)[0] == 2 and [p.name for p in store.iterdir()] == ["quick"]
+    assert results_store.folder_size(written)[0] == 2 and [p.name for p in store.iterdir() if p.suffix != ".lock"] == ["quick"]
     (written / "records" / "kept.json").write_text("{}")
     assert _store(staging, store, "quick", merge=True) == written  # --only: added to the store, file by file
     merged = sorted(p.relative_to(written).as_posix() for p in written.rglob("*") if p.is_file())
@@ -170,6 +172,36 @@ def test_a_replace_that_fails_midway_leaves_the_old_store_in_place(tmp_path, mon
     assert (store / "quick" / "a.json").read_text() == "newer"  # the killed replace's old folder was kept
 
 
+def test_two_replaces_of_one_profile_take_turns(tmp_path, monkeypatch):
+    """Unlocked, the second replace renamed the first's half-moved folders (a store nested in the store)."""
+    store = tmp_path / "results"
+    (store / "quick").mkdir(parents=True)
+    real_move, inside, overlapped = shutil.move, threading.Semaphore(1), []
+
+    def slow_move(*args):
+        if not inside.acquire(blocking=False):
+            overlapped.append(args)  # another replace is between its two moves
+        time.sleep(0.2)
+        result = real_move(*args)
+        inside.release()
+        return result
+
+    monkeypatch.setattr(shutil, "move", slow_move)
+    stagings = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "a.json").write_text(name)
+        stagings.append(tmp_path / name)
+    threads = [threading.Thread(target=results_store.replace_profile, args=(s, store, "quick")) for s in stagings]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not overlapped and (store / "quick" / "a.json").read_text() in ("one", "two")
+    assert sorted(p.name for p in store.iterdir()) == [".quick.lock", "quick"]
+    assert sorted(p.name for p in (store / "quick").iterdir()) == ["a.json"]
+
+
 def test_make_reproduce_hides_the_shipped_store_from_the_notebooks_unless_asked(tmp_path, monkeypatch):
     """docs/reproducibility.md: `make reproduce` recomputes (never reads the store); FROM_STORE=1 reads it."""
     from paperlib import reproduce as reproducing
@@ -204,6 +236,9 @@ def test_the_notebook_kernels_get_absolute_folders_and_the_serial_thread_count(t
     reproducing.reproduce("smoke", output_dir=tmp_path / "out", jobs=job_settings("serial"))
     assert seen == [(str(Path.cwd() / "my-cache"), "1"), (str(Path.cwd() / "my-cache"), None)]
     assert os.environ["PAPERLIB_CACHE"] == "my-cache" and "OMP_NUM_THREADS" not in os.environ  # restored
+    monkeypatch.setenv("PAPERLIB_CACHE", "~/my-cache")
+    reproducing.reproduce("smoke", output_dir=tmp_path / "out")
+    assert seen[-1][0] == str(Path.home() / "my-cache")
 
 
 @pytest.mark.parametrize("study, change, moves", [

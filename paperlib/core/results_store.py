@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from paperlib.core.paths import find_repo_root
-from paperlib.core.store import atomic_write, cache_root
+from paperlib.core.store import atomic_write, cache_root, exclusive
 
 RESULTS_ENV_VAR = "PAPERLIB_RESULTS"
 PUBLISH_ENV_VAR = "PAPERLIB_PUBLISH"
@@ -80,20 +80,22 @@ def publish(path: Path, relative: str) -> None:
 
 def replace_profile(staging: Path, store: Path, profile: str) -> Path:
     """Make ``staging`` the folder ``store/<profile>/`` (the old one is removed only once the new one is in
-    place); return it."""
+    place); return it. Two replaces of one profile take turns (a lock file beside it), so neither moves the
+    other's folders."""
     target = store / profile
     store.mkdir(parents=True, exist_ok=True)
     old = store / f".{profile}.old"
-    _put_back(old, target)  # a replace killed between its two moves left the store in its old folder
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    try:
-        shutil.move(str(staging), target)
-    except BaseException:
-        _put_back(old, target)  # the store as it was, not no store
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    with exclusive(store / f".{profile}.lock"):
+        _put_back(old, target)  # a replace killed between its two moves left the store in its old folder
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            target.rename(old)
+        try:
+            shutil.move(str(staging), target)
+        except BaseException:
+            _put_back(old, target)  # the store as it was, not no store
+            raise
+        shutil.rmtree(old, ignore_errors=True)
     return target
 
 

@@ -27,7 +27,7 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     root (``./cache`` outside the repository)."""
     if cache_dir is not None:
         return Path(cache_dir)
-    return Path(os.environ.get("PAPERLIB_CACHE") or default_folder("cache"))
+    return Path(os.environ.get("PAPERLIB_CACHE") or default_folder("cache")).expanduser()
 
 
 @contextlib.contextmanager

@@ -47,8 +47,8 @@ class JobSettings:
 
     executor: str = "serial"
     jobs: int = 1  # runs at once (local: processes here; slurm: the array's parallelism)
-    # torch threads per job (serial: of this process, restored after); 0: serial: unchanged, local: this
-    # machine's cores / jobs, slurm: cpus_per_task. Records are bit-identical to a serial run's only with the
+    # torch threads per job (serial: of this process, restored after); 0: serial: unchanged, local: the
+    # cores this process may use / jobs, slurm: cpus_per_task. Records are bit-identical to a serial run's only with the
     # same thread count (docs/reproducibility.md).
     threads: int = 0
     cpus_per_task: int = 8  # slurm
@@ -141,12 +141,28 @@ def _debug_executor(settings: JobSettings) -> Any:
 def _local_executor(settings: JobSettings) -> Any:
     executor = submitit.LocalExecutor(folder=settings.job_folder() / "%j")
     executor.update_parameters(timeout_min=settings.timeout_min)
-    if torch.cuda.is_available():
-        # submitit hides the GPUs from local jobs unless asked: every job sees (and shares) this machine's
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-        indices = tuple(int(i) for i in visible.split(",")) if visible.replace(",", "").isdigit() else ()
-        executor.update_parameters(gpus_per_node=torch.cuda.device_count(), visible_gpus=indices)
     return executor
+
+
+def local_gpus() -> tuple[int, ...]:
+    """The GPUs local jobs are spread over: the ids in ``CUDA_VISIBLE_DEVICES``, else every GPU; none without
+    CUDA. (Ids that are not numbers, UUIDs or MIG slices, cannot be handed to submitit: every GPU then.)"""
+    if not torch.cuda.is_available():
+        return ()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").replace(" ", "")
+    if visible.replace(",", "").isdigit():
+        return tuple(int(i) for i in visible.split(","))
+    return tuple(range(torch.cuda.device_count()))
+
+
+def _hand_out_gpu(executor: Any, gpus: tuple[int, ...], held: list[int]) -> int | None:
+    """Give the next job the GPU fewest running jobs hold (submitit shows a local job no GPU unless told, and
+    would show every job the same first ones); ``None`` without GPUs."""
+    if not gpus:
+        return None
+    gpu = min(gpus, key=lambda g: (held.count(g), gpus.index(g)))
+    executor.update_parameters(gpus_per_node=1, visible_gpus=(gpu,))
+    return gpu
 
 
 def _slurm_executor(settings: JobSettings) -> Any:
@@ -180,21 +196,22 @@ def _debug(todo: list[RunSpec], settings: JobSettings) -> list[str]:
 
 def _local(todo: list[RunSpec], settings: JobSettings) -> list[str]:
     """At most ``settings.jobs`` processes at a time; a new one starts when one ends."""
-    executor = _local_executor(settings)
-    waiting, running, finished = list(todo), [], []
+    executor, gpus = _local_executor(settings), local_gpus()
+    waiting, running, finished = list(todo), [], []  # running: (spec, job, its GPU or None)
     bar = progress(range(len(todo)), total=len(todo), desc=f"runs ({settings.jobs} at once)", leave=True)
     try:
         while waiting or running:
             while waiting and len(running) < settings.jobs:
                 spec = waiting.pop(0)
-                running.append((spec, executor.submit(run_job, spec.params, settings.job_threads())))
+                gpu = _hand_out_gpu(executor, gpus, [held for _, _, held in running])
+                running.append((spec, executor.submit(run_job, spec.params, settings.job_threads()), gpu))
             time.sleep(POLL_SECONDS)
-            ended = [(spec, job) for spec, job in running if job.done()]
-            running = [pair for pair in running if pair not in ended]
-            finished += ended
+            ended = [entry for entry in running if entry[1].done()]
+            running = [entry for entry in running if entry not in ended]
+            finished += [(spec, job) for spec, job, _ in ended]
             bar.update(len(ended))
     except KeyboardInterrupt:
-        for _, job in running:
+        for _, job, _ in running:
             job.cancel()
         raise PaperlibError(f"stopped: {len(running)} running job(s) cancelled; run the command again to go on "
                             "(finished runs are stored, distillations resume from their checkpoints)") from None
@@ -240,8 +257,9 @@ def _wait(todo: list[RunSpec], jobs: list[Any]) -> list[str]:
             pending = [job for job in pending if job not in ended]
             bar.update(len(ended))
     except KeyboardInterrupt:
-        raise PaperlibError(f"stopped waiting: {len(pending)} job(s) still queued or running on the cluster; run "
-                            "the same command with --attach to wait for them again") from None
+        raise PaperlibError(f"stopped waiting: {len(pending)} job(s) still queued or running on the cluster; "
+                            "`python -m paperlib suite FILE --executor slurm --attach` (the same suite, profile and "
+                            "--job-folder) waits for them again; submitting again would queue them twice") from None
     finally:
         bar.close()
     return _collect(todo, jobs)
@@ -338,6 +356,16 @@ def add_executor_arguments(sub: argparse.ArgumentParser) -> None:
     group.add_argument("--no-wait", action="store_true", help="slurm: submit and return; --attach waits later")
     group.add_argument("--attach", action="store_true", help="slurm: wait for the jobs an earlier --no-wait "
                                                              "submitted, then tabulate")
+
+
+def given_executor_flags(args: argparse.Namespace) -> list[str]:
+    """The execution flags given on the command line (:func:`add_executor_arguments`), as typed."""
+    values = {"jobs": args.jobs, "threads": args.threads, "gpus_per_node": args.gpus_per_node,
+              "cpus_per_task": args.cpus_per_task, "mem_gb": args.mem_gb, "timeout_min": args.timeout_min,
+              "partition": args.partition, "folder": args.job_folder}
+    given = [f"--executor {args.executor}"] if args.executor != "serial" else []
+    given += [flag for flag in ("--no-wait", "--attach") if getattr(args, flag[2:].replace("-", "_"))]
+    return given + [_flags([name]) for name, value in values.items() if value is not None]
 
 
 def settings_from_args(args: argparse.Namespace, profile: str | None) -> JobSettings:

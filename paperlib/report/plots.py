@@ -218,7 +218,8 @@ def _attribute_ticks(attribute_names: list[str]) -> tuple[list[str], str]:
     names = [str(name) for name in attribute_names]
     kinds = {name.rsplit(" ", 1)[0] for name in names if " " in name}
     if len(names) > 1 and len(kinds) == 1 and all(" " in name for name in names):
-        return [name.rsplit(" ", 1)[1] for name in names], kinds.pop()
+        kind = kinds.pop()
+        return [name.rsplit(" ", 1)[1] for name in names], "" if kind == "none" else kind  # "none": no bias
     return names, ""
 
 
