@@ -143,6 +143,14 @@ def test_shipped_records_name_no_path_of_the_machine_that_computed_them():
     assert not with_paths, f"records holding an absolute path: {with_paths}"
 
 
+def test_a_new_record_names_no_path_of_this_machine(tmp_path):
+    """A record computed with ``cache_dir`` set is published as it is: the folder must not be in it."""
+    record = run(make_params(**TINY, cache_dir=str(tmp_path)))
+    assert record["params"]["cache_dir"] is None
+    assert not [s for s in _strings(record) if str(tmp_path) in s]
+    assert load_record(make_params(**TINY, cache_dir=str(tmp_path)))["key"] == record["key"]  # found again
+
+
 def test_a_replace_that_fails_midway_leaves_the_old_store_in_place(tmp_path, monkeypatch):
     store = tmp_path / "results"
     (store / "quick").mkdir(parents=True)

@@ -227,7 +227,8 @@ def _compute(params: Params) -> dict[str, Any]:
     done = time.perf_counter()
     record = _json_safe({
         "key": record_key(params),
-        "params": dataclasses.asdict(params),
+        # where this machine keeps its cache is no fact of the run, and a published record must not carry a path
+        "params": {**dataclasses.asdict(params), "cache_dir": None},
         "metrics": summarize(runs),
         "runs": runs,
         "num_eval": params.num_eval,
