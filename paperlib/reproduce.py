@@ -167,6 +167,15 @@ def _finished(text: str, source: Path, output: Path, code: str) -> str:
     return nbformat.writes(notebook)
 
 
+def selected_notebooks(only: str | None) -> list[Path]:
+    """``notebooks/NN_*.py`` whose name contains ``only`` (all without it); a one-line error when none does."""
+    sources = [source for source in notebook_sources() if not only or only in source.stem]
+    if not sources:
+        names = ", ".join(source.stem for source in notebook_sources())
+        raise PaperlibError(f"--only {only!r} matches no notebook; choose a part of one of: {names}")
+    return sources
+
+
 def reproduce(profile: str, only: str | None = None, output_dir: Path | None = None,
               jobs: JobSettings | None = None, from_store: bool = False) -> list[tuple[str, float]]:
     """Run the notebooks (those whose name contains ``only``) under ``profile``; return their wall times.
@@ -177,9 +186,7 @@ def reproduce(profile: str, only: str | None = None, output_dir: Path | None = N
     the cache.
     """
     check_profile(profile)
-    names = [source.stem for source in notebook_sources()]
-    if only and not any(only in name for name in names):
-        raise PaperlibError(f"--only {only!r} matches no notebook; choose a part of one of: {', '.join(names)}")
+    selected_notebooks(only)  # a bad --only stops here, before anything runs
     store = results_store.results_root() if output_dir is None else None
     with tempfile.TemporaryDirectory(prefix="paperlib-publish-") as staging:
         variables = {**_absolute_folders(), **_kernel_threads(jobs)}
@@ -237,7 +244,7 @@ def _store(staging: Path, store: Path, profile: str, merge: bool) -> Path:
 
 def _run_notebooks(profile: str, only: str | None, output_dir: Path | None,
                    jobs: JobSettings | None) -> list[tuple[str, float]]:
-    sources = [s for s in notebook_sources() if not only or only in s.stem]
+    sources = selected_notebooks(only)
     times = []
     if jobs is not None and EXECUTORS[jobs.executor].ahead_of_notebooks:
         start = time.perf_counter()
@@ -258,9 +265,7 @@ def _print_plan(profile: str, only: str | None, from_store: bool) -> int:
     """``--plan``: the runs of the notebooks' suites (those whose name contains ``only``), as ``make reproduce``
     would find them (the results store read only with ``from_store``), and the work left."""
     check_profile(profile)
-    sources = [s.stem for s in notebook_sources() if not only or only in s.stem]
-    if not sources:
-        raise PaperlibError(f"--only {only!r} matches no notebook")
+    sources = [source.stem for source in selected_notebooks(only)]
     variables = {} if from_store else {results_store.RESULTS_ENV_VAR: results_store.OFF}
     with environment_variables(**variables):
         table = plan(profile_runs(profile, sources))

@@ -358,20 +358,22 @@ def add_executor_arguments(sub: argparse.ArgumentParser) -> None:
                                                              "submitted, then tabulate")
 
 
+def _setting_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`JobSettings` values of the execution flags (``None``: not given)."""
+    return {"jobs": args.jobs, "threads": args.threads, "gpus_per_node": args.gpus_per_node,
+            "cpus_per_task": args.cpus_per_task, "mem_gb": args.mem_gb, "timeout_min": args.timeout_min,
+            "partition": args.partition, "folder": args.job_folder}
+
+
 def given_executor_flags(args: argparse.Namespace) -> list[str]:
     """The execution flags given on the command line (:func:`add_executor_arguments`), as typed."""
-    values = {"jobs": args.jobs, "threads": args.threads, "gpus_per_node": args.gpus_per_node,
-              "cpus_per_task": args.cpus_per_task, "mem_gb": args.mem_gb, "timeout_min": args.timeout_min,
-              "partition": args.partition, "folder": args.job_folder}
     given = [f"--executor {args.executor}"] if args.executor != "serial" else []
     given += [flag for flag in ("--no-wait", "--attach") if getattr(args, flag[2:].replace("-", "_"))]
-    return given + [_flags([name]) for name, value in values.items() if value is not None]
+    return given + [_flags([name]) for name, value in _setting_flags(args).items() if value is not None]
 
 
 def settings_from_args(args: argparse.Namespace, profile: str | None) -> JobSettings:
     """The :class:`JobSettings` of the execution flags, on the profile's ``executor:`` block when a profile
     is named."""
     block = profile_defaults(profile).get("executor") if profile else None
-    return job_settings(args.executor, block, jobs=args.jobs, threads=args.threads,
-                        gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb,
-                        timeout_min=args.timeout_min, partition=args.partition, folder=args.job_folder)
+    return job_settings(args.executor, block, **_setting_flags(args))

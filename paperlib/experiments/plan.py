@@ -17,7 +17,7 @@ from paperlib.core.params import Params
 from paperlib.core.results_store import find
 from paperlib.core.store import cache_root
 from paperlib.distill.methods import METHODS
-from paperlib.experiments.runner import distilled_dir, record_folder, record_key, repeats
+from paperlib.experiments.runner import distilled_dir, record_folder, record_key, repeats, training_set_indices
 from paperlib.experiments.suite import RunSpec
 from paperlib.train.loop import TrainSettings
 
@@ -32,10 +32,10 @@ def plan(specs: list[RunSpec]) -> pd.DataFrame:
     seen: set[str] = set()
     sets: dict[str, str] = {}  # distilled sets counted already (runs differing only in evaluation share one)
     for spec in specs:
-        p = spec.params
-        if record_key(p) in seen:
+        p, key = spec.params, record_key(spec.params)
+        if key in seen:
             continue
-        seen.add(record_key(p))
+        seen.add(key)
         method = METHODS[p.method]
         found = None if p.force else find(f"{record_folder(p)}/record.json", p.cache_dir)
         record = "missing" if found is None else "cache" if cache_root(p.cache_dir) in found.parents else "store"
@@ -53,8 +53,7 @@ def _distilled_set(params: Params, counted: dict[str, str]) -> tuple[str, int]:
     before distils it) and the iterations left to distil (a checkpoint's own progress is not read: its run's
     iterations are counted in full). Adds each set's state to ``counted``."""
     states, iterations = [], 0
-    first = params.distill_run if "distill_run" in METHODS[params.method].uses else 0  # as the runner counts
-    for index in range(first, first + repeats(params)):
+    for index in training_set_indices(params):
         folder = distilled_dir(dataclasses.replace(params, distill_run=index))
         if folder.name in counted:
             states.append("cached" if counted[folder.name] == "cached" else "shared")

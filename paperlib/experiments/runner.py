@@ -206,6 +206,13 @@ def repeats(params: Params) -> int:
     return params.num_distill if "num_distill" in METHODS[params.method].uses else 1
 
 
+def training_set_indices(params: Params) -> range:
+    """The ``distill_run`` of each training set the run makes: ``repeats`` of them from ``distill_run`` (0 for
+    a method that draws none, whose key leaves it out)."""
+    first = params.distill_run if "distill_run" in METHODS[params.method].uses else 0
+    return range(first, first + repeats(params))
+
+
 def _compute(params: Params) -> dict[str, Any]:
     """Compute the run of ``params`` and store its record: ``num_eval`` models on each of its training sets,
     the metrics summarised over all of them."""
@@ -215,8 +222,7 @@ def _compute(params: Params) -> dict[str, Any]:
     dataset = build_dataset(params)
     built = time.perf_counter()
     runs, made_seconds, facts, size = [], 0.0, {}, 0
-    first = params.distill_run if "distill_run" in METHODS[params.method].uses else 0  # whole: not in its key
-    for index in range(first, first + repeats(params)):
+    for index in training_set_indices(params):
         one = dataclasses.replace(params, distill_run=index)
         begin = time.perf_counter()
         images, labels, made = training_set(dataset, one, device)
