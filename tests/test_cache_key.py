@@ -34,7 +34,7 @@ CHANGED = {"dataset": "cmnist_fg", "source": "mnist", "conflict_ratio": 0.1, "ma
            "supcon_epochs": 2.0, "supcon_temperature": 0.2, "supcon_lr": 0.1, "kde_bandwidth": "median",
            "kde_bandwidth_value": 2.0, "kde_weighting": "softmax", "kde_alpha": 0.5, "kde_tau": 2.0, "kde_clip": 2.0,
            "model": "lenet", "net_width": 32, "net_depth": 2, "net_norm": "batchnorm", "net_act": "sigmoid",
-           "net_pooling": "maxpooling", "eval_epochs": 10, "eval_augment": "dsa", "eval_official_schedule": False, "eval_lr": 0.05, "eval_batch": 32, "num_eval": 2,
+           "net_pooling": "maxpooling", "eval_epochs": 10, "eval_augment": "dsa", "eval_official_schedule": False, "eval_optimizer": "adam", "eval_lr": 0.05, "eval_batch": 32, "num_eval": 2,
            "dsa": False, "dsa_strategy": "crop", "eval_trainer": "plain", "lff_q": 0.5, "lff_ema": 0.5,
            "eval_model": "mlp", "seed": 1, "device": "cpu", "torch_compile": "never", "progress": False, "cache_dir": "/tmp/other",
            "force": True}
@@ -52,6 +52,18 @@ def test_a_switched_off_option_leaves_the_key_unchanged():
     assert key_values(dm)["eval_official_schedule"] is True
     assert "eval_official_schedule" not in key_values(make_params({**BASE, "method": "dm",
                                                                      "eval_official_schedule": False}))
+
+
+def test_the_evaluation_optimiser_is_keyed_only_when_it_is_not_the_protocols_sgd():
+    """``eval_optimizer`` came later: the protocol's SGD, left empty or named, keeps every earlier key."""
+    dm = make_params({**BASE, "method": "dm"})
+    sgd = make_params({**BASE, "method": "dm", "eval_optimizer": "sgd"})
+    adam = make_params({**BASE, "method": "dm", "eval_optimizer": "adam"})
+    assert sgd.eval_optimizer == "" and "eval_optimizer" not in key_values(dm)
+    assert cache_key(sgd) == cache_key(dm)
+    assert key_values(adam)["eval_optimizer"] == "adam" and cache_key(adam) != cache_key(dm)
+    # the distilled set does not depend on how it is evaluated
+    assert cache_key(adam, "distilled") == cache_key(dm, "distilled")
 
 
 def test_every_field_is_classified():

@@ -8,7 +8,7 @@ from paperlib.core.params import make_params
 from paperlib.data import build_dataset
 from paperlib.core.errors import PaperlibError
 from paperlib.train.evaluate import evaluate_set
-from paperlib.train.loop import CPU_MICRO_BATCH, TrainSettings, micro_batch_for, run_epochs, sgd, train_classifier
+from paperlib.train.loop import CPU_MICRO_BATCH, TrainSettings, micro_batch_for, make_optimizer, run_epochs, train_classifier
 from paperlib.train.models import ConvNet, init_parameters
 
 
@@ -25,38 +25,72 @@ def test_the_official_schedule_runs_one_more_epoch_and_drops_after_the_middle_on
     assert not TrainSettings.from_params(make_params(eval_official_schedule=False)).official_schedule
 
 
-def test_the_official_schedule_is_the_official_loop_bit_for_bit():
+def _official_loop(net, images, labels, epochs, lr, batch, new_optimizer):
     """DatasetCondensation's evaluate_synset, written out: range(E + 1) epochs, and after epoch E // 2 + 1 a new
-    SGD optimiser at a tenth of the rate (its momentum lost). run_epochs must give the same weights exactly."""
-    gen = torch.Generator().manual_seed(0)
-    net = init_parameters(ConvNet(1, 4, 28, width=8), gen)
-    images, labels = torch.randn(24, 1, 28, 28, generator=gen), torch.randint(0, 4, (24,), generator=gen)
-    epochs, lr, batch = 4, 0.05, 8
-
-    official = copy.deepcopy(net)
-    optimizer = torch.optim.SGD(official.parameters(), lr=lr, momentum=0.9, weight_decay=0.0005)
+    optimiser (``new_optimizer(parameters, lr)``) at a tenth of the rate, its state lost."""
+    optimizer = new_optimizer(net.parameters(), lr)
     order_gen = torch.Generator().manual_seed(1)
     for epoch in range(epochs + 1):
-        order = torch.randperm(24, generator=order_gen)
-        for start in range(0, 24, batch):
+        order = torch.randperm(images.shape[0], generator=order_gen)
+        for start in range(0, images.shape[0], batch):
             index = order[start:start + batch]
             optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(official(images[index]), labels[index]).backward()
+            torch.nn.functional.cross_entropy(net(images[index]), labels[index]).backward()
             optimizer.step()
         if epoch == epochs // 2 + 1:
             lr *= 0.1
-            optimizer = torch.optim.SGD(official.parameters(), lr=lr, momentum=0.9, weight_decay=0.0005)
+            optimizer = new_optimizer(net.parameters(), lr)
+    return net
 
-    ours = copy.deepcopy(net)
-    settings = TrainSettings(epochs=epochs, lr=0.05, batch=batch, dsa_strategy=None, official_schedule=True)
-    run_epochs(sgd(ours.parameters(), settings), images, settings, torch.Generator().manual_seed(1),
-               lambda index, x: torch.nn.functional.cross_entropy(ours(x), labels[index]), show_progress=False)
-    assert all(torch.equal(a, b) for a, b in zip(official.parameters(), ours.parameters()))
-    kept = copy.deepcopy(net)  # the first schedule over as many epochs: other weights (so the test can fail)
-    settings = TrainSettings(epochs=epochs + 1, lr=0.05, batch=batch, dsa_strategy=None)
-    run_epochs(sgd(kept.parameters(), settings), images, settings, torch.Generator().manual_seed(1),
-               lambda index, x: torch.nn.functional.cross_entropy(kept(x), labels[index]), show_progress=False)
-    assert not all(torch.equal(a, b) for a, b in zip(official.parameters(), kept.parameters()))
+
+def _run_epochs_of(net, images, labels, settings):
+    """``net`` trained by :func:`run_epochs` with ``settings``' optimiser, shuffled by the official loop's seed."""
+    run_epochs(make_optimizer(net.parameters(), settings), images, settings, torch.Generator().manual_seed(1),
+               lambda index, x: torch.nn.functional.cross_entropy(net(x), labels[index]), show_progress=False)
+    return net
+
+
+def _small_problem():
+    gen = torch.Generator().manual_seed(0)
+    net = init_parameters(ConvNet(1, 4, 28, width=8), gen)
+    return net, torch.randn(24, 1, 28, 28, generator=gen), torch.randint(0, 4, (24,), generator=gen)
+
+
+def _same_weights(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+
+def test_the_official_schedule_is_the_official_loop_bit_for_bit():
+    """The official loop with SGD (momentum 0.9, weight decay 5e-4): run_epochs must give the same weights exactly."""
+    net, images, labels = _small_problem()
+    sgd = lambda parameters, lr: torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=0.0005)  # noqa: E731
+    official = _official_loop(copy.deepcopy(net), images, labels, 4, 0.05, 8, sgd)
+    settings = TrainSettings(epochs=4, lr=0.05, batch=8, dsa_strategy=None, official_schedule=True)
+    assert _same_weights(official, _run_epochs_of(copy.deepcopy(net), images, labels, settings))
+    # the first schedule over as many epochs: other weights (so the test can fail)
+    settings = TrainSettings(epochs=5, lr=0.05, batch=8, dsa_strategy=None)
+    assert not _same_weights(official, _run_epochs_of(copy.deepcopy(net), images, labels, settings))
+
+
+def test_eval_optimizer_adam_is_the_debiasing_codes_adam_on_the_protocols_schedule():
+    """``eval_optimizer=adam``: Adam without weight decay at ``eval_lr`` (LfF's and SelecMix's official optimiser),
+    a fresh one after the official schedule's drop, bit for bit against that loop written out; SGD otherwise."""
+    assert TrainSettings.from_params(make_params()).optimizer == "sgd"
+    net, images, labels = _small_problem()
+    optimizer = make_optimizer(net.parameters(), TrainSettings.from_params(make_params(eval_optimizer="adam",
+                                                                                        eval_lr=0.005)))
+    assert isinstance(optimizer, torch.optim.Adam)
+    assert optimizer.defaults["lr"] == 0.005 and optimizer.defaults["weight_decay"] == 0
+    assert isinstance(make_optimizer(net.parameters(), TrainSettings()), torch.optim.SGD)
+    with pytest.raises(PaperlibError, match="unknown optimizer 'adagrad'; choose one of: sgd, adam"):
+        make_optimizer(net.parameters(), TrainSettings(optimizer="adagrad"))
+
+    adam = lambda parameters, lr: torch.optim.Adam(parameters, lr=lr)  # noqa: E731
+    official = _official_loop(copy.deepcopy(net), images, labels, 4, 0.005, 8, adam)
+    settings = TrainSettings(epochs=4, lr=0.005, batch=8, dsa_strategy=None, official_schedule=True, optimizer="adam")
+    assert _same_weights(official, _run_epochs_of(copy.deepcopy(net), images, labels, settings))
+    settings = TrainSettings(epochs=4, lr=0.005, batch=8, dsa_strategy=None, official_schedule=True)  # SGD: differs
+    assert not _same_weights(official, _run_epochs_of(copy.deepcopy(net), images, labels, settings))
 
 
 def test_training_learns_the_plain_digits(small_eval):
@@ -90,7 +124,7 @@ def test_non_finite_loss_names_the_epoch():
 def _train_copy(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, micro_batch: int | None):
     net = copy.deepcopy(net)
     settings = TrainSettings(epochs=3, batch=8, dsa_strategy="color_crop")
-    optimizer = sgd(net.parameters(), settings)
+    optimizer = make_optimizer(net.parameters(), settings)
     run_epochs(optimizer, images, settings, torch.Generator().manual_seed(0),
                lambda index, x: torch.nn.functional.cross_entropy(net(x), labels[index]), show_progress=False,
                micro_batch=micro_batch)

@@ -133,6 +133,10 @@ class Params:
     eval_official_schedule: bool = _p(True, "eval", when="eval_official_schedule")
     dsa_strategy: str = _p("color_crop_cutout_flip_scale_rotate", "augment", names="dsa_op")
     eval_trainer: str = _p("plain", "eval", names="eval_trainer")  # plain | lff (Learning from Failure) | selecmix
+    # The evaluation's optimiser: "" (or sgd, written as "") the protocol's SGD (momentum 0.9, weight decay 5e-4);
+    # adam: Adam at eval_lr without weight decay, the optimiser of LfF's and SelecMix's official code (keyed only
+    # when set, so the runs before this option keep their keys)
+    eval_optimizer: str = _p("", "eval", choices=("", "sgd", "adam"), when="eval_optimizer")
     lff_q: float = _p(0.7, "eval", by="eval_trainer")  # GCE exponent of the biased companion (LfF, SelecMix)
     lff_ema: float = _p(0.7, "eval", by="eval_trainer")  # LfF's per-sample loss moving average
     eval_model: str = _p("", "eval", names="model")  # "" = model (cross-architecture evaluation otherwise)
@@ -283,7 +287,8 @@ def validate(params: Params) -> Params:
 
 def resolve_defaults(params: Params) -> Params:
     """Fill the placeholders (``source=None``, ``iterations=0``, ...) with what the selected entries say,
-    and write an ``eval_model`` equal to ``model`` as empty (the same evaluation)."""
+    and write an ``eval_model`` equal to ``model`` and an ``eval_optimizer`` of ``sgd`` as empty (the same
+    evaluation, so one cache key)."""
     changes: dict[str, Any] = {}
     for name, tags in field_tags().items():
         if tags["names"] == name and getattr(params, name):
@@ -292,6 +297,8 @@ def resolve_defaults(params: Params) -> Params:
                 changes.update(defaults(params))
     if params.eval_model == params.model:
         changes["eval_model"] = ""
+    if params.eval_optimizer == "sgd":
+        changes["eval_optimizer"] = ""
     return dataclasses.replace(params, **changes)
 
 

@@ -36,7 +36,8 @@ def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
                            "eval_trainer": p.eval_trainer, "eval_epochs": p.eval_epochs,
                            # "first": this companion's first schedule (the quick profile's shipped runs)
                            "eval_schedule": "official" if p.eval_official_schedule else "first",
-                           "eval_augment": p.eval_augment,
+                           "eval_augment": p.eval_augment, "eval_optimizer": p.eval_optimizer or "sgd",
+                           "eval_lr": p.eval_lr,
                            "hidden_groups": p.hidden_groups if "hidden_groups" in relevant_fields(p) else None,
                            "hidden_groups_fill": p.hidden_groups_fill if "hidden_groups" in relevant_fields(p) else "",
                            "warm_start_epochs": p.warm_start_epochs if "warm_start_epochs" in relevant_fields(p) else 0}
@@ -191,7 +192,8 @@ def percent(ratio: float | None) -> str:
 
 def _setting(row: pd.Series) -> str:
     """The setting of a row as the paper-vs-companion table names it, with what differs from the official
-    code beside the scale: a start other than the method's official one, this companion's first schedule."""
+    code beside the scale: a start other than the method's official one, this companion's first schedule, an
+    evaluation optimiser other than the protocol's SGD."""
     ipc = "whole data" if pd.isna(row.get("ipc")) else f"IPC {int(row['ipc'])}"
     ratio = "bias fixed by the data" if pd.isna(row.get("ratio")) else f"ratio {percent(row['ratio'])}"
     notes = []
@@ -200,6 +202,8 @@ def _setting(row: pd.Series) -> str:
         notes.append(f"init {init} (official: {METHODS[method].init})")
     if row.get("eval_schedule") == "first":
         notes.append("first evaluation schedule")
+    if _text(row.get("eval_optimizer")) and row["eval_optimizer"] != "sgd":
+        notes.append(f"evaluation optimiser {row['eval_optimizer']}, lr {row['eval_lr']:g}")
     return f"{row['dataset']} ({row['protocol']} protocol), {ratio}, {ipc}" + "".join(f"; {n}" for n in notes)
 
 

@@ -14,8 +14,10 @@ LfF trains two networks side by side on the same batches:
 The arithmetic follows the authors' code (github.com/alinlab/LfF): GCE in its
 gradient form, per-class max-normalised loss averages, ``1e-8`` in the
 denominator. Differences: the optimiser, learning-rate schedule, batching and
-DSA are this package's evaluation protocol (:func:`paperlib.train.loop.run_epochs`)
-rather than LfF's Adam, so a run differs from a plain one only in the losses.
+DSA are this package's evaluation protocol (:func:`paperlib.train.loop.run_epochs`),
+so a run differs from a plain one only in the losses; ``eval_optimizer=adam`` (with
+``eval_lr=0.001``) takes LfF's Colored-MNIST optimiser, Adam without weight decay, and
+keeps the rest.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paperlib.train.loop import TrainSettings, run_epochs, sgd, training_forward
+from paperlib.train.loop import TrainSettings, make_optimizer, run_epochs, training_forward
 
 __all__ = ["generalized_cross_entropy", "train_lff"]
 
@@ -91,7 +93,7 @@ def train_lff(biased: nn.Module, debiased: nn.Module, images: Tensor, labels: Te
     num_classes = int(labels.max()) + 1
     average_b = _LossAverage(labels, num_classes, ema)
     average_d = _LossAverage(labels, num_classes, ema)
-    optimizer = sgd(itertools.chain(biased.parameters(), debiased.parameters()), settings)
+    optimizer = make_optimizer(itertools.chain(biased.parameters(), debiased.parameters()), settings)
     biased.train()
     debiased.train()
     forward_b, forward_d = training_forward(biased, images, settings), training_forward(debiased, images, settings)

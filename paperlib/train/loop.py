@@ -1,6 +1,6 @@
 """The training loop every network of this package is trained with (evaluation models under every trainer: plain,
 LfF, SelecMix; gradient matching's inner loop and DM's warm start). Evaluation models: SGD with momentum 0.9 and
-weight decay 5e-4, batch 256; DSA on every batch unless the evaluation's augmentation is ``none`` (DC's protocol, or
+weight decay 5e-4 (or, with ``eval_optimizer=adam``, Adam without weight decay: LfF's and SelecMix's own), batch 256; DSA on every batch unless the evaluation's augmentation is ``none`` (DC's protocol, or
 ``dsa=false``); with ``official_schedule`` (``eval_official_schedule=true``, the default) the official
 ``evaluate_synset`` schedule, E + 1 epochs and a fresh optimiser at lr x0.1 after epoch E // 2 + 1, otherwise this
 companion's first schedule, E epochs with lr x0.1 one epoch earlier and momentum kept. The inner loop and the warm
@@ -27,7 +27,8 @@ from paperlib.train.models import samples_independent
 class TrainSettings:
     """How a network is trained. The defaults are the evaluation's numbers (1,000 epochs, lr 0.01, batch 256,
     momentum 0.9, weight decay 5e-4, DSA) on the first schedule: ``official_schedule`` is False here, and
-    :meth:`from_params` sets it from ``eval_official_schedule`` (true by default)."""
+    :meth:`from_params` sets it from ``eval_official_schedule`` (true by default). ``optimizer="adam"`` trains with
+    Adam at ``lr`` instead (its own betas; ``momentum`` and ``weight_decay`` are then unused)."""
 
     epochs: int = 1000
     lr: float = 0.01
@@ -41,15 +42,16 @@ class TrainSettings:
     # epochs epochs, the drop one epoch earlier, momentum kept
     official_schedule: bool = False
     torch_compile: str = "never"  # auto | always | never: the forward passes through torch.compile (runtime.compile_wanted)
+    optimizer: str = "sgd"  # sgd | adam (eval_optimizer); the schedule above applies to either
 
     @classmethod
     def from_params(cls, params: Params) -> TrainSettings:
         """The evaluation's training settings of a run (``eval_*``; DSA unless ``eval_augment=none`` or ``dsa=false``;
-        the schedule from ``eval_official_schedule``)."""
+        the schedule from ``eval_official_schedule``, the optimiser from ``eval_optimizer``)."""
         augment = params.dsa and params.eval_augment != "none"
         return cls(epochs=params.eval_epochs, lr=params.eval_lr, batch=params.eval_batch,
                    dsa_strategy=params.dsa_strategy if augment else None, torch_compile=params.torch_compile,
-                   official_schedule=params.eval_official_schedule)
+                   official_schedule=params.eval_official_schedule, optimizer=params.eval_optimizer or "sgd")
 
     @property
     def epochs_run(self) -> int:
@@ -67,8 +69,14 @@ class TrainSettings:
         return self.lr * (0.1 if self.drop_epoch is not None and epoch >= self.drop_epoch else 1.0)
 
 
-def sgd(parameters: Iterable[Tensor], settings: TrainSettings) -> torch.optim.SGD:
-    """The protocol's optimiser (the learning rate is then set per epoch by :func:`run_epochs`)."""
+def make_optimizer(parameters: Iterable[Tensor], settings: TrainSettings) -> torch.optim.Optimizer:
+    """The optimiser of ``settings`` (the learning rate is then set per epoch by :func:`run_epochs`): the
+    protocol's SGD, or Adam without weight decay, as LfF's and SelecMix's official code train (their Colored-MNIST
+    learning rates: 1e-3 and 5e-3)."""
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=settings.lr)
+    if settings.optimizer != "sgd":
+        raise PaperlibError(f"unknown optimizer {settings.optimizer!r}; choose one of: sgd, adam")
     return torch.optim.SGD(parameters, lr=settings.lr, momentum=settings.momentum,
                            weight_decay=settings.weight_decay)
 
@@ -169,7 +177,7 @@ def train_classifier(model: nn.Module, images: Tensor, labels: Tensor, settings:
     ``settings.torch_compile``) computes ``model``'s outputs: a caller that trains the same model many times
     passes the one it holds.
     """
-    optimizer = sgd(model.parameters(), settings)
+    optimizer = make_optimizer(model.parameters(), settings)
     model.train()
     if forward is None:
         forward = training_forward(model, images, settings)

@@ -17,7 +17,7 @@ b=0``: one pair type per batch, ``lam = Beta(1, 1) / 2``, the loss on the partne
 unmixed batch). Mixing an aligned anchor with a same-class image of another bias, or with an other-class image
 of the same bias, cancels the shortcut in the mixed sample. Deviations: the optimiser, schedule, batching and DSA
 are this package's evaluation protocol (:func:`paperlib.train.loop.run_epochs`), as for LfF (the official
-code: Adam, lr 0.005 on CMNIST); the partners come from the GCE-trained biased classifier's embedding, where the
+code: Adam without weight decay, lr 0.005 on CMNIST, which ``eval_optimizer=adam eval_lr=0.005`` takes); the partners come from the GCE-trained biased classifier's embedding, where the
 official code trains a separate encoder with a generalised supervised contrastive loss.
 """
 
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paperlib.train.lff import generalized_cross_entropy
-from paperlib.train.loop import TrainSettings, run_epochs, sgd, training_forward
+from paperlib.train.loop import TrainSettings, make_optimizer, run_epochs, training_forward
 
 __all__ = ["contradicting_partners", "mix_with_partners", "mixing_draws", "train_selecmix"]
 
@@ -74,7 +74,7 @@ def train_selecmix(biased: nn.Module, model: nn.Module, images: Tensor, labels: 
     share one SGD optimiser (their losses touch disjoint parameters). The batch's pair type and the mixing
     weights are drawn from ``gen`` after the batch. Returns ``model``, the one to test.
     """
-    optimizer = sgd(itertools.chain(biased.parameters(), model.parameters()), settings)
+    optimizer = make_optimizer(itertools.chain(biased.parameters(), model.parameters()), settings)
     biased.train()
     model.train()
     forward_b, embed_b, forward = (training_forward(fn, images, settings) for fn in (biased, biased.embed, model))
