@@ -63,9 +63,9 @@ nb.save(ax, figures, "03_weight_shares", pdf=True);
 # ## Vanilla vs KDE for DM and DC, and the debiasing baselines
 # `dm_selecmix` and `dm_lff` train SelecMix's and LfF's pairs of models on the *vanilla* DM set: a debiasing
 # method can only mix in or up-weight conflicting images that the distilled set still contains. They train with
-# the evaluation protocol's SGD; `dm_selecmix_adam` and `dm_lff_adam` (IPC 50) train with their official code's
-# optimiser instead (Adam without weight decay, lr 0.005 and 0.001), everything else unchanged, so the two rows
-# of a trainer differ only in the optimiser.
+# the evaluation protocol's SGD; `dm_selecmix_adam` and `dm_lff_adam` (IPC 50, in the quick and paper profiles)
+# train with their official code's optimiser instead (Adam without weight decay, lr 0.005 and 0.001), everything
+# else unchanged, so the two rows of a trainer differ only in the optimiser.
 
 # %%
 nb.metrics_view(table, extra=("ipc",))
