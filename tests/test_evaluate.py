@@ -8,7 +8,8 @@ from paperlib.core.params import make_params
 from paperlib.data import build_dataset
 from paperlib.core.errors import PaperlibError
 from paperlib.train.evaluate import evaluate_set
-from paperlib.train.loop import CPU_MICRO_BATCH, TrainSettings, micro_batch_for, make_optimizer, run_epochs, train_classifier
+from paperlib.train.loop import (CPU_MICRO_BATCH, TrainSettings, make_optimizer, micro_batch_for, run_epochs,
+                                 train_classifier)
 from paperlib.train.models import ConvNet, init_parameters
 
 

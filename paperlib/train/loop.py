@@ -1,10 +1,11 @@
-"""The training loop every network of this package is trained with (evaluation models under every trainer: plain,
-LfF, SelecMix; gradient matching's inner loop and DM's warm start). Evaluation models: SGD with momentum 0.9 and
-weight decay 5e-4 (or, with ``eval_optimizer=adam``, Adam without weight decay: LfF's and SelecMix's own), batch 256; DSA on every batch unless the evaluation's augmentation is ``none`` (DC's protocol, or
-``dsa=false``); with ``official_schedule`` (``eval_official_schedule=true``, the default) the official
-``evaluate_synset`` schedule, E + 1 epochs and a fresh optimiser at lr x0.1 after epoch E // 2 + 1, otherwise this
-companion's first schedule, E epochs with lr x0.1 one epoch earlier and momentum kept. The inner loop and the warm
-start train at a constant lr without momentum or weight decay."""
+"""The training loop every network of this package is trained with (evaluation models under every trainer: plain, LfF,
+SelecMix; gradient matching's inner loop and DM's warm start). Evaluation models: SGD with momentum 0.9 and weight
+decay 5e-4 (or, with ``eval_optimizer=adam``, Adam without weight decay: LfF's and SelecMix's own), batch 256; DSA on
+every batch unless the evaluation's augmentation is ``none`` (DC's protocol, or ``dsa=false``); with
+``official_schedule`` (``eval_official_schedule=true``, the default) the official ``evaluate_synset`` schedule, E + 1
+epochs and a fresh optimiser at lr x0.1 after epoch E // 2 + 1, otherwise this companion's first schedule, E epochs
+with lr x0.1 one epoch earlier and momentum kept. The inner loop and the warm start train at a constant lr without
+momentum or weight decay."""
 
 from __future__ import annotations
 

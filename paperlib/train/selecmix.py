@@ -12,13 +12,14 @@ version). SelecMix is mixup with *contradicting pairs*, chosen by an auxiliary b
 * the tested model is trained with cross-entropy on ``lam * anchor + (1 - lam) * partner`` against the
   *partner's* label, ``lam ~ U(0, 1/2)`` per image, so the partner dominates the mixed image.
 
-The mixing rule is the official code's (iwhwang/SelecMix, ``configs/v_ours.cfg``: ``--rand --ours``, ``a=1,
-b=0``: one pair type per batch, ``lam = Beta(1, 1) / 2``, the loss on the partner's label alone, no loss on the
-unmixed batch). Mixing an aligned anchor with a same-class image of another bias, or with an other-class image
-of the same bias, cancels the shortcut in the mixed sample. Deviations: the optimiser, schedule, batching and DSA
-are this package's evaluation protocol (:func:`paperlib.train.loop.run_epochs`), as for LfF (the official
-code: Adam without weight decay, lr 0.005 on CMNIST, which ``eval_optimizer=adam eval_lr=0.005`` takes); the partners come from the GCE-trained biased classifier's embedding, where the
-official code trains a separate encoder with a generalised supervised contrastive loss.
+The mixing rule is the official code's (iwhwang/SelecMix, ``configs/v_ours.cfg``: ``--rand --ours``, ``a=1, b=0``: one
+pair type per batch, ``lam = Beta(1, 1) / 2``, the loss on the partner's label alone, no loss on the unmixed batch).
+Mixing an aligned anchor with a same-class image of another bias, or with an other-class image of the same bias,
+cancels the shortcut in the mixed sample. Deviations: the optimiser, schedule, batching and DSA are this package's
+evaluation protocol (:func:`paperlib.train.loop.run_epochs`), as for LfF (the official code: Adam without weight
+decay, lr 0.005 on CMNIST, which ``eval_optimizer=adam eval_lr=0.005`` takes); the partners come from the GCE-trained
+biased classifier's embedding, where the official code trains a separate encoder with a generalised supervised
+contrastive loss.
 """
 
 from __future__ import annotations
