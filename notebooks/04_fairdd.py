@@ -59,6 +59,9 @@ nb.save_table(table, figures, "04_fairdd");
 # %% [markdown]
 # ## Accuracy and fairness
 # Acc is the balanced test accuracy; DEO_M and DEO_A are the equalised-odds gaps across protected groups.
+# `dm_lff` and `dm_lff_adam` (C-MNIST FG, quick and paper profiles) are paper B's Table 5: Learning from Failure
+# trains the evaluation models on the *vanilla* DM set, with the protocol's SGD and with LfF's own Adam. A
+# debiasing trainer needs some bias-conflicting images to up-weight, and the vanilla set has almost none.
 
 # %%
 nb.metrics_view(table, keys=("acc", "deo_m", "deo_a", "worst_group_acc"), extra=("protocol", "ipc"))
