@@ -19,9 +19,10 @@
 # # 05 · Ablations
 #
 # What each design choice contributes: the KDE's bandwidth, weighting and encoder; FairDD's sampling mode and
-# initialisation; the number of images per class; the bias ratio; the evaluation architecture; and, from
-# PAPERS.md's theorem, why DM + FairDD and DM with group-balanced weights are the same objective up to a
-# constant factor.
+# initialisation; the number of images per class; the bias ratio; the evaluation architecture; and, from a
+# one-line identity (the gradient of FairDD's sum of squared distances to the group means is |A| times that of
+# the distance to their barycenter), why DM + FairDD and DM with group-balanced weights are the same objective
+# up to a constant factor.
 
 # %% tags=["parameters"]
 profile = "quick"  # smoke | quick | paper
@@ -66,9 +67,9 @@ nb.save(ax, figures, "05_kde_variants");
 
 # %% [markdown]
 # ## FairDD: sampling mode and initialisation
-# `fairdd` is the reference (uniform real batches; a group absent from a batch is skipped); `stratified`
-# puts every present group in every batch; `noise_init` starts from noise instead of real images. The last
-# row is the theorem's counterpart: vanilla DM with group-balanced sample weights.
+# `fairdd` is the reference (uniform real batches; a group absent from a batch is skipped); `fairdd_stratified`
+# puts every present group in every batch; `fairdd_noise_init` starts from noise instead of real images. The
+# last row is the identity's counterpart: vanilla DM with group-balanced sample weights.
 
 # %%
 nb.metrics_view(table[table["experiment"] == "fairdd_modes"], keys=("acc", "deo_m", "deo_a"))

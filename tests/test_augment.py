@@ -12,6 +12,7 @@ from paperlib.train.augment import (
     DSA,
     OPS,
     DSAParams,
+    _affine,
     _apply_op,
     _brightness,
     _contrast,
@@ -20,9 +21,11 @@ from paperlib.train.augment import (
     _cutout_size,
     _flip,
     _rotate,
+    _rotate_theta,
     _sample_op_params,
     _saturation,
     _scale,
+    _scale_theta,
 )
 from paperlib.core.errors import PaperlibError
 
@@ -143,6 +146,11 @@ def test_scale_rotate_identity_and_reference_theta() -> None:
     a = torch.tensor([0.1, -0.2, 0.25])
     rows = [[[math.cos(a[i]), -math.sin(a[i]), 0], [math.sin(a[i]), math.cos(a[i]), 0]] for i in range(3)]
     assert torch.allclose(_rotate(x, a), ref_affine(x, rows), atol=1e-5)
+    # FairDD's copy of DSA resamples at torch's default (align_corners=False): on a square image, scaling and
+    # rotating about the centre map pixel centres alike under both conventions, so only rounding differs
+    for theta in (_scale_theta(sx, sy), _rotate_theta(a)):
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        assert torch.allclose(_affine(x, theta), F.grid_sample(x, grid, align_corners=False), atol=1e-4)
     # a quarter turn on a square image is an exact pixel permutation
     q = _rotate(x, torch.full((3,), math.pi / 2))
     assert torch.allclose(q, torch.rot90(x, 1, dims=(2, 3)), atol=1e-5)

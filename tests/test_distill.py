@@ -216,7 +216,7 @@ def test_hidden_group_labels_refuse_a_setting_that_reads_every_true_one(setting,
 
 
 def test_fairdd_gradient_is_present_groups_times_the_group_balanced_gradient():
-    """PAPERS.md: for DM, sum_a |mu_a - s|^2 has the gradient |A| * that of |mean_a mu_a - s|^2."""
+    """The identity: for DM, sum_a |mu_a - s|^2 has the gradient |A| * that of |mean_a mu_a - s|^2."""
     net = init_parameters(ConvNet(3, 2, 28, width=8), torch.Generator().manual_seed(1))
     real = torch.randn(2 * 6, 3, 28, 28)
     groups = torch.tensor([[0, 0, 1, 1, 1, 2], [1, 1, 1, 1, 0, 0]])  # 3 groups present in class 0, 2 in class 1

@@ -63,7 +63,10 @@ def test_comparison_bars_show_the_paper_only_where_it_reports_and_make_room_for_
     from matplotlib.collections import PathCollection
 
     diamonds = next(c for c in short.collections if isinstance(c, PathCollection)).get_offsets()
-    assert [t.get_text() for t in short.get_xticklabels()] == ["e / dm", "e / dm_kde"]
+    assert [t.get_text() for t in short.get_xticklabels()] == ["dm", "dm_kde"]  # one experiment: the axis's
+    assert short.get_xlabel() == "e"
+    two = table(["dm", "dm"]).assign(experiment=["e", "f"])
+    assert [t.get_text() for t in plot_comparison(two).get_xticklabels()] == ["e / dm", "f / dm"]
     heights = np.ma.filled(np.ma.asarray(diamonds, dtype=float), np.nan)[:, 1]
     assert heights[0] == 60.0 and np.isnan(heights[1])  # no paper value: no diamond
     long = plot_comparison(table(["dm", "dm_fairdd_stratified_with_a_long_name"]))
@@ -100,7 +103,9 @@ def test_comparison_names_each_paper_and_draws_no_error_bar_without_a_spread():
 def test_comparison_colours_each_run_alike_across_experiments_with_one_tick_per_experiment():
     from paperlib.report.plots import plot_comparison
 
-    ax = plot_comparison(_comparison_table(["cmnist_fg", "cmnist_bg"], ["vanilla", "fairdd", "cobra"]))
+    table = _comparison_table(["cmnist_fg", "cmnist_bg"], ["vanilla", "fairdd", "cobra"])
+    ax = plot_comparison(table.assign(protocol=["fairdd"] * 3 + ["companion"] * 3))
+    assert ax.get_legend().get_title().get_text() == "this companion (protocols:\ncompanion, fairdd)"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["cmnist_fg", "cmnist_bg"]
     bars = _bar_containers(ax)[0].patches
     colours = [b.get_facecolor() for b in bars]

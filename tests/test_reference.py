@@ -1,4 +1,4 @@
-"""The papers' reported numbers: every one of PAPERS.md, keyed by setting, with the paper's slips noted."""
+"""The papers' reported numbers: every one of the fact sheet's, keyed by setting, with the paper's slips noted."""
 
 from __future__ import annotations
 
@@ -43,12 +43,12 @@ def test_variants_name_the_papers_rows():
     assert lff["acc"] == 22.75 and "Table 5" in lff["table"]
 
 
-def test_gradient_matching_has_the_papers_row_from_its_official_noise_start_and_from_real_images():
-    """DC's rows come from the official noise start; the CPU profiles' real start (their stated scale) keeps
-    the row, shown with its init; DM from noise has none (DM's rows start from real images)."""
+def test_gradient_matching_has_the_papers_row_only_from_its_official_real_start():
+    """DC's rows come from main_DC.py's real start; from noise (DatasetCondensation's default) they have none,
+    nor has DM from noise (DM's rows start from real images)."""
     dc = dict(dataset="cmnist_fg", method="dc", ipc=10)
-    assert make_params(**dc).init == "noise" and reported(make_params(**dc))["acc"] == 71.41
-    assert reported(make_params(**dc, init="real"))["acc"] == 71.41
+    assert make_params(**dc).init == "real" and reported(make_params(**dc))["acc"] == 71.41
+    assert variant(make_params(**dc, init="noise")) == "other" and reported(make_params(**dc, init="noise")) is None
     assert variant(make_params(**dc, init="balanced")) == "vanilla, balanced init"  # no such row: None below
     assert reported(make_params(**dc, init="balanced")) is None
     assert variant(make_params(dataset="cmnist_fg", method="dm", init="noise")) == "other"
@@ -90,9 +90,9 @@ def test_paper_bs_reimplementation_of_kde_stands_beside_kde_runs_on_both_its_dat
 def test_the_paper_table_names_a_start_or_schedule_other_than_the_official_codes():
     from paperlib.report.tables import _setting
 
-    row = {"dataset": "cmnist_fg", "protocol": "fairdd", "ratio": 0.9, "ipc": 10, "method": "dc", "init": "real",
+    row = {"dataset": "cmnist_fg", "protocol": "fairdd", "ratio": 0.9, "ipc": 10, "method": "dc", "init": "noise",
            "eval_schedule": "first"}
-    assert _setting(row) == ("cmnist_fg (fairdd protocol), ratio 90%, IPC 10; init real (official: noise); "
+    assert _setting(row) == ("cmnist_fg (fairdd protocol), ratio 90%, IPC 10; init noise (official: real); "
                              "first evaluation schedule")
-    assert _setting({**row, "init": "noise", "eval_schedule": "official"}) == "cmnist_fg (fairdd protocol), ratio 90%, IPC 10"
+    assert _setting({**row, "init": "real", "eval_schedule": "official"}) == "cmnist_fg (fairdd protocol), ratio 90%, IPC 10"
     assert _setting({**row, "method": "whole", "init": "", "ipc": None}).endswith("whole data; first evaluation schedule")

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from paperlib.data.container import rank_within_cells
 
-# Learning-from-Failure's Colored MNIST mean colours, classes 0..9 (PAPERS.md).
+# Learning-from-Failure's Colored MNIST mean colours, classes 0..9 (Nam et al., 2020).
 LFF_COLOURS = (
     (0.984, 0.313, 0.169), (0.991, 0.916, 0.352), (0.673, 0.461, 0.580), (0.783, 0.832, 0.601),
     (0.088, 0.778, 0.982), (0.321, 0.961, 0.446), (0.025, 0.236, 0.759), (0.555, 0.102, 0.762),

@@ -53,7 +53,7 @@ class Method:
     whole_data: bool = False
     eval_epochs: int = 1000
     eval_augment: str = "dsa"  # "none": evaluation models train without augmentation (DC's protocol)
-    init: str = "real"  # how the official code starts the synthetic set (main_DM.py: real; main.py / main_DC.py: noise)
+    init: str = "real"  # how the official code starts the synthetic set (main_DM.py and FairDD's main_DC.py: real)
 
     @property
     def distils(self) -> bool:
@@ -97,12 +97,12 @@ METHODS.register("whole", Method(uses=(), select=lambda dataset, params: None, w
 METHODS.register("random", Method(uses=("ipc", "num_distill", "distill_run"), select=_random_subset))
 METHODS.register("dm", Method(_DM_USES, dm_step, augment=True, iterations=20000,
                               lr_img=lambda ipc: 10.0 if ipc >= 100 else 1.0))
-# FairDD's main_DC.py starts DC from noise and evaluates its sets for 300 epochs without augmentation
-# (get_daparam: strategy 'none'); DatasetCondensation's main.py starts DC / DSA from noise too.
+# FairDD's main_DC.py (paper B's DC numbers; --method DC or DSA) starts from real images (its --init defaults to
+# real and scripts/main_DC.sh passes none; DatasetCondensation's main.py defaults to noise, but no paper number
+# came from it) and evaluates DC's sets for 300 epochs without augmentation (get_daparam: strategy 'none').
 METHODS.register("dc", Method(_MATCHING_USES, matching_step, iterations=1000, lr_img=lambda ipc: 0.1,
-                              eval_epochs=300, eval_augment="none", init="noise"))
-METHODS.register("dsa", Method(_MATCHING_USES, matching_step, augment=True, iterations=1000, lr_img=lambda ipc: 0.1,
-                               init="noise"))
+                              eval_epochs=300, eval_augment="none"))
+METHODS.register("dsa", Method(_MATCHING_USES, matching_step, augment=True, iterations=1000, lr_img=lambda ipc: 0.1))
 
 
 def distilling_methods() -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""PAPERS.md's theorem, measured: DM + FairDD against DM matching the barycenter of the group means (COBRA's
+"""An identity of the two group targets, measured: DM + FairDD against DM matching the barycenter of the group means (COBRA's
 target, the same as group-balanced weights within each real batch).
 
 For DM, ``sum_a ||mu_a - s||^2`` (FairDD, one term per group present) has the

@@ -101,8 +101,9 @@ def plot_comparison(table: pd.DataFrame, metric: str = "acc", ax: Axes | None = 
     style per ``paper_source`` and labelled with it ("paper B (reported)"); the legend
     names the protocol of the bars. When the same runs repeat over several experiments
     (the same methods on several datasets), each run keeps one colour, named in the
-    legend, and the bars are grouped per experiment. A row without a spread (one
-    evaluation model) gets no error bar.
+    legend, and the bars are grouped per experiment; otherwise each bar is named
+    "experiment / run", or by its run alone under an axis named after the one
+    experiment. A row without a spread (one evaluation model) gets no error bar.
     """
     import pandas as pd  # loaded when a figure is drawn, as matplotlib
     from matplotlib.patches import Patch
@@ -113,12 +114,16 @@ def plot_comparison(table: pd.DataFrame, metric: str = "acc", ax: Axes | None = 
     blocks = [e for i, e in enumerate(done["experiment"]) if i == 0 or e != done["experiment"].iloc[i - 1]]
     # the same runs over several experiments, each experiment's rows together: one colour per run, one group each
     by_run = 1 < len(runs) < len(done) and len(runs) <= 10 and len(blocks) == len(experiments)
-    labels = experiments if by_run else [f"{e} / {r}" for e, r in zip(done["experiment"], done["run"])]
+    # one experiment: its runs name the bars and the experiment the axis; several: "experiment / run"
+    single = len(experiments) == 1
+    labels = experiments if by_run else list(done["run"]) if single else [
+        f"{e} / {r}" for e, r in zip(done["experiment"], done["run"])]
     if ax is None:  # taller for long labels, which are drawn slanted below the bars
         longest = max((len(label) for label in labels), default=0)
         _, ax = plt.subplots(figsize=(max(6, 0.6 * len(done)), max(3.2, 1.8 + 0.065 * longest)))
     protocols = sorted(set(done["protocol"])) if "protocol" in done else []  # which construction the bars used
-    ours = "this companion" + (f" ({', '.join(protocols)} protocol)" if protocols else "")
+    ours = "this companion" + (f" ({protocols[0]} protocol)" if len(protocols) == 1
+                               else f" (protocols: {', '.join(protocols)})" if protocols else "")
     palette = plt.get_cmap("tab10").colors
     if by_run:
         x = np.arange(len(done)) + 0.8 * np.array([experiments.index(e) for e in done["experiment"]])
@@ -144,6 +149,8 @@ def plot_comparison(table: pd.DataFrame, metric: str = "acc", ax: Axes | None = 
         ax.set_xticks(centres, labels, rotation=30, ha="right", rotation_mode="anchor", fontsize="small")
     else:
         ax.set_xticks(x, labels, rotation=60, ha="right", rotation_mode="anchor", fontsize="small")
+        if single:
+            ax.set_xlabel(experiments[0])
     # beside the axes, covering no bar or marker; long source names wrapped
     wrapped = [textwrap.fill(h.get_label(), 24, break_on_hyphens=False) for h in handles]
     ax.legend(handles=handles, labels=wrapped, fontsize="small", title=textwrap.fill(ours, 28) if by_run else None,

@@ -1,7 +1,7 @@
 """The papers' reported numbers, for labelled "paper" columns beside ours.
 
-Every number of both papers in ``PAPERS.md`` (paper B: all its tables; paper A: its headline), copied as
-PAPERS.md writes them; they are reference values only and never enter a computation. Keys:
+Every reported number of both papers (paper B: all its tables; paper A: its headline), copied as this
+project's fact sheet on the papers writes them; they are reference values only and never enter a computation. Keys:
 ``(dataset, ratio, method, variant, ipc)`` where ``ratio`` is the conflict ratio (``cmnist``), the majority
 ratio (paper B's presets) or ``None`` (the face datasets, whose bias the data fixes), ``variant`` is what
 :func:`variant` returns and ``ipc`` is ``None`` for whole-data training. Each value names its ``source`` and
@@ -24,7 +24,7 @@ _A_BASELINE = "paper A's debiasing baseline on the distilled set (SelecMix, per 
 
 
 def _parse(values: str, ipcs: tuple[int | None, ...], order: tuple[str, ...]) -> list[tuple[int | None, dict]]:
-    """``"25.01/100/99.96 | 56.84/100/91.68"`` (as PAPERS.md writes them) -> ``[(ipc, {metric: value})]``."""
+    """``"25.01/100/99.96 | 56.84/100/91.68"`` (as the fact sheet writes them) -> ``[(ipc, {metric: value})]``."""
     cells = [c.strip() for c in values.split("|")]
     if len(cells) != len(ipcs):
         raise AssertionError(f"{values!r}: {len(cells)} cells for IPCs {ipcs}")  # a typo in this table
@@ -95,7 +95,7 @@ _MAIN_TABLE: dict[str, dict[tuple[str, str], str]] = {
         ("dc", "vanilla"): "62.62/47.04/38.92", ("dc", "fairdd"): "63.30/37.84/28.84",
         ("whole", "vanilla"): "71.40/66.4/55.2"},
 }
-# The paper's own slips (PAPERS.md), keyed (dataset, method, variant, ipc), shown beside the values they touch.
+# The paper's own slips, keyed (dataset, method, variant, ipc), shown beside the values they touch.
 _NOTES = {
     **{("cfmnist_bg", m, "fairdd", ipc): "paper B's Table 10 repeats the FG rows' DEO here; these are its "
        "main-table values" for m in ("dm", "dc") for ipc in (10, 50, 100)},
@@ -157,12 +157,9 @@ PAPERS_SETTINGS = ("hidden_groups", "warm_start_epochs", "sampling", "precision"
 
 def _init_suffix(params: Params) -> str | None:
     """How the papers' rows name a distilling run's initialisation: ``""`` for the official code's own
-    (:attr:`Method.init <paperlib.distill.methods.Method.init>`: DM real, gradient matching noise),
-    ``", balanced init"`` for paper B's balanced ablation, ``None`` (no counterpart) otherwise. Gradient matching
-    from real images also counts as ``""``: the CPU profiles' stated scale (a few dozen iterations from noise
-    leave noise), shown in the tables' ``init`` column beside the number."""
-    official = METHODS[params.method].init
-    if params.init == official or (official == "noise" and params.init == "real"):
+    (:attr:`Method.init <paperlib.distill.methods.Method.init>`: real images), ``", balanced init"`` for paper
+    B's balanced ablation, ``None`` (no counterpart) otherwise."""
+    if params.init == METHODS[params.method].init:
         return ""
     return ", balanced init" if params.init == "balanced" else None
 

@@ -1,6 +1,6 @@
 """The evaluation protocol: train a fresh network on an image set, test it unbiased.
 
-Follows the official DC/DSA/DM code's protocol (PAPERS.md): SGD with momentum
+Follows the official DC/DSA/DM code's protocol (``evaluate_synset``): SGD with momentum
 0.9 and weight decay 5e-4, batch 256; DSA on every training batch unless the
 evaluation's augmentation is ``none`` (DC's protocol, or ``dsa=false``); with
 ``eval_official_schedule=true`` (the default) the official ``evaluate_synset``
