@@ -98,9 +98,10 @@ nb.show_grids(specs, figures, "04_distilled_grids",
 # ## What this run checks
 # Each claim of this notebook as a comparison with a margin (the experiment file's `claims`), then, for a
 # profile with reference numbers (`params/<profile>/references.yaml`), every run's trained numbers within
-# the stated tolerance. A trained number differs slightly from one machine to another, so `make test`
-# compares this verdict table, not the numbers themselves: it changes only when a claim stops holding or a
-# number moves beyond its tolerance.
+# the stated tolerance. Each claim's verdict shows the quantity it measured, its room against the margin. A
+# trained number differs slightly from one machine to another, so `make test` compares the verdicts with those
+# numbers masked: what it compares changes only when a claim stops holding or a number moves beyond its
+# tolerance.
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -122,8 +122,9 @@ nb.metrics_view(hidden, keys=("acc", "deo_m", "deo_a", "worst_group_acc"),
 
 # %% [markdown]
 # ## What this run checks
-# Each claim of this notebook as a comparison with a margin (the experiment file's `claims`), then, for a
-# profile with reference numbers, every run's trained numbers within the stated tolerance.
+# Each claim of this notebook as a comparison with a margin (the experiment file's `claims`), with the quantity
+# it measured, then, for a profile with reference numbers, every run's trained numbers within the stated
+# tolerance.
 
 # %%
 # NBVAL_CHECK_OUTPUT

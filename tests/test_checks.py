@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -39,16 +40,17 @@ def test_quantities_name_each_cell_by_row_and_column_and_skip_runs_not_done():
 def test_a_claim_holds_or_fails_with_the_measured_value():
     holds = checks.claim_rows([AMPLIFIED], checks.quantities(TABLE))
     assert holds == [{"check": "colour bias is amplified",
-                      "test": "colour/whole acc_conflicting - colour/dm acc_conflicting >= 10", "verdict": "holds"}]
+                      "test": "colour/whole acc_conflicting - colour/dm acc_conflicting >= 10",
+                      "verdict": "holds (measured 47.5)"}]
     flipped = TABLE.assign(acc_conflicting=[61.7, 58.0, 37.3, float("nan")])  # DM no longer loses the minority
     assert checks.claim_rows([AMPLIFIED], checks.quantities(flipped))[0]["verdict"] == "FAILS (measured 3.7)"
     ratio = {"says": "x", "of": "colour/dm_kde acc", "over": "colour/dm acc", "at_most": 1.5}
-    assert checks.claim_rows([ratio], checks.quantities(TABLE))[0]["verdict"] == "FAILS (measured 1.9)"
+    assert checks.claim_rows([ratio], checks.quantities(TABLE))[0]["verdict"] == "FAILS (measured 1.87)"
     for bound in ({"at_least": 1.0}, {"at_most": 1.0}):  # 0 / 0 supports no claim, whichever its side
         zero = {"says": "x", "of": "a", "over": "b", **bound}
         assert checks.claim_rows([zero], {"a": 0.0, "b": 0.0})[0]["verdict"] == "FAILS (measured nan)"
     above = {"says": "x", "of": "a", "over": "b", "at_least": 2.0}
-    assert checks.claim_rows([above], {"a": 3.0, "b": 0.0})[0]["verdict"] == "holds"  # 3 / 0: infinitely above
+    assert checks.claim_rows([above], {"a": 3.0, "b": 0.0})[0]["verdict"] == "holds (measured inf)"  # 3 / 0
 
 
 @pytest.mark.parametrize("entry, message", [
@@ -100,11 +102,28 @@ def test_a_broken_references_file_is_a_clear_error(tmp_path, monkeypatch):
         checks.load_references("toy")
 
 
+def _as_nbval_compares(table: pd.DataFrame) -> str:
+    """``table`` as nbval compares it: its HTML through every sanitizer of tests/nbval_sanitize.cfg."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "tests" / "nbval_sanitize.cfg")
+    html = table.to_html()
+    for section in config.sections():
+        html = re.sub(config[section]["regex"], config[section]["replace"], html)
+    return html
+
+
 def test_the_verdict_table_is_the_same_for_numbers_that_differ_within_tolerance(tmp_path, monkeypatch):
     _references(tmp_path, monkeypatch, {"02_nb": {"colour/dm": {"acc": 23.6, "acc_conflicting": 14.2}}})
     here = checks.verdicts("02_nb", "toy", [AMPLIFIED], TABLE)
-    elsewhere = checks.verdicts("02_nb", "toy", [AMPLIFIED], TABLE.assign(acc=TABLE["acc"] + 2.9))
-    assert here.equals(elsewhere) and not here["verdict"].str.startswith("FAILS").any()
+    elsewhere = checks.verdicts("02_nb", "toy", [AMPLIFIED],
+                                TABLE.assign(acc=TABLE["acc"] + 2.9, acc_conflicting=TABLE["acc_conflicting"] + [0, 1, 0, 0]))
+    assert not here.equals(elsewhere)  # the measured quantity is shown: 47.5 here, 46.5 there ...
+    assert _as_nbval_compares(here) == _as_nbval_compares(elsewhere)  # ... and masked where nbval compares
+    assert not here["verdict"].str.startswith("FAILS").any()
+    flipped = checks.verdicts("02_nb", "toy", [AMPLIFIED], TABLE.assign(acc_conflicting=[61.7, 58.0, 37.3, 0]))
+    assert _as_nbval_compares(flipped) != _as_nbval_compares(here)  # a claim that flips is not masked
     moved = checks.verdicts("02_nb", "toy", [AMPLIFIED], TABLE.assign(acc=TABLE["acc"] + 3.1))
     failed = moved[moved["verdict"].str.startswith("FAILS")]
     assert [f"{r.check}: {r.verdict}" for r in failed.itertuples()] == \
@@ -143,7 +162,7 @@ def test_the_committed_quick_results_satisfy_the_quick_claims(name, monkeypatch)
              "05_ablations": lambda: [nb.kde_ablation(file_values["kde_dataset"], file_values["kde_variants"], "quick")],
              }.get(name, list)()
     rows = checks.claim_rows(claims, checks.quantities(table, *extra))  # a claim it cannot measure is an error
-    assert len(rows) == len(claims) and all(r["verdict"] == "holds" for r in rows), rows
+    assert len(rows) == len(claims) and all(r["verdict"].startswith("holds (") for r in rows), rows
 
 
 def test_verify_lists_every_failed_verdict_and_error_of_the_executed_notebooks(tmp_path):
