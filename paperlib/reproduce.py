@@ -277,6 +277,8 @@ def _print_plan(profile: str, only: str | None, from_store: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m paperlib.reproduce``: run the notebooks of a profile (or, with ``--plan``, list their runs);
+    returns the exit status: 0, or 2 after a one-line error."""
     parser = argparse.ArgumentParser(prog="python -m paperlib.reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="quick", help="smoke | quick | paper (default quick)")
     parser.add_argument("--only", help="run only the notebooks whose name contains this")

@@ -103,26 +103,27 @@ def test_a_broken_references_file_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def _as_nbval_compares(table: pd.DataFrame) -> str:
-    """``table`` as nbval compares it: its HTML through every sanitizer of tests/nbval_sanitize.cfg."""
-    import configparser
+    """``table`` as nbval compares it: its text and HTML through every sanitizer of tests/nbval_sanitize.cfg,
+    read as nbval reads them."""
+    from nbval.plugin import get_sanitize_patterns
 
-    config = configparser.ConfigParser()
-    config.read(ROOT / "tests" / "nbval_sanitize.cfg")
-    html = table.to_html()
-    for section in config.sections():
-        html = re.sub(config[section]["regex"], config[section]["replace"], html)
-    return html
+    shown = table.to_string() + table.to_html()
+    for regex, replace in get_sanitize_patterns((ROOT / "tests" / "nbval_sanitize.cfg").read_text()):
+        shown = re.sub(regex, replace, shown)
+    return shown
 
 
 def test_the_verdict_table_is_the_same_for_numbers_that_differ_within_tolerance(tmp_path, monkeypatch):
     _references(tmp_path, monkeypatch, {"02_nb": {"colour/dm": {"acc": 23.6, "acc_conflicting": 14.2}}})
-    here = checks.verdicts("02_nb", "toy", [AMPLIFIED], TABLE)
-    elsewhere = checks.verdicts("02_nb", "toy", [AMPLIFIED],
-                                TABLE.assign(acc=TABLE["acc"] + 2.9, acc_conflicting=TABLE["acc_conflicting"] + [0, 1, 0, 0]))
-    assert not here.equals(elsewhere)  # the measured quantity is shown: 47.5 here, 46.5 there ...
+    claim = {**AMPLIFIED, "at_least": 5}
+    here = checks.verdicts("02_nb", "toy", [claim], TABLE)
+    # the measured quantity is shown, 47.5 here and 7.5 there (a text column is padded to its widest cell) ...
+    elsewhere = checks.verdicts("02_nb", "toy", [claim],
+                                TABLE.assign(acc=TABLE["acc"] + 2.9, acc_conflicting=TABLE["acc_conflicting"] + [-40, 0, 0, 0]))
+    assert not here.equals(elsewhere)
     assert _as_nbval_compares(here) == _as_nbval_compares(elsewhere)  # ... and masked where nbval compares
     assert not here["verdict"].str.startswith("FAILS").any()
-    flipped = checks.verdicts("02_nb", "toy", [AMPLIFIED], TABLE.assign(acc_conflicting=[61.7, 58.0, 37.3, 0]))
+    flipped = checks.verdicts("02_nb", "toy", [claim], TABLE.assign(acc_conflicting=[61.7, 58.0, 37.3, 0]))
     assert _as_nbval_compares(flipped) != _as_nbval_compares(here)  # a claim that flips is not masked
     moved = checks.verdicts("02_nb", "toy", [AMPLIFIED], TABLE.assign(acc=TABLE["acc"] + 3.1))
     failed = moved[moved["verdict"].str.startswith("FAILS")]

@@ -217,7 +217,10 @@ def test_a_stopped_or_failed_live_run_reenables_the_controls_and_stores_nothing(
     from paperlib.report import explore
 
     app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", **SCALE}, SMOKE_EXPLORER, "smoke")
+    app.target.value = "KDE reweighting (paper A)"  # a missing KDE point: its first run also trains the encoder
+    assert "not computed" in app.status.value and "trains its encoder" in app.status.value
     app.target.value = "FairDD (paper B)"
+    assert "not computed" in app.status.value and "trains its encoder" not in app.status.value
     running = threading.Event()
 
     def endless(point):

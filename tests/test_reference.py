@@ -39,6 +39,9 @@ def test_variants_name_the_papers_rows():
     assert variant(make_params(method="dm", eval_trainer="lff", init="balanced")) == "lff, balanced init"  # no row
     assert variant(make_params(method="whole", eval_trainer="lff", init="balanced")) == "lff"  # whole: no init
     assert variant(make_params(method="dm", target="weighted", weights="group_balanced")) == "other"
+    # weights are read by target=weighted only: COBRA's barycenter with weights=kde is no KDE run
+    assert variant(make_params(method="dm", target="barycenter", weights="kde")) == "other"
+    assert reported(make_params(dataset="cmnist_fg", method="dm", ipc=10, target="barycenter", weights="kde")) is None
     lff = reported(make_params(dataset="cmnist_fg", method="dm", ipc=10, eval_trainer="lff"))
     assert lff["acc"] == 22.75 and "Table 5" in lff["table"]
 

@@ -79,6 +79,7 @@ class Registry(Generic[T]):
         return tuple(self._entries)
 
     def items(self) -> list[tuple[str, T]]:
+        """Every ``(name, entry)``, in registration order."""
         return list(self._entries.items())
 
     def where(self, **attributes: Any) -> tuple[str, ...]:

@@ -31,11 +31,6 @@ from torch import Tensor
 
 from paperlib.core.errors import PaperlibError
 
-# The presets' palette, in a fixed order: class i <-> CORRUPTIONS[i].
-CORRUPTIONS: tuple[str, ...] = (
-    "gaussian_noise", "impulse_noise", "defocus_blur", "motion_blur", "fog",
-    "frost", "brightness", "contrast", "pixelate", "jpeg",
-)
 SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 # Kinds whose output depends on the generator (the others are deterministic filters).
 RANDOM_CORRUPTIONS: frozenset[str] = frozenset(
@@ -277,11 +272,13 @@ def _jpeg_plane(plane: Tensor, table: Tensor) -> Tensor:
 
 # --------------------------------------------------------------------------- public API
 
+# The presets' palette, in a fixed order: class i <-> CORRUPTIONS[i].
 _FUNCTIONS: dict[str, Callable[[Tensor, int, torch.Generator], Tensor]] = {
     "gaussian_noise": gaussian_noise, "impulse_noise": impulse_noise, "defocus_blur": defocus_blur,
     "motion_blur": motion_blur, "fog": fog, "frost": frost,
     "brightness": brightness, "contrast": contrast, "pixelate": pixelate, "jpeg": jpeg,
 }
+CORRUPTIONS: tuple[str, ...] = tuple(_FUNCTIONS)
 
 
 def corrupt(images01: Tensor, kind: str, severity: int, generator: torch.Generator) -> Tensor:

@@ -72,7 +72,6 @@ from paperlib.core.errors import DataNotFound, PaperlibError
 from paperlib.core.runtime import generator, progress
 
 FACE_SIZE = 64
-# Enters the dataset key of the face presets (only theirs): bump when their output changes.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 UTK_AGE_EDGES = (20, 40)  # class 0: age <= 19, 1: 20..39, 2: >= 40 (our choice; the papers say "3 bins")

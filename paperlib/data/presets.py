@@ -59,6 +59,7 @@ from torch import Tensor
 from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params, cache_key, derive_seed, key_values, with_overrides
 from paperlib.core.registry import Registry
+from paperlib.core.runtime import generator
 from paperlib.core.store import cache_root, load_tensors, report_rebuild, save_tensors
 from paperlib.data import bias, corruptions
 from paperlib.data.container import BiasedDataset, DatasetInfo, Split, assemble, channel_stats
@@ -132,7 +133,7 @@ class RenderedPreset(Preset):
         labels = raw.labels.long()
         if self.render is None:
             return Split(raw.images, labels, torch.zeros_like(labels), torch.ones_like(labels, dtype=torch.bool))
-        gen = torch.Generator().manual_seed(derive_seed(params.seed, "dataset", params.dataset, split))
+        gen = generator(derive_seed(params.seed, "dataset", params.dataset, split))
         fraction = self._aligned_fraction(params) if split == "train" else 1.0 / NUM_CLASSES
         attrs, aligned = bias.assign_attributes(labels, fraction, NUM_CLASSES, gen)
         coloured = self.render(raw.images.float().div_(255.0), attrs, params, gen)
@@ -160,7 +161,7 @@ class ColourPreset(Preset):
     def _split(self, params: Params, protocol: Protocol, split: str) -> Split:
         raw = load_source(params.source, split, params.data_dir)
         labels = raw.labels.long()
-        gen = torch.Generator().manual_seed(derive_seed(params.seed, "dataset", params.dataset, split))
+        gen = generator(derive_seed(params.seed, "dataset", params.dataset, split))
         fraction = params.majority_ratio if split == "train" else 1.0 / NUM_CLASSES
         attrs, aligned = protocol.assign(labels, fraction, NUM_CLASSES, gen)
         return Split(protocol.render(self.rule, raw.images, attrs), labels, attrs, aligned)
@@ -200,7 +201,7 @@ def _build_cifar10_s(params: Params) -> BiasedDataset:
     """
     train_raw = load_source("cifar10", "train", params.data_dir)
     test_raw = load_source("cifar10", "test", params.data_dir)
-    gen = torch.Generator().manual_seed(derive_seed(params.seed, "dataset", params.dataset, "train"))
+    gen = generator(derive_seed(params.seed, "dataset", params.dataset, "train"))
     labels = train_raw.labels
     majority = (labels >= NUM_CLASSES // 2).long()  # 0 (gray) for classes 0-4, 1 (colour) for 5-9
     _, aligned = bias.assign_attributes(labels, params.majority_ratio, NUM_CLASSES, gen)
@@ -269,7 +270,7 @@ def _from_payload(payload: dict) -> BiasedDataset:
     return BiasedDataset(_unpack(payload["train"]), _unpack(payload["test"]), DatasetInfo(**payload["info"]))
 
 
-def build_dataset(params: Params | None = None, **overrides) -> BiasedDataset:
+def build_dataset(params: Params | None = None, **overrides: Any) -> BiasedDataset:
     """Build (or load from the cache) the dataset ``params`` describe.
 
     Accepts a :class:`Params` or keyword overrides, e.g.

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from paperlib.core.errors import DataNotFound, PaperlibError
 from paperlib.core.paths import default_folder
 from paperlib.core.registry import Registry
+from paperlib.core.runtime import generator
 from paperlib.core.store import atomic_write
 
 SPLITS: tuple[str, ...] = ("train", "test")
@@ -592,16 +593,16 @@ def _digits_images() -> tuple[torch.Tensor, torch.Tensor]:
 def _digits_split(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Stratified, seeded train/test split of the digits.
 
-    One ``torch.Generator().manual_seed(0)`` serves the classes 0..9 in ascending order.
+    One generator seeded with 0 serves the classes 0..9 in ascending order.
     For class c with n samples, the sample indices (ascending) are permuted with
     ``torch.randperm(n, generator=g)``; the first ``floor(4n/5)`` go to train, the rest to
     test. Each split's indices are returned sorted, so samples keep the dataset's order.
     """
-    generator = torch.Generator().manual_seed(_DIGITS_SEED)
+    gen = generator(_DIGITS_SEED)
     train_parts, test_parts = [], []
     for cls in range(_NUM_CLASSES):
         members = torch.nonzero(labels == cls).flatten()
-        shuffled = members[torch.randperm(len(members), generator=generator)]
+        shuffled = members[torch.randperm(len(members), generator=gen)]
         n_train = len(members) * _DIGITS_TRAIN_NUMERATOR // _DIGITS_TRAIN_DENOMINATOR
         train_parts.append(shuffled[:n_train])
         test_parts.append(shuffled[n_train:])

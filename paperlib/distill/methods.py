@@ -57,6 +57,7 @@ class Method:
 
     @property
     def distils(self) -> bool:
+        """Whether the method distils a synthetic set (it has an engine ``step``)."""
         return self.step is not None
 
     def defaults(self, params: Params) -> dict[str, Any]:

@@ -51,10 +51,13 @@ class Target:
     """Base class: subclasses implement :meth:`aggregation` and :meth:`for_run`.
 
     ``uses`` lists the parameters that matter only with this target (they enter the cache key).
+    ``paper_family`` is how the papers' rows name its runs (:func:`paperlib.report.reference.variant`): ``None``
+    where no paper reports it, or, with ``weights`` in ``uses``, where the sample weighting decides.
     """
 
     name = "base"
     uses: tuple[str, ...] = ()
+    paper_family: str | None = None
 
     @classmethod
     def for_run(cls, dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Target, dict[str, Any]]:
@@ -70,6 +73,7 @@ class VanillaTarget(Target):
     """Uniform average over the class (with stratified sampling: its inclusion weights)."""
 
     name = "vanilla"
+    paper_family = "vanilla"
 
     @classmethod
     def for_run(cls, dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Target, dict[str, Any]]:
@@ -115,6 +119,7 @@ class GroupsTarget(Target):
 
     name = "groups"
     uses = ("hidden_groups", "hidden_groups_fill")
+    paper_family = "fairdd"
 
     @classmethod
     def for_run(cls, dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Target, dict[str, Any]]:
@@ -147,6 +152,7 @@ class BarycenterTarget(GroupsTarget):
     """COBRA: the uniform barycenter of the group means present in the batch, one statistic per class."""
 
     name = "barycenter"
+    paper_family = None  # COBRA's paper is not one of the two this companion reproduces
 
     def aggregation(self, batch: RealBatch) -> Tensor:
         groups = super().aggregation(batch)  # [K, A, B], a zero row per absent group

@@ -24,10 +24,12 @@ Facts = dict[str, Any]
 
 @dataclass(frozen=True)
 class SampleWeighting:
-    """``weigh(dataset, params, device)``: one non-negative weight per training sample, and facts about them."""
+    """``weigh(dataset, params, device)``: one non-negative weight per training sample, and facts about them;
+    ``paper_family``: how the papers' rows name a run with these weights (``None``: no paper reports it)."""
 
     weigh: Callable[[BiasedDataset, Params, torch.device], tuple[Tensor, Facts]]
     uses: tuple[str, ...] = ()
+    paper_family: str | None = None
 
 
 def _uniform(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, Facts]:
@@ -51,7 +53,7 @@ SAMPLE_WEIGHTINGS: Registry[SampleWeighting] = Registry("weights", field="weight
 SAMPLE_WEIGHTINGS.register("uniform", SampleWeighting(_uniform))
 SAMPLE_WEIGHTINGS.register("group_balanced", SampleWeighting(_group_balanced))
 SAMPLE_WEIGHTINGS.register("kde", SampleWeighting(_kde, uses=("kde_encoder", "kde_bandwidth", "kde_weighting",
-                                                               "kde_clip")))
+                                                               "kde_clip"), paper_family="kde"))
 
 
 def sample_weights(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, Facts]:

@@ -133,7 +133,7 @@ class Claim:
 def claim_rows(claims: Iterable[Mapping[str, Any]], values: Mapping[str, float]) -> list[dict[str, str]]:
     """One verdict row per claim, with the measured quantity: ``holds (measured 45.1)`` or ``FAILS (measured
     3.7)`` (a ratio with two decimals), so a reader sees each claim's room; the notebook checks mask the
-    number (``tests/nbval_sanitize.cfg``) and compare the verdict."""
+    number and the padding it changes (``tests/nbval_sanitize.cfg``) and compare the verdict."""
     rows = []
     for entry in claims:
         claim = Claim.from_dict(entry)
@@ -265,6 +265,7 @@ def failed_checks(folder: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m paperlib.report.checks record | verify``; the exit status (1: a check failed)."""
     parser = argparse.ArgumentParser(prog="python -m paperlib.report.checks", description=(
         "record: write a profile's reference numbers from its stored runs; verify FOLDER: fail if an executed "
         "notebook there has a failed verdict or an error."))

@@ -31,6 +31,7 @@ from paperlib.core.runtime import PROGRESS_DISPLAY
 from paperlib.data.container import BiasedDataset
 from paperlib.data.presets import bias_ratio_name, build_dataset
 from paperlib.distill.methods import METHODS
+from paperlib.distill.weights import SAMPLE_WEIGHTINGS
 from paperlib.experiments.runner import load_record, run, stored_grid
 from paperlib.experiments.suite import scaled
 from paperlib.report.plots import sample_grid_png
@@ -425,7 +426,8 @@ class Explorer:
     def _show_empty(self, point: Point) -> None:
         estimate = self.model.estimate_seconds(point)
         about = f"about {estimate:.0f} s, estimated from the stored runs" if estimate else "time unknown: no stored run of this method"
-        if point.target == "KDE reweighting (paper A)":
+        weights = APPROACHES[point.target].get("weights")
+        if weights is not None and "kde_encoder" in SAMPLE_WEIGHTINGS[weights].uses:
             about += "; the first KDE run of a dataset also trains its encoder (a few minutes)"
         self.status.value = (f"<i>not computed yet at this point</i>: run <code>{REPRODUCE_HINT.format(profile=self.profile)}"
                              f"</code> for the profile's runs, or press <b>compute live</b> ({html.escape(about)})")

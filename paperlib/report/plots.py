@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +34,7 @@ def _matplotlib():
 def plot_weight_shares(diagnostics: list[dict], ax: Axes | None = None, title: str = "KDE weights per class") -> Axes:
     """Bars per class: bias-conflicting share of the samples vs share of the KDE weight.
 
-    ``diagnostics`` is :func:`paperlib.distill.reweight.weight_diagnostics` (also stored
+    ``diagnostics`` is :func:`paperlib.distill.kde.weight_diagnostics` (also stored
     in a KDE run's record). Weight bars far above sample bars mean the
     reweighting moves the matching target towards the conflicting samples.
     """

@@ -16,6 +16,8 @@ from __future__ import annotations
 from paperlib.core.params import Params, relevant_fields
 from paperlib.data.presets import PRESETS, bias_ratio_name
 from paperlib.distill.methods import METHODS
+from paperlib.distill.targets import TARGETS
+from paperlib.distill.weights import SAMPLE_WEIGHTINGS
 
 _A = "paper A (Cui et al., ICML 2024)"
 _B = "paper B (FairDD, NeurIPS 2025)"
@@ -35,8 +37,8 @@ _ROWS: list[tuple] = []  # (table, dataset, ratio, method, variant, ipcs, "value
 
 
 def _b(table: str, dataset: str, method: str, variant: str, values: str, ipcs=(10, 50, 100), ratio=0.9,
-       note: str = "", source: str = _B, order=("acc", "deo_m", "deo_a")) -> None:
-    _ROWS.append((table, dataset, ratio, method, variant, ipcs, values, source, note, order))
+       source: str = _B, order=("acc", "deo_m", "deo_a")) -> None:
+    _ROWS.append((table, dataset, ratio, method, variant, ipcs, values, source, "", order))
 
 
 # Paper A (accuracy only).
@@ -175,17 +177,19 @@ def variant(params: Params) -> str:
     init = _init_suffix(params) if distils else ""
     if init is None:
         return "other"  # e.g. DM from noise: DM's rows start from real images
+    family = _target_family(params) if distils else "vanilla"
     if params.eval_trainer != Params.eval_trainer:  # a debiasing trainer on a vanilla set
-        if distils and params.target != "vanilla":
-            return "other"
-        return params.eval_trainer + init
-    if not distils or params.target == "vanilla":
-        family = "vanilla"
-    elif params.target == "groups":
-        family = "fairdd"
-    else:
-        family = "kde" if params.weights == "kde" else "other"
-    return family + init if family != "other" else family
+        return params.eval_trainer + init if family == "vanilla" else "other"
+    return family + init if family is not None else "other"
+
+
+def _target_family(params: Params) -> str | None:
+    """The papers' name of the target of ``params`` (its registered ``paper_family``, or its weights' when the
+    target reads ``weights``); ``None`` when no paper reports it."""
+    target = TARGETS[params.target]
+    if target.paper_family is None and "weights" in target.uses:
+        return SAMPLE_WEIGHTINGS[params.weights].paper_family
+    return target.paper_family
 
 
 def bias_ratio(params: Params) -> float | None:

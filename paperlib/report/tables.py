@@ -269,11 +269,10 @@ def bias_effect(table: pd.DataFrame) -> pd.DataFrame:
                 row[f"acc vs {name}"] = round(run["acc"] - same_size.iloc[0]["acc"], 1) if len(same_size) else math.nan
             for name, baseline in wholes.items():
                 row[f"acc vs {name}"] = round(run["acc"] - baseline["acc"], 1)
-                if name in whole_data:
-                    gap = run["acc_conflicting"] - baseline["acc_conflicting"]
-                    row[f"conflicting vs {name}"] = round(gap, 1)
-                    row["reading"] = ("amplified" if gap < -AMPLIFIED_GAP else "whole data biased too"
-                                      if baseline["acc_conflicting"] < SHORTCUT_LEVEL else "suppressed")
+                gap = run["acc_conflicting"] - baseline["acc_conflicting"]
+                row[f"conflicting vs {name}"] = round(gap, 1)
+                row["reading"] = ("amplified" if gap < -AMPLIFIED_GAP else "whole data biased too"
+                                  if baseline["acc_conflicting"] < SHORTCUT_LEVEL else "suppressed")
             rows.append(row)
     return pd.DataFrame(rows)
 

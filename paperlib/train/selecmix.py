@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from paperlib.core.runtime import to_device
 from paperlib.train.lff import generalized_cross_entropy
 from paperlib.train.loop import TrainSettings, make_optimizer, run_epochs, training_forward
 
@@ -83,7 +84,7 @@ def train_selecmix(biased: nn.Module, model: nn.Module, images: Tensor, labels: 
     def batch_loss(index: Tensor, x: Tensor) -> Tensor:
         y = labels[index]
         n = y.shape[0]
-        positive, lam = (t.to(x.device) for t in mixing_draws(n, gen))
+        positive, lam = (to_device(t, x.device) for t in mixing_draws(n, gen))  # no wait for the device
         loss_b = generalized_cross_entropy(forward_b(x), y, q).mean()
         with torch.no_grad():  # the biased model only chooses the partners
             partner = contradicting_partners(embed_b(x), y, positive)
