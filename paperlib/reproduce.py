@@ -13,10 +13,10 @@ Wall times go to ``figures/<profile>/reproduce_times.csv``.
 The notebooks recompute (the shipped results store is not read: ``PAPERLIB_RESULTS=off``), and every stored
 file they read is collected; when all of them succeeded, the collection replaces ``results/<profile>/``
 (:mod:`paperlib.core.results_store`; ``--only`` adds to it instead, ``--output-dir`` leaves it alone).
-``--from-store`` reads the store like a reader's notebook does, computing only what neither holds. ``--executor local --jobs N`` (or ``slurm``, see
-:mod:`paperlib.experiments.jobs`) computes the notebooks' runs as jobs first; the notebooks then render
-from the cache. ``--plan`` computes nothing: it lists the runs the notebooks' suites need, where each record is
-and the work left (:mod:`paperlib.experiments.plan`).
+``--from-store`` reads the store like a reader's notebook does, computing only what neither holds.
+``--executor local --jobs N`` (or ``slurm``, see :mod:`paperlib.experiments.jobs`) computes the notebooks'
+runs as jobs first; the notebooks then render from the cache. ``--plan`` computes nothing: it lists the runs
+the notebooks' suites need, where each record is and the work left (:mod:`paperlib.experiments.plan`).
 """
 
 from __future__ import annotations

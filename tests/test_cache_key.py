@@ -34,10 +34,11 @@ CHANGED = {"dataset": "cmnist_fg", "source": "mnist", "conflict_ratio": 0.1, "ma
            "supcon_epochs": 2.0, "supcon_temperature": 0.2, "supcon_lr": 0.1, "kde_bandwidth": "median",
            "kde_bandwidth_value": 2.0, "kde_weighting": "softmax", "kde_alpha": 0.5, "kde_tau": 2.0, "kde_clip": 2.0,
            "model": "lenet", "net_width": 32, "net_depth": 2, "net_norm": "batchnorm", "net_act": "sigmoid",
-           "net_pooling": "maxpooling", "eval_epochs": 10, "eval_augment": "dsa", "eval_official_schedule": False, "eval_optimizer": "adam", "eval_lr": 0.05, "eval_batch": 32, "num_eval": 2,
+           "net_pooling": "maxpooling", "eval_epochs": 10, "eval_augment": "dsa", "eval_official_schedule": False,
+           "eval_optimizer": "adam", "eval_lr": 0.05, "eval_batch": 32, "num_eval": 2,
            "dsa": False, "dsa_strategy": "crop", "eval_trainer": "plain", "lff_q": 0.5, "lff_ema": 0.5,
-           "eval_model": "mlp", "seed": 1, "device": "cpu", "torch_compile": "never", "progress": False, "cache_dir": "/tmp/other",
-           "force": True}
+           "eval_model": "mlp", "seed": 1, "device": "cpu", "torch_compile": "never", "progress": False,
+           "cache_dir": "/tmp/other", "force": True}
 
 
 def test_a_switched_off_option_leaves_the_key_unchanged():

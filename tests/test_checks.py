@@ -118,8 +118,8 @@ def test_the_verdict_table_is_the_same_for_numbers_that_differ_within_tolerance(
     claim = {**AMPLIFIED, "at_least": 5}
     here = checks.verdicts("02_nb", "toy", [claim], TABLE)
     # the measured quantity is shown, 47.5 here and 7.5 there (a text column is padded to its widest cell) ...
-    elsewhere = checks.verdicts("02_nb", "toy", [claim],
-                                TABLE.assign(acc=TABLE["acc"] + 2.9, acc_conflicting=TABLE["acc_conflicting"] + [-40, 0, 0, 0]))
+    shifted = TABLE.assign(acc=TABLE["acc"] + 2.9, acc_conflicting=TABLE["acc_conflicting"] + [-40, 0, 0, 0])
+    elsewhere = checks.verdicts("02_nb", "toy", [claim], shifted)
     assert not here.equals(elsewhere)
     assert _as_nbval_compares(here) == _as_nbval_compares(elsewhere)  # ... and masked where nbval compares
     assert not here["verdict"].str.startswith("FAILS").any()
@@ -160,7 +160,8 @@ def test_the_committed_quick_results_satisfy_the_quick_claims(name, monkeypatch)
     file_values = nb.notebook_parameters("quick", name)
     extra = {"02_bias_in_distillation": lambda: [nb.bias_effect(table)],
              "03_kde_reweighting": lambda: [nb.weight_shares(nb.suite_specs("quick", None, name))],
-             "05_ablations": lambda: [nb.kde_ablation(file_values["kde_dataset"], file_values["kde_variants"], "quick")],
+             "05_ablations": lambda: [nb.kde_ablation(file_values["kde_dataset"], file_values["kde_variants"],
+                                                      "quick")],
              }.get(name, list)()
     rows = checks.claim_rows(claims, checks.quantities(table, *extra))  # a claim it cannot measure is an error
     assert len(rows) == len(claims) and all(r["verdict"].startswith("holds (") for r in rows), rows

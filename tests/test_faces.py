@@ -112,7 +112,7 @@ def test_celeba_missing_image_is_named(tmp_path):
 def _utk_tree(root, per_cell=5):
     folder = root / "UTKFace"
     stamp = 20170109150557335
-    for age_class, ages in enumerate(((3, 19), (20, 39), (40, 85))):
+    for ages in ((3, 19), (20, 39), (40, 85)):
         for race in range(4):
             for i in range(per_cell):
                 stamp += 1

@@ -263,7 +263,8 @@ def test_a_failing_notebook_keeps_its_partial_output_and_names_the_cell(tmp_path
     (tmp_path / "params" / "experiments").mkdir(parents=True)
     (tmp_path / "params" / "experiments" / "99_fails.yaml").write_text("divisor: {per_profile: {smoke: 0}}\n")
     source = tmp_path / "99_fails.py"
-    header = "# ---\n# jupyter:\n#   kernelspec:\n#     display_name: Python 3\n#     language: python\n#     name: python3\n# ---\n\n"
+    header = ("# ---\n# jupyter:\n#   kernelspec:\n#     display_name: Python 3\n#     language: python\n"
+              "#     name: python3\n# ---\n\n")
     source.write_text(header + '# %% tags=["parameters"]\ndivisor = 1\n\n# %%\nprint("before")\n\n# %%\n1 / divisor\n')
     monkeypatch.setattr(profiles_module, "params_dir", lambda: tmp_path / "params")
     output = tmp_path / "out" / "99_fails.ipynb"
@@ -279,8 +280,8 @@ def test_an_executed_notebook_keeps_no_scratch_path_of_papermill_and_names_its_c
     from paperlib.reproduce import _finished
 
     notebook = nbformat.v4.new_notebook()
-    notebook.metadata["papermill"] = {"input_path": "/tmp/tmpab12/02_x.ipynb", "output_path": "/tmp/tmpab12/executed.ipynb",
-                                      "parameters": {"profile": "quick"}}
+    notebook.metadata["papermill"] = {"input_path": "/tmp/tmpab12/02_x.ipynb",
+                                      "output_path": "/tmp/tmpab12/executed.ipynb", "parameters": {"profile": "quick"}}
     cleaned = nbformat.reads(_finished(nbformat.writes(notebook), ROOT / "notebooks" / "02_x.py",
                                        ROOT / "notebooks" / "02_x.ipynb", "abc"), as_version=4)
     assert cleaned.metadata["papermill"] == {"input_path": "02_x.py", "output_path": "02_x.ipynb",
@@ -386,8 +387,8 @@ def test_the_kernels_interrupt_stops_a_live_run_of_the_explorer():
         deadline = time.monotonic() + 20
         while printed("print(worker.is_alive())") == "True" and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert printed("print(worker.is_alive(), 'stopped' in app.status.value, any(c.disabled for c in app.controls))") \
-            == "False True False"
+        state = "print(worker.is_alive(), 'stopped' in app.status.value, any(c.disabled for c in app.controls))"
+        assert printed(state) == "False True False"
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)

@@ -100,7 +100,8 @@ def test_cache_is_written_once_atomically_and_reused(tmp_path):
     assert files[0].stat().st_mtime_ns == stamp
     for split in ("train", "test"):
         for name, tensor in getattr(first, split).tensors().items():
-            assert torch.equal(tensor, getattr(again, split).tensors()[name]) and tensor.dtype == getattr(again, split).tensors()[name].dtype
+            other = getattr(again, split).tensors()[name]
+            assert torch.equal(tensor, other) and tensor.dtype == other.dtype
     raw = sum(s.images.numel() for s in (first.train, first.test))
     assert files[0].stat().st_size < 0.75 * raw  # images stored compressed (digits: 58% of their raw bytes)
 

@@ -80,8 +80,8 @@ def test_every_experiment_file_reads_at_every_profile(profile):
 
 def test_the_profiles_differ_in_scale_not_in_what_a_run_is():
     """The same run named in two profiles is the same experiment at two scales: only scale fields differ."""
-    smoke = {(s.experiment, s.label): s.params for s in suite_from_file(EXPERIMENTS / "03_kde_reweighting.yaml", "smoke")}
-    quick = {(s.experiment, s.label): s.params for s in suite_from_file(EXPERIMENTS / "03_kde_reweighting.yaml", "quick")}
+    path = EXPERIMENTS / "03_kde_reweighting.yaml"
+    smoke, quick = ({(s.experiment, s.label): s.params for s in suite_from_file(path, p)} for p in ("smoke", "quick"))
     assert set(smoke) <= set(quick)
     for key, params in smoke.items():
         same = ("dataset", "conflict_ratio", "ipc", "method", "target", "weights", "eval_trainer")

@@ -54,7 +54,8 @@ sys.path.insert(0, sys.argv[2])
 from test_reproducibility import _distil_and_evaluate
 result, metrics = _distil_and_evaluate(**json.loads(sys.argv[1]))
 digest = hashlib.sha256(result.images.numpy().tobytes()).hexdigest()
-print(json.dumps({"threads": torch.get_num_threads(), "images": digest, **{k: v for k, v in metrics.items() if k != "runs"}}))
+summary = {k: v for k, v in metrics.items() if k != "runs"}
+print(json.dumps({"threads": torch.get_num_threads(), "images": digest, **summary}))
 """
 
 

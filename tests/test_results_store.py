@@ -71,7 +71,8 @@ def test_publishing_collects_what_is_read_and_a_profile_is_replaced_whole(shippe
     (store / "quick" / "records" / "stale").mkdir()
     written = _store(staging, store, "quick", merge=False)
     assert written == store / "quick" and not (written / "records" / "stale").exists()
-    assert results_store.folder_size(written)[0] == 2 and [p.name for p in store.iterdir() if p.suffix != ".lock"] == ["quick"]
+    assert results_store.folder_size(written)[0] == 2
+    assert [p.name for p in store.iterdir() if p.suffix != ".lock"] == ["quick"]
     (written / "records" / "kept.json").write_text("{}")
     assert _store(staging, store, "quick", merge=True) == written  # --only: added to the store, file by file
     merged = sorted(p.relative_to(written).as_posix() for p in written.rglob("*") if p.is_file())

@@ -80,6 +80,18 @@ def test_weights_sum_to_one_per_class_and_decrease_with_density(weighting, clip)
             assert float(w.max()) <= clip / w.numel() + 1e-6
 
 
+@pytest.mark.parametrize("weights, clip, expected", [
+    ([0.2, 0.7, 0.1], 1.5, [1 / 3, 0.5, 1 / 6]),  # one cap; its excess spread 2:1 over the others
+    ([0.05, 0.6, 0.05, 0.3], 1.4, [0.15, 0.35, 0.15, 0.35]),  # capping the first pushes the second over
+    ([0.5, 0.3, 0.2], 1.0, [1 / 3, 1 / 3, 1 / 3]),  # a cap at the uniform weight leaves it uniform
+    ([0.3, 0.4, 0.3], 2.0, [0.3, 0.4, 0.3]),  # under the cap: unchanged
+])
+def test_clipping_caps_weights_and_scales_the_rest_alike(weights, clip, expected):
+    log_p = -torch.tensor(weights).log()  # power 1: w ~ 1 / p
+    clipped = density_to_weights(log_p, "power", alpha=1.0, clip=clip)
+    assert torch.allclose(clipped, torch.tensor(expected), atol=1e-6)
+
+
 def test_power_zero_is_uniform_and_power_one_is_inverse_density():
     log_p = torch.tensor([-1.0, -2.0, -3.0])
     assert torch.allclose(density_to_weights(log_p, "power", alpha=0.0), torch.full((3,), 1 / 3))

@@ -52,7 +52,8 @@ def test_mixing_follows_the_official_rule():
     shares = torch.cat([lam for _, lam in draws])
     assert 0 <= shares.min() and shares.max() <= 0.5 and shares.max() > 0.45
     x = torch.arange(3.0).view(3, 1, 1, 1).expand(3, 1, 2, 2)
-    mixed, target = mix_with_partners(x, torch.tensor([5, 6, 7]), torch.tensor([2, 0, 1]), torch.tensor([0.25, 0.5, 0.0]))
+    mixed, target = mix_with_partners(x, torch.tensor([5, 6, 7]), torch.tensor([2, 0, 1]),
+                                      torch.tensor([0.25, 0.5, 0.0]))
     assert mixed[:, 0, 0, 0].tolist() == [1.5, 0.5, 1.0] and target.tolist() == [7, 5, 6]
 
 

@@ -74,13 +74,14 @@ class Params:
     num_distill: int = _p(1, "eval", by="method")  # independent training sets (distillations, random draws) per run
     distill_run: int = _p(0, "method", by="method")  # the index of the first of them; 0 draws as before
     # --- distillation ---
-    target: str = _p("vanilla", "distill", by="method", names="target")  # vanilla | weighted | groups (FairDD) | barycenter (COBRA)
+    # vanilla | weighted | groups (FairDD) | barycenter (COBRA)
+    target: str = _p("vanilla", "distill", by="method", names="target")
     weights: str = _p("uniform", "distill", by="target", names="weights")  # per-sample weights of target=weighted
     iterations: int = _p(0, "distill", by="method")  # 0: the papers' value (DM 20000, DC/DSA 1000)
     batch_real: int = _p(256, "distill", by="method")  # real images per class and step
     lr_img: float = _p(0.0, "distill", by="method")  # 0: the papers' value (DM 1, or 10 at IPC >= 100; DC 0.1)
     momentum_img: float = _p(0.5, "distill", by="method")
-    init: str = _p("", "distill", by="method", names="init")  # "": the method's (DM real, DC / DSA noise); real | noise | balanced
+    init: str = _p("", "distill", by="method", names="init")  # "": the method's (real for all); real | noise | balanced
     sampling: str = _p("uniform", "distill", by="method", names="sampling")  # uniform | stratified
     stratified_min: int = _p(16, "distill", by="sampling")  # stratified: at least this many images per group
     outer_loop: int = _p(0, "distill", by="method")  # gradient matching; 0: by IPC, as the reference table
@@ -270,8 +271,8 @@ def validate(params: Params) -> Params:
         if not getattr(params, name) > 0:
             raise PaperlibError(f"{name} must be positive, got {getattr(params, name)}")
     if params.momentum_img >= 1:
-        raise PaperlibError(f"momentum_img must be below 1 (momentum of 1 or more diverges), got {params.momentum_img}; "
-                            f"the papers use 0.5")
+        raise PaperlibError(f"momentum_img must be below 1 (momentum of 1 or more diverges), "
+                            f"got {params.momentum_img}; the papers use 0.5")
     if params.kde_clip != 0 and params.kde_clip < 1:
         raise PaperlibError(f"kde_clip must be 0 (no clipping) or at least 1 (x the uniform weight), "
                             f"got {params.kde_clip}")

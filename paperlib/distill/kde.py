@@ -163,16 +163,19 @@ def density_to_weights(log_p: Tensor, weighting: str, alpha: float = 1.0, tau: f
 
 
 def _clip(weights: Tensor, cap: float) -> Tensor:
-    """Water-filling: cap weights at ``cap`` and spread the excess over the uncapped ones."""
-    for _ in range(weights.shape[0]):
-        capped = weights >= cap
-        excess = float((weights[capped] - cap).sum())
-        if excess <= 1e-12:
-            break
-        weights = torch.where(capped, torch.full_like(weights, cap), weights)
-        free = ~capped
-        weights[free] += excess * weights[free] / weights[free].sum()
-    return weights / weights.sum()
+    """Water-filling in closed form: ``min(cap, scale * w)``, the one ``scale`` that makes the weights sum to one.
+
+    With the ``k`` largest weights capped, the rest scale by ``(1 - k cap) / (their sum)``; the fewest caps
+    whose scaled largest free weight stays under the cap is the answer (the last always does: ``cap >= 1/n``).
+    """
+    weights = weights / weights.sum()
+    ordered = weights.sort(descending=True).values
+    free_sums = ordered.flip(0).cumsum(0).flip(0)  # sum of the weights from the k-th largest on
+    scales = (1 - cap * torch.arange(ordered.numel(), dtype=weights.dtype, device=weights.device)) / free_sums
+    fits = scales * ordered <= cap * (1 + 1e-9)
+    fits[-1] = True
+    scale = scales[fits.to(torch.uint8).argmax()]  # first k that fits
+    return torch.minimum(weights * scale, torch.full_like(weights, cap))
 
 
 @torch.inference_mode()
@@ -193,7 +196,8 @@ def _random_network(dataset: BiasedDataset, params: Params, images: Tensor, devi
 
 def _supcon(dataset: BiasedDataset, params: Params, images: Tensor, device: torch.device) -> Tensor:
     # The encoder is the expensive part; every KDE setting of the same encoder reuses its embeddings.
-    path = cache_root(params.cache_dir) / "weights" / f"{params.dataset}-embeddings-{cache_key(params, 'embeddings')}.pt"
+    name = f"{params.dataset}-embeddings-{cache_key(params, 'embeddings')}.pt"
+    path = cache_root(params.cache_dir) / "weights" / name
     with _locked(path, params):  # parallel jobs sharing one encoder train it once
         saved = None if params.force else load_tensors(path)
         if saved is not None:

@@ -133,7 +133,8 @@ class GroupsTarget(Target):
         if "hidden_groups" not in relevant_fields(params):
             return
         readers = [f"sampling={params.sampling}"] if SAMPLINGS[params.sampling].stratified else []
-        readers += [f"init={params.init}"] if params.init and INITS[params.init].reads_groups else []  # "": real / noise
+        # init "" is the method's own (Method.init, real or noise): it reads no group
+        readers += [f"init={params.init}"] if params.init and INITS[params.init].reads_groups else []
         if readers:
             raise PaperlibError(f"hidden_groups={params.hidden_groups} hides group labels that {' and '.join(readers)} "
                                 "would read in full; use sampling=uniform and init=real with hidden_groups")

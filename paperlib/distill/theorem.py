@@ -1,5 +1,5 @@
-"""An identity of the two group targets, measured: DM + FairDD against DM matching the barycenter of the group means (COBRA's
-target, the same as group-balanced weights within each real batch).
+"""An identity of the two group targets, measured: DM + FairDD against DM matching the barycenter
+of the group means (COBRA's target, the same as group-balanced weights within each real batch).
 
 For DM, ``sum_a ||mu_a - s||^2`` (FairDD, one term per group present) has the
 gradient ``|A_present| * grad ||mean_a mu_a - s||^2`` with respect to the
@@ -12,17 +12,17 @@ from __future__ import annotations
 import torch
 
 from paperlib.core.params import Params, derive_seed
+from paperlib.core.runtime import generator
 from paperlib.data.container import BiasedDataset
 from paperlib.distill.dm import dm_loss
 from paperlib.distill.init import initial_images
 from paperlib.distill.sampling import RealSampler
 from paperlib.distill.targets import BarycenterTarget, GroupsTarget
 from paperlib.train.models import init_parameters, model_from_params
-from paperlib.core.runtime import generator
 
 
 def fairdd_vs_barycenter(dataset: BiasedDataset, params: Params, device: torch.device,
-                             batches: int = 3) -> list[dict]:
+                         batches: int = 3) -> list[dict]:
     """Per real batch and class: groups present, gradient-norm ratio FairDD / barycenter, and their cosine.
 
     Uses ``params``' network, IPC, real batch size and seed, a real-initialised

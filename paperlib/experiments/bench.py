@@ -27,9 +27,9 @@ def bench(params: Params, warmup: int = 1, sync_check: int = 0) -> dict[str, Any
     timed belong to one), so the warm-up steps include any compilation; ``compiled`` says whether it ran.
     The result also names the setting timed and where it ran (:func:`paperlib.core.runtime.environment`: torch,
     threads, the CPU kernels ATen chose, the GPU). With ``sync_check`` on CUDA, that many more steps run after
-    the timed ones under PyTorch's synchronisation debug mode: ``host_syncs_per_step`` counts the times the host waited for the device, and
-    ``host_sync_sites`` says where (the hot loops should wait nowhere; the loss is read every
-    ``HOST_READ_EVERY`` steps).
+    the timed ones under PyTorch's synchronisation debug mode: ``host_syncs_per_step`` counts the times the
+    host waited for the device, and ``host_sync_sites`` says where (the hot loops should wait nowhere; the
+    loss is read every ``HOST_READ_EVERY`` steps).
     """
     for name, value in (("warmup", warmup), ("sync_check", sync_check)):
         if value < 0:

@@ -279,7 +279,8 @@ def _collect(todo: list[RunSpec], jobs: list[Any]) -> list[str]:
 def _reason(err: BaseException) -> str:
     """The job's own error line out of submitit's report (which wraps the job's traceback and log paths)."""
     raised = [m.group(1) for m in map(_ERROR_LINE.match, str(err).splitlines()) if m]
-    return (raised[-1] if raised else str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)[:300]
+    text = str(err).strip()
+    return (raised[-1] if raised else text.splitlines()[0] if text else type(err).__name__)[:300]
 
 
 @dataclass(frozen=True)

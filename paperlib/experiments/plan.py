@@ -2,8 +2,9 @@
 
 Per run of the notebooks' suites: where its record is (the cache, the results store, or nowhere), and for a
 missing one what computing it costs: distillation iterations (none when its distilled set is cached; a set
-with a checkpoint is counted in full, although it resumes) and evaluation epochs (``num_eval`` models, each on the evaluation schedule). A reader
-times one iteration and one epoch on their machine with ``python -m paperlib bench``.
+with a checkpoint is counted in full, although it resumes) and evaluation epochs (``num_eval`` models, each
+on the evaluation schedule). A reader times one iteration and one epoch on their machine with
+``python -m paperlib bench``.
 """
 
 from __future__ import annotations

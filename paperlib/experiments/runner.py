@@ -229,7 +229,8 @@ def _compute(params: Params) -> dict[str, Any]:
         made_seconds += time.perf_counter() - begin
         facts, size = facts or made, int(labels.shape[0])  # the first training set's facts (its loss curve)
         # the first set's models draw as before repeats existed; the others from their own streams
-        runs += evaluate_set(images, labels, dataset, one, device, tag="eval" if index == 0 else f"eval-{index}")["runs"]
+        tag = "eval" if index == 0 else f"eval-{index}"
+        runs += evaluate_set(images, labels, dataset, one, device, tag=tag)["runs"]
     done = time.perf_counter()
     record = _json_safe({
         "key": record_key(params),

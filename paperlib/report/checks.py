@@ -208,7 +208,8 @@ def record(profile: str) -> Path:
     """Write ``params/<profile>/references.yaml`` from the stored runs of every notebook suite of ``profile``.
 
     The ``tolerance`` block of an existing file is kept (it is set by hand, with its reasons) and names the
-    metrics that are pinned; every run must be stored (run ``make reproduce PROFILE=<profile>`` first with the same cache).
+    metrics that are pinned; every run must be stored (run ``make reproduce PROFILE=<profile>`` first with the
+    same cache).
     """
     previous = load_references(profile)
     if previous is None:

@@ -169,12 +169,13 @@ class ExplorerModel:
         for other in self.points():
             if other.method != point.method:
                 continue
-            record, scale = self.stored(other)
+            record, _ = self.stored(other)
             if record is None:
                 continue
             p = record["params"]
             t = record["timings"]
-            per_epoch = t["evaluate"] / max(1, p["eval_epochs"] * record["num_eval"] * record["num_distill"] * (p["ipc"] or 1))
+            epochs = p["eval_epochs"] * record["num_eval"] * record["num_distill"] * (p["ipc"] or 1)
+            per_epoch = t["evaluate"] / max(1, epochs)
             seconds = t["data"] + per_epoch * live.eval_epochs * live.num_eval * live.ipc
             if METHODS[point.method].distils and record.get("seconds_per_iteration"):
                 seconds += record["seconds_per_iteration"] * live.iterations * live.batch_real / p["batch_real"]
@@ -399,7 +400,8 @@ class Explorer:
             return
         shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
         kernel = getattr(shell, "kernel", None)
-        previous = getattr(kernel, "saved_sigint_handler", None) if kernel is not None else signal.getsignal(signal.SIGINT)
+        previous = (getattr(kernel, "saved_sigint_handler", None) if kernel is not None
+                    else signal.getsignal(signal.SIGINT))
         if getattr(previous, "explorer", None) is self:
             return
 
@@ -425,12 +427,14 @@ class Explorer:
 
     def _show_empty(self, point: Point) -> None:
         estimate = self.model.estimate_seconds(point)
-        about = f"about {estimate:.0f} s, estimated from the stored runs" if estimate else "time unknown: no stored run of this method"
+        about = (f"about {estimate:.0f} s, estimated from the stored runs" if estimate
+                 else "time unknown: no stored run of this method")
         weights = APPROACHES[point.target].get("weights")
         if weights is not None and "kde_encoder" in SAMPLE_WEIGHTINGS[weights].uses:
             about += "; the first KDE run of a dataset also trains its encoder (a few minutes)"
-        self.status.value = (f"<i>not computed yet at this point</i>: run <code>{REPRODUCE_HINT.format(profile=self.profile)}"
-                             f"</code> for the profile's runs, or press <b>compute live</b> ({html.escape(about)})")
+        hint = REPRODUCE_HINT.format(profile=self.profile)
+        self.status.value = (f"<i>not computed yet at this point</i>: run <code>{hint}</code> for the profile's "
+                             f"runs, or press <b>compute live</b> ({html.escape(about)})")
         self.compute_button.disabled = False
         self.training_view.value = _image_html(None, "not computed yet at this point")
         self.metrics.value = ""

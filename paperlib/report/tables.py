@@ -31,7 +31,8 @@ def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
     row: dict[str, Any] = {"experiment": spec.experiment, "run": spec.label, "dataset": p.dataset,
                            "method": p.method, "target": p.target if METHODS[p.method].distils else "",
                            "ipc": p.ipc if "ipc" in METHODS[p.method].uses else None,
-                           "source": p.source or "", "protocol": p.protocol, "ratio": bias_ratio(p), "weights": p.weights,
+                           "source": p.source or "", "protocol": p.protocol, "ratio": bias_ratio(p),
+                           "weights": p.weights,
                            "sampling": p.sampling, "init": p.init, "eval_model": p.eval_model or p.model,
                            "eval_trainer": p.eval_trainer, "eval_epochs": p.eval_epochs,
                            # "first": this companion's first schedule (the quick profile's shipped runs)
@@ -350,7 +351,8 @@ def build_datasets(settings: Mapping[str, Mapping[str, Any]]) -> tuple[dict, pd.
                      "test aligned %": round(100 * summary["test"]["aligned_fraction"], 2), "status": "built"})
     overview = pd.DataFrame(rows)
     counts = [c for c in ("train", "test", "groups") if c in overview]
-    return built, overview.astype({c: "Int64" for c in counts}).fillna({"source": "", "protocol": "", "bias": "", "image": ""})
+    blanks = {"source": "", "protocol": "", "bias": "", "image": ""}
+    return built, overview.astype({c: "Int64" for c in counts}).fillna(blanks)
 
 
 def ratio_sweep(sweeps: list[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:

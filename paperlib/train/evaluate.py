@@ -50,11 +50,12 @@ def evaluate_set(images: Tensor, labels: Tensor, dataset: BiasedDataset, params:
     for k in range(params.num_eval):
         gen = generator(derive_seed(params.seed, tag, k))
 
-        def new_model() -> torch.nn.Module:
+        def new_model(gen: torch.Generator = gen) -> torch.nn.Module:  # every model of run k draws from gen
             return init_parameters(model_from_params(params, dataset.channels, dataset.num_classes,
                                                      dataset.image_size, params.eval_model or None), gen).to(device)
 
-        model = trainer.train(new_model, images, labels, settings, params, gen, f"{tag} model {k + 1}/{params.num_eval}")
+        label = f"{tag} model {k + 1}/{params.num_eval}"
+        model = trainer.train(new_model, images, labels, settings, params, gen, label)
         predictions = predict(model, test_images)
         runs.append(classification_metrics(predictions, test.labels, test.attributes, test.aligned,
                                            dataset.num_classes, dataset.info.num_attributes, empty_cells))

@@ -42,7 +42,8 @@ class TrainSettings:
     # optimiser (its momentum dropped); False (the dataclass default; from_params takes eval_official_schedule):
     # epochs epochs, the drop one epoch earlier, momentum kept
     official_schedule: bool = False
-    torch_compile: str = "never"  # auto | always | never: the forward passes through torch.compile (runtime.compile_wanted)
+    # auto | always | never: the forward passes through torch.compile (runtime.compile_wanted)
+    torch_compile: str = "never"
     optimizer: str = "sgd"  # sgd | adam (eval_optimizer); the schedule above applies to either
 
     @classmethod

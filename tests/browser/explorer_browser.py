@@ -401,7 +401,7 @@ def run_check(page: Page, url: str) -> None:
     explorer = page.driver.find_element("css selector", EXPLORER)
     if not explorer.is_displayed():
         raise Failure("the explorer (.paperlib-explorer) is in the page but not visible")
-    for name, selector in CONTROLS.items():
+    for selector in CONTROLS.values():
         page.find(selector)
     for selector in (".explorer-stop", ".explorer-status", ".explorer-data", ".explorer-training",
                      ".explorer-metrics", ".explorer-progress"):
