@@ -138,14 +138,14 @@ def test_dm_warm_start_trains_the_network_first_and_stays_deterministic(monkeypa
                          torch_compile="never")
     trained, original = [], Distiller.train_network
 
-    def spy(self, epochs, lr, batch):
-        trained.append((epochs, lr, batch))
-        return original(self, epochs, lr, batch)
+    def spy(self, epochs, lr, batch, lr_name):
+        trained.append((epochs, lr, batch, lr_name))
+        return original(self, epochs, lr, batch, lr_name)
 
     monkeypatch.setattr(Distiller, "train_network", spy)
     target, _ = make_target(ds, params, torch.device("cpu"))
     Distiller(ds, params, target, torch.device("cpu")).step()
-    assert trained == [(2, 0.01, 256)]  # warm_start_batch=0 takes eval_batch
+    assert trained == [(2, 0.01, 256, "warm_start_lr")]  # warm_start_batch=0 takes eval_batch
     monkeypatch.undo()
     losses = []
     for _ in range(2):
@@ -320,7 +320,8 @@ def test_balanced_init_water_fills_what_small_groups_leave_and_names_a_short_cla
 
 def test_bad_sample_weights_say_how_many_in_which_class_and_what_to_do(monkeypatch):
     weights = torch.tensor([1.0, 0.5, 1.0, float("nan"), -1.0, 1.0])
-    fix = r"KDE weights come from the SupCon encoder and are cached under .*weights/.*: lower supcon_lr, .*force=true$"
+    fix = (r"KDE weights are cached under .*weights/ folder: recompute them with force=true \(with the supcon "
+           r"encoder, a lower supcon_lr\)$")
     with pytest.raises(PaperlibError, match=r"^2 of 6 sample weights are negative or not finite \(the first in "
                                             rf"class 1\); {fix}"):
         WeightedTarget(weights, torch.tensor([0, 0, 1, 1, 2, 2]))
@@ -339,8 +340,10 @@ def test_bad_sample_weights_say_how_many_in_which_class_and_what_to_do(monkeypat
 @pytest.mark.parametrize("drawn_by", ["the random baseline", "the real init"])
 def test_an_ipc_larger_than_a_class_is_a_one_line_error(drawn_by):
     ds = build_dataset(dataset="cmnist", source="digits")
-    too_many = int(torch.bincount(ds.train.labels).min()) + 1
-    with pytest.raises(PaperlibError, match=f"a class has fewer than ipc={too_many} training images; lower ipc"):
+    sizes = torch.bincount(ds.train.labels)
+    smallest, too_many = int(sizes.argmin()), int(sizes.min()) + 1
+    with pytest.raises(PaperlibError, match=f"^class {smallest} has {too_many - 1} training images, fewer than "
+                                            f"ipc={too_many}; lower ipc to at most {too_many - 1}$"):
         if drawn_by == "the random baseline":
             METHODS["random"].select(ds, make_params(dataset="cmnist", source="digits", method="random",
                                                       ipc=too_many))
@@ -408,6 +411,13 @@ def test_nan_loss_names_the_iteration_and_writes_no_record(tmp_path, monkeypatch
     with pytest.raises(PaperlibError, match="at iteration 2; lr_img=1.0 is likely too high"):
         runner.run(params)
     assert not (runner.record_dir(params) / "record.json").exists()
+
+
+def test_a_diverging_inner_training_names_lr_net_and_its_iteration():
+    params = _params(dataset="mnist", method="dc", iterations=2, outer_loop=2, inner_loop=2, lr_net=1e30)
+    with pytest.raises(PaperlibError, match=r"diverged \(a non-finite loss\) by iteration 2; lower lr_net "
+                                            r"\(now 1e\+30\)"):
+        _distill(params)
 
 
 def test_run_writes_record_tensor_and_grid_and_cache_hit_does_not_recompute(tmp_path, monkeypatch):

@@ -122,6 +122,21 @@ def test_non_finite_loss_names_the_epoch():
                          torch.Generator().manual_seed(0), show_progress=False)
 
 
+def test_a_training_with_a_device_flag_reads_nothing_on_the_host_and_clears_the_flag(monkeypatch):
+    from paperlib.train import loop
+
+    monkeypatch.setattr(loop, "read_on_host", lambda *a: pytest.fail("the host read a loss"))
+    net = init_parameters(ConvNet(1, 10, 28, width=8), torch.Generator().manual_seed(0))
+    labels = torch.zeros(8, dtype=torch.long)
+    finite = torch.ones((), dtype=torch.bool)
+    train_classifier(net, torch.zeros(8, 1, 28, 28), labels, TrainSettings(epochs=12), torch.Generator().manual_seed(0),
+                     show_progress=False, finite=finite)
+    assert bool(finite)
+    train_classifier(net, torch.full((8, 1, 28, 28), float("nan")), labels, TrainSettings(epochs=12),
+                     torch.Generator().manual_seed(0), show_progress=False, finite=finite)
+    assert not bool(finite)
+
+
 def _train_copy(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, micro_batch: int | None):
     net = copy.deepcopy(net)
     settings = TrainSettings(epochs=3, batch=8, dsa_strategy="color_crop")

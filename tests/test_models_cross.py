@@ -72,8 +72,10 @@ def test_convnet_draws_are_unchanged():
     assert torch.equal(first, expected)
 
 
-def test_dm_loss_uses_whole_batch_statistics_for_batch_norm_models():
-    net = _model("resnet18_bn", 3, 28, classes=2)
+@pytest.mark.parametrize("name, norm", [("resnet18_bn", "instancenorm"), ("convnet", "batchnorm")])
+def test_dm_loss_uses_whole_batch_statistics_for_batch_norm_models(name, norm):
+    """Chunks of 4 asked for, the whole batch used: the loss does not depend on the device's chunk size."""
+    net = init_parameters(build_model(name, 3, 2, 28, width=16, norm=norm), torch.Generator().manual_seed(0))
     real, syn = torch.randn(2 * 8, 3, 28, 28), torch.randn(2 * 2, 3, 28, 28)
     aggregation = torch.full((2, 1, 8), 1 / 8)
     with torch.no_grad():
@@ -89,6 +91,11 @@ def test_dm_distils_with_another_architecture(model):
     ds = build_dataset(params)
     result = distill(ds, params, VanillaTarget(), CPU, None)
     assert result.images.shape == (10, 3, 28, 28) and all(math.isfinite(loss) for loss in result.losses)
+
+
+def test_a_batch_norm_convnet_keys_apart_from_its_results_before_it_used_whole_batches():
+    assert key_values(make_params(net_norm="batchnorm"))["net_norm_version"] == 1
+    assert "net_norm_version" not in key_values(make_params())  # instance norm's keys are unchanged
 
 
 def test_eval_model_is_validated_and_keyed_only_as_an_evaluation_setting():

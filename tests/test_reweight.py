@@ -92,6 +92,14 @@ def test_clipping_caps_weights_and_scales_the_rest_alike(weights, clip, expected
     assert torch.allclose(clipped, torch.tensor(expected), atol=1e-6)
 
 
+def test_a_cap_the_weighting_leaves_no_room_for_is_a_one_line_error():
+    """A weighting so steep that most weights underflow to 0 cannot be capped at 1.5x uniform."""
+    log_p = torch.linspace(-20, 20, 100)
+    with pytest.raises(PaperlibError, match=r"^kde_clip=1.5 cannot hold: the weighting leaves \d+ of 100 samples a "
+                                            r"non-zero weight; .*raise kde_clip to at least \d+$"):
+        density_to_weights(log_p, "power", alpha=100.0, clip=1.5)
+
+
 def test_power_zero_is_uniform_and_power_one_is_inverse_density():
     log_p = torch.tensor([-1.0, -2.0, -3.0])
     assert torch.allclose(density_to_weights(log_p, "power", alpha=0.0), torch.full((3,), 1 / 3))

@@ -97,4 +97,4 @@ def matching_step(d: Any) -> Tensor:
 
 def _train_network(d: Any) -> None:
     """The reference's inner loop: ``inner_loop`` epochs of the network on the synthetic set."""
-    d.train_network(d.inner_loop, d.params.lr_net, d.params.inner_batch)
+    d.train_network(d.inner_loop, d.params.lr_net, d.params.inner_batch, "lr_net")

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from paperlib.core.runtime import chunk_size, to_device
 from paperlib.train.augment import DSA
-from paperlib.train.models import init_parameters
+from paperlib.train.models import init_parameters, samples_independent
 
 
 def augment_siamese(dsa: DSA | None, real: Tensor, syn: Tensor, real_classes: Tensor, syn_classes: Tensor,
@@ -48,9 +48,10 @@ def dm_loss(net: nn.Module, real: Tensor, aggregation: Tensor, syn: Tensor, ipc:
     the first block's activations (128 x 32 x 32 per image) then stay in the CPU
     cache; 2560 images, channels-last, 2-core Intel CPU: chunks of 64 2.4 s, of 16
     1.6 s (the embeddings are bit-identical: instance norm is per sample). A
-    network with ``batch_statistics`` set (``resnet18_bn``) gets the whole real
-    batch in one forward instead, and the synthetic set in another, as the
-    reference does for batch-norm networks. ``embed`` replaces ``net.embed`` (the distiller's compiled one).
+    network with batch statistics (not :func:`~paperlib.train.models.samples_independent`: ``resnet18_bn``,
+    a batch-norm ConvNet) gets the whole real batch in one forward instead, on every device, and the synthetic
+    set in another, as the reference does for batch-norm networks. ``embed`` replaces ``net.embed`` (the
+    distiller's compiled one).
     """
     k, _, b = aggregation.shape
     embed = embed or net.embed
@@ -58,7 +59,7 @@ def dm_loss(net: nn.Module, real: Tensor, aggregation: Tensor, syn: Tensor, ipc:
     # Standard strides whatever layout the target built: with AVX-512, a matmul's rounding follows the stride
     # of a size-1 dimension, and equal aggregations must give equal synthetic sets.
     aggregation = to_device(aggregation, real.device).clone(memory_format=torch.contiguous_format)
-    if getattr(net, "batch_statistics", False):
+    if not samples_independent(net):
         chunk = real.shape[0]  # batch norm: statistics over the whole real batch, as the reference's BN branch
     with torch.no_grad():
         real_embed = torch.cat([embed(part) for part in real.split(chunk)]).view(k, b, -1)
@@ -79,7 +80,8 @@ def dm_step(d: Any) -> Tensor:
     if d.params.warm_start_epochs:
         for p in d.net.parameters():
             p.requires_grad_(True)
-        d.train_network(d.params.warm_start_epochs, d.params.warm_start_lr, d.params.warm_start_batch)
+        d.train_network(d.params.warm_start_epochs, d.params.warm_start_lr, d.params.warm_start_batch,
+                        "warm_start_lr")
         for p in d.net.parameters():
             p.requires_grad_(False)
     real, aggregation = d.real_batch()

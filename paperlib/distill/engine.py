@@ -84,6 +84,10 @@ class Distiller:
         self.compiled = compile_wanted(params.torch_compile, device, run_steps)
         self.embed = Compiled(self.net.embed, self.compiled)  # DM's forward passes
         self.forward = Compiled(self.net, self.compiled)  # trainings of the network; gradient matching's real side
+        # Whether every training of the network so far kept a finite loss: kept on the device and read with the
+        # matching losses, as the inner loop trains many times per iteration. Its learning rate's setting:
+        self.network_finite = torch.ones((), dtype=torch.bool, device=device)
+        self.network_lr_name = ""
 
     def real_batch(self) -> tuple[Tensor, Tensor]:
         """The next real batch (class-major ``[K*B, ...]``, on the device) and its target's ``[K, J, B]``
@@ -97,15 +101,16 @@ class Distiller:
         device."""
         return self.method.step(self)
 
-    def train_network(self, epochs: int, lr: float, batch: int) -> None:
-        """Train the network for ``epochs`` on the current synthetic set (detached), with constant ``lr``, batches
-        of ``batch`` and no momentum or weight decay: gradient matching's inner loop, and DM's optional warm start
-        (COBRA)."""
+    def train_network(self, epochs: int, lr: float, batch: int, lr_name: str) -> None:
+        """Train the network for ``epochs`` on the current synthetic set (detached), with constant ``lr`` (the
+        setting ``lr_name``, named if the training diverges), batches of ``batch`` and no momentum or weight
+        decay: gradient matching's inner loop, and DM's optional warm start (COBRA)."""
         settings = TrainSettings(epochs=epochs, lr=lr, batch=batch, momentum=0.0, weight_decay=0.0,
                                  lr_drop=False, dsa_strategy=self.params.dsa_strategy if self.dsa else None)
         with self.autocast:  # precision=bf16 covers these trainings too: in DC they are most of the work
             train_classifier(self.net, self.syn.detach().clone(), self.syn_labels, settings, self.gen,
-                             show_progress=False, forward=self.forward)
+                             show_progress=False, forward=self.forward, finite=self.network_finite)
+        self.network_lr_name = lr_name
 
     def update_images(self, loss: Tensor) -> None:
         """One SGD step of the synthetic images on ``loss``."""
@@ -129,9 +134,15 @@ class Distiller:
         return int(state["iteration"]), list(state["losses"])
 
 
-def _read_losses(pending: list[Tensor], first_iteration: int, params: Params) -> list[float]:
-    """The pending losses as floats; a non-finite one (iterations count from ``first_iteration``) is an error."""
-    values, bad = read_on_host(pending)
+def _read_losses(pending: list[Tensor], first_iteration: int, params: Params, distiller: Distiller) -> list[float]:
+    """The pending losses as floats, read with the network's training flag in one transfer; a non-finite loss
+    (iterations count from ``first_iteration``) or a diverged training of the network is an error."""
+    values, bad = read_on_host([*pending, distiller.network_finite.float()])
+    if not values.pop():
+        name = distiller.network_lr_name
+        raise PaperlibError(
+            f"the network's training inside distillation diverged (a non-finite loss) by iteration "
+            f"{first_iteration + len(values) - 1}; lower {name} (now {getattr(params, name)})")
     if bad is not None:
         raise PaperlibError(
             f"matching loss became {values[bad]} at iteration {first_iteration + bad}; lr_img={params.lr_img} is "
@@ -169,7 +180,7 @@ def distill(dataset: BiasedDataset, params: Params, target: Target, device: torc
         save = checkpoint is not None and params.checkpoint_every and done % params.checkpoint_every == 0 \
             and done < params.iterations
         if save or len(pending) == HOST_READ_EVERY or done == params.iterations:
-            losses += _read_losses(pending, done + 1 - len(pending), params)
+            losses += _read_losses(pending, done + 1 - len(pending), params, distiller)
             pending = []
             bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
         if save:

@@ -46,7 +46,10 @@ def real_per_class(dataset: BiasedDataset, ipc: int, gen: torch.Generator) -> Te
     has fewer (the synthetic set and the ``random`` baseline need as many of every class)."""
     drawn = sample_per_class(dataset.train.labels, ipc, gen)
     if drawn.shape[0] != dataset.num_classes * ipc:
-        raise PaperlibError(f"a class has fewer than ipc={ipc} training images; lower ipc")
+        sizes = torch.bincount(dataset.train.labels, minlength=dataset.num_classes)
+        k = int(sizes.argmin())
+        raise PaperlibError(f"class {k} has {int(sizes[k])} training images, fewer than ipc={ipc}; "
+                            f"lower ipc to at most {int(sizes[k])}")
     return drawn
 
 

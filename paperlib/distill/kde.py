@@ -158,7 +158,12 @@ def density_to_weights(log_p: Tensor, weighting: str, alpha: float = 1.0, tau: f
     """
     weights = torch.softmax(WEIGHTINGS[weighting].logits(log_p, alpha, tau).double(), 0)
     if clip > 0:
-        weights = _clip(weights, clip / log_p.shape[0])
+        n, nonzero = log_p.shape[0], int((weights > 0).sum())  # once per class, when the weights are made
+        if nonzero * clip < n:  # the cap would need more weight than the non-zero samples may hold
+            raise PaperlibError(f"kde_clip={clip} cannot hold: the weighting leaves {nonzero} of {n} samples a "
+                                f"non-zero weight; soften it (lower kde_alpha or raise kde_tau) or raise kde_clip "
+                                f"to at least {math.ceil(n / nonzero)}")
+        weights = _clip(weights, clip / n)
     return weights.float()
 
 

@@ -101,8 +101,8 @@ class WeightedTarget(Target):
             first = int(bad.nonzero()[0, 0])
             where = f"class {int(labels[first])}" if labels is not None else f"sample {first}"
             raise PaperlibError(f"{int(bad.sum())} of {bad.numel()} sample weights are negative or not finite (the "
-                                f"first in {where}); KDE weights come from the SupCon encoder and are cached under "
-                                "the cache's weights/ folder: lower supcon_lr, or recompute them with force=true")
+                                f"first in {where}); KDE weights are cached under the cache's weights/ folder: "
+                                "recompute them with force=true (with the supcon encoder, a lower supcon_lr)")
         self.sample_weights = sample_weights.float()
 
     def aggregation(self, batch: RealBatch) -> Tensor:
@@ -133,7 +133,7 @@ class GroupsTarget(Target):
         if "hidden_groups" not in relevant_fields(params):
             return
         readers = [f"sampling={params.sampling}"] if SAMPLINGS[params.sampling].stratified else []
-        # init "" is the method's own (Method.init, real or noise): it reads no group
+        # init "" is the method's own (Method.init, real): it reads no group
         readers += [f"init={params.init}"] if params.init and INITS[params.init].reads_groups else []
         if readers:
             raise PaperlibError(f"hidden_groups={params.hidden_groups} hides group labels that {' and '.join(readers)} "

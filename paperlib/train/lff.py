@@ -84,7 +84,7 @@ def train_lff(biased: nn.Module, debiased: nn.Module, images: Tensor, labels: Te
 
     Both networks see the same shuffled, DSA-augmented batches, drawn from
     ``gen`` exactly as :func:`paperlib.train.loop.train_classifier` draws them, and
-    share one SGD optimiser with the protocol's settings: the two losses touch
+    share one optimiser (``settings.optimizer``) with the protocol's settings: the two losses touch
     disjoint parameters, so their sum is two independent updates. ``q`` is the
     GCE exponent, ``ema`` the per-sample loss averaging factor. ``labels`` are
     class indices. A non-finite loss stops training with an error naming the

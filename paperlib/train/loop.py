@@ -97,7 +97,7 @@ def micro_batch_for(model: nn.Module, device: torch.device) -> int | None:
 
 def run_epochs(optimizer: torch.optim.Optimizer, images: Tensor, settings: TrainSettings, gen: torch.Generator,
                batch_loss: Callable[[Tensor, Tensor], Tensor], show_progress: bool = True,
-               desc: str = "train", micro_batch: int | None = None) -> None:
+               desc: str = "train", micro_batch: int | None = None, finite: Tensor | None = None) -> None:
     """The training loop shared by every evaluation trainer.
 
     Each epoch sets the learning rate from :meth:`TrainSettings.lr_at`, draws one
@@ -110,7 +110,9 @@ def run_epochs(optimizer: torch.optim.Optimizer, images: Tensor, settings: Train
     is called on slices of that many images and their gradients are accumulated:
     the same step up to float reassociation. The mean loss is read every
     :data:`~paperlib.core.runtime.HOST_READ_EVERY` epochs and at the end; a non-finite one stops training
-    with an error naming the epoch.
+    with an error naming the epoch. With ``finite`` (a boolean scalar on the device) the host reads nothing:
+    ``finite`` is and-ed in place with every epoch's loss being finite, for the caller to read with its own
+    values (distillation trains its network many times per iteration and must not wait for each).
     """
     dsa = DSA(DSAParams(strategy=settings.dsa_strategy)) if settings.dsa_strategy else None
     n = images.shape[0]
@@ -131,6 +133,9 @@ def run_epochs(optimizer: torch.optim.Optimizer, images: Tensor, settings: Train
             optimizer.zero_grad(set_to_none=True)
             total = total + _backward(batch_loss, index, x, micro_batch) * index.shape[0]
             optimizer.step()
+        if finite is not None:
+            finite.logical_and_(torch.isfinite(total))
+            continue
         losses.append(total)
         if len(losses) == HOST_READ_EVERY or epoch + 1 == settings.epochs_run:
             _check_epochs(losses, n, epoch + 2 - len(losses), bar)
@@ -171,11 +176,12 @@ def training_forward(fn: Callable[[Tensor], Tensor], images: Tensor, settings: T
 
 def train_classifier(model: nn.Module, images: Tensor, labels: Tensor, settings: TrainSettings,
                      gen: torch.Generator, show_progress: bool = True, desc: str = "train",
-                     forward: Callable[[Tensor], Tensor] | None = None) -> nn.Module:
+                     forward: Callable[[Tensor], Tensor] | None = None, finite: Tensor | None = None) -> nn.Module:
     """Train ``model`` in place with cross-entropy on normalised ``images`` (on the model's device).
 
     Shuffling and augmentation draw from ``gen`` only. A non-finite loss stops
-    training with an error naming the epoch. ``forward`` (default: :func:`training_forward`, which follows
+    training with an error naming the epoch, or, with ``finite``, clears that device flag instead
+    (:func:`run_epochs`). ``forward`` (default: :func:`training_forward`, which follows
     ``settings.torch_compile``) computes ``model``'s outputs: a caller that trains the same model many times
     passes the one it holds.
     """
@@ -188,7 +194,7 @@ def train_classifier(model: nn.Module, images: Tensor, labels: Tensor, settings:
         return F.cross_entropy(forward(x), labels[index])
 
     run_epochs(optimizer, images, settings, gen, batch_loss, show_progress, desc,
-               micro_batch_for(model, images.device))
+               micro_batch_for(model, images.device), finite)
     return model
 
 

@@ -9,9 +9,10 @@ norm as ``GroupNorm(C, C)``) and ``resnet18_bn`` (the same with batch norm).
 Every model runs at 28, 32 and 64 px with 1 or 3 channels (28 px is treated
 as 32 px by padding, as the reference does), and exposes ``embed(x)``, the
 feature vector before its linear classifier, and ``embed_dim``, so DM can use
-any of them. Models with batch norm set ``batch_statistics = True``: DM then
-forwards the whole real batch at once, as the reference does for its BN
-networks (the papers use instance-norm networks for distillation and BN
+any of them. A model with batch norm (``resnet18_bn``, or ``convnet`` with
+``net_norm=batchnorm``) is not :func:`samples_independent`: DM then forwards
+the whole real batch at once, as the reference does for its BN networks, on
+every device (the papers use instance-norm networks for distillation and BN
 networks only to evaluate).
 
 Parameters are initialised from an explicit ``torch.Generator`` (the same
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -33,15 +35,26 @@ from paperlib.core.params import Params
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import to_device
 
-# The layer choices of the ConvNet's ``net_norm``, ``net_act`` and ``net_pooling``: name -> module factory.
-NORMS: Registry[Callable[[int], nn.Module]] = Registry("net_norm", field="net_norm")
+
+@dataclass(frozen=True)
+class Norm:
+    """A normalisation layer of the ConvNet (``net_norm``): ``make(channels)``; ``version`` as every registered
+    entry's (:mod:`paperlib.core.registry`)."""
+
+    make: Callable[[int], nn.Module]
+    version: int = 0
+
+
+# The layer choices of the ConvNet's ``net_norm``, ``net_act`` and ``net_pooling``.
+NORMS: Registry[Norm] = Registry("net_norm", field="net_norm")
 # Per-sample, per-channel normalisation with affine parameters, as the reference writes it; per-sample, so a
 # batched forward over all classes equals per-class forwards exactly.
-NORMS.register("instancenorm", lambda channels: nn.GroupNorm(channels, channels, affine=True))
-NORMS.register("batchnorm", lambda channels: nn.BatchNorm2d(channels))
-NORMS.register("layernorm", lambda channels: nn.GroupNorm(1, channels, affine=True))
-NORMS.register("groupnorm", lambda channels: nn.GroupNorm(4, channels, affine=True))
-NORMS.register("none", lambda channels: nn.Identity())
+NORMS.register("instancenorm", Norm(lambda channels: nn.GroupNorm(channels, channels, affine=True)))
+# version 1: DM embeds the real batch in one forward on every device (before: in chunks of 16 on the CPU)
+NORMS.register("batchnorm", Norm(lambda channels: nn.BatchNorm2d(channels), version=1))
+NORMS.register("layernorm", Norm(lambda channels: nn.GroupNorm(1, channels, affine=True)))
+NORMS.register("groupnorm", Norm(lambda channels: nn.GroupNorm(4, channels, affine=True)))
+NORMS.register("none", Norm(lambda channels: nn.Identity()))
 
 ACTIVATIONS: Registry[Callable[[], nn.Module]] = Registry("net_act", field="net_act")
 ACTIVATIONS.register("relu", lambda: nn.ReLU(inplace=True))
@@ -55,7 +68,7 @@ POOLINGS.register("none", lambda: nn.Identity())
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
-    return NORMS[kind](channels)
+    return NORMS[kind].make(channels)
 
 
 def _activation(kind: str) -> nn.Module:
@@ -236,7 +249,6 @@ class ResNet18(nn.Module):
 
     def __init__(self, channels: int, num_classes: int, image_size: int, norm: str = "instancenorm") -> None:
         super().__init__()
-        self.batch_statistics = norm == "batchnorm"
         self.stem = nn.Sequential(nn.Conv2d(channels, 64, 3, stride=1, padding=1, bias=False), _norm(norm, 64),
                                   nn.ReLU(inplace=True))
         blocks: list[nn.Module] = []
@@ -259,8 +271,7 @@ class ResNet18(nn.Module):
 def samples_independent(model: nn.Module) -> bool:
     """Whether each sample's output depends on that sample alone: no batch statistics (batch norm), so a
     batch's gradient is the sum of its samples' and may be computed in parts."""
-    return not getattr(model, "batch_statistics", False) and not any(
-        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 # name -> constructor (channels, classes, image size, ConvNet width, depth, norm, act, pooling).

@@ -73,8 +73,8 @@ def train_selecmix(biased: nn.Module, model: nn.Module, images: Tensor, labels: 
     """Train ``biased`` (GCE) and ``model`` (cross-entropy on contradicting-pair mixup) together, in place.
 
     Both networks see the same shuffled, DSA-augmented batches of :func:`paperlib.train.loop.run_epochs` and
-    share one SGD optimiser (their losses touch disjoint parameters). The batch's pair type and the mixing
-    weights are drawn from ``gen`` after the batch. Returns ``model``, the one to test.
+    share one optimiser (``settings.optimizer``; their losses touch disjoint parameters). The batch's pair type
+    and the mixing weights are drawn from ``gen`` after the batch. Returns ``model``, the one to test.
     """
     optimizer = make_optimizer(itertools.chain(biased.parameters(), model.parameters()), settings)
     biased.train()
