@@ -100,6 +100,9 @@ def test_a_broken_references_file_is_a_clear_error(tmp_path, monkeypatch):
     (tmp_path / "params" / "toy" / "references.yaml").write_text("tolerance: {acc: 3}\nruns: {nb: {dm: {acc: high}}}\n")
     with pytest.raises(PaperlibError, match="not a references file.*not a number.*checks record --profile toy"):
         checks.load_references("toy")
+    (tmp_path / "params" / "toy" / "references.yaml").write_text("tolerance: {acc: 3}\nruns: {nb: {dm: {deo_m: 9}}}\n")
+    with pytest.raises(PaperlibError, match="not a references file .no tolerance for deo_m.; rewrite it"):
+        checks.load_references("toy")
 
 
 def _as_nbval_compares(table: pd.DataFrame) -> str:

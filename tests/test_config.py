@@ -141,3 +141,17 @@ def test_an_empty_set_of_a_field_whose_default_is_empty_means_that_default():
     assert make_params(parse_set(["eval_augment=", "eval_model="])).eval_augment == "dsa"
     with pytest.raises(PaperlibError, match="must not be empty"):
         make_params(parse_set(["dataset="]))
+
+
+def test_an_unreadable_parameter_file_is_a_one_line_error(tmp_path):
+    from paperlib.core.params import load_yaml
+
+    binary = tmp_path / "bad.yaml"
+    binary.write_bytes(b"dataset: cmnist\n\xff\xfe")
+    with pytest.raises(PaperlibError, match=r"^parameter file .*bad.yaml is not UTF-8 text \(.* at byte 16\); save"):
+        load_yaml(binary)
+    with pytest.raises(PaperlibError, match=r"^parameter file .* is a folder; name a \.yaml file in it$"):
+        load_yaml(tmp_path)
+    (tmp_path / "bad.yaml").write_text("dataset: [cmnist\n")
+    with pytest.raises(PaperlibError, match=r"^parameter file .*bad.yaml is not valid YAML: "):
+        load_yaml(binary)

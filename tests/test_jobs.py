@@ -134,6 +134,17 @@ def test_a_failed_job_is_reported_in_one_line_after_the_others_are_stored(tmp_pa
     assert [s.label for s in missing_runs(specs)] == ["dm_fairdd"]  # the others are stored
 
 
+@pytest.mark.parametrize("error", ["paperlib.core.errors.PaperlibError", "paperlib.core.errors.DataNotFound"])
+def test_a_failed_jobs_reason_is_its_own_error_line_whatever_the_exceptions_name(error):
+    trace = ("Job (task=0) failed during processing with trace:\n----------------------\n"
+             "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
+             "tarfile.ReadError: file could not be opened successfully\n\n"
+             "The above exception was the direct cause of the following exception:\n\n"
+             f"{error}: data root /scratch/data does not exist; set PAPERLIB_DATA\n"
+             "----------------------\nYou can check full logs with 'job.stderr(0)' and 'job.stdout(0)'")
+    assert job_module._reason(RuntimeError(trace)) == "data root /scratch/data does not exist; set PAPERLIB_DATA"
+
+
 def test_a_job_killed_mid_run_resumes_from_its_checkpoint_when_submitted_again(tmp_path):
     threads = torch.get_num_threads()
     values = {"iterations": 80, "checkpoint_every": 5}  # about 8 s: the job is cancelled well before its end

@@ -207,8 +207,11 @@ def test_explorer_widget_offers_a_missing_point_then_shows_it_after_the_live_run
     assert (coverage == "live").sum().sum() == 1
     app.dataset.value = "FG"
     assert app.ratio.description == "minority share"
+    app.target.value = "FairDD (paper B)"
     app.method.value = "random"
     assert app.target.disabled and app.target.value == "vanilla"
+    app.method.value = "dm"  # the reader's target comes back
+    assert not app.target.disabled and app.target.value == "FairDD (paper B)"
 
 
 def test_a_stopped_or_failed_live_run_reenables_the_controls_and_stores_nothing(monkeypatch):

@@ -134,3 +134,16 @@ def test_lines_against_ipc_label_only_the_values_run():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["10", "50"]
     assert not [t for t in ax.get_xticklabels(minor=True) if t.get_text()]
     assert ax.get_legend().get_title().get_text() == "distilled set"
+
+
+@pytest.mark.parametrize("ratios, label, ticks", [
+    ([0.01, 0.05], "bias-conflicting ratio", ["1%", "5%"]),
+    ([0.95, 0.85], "minority share (1 - majority ratio)", ["5%", "15%"]),  # drawn as 1 - ratio, as labelled
+])
+def test_ratio_curves_draw_what_their_axis_says(ratios, label, ticks):
+    from paperlib.report.plots import plot_ratio_curves
+
+    table = pd.DataFrame({"ratio": ratios, "acc": [40.0, 60.0], "status": ["done"] * 2, "run": ["dm"] * 2})
+    ax = plot_ratio_curves(table)
+    assert ax.get_xlabel() == label
+    assert [t.get_text() for t in ax.get_xticklabels()] == ticks

@@ -145,9 +145,11 @@ def test_shipped_records_name_no_path_of_the_machine_that_computed_them():
 
 
 def test_a_new_record_names_no_path_of_this_machine(tmp_path):
-    """A record computed with ``cache_dir`` set is published as it is: the folder must not be in it."""
-    record = run(make_params(**TINY, cache_dir=str(tmp_path)))
-    assert record["params"]["cache_dir"] is None
+    """A record computed with ``cache_dir`` and ``data_dir`` set is published as it is: no folder in it."""
+    data = tmp_path / "data"
+    data.mkdir()
+    record = run(make_params(**TINY, cache_dir=str(tmp_path), data_dir=str(data)))
+    assert record["params"]["cache_dir"] is None and record["params"]["data_dir"] is None
     assert not [s for s in _strings(record) if str(tmp_path) in s]
     assert load_record(make_params(**TINY, cache_dir=str(tmp_path)))["key"] == record["key"]  # found again
 

@@ -55,6 +55,16 @@ def test_bad_run_names_its_place_in_the_suite(tmp_path):
         load_suite(numbered)
 
 
+def test_a_misspelt_suite_key_is_an_error_not_another_experiment(tmp_path):
+    with pytest.raises(PaperlibError, match=r"^a suite has unknown key 'default'; its keys are: defaults, "
+                                            r"experiments$"):
+        load_suite({**_suite(tmp_path), "default": {"net_width": 8}})
+    suite = _suite(tmp_path)
+    suite["experiments"][0]["setting"] = {"dataset": "cmnist_bg"}
+    with pytest.raises(PaperlibError, match=r"^experiment 'tiny' has unknown key 'setting'; its keys are: name, "):
+        load_suite(suite)
+
+
 def test_table_lists_missing_runs_as_not_run_then_real_numbers_after_running(tmp_path):
     specs = load_suite(_suite(tmp_path))
     before = results_table(specs)

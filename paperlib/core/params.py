@@ -345,10 +345,15 @@ def _filled_in(params: Params, name: str) -> bool:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping (a parameter file)."""
     path = Path(path)
+    if path.is_dir():
+        raise PaperlibError(f"parameter file {path} is a folder; name a .yaml file in it")
     if not path.is_file():
         raise PaperlibError(f"parameter file {path} does not exist; check the path")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise PaperlibError(f"parameter file {path} is not UTF-8 text ({err.reason} at byte {err.start}); "
+                            f"save it as UTF-8 YAML") from None
     except yaml.YAMLError as err:
         raise PaperlibError(f"parameter file {path} is not valid YAML: {err}".replace("\n", " ")) from None
     if not isinstance(data, dict):

@@ -38,7 +38,8 @@ from paperlib.experiments.runner import load_record, record_key, run
 from paperlib.experiments.suite import RunSpec, mapping, run_suite
 
 POLL_SECONDS = 1.0  # how often a waiting command looks at its jobs
-_ERROR_LINE = re.compile(r"^[\w.]*(?:Error|Exception): (.*)$")  # "paperlib.core.errors.PaperlibError: ..."
+# A traceback's exception line, "paperlib.core.errors.DataNotFound: ...": a dotted name, capitalised last part.
+_ERROR_LINE = re.compile(r"^(?:\w+\.)*[A-Z]\w*: (.*)$")
 
 
 @dataclass(frozen=True)

@@ -234,8 +234,9 @@ def _compute(params: Params) -> dict[str, Any]:
     done = time.perf_counter()
     record = _json_safe({
         "key": record_key(params),
-        # where this machine keeps its cache is no fact of the run, and a published record must not carry a path
-        "params": {**dataclasses.asdict(params), "cache_dir": None},
+        # where this machine keeps its cache and data is no fact of the run, and a published record must not
+        # carry a path
+        "params": {**dataclasses.asdict(params), "cache_dir": None, "data_dir": None},
         "metrics": summarize(runs),
         "runs": runs,
         "num_eval": params.num_eval,

@@ -76,6 +76,13 @@ def scaled(base: Mapping[str, Any], *layers: Mapping[str, Any]) -> dict[str, Any
     return {**flat, **block, **mapping(by_ipc.get(merged.get("ipc", Params.ipc)), "by_ipc entry"), **on_top}
 
 
+def _known_keys(data: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
+    """A misspelt key would be ignored and another experiment computed: a one-line error instead."""
+    unknown = [str(key) for key in data if key not in known]
+    if unknown:
+        raise PaperlibError(f"{where} has unknown key {unknown[0]!r}; its keys are: {', '.join(known)}")
+
+
 def load_suite(source: str | Path | Mapping[str, Any], overrides: Mapping[str, Any] | None = None,
                only: str | None = None, base: Mapping[str, Any] | None = None) -> list[RunSpec]:
     """The runs a suite file (or an already-loaded mapping) describes, validated.
@@ -87,6 +94,7 @@ def load_suite(source: str | Path | Mapping[str, Any], overrides: Mapping[str, A
     reported with the experiment and run they belong to.
     """
     data = mapping(load_yaml(source) if isinstance(source, (str, Path)) else source, "a suite")
+    _known_keys(data, ("defaults", "experiments"), "a suite")
     defaults = mapping(data.get("defaults"), "defaults")
     experiments = data.get("experiments")
     if not isinstance(experiments, list) or not experiments:
@@ -97,6 +105,7 @@ def load_suite(source: str | Path | Mapping[str, Any], overrides: Mapping[str, A
         if name is None or name == "":
             raise PaperlibError(f"every experiment needs a name, got {experiment!r}")
         name = str(name)  # as a run's label: YAML reads `name: 2024` as a number
+        _known_keys(experiment, ("name", "settings", "runs"), f"experiment {name!r}")
         if only and only not in name:
             continue
         settings = mapping(experiment.get("settings"), f"{name}.settings")

@@ -17,9 +17,11 @@ trained number of the profile's reference run, checked within a stated tolerance
 is named ``<row> <column>``: the row is ``experiment/run`` of a results table (or ``comparison/run``,
 or a KDE ``variant``), the column any numeric column of that table.
 
-:func:`verdicts` turns both into a table of ``check | test | verdict``: every verdict reads ``holds`` /
-``within tolerance`` or says ``FAILS`` with the measured value, so the table is the same on every machine
-while the results hold, and differs (and nbval fails) as soon as one does not.
+:func:`verdicts` turns both into a table of ``check | test | verdict``: a claim's verdict reads ``holds`` or
+``FAILS`` with the quantity it measured (``holds (measured 45.1)``), a reference's ``within tolerance`` or
+``FAILS`` with the values off. nbval compares the tables with the measured numbers masked
+(``tests/nbval_sanitize.cfg``), so they are the same on every machine while the results hold, and differ
+(and nbval fails) as soon as one does not.
 """
 
 from __future__ import annotations
@@ -155,6 +157,9 @@ def load_references(profile: str) -> dict[str, Any] | None:
         unknown = set(tolerance) - set(METRIC_SHORT_NAMES)
         if unknown:
             raise ValueError(f"unknown metrics in tolerance: {', '.join(sorted(unknown))}")
+        untolerated = {m for run in runs.values() for expected in run.values() for m in expected} - set(tolerance)
+        if untolerated:
+            raise ValueError(f"no tolerance for {', '.join(sorted(untolerated))}")
         numbers = [v for run in runs.values() for expected in run.values() for v in expected.values()]
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in [*tolerance.values(), *numbers]):
             raise ValueError("a tolerance or a reference value is not a number")

@@ -95,12 +95,14 @@ class ExplorerModel:
             data["majority_ratio"] = round(1.0 - point.ratio, 6)
         chosen = {"method": point.method, "ipc": point.ipc}
         target = APPROACHES[point.target] if METHODS[point.method].distils else {}
-        return make_params(scaled(self.defaults, data, chosen, target, self.live(point.method) if live else {}))
+        overrides = self.live(point.method, point.ipc) if live else {}
+        return make_params(scaled(self.defaults, data, chosen, target, overrides))
 
-    def live(self, method: str) -> dict[str, Any]:
-        """The overrides of a live run of ``method``: ``live``, with its own ``methods`` block for ``method``."""
-        values = scaled(self.settings["live"], {"method": method})
-        values.pop("method")
+    def live(self, method: str, ipc: int) -> dict[str, Any]:
+        """The overrides of a live run of ``method`` at ``ipc``: ``live``, with its own ``methods`` block for
+        ``method`` (and that block's ``by_ipc`` entry for ``ipc``)."""
+        values = scaled(self.settings["live"], {"method": method, "ipc": ipc})
+        del values["method"], values["ipc"]
         return values
 
     def points(self) -> Iterator[Point]:
@@ -158,7 +160,7 @@ class ExplorerModel:
     def live_settings(self, point: Point) -> dict[str, Any]:
         """The live overrides that apply to ``point`` (a random subset has no distillation settings)."""
         relevant = set(relevant_fields(self.params(point, live=True)))
-        return {k: v for k, v in self.live(point.method).items() if k in relevant}
+        return {k: v for k, v in self.live(point.method, point.ipc).items() if k in relevant}
 
     def estimate_seconds(self, point: Point) -> float | None:
         """About how long a live run of ``point`` takes, from the stored runs of the same method: their data time,
@@ -321,12 +323,15 @@ class Explorer:
         if self._worker is not None:
             return  # the controls are disabled during a live run; a programmatic change waits for its end
         distils = METHODS[self.method.value].distils
+        # Each assignment to target.value calls refresh again at once: the state is set first, so that call
+        # takes neither branch (before, it saved "vanilla" over the reader's choice).
         if distils and self.target.disabled:
+            self.target.disabled = False
             self.target.value = self._chosen_target
         elif not distils and not self.target.disabled:
             self._chosen_target = self.target.value
+            self.target.disabled = True
             self.target.value = "vanilla"
-        self.target.disabled = not distils
         self.ratio.description = self.model.ratio_label(self.dataset.value)
         point = self.point()
         self._show_data(point)

@@ -95,7 +95,7 @@ def plot_comparison(table: pd.DataFrame, metric: str = "acc", ax: Axes | None = 
                     title: str | None = None) -> Axes:
     """Bars of ``metric`` (mean ± std over evaluation models) per experiment and run.
 
-    ``table`` is :func:`paperlib.experiments.suite.results_table`; rows not run are left
+    ``table`` is :func:`paperlib.report.tables.results_table`; rows not run are left
     out. Where a paper reports the same setting, its value is drawn as a diamond, one
     style per ``paper_source`` and labelled with it ("paper B (reported)"); the legend
     names the protocol of the bars. When the same runs repeat over several experiments
@@ -169,10 +169,6 @@ def save_figure(ax: Axes, path: str | Path) -> Path:
     return path
 
 
-def _ratio_label(table: pd.DataFrame) -> str:
-    return "minority share (1 - majority ratio)" if (table["ratio"] > 0.5).all() else "bias-conflicting ratio"
-
-
 def framed_sample_grid(dataset: BiasedDataset, per_class: int = 8, seed: int = 0) -> np.ndarray:
     """:func:`image_grid` of ``per_class`` random training images per class (one row per class), with every
     bias-conflicting (minority-group) image framed in red."""
@@ -233,11 +229,15 @@ def plot_ratio_curves(table: pd.DataFrame, metric: str = "acc", ax: Axes | None 
                       title: str | None = None) -> Axes:
     """``metric`` against the bias ratio, one line per run label (``whole``, ``dm``, ...).
 
-    ``table`` is :func:`paperlib.experiments.suite.results_table` with a ``ratio`` column;
-    the x axis is logarithmic because the papers' ratios span 0.5% to 20%.
+    ``table`` is :func:`paperlib.report.tables.results_table` with a ``ratio`` column;
+    the x axis is logarithmic because the papers' ratios span 0.5% to 20%. Paper B's majority ratios (all
+    above 0.5) are drawn as the minority share, ``1 - ratio``, on the same kind of axis.
     """
-    ax = plot_against(table, "ratio", metric, hue="run", ax=ax, title=title or METRIC_LABELS.get(metric, metric))
-    ax.set_xlabel(_ratio_label(table[table["status"] == "done"]))
+    done = table[table["status"] == "done"]
+    majority = len(done) > 0 and bool((done["ratio"] > 0.5).all())
+    shown = table.assign(ratio=1 - table["ratio"]) if majority else table
+    ax = plot_against(shown, "ratio", metric, hue="run", ax=ax, title=title or METRIC_LABELS.get(metric, metric))
+    ax.set_xlabel("minority share (1 - majority ratio)" if majority else "bias-conflicting ratio")
     _legend_outside(ax)
     return ax
 
