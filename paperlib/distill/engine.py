@@ -134,9 +134,10 @@ class Distiller:
         return int(state["iteration"]), list(state["losses"])
 
 
-def _read_losses(pending: list[Tensor], first_iteration: int, params: Params, distiller: Distiller) -> list[float]:
+def _read_losses(pending: list[Tensor], first_iteration: int, distiller: Distiller) -> list[float]:
     """The pending losses as floats, read with the network's training flag in one transfer; a non-finite loss
     (iterations count from ``first_iteration``) or a diverged training of the network is an error."""
+    params = distiller.params
     values, bad = read_on_host([*pending, distiller.network_finite.float()])
     if not values.pop():
         name = distiller.network_lr_name
@@ -180,7 +181,7 @@ def distill(dataset: BiasedDataset, params: Params, target: Target, device: torc
         save = checkpoint is not None and params.checkpoint_every and done % params.checkpoint_every == 0 \
             and done < params.iterations
         if save or len(pending) == HOST_READ_EVERY or done == params.iterations:
-            losses += _read_losses(pending, done + 1 - len(pending), params, distiller)
+            losses += _read_losses(pending, done + 1 - len(pending), distiller)
             pending = []
             bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
         if save:

@@ -14,6 +14,16 @@ from paperlib.data.container import BiasedDataset, sample_per_class, take_per_ce
 from paperlib.core.errors import PaperlibError
 
 
+def check_class_sizes(class_sizes: Tensor, ipc: int) -> None:
+    """A one-line error naming the first class with fewer than ``ipc`` training images, and the largest usable
+    ``ipc``."""
+    short = (class_sizes < ipc).nonzero().flatten()
+    if len(short):
+        k = int(short[0])
+        raise PaperlibError(f"class {k} has {int(class_sizes[k])} training images, fewer than ipc={ipc}; "
+                            f"lower ipc to at most {int(class_sizes.min())}")
+
+
 def balanced_quota(cell_sizes: Tensor, per_class: int) -> Tensor:
     """``[K, A]`` counts that spread ``per_class`` images evenly over each class's groups.
 
@@ -21,12 +31,7 @@ def balanced_quota(cell_sizes: Tensor, per_class: int) -> Tensor:
     share leave over goes to the class's largest group, what that cannot take to the next largest, and so on
     (ties: the lower group index first). A one-line error names the first class with fewer than ``per_class``.
     """
-    class_sizes = cell_sizes.sum(1)
-    short = (class_sizes < per_class).nonzero().flatten()
-    if len(short):
-        k = int(short[0])
-        raise PaperlibError(f"class {k} has {int(class_sizes[k])} training images, fewer than ipc={per_class}; "
-                            f"lower ipc to at most {int(class_sizes.min())}")
+    check_class_sizes(cell_sizes.sum(1), per_class)
     present = cell_sizes > 0
     num_present = present.sum(1, keepdim=True).clamp_min(1)  # an empty class has per_class == 0 here
     by_size = torch.argsort(cell_sizes, dim=1, descending=True, stable=True)  # rank 0: argmax, the old largest
@@ -46,10 +51,7 @@ def real_per_class(dataset: BiasedDataset, ipc: int, gen: torch.Generator) -> Te
     has fewer (the synthetic set and the ``random`` baseline need as many of every class)."""
     drawn = sample_per_class(dataset.train.labels, ipc, gen)
     if drawn.shape[0] != dataset.num_classes * ipc:
-        sizes = torch.bincount(dataset.train.labels, minlength=dataset.num_classes)
-        k = int(sizes.argmin())
-        raise PaperlibError(f"class {k} has {int(sizes[k])} training images, fewer than ipc={ipc}; "
-                            f"lower ipc to at most {int(sizes[k])}")
+        check_class_sizes(torch.bincount(dataset.train.labels, minlength=dataset.num_classes), ipc)
     return drawn
 
 
