@@ -293,8 +293,33 @@ def test_supcon_embeddings_are_cached_once_per_encoder_and_shared_by_kde_setting
     monkeypatch.setattr(reweight, "train_supcon", no_training)
     scott = make_params({**params.__dict__, "kde_bandwidth": "scott"})  # another KDE setting, same encoder
     assert cache_key(scott, "embeddings") == cache_key(params, "embeddings")
-    assert torch.equal(reweight.embed_training_set(dataset, scott, torch.device("cpu")), first)
+    loaded = reweight.embed_training_set(dataset, scott, torch.device("cpu"))
+    # the load reports what training the encoder cost, not what loading it did
+    assert torch.equal(loaded.values, first.values) and loaded.seconds == first.seconds > 0
     warmer = make_params({**params.__dict__, "supcon_temperature": 0.5})  # another encoder: trains again
     assert cache_key(warmer, "embeddings") != cache_key(params, "embeddings")
     with pytest.raises(AssertionError, match="trained again"):
         reweight.embed_training_set(dataset, warmer, torch.device("cpu"))
+    from paperlib.core.store import cache_root, save_tensors
+
+    # an entry cached before the cost was stored: the cost is unknown, not the time the load took
+    path = cache_root(str(tmp_path)) / "weights" / f"cmnist-embeddings-{cache_key(params, 'embeddings')}.pt"
+    save_tensors(path, {"embeddings": first.values})
+    assert reweight.embed_training_set(dataset, scott, torch.device("cpu")).seconds is None
+    assert reweight.kde_weights(dataset, scott, torch.device("cpu")).seconds["encoder"] is None
+
+
+@pytest.mark.parametrize(("encoder_seconds", "one_off", "amortised"), [(6.0, 8.0, 3.5), (None, None, None)])
+def test_a_kde_runs_one_off_cost_is_spread_over_its_iterations_or_shown_unknown(encoder_seconds, one_off,
+                                                                                 amortised):
+    from paperlib.experiments.suite import RunSpec
+    from paperlib.report.tables import _row
+    from paperlib.train.metrics import METRIC_KEYS
+
+    params = make_params(dataset="cmnist", conflict_ratio=0.05, method="dm", ipc=1, iterations=4,
+                         target="weighted", weights="kde")
+    record = {"metrics": {name: 0.5 for key in METRIC_KEYS for name in (key, f"{key}_std")},
+              "timings": {"evaluate": 1.0}, "num_eval": 1, "device": "cpu", "seconds_per_iteration": 1.5,
+              "kde_seconds": {"encoder": encoder_seconds, "density": 2.0}}
+    row = _row(RunSpec("kde", "dm + kde", params), record)
+    assert (row["kde_one_off_seconds"], row["seconds_per_iteration_amortised"]) == (one_off, amortised)

@@ -135,6 +135,13 @@ def read_on_host(pending: list[torch.Tensor]) -> tuple[list[float], int | None]:
     return values, bad
 
 
+def wait_for(device: torch.device) -> None:
+    """Wait until ``device`` has finished its queued work (a no-op off CUDA), so a host clock read after it
+    times that work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def in_notebook() -> bool:
     """Whether this code runs in a Jupyter kernel."""
     shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()

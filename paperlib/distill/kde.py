@@ -36,7 +36,7 @@ from torch import Tensor
 from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params, cache_key, derive_seed, field_tags, with_overrides
 from paperlib.core.registry import Registry
-from paperlib.core.runtime import generator, progress
+from paperlib.core.runtime import generator, progress, wait_for
 from paperlib.core.store import cache_root, exclusive, load_tensors, save_tensors
 from paperlib.data.container import BiasedDataset
 from paperlib.train.models import init_parameters, model_from_params
@@ -52,7 +52,8 @@ class KdeWeights:
 
     ``weights`` sum to one within each class; ``log_density`` is each sample's
     KDE log density within its class; ``bandwidth`` is per class; ``seconds``
-    holds the one-off costs (``encoder``, ``density``) measured when computed.
+    holds the one-off costs (``encoder``, ``density``) measured when computed (``encoder`` is ``None`` when
+    cached embeddings predate their stored cost: see :class:`Embeddings`).
     """
 
     weights: Tensor
@@ -183,33 +184,56 @@ def _clip(weights: Tensor, cap: float) -> Tensor:
     return torch.minimum(weights * scale, torch.full_like(weights, cap))
 
 
+@dataclass
+class Embeddings:
+    """An encoder's ``[N, D]`` features of the training split, and the seconds computing them took.
+
+    For an encoder whose embeddings are cached (SupCon), ``seconds`` is the cost of the run that computed them,
+    stored beside them, so every KDE setting sharing the encoder reports the same one-off cost; ``None`` for an
+    entry written before the cost was stored.
+    """
+
+    values: Tensor
+    seconds: float | None
+
+
 @torch.inference_mode()
 def _embed_all(fn, images: Tensor, show_progress: bool, batch: int = 1024) -> Tensor:
     starts = progress(range(0, images.shape[0], batch), desc="embedding the training set", enabled=show_progress)
     return torch.cat([fn(images[i:i + batch]).float() for i in starts])
 
 
-def _pixels(dataset: BiasedDataset, params: Params, images: Tensor, device: torch.device) -> Tensor:
-    return images.flatten(1)
+def _timed(compute: Callable[[], Tensor], device: torch.device) -> Embeddings:
+    start = time.perf_counter()
+    values = compute()
+    wait_for(device)
+    return Embeddings(values, time.perf_counter() - start)
 
 
-def _random_network(dataset: BiasedDataset, params: Params, images: Tensor, device: torch.device) -> Tensor:
-    net = model_from_params(params, dataset.channels, dataset.num_classes, dataset.image_size)
-    net = init_parameters(net, generator(derive_seed(params.seed, "kde-random")))
-    return _embed_all(net.to(device).eval().embed, images, params.progress)
+def _pixels(dataset: BiasedDataset, params: Params, images: Tensor, device: torch.device) -> Embeddings:
+    return _timed(lambda: images.flatten(1), device)
 
 
-def _supcon(dataset: BiasedDataset, params: Params, images: Tensor, device: torch.device) -> Tensor:
+def _random_network(dataset: BiasedDataset, params: Params, images: Tensor, device: torch.device) -> Embeddings:
+    def compute() -> Tensor:
+        net = model_from_params(params, dataset.channels, dataset.num_classes, dataset.image_size)
+        net = init_parameters(net, generator(derive_seed(params.seed, "kde-random")))
+        return _embed_all(net.to(device).eval().embed, images, params.progress)
+
+    return _timed(compute, device)
+
+
+def _supcon(dataset: BiasedDataset, params: Params, images: Tensor, device: torch.device) -> Embeddings:
     # The encoder is the expensive part; every KDE setting of the same encoder reuses its embeddings.
     name = f"{params.dataset}-embeddings-{cache_key(params, 'embeddings')}.pt"
     path = cache_root(params.cache_dir) / "weights" / name
     with _locked(path, params):  # parallel jobs sharing one encoder train it once
         saved = None if params.force else load_tensors(path)
         if saved is not None:
-            return saved["embeddings"].to(device)
-        embeddings = _embed_all(train_supcon(dataset, params, device), images, params.progress)
-        save_tensors(path, {"embeddings": embeddings.cpu()})
-        return embeddings
+            return Embeddings(saved["embeddings"].to(device), saved.get("seconds"))
+        embedded = _timed(lambda: _embed_all(train_supcon(dataset, params, device), images, params.progress), device)
+        save_tensors(path, {"embeddings": embedded.values.cpu(), "seconds": embedded.seconds})
+        return embedded
 
 
 def _locked(path: Path, params: Params) -> contextlib.AbstractContextManager[None]:
@@ -220,9 +244,10 @@ def _locked(path: Path, params: Params) -> contextlib.AbstractContextManager[Non
 
 @dataclass(frozen=True)
 class Encoder:
-    """``embed(dataset, params, normalised training images, device)``: ``[N, D]`` features for the KDE."""
+    """``embed(dataset, params, normalised training images, device)``: the training split's :class:`Embeddings`
+    for the KDE."""
 
-    embed: Callable[[BiasedDataset, Params, Tensor, torch.device], Tensor]
+    embed: Callable[[BiasedDataset, Params, Tensor, torch.device], Embeddings]
     uses: tuple[str, ...] = ()
 
 
@@ -232,8 +257,8 @@ ENCODERS.register("random", Encoder(_random_network))  # a fresh random ConvNet'
 ENCODERS.register("pixels", Encoder(_pixels))  # the standardised pixels
 
 
-def embed_training_set(dataset: BiasedDataset, params: Params, device: torch.device) -> Tensor:
-    """``[N, D]`` embeddings of the training split with ``params.kde_encoder``."""
+def embed_training_set(dataset: BiasedDataset, params: Params, device: torch.device) -> Embeddings:
+    """The training split's embeddings with ``params.kde_encoder``, and what computing them cost."""
     return ENCODERS[params.kde_encoder].embed(dataset, params, dataset.normalized("train", device), device)
 
 
@@ -266,14 +291,13 @@ def class_kde_weights(embeddings: Tensor, labels: Tensor, num_classes: int, rule
 
 def compute_kde_weights(dataset: BiasedDataset, params: Params, device: torch.device) -> KdeWeights:
     """Encode the training split, then :func:`class_kde_weights` (no cache)."""
-    start = time.perf_counter()
     embeddings = embed_training_set(dataset, params, device)
     encoded = time.perf_counter()
     weights, log_p, bandwidths = class_kde_weights(
-        embeddings, dataset.train.labels, dataset.num_classes, params.kde_bandwidth, params.kde_bandwidth_value,
+        embeddings.values, dataset.train.labels, dataset.num_classes, params.kde_bandwidth, params.kde_bandwidth_value,
         params.kde_weighting, params.kde_alpha, params.kde_tau, params.kde_clip, params.progress)
     done = time.perf_counter()
-    return KdeWeights(weights, log_p, bandwidths, {"encoder": encoded - start, "density": done - encoded})
+    return KdeWeights(weights, log_p, bandwidths, {"encoder": embeddings.seconds, "density": done - encoded})
 
 
 def kde_weights(dataset: BiasedDataset, params: Params, device: torch.device) -> KdeWeights:
@@ -335,7 +359,7 @@ def weight_ablation(dataset: BiasedDataset, params: Params, variants: list[dict]
         varied = ablation_params(params, variant)
         key = cache_key(varied, "embeddings")
         if key not in embeddings:
-            embeddings[key] = embed_training_set(dataset, varied, device)
+            embeddings[key] = embed_training_set(dataset, varied, device).values
         weights, _, _ = class_kde_weights(embeddings[key], dataset.train.labels, dataset.num_classes,
                                           varied.kde_bandwidth, varied.kde_bandwidth_value, varied.kde_weighting,
                                           varied.kde_alpha, varied.kde_tau, varied.kde_clip)

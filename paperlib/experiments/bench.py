@@ -16,7 +16,7 @@ from paperlib.data.presets import build_dataset
 from paperlib.distill.engine import Distiller
 from paperlib.distill.methods import METHODS
 from paperlib.distill.targets import make_target
-from paperlib.core.runtime import environment, resolve_device
+from paperlib.core.runtime import environment, resolve_device, wait_for
 
 
 def bench(params: Params, warmup: int = 1, sync_check: int = 0) -> dict[str, Any]:
@@ -40,13 +40,11 @@ def bench(params: Params, warmup: int = 1, sync_check: int = 0) -> dict[str, Any
     distiller = Distiller(dataset, params, target, device, run_iterations=METHODS[params.method].iterations)
     for _ in range(warmup):
         distiller.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    wait_for(device)
     start = time.perf_counter()
     for _ in range(params.iterations):
         distiller.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    wait_for(device)
     seconds = time.perf_counter() - start
     syncs = {}
     if sync_check:

@@ -50,16 +50,19 @@ def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
         row[f"{key}_std"] = metrics[f"{key}_std"]
     timings = record["timings"]
     kde = record.get("kde_seconds") or {}
+    # An encoder cost not known (embeddings cached before it was stored) leaves the one-off cost unknown.
+    one_off = sum(kde.values()) if kde and None not in kde.values() else None
     iterations = p.iterations if METHODS[p.method].distils else 0
     per_iteration = record.get("seconds_per_iteration")
+    amortised = per_iteration  # the one-off encoder and density cost spread over the run's iterations
+    if per_iteration is not None and kde and iterations:
+        amortised = per_iteration + one_off / iterations if one_off is not None else None
     row.update({
         "num_eval": record["num_eval"],
         "num_distill": record.get("num_distill", 1),  # independent training sets, each with num_eval models
         "seconds_per_iteration": per_iteration,
-        "kde_one_off_seconds": sum(kde.values()) if kde else None,
-        # The one-off encoder and density cost spread over the run's iterations.
-        "seconds_per_iteration_amortised": (per_iteration + sum(kde.values()) / iterations
-                                            if per_iteration is not None and kde and iterations else per_iteration),
+        "kde_one_off_seconds": one_off,
+        "seconds_per_iteration_amortised": amortised,
         "distill_seconds": record.get("distill_seconds"),
         "evaluate_seconds": timings["evaluate"],
         "imputed_right": record.get("imputed_right"),  # hidden group labels imputed: the share imputed right
