@@ -57,9 +57,9 @@ overview
 
 # %% [markdown]
 # ## What the bias looks like
-# Each grid row is one class; a **red frame** marks a bias-conflicting (minority-group) image. Beside it,
-# the number of training images per (class, attribute) group on a log scale: the bright diagonal is the
-# bias, the dim cells are the few images that contradict it (numbered attributes, such as the ten colours or
+# Each grid row is one class; a **red-and-white frame** marks a bias-conflicting (minority-group) image.
+# Beside it, the number of training images per (class, attribute) group on a log scale: the bright diagonal is
+# the bias, the dim cells are the few images that contradict it (numbered attributes, such as the ten colours or
 # backgrounds, are shown by number, their kind named on the axis).
 #
 # Two constructions of C-FMNIST (BG) appear: `cfmnist_bg` (`protocol=fairdd`, the preset's default) is paper
@@ -73,7 +73,7 @@ import matplotlib.pyplot as plt
 
 for name, dataset in built.items():
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1, 1.3]})
-    plots.plot_sample_grid(dataset, per_class=per_class, ax=left, title=f"{name}: rows = classes, red = conflicting")
+    plots.plot_sample_grid(dataset, per_class=per_class, ax=left, title=f"{name}: rows = classes, framed = conflicting")
     plots.plot_group_counts(dataset.info.group_counts["train"], dataset.info.attribute_names, ax=right,
                             title=f"{name}: training images per group")
     nb.save(left, figures, f"01_{name}")

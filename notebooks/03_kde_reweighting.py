@@ -49,7 +49,10 @@ nb.save_table(table, figures, "03_kde_reweighting");
 # ## Where the weight goes
 # Per class, the share of training images that are bias-conflicting (gray) against their share of the KDE
 # weight (orange). The reweighting works when the orange bars tower over the gray ones: the matching target
-# of each class then looks like its *conflicting* images, whatever their colour.
+# of each class then looks like its *conflicting* images, whatever their colour. The table gives, per KDE run,
+# those two shares (mean over classes, in %), the lowest class's share of the weight, and the effective number
+# of samples per class, $1 / \sum_i w_i^2$ for a class's normalised weights (Kish): how many equally weighted
+# images the weighting is worth.
 
 # %%
 shares = nb.weight_shares(specs)

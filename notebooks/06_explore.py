@@ -20,11 +20,11 @@
 #
 # Drag the **conflict ratio** and **IPC** sliders, pick a dataset, a method (random real subset, DM, DC) and
 # the target of the matching loss (vanilla, paper A's KDE reweighting, paper B's FairDD, COBRA's barycenter).
-# The left image is the biased training data at that ratio (red frames: bias-conflicting images); the right one
-# is what the model is trained on; below, its test metrics.
+# The left image is the biased training data at that ratio (red-and-white frames: bias-conflicting images);
+# the right one is what the model is trained on; below, its test metrics.
 #
-# Points computed by notebooks 02–05 answer at once, from your cache or from the results store that ships with
-# the repository (`results/`), without the data. A point nobody computed yet says what would fill it: `make
+# Points computed by notebooks 02–05 and 07 answer at once, from your cache or from the results store that ships
+# with the repository (`results/`), without the data. A point nobody computed yet says what would fill it: `make
 # reproduce` for the profile's runs, or **compute live**, a small run (the `live` settings of
 # params/experiments/06_explore.yaml) with progress bars and an estimate of its time, stored for next time. The
 # controls are locked while it runs; **stop** (or the kernel's interrupt) cancels it. For FairDD presets the
@@ -46,7 +46,7 @@ app
 
 # %% [markdown]
 # A stored notebook cannot keep live widgets, so here is the explorer's opening view as a static snapshot
-# (paper A's headline dataset, CMNIST with 5% conflicting, at DM, vanilla, IPC 10). In JupyterLab, the controls
+# (paper A's headline setting: CMNIST with 5% conflicting, DM, vanilla, IPC 50). In JupyterLab, the controls
 # above redraw it.
 
 # %%

@@ -40,6 +40,7 @@ from paperlib.report.tables import (  # noqa: F401
     paper_vs_companion,
     ratio_sweep,
     results_table,
+    theorem_summary,
     weight_shares,
 )
 

@@ -122,7 +122,7 @@ def test_paper_table_labels_the_papers_numbers_apart_from_ours():
                      "paper_deo_m": float("nan"), "paper_deo_a": float("nan"), "paper_source": "paper A"}])
     shown = nb.paper_vs_companion(table, "quick")
     assert shown[("paper", "acc")].item() == 91.5 and shown[("this companion (quick)", "acc")].item() == 90.7
-    assert shown[("", "setting")].item() == "cmnist (companion protocol), ratio 5%, IPC 50"
+    assert shown[("", "setting")].item() == "cmnist (companion protocol), conflict ratio 5%, IPC 50"
 
 
 

@@ -147,3 +147,24 @@ def test_ratio_curves_draw_what_their_axis_says(ratios, label, ticks):
     ax = plot_ratio_curves(table)
     assert ax.get_xlabel() == label
     assert [t.get_text() for t in ax.get_xticklabels()] == ticks
+
+
+def test_a_conflicting_image_is_framed_red_outside_and_white_inside_and_an_aligned_one_is_not():
+    from paperlib.core.params import make_params
+    from paperlib.core.runtime import generator
+    from paperlib.data import build_dataset
+    from paperlib.data.container import sample_per_class
+    from paperlib.report.plots import framed_sample_grid
+
+    dataset = build_dataset(make_params(dataset="cmnist_bg", source="digits", majority_ratio=0.5, device="cpu"))
+    grid = framed_sample_grid(dataset, per_class=4, seed=0)
+    aligned = dataset.train.aligned[sample_per_class(dataset.train.labels, 4, generator(0))].bool().tolist()
+    size, pad = dataset.image_size, 2
+    for i, is_aligned in enumerate(aligned):
+        tile = grid[(i // 4) * (size + pad):(i // 4) * (size + pad) + size, (i % 4) * (size + pad):][:, :size]
+        outer, inner = tile[0, size // 2].tolist(), tile[1, size // 2].tolist()
+        if is_aligned:  # the image's own pixels: its background colour, never both red and white
+            assert not (outer == [255, 0, 0] and inner == [255, 255, 255])
+        else:
+            assert (outer, inner) == ([255, 0, 0], [255, 255, 255])
+    assert not all(aligned) and any(aligned)

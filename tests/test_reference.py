@@ -102,9 +102,9 @@ def test_the_paper_table_names_a_start_or_schedule_other_than_the_official_codes
 
     row = {"dataset": "cmnist_fg", "protocol": "fairdd", "ratio": 0.9, "ipc": 10, "method": "dc", "init": "noise",
            "eval_schedule": "first"}
-    assert _setting(row) == ("cmnist_fg (fairdd protocol), ratio 90%, IPC 10; init noise (official: real); "
+    assert _setting(row) == ("cmnist_fg (fairdd protocol), majority ratio 90%, IPC 10; init noise (official: real); "
                              "first evaluation schedule")
     official = _setting({**row, "init": "real", "eval_schedule": "official"})
-    assert official == "cmnist_fg (fairdd protocol), ratio 90%, IPC 10"
+    assert official == "cmnist_fg (fairdd protocol), majority ratio 90%, IPC 10"
     whole = _setting({**row, "method": "whole", "init": "", "ipc": None})
     assert whole.endswith("whole data; first evaluation schedule")

@@ -1,10 +1,13 @@
 """An identity of the two group targets, measured: DM + FairDD against DM matching the barycenter
-of the group means (COBRA's target, the same as group-balanced weights within each real batch).
+of the group means in each real batch (COBRA's target).
 
 For DM, ``sum_a ||mu_a - s||^2`` (FairDD, one term per group present) has the
 gradient ``|A_present| * grad ||mean_a mu_a - s||^2`` with respect to the
-synthetic mean ``s``: the barycenter of the group means is the same matching
-point, reached with a step ``|A_present|`` times larger.
+synthetic mean ``s``: FairDD heads for the barycenter's matching point with a step
+``|A_present|`` times larger, a factor that changes with the class and the batch.
+(Fixed group-balanced sample weights, ``weights=group_balanced``, give the
+barycenter only on average over batches: in one batch a group weighs in
+proportion to how many of its samples were drawn.)
 """
 
 from __future__ import annotations

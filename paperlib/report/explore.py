@@ -48,6 +48,8 @@ APPROACHES = {"vanilla": {"target": "vanilla"},
 # What the slider sets, per bias parameter of the preset.
 RATIO_LABELS = {"conflict_ratio": "conflict ratio", "majority_ratio": "minority share"}
 REPRODUCE_HINT = "make reproduce PROFILE={profile}"
+# The stored data views are named by it: bump it when the drawing of plots.framed_sample_grid changes.
+DATA_VIEW_VERSION = 2
 SHOWN_METRICS = {"acc": "accuracy", "acc_aligned": "bias-aligned", "acc_conflicting": "bias-conflicting",
                  "deo_m": "DEO_M", "deo_a": "DEO_A"}
 
@@ -145,10 +147,10 @@ class ExplorerModel:
         return self._datasets[key]
 
     def data_grid(self, point: Point) -> bytes:
-        """A PNG of 8 training images per class of ``point``'s biased data (red frames: bias-conflicting):
+        """A PNG of 8 training images per class of ``point``'s biased data (framed: bias-conflicting):
         stored (cache, else results store), else drawn from the dataset and stored."""
         params = self.params(point)
-        relative = f"data/{params.dataset}-{cache_key(params, 'dataset')}.png"
+        relative = f"data/{params.dataset}-{cache_key(params, 'dataset')}-v{DATA_VIEW_VERSION}.png"
         return find_or_make(relative, params.cache_dir,
                             lambda: sample_grid_png(self.dataset(point), per_class=8)).read_bytes()
 
@@ -289,7 +291,7 @@ class Explorer:
         self.compute_button.on_click(lambda _: self.compute())
         self.stop_button.on_click(lambda _: self.stop())
         column = w.Layout(width="50%")
-        images = w.HBox([w.VBox([w.HTML("<b>biased training data</b> (red frame: bias-conflicting)"),
+        images = w.HBox([w.VBox([w.HTML("<b>biased training data</b> (framed: bias-conflicting)"),
                                  self.data_view], layout=column),
                          w.VBox([w.HTML("<b>training set of the model</b>"), self.training_view], layout=column)])
         self.widget = w.VBox([w.HBox([self.dataset, self.method, self.target]), w.HBox([self.ratio, self.ipc]),

@@ -171,15 +171,20 @@ def save_figure(ax: Axes, path: str | Path) -> Path:
 
 def framed_sample_grid(dataset: BiasedDataset, per_class: int = 8, seed: int = 0) -> np.ndarray:
     """:func:`image_grid` of ``per_class`` random training images per class (one row per class), with every
-    bias-conflicting (minority-group) image framed in red."""
+    bias-conflicting (minority-group) image framed: a red outer line and a white inner one, so that the frame
+    shows on every background (a red background hides a red line alone, a white one a white line)."""
     train = dataset.train
     index = sample_per_class(train.labels, per_class, generator(seed))
     images = dataset.denormalize(dataset.normalized(train.subset(index))).clamp(0, 1)
     framed = images.expand(-1, 3, -1, -1).clone()
-    red = torch.tensor([1.0, 0.0, 0.0]).view(3, 1)
-    for i in torch.nonzero(~train.aligned[index].bool()).flatten().tolist():
-        framed[i, :, [0, -1], :] = red[:, :, None].expand(3, 2, framed.shape[-1])
-        framed[i, :, :, [0, -1]] = red[:, :, None].expand(3, framed.shape[-2], 2)
+    conflicting = torch.nonzero(~train.aligned[index].bool()).flatten()
+    for inset, colour in ((0, (1.0, 0.0, 0.0)), (1, (1.0, 1.0, 1.0))):
+        line = torch.tensor(colour).view(1, 3, 1)
+        h, w = framed.shape[-2:]
+        for edge in (inset, h - 1 - inset):
+            framed[conflicting, :, edge, inset:w - inset] = line
+        for edge in (inset, w - 1 - inset):
+            framed[conflicting, :, inset:h - inset, edge] = line
     return image_grid(framed, per_class)
 
 
@@ -191,7 +196,7 @@ def plot_sample_grid(dataset: BiasedDataset, per_class: int = 8, seed: int = 0, 
         _, ax = plt.subplots(figsize=(per_class * 0.45, dataset.num_classes * 0.45))
     ax.imshow(framed_sample_grid(dataset, per_class, seed), interpolation="nearest")
     ax.set_axis_off()
-    ax.set_title(title or f"{dataset.info.preset}: rows = classes, red = bias-conflicting", fontsize="small")
+    ax.set_title(title or f"{dataset.info.preset}: rows = classes, framed = bias-conflicting", fontsize="small")
     return ax
 
 

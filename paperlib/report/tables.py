@@ -16,7 +16,7 @@ import pandas as pd
 from paperlib.core.errors import DataNotFound, PaperlibError
 from paperlib.core.params import relevant_fields
 from paperlib.core.store import atomic_write
-from paperlib.data.presets import build_dataset
+from paperlib.data.presets import bias_ratio_name, build_dataset
 from paperlib.data.sources import resolve_data_root
 from paperlib.distill.kde import summarize_diagnostics
 from paperlib.distill.methods import METHODS, distilling_methods
@@ -199,7 +199,9 @@ def _setting(row: pd.Series) -> str:
     code beside the scale: a start other than the method's official one, this companion's first schedule, an
     evaluation optimiser other than the protocol's SGD."""
     ipc = "whole data" if pd.isna(row.get("ipc")) else f"IPC {int(row['ipc'])}"
-    ratio = "bias fixed by the data" if pd.isna(row.get("ratio")) else f"ratio {percent(row['ratio'])}"
+    name = bias_ratio_name(row["dataset"])  # the conflict ratio, or paper B's majority ratio
+    ratio = ("bias fixed by the data" if name is None or pd.isna(row.get("ratio"))
+             else f"{name.replace('_', ' ')} {percent(row['ratio'])}")
     notes = []
     method, init = row.get("method"), row.get("init")
     if _text(init) and method in METHODS and init != METHODS[method].init:
@@ -325,6 +327,15 @@ def first_kde_diagnostics(specs: list[RunSpec]) -> list[dict]:
     return found[0][1]["kde_diagnostics"]
 
 
+def theorem_summary(gradients: pd.DataFrame) -> pd.DataFrame:
+    """:func:`paperlib.experiments.studies.theorem_check`'s rows grouped by the number of groups present in a
+    class's real batch: how many (class, batch) pairs had that many, their mean FairDD / barycenter gradient-norm
+    ratio (the identity says: that number) and their lowest cosine (the identity says: 1)."""
+    summary = gradients.groupby("groups_present").agg(pairs=("class", "size"), norm_ratio=("norm_ratio", "mean"),
+                                                      cosine_min=("cosine", "min"))
+    return summary.rename(columns={"pairs": "class × batch pairs"}).round(3)
+
+
 def build_datasets(settings: Mapping[str, Mapping[str, Any]]) -> tuple[dict, pd.DataFrame]:
     """Build each named dataset; return those built and an overview table.
 
@@ -363,7 +374,7 @@ def ratio_sweep(sweeps: list[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataF
 
     Each sweep is ``{dataset, ratio: conflict_ratio | majority_ratio, values: [...], **other settings}``.
     The per-class frame has one row per (dataset, value, class) with the number of
-    bias-conflicting (minority-group) training images.
+    bias-conflicting (minority-group) training images; the summary writes each value as a percentage.
     """
     per_class, summary = [], []
     for sweep in sweeps:
@@ -376,7 +387,8 @@ def ratio_sweep(sweeps: list[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataF
             counts = train.labels.new_zeros(dataset.num_classes).index_add_(0, train.labels, conflicting)
             per_class += [{"dataset": sweep["dataset"], "ratio": name, "value": value, "class": c,
                            "conflicting": int(counts[c])} for c in range(dataset.num_classes)]
-            summary.append({"dataset": sweep["dataset"], "ratio": name, "value": value, "train images": len(train),
+            summary.append({"dataset": sweep["dataset"], "ratio": name, "value": percent(value),
+                            "train images": len(train),
                             "conflicting %": round(100 * float(conflicting.float().mean()), 2),
                             "fewest per class": int(counts.min()), "most per class": int(counts.max()),
                             "test aligned %": round(100 * float(dataset.test.aligned.float().mean()), 2)})
