@@ -79,6 +79,30 @@ def test_an_unreadable_distilled_set_is_an_error_naming_it(tmp_path):
         run(params, eval_epochs=2)  # a new evaluation of the same distilled set must read it
 
 
+@pytest.mark.parametrize(("payload", "reason"), [({"images": [0.0]}, "no 'labels'"), ([1, 2], "a list, not a mapping")])
+def test_a_distilled_set_that_loads_without_its_tensors_is_an_error_naming_it(tmp_path, payload, reason):
+    import torch
+
+    params = _stored_run(tmp_path)
+    synthetic = distilled_dir(params) / "synthetic.pt"
+    torch.save(payload, synthetic)
+    with pytest.raises(PaperlibError, match=f"cache entry {synthetic} cannot be read \\({reason}\\); nothing"):
+        run(params, eval_epochs=2)
+
+
+def test_writing_where_a_file_or_a_folder_is_in_the_way_is_a_one_line_error(tmp_path):
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "adir").mkdir()
+    in_the_way = r"cannot write .*afile/x.json \(.*afile is a file, not a folder\); point the cache"
+    with pytest.raises(PaperlibError, match=in_the_way):
+        with atomic_write(tmp_path / "afile" / "x.json") as tmp:
+            tmp.write_text("{}")
+    with pytest.raises(PaperlibError, match=r"cannot write .*adir: it is a folder; name a file"):
+        with atomic_write(tmp_path / "adir") as tmp:
+            tmp.write_text("{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile"]  # no temporary file left
+
+
 def test_an_unreadable_dataset_entry_is_reported_and_rebuilt_in_seconds(tmp_path, capsys):
     first = build_dataset(dataset="cmnist", source="digits", cache_dir=str(tmp_path))
     (entry,) = (tmp_path / "datasets").glob("*.pt")

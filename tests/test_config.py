@@ -1,7 +1,9 @@
+import re
+
 import pytest
 import torch
 
-from paperlib.core.params import derive_seed, make_params, parse_set, stable_hash
+from paperlib.core.params import derive_seed, make_params, parse_set, stable_hash, with_overrides
 from paperlib.core.errors import PaperlibError
 from paperlib.core.runtime import resolve_device
 
@@ -94,6 +96,26 @@ def test_numbers_must_be_finite(field, value):
         make_params({field: value})
 
 
+@pytest.mark.parametrize(("field", "value"), [("lr_img", 1e300), ("eval_lr", -1e39), ("kde_bandwidth_value", 1e-300),
+                                              ("kde_alpha", 1e39)])
+def test_numbers_must_fit_in_float32_where_the_computation_runs(field, value):
+    expected = re.escape(f"{field}={value} cannot be computed with: the tensors are float32")
+    with pytest.raises(PaperlibError, match=expected):
+        make_params({field: value})
+    make_params({field: 0.5})  # an ordinary value passes
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: make_params({1: 2}), "parameter names are text, got 1"),
+    (lambda: make_params([("ipc", 1)]), "parameters are a mapping of name: value, got list"),
+    (lambda: with_overrides({"ipc": 2}, {}), "expected Params .from make_params. or None, got dict"),
+    (lambda: with_overrides(None, [("ipc", 2)]), "overrides are a mapping of name: value, got list"),
+])
+def test_parameters_of_the_wrong_type_are_a_one_line_error(call, message):
+    with pytest.raises(PaperlibError, match=message):
+        call()
+
+
 def test_image_momentum_below_one():
     with pytest.raises(PaperlibError, match="momentum_img must be below 1"):
         make_params(momentum_img=1.0)
@@ -155,3 +177,14 @@ def test_an_unreadable_parameter_file_is_a_one_line_error(tmp_path):
     (tmp_path / "bad.yaml").write_text("dataset: [cmnist\n")
     with pytest.raises(PaperlibError, match=r"^parameter file .*bad.yaml is not valid YAML: "):
         load_yaml(binary)
+
+
+def test_a_key_written_twice_in_a_parameter_file_is_an_error_naming_its_line(tmp_path):
+    from paperlib.core.params import load_yaml
+
+    path = tmp_path / "p.yaml"
+    path.write_text("ipc: 1\nmethod: dm\nipc: 5\n")
+    with pytest.raises(PaperlibError, match="not valid YAML: duplicate key 'ipc': keep one in line 3, column 1"):
+        load_yaml(path)
+    path.write_text("a: {ipc: 1}\nb: {ipc: 1}\n")  # the same key in two mappings is fine
+    assert load_yaml(path) == {"a": {"ipc": 1}, "b": {"ipc": 1}}

@@ -401,6 +401,25 @@ def test_force_restarts_past_an_unreadable_checkpoint(tmp_path):
         _distill(params, checkpoint=checkpoint)
 
 
+@pytest.mark.parametrize("fill", [float("nan"), 1e20])
+def test_a_last_update_that_diverges_is_blamed_on_lr_img_and_stores_nothing(tmp_path, monkeypatch, fill):
+    """The last iteration's loss is computed before its update, so only the images show that update diverged."""
+    from paperlib.experiments import runner
+
+    def diverged_images(self):  # a finite loss whose update leaves the images far outside the data
+        with torch.no_grad():
+            self.syn.fill_(fill)
+        return torch.tensor(1.0)
+
+    monkeypatch.setattr(Distiller, "step", diverged_images)
+    params = _params(dataset="mnist", method="dm", iterations=1, lr_img=1e30, cache_dir=str(tmp_path), num_eval=1,
+                     eval_epochs=1)
+    with pytest.raises(PaperlibError, match=r"images diverged by iteration 1 \((some pixels are not finite|\|x\| up "
+                                            r"to 1e\+20, which float32 cannot square)\); lr_img=1e\+30 is likely"):
+        runner.run(params)
+    assert not list(tmp_path.rglob("synthetic.pt")) and not list(tmp_path.rglob("record.json"))
+
+
 def test_nan_loss_names_the_iteration_and_writes_no_record(tmp_path, monkeypatch):
     from paperlib.experiments import runner
 

@@ -114,11 +114,16 @@ def test_same_seed_same_metrics_and_different_seed_differs(small_eval):
     assert metrics(0) != metrics(1)
 
 
-def test_non_finite_loss_names_the_epoch():
+@pytest.mark.parametrize(("fill", "lr", "advice"), [
+    (0.5, 1e30, "epoch [12]; lower eval_lr"),  # data-like images: the evaluation's learning rate is to blame
+    (1e20, 0.01, r"epoch 1; the training images reach \|x\| = 1e\+20, which float32 cannot square: .* lower lr_img"),
+    (float("nan"), 0.01, "epoch 1; the training images are not all finite: .* lower lr_img"),
+])
+def test_non_finite_loss_names_the_epoch_and_the_setting_to_lower(fill, lr, advice):
     net = init_parameters(ConvNet(1, 10, 28, width=8), torch.Generator().manual_seed(0))
-    images = torch.full((8, 1, 28, 28), float("nan"))
-    with pytest.raises(PaperlibError, match="epoch 1; lower eval_lr"):
-        train_classifier(net, images, torch.zeros(8, dtype=torch.long), TrainSettings(epochs=2),
+    images = torch.full((8, 1, 28, 28), fill)
+    with pytest.raises(PaperlibError, match=advice):
+        train_classifier(net, images, torch.arange(8), TrainSettings(epochs=2, lr=lr),
                          torch.Generator().manual_seed(0), show_progress=False)
 
 

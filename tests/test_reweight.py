@@ -323,3 +323,12 @@ def test_a_kde_runs_one_off_cost_is_spread_over_its_iterations_or_shown_unknown(
               "kde_seconds": {"encoder": encoder_seconds, "density": 2.0}}
     row = _row(RunSpec("kde", "dm + kde", params), record)
     assert (row["kde_one_off_seconds"], row["seconds_per_iteration_amortised"]) == (one_off, amortised)
+
+
+def test_kde_weights_that_overflow_are_a_one_line_error_and_nothing_is_stored(tmp_path):
+    params = make_params(dataset="cmnist", source="digits", conflict_ratio=0.1, method="dm", target="weighted",
+                         weights="kde", kde_encoder="pixels", kde_bandwidth="fixed", kde_bandwidth_value=1e-30,
+                         device="cpu", cache_dir=str(tmp_path))
+    with pytest.raises(PaperlibError, match=r"KDE weights are not finite in class \d \(bandwidth 1e-30\)"):
+        kde_weights(build_dataset(params), params, torch.device("cpu"))
+    assert not list((tmp_path / "weights").glob("*.pt"))

@@ -65,6 +65,33 @@ def test_a_misspelt_suite_key_is_an_error_not_another_experiment(tmp_path):
         load_suite(suite)
 
 
+def test_a_suite_with_two_experiments_of_one_name_or_a_list_value_is_a_one_line_error(tmp_path):
+    suite = _suite(tmp_path)
+    twice = {**suite, "experiments": suite["experiments"] * 2}
+    with pytest.raises(PaperlibError, match=r"^two experiments are named 'tiny'; rename one"):
+        load_suite(twice)
+    with pytest.raises(PaperlibError, match=r"^an experiment's name is text, got \['a'\]"):
+        load_suite({**suite, "experiments": [{**suite["experiments"][0], "name": ["a"]}]})
+    for name, value in (("ipc", [1]), ("method", ["dm"])):  # not a key of the profile's blocks: the type error
+        with pytest.raises(PaperlibError, match=f"parameter '{name}' must be .*, got \\['?"):
+            load_suite(suite, overrides={name: value}, base={"methods": {"dm": {"by_ipc": {1: {"lr_img": 2.0}}}}})
+
+
+def test_a_by_ipc_key_written_as_text_is_an_error_not_a_setting_never_applied():
+    from paperlib.experiments.suite import scaled
+
+    base = {"methods": {"dm": {"by_ipc": {50: {"lr_img": 99.0}}}}}
+    assert scaled(base, {"method": "dm", "ipc": 50})["lr_img"] == 99.0
+    with pytest.raises(PaperlibError, match=r"by_ipc key '50' is not an IPC; write it as a whole number"):
+        scaled({"methods": {"dm": {"by_ipc": {"50": {"lr_img": 99.0}}}}}, {"method": "dm", "ipc": 50})
+
+
+def test_an_empty_suite_file_says_so(tmp_path):
+    (tmp_path / "empty.yaml").write_text("")
+    with pytest.raises(PaperlibError, match=r"empty.yaml is empty; a suite file holds 'experiments'"):
+        suite_from_file(tmp_path / "empty.yaml")
+
+
 def test_table_lists_missing_runs_as_not_run_then_real_numbers_after_running(tmp_path):
     specs = load_suite(_suite(tmp_path))
     before = results_table(specs)

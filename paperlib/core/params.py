@@ -19,7 +19,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -206,6 +206,8 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
 
 def _check_name(name: str) -> None:
     names = param_names()
+    if not isinstance(name, str):  # e.g. a YAML key written as a number
+        raise PaperlibError(f"parameter names are text, got {name!r}; e.g. ipc: 10")
     if name not in names:
         close = difflib.get_close_matches(name, names, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
@@ -247,12 +249,18 @@ def _check_names(params: Params) -> None:
                 check(params)
 
 
+_FLOAT32_MAX, _FLOAT32_TINY = 3.4028234663852886e38, 1.1754943508222875e-38  # torch.finfo(torch.float32)
+
+
 def validate(params: Params) -> Params:
     """Check names, ranges and choices; raise :class:`PaperlibError` with a fix on failure."""
     for f in fields(Params):  # NaN passes every comparison below, and inf is no usable setting
         value = getattr(params, f.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise PaperlibError(f"{f.name} must be a finite number, got {value}")
+        if isinstance(value, float) and value != 0 and not _FLOAT32_TINY <= abs(value) <= _FLOAT32_MAX:
+            raise PaperlibError(f"{f.name}={value} cannot be computed with: the tensors are float32, whose "
+                                f"magnitudes run from {_FLOAT32_TINY:.3g} to {_FLOAT32_MAX:.3g} (or 0)")
     for name in _RATIOS:
         value = getattr(params, name)
         if not 0.0 <= value <= 1.0:
@@ -309,6 +317,9 @@ def make_params(overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> Pa
     Unknown names, wrong types, unknown choices and out-of-range values raise
     :class:`PaperlibError`.
     """
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise PaperlibError(f"parameters are a mapping of name: value, got {type(overrides).__name__} "
+                            f"{overrides!r:.80}; e.g. make_params({{'ipc': 10}}) or make_params(ipc=10)")
     values: dict[str, Any] = {}
     defaults = Params()
     for name, value in {**(overrides or {}), **kwargs}.items():
@@ -326,6 +337,12 @@ def with_overrides(params: Params | None, overrides: Mapping[str, Any]) -> Param
     A value set by hand to exactly what would be filled in counts as filled in (the two cannot be told apart);
     to keep such a value, pass it again among the overrides.
     """
+    if params is not None and not isinstance(params, Params):
+        raise PaperlibError(f"expected Params (from make_params) or None, got {type(params).__name__} "
+                            f"{params!r:.80}; e.g. make_params({{'dataset': 'cmnist'}})")
+    if not isinstance(overrides, Mapping):
+        raise PaperlibError(f"overrides are a mapping of name: value, got {type(overrides).__name__} "
+                            f"{overrides!r:.80}")
     if params is not None and not overrides:
         return make_params(dataclasses.asdict(params))  # validated and filled in, even if built by hand
     base = {} if params is None else {name: value for name, value in dataclasses.asdict(params).items()
@@ -342,6 +359,27 @@ def _filled_in(params: Params, name: str) -> bool:
     return getattr(resolve_defaults(dataclasses.replace(params, **{name: placeholder})), name) == getattr(params, name)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key written twice in one mapping is an error: PyYAML would keep the
+    last value and drop the first without a word (a run, an experiment or a setting lost)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}: keep one",
+                                                        key_node.start_mark)
+            if isinstance(key, Hashable):
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` of ``text``, with a duplicate key in a mapping raising ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping (a parameter file)."""
     path = Path(path)
@@ -350,12 +388,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise PaperlibError(f"parameter file {path} does not exist; check the path")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = parse_yaml(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as err:
         raise PaperlibError(f"parameter file {path} is not UTF-8 text ({err.reason} at byte {err.start}); "
                             f"save it as UTF-8 YAML") from None
     except yaml.YAMLError as err:
-        raise PaperlibError(f"parameter file {path} is not valid YAML: {err}".replace("\n", " ")) from None
+        where = " ".join(str(err).replace('"<unicode string>", ', "").split())  # one line
+        raise PaperlibError(f"parameter file {path} is not valid YAML: {where}") from None
     if not isinstance(data, dict):
         raise PaperlibError(f"parameter file {path} must hold a mapping of name: value")
     return data

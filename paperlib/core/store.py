@@ -39,14 +39,23 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     less the umask, unlike ``mkstemp``'s 0600), so a cache shared by a cluster's users stays readable.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as err:  # a folder on the way that is a file, no permission, a read-only disk
+        blocking = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
+        reason = f"{blocking} is a file, not a folder" if blocking else err.strerror or str(err)
+        raise PaperlibError(f"cannot write {path} ({reason}); point the cache (PAPERLIB_CACHE or cache_dir) or the "
+                            f"output path at a writable folder") from None
     try:
         yield tmp
         with open(tmp, "rb+") as written:
             os.fsync(written.fileno())
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except IsADirectoryError:
+            raise PaperlibError(f"cannot write {path}: it is a folder; name a file") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -73,18 +82,24 @@ def save_tensors(path: str | os.PathLike, payload: dict[str, Any]) -> None:
         torch.save(payload, tmp)
 
 
-def load_tensors(path: str | os.PathLike, rebuild: bool = False) -> dict[str, Any] | None:
+def load_tensors(path: str | os.PathLike, rebuild: bool = False, keys: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """Load what :func:`save_tensors` wrote; ``None`` if absent.
 
-    An entry that exists but cannot be read (cut short, or from an incompatible version) is an error
-    naming the file, so hours of work are never redone silently; with ``rebuild`` (entries that take
-    seconds to remake) it is reported in one line on stderr and ``None`` is returned instead.
+    An entry that exists but cannot be read (cut short, from an incompatible version, or without one of
+    ``keys``) is an error naming the file, so hours of work are never redone silently; with ``rebuild``
+    (entries that take seconds to remake) it is reported in one line on stderr and ``None`` is returned instead.
     """
     path = Path(path)
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if keys and not isinstance(payload, dict):
+            raise ValueError(f"a {type(payload).__name__}, not a mapping")
+        missing = [key for key in keys if key not in payload]
+        if missing:
+            raise ValueError(f"no {', '.join(repr(k) for k in missing)}")
+        return payload
     except Exception as err:  # noqa: BLE001 - torch.load raises many types for a damaged file
         if rebuild:
             report_rebuild(path, err)

@@ -7,6 +7,7 @@ checkpoints with resume, the progress bar and the NaN guard.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from paperlib.distill.methods import METHODS, distilling_methods, run_tags
 from paperlib.distill.sampling import RealSampler
 from paperlib.distill.targets import Target
 from paperlib.core.errors import PaperlibError
-from paperlib.train.loop import TrainSettings, train_classifier
+from paperlib.train.loop import OVERFLOWING_PIXEL, TrainSettings, train_classifier
 from paperlib.train.models import model_from_params
 from paperlib.core.runtime import HOST_READ_EVERY, Compiled, compile_wanted, generator, progress, read_on_host, \
     to_device
@@ -145,10 +146,13 @@ def _read_losses(pending: list[Tensor], first_iteration: int, distiller: Distill
             f"the network's training inside distillation diverged (a non-finite loss) by iteration "
             f"{first_iteration + len(values) - 1}; lower {name} (now {getattr(params, name)})")
     if bad is not None:
-        raise PaperlibError(
-            f"matching loss became {values[bad]} at iteration {first_iteration + bad}; lr_img={params.lr_img} is "
-            f"likely too high for method={params.method} (try a 10x smaller lr_img)")
+        raise PaperlibError(f"matching loss became {values[bad]} at iteration {first_iteration + bad}; "
+                            f"{_lower_lr_img(params)}")
     return values
+
+
+def _lower_lr_img(params: Params) -> str:
+    return f"lr_img={params.lr_img} is likely too high for method={params.method} (try a 10x smaller lr_img)"
 
 
 def distill(dataset: BiasedDataset, params: Params, target: Target, device: torch.device,
@@ -187,4 +191,12 @@ def distill(dataset: BiasedDataset, params: Params, target: Target, device: torc
         if save:
             save_tensors(checkpoint, distiller.state(done, losses))
     seconds = time.perf_counter() - began
-    return DistillResult(distiller.syn.detach().cpu().contiguous(), distiller.syn_labels.cpu(), losses, seconds, start)
+    images = distiller.syn.detach().cpu().contiguous()
+    # A loss is computed before its update, so the last update's divergence shows only in the images.
+    largest = float(images.abs().amax())
+    if not largest < OVERFLOWING_PIXEL:
+        how = (f"|x| up to {largest:.3g}, which float32 cannot square" if math.isfinite(largest)
+               else "some pixels are not finite")
+        raise PaperlibError(f"the synthetic images diverged by iteration {params.iterations} ({how}); "
+                            f"{_lower_lr_img(params)}")
+    return DistillResult(images, distiller.syn_labels.cpu(), losses, seconds, start)

@@ -228,7 +228,7 @@ def _supcon(dataset: BiasedDataset, params: Params, images: Tensor, device: torc
     name = f"{params.dataset}-embeddings-{cache_key(params, 'embeddings')}.pt"
     path = cache_root(params.cache_dir) / "weights" / name
     with _locked(path, params):  # parallel jobs sharing one encoder train it once
-        saved = None if params.force else load_tensors(path)
+        saved = None if params.force else load_tensors(path, keys=("embeddings",))
         if saved is not None:
             return Embeddings(saved["embeddings"].to(device), saved.get("seconds"))
         embedded = _timed(lambda: _embed_all(train_supcon(dataset, params, device), images, params.progress), device)
@@ -286,7 +286,14 @@ def class_kde_weights(embeddings: Tensor, labels: Tensor, num_classes: int, rule
         bandwidths[c] = h = bandwidth(x, rule, bandwidth_value)
         log_p[members] = log_density(x, h)
         weights[members] = density_to_weights(log_p[members], weighting, alpha, tau, clip)
-    return weights.cpu(), log_p.cpu(), bandwidths
+    weights = weights.cpu()  # read here, once, before anything stores them
+    bad = torch.nonzero(~torch.isfinite(weights)).flatten()
+    if bad.numel():
+        c = int(labels[int(bad[0])])
+        raise PaperlibError(f"KDE weights are not finite in class {c} (bandwidth {float(bandwidths[c]):.3g}): the "
+                            f"densities under- or overflow; use another kde_bandwidth (median, the default) or a "
+                            f"milder kde_weighting (lower kde_alpha, raise kde_tau)")
+    return weights, log_p.cpu(), bandwidths
 
 
 def compute_kde_weights(dataset: BiasedDataset, params: Params, device: torch.device) -> KdeWeights:
@@ -304,7 +311,7 @@ def kde_weights(dataset: BiasedDataset, params: Params, device: torch.device) ->
     """Paper A's per-sample weights for ``params`` (cached in ``<cache>/weights/``)."""
     path = cache_root(params.cache_dir) / "weights" / f"{params.dataset}-{cache_key(params, 'weights')}.pt"
     with _locked(path, params):
-        saved = None if params.force else load_tensors(path)
+        saved = None if params.force else load_tensors(path, keys=("weights", "log_density", "bandwidth", "seconds"))
         if saved is not None:
             return KdeWeights(saved["weights"], saved["log_density"], saved["bandwidth"], dict(saved["seconds"]))
         result = compute_kde_weights(dataset, params, device)

@@ -71,7 +71,10 @@ def job_settings(executor: str, profile_block: Mapping[str, Any] | None = None, 
     """:class:`JobSettings` for ``executor``: defaults, the profile's ``executor:`` entry for it, then the
     ``flags`` that are not ``None``. Unknown names and bad values are one-line errors."""
     uses = EXECUTORS[executor].uses  # (the one-line error for an unknown executor)
-    block = mapping(mapping(profile_block, "executor").get(executor), f"executor.{executor}")
+    blocks = mapping(profile_block, "executor")
+    for name in blocks:  # a misspelt executor's block would be ignored: the same error as an unknown executor
+        EXECUTORS[name]
+    block = mapping(blocks.get(executor), f"executor.{executor}")
     given = {k: v for k, v in flags.items() if v is not None}
     known = {f.name for f in dataclasses.fields(JobSettings)}
     unknown = sorted((set(block) | set(given)) - known)
@@ -95,7 +98,7 @@ def job_settings(executor: str, profile_block: Mapping[str, Any] | None = None, 
             raise PaperlibError(f"executor setting {field.name} must be {_KINDS[kind]}, got {value!r}")
     settings = JobSettings(**values)
     for name, least in _LEAST.items():
-        if getattr(settings, name) < least:
+        if not getattr(settings, name) >= least:  # NaN fails too
             raise PaperlibError(f"{name} must be at least {least}, got {getattr(settings, name)}")
     return settings
 

@@ -134,7 +134,10 @@ def suite_from_file(path: str | Path, profile: str | None = None, overrides: Map
     standalone suite file (``defaults`` + ``experiments``) brings its own defaults. A file that differs by
     profile needs ``profile``.
     """
-    data = mapping(for_profile(load_yaml(path), profile, str(path)), str(path))
+    written = load_yaml(path)
+    if not written:
+        raise PaperlibError(f"{path} is empty; a suite file holds 'experiments' (and optional 'defaults')")
+    data = mapping(for_profile(written, profile, str(path)), str(path))
     if not data:
         raise PaperlibError(f"{path} defines no runs for profile {profile!r}; see its 'profiles' entries")
     if "suite" not in data:

@@ -115,7 +115,7 @@ def distilled_set(dataset: BiasedDataset, params: Params, device: torch.device) 
 
 def _load_or_distil(dataset: BiasedDataset, params: Params, device: torch.device,
                     folder: Path) -> tuple[Tensor, Tensor, dict]:
-    saved = None if params.force else load_tensors(folder / "synthetic.pt")
+    saved = None if params.force else load_tensors(folder / "synthetic.pt", keys=("images", "labels"))
     facts = None if saved is None else load_json(folder / "facts.json")
     if facts is not None:
         return saved["images"].to(device), saved["labels"].to(device), {**facts, "distill_cached": True}

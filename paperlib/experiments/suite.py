@@ -19,7 +19,7 @@ table (and its CSV) is always what the runs computed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,9 +71,18 @@ def scaled(base: Mapping[str, Any], *layers: Mapping[str, Any]) -> dict[str, Any
     blocks = mapping(base.get("methods"), "methods")
     for name in blocks:
         METHODS[name]  # an unknown method in a profile's methods block is the one-line error
-    block = mapping(blocks.get(merged.get("method", Params.method)), "methods block")
+    block = mapping(_entry_for(blocks, merged.get("method", Params.method)), "methods block")
     by_ipc = mapping(block.pop("by_ipc", None), "by_ipc")
-    return {**flat, **block, **mapping(by_ipc.get(merged.get("ipc", Params.ipc)), "by_ipc entry"), **on_top}
+    for ipc in by_ipc:
+        if isinstance(ipc, bool) or not isinstance(ipc, int):  # '10' would never match a run's IPC
+            raise PaperlibError(f"by_ipc key {ipc!r} is not an IPC; write it as a whole number, e.g. 50:")
+    return {**flat, **block, **mapping(_entry_for(by_ipc, merged.get("ipc", Params.ipc)), "by_ipc entry"), **on_top}
+
+
+def _entry_for(block: Mapping[Any, Any], value: Any) -> Any:
+    """``block``'s entry for a run's ``value``; none for a value that cannot be a key (a list, a mapping), which
+    the parameters' own check then reports."""
+    return block.get(value) if isinstance(value, Hashable) else None
 
 
 def _known_keys(data: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
@@ -99,12 +108,17 @@ def load_suite(source: str | Path | Mapping[str, Any], overrides: Mapping[str, A
     experiments = data.get("experiments")
     if not isinstance(experiments, list) or not experiments:
         raise PaperlibError("a suite needs a non-empty list under 'experiments'")
-    specs = []
+    specs, names = [], set()
     for experiment in experiments:
         name = experiment.get("name") if isinstance(experiment, Mapping) else None
         if name is None or name == "":
             raise PaperlibError(f"every experiment needs a name, got {experiment!r}")
+        if isinstance(name, (list, dict)):
+            raise PaperlibError(f"an experiment's name is text, got {name!r}")
         name = str(name)  # as a run's label: YAML reads `name: 2024` as a number
+        if name in names:
+            raise PaperlibError(f"two experiments are named {name!r}; rename one (runs are labelled by it)")
+        names.add(name)
         _known_keys(experiment, ("name", "settings", "runs"), f"experiment {name!r}")
         if only and only not in name:
             continue

@@ -41,6 +41,7 @@ import pandas as pd
 import yaml
 
 from paperlib.core.errors import PaperlibError
+from paperlib.core.params import parse_yaml
 from paperlib.core.paths import notebook_sources, params_dir
 from paperlib.core.store import atomic_write
 from paperlib.experiments.profiles import notebook_parameters, suite_specs
@@ -152,7 +153,7 @@ def load_references(profile: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        references = yaml.safe_load(path.read_text())
+        references = parse_yaml(path.read_text(encoding="utf-8"))
         tolerance, runs = references["tolerance"], references.get("runs") or {}
         unknown = set(tolerance) - set(METRIC_SHORT_NAMES)
         if unknown:

@@ -9,6 +9,8 @@ momentum or weight decay."""
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -138,16 +140,32 @@ def run_epochs(optimizer: torch.optim.Optimizer, images: Tensor, settings: Train
             continue
         losses.append(total)
         if len(losses) == HOST_READ_EVERY or epoch + 1 == settings.epochs_run:
-            _check_epochs(losses, n, epoch + 2 - len(losses), bar)
+            _check_epochs(losses, images, epoch + 2 - len(losses), bar)
             losses = []
 
 
-def _check_epochs(totals: list[Tensor], n: int, first_epoch: int, bar: Any) -> None:
-    """Raise on the first non-finite mean loss (``totals`` are per-epoch sums over ``n`` images; epochs count
+# A pixel this large overflows float32 once squared and summed over an image, as a normalisation layer does, so
+# every network trained on it returns NaN: a distilled set whose image updates diverged, which no evaluation
+# learning rate mends. (Distilled pixels reach about 25, real ones about 3; a network with per-image
+# normalisation does not mind a set that drifted to large but computable values.)
+OVERFLOWING_PIXEL = 1e15
+
+
+def _check_epochs(totals: list[Tensor], images: Tensor, first_epoch: int, bar: Any) -> None:
+    """Raise on the first non-finite mean loss (``totals`` are per-epoch sums over ``images``; epochs count
     from ``first_epoch``, 1-based); show the last."""
+    n = images.shape[0]
     values, bad = read_on_host(totals)
     if bad is not None:
-        raise PaperlibError(f"training loss became {values[bad] / n} at epoch {first_epoch + bad}; lower eval_lr")
+        largest = float(images.detach().abs().amax())  # read once, on the way to the error
+        cause = "lower eval_lr"
+        if not math.isfinite(largest):
+            cause = ("the training images are not all finite: a distilled set diverged, so lower lr_img and distil "
+                     "it again")
+        elif largest >= OVERFLOWING_PIXEL:
+            cause = (f"the training images reach |x| = {largest:.3g}, which float32 cannot square: a distilled set "
+                     f"diverged, so lower lr_img and distil it again")
+        raise PaperlibError(f"training loss became {values[bad] / n} at epoch {first_epoch + bad}; {cause}")
     bar.set_postfix(loss=f"{values[-1] / n:.3f}", refresh=False)
 
 
