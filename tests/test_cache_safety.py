@@ -101,6 +101,10 @@ def test_writing_where_a_file_or_a_folder_is_in_the_way_is_a_one_line_error(tmp_
         with atomic_write(tmp_path / "adir") as tmp:
             tmp.write_text("{}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile"]  # no temporary file left
+    blocked = make_params(dataset="cmnist", source="digits", method="random", ipc=1, num_eval=1, eval_epochs=1,
+                          cache_dir=str(tmp_path / "afile"))  # a run takes a lock before it writes anything
+    with pytest.raises(PaperlibError, match=r"cannot write .*afile/.* \(.*afile is a file, not a folder\)"):
+        run(blocked)
 
 
 def test_an_unreadable_dataset_entry_is_reported_and_rebuilt_in_seconds(tmp_path, capsys):

@@ -188,3 +188,25 @@ def test_a_key_written_twice_in_a_parameter_file_is_an_error_naming_its_line(tmp
         load_yaml(path)
     path.write_text("a: {ipc: 1}\nb: {ipc: 1}\n")  # the same key in two mappings is fine
     assert load_yaml(path) == {"a": {"ipc": 1}, "b": {"ipc": 1}}
+
+
+def test_merge_keys_and_aliases_load_and_a_merged_key_may_be_overridden(tmp_path):
+    from paperlib.core.params import load_yaml
+
+    path = tmp_path / "p.yaml"
+    path.write_text("base: &b {ipc: 1, method: dm}\n"
+                    "inner: &i {<<: *b, ipc: 5}\n"  # a merged key overridden: not a duplicate
+                    "outer: {<<: *i, lr_img: 2.0}\n"
+                    "alias: *b\n")
+    assert load_yaml(path) == {"base": {"ipc": 1, "method": "dm"}, "inner": {"ipc": 5, "method": "dm"},
+                               "outer": {"ipc": 5, "method": "dm", "lr_img": 2.0}, "alias": {"ipc": 1, "method": "dm"}}
+    assert parse_set(["x={a: 1}"]) == {"x": {"a": 1}}
+    assert parse_set(["x={a: 1, a: 2}"]) == {"x": "{a: 1, a: 2}"}  # kept as text, never the last value alone
+
+
+def test_pixels_whose_squares_overflow_float32_are_told_apart_from_large_ones():
+    from paperlib.core.runtime import squares_overflow
+
+    images = torch.zeros(2, 3, 32, 32)  # 3,072 pixels: sqrt(3.4e38 / 3072) = 3.3e17
+    assert not squares_overflow(images, 25.0) and not squares_overflow(images, 1e17)
+    assert squares_overflow(images, 4e17) and squares_overflow(images, float("nan"))

@@ -415,7 +415,7 @@ def test_a_last_update_that_diverges_is_blamed_on_lr_img_and_stores_nothing(tmp_
     params = _params(dataset="mnist", method="dm", iterations=1, lr_img=1e30, cache_dir=str(tmp_path), num_eval=1,
                      eval_epochs=1)
     with pytest.raises(PaperlibError, match=r"images diverged by iteration 1 \((some pixels are not finite|\|x\| up "
-                                            r"to 1e\+20, which float32 cannot square)\); lr_img=1e\+30 is likely"):
+                                            r"to 1e\+20, whose squares overflow float32)\); lr_img=1e\+30 is likely"):
         runner.run(params)
     assert not list(tmp_path.rglob("synthetic.pt")) and not list(tmp_path.rglob("record.json"))
 

@@ -79,7 +79,8 @@ def test_a_flag_the_executor_would_ignore_is_an_error():
         job_settings("local", {"local": {"jobs": 2, "mem_gb": 16}})
     with pytest.raises(PaperlibError, match=r"^unknown executor setting\(s\) job; known"):
         job_settings("serial", job=2)  # a misspelt name is unknown, not "does not apply"
-    with pytest.raises(PaperlibError, match=r"^unknown executor 'lokal' \(did you mean 'local'\?\)"):
+    with pytest.raises(PaperlibError, match=r"^the profile's executor: block \(params/<profile>/defaults.yaml\) "
+                                            r"has an unknown executor 'lokal' \(did you mean 'local'\?\)"):
         job_settings("local", {"lokal": {"jobs": 2}})  # a misspelt block would be ignored
     with pytest.raises(PaperlibError, match="mem_gb must be at least 0.1, got nan"):
         job_settings("slurm", mem_gb=float("nan"))

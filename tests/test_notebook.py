@@ -17,6 +17,7 @@ from paperlib.distill.theorem import fairdd_vs_barycenter
 from paperlib.core.errors import PaperlibError
 from paperlib.report.explore import Explorer, ExplorerModel, Point
 from paperlib.core.paths import notebook_sources
+from paperlib.train.metrics import METRIC_SHORT_NAMES
 from paperlib.reproduce import output_path, reproduce
 from paperlib.distill.kde import ablation_params, weight_ablation
 from paperlib.experiments.profiles import PROFILES, experiment_file, profile_defaults, suite_from_file
@@ -122,6 +123,8 @@ def test_paper_table_labels_the_papers_numbers_apart_from_ours():
                      "paper_deo_m": float("nan"), "paper_deo_a": float("nan"), "paper_source": "paper A"}])
     shown = nb.paper_vs_companion(table, "quick")
     assert shown[("paper", "acc")].item() == 91.5 and shown[("this companion (quick)", "acc")].item() == 90.7
+    deo_m = METRIC_SHORT_NAMES["deo_m"]
+    assert shown[("paper", deo_m)].item() == "–" and shown[("this companion (quick)", deo_m)].item() == 51.9
     assert shown[("", "setting")].item() == "cmnist (companion protocol), conflict ratio 5%, IPC 50"
 
 
@@ -137,7 +140,7 @@ def test_paper_table_names_the_papers_table_and_shows_its_slips():
     assert shown[("", "paper source")].iloc[0] == "paper B (FairDD) (main tables)"  # the paper named once
 
 
-def test_fairdd_gradient_is_groups_present_times_the_group_balanced_one_on_real_batches():
+def test_fairdd_gradient_is_groups_present_times_the_barycenters_on_real_batches():
     dataset = build_dataset(dataset="cmnist_fg", source="digits", majority_ratio=0.9)
     params = make_params(dataset="cmnist_fg", source="digits", ipc=2, net_width=8, batch_real=16)
     rows = pd.DataFrame(fairdd_vs_barycenter(dataset, params, torch.device("cpu"), batches=2))
@@ -145,6 +148,20 @@ def test_fairdd_gradient_is_groups_present_times_the_group_balanced_one_on_real_
     assert torch.allclose(torch.tensor(rows["norm_ratio"].values), torch.tensor(rows["groups_present"].values,
                           dtype=torch.float64), rtol=1e-3)
     assert rows["cosine"].min() > 0.9999
+    summary = nb.theorem_summary(rows)  # one row per number of groups present, counting (class, batch) pairs
+    assert list(summary.columns) == ["class × batch pairs", "norm_ratio", "cosine_min"]
+    assert summary["class × batch pairs"].sum() == 20
+    assert summary["class × batch pairs"].to_dict() == rows["groups_present"].value_counts().sort_index().to_dict()
+    assert (summary["norm_ratio"] == summary.index.astype(float)).all()
+
+
+def test_the_ratio_sweep_counts_conflicting_images_per_class_and_writes_ratios_as_percentages():
+    per_class, summary = nb.ratio_sweep([{"dataset": "cmnist", "source": "digits", "ratio": "conflict_ratio",
+                                          "values": [0.05, 0.2]}])
+    assert summary["value"].tolist() == ["5%", "20%"] and len(per_class) == 2 * 10
+    assert summary["conflicting %"].tolist() == pytest.approx([5.0, 20.0], abs=1.0)
+    totals = per_class.groupby("value")["conflicting"].sum()
+    assert totals[0.05] < totals[0.2] and (summary["fewest per class"] <= summary["most per class"]).all()
 
 
 def test_kde_ablation_trains_one_encoder_per_setting_and_reports_shares():

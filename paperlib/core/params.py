@@ -19,7 +19,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ import yaml
 
 from paperlib.core.errors import PaperlibError
 from paperlib.core.registry import registry_for
+from paperlib.core.runtime import FLOAT32
 
 GROUPS = ("dataset", "seed", "method", "distill", "encoder", "kde", "model", "augment", "eval", "execution")
 # Which groups each stored artefact depends on; bump KEY_VERSION when the meaning of stored results changes
@@ -249,18 +250,16 @@ def _check_names(params: Params) -> None:
                 check(params)
 
 
-_FLOAT32_MAX, _FLOAT32_TINY = 3.4028234663852886e38, 1.1754943508222875e-38  # torch.finfo(torch.float32)
-
-
 def validate(params: Params) -> Params:
     """Check names, ranges and choices; raise :class:`PaperlibError` with a fix on failure."""
     for f in fields(Params):  # NaN passes every comparison below, and inf is no usable setting
         value = getattr(params, f.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise PaperlibError(f"{f.name} must be a finite number, got {value}")
-        if isinstance(value, float) and value != 0 and not _FLOAT32_TINY <= abs(value) <= _FLOAT32_MAX:
+        if isinstance(value, float) and value != 0 and not FLOAT32.tiny <= abs(value) <= FLOAT32.max:
             raise PaperlibError(f"{f.name}={value} cannot be computed with: the tensors are float32, whose "
-                                f"magnitudes run from {_FLOAT32_TINY:.3g} to {_FLOAT32_MAX:.3g} (or 0)")
+                                f"magnitudes run from {FLOAT32.tiny:.3g} to {FLOAT32.max:.3g} (or 0); give a "
+                                f"value in that range")
     for name in _RATIOS:
         value = getattr(params, name)
         if not 0.0 <= value <= 1.0:
@@ -359,25 +358,34 @@ def _filled_in(params: Params, name: str) -> bool:
     return getattr(resolve_defaults(dataclasses.replace(params, **{name: placeholder})), name) == getattr(params, name)
 
 
+_MERGE = "tag:yaml.org,2002:merge"
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, except that a key written twice in one mapping is an error: PyYAML would keep the
-    last value and drop the first without a word (a run, an experiment or a setting lost)."""
+    last value and drop the first without a word (a run, an experiment or a setting lost). Checked as the
+    file is read, before merge keys (``<<: *base``) are expanded, so a key a merge brings in may be overridden."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: set = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, Hashable) and key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}: keep one",
-                                                        key_node.start_mark)
-            if isinstance(key, Hashable):
-                seen.add(key)
-        return super().construct_mapping(node, deep)
+    def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:
+        node = super().compose_mapping_node(anchor)
+        seen: set[tuple[str, str]] = set()
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE:
+                if (key.tag, key.value) in seen:
+                    raise yaml.composer.ComposerError(None, None, f"duplicate key {key.value!r}: keep one",
+                                                      key.start_mark)
+                seen.add((key.tag, key.value))
+        return node
 
 
 def parse_yaml(text: str) -> Any:
     """``yaml.safe_load`` of ``text``, with a duplicate key in a mapping raising ``yaml.YAMLError``."""
     return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def yaml_error_text(err: yaml.YAMLError) -> str:
+    """PyYAML's message (problem, line and column) on one line."""
+    return " ".join(str(err).replace('"<unicode string>", ', "").split())
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -393,8 +401,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise PaperlibError(f"parameter file {path} is not UTF-8 text ({err.reason} at byte {err.start}); "
                             f"save it as UTF-8 YAML") from None
     except yaml.YAMLError as err:
-        where = " ".join(str(err).replace('"<unicode string>", ', "").split())  # one line
-        raise PaperlibError(f"parameter file {path} is not valid YAML: {where}") from None
+        raise PaperlibError(f"parameter file {path} is not valid YAML: {yaml_error_text(err)}") from None
     if not isinstance(data, dict):
         raise PaperlibError(f"parameter file {path} must hold a mapping of name: value")
     return data
@@ -408,7 +415,7 @@ def parse_set(assignments: list[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise PaperlibError(f"--set expects KEY=VALUE, got {item!r}")
         try:
-            result[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+            result[key.strip()] = parse_yaml(raw) if raw.strip() else None
         except yaml.YAMLError:
             result[key.strip()] = raw
     return result

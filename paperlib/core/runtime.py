@@ -122,6 +122,18 @@ class Compiled:
         return self.fn(*args)
 
 
+# The tensors' number type: every setting must fit it (paperlib.core.params), and an image whose squared pixels
+# overflow it breaks every normalisation layer.
+FLOAT32 = torch.finfo(torch.float32)
+
+
+def squares_overflow(images: torch.Tensor, largest: float) -> bool:
+    """Whether a pixel of magnitude ``largest`` in ``images`` ``[N, ...]`` overflows float32 once squared and
+    summed over one image, as a normalisation layer's variance does (then every network trained on them returns
+    NaN); a NaN ``largest`` counts as overflowing."""
+    return not largest < math.sqrt(FLOAT32.max / max(1, images[0].numel()))
+
+
 # Steps (distillation iterations, training epochs) between host reads of a loss kept on the device: a read
 # waits for the device, so hot loops collect their losses and read them in one transfer this often.
 HOST_READ_EVERY = 10

@@ -31,6 +31,19 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 @contextlib.contextmanager
+def _writable(path: Path) -> Iterator[None]:
+    """Turn a failure to create ``path`` or its folders (a folder on the way that is a file, no permission, a
+    read-only disk) into a one-line error."""
+    try:
+        yield
+    except OSError as err:
+        blocking = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
+        reason = f"{blocking} is a file, not a folder" if blocking else err.strerror or str(err)
+        raise PaperlibError(f"cannot write {path} ({reason}); point the cache (PAPERLIB_CACHE or cache_dir) or the "
+                            f"output path at a writable folder") from None
+
+
+@contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write; move it to ``path`` only on success.
 
@@ -40,14 +53,9 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
+    with _writable(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    except OSError as err:  # a folder on the way that is a file, no permission, a read-only disk
-        blocking = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
-        reason = f"{blocking} is a file, not a folder" if blocking else err.strerror or str(err)
-        raise PaperlibError(f"cannot write {path} ({reason}); point the cache (PAPERLIB_CACHE or cache_dir) or the "
-                            f"output path at a writable folder") from None
     try:
         yield tmp
         with open(tmp, "rb+") as written:
@@ -135,8 +143,10 @@ def exclusive(lock: str | os.PathLike) -> Iterator[None]:
         yield
         return
     lock = Path(lock)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as handle:
+    with _writable(lock):
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock, "a")  # noqa: SIM115 - closed below, once the lock is released
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

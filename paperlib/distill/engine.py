@@ -24,10 +24,10 @@ from paperlib.distill.methods import METHODS, distilling_methods, run_tags
 from paperlib.distill.sampling import RealSampler
 from paperlib.distill.targets import Target
 from paperlib.core.errors import PaperlibError
-from paperlib.train.loop import OVERFLOWING_PIXEL, TrainSettings, train_classifier
+from paperlib.train.loop import TrainSettings, train_classifier
 from paperlib.train.models import model_from_params
 from paperlib.core.runtime import HOST_READ_EVERY, Compiled, compile_wanted, generator, progress, read_on_host, \
-    to_device
+    squares_overflow, to_device
 from paperlib.core.store import KEEP_AND_STOP, load_tensors, save_tensors, unreadable
 
 
@@ -194,8 +194,8 @@ def distill(dataset: BiasedDataset, params: Params, target: Target, device: torc
     images = distiller.syn.detach().cpu().contiguous()
     # A loss is computed before its update, so the last update's divergence shows only in the images.
     largest = float(images.abs().amax())
-    if not largest < OVERFLOWING_PIXEL:
-        how = (f"|x| up to {largest:.3g}, which float32 cannot square" if math.isfinite(largest)
+    if squares_overflow(images, largest):
+        how = (f"|x| up to {largest:.3g}, whose squares overflow float32" if math.isfinite(largest)
                else "some pixels are not finite")
         raise PaperlibError(f"the synthetic images diverged by iteration {params.iterations} ({how}); "
                             f"{_lower_lr_img(params)}")

@@ -72,8 +72,10 @@ def job_settings(executor: str, profile_block: Mapping[str, Any] | None = None, 
     ``flags`` that are not ``None``. Unknown names and bad values are one-line errors."""
     uses = EXECUTORS[executor].uses  # (the one-line error for an unknown executor)
     blocks = mapping(profile_block, "executor")
-    for name in blocks:  # a misspelt executor's block would be ignored: the same error as an unknown executor
-        EXECUTORS[name]
+    for name in blocks:  # a misspelt executor's block would be ignored
+        if name not in EXECUTORS:
+            raise PaperlibError(f"the profile's executor: block (params/<profile>/defaults.yaml) has an "
+                                f"{EXECUTORS.unknown(name)}")
     block = mapping(blocks.get(executor), f"executor.{executor}")
     given = {k: v for k, v in flags.items() if v is not None}
     known = {f.name for f in dataclasses.fields(JobSettings)}

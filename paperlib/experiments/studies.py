@@ -1,4 +1,4 @@
-"""Studies that are not runs: KDE weights under many settings, and the FairDD = group-balanced check.
+"""Studies that are not runs: KDE weights under many settings, and the FairDD = |A| x barycenter check.
 
 Each study's table is stored like a run's record (``tables/<study>-<key>.json`` in the cache, and in the
 results store), keyed by the cache keys of what it computes (the KDE weights of each variant; the distilled set

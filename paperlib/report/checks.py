@@ -41,7 +41,7 @@ import pandas as pd
 import yaml
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import parse_yaml
+from paperlib.core.params import parse_yaml, yaml_error_text
 from paperlib.core.paths import notebook_sources, params_dir
 from paperlib.core.store import atomic_write
 from paperlib.experiments.profiles import notebook_parameters, suite_specs
@@ -164,7 +164,9 @@ def load_references(profile: str) -> dict[str, Any] | None:
         numbers = [v for run in runs.values() for expected in run.values() for v in expected.values()]
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in [*tolerance.values(), *numbers]):
             raise ValueError("a tolerance or a reference value is not a number")
-    except (yaml.YAMLError, KeyError, TypeError, AttributeError, ValueError) as err:
+    except yaml.YAMLError as err:
+        raise PaperlibError(f"{path} is not valid YAML ({yaml_error_text(err)}); mend that line") from None
+    except (KeyError, TypeError, AttributeError, ValueError) as err:
         raise PaperlibError(f"{path} is not a references file ({err}); rewrite it with "
                             f"`python -m paperlib.report.checks record --profile {profile}`") from None
     return {"tolerance": tolerance, "runs": runs}

@@ -189,9 +189,12 @@ def metrics_view(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_align
 PERCENT_COLUMNS = ("ratio", "hidden_groups", "imputed_right")
 
 
+MISSING = "–"  # how a table shows a value that does not exist (a ratio a dataset lacks, a metric a paper omits)
+
+
 def percent(ratio: float | None) -> str:
-    """A ratio as readers write it: 0.05 -> ``5%``, 0.005 -> ``0.5%`` (``–`` when missing)."""
-    return "–" if ratio is None or pd.isna(ratio) else f"{100 * ratio:.3g}%"
+    """A ratio as readers write it: 0.05 -> ``5%``, 0.005 -> ``0.5%`` (:data:`MISSING` when missing)."""
+    return MISSING if ratio is None or pd.isna(ratio) else f"{100 * ratio:.3g}%"
 
 
 def _setting(row: pd.Series) -> str:
@@ -223,7 +226,7 @@ def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame:
 
     ``setting`` names the dataset, ratio and IPC; the column groups say which
     numbers are the paper's (and which paper) and which this companion measured
-    under ``profile``'s settings.
+    under ``profile``'s settings. A metric the paper does not give shows as :data:`MISSING`.
     """
     done = table[(table["status"] == "done") & table.get("paper_acc", pd.Series(dtype=float)).notna()]
     rows = []
@@ -233,7 +236,8 @@ def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame:
                  ("", "paper source"): _paper_source(row.get("paper_source", ""), row.get("paper_table"))}
         for key in ("acc", "deo_m", "deo_a"):
             paper = row.get(f"paper_{key}")
-            entry[("paper", METRIC_SHORT_NAMES[key])] = None if paper is None or math.isnan(paper) else round(paper, 1)
+            entry[("paper", METRIC_SHORT_NAMES[key])] = MISSING if paper is None or math.isnan(paper) \
+                else round(paper, 1)
             entry[(f"this companion ({profile})", METRIC_SHORT_NAMES[key])] = round(row[key], 1)
         if has_notes:
             entry[("paper", "note")] = row.get("paper_note") if _text(row.get("paper_note")) else ""

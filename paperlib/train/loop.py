@@ -21,7 +21,8 @@ from torch import Tensor, nn
 
 from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params
-from paperlib.core.runtime import HOST_READ_EVERY, Compiled, compile_wanted, progress, read_on_host, to_device
+from paperlib.core.runtime import HOST_READ_EVERY, Compiled, compile_wanted, progress, read_on_host, \
+    squares_overflow, to_device
 from paperlib.train.augment import DSA, DSAParams
 from paperlib.train.models import samples_independent
 
@@ -144,13 +145,6 @@ def run_epochs(optimizer: torch.optim.Optimizer, images: Tensor, settings: Train
             losses = []
 
 
-# A pixel this large overflows float32 once squared and summed over an image, as a normalisation layer does, so
-# every network trained on it returns NaN: a distilled set whose image updates diverged, which no evaluation
-# learning rate mends. (Distilled pixels reach about 25, real ones about 3; a network with per-image
-# normalisation does not mind a set that drifted to large but computable values.)
-OVERFLOWING_PIXEL = 1e15
-
-
 def _check_epochs(totals: list[Tensor], images: Tensor, first_epoch: int, bar: Any) -> None:
     """Raise on the first non-finite mean loss (``totals`` are per-epoch sums over ``images``; epochs count
     from ``first_epoch``, 1-based); show the last."""
@@ -159,12 +153,13 @@ def _check_epochs(totals: list[Tensor], images: Tensor, first_epoch: int, bar: A
     if bad is not None:
         largest = float(images.detach().abs().amax())  # read once, on the way to the error
         cause = "lower eval_lr"
+        # No evaluation learning rate mends images that diverged while they were distilled.
         if not math.isfinite(largest):
             cause = ("the training images are not all finite: a distilled set diverged, so lower lr_img and distil "
                      "it again")
-        elif largest >= OVERFLOWING_PIXEL:
-            cause = (f"the training images reach |x| = {largest:.3g}, which float32 cannot square: a distilled set "
-                     f"diverged, so lower lr_img and distil it again")
+        elif squares_overflow(images, largest):
+            cause = (f"the training images reach |x| = {largest:.3g}, whose squares overflow float32: a distilled "
+                     f"set diverged, so lower lr_img and distil it again")
         raise PaperlibError(f"training loss became {values[bad] / n} at epoch {first_epoch + bad}; {cause}")
     bar.set_postfix(loss=f"{values[-1] / n:.3f}", refresh=False)
 
