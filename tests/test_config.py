@@ -205,8 +205,11 @@ def test_merge_keys_and_aliases_load_and_a_merged_key_may_be_overridden(tmp_path
 
 
 def test_pixels_whose_squares_overflow_float32_are_told_apart_from_large_ones():
-    from paperlib.core.runtime import squares_overflow
+    from paperlib.core.runtime import diverged_pixels
 
-    images = torch.zeros(2, 3, 32, 32)  # 3,072 pixels: sqrt(3.4e38 / 3072) = 3.3e17
-    assert not squares_overflow(images, 25.0) and not squares_overflow(images, 1e17)
-    assert squares_overflow(images, 4e17) and squares_overflow(images, float("nan"))
+    def images(largest):  # 3,072 pixels per image: sqrt(3.4e38 / 3072) = 3.3e17
+        return torch.zeros(2, 3, 32, 32).index_fill_(1, torch.tensor([0]), largest)
+
+    assert diverged_pixels(images(25.0)) is None and diverged_pixels(images(1e17)) is None
+    assert diverged_pixels(images(4e17)) == "|x| up to 4e+17, whose squares overflow float32"
+    assert diverged_pixels(images(float("nan"))) == "some pixels are not finite"

@@ -127,11 +127,16 @@ class Compiled:
 FLOAT32 = torch.finfo(torch.float32)
 
 
-def squares_overflow(images: torch.Tensor, largest: float) -> bool:
-    """Whether a pixel of magnitude ``largest`` in ``images`` ``[N, ...]`` overflows float32 once squared and
-    summed over one image, as a normalisation layer's variance does (then every network trained on them returns
-    NaN); a NaN ``largest`` counts as overflowing."""
-    return not largest < math.sqrt(FLOAT32.max / max(1, images[0].numel()))
+def diverged_pixels(images: torch.Tensor) -> str | None:
+    """What is wrong with ``images`` ``[N, ...]`` when some pixels are not finite, or so large that their squares
+    summed over one image overflow float32, as a normalisation layer's variance does (then every network trained
+    on them returns NaN); ``None`` when they are computable. Reads one number on the host."""
+    largest = float(images.detach().abs().amax())
+    if not math.isfinite(largest):
+        return "some pixels are not finite"
+    if largest >= math.sqrt(FLOAT32.max / max(1, images[0].numel())):
+        return f"|x| up to {largest:.3g}, whose squares overflow float32"
+    return None
 
 
 # Steps (distillation iterations, training epochs) between host reads of a loss kept on the device: a read

@@ -7,7 +7,6 @@ checkpoints with resume, the progress bar and the NaN guard.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from paperlib.core.errors import PaperlibError
 from paperlib.train.loop import TrainSettings, train_classifier
 from paperlib.train.models import model_from_params
 from paperlib.core.runtime import HOST_READ_EVERY, Compiled, compile_wanted, generator, progress, read_on_host, \
-    squares_overflow, to_device
+    diverged_pixels, to_device
 from paperlib.core.store import KEEP_AND_STOP, load_tensors, save_tensors, unreadable
 
 
@@ -193,10 +192,8 @@ def distill(dataset: BiasedDataset, params: Params, target: Target, device: torc
     seconds = time.perf_counter() - began
     images = distiller.syn.detach().cpu().contiguous()
     # A loss is computed before its update, so the last update's divergence shows only in the images.
-    largest = float(images.abs().amax())
-    if squares_overflow(images, largest):
-        how = (f"|x| up to {largest:.3g}, whose squares overflow float32" if math.isfinite(largest)
-               else "some pixels are not finite")
-        raise PaperlibError(f"the synthetic images diverged by iteration {params.iterations} ({how}); "
+    why = diverged_pixels(images)
+    if why is not None:
+        raise PaperlibError(f"the synthetic images diverged by iteration {params.iterations} ({why}); "
                             f"{_lower_lr_img(params)}")
     return DistillResult(images, distiller.syn_labels.cpu(), losses, seconds, start)

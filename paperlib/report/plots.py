@@ -178,9 +178,9 @@ def framed_sample_grid(dataset: BiasedDataset, per_class: int = 8, seed: int = 0
     images = dataset.denormalize(dataset.normalized(train.subset(index))).clamp(0, 1)
     framed = images.expand(-1, 3, -1, -1).clone()
     conflicting = torch.nonzero(~train.aligned[index].bool()).flatten()
+    h, w = framed.shape[-2:]
     for inset, colour in ((0, (1.0, 0.0, 0.0)), (1, (1.0, 1.0, 1.0))):
         line = torch.tensor(colour).view(1, 3, 1)
-        h, w = framed.shape[-2:]
         for edge in (inset, h - 1 - inset):
             framed[conflicting, :, edge, inset:w - inset] = line
         for edge in (inset, w - 1 - inset):

@@ -9,8 +9,6 @@ momentum or weight decay."""
 
 from __future__ import annotations
 
-import math
-
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +20,7 @@ from torch import Tensor, nn
 from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params
 from paperlib.core.runtime import HOST_READ_EVERY, Compiled, compile_wanted, progress, read_on_host, \
-    squares_overflow, to_device
+    diverged_pixels, to_device
 from paperlib.train.augment import DSA, DSAParams
 from paperlib.train.models import samples_independent
 
@@ -151,15 +149,10 @@ def _check_epochs(totals: list[Tensor], images: Tensor, first_epoch: int, bar: A
     n = images.shape[0]
     values, bad = read_on_host(totals)
     if bad is not None:
-        largest = float(images.detach().abs().amax())  # read once, on the way to the error
-        cause = "lower eval_lr"
         # No evaluation learning rate mends images that diverged while they were distilled.
-        if not math.isfinite(largest):
-            cause = ("the training images are not all finite: a distilled set diverged, so lower lr_img and distil "
-                     "it again")
-        elif squares_overflow(images, largest):
-            cause = (f"the training images reach |x| = {largest:.3g}, whose squares overflow float32: a distilled "
-                     f"set diverged, so lower lr_img and distil it again")
+        why = diverged_pixels(images)  # read once, on the way to the error
+        cause = "lower eval_lr" if why is None else \
+            f"the training images are a distilled set that diverged ({why}): lower lr_img and distil it again"
         raise PaperlibError(f"training loss became {values[bad] / n} at epoch {first_epoch + bad}; {cause}")
     bar.set_postfix(loss=f"{values[-1] / n:.3f}", refresh=False)
 
