@@ -29,7 +29,7 @@ from paperlib.core.params import Params, load_yaml, make_params, parse_set
 from paperlib.core.runtime import resolve_device
 from paperlib.data.presets import build_dataset
 from paperlib.distill.kde import kde_weights, weight_diagnostics
-from paperlib.distill.methods import METHODS, distilling_methods
+from paperlib.distill.methods import distilling_methods
 from paperlib.experiments.bench import bench
 from paperlib.experiments.runner import run
 from paperlib.experiments.jobs import (add_executor_arguments, attach, given_executor_flags, run_specs,
@@ -107,9 +107,6 @@ def _bench(args: argparse.Namespace) -> dict:
 
 def _weights(args: argparse.Namespace) -> dict:
     params = _params(args, {"target": "weighted", "weights": "kde"}, method="dm")
-    if not METHODS[params.method].distils:  # else the weights' key would leave out every KDE setting
-        raise PaperlibError(f"weights needs a distilling method (one of: {', '.join(distilling_methods())}); "
-                            f"drop method={params.method}")
     dataset = build_dataset(params)
     kde = kde_weights(dataset, params, resolve_device(params.device))
     train = dataset.train

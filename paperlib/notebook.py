@@ -3,11 +3,12 @@
 A façade: every function lives in its layer (:mod:`paperlib.experiments.profiles` for experiment files and
 runs, :mod:`paperlib.report.tables` and :mod:`paperlib.report.figures` for what is shown,
 :mod:`paperlib.report.checks` for the verdicts); this module only gathers them and adds the two calls that
-exist for notebooks: :func:`setup` and :func:`run_all`.
+exist for notebooks: :func:`setup`, :func:`run_all` and :func:`verdicts`.
 
-Every notebook starts with a ``parameters`` cell holding ``profile`` (smoke, quick or paper) and ``suite``
-(``None``: read ``params/experiments/<notebook>.yaml`` as the profile sees it; papermill injects those values
-instead).
+Every notebook starts with a ``parameters`` cell holding ``profile`` (smoke, quick or paper) and the values of
+its experiment file: ``suite`` and ``claims`` in notebooks 02-05 and 07 (with a few settings of their own in 04
+and 05), ``datasets`` and ``ratio_sweep`` in 01, ``explorer`` in 06. ``None`` means "read
+``params/experiments/<notebook>.yaml`` as the profile sees it"; papermill injects those values instead.
 """
 
 from __future__ import annotations

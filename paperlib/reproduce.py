@@ -8,7 +8,8 @@ writes the executed notebook: for ``quick`` over the paired
 ``notebooks/<profile>/``. It prints progress per notebook, stops at the first
 failure naming the notebook and the cell (keeping papermill's partial output as
 ``NN_*.failed.ipynb`` beside where the notebook would go), and never leaves a half-written notebook in place.
-Wall times go to ``figures/<profile>/reproduce_times.csv``.
+Wall times go to ``figures/<profile>/reproduce_times.csv`` after a run of every notebook (not with ``--only`` or
+``--output-dir``).
 
 The notebooks recompute (the shipped results store is not read: ``PAPERLIB_RESULTS=off``), and every stored
 file they read is collected; when all of them succeeded, the collection replaces ``results/<profile>/``

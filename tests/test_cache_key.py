@@ -111,6 +111,20 @@ def test_scopes_share_what_they_should():
         cache_key(base, "nope")
 
 
+@pytest.mark.parametrize("scope", ["embeddings", "weights"])
+def test_kde_keys_hold_every_kde_setting_whichever_method_asks(scope):
+    """KDE's embeddings and weights do not depend on the method that uses them: a method that distils nothing
+    (whole) once shared one weights file across every KDE setting, its key having dropped them all."""
+    kde = {"dataset": "cmnist", "source": "digits", "target": "weighted", "weights": "kde"}
+    whole = make_params(**kde, method="whole", supcon_temperature=0.5, kde_alpha=2)
+    assert cache_key(whole, scope) == cache_key(make_params(**kde, method="dm", supcon_temperature=0.5, kde_alpha=2),
+                                                scope)
+    assert cache_key(whole, scope) != cache_key(with_overrides(whole, {"supcon_temperature": 0.1}), scope)
+    if scope == "weights":
+        assert cache_key(whole, scope) != cache_key(with_overrides(whole, {"kde_alpha": 1}), scope)
+    assert "kde_alpha" not in key_values(whole)  # the record of a whole-data run is keyed by what it uses
+
+
 def test_the_batch_of_distillations_own_trainings_keys_the_distilled_set():
     """DC's inner loop and DM's warm start train with ``eval_batch`` (the official code's one ``batch_train``):
     it is written into ``inner_batch`` / ``warm_start_batch``, so it keys the distilled set that it changes,

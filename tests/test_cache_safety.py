@@ -59,16 +59,32 @@ def test_a_record_without_its_fields_is_an_error_naming_them(tmp_path):
     params = _stored_run(tmp_path)
     record = record_dir(params) / "record.json"
     record.write_text(json.dumps({"params": {}, "runs": []}))
-    with pytest.raises(PaperlibError, match=f"cache entry {record} cannot be read \\(no metrics, timings, num_eval"):
+    with pytest.raises(PaperlibError, match=f"cache entry {record} cannot be read \\(no metrics, no timings, no num"):
         load_record(params)
     whole = json.loads(json.dumps(run(params, force=True)))
     del whole["timings"]["evaluate"], whole["metrics"]["deo_m_std"]
     record.write_text(json.dumps(whole))
-    with pytest.raises(PaperlibError, match=r"cannot be read \(no timings.evaluate, metrics.deo_m_std\)"):
+    with pytest.raises(PaperlibError, match=r"cannot be read \(no timings.evaluate, no metrics.deo_m_std\)"):
         load_record(params)  # else a table would stop on a KeyError
     record.write_text(json.dumps({**whole, "timings": 12.5}))
-    with pytest.raises(PaperlibError, match=r"cannot be read \(no timings mapping, metrics.deo_m_std\)"):
+    with pytest.raises(PaperlibError, match=r"cannot be read \(timings is a number, not a mapping, no metrics.deo_m"):
         load_record(params)
+
+
+def test_a_record_with_a_field_of_the_wrong_type_is_an_error_naming_it(tmp_path):
+    params = _stored_run(tmp_path)
+    record = record_dir(params) / "record.json"
+    whole = json.loads(record.read_text())
+    whole["metrics"]["acc_std"] = None  # an undefined metric is null, and readable
+    broken = {**whole, "timings": {**whole["timings"], "total": None}, "num_eval": True, "key": 3,
+              "metrics": {**whole["metrics"], "acc": "91.5"}}
+    record.write_text(json.dumps(broken))
+    with pytest.raises(PaperlibError, match=rf"cache entry {record} cannot be read \(num_eval is true/false, not a "
+                                            r"number, key is a number, not text, timings.total is null, not a number,"
+                                            r" metrics.acc is text, not a number\)"):
+        load_record(params)  # else the CLI's table stopped on a TypeError
+    record.write_text(json.dumps(whole))
+    assert load_record(params)["metrics"]["acc_std"] is None
 
 
 def test_an_unreadable_distilled_set_is_an_error_naming_it(tmp_path):
@@ -88,6 +104,21 @@ def test_a_distilled_set_that_loads_without_its_tensors_is_an_error_naming_it(tm
     torch.save(payload, synthetic)
     with pytest.raises(PaperlibError, match=f"cache entry {synthetic} cannot be read \\({reason}\\); nothing"):
         run(params, eval_epochs=2)
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    (lambda saved: {**saved, "images": saved["images"][:, :1]}, r"images of shape \(\d+, 1, "),
+    (lambda saved: {**saved, "images": saved["images"].long()}, "images are torch.int64, not a float tensor"),
+    (lambda saved: {**saved, "labels": saved["labels"].flip(0)}, "labels are not \\d+ per class in class order"),
+])
+def test_a_distilled_set_of_the_wrong_shape_is_an_error_naming_it(tmp_path, change, reason):
+    import torch
+
+    params = _stored_run(tmp_path)
+    synthetic = distilled_dir(params) / "synthetic.pt"
+    torch.save(change(torch.load(synthetic)), synthetic)
+    with pytest.raises(PaperlibError, match=f"cache entry {synthetic} cannot be read \\({reason}.*\\); nothing"):
+        run(params, eval_epochs=2)  # else a torch error about channels deep in the evaluation
 
 
 def test_writing_where_a_file_or_a_folder_is_in_the_way_is_a_one_line_error(tmp_path):

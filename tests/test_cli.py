@@ -124,15 +124,12 @@ def test_weights_command_prints_per_class_diagnostics(capsys):
 
 
 def test_a_command_s_own_choice_is_not_overridden_by_the_file_or_set(capsys):
-    """bench's METHOD and weights' KDE target are the command's: a contradicting --set is a one-line error, and
-    weights refuses a method whose key would leave every KDE setting out (whole / random)."""
+    """bench's METHOD and weights' KDE target are the command's: a contradicting --set is a one-line error."""
     assert main(["bench", "dm", "--set", "method=dc"]) == 2
     err = capsys.readouterr().err
     assert "bench takes method=dm here" in err and len(err.strip().splitlines()) == 1
     assert main(["weights", "--set", "target=vanilla"]) == 2
     assert "weights takes target=weighted here" in capsys.readouterr().err
-    assert main(["weights", "--set", "method=whole"]) == 2
-    assert "weights needs a distilling method" in capsys.readouterr().err
 
 
 def test_weights_accepts_every_kde_weighting(capsys):

@@ -213,3 +213,19 @@ def test_pixels_whose_squares_overflow_float32_are_told_apart_from_large_ones():
     assert diverged_pixels(images(25.0)) is None and diverged_pixels(images(1e17)) is None
     assert diverged_pixels(images(4e17)) == "|x| up to 4e+17, whose squares overflow float32"
     assert diverged_pixels(images(float("nan"))) == "some pixels are not finite"
+
+
+def test_torch_threads_sets_and_restores_the_count_and_leaves_it_alone_at_zero(monkeypatch):
+    import torch
+
+    from paperlib.core.runtime import torch_threads
+
+    before = torch.get_num_threads()
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n))
+    with torch_threads(0):
+        pass
+    assert calls == []  # the serial executor's default: this process's setting is not touched
+    with pytest.raises(RuntimeError), torch_threads(before + 1):
+        raise RuntimeError("a failed run")
+    assert calls == [before + 1, before]  # restored after a failure too

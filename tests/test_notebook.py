@@ -227,8 +227,14 @@ def test_explorer_widget_offers_a_missing_point_then_shows_it_after_the_live_run
     app.target.value = "FairDD (paper B)"
     app.method.value = "random"
     assert app.target.disabled and app.target.value == "vanilla"
-    app.method.value = "dm"  # the reader's target comes back
+    shown = []
+    show_data = app._show_data
+    app._show_data = lambda point: shown.append(point) or show_data(point)
+    app.method.value = "dm"  # the reader's target comes back, shown once (it was shown twice: once per refresh)
     assert not app.target.disabled and app.target.value == "FairDD (paper B)"
+    assert [p.target for p in shown] == ["FairDD (paper B)"]
+    app.method.value = "random"
+    assert [p.target for p in shown] == ["FairDD (paper B)", "vanilla"]
 
 
 def test_a_stopped_or_failed_live_run_reenables_the_controls_and_stores_nothing(monkeypatch):
@@ -365,6 +371,27 @@ def test_data_that_is_there_but_unreadable_is_not_skipped_as_absent(tmp_path, mo
     assert not isinstance(err.value, DataNotFound)
     built, overview = nb.build_datasets({"faces": {"dataset": "utkface"}})
     assert not built and overview["status"].tolist() == ["cannot be built (see above)"]
+
+
+@pytest.mark.parametrize(("before", "interrupts"), [("SIG_DFL", True), ("default_int_handler", True),
+                                                    ("SIG_IGN", False)])
+def test_outside_a_kernel_ctrl_c_without_a_live_run_acts_as_before_the_explorer(before, interrupts):
+    import signal
+
+    app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", **SCALE}, SMOKE_EXPLORER, "smoke")
+    original = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, getattr(signal, before))
+        app._route_interrupts_here()  # what a click on "compute live" does first
+        handler = signal.getsignal(signal.SIGINT)
+        assert handler.explorer is app
+        if interrupts:
+            with pytest.raises(KeyboardInterrupt):  # with SIG_DFL it was swallowed: Ctrl-C no longer stopped a script
+                handler(signal.SIGINT, None)
+        else:
+            handler(signal.SIGINT, None)
+    finally:
+        signal.signal(signal.SIGINT, original)
 
 
 def test_the_kernels_interrupt_stops_a_live_run_of_the_explorer():

@@ -153,7 +153,7 @@ class Params:
 
 
 _RATIOS = ("conflict_ratio", "majority_ratio", "hidden_groups")
-_POSITIVE_INTS = ("ipc", "num_distill", "eval_batch", "num_eval", "net_width", "net_depth", "batch_real",
+_POSITIVE_INTS = ("num_distill", "eval_batch", "num_eval", "net_width", "net_depth", "batch_real",
                   "stratified_min")
 _NON_NEGATIVE = ("eval_epochs", "distill_run", "iterations", "outer_loop", "inner_loop", "inner_batch",
                  "checkpoint_every", "lr_img", "momentum_img", "warm_start_epochs", "warm_start_batch")
@@ -421,17 +421,23 @@ def parse_set(assignments: list[str]) -> dict[str, Any]:
     return result
 
 
-def relevant_fields(params: Params) -> list[str]:
-    """The fields that can change a result of ``params``: not ``execution``, and, for a field selected
-    ``by`` another, only when that one is relevant and its registered entry ``uses`` the field."""
+def relevant_fields(params: Params, scope: str = "record") -> list[str]:
+    """The fields that can change ``scope``'s result of ``params``: not ``execution``, and, for a field selected
+    ``by`` another, only when that one is relevant and its registered entry ``uses`` the field.
+
+    A selector outside ``scope``'s groups does not select: KDE weights are the same whichever method asks for
+    them, so the ``weights`` scope keeps every KDE setting even when ``params``'s method draws no synthetic set.
+    """
+    all_tags, groups = field_tags(), SCOPES[scope]
     relevant: list[str] = []
-    for name, tags in field_tags().items():
+    for name, tags in all_tags.items():
         if tags["group"] == "execution":
             continue
         by, when = tags["by"], tags["when"]
         if when is not None and not getattr(params, when):
             continue
-        if by is None or (by in relevant and name in getattr(_entry(params, by), "uses", ())):
+        if by is None or all_tags[by]["group"] not in groups or (
+                by in relevant and name in getattr(_entry(params, by), "uses", ())):
             relevant.append(name)
     return relevant
 
@@ -443,7 +449,7 @@ def key_values(params: Params, scope: str = "record") -> dict[str, Any]:
         raise PaperlibError(f"unknown cache scope {scope!r}; choose one of: {', '.join(SCOPES)}")
     tags = field_tags()
     values: dict[str, Any] = {"scope": scope, "key_version": KEY_VERSION}
-    for name in relevant_fields(params):
+    for name in relevant_fields(params, scope):
         if tags[name]["group"] not in SCOPES[scope]:
             continue
         values[name] = getattr(params, name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import math
@@ -9,7 +10,7 @@ import os
 import shutil
 import sys
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import torch
@@ -76,6 +77,21 @@ def to_device(tensor: torch.Tensor, device: torch.device | str, dtype: torch.dty
 # compilation costs 15-50 s per input shape on a 2-core CPU (later processes read inductor's disk cache: ~5 s);
 # a compiled ConvNet training step is ~1.7x faster there (docs/performance.md), so a few hundred steps repay it.
 COMPILE_MIN_STEPS = 100
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` torch threads (0: leave torch's setting alone), restored afterwards: the
+    in-process executors share this process with the caller."""
+    if not threads:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def compile_wanted(setting: str, device: torch.device, steps: int) -> bool:

@@ -129,6 +129,12 @@ def load_json(path: str | os.PathLike) -> dict[str, Any] | None:
         raise PaperlibError(unreadable(path, err, KEEP_AND_STOP)) from None
 
 
+def entry_lock(cache_dir: str | os.PathLike | None, name: str) -> contextlib.AbstractContextManager[None]:
+    """:func:`exclusive` on the cache's lock of the entry ``name`` (``<cache>/locks/<name>.lock``): processes
+    computing the same entry wait for one another, and the later ones find it stored."""
+    return exclusive(cache_root(cache_dir) / "locks" / f"{name}.lock")
+
+
 @contextlib.contextmanager
 def exclusive(lock: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive lock on the file ``lock`` (created) for the block; other processes asking wait.

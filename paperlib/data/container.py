@@ -51,7 +51,7 @@ class DatasetInfo:
     attribute_kind: str  # "colour", "background", "none", ...
     attribute_names: list[str]
     palette: list[list[float]]  # RGB in [0, 1] per attribute, [] when not colour-based
-    mean: list[float]  # per-channel mean of the training images in [0, 1]
+    mean: list[float]  # per channel, in [0, 1]: the training images' mean, or the protocol's fixed one
     std: list[float]
     group_counts: dict[str, list[list[int]]] = field(default_factory=dict)  # split -> classes x attributes
 
@@ -82,7 +82,8 @@ class BiasedDataset:
         return self.normalize(images.to(device).float().div_(255.0))
 
     def normalize(self, images01: Tensor) -> Tensor:
-        """Standardise float images in [0, 1] with the training set's channel statistics."""
+        """Standardise float images in [0, 1] with the dataset's ``mean`` / ``std``: the training split's channel
+        statistics, or the protocol's fixed normalisation (0.5 / 0.5 under ``protocol=fairdd``)."""
         mean, std = self._stats(images01)
         return (images01 - mean) / std
 
@@ -114,7 +115,8 @@ def assemble(train: Split, test: Split, preset: str, key: dict[str, Any], num_cl
              attribute_kind: str, attribute_names: list[str], palette: list[list[float]], mean: list[float],
              std: list[float]) -> BiasedDataset:
     """The one way a builder describes what it built: a :class:`BiasedDataset` with its :class:`DatasetInfo`
-    (``key``: the parameters that defined it; ``mean`` / ``std``: the training split's channel statistics)."""
+    (``key``: the parameters that defined it; ``mean`` / ``std``: what the models normalise with, the training
+    split's channel statistics or the protocol's fixed normalisation, 0.5 / 0.5 under ``protocol=fairdd``)."""
     info = DatasetInfo(preset=preset, params=key, num_classes=num_classes, num_attributes=num_attributes,
                        attribute_kind=attribute_kind, attribute_names=attribute_names, palette=palette, mean=mean,
                        std=std)

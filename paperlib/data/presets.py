@@ -110,9 +110,11 @@ class Preset:
 
 @dataclass(frozen=True)
 class RenderedPreset(Preset):
-    """A grayscale source rendered with a bias: each training image of class c gets attribute c with
-    probability of the aligned fraction (``conflict_ratio`` / ``majority_ratio``), the test split is balanced.
-    ``render`` ``None`` keeps the images and gives every image attribute 0 (no bias)."""
+    """A grayscale source rendered with a bias: in the training split, exactly round(aligned fraction x class
+    size) images of each class c, drawn at random, get attribute c (aligned fraction ``1 - conflict_ratio``, or
+    ``majority_ratio``) and the rest are spread evenly over the other attributes
+    (:func:`paperlib.data.bias.assign_attributes`); the test split is balanced. ``render`` ``None`` keeps the
+    images and gives every image attribute 0 (no bias)."""
 
     render: Renderer | None = None
     palette: tuple[tuple[float, float, float], ...] = ()

@@ -3,8 +3,11 @@
 One step: a freshly initialised, frozen ConvNet; siamese DSA on the real batch
 and the synthetic set (one transform per class, shared by both); the squared
 distance between each real statistic of the target and the synthetic mean
-embedding, summed over statistics and classes. All classes go through one
-batched forward (exact, because instance norm is per sample).
+embedding, summed over statistics and classes. The real images of all classes
+go through the network together: in chunks of 16 on the CPU (exact, because
+instance norm is per sample), all at once on an accelerator; a network with
+batch statistics (batch norm) takes the whole real batch in one forward on
+every device. The synthetic set goes through in one forward.
 """
 
 from __future__ import annotations

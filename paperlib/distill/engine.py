@@ -18,7 +18,7 @@ from paperlib.train.augment import DSA, DSAParams
 from paperlib.core.params import Params, derive_seed
 from paperlib.data.container import BiasedDataset
 from paperlib.distill.dc import default_loops
-from paperlib.distill.init import initial_images
+from paperlib.distill.init import class_major_labels, initial_images
 from paperlib.distill.methods import METHODS, distilling_methods, run_tags
 from paperlib.distill.sampling import RealSampler
 from paperlib.distill.targets import Target
@@ -69,12 +69,12 @@ class Distiller:
             self.syn = self.syn.contiguous(memory_format=torch.channels_last)
         self.syn.requires_grad_(True)
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=params.precision == "bf16")
-        self.syn_labels = torch.arange(self.k, device=device).repeat_interleave(self.ipc)
+        self.syn_labels = class_major_labels(self.k, self.ipc).to(device)
         self.optimizer = torch.optim.SGD([self.syn], lr=params.lr_img, momentum=params.momentum_img)
         # DSA's groups (one transform per class) stay on the host, where DSA draws its parameters: reading them
         # from the device would wait for it twice per step.
-        self.real_classes = torch.arange(self.k).repeat_interleave(self.sampler.batch)
-        self.syn_classes = torch.arange(self.k).repeat_interleave(self.ipc)
+        self.real_classes = class_major_labels(self.k, self.sampler.batch)
+        self.syn_classes = class_major_labels(self.k, self.ipc)
         outer, inner = default_loops(self.ipc)
         self.outer_loop = params.outer_loop or outer
         self.inner_loop = params.inner_loop or inner

@@ -83,6 +83,12 @@ INITS.register("balanced", Init(_balanced, reads_groups=True))  # real images sp
 INITS.register("noise", Init(_noise, images=True))  # standard normal noise
 
 
+def class_major_labels(num_classes: int, per_class: int) -> Tensor:
+    """The labels of a set of ``per_class`` images per class in class order (0, 0, ..., 1, 1, ...): the layout of
+    every synthetic set and of the real batches matched to it."""
+    return torch.arange(num_classes).repeat_interleave(per_class)
+
+
 def initial_images(dataset: BiasedDataset, ipc: int, init: str, gen: torch.Generator) -> Tensor:
     """``[K * ipc, C, H, W]`` normalised images, class-major (class 0's first)."""
     chosen = INITS[init]

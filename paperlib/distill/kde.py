@@ -23,12 +23,10 @@ The weights feed the engine's ``weighted`` target for DM and gradient matching.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -37,7 +35,7 @@ from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params, cache_key, derive_seed, field_tags, with_overrides
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import generator, progress, wait_for
-from paperlib.core.store import cache_root, exclusive, load_tensors, save_tensors
+from paperlib.core.store import cache_root, entry_lock, load_tensors, save_tensors
 from paperlib.data.container import BiasedDataset
 from paperlib.train.models import init_parameters, model_from_params
 from paperlib.train.supcon import train_supcon
@@ -227,19 +225,13 @@ def _supcon(dataset: BiasedDataset, params: Params, images: Tensor, device: torc
     # The encoder is the expensive part; every KDE setting of the same encoder reuses its embeddings.
     name = f"{params.dataset}-embeddings-{cache_key(params, 'embeddings')}.pt"
     path = cache_root(params.cache_dir) / "weights" / name
-    with _locked(path, params):  # parallel jobs sharing one encoder train it once
+    with entry_lock(params.cache_dir, path.stem):  # parallel jobs sharing one encoder train it once
         saved = None if params.force else load_tensors(path, keys=("embeddings",))
         if saved is not None:
             return Embeddings(saved["embeddings"].to(device), saved.get("seconds"))
         embedded = _timed(lambda: _embed_all(train_supcon(dataset, params, device), images, params.progress), device)
         save_tensors(path, {"embeddings": embedded.values.cpu(), "seconds": embedded.seconds})
         return embedded
-
-
-def _locked(path: Path, params: Params) -> contextlib.AbstractContextManager[None]:
-    """The lock of the cache file ``path`` (``<cache>/locks/``): a second process asking for the same file waits,
-    then finds it stored."""
-    return exclusive(cache_root(params.cache_dir) / "locks" / f"{path.stem}.lock")
 
 
 @dataclass(frozen=True)
@@ -310,7 +302,7 @@ def compute_kde_weights(dataset: BiasedDataset, params: Params, device: torch.de
 def kde_weights(dataset: BiasedDataset, params: Params, device: torch.device) -> KdeWeights:
     """Paper A's per-sample weights for ``params`` (cached in ``<cache>/weights/``)."""
     path = cache_root(params.cache_dir) / "weights" / f"{params.dataset}-{cache_key(params, 'weights')}.pt"
-    with _locked(path, params):
+    with entry_lock(params.cache_dir, path.stem):
         saved = None if params.force else load_tensors(path, keys=("weights", "log_density", "bandwidth", "seconds"))
         if saved is not None:
             return KdeWeights(saved["weights"], saved["log_density"], saved["bandwidth"], dict(saved["seconds"]))
@@ -379,8 +371,7 @@ def weight_ablation(dataset: BiasedDataset, params: Params, variants: list[dict]
 def ablation_params(params: Params, variant: dict) -> Params:
     """The parameters of one variant of :func:`weight_ablation`: ``params`` with KDE weights and the variant's
     overrides (all of its items but ``label``)."""
-    return with_overrides(params, {"method": "dm", "target": "weighted", "weights": "kde",
-                                   **_variant_overrides(variant)})
+    return with_overrides(params, {"target": "weighted", "weights": "kde", **_variant_overrides(variant)})
 
 
 # What a variant may change: the weights' own settings. The dataset is built once for every variant, so a dataset

@@ -92,7 +92,7 @@ class RealSampler:
                  mode: str = "uniform", stratified_min: int = 16) -> None:
         self.stratified = SAMPLINGS[mode].stratified
         self.labels, self.groups = labels, groups
-        self.num_classes, self.num_groups = num_classes, num_groups
+        self.num_classes = num_classes
         check_batch_fits(labels, num_classes, batch)
         self.batch = batch
         self.cells = labels * num_groups + groups
@@ -108,7 +108,8 @@ class RealSampler:
             self.cell_weight = torch.where(quota > 0, share / quota.clamp_min(1), 0.0).float().flatten()
 
     def sample(self, gen: torch.Generator) -> RealBatch:
-        """One batch: ``[K, B]`` indices sorted by class (groups contiguous within a class)."""
+        """One batch: ``[K, B]`` indices sorted by class; with ``sampling=stratified`` each class's groups are also
+        contiguous (sampling by cell), with ``uniform`` they come in random order within the class."""
         cells = self.cells if self.stratified else self.labels
         index = take_per_cell(cells, self.quota, gen).view(self.num_classes, self.batch)
         groups = self.groups[index]

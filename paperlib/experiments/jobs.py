@@ -31,7 +31,7 @@ import torch
 from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params
 from paperlib.core.registry import Registry
-from paperlib.core.runtime import progress
+from paperlib.core.runtime import progress, torch_threads
 from paperlib.core.store import atomic_write, cache_root, exclusive, load_json
 from paperlib.experiments.profiles import profile_defaults
 from paperlib.experiments.runner import load_record, record_key, run
@@ -117,14 +117,8 @@ _LEAST = {"jobs": 1, "threads": 0, "cpus_per_task": 1, "gpus_per_node": 0, "mem_
 
 def run_job(params: Params, threads: int) -> str:
     """What one job runs: ``params``'s run with ``threads`` torch threads (0: torch's default); returns its key."""
-    if not threads:
+    with torch_threads(threads):
         return str(run(params)["key"])
-    before = torch.get_num_threads()  # restored: the in-process debug executor shares this process
-    torch.set_num_threads(threads)
-    try:
-        return str(run(params)["key"])
-    finally:
-        torch.set_num_threads(before)
 
 
 def missing_runs(specs: list[RunSpec]) -> list[RunSpec]:
@@ -185,13 +179,8 @@ def _slurm_executor(settings: JobSettings) -> Any:
 
 
 def _serial(todo: list[RunSpec], settings: JobSettings) -> list[str]:
-    before = torch.get_num_threads()
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    try:
+    with torch_threads(settings.threads):
         run_suite(todo)  # a failure stops here, with its own one-line error
-    finally:
-        torch.set_num_threads(before)
     return []
 
 

@@ -30,11 +30,12 @@ from paperlib.core.params import Params, cache_key, with_overrides
 from paperlib.core.results_store import find
 from paperlib.core.runtime import environment, resolve_device
 from paperlib.core.errors import PaperlibError
-from paperlib.core.store import (KEEP_AND_STOP, atomic_write, cache_root, exclusive, load_json, load_tensors,
+from paperlib.core.store import (KEEP_AND_STOP, atomic_write, cache_root, entry_lock, load_json, load_tensors,
                                   save_tensors, unreadable)
 from paperlib.data.container import BiasedDataset
 from paperlib.data.presets import build_dataset
 from paperlib.distill.engine import distill
+from paperlib.distill.init import class_major_labels
 from paperlib.distill.methods import METHODS
 from paperlib.distill.targets import make_target
 from paperlib.train.evaluate import evaluate_set
@@ -109,13 +110,15 @@ def distilled_set(dataset: BiasedDataset, params: Params, device: torch.device) 
     """
     folder = distilled_dir(params)
     # Runs that differ only in their evaluation share this set: one distils it, the others wait and load it.
-    with exclusive(_lock(params, f"distilled-{folder.name}")):
+    with entry_lock(params.cache_dir, f"distilled-{folder.name}"):
         return _load_or_distil(dataset, params, device, folder)
 
 
 def _load_or_distil(dataset: BiasedDataset, params: Params, device: torch.device,
                     folder: Path) -> tuple[Tensor, Tensor, dict]:
     saved = None if params.force else load_tensors(folder / "synthetic.pt", keys=("images", "labels"))
+    if saved is not None:
+        _check_synthetic(saved, dataset, params, folder / "synthetic.pt")
     facts = None if saved is None else load_json(folder / "facts.json")
     if facts is not None:
         return saved["images"].to(device), saved["labels"].to(device), {**facts, "distill_cached": True}
@@ -133,6 +136,23 @@ def _load_or_distil(dataset: BiasedDataset, params: Params, device: torch.device
     return result.images.to(device), result.labels.to(device), {**facts, "distill_cached": False}
 
 
+def _check_synthetic(saved: dict[str, Any], dataset: BiasedDataset, params: Params, path: Path) -> None:
+    """A stored synthetic set must be ``ipc`` images of the dataset's shape per class, labelled in class order
+    as :func:`distill` writes them; anything else is an error naming the file, not a torch error in training."""
+    images, labels = saved["images"], saved["labels"]
+    count, shape = params.ipc * dataset.num_classes, (dataset.channels, dataset.image_size, dataset.image_size)
+    expected = class_major_labels(dataset.num_classes, params.ipc)
+    if not (isinstance(images, Tensor) and images.is_floating_point()):
+        problem = f"images are {getattr(images, 'dtype', type(images).__name__)}, not a float tensor"
+    elif tuple(images.shape) != (count, *shape):
+        problem = f"images of shape {tuple(images.shape)}, not {(count, *shape)}"
+    elif not (isinstance(labels, Tensor) and labels.shape == expected.shape and torch.equal(labels.cpu(), expected)):
+        problem = f"labels are not {params.ipc} per class in class order"
+    else:
+        return
+    raise PaperlibError(unreadable(path, ValueError(problem), KEEP_AND_STOP))
+
+
 def _json_safe(value: Any) -> Any:
     """NaN -> None recursively, so records are strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -144,40 +164,54 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _lock(params: Params, name: str) -> Path:
-    """The lock file that makes processes computing the same entry ``name`` wait for one another."""
-    return cache_root(params.cache_dir) / "locks" / f"{name}.lock"
-
-
-# What every reader of a record uses: its top-level keys, and the keys of its nested mappings.
-RECORD_KEYS = ("params", "metrics", "runs", "timings", "num_eval", "key", "device")
-RECORD_NESTED = {"timings": ("evaluate", "total"),
-                 "metrics": METRIC_KEYS + tuple(f"{key}_std" for key in METRIC_KEYS)}
+# What every reader of a record uses, and the JSON types it needs: its top-level fields, then those of its
+# nested mappings (a metric is None where it was undefined, e.g. a group absent from the test split).
+_NUMBER = (int, float)
+RECORD_FIELDS: dict[str, tuple[type, ...]] = {"params": (dict,), "metrics": (dict,), "runs": (list,),
+                                              "timings": (dict,), "num_eval": (int,), "key": (str,),
+                                              "device": (str,)}
+RECORD_NESTED: dict[str, dict[str, tuple[type, ...]]] = {
+    "timings": {"evaluate": _NUMBER, "total": _NUMBER},
+    "metrics": {key: (*_NUMBER, type(None)) for key in METRIC_KEYS + tuple(f"{key}_std" for key in METRIC_KEYS)},
+}
+_JSON_NAMES = {dict: "a mapping", list: "a list", str: "text", int: "a number", float: "a number",
+               type(None): "null", bool: "true/false"}
 
 
 def load_record(params: Params) -> dict[str, Any] | None:
     """The stored record of ``params`` (cache, else results store), or ``None`` when it was never run (an
-    unreadable or incomplete one is an error)."""
+    unreadable or incomplete one, or one with a field of the wrong type, is an error)."""
     path = find(f"{record_folder(params)}/record.json", params.cache_dir)
     if path is None:
         return None
     record = load_json(path)
-    missing = _missing_fields(record)
-    if missing:
-        more = f" and {len(missing) - 4} more" if len(missing) > 4 else ""
-        raise PaperlibError(unreadable(path, ValueError(f"no {', '.join(missing[:4])}{more}"), KEEP_AND_STOP))
+    problems = _record_problems(record)
+    if problems:
+        more = f" and {len(problems) - 4} more" if len(problems) > 4 else ""
+        raise PaperlibError(unreadable(path, ValueError(f"{', '.join(problems[:4])}{more}"), KEEP_AND_STOP))
     return record
 
 
-def _missing_fields(record: dict[str, Any]) -> list[str]:
-    missing = [key for key in RECORD_KEYS if key not in record]
-    for outer, inner in RECORD_NESTED.items():
-        nested = record.get(outer)
-        if isinstance(nested, dict):
-            missing += [f"{outer}.{key}" for key in inner if key not in nested]
-        elif outer in record:
-            missing.append(f"{outer} mapping")
-    return missing
+def _record_problems(record: dict[str, Any]) -> list[str]:
+    """What keeps ``record`` from being read: a missing field ('no timings.total') or one of the wrong JSON
+    type ('timings.total is null, not a number')."""
+    problems = _field_problems(record, RECORD_FIELDS, "")
+    for outer, fields in RECORD_NESTED.items():
+        if isinstance(record.get(outer), dict):
+            problems += _field_problems(record[outer], fields, f"{outer}.")
+    return problems
+
+
+def _field_problems(mapping: dict[str, Any], fields: dict[str, tuple[type, ...]], prefix: str) -> list[str]:
+    problems = []
+    for name, types in fields.items():
+        if name not in mapping:
+            problems.append(f"no {prefix}{name}")
+        # bool is an int to Python, never a count or a time to a record
+        elif isinstance(mapping[name], bool) or not isinstance(mapping[name], types):
+            problems.append(f"{prefix}{name} is {_JSON_NAMES.get(type(mapping[name]), type(mapping[name]).__name__)},"
+                            f" not {_JSON_NAMES[types[0]]}")
+    return problems
 
 
 def run(params: Params | None = None, **overrides: Any) -> dict[str, Any]:
@@ -193,7 +227,7 @@ def run(params: Params | None = None, **overrides: Any) -> dict[str, Any]:
     if cached is not None:
         return {**cached, "cached": True}
     # Another process computing the same run holds this lock: wait, then take its record.
-    with exclusive(_lock(params, record_dir(params).name)):
+    with entry_lock(params.cache_dir, record_dir(params).name):
         cached = None if params.force else load_record(params)
         if cached is not None:
             return {**cached, "cached": True}

@@ -272,6 +272,7 @@ class Explorer:
         self.method = w.Dropdown(options=list(s["methods"]), value=start.method, description="method")
         self.target = w.Dropdown(options=list(APPROACHES), value=start.target, description="target")
         self._chosen_target = start.target  # kept while a random subset greys the target out
+        self._setting_target = False
         self.compute_button = w.Button(description="compute live", icon="play", disabled=True,
                                        layout=w.Layout(min_width="130px"))
         self.stop_button = w.Button(description="stop", icon="stop", disabled=True, layout=w.Layout(min_width="80px"))
@@ -322,18 +323,16 @@ class Explorer:
 
     def refresh(self) -> None:
         """Show the current point: its data, and its result when stored, else what would fill it."""
-        if self._worker is not None:
-            return  # the controls are disabled during a live run; a programmatic change waits for its end
+        if self._worker is not None or self._setting_target:
+            # the controls are disabled during a live run (a programmatic change waits for its end); a target set
+            # by this refresh is shown by this refresh, once
+            return
         distils = METHODS[self.method.value].distils
-        # Each assignment to target.value calls refresh again at once: the state is set first, so that call
-        # takes neither branch (before, it saved "vanilla" over the reader's choice).
         if distils and self.target.disabled:
-            self.target.disabled = False
-            self.target.value = self._chosen_target
+            self._set_target(self._chosen_target, disabled=False)
         elif not distils and not self.target.disabled:
             self._chosen_target = self.target.value
-            self.target.disabled = True
-            self.target.value = "vanilla"
+            self._set_target("vanilla", disabled=True)
         self.ratio.description = self.model.ratio_label(self.dataset.value)
         point = self.point()
         self._show_data(point)
@@ -344,6 +343,15 @@ class Explorer:
         self.compute_button.disabled = True
         self.status.value = f"<i>{'stored run' if scale == 'profile' else 'stored live run'}</i>"
         self._show(point, record, scale)
+
+    def _set_target(self, value: str, disabled: bool) -> None:
+        # Assigning target.value calls refresh at once, through its observer: that nested call returns at once.
+        self._setting_target = True
+        try:
+            self.target.disabled = disabled
+            self.target.value = value
+        finally:
+            self._setting_target = False
 
     def compute(self) -> threading.Thread:
         """Compute the current point at the live scale in a background thread (progress bars below the buttons),
@@ -417,6 +425,8 @@ class Explorer:
                 self.stop()
             elif callable(previous):
                 previous(signum, frame)
+            elif previous == signal.SIG_DFL:  # the default would end the program: the closest is to stop it
+                raise KeyboardInterrupt
 
         on_interrupt.explorer = self
         if kernel is not None and hasattr(kernel, "saved_sigint_handler"):

@@ -25,12 +25,8 @@ def save(ax: Axes, folder: Path, name: str, pdf: bool = False) -> Path:
 
     The figure stays open, so the notebook still shows it below the cell.
     """
-    figure = ax.figure
-    figure.tight_layout()
     for suffix in ("png", "pdf") if pdf else ("png",):
-        with atomic_write(Path(folder) / f"{name}.{suffix}") as tmp:
-            # No creation date in PDFs, so an unchanged figure gives an unchanged file.
-            figure.savefig(tmp, format=suffix, dpi=150, metadata={"CreationDate": None} if suffix == "pdf" else None)
+        save_figure(ax, Path(folder) / f"{name}.{suffix}", close=False)
     return Path(folder) / f"{name}.png"
 
 

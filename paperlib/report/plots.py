@@ -157,15 +157,19 @@ def plot_comparison(table: pd.DataFrame, metric: str = "acc", ax: Axes | None = 
     return ax
 
 
-def save_figure(ax: Axes, path: str | Path) -> Path:
-    """Save the figure of ``ax`` (PNG or PDF by suffix) atomically and close it."""
+def save_figure(ax: Axes, path: str | Path, close: bool = True) -> Path:
+    """Save the figure of ``ax`` (PNG or PDF by suffix) atomically, the same bytes for the same figure; close it
+    unless ``close`` is false (a notebook then still shows it below the cell)."""
     plt = _matplotlib()
     figure = ax.figure
     figure.tight_layout()
     path = Path(path)
+    kind = path.suffix.lstrip(".") or "png"
     with atomic_write(path) as tmp:
-        figure.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=150)
-    plt.close(figure)
+        # No creation date in PDFs, so an unchanged figure gives an unchanged file.
+        figure.savefig(tmp, format=kind, dpi=150, metadata={"CreationDate": None} if kind == "pdf" else None)
+    if close:
+        plt.close(figure)
     return path
 
 

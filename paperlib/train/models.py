@@ -119,7 +119,7 @@ class ConvNet(nn.Module):
                  norm: str = "instancenorm", act: str = "relu", pooling: str = "avgpooling") -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        size = 32 if image_size == 28 else image_size
+        size = _as_32(image_size)
         if pooling != "none" and size >> depth == 0:
             raise PaperlibError(f"net_depth={depth} pools a {image_size} px image to nothing; use net_depth at most "
                                 f"{size.bit_length() - 1} for this dataset")
