@@ -80,7 +80,7 @@ nb.save(ax, figures, "03_aligned_conflicting", pdf=True);
 # %% [markdown]
 # ## The headline comparison, beside the paper
 # Our numbers come from far shorter runs than the paper's (see `params/<profile>/defaults.yaml`); the table
-# names the setting of each. Paper A reports accuracy only, so its DEO columns are empty (None). A setting
+# names the setting of each. Paper A reports accuracy only, so its DEO columns show "–". A setting
 # marked *first evaluation schedule* trained its evaluation model on this companion's first schedule
 # (`eval_epochs` epochs, the learning-rate drop one epoch earlier, momentum kept across it), not the official
 # code's (E+1 epochs, a fresh optimiser after epoch E//2+1); the quick profile's shipped runs used the first.

@@ -103,8 +103,8 @@ nb.theorem_summary(gradients)
 # KDE target helps at every IPC.
 
 # %%
-ipc = table[table["experiment"] == "ipc"].assign(distilled_set=lambda t: t["target"].map({"vanilla": "DM",
-                                                                                         "weighted": "DM + KDE"}))
+set_names = {"vanilla": "DM", "weighted": "DM + KDE"}  # each run's target, as the figures name its set
+ipc = table[table["experiment"] == "ipc"].assign(distilled_set=lambda t: t["target"].map(set_names))
 ax = plots.plot_against(ipc, "ipc", "acc", hue="distilled_set", title="CMNIST 5%: accuracy vs IPC")
 nb.save(ax, figures, "05_ipc");
 
@@ -119,15 +119,14 @@ nb.save(ax, figures, "05_ipc");
 nb.metrics_view(table[table["experiment"].isin(["ipc", "ratio"])], extra=("ratio", "ipc"))
 
 # %%
-ratio = table[table["experiment"] == "ratio"].assign(run=lambda t: t["target"].map({"vanilla": "DM",
-                                                                                     "weighted": "DM + KDE"}))
+ratio = table[table["experiment"] == "ratio"].assign(run=lambda t: t["target"].map(set_names))
 ax = plots.plot_ratio_curves(ratio, "acc", title="CMNIST: accuracy vs conflict ratio")
 nb.save(ax, figures, "05_ratio", pdf=True);
 
 # %% [markdown]
 # The papers' numbers for the settings above that they report (their runs are far longer than ours). A run off
 # their protocol (stratified batches, a noise start, another evaluation architecture) has no counterpart here.
-# Paper A reports accuracy only, so its rows' DEO columns are empty (NaN); *first evaluation schedule*: see
+# Paper A reports accuracy only, so its rows' DEO columns show "–"; *first evaluation schedule*: see
 # notebook 03.
 
 # %%
@@ -147,7 +146,7 @@ cross_architecture = table[table["experiment"] == "cross_architecture"]
 nb.metrics_view(cross_architecture, extra=("eval_model",))
 
 # %%
-sets = cross_architecture.assign(distilled_set=lambda t: t["target"].map({"vanilla": "DM", "weighted": "DM + KDE"}))
+sets = cross_architecture.assign(distilled_set=lambda t: t["target"].map(set_names))
 sets = sets.sort_values("distilled_set", kind="stable")  # DM first: the same colours as the other figures
 ax = plots.plot_grouped_bars(sets, "eval_model", "distilled_set", title="CMNIST 5%, IPC 10: each set on three networks")
 nb.save(ax, figures, "05_cross_architecture", pdf=True);

@@ -27,6 +27,9 @@ NOTEBOOKS = [p.stem for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")
 SMOKE_EXPLORER = {
     "datasets": {"CMNIST": {"dataset": "cmnist", "source": "digits"},
                  "FG": {"dataset": "cmnist_fg", "source": "digits"}},
+    "approaches": {"vanilla": {"target": "vanilla"},
+                   "KDE reweighting (paper A)": {"target": "weighted", "weights": "kde"},
+                   "FairDD (paper B)": {"target": "groups"}},
     "ratios": [0.05, 0.2], "ipcs": [1, 2], "methods": ["random", "dm"],
     "live": {"iterations": 2, "eval_epochs": 2, "num_eval": 1},
 }
@@ -203,6 +206,24 @@ def test_explorer_maps_the_slider_to_the_right_ratio_and_scale():
         model.params(Point("CIFAR", 0.05, 2, "dm", "vanilla"))
     with pytest.raises(PaperlibError, match=r"ratio must be in \[0, 1\]"):
         model.params(Point("CMNIST", 1.5, 2, "dm", "vanilla"))
+    with pytest.raises(PaperlibError, match="unknown explorer target 'COBRA'; choose one of: vanilla, KDE"):
+        model.params(Point("CMNIST", 0.05, 2, "dm", "COBRA"))
+
+
+def test_the_explorer_offers_the_approaches_its_settings_list_and_nothing_else():
+    """The target choices are data (06_explore.yaml), not a list in the library: an approach added there is
+    offered, computed with its parameter values, and the first one is what a method that distils nothing shows."""
+    settings = {**SMOKE_EXPLORER, "approaches": {"plain": {"target": "vanilla"},
+                                                 "balanced": {"target": "weighted", "weights": "group_balanced"}}}
+    model = ExplorerModel({"seed": 0, "net_width": 8, **SCALE}, settings)
+    assert {(p.method, p.target) for p in model.points()} == {("random", "plain"), ("dm", "plain"),
+                                                              ("dm", "balanced")}
+    assert model.params(Point("CMNIST", 0.05, 2, "dm", "balanced")).weights == "group_balanced"
+    assert model.start_point().target == "plain" and model.start_point().method == "dm"
+    app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", **SCALE}, settings, "smoke")
+    assert list(app.target.options) == ["plain", "balanced"]
+    with pytest.raises(PaperlibError, match="the explorer settings need 'approaches'"):
+        ExplorerModel({}, {k: v for k, v in SMOKE_EXPLORER.items() if k != "approaches"})
 
 
 def test_explorer_widget_offers_a_missing_point_then_shows_it_after_the_live_run():

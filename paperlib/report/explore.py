@@ -31,7 +31,6 @@ from paperlib.core.runtime import PROGRESS_DISPLAY
 from paperlib.data.container import BiasedDataset
 from paperlib.data.presets import bias_ratio_name, build_dataset
 from paperlib.distill.methods import METHODS
-from paperlib.distill.weights import SAMPLE_WEIGHTINGS
 from paperlib.experiments.runner import load_record, run, stored_grid
 from paperlib.experiments.suite import scaled
 from paperlib.report.plots import sample_grid_png
@@ -39,12 +38,6 @@ from paperlib.report.reference import reported
 from paperlib.report.tables import percent
 
 
-# The approaches the papers compare, offered as the explorer's "target" choices: each is a set of parameter values
-# (a registered target and, for KDE, its sample weights).
-APPROACHES = {"vanilla": {"target": "vanilla"},
-              "KDE reweighting (paper A)": {"target": "weighted", "weights": "kde"},
-              "FairDD (paper B)": {"target": "groups"},
-              "COBRA (barycenter)": {"target": "barycenter"}}
 # What the slider sets, per bias parameter of the preset.
 RATIO_LABELS = {"conflict_ratio": "conflict ratio", "majority_ratio": "minority share"}
 REPRODUCE_HINT = "make reproduce PROFILE={profile}"
@@ -62,7 +55,7 @@ class Point:
     ratio: float  # share of bias-conflicting (minority-group) training images
     ipc: int
     method: str  # random | dm | dc
-    target: str  # a key of APPROACHES
+    target: str  # a label of the explorer's ``approaches`` setting
 
 
 class ExplorerModel:
@@ -71,12 +64,13 @@ class ExplorerModel:
     ``defaults`` are the profile's run defaults with their ``methods`` scale block (the same values the
     notebooks' suites use, so a point at the profile's settings is one of their runs); ``settings`` is the
     ``explorer`` block of ``params/experiments/06_explore.yaml``: ``datasets`` (label -> dataset settings),
-    ``ratios``, ``ipcs``, ``methods`` and ``live`` (overrides for points computed on demand, with an
-    optional ``methods`` block of their own).
+    ``approaches`` (label -> the parameter values of a target; the first is the plain one), ``ratios``, ``ipcs``,
+    ``methods`` and ``live`` (overrides for points computed on demand, with an optional ``methods`` block of
+    their own).
     """
 
     def __init__(self, defaults: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
-        for key in ("datasets", "ratios", "ipcs", "methods", "live"):
+        for key in ("datasets", "approaches", "ratios", "ipcs", "methods", "live"):
             if key not in settings:
                 raise PaperlibError(f"the explorer settings need {key!r}")
         self.defaults, self.settings = dict(defaults), settings
@@ -96,7 +90,10 @@ class ExplorerModel:
         elif ratio_name == "majority_ratio":
             data["majority_ratio"] = round(1.0 - point.ratio, 6)
         chosen = {"method": point.method, "ipc": point.ipc}
-        target = APPROACHES[point.target] if METHODS[point.method].distils else {}
+        if point.target not in self.settings["approaches"]:
+            raise PaperlibError(f"unknown explorer target {point.target!r}; "
+                                f"choose one of: {', '.join(self.settings['approaches'])}")
+        target = self.settings["approaches"][point.target] if METHODS[point.method].distils else {}
         overrides = self.live(point.method, point.ipc) if live else {}
         return make_params(scaled(self.defaults, data, chosen, target, overrides))
 
@@ -112,7 +109,7 @@ class ExplorerModel:
         s = self.settings
         for dataset in s["datasets"]:
             for method in s["methods"]:
-                for target in (list(APPROACHES) if METHODS[method].distils else ["vanilla"]):
+                for target in (list(s["approaches"]) if METHODS[method].distils else [self.plain]):
                     for ratio in s["ratios"]:
                         for ipc in s["ipcs"]:
                             yield Point(dataset, float(ratio), int(ipc), method, target)
@@ -129,9 +126,14 @@ class ExplorerModel:
         if stored is not None:
             return stored
         ratios, ipcs = s["ratios"], s["ipcs"]
-        method = "dm" if "dm" in s["methods"] else s["methods"][0]
+        method = next((m for m in s["methods"] if METHODS[m].distils), s["methods"][0])
         return Point(next(iter(s["datasets"])), float(ratios[len(ratios) // 2]), int(ipcs[min(1, len(ipcs) - 1)]),
-                     method, "vanilla")
+                     method, self.plain)
+
+    @property
+    def plain(self) -> str:
+        """The first approach: the plain target, shown (greyed out) for a method that distils nothing."""
+        return next(iter(self.settings["approaches"]))
 
     def ratio_label(self, dataset: str) -> str:
         """What the slider means for ``dataset``: the conflict ratio, or the minority share (1 - majority ratio)."""
@@ -270,7 +272,7 @@ class Explorer:
         self.ipc = w.SelectionSlider(options=[int(i) for i in s["ipcs"]], value=start.ipc, description="IPC",
                                      continuous_update=False)
         self.method = w.Dropdown(options=list(s["methods"]), value=start.method, description="method")
-        self.target = w.Dropdown(options=list(APPROACHES), value=start.target, description="target")
+        self.target = w.Dropdown(options=list(s["approaches"]), value=start.target, description="target")
         self._chosen_target = start.target  # kept while a random subset greys the target out
         self._setting_target = False
         self.compute_button = w.Button(description="compute live", icon="play", disabled=True,
@@ -318,7 +320,7 @@ class Explorer:
 
     def point(self) -> Point:
         """The point the controls show."""
-        target = self.target.value if METHODS[self.method.value].distils else "vanilla"
+        target = self.target.value if METHODS[self.method.value].distils else self.model.plain
         return Point(self.dataset.value, float(self.ratio.value), int(self.ipc.value), self.method.value, target)
 
     def refresh(self) -> None:
@@ -332,7 +334,7 @@ class Explorer:
             self._set_target(self._chosen_target, disabled=False)
         elif not distils and not self.target.disabled:
             self._chosen_target = self.target.value
-            self._set_target("vanilla", disabled=True)
+            self._set_target(self.model.plain, disabled=True)
         self.ratio.description = self.model.ratio_label(self.dataset.value)
         point = self.point()
         self._show_data(point)
@@ -446,8 +448,7 @@ class Explorer:
         estimate = self.model.estimate_seconds(point)
         about = (f"about {estimate:.0f} s, estimated from the stored runs" if estimate
                  else "time unknown: no stored run of this method")
-        weights = APPROACHES[point.target].get("weights")
-        if weights is not None and "kde_encoder" in SAMPLE_WEIGHTINGS[weights].uses:
+        if "supcon_epochs" in relevant_fields(self.model.params(point, live=True)):  # the run trains an encoder
             about += "; the first KDE run of a dataset also trains its encoder (a few minutes)"
         hint = REPRODUCE_HINT.format(profile=self.profile)
         self.status.value = (f"<i>not computed yet at this point</i>: run <code>{hint}</code> for the profile's "

@@ -12,7 +12,8 @@ import pandas as pd
 from paperlib.core.store import atomic_write
 from paperlib.experiments.runner import load_record, stored_grid
 from paperlib.experiments.suite import RunSpec
-from paperlib.report.plots import plot_comparison, plot_weight_shares, save_figure, show_image_file, subplots
+from paperlib.report.plots import (plot_comparison, plot_weight_shares, save_figure, show_image_file, subplots,
+                                   write_figure)
 from paperlib.report.tables import write_csv
 
 if TYPE_CHECKING:
@@ -25,8 +26,9 @@ def save(ax: Axes, folder: Path, name: str, pdf: bool = False) -> Path:
 
     The figure stays open, so the notebook still shows it below the cell.
     """
+    ax.figure.tight_layout()  # once: laid out again after drawing the PNG, the PDF's axes would move
     for suffix in ("png", "pdf") if pdf else ("png",):
-        save_figure(ax, Path(folder) / f"{name}.{suffix}", close=False)
+        write_figure(ax.figure, Path(folder) / f"{name}.{suffix}")
     return Path(folder) / f"{name}.png"
 
 

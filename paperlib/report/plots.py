@@ -157,20 +157,22 @@ def plot_comparison(table: pd.DataFrame, metric: str = "acc", ax: Axes | None = 
     return ax
 
 
-def save_figure(ax: Axes, path: str | Path, close: bool = True) -> Path:
-    """Save the figure of ``ax`` (PNG or PDF by suffix) atomically, the same bytes for the same figure; close it
-    unless ``close`` is false (a notebook then still shows it below the cell)."""
+def save_figure(ax: Axes, path: str | Path) -> Path:
+    """Lay out the figure of ``ax``, save it with :func:`write_figure` and close it."""
     plt = _matplotlib()
-    figure = ax.figure
-    figure.tight_layout()
+    ax.figure.tight_layout()
+    write_figure(ax.figure, path)
+    plt.close(ax.figure)
+    return Path(path)
+
+
+def write_figure(figure: Figure, path: str | Path) -> None:
+    """Write ``figure`` as it is laid out (PNG or PDF by suffix) atomically: the same figure, the same bytes."""
     path = Path(path)
     kind = path.suffix.lstrip(".") or "png"
     with atomic_write(path) as tmp:
         # No creation date in PDFs, so an unchanged figure gives an unchanged file.
         figure.savefig(tmp, format=kind, dpi=150, metadata={"CreationDate": None} if kind == "pdf" else None)
-    if close:
-        plt.close(figure)
-    return path
 
 
 def framed_sample_grid(dataset: BiasedDataset, per_class: int = 8, seed: int = 0) -> np.ndarray:
