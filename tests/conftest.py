@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(tmp_path_factory, monkeypatch):

@@ -133,14 +133,19 @@ def test_lff_non_finite_loss_names_the_epoch():
                   0.7, 0.7, gen, show_progress=False)
 
 
-def test_evaluate_set_with_lff_runs_end_to_end_on_digits():
+def test_evaluate_set_with_lff_runs_end_to_end_on_digits(monkeypatch):
+    import paperlib.train.trainers as trainers
+
+    calls = []
+    original = trainers.train_lff
+    monkeypatch.setattr(trainers, "train_lff", lambda *a, **k: calls.append(1) or original(*a, **k))
     params = make_params(dataset="cmnist", source="digits", method="random", ipc=5, eval_epochs=2, num_eval=1,
                          net_width=16, device="cpu", eval_trainer="lff")
     ds = build_dataset(params)
     images, labels, _ = training_set(ds, params, torch.device("cpu"))  # 5 random real images per class
     assert images.shape[0] == 5 * ds.num_classes
     result = evaluate_set(images, labels, ds, params, torch.device("cpu"))
-    assert len(result["runs"]) == 1
+    assert len(result["runs"]) == 1 and calls == [1]  # the model was trained by LfF, not plainly
     assert set(result) == {"runs", *METRIC_KEYS, *(f"{k}_std" for k in METRIC_KEYS)}
     for key in METRIC_KEYS:
         assert 0 <= result[key] <= 100, key

@@ -6,6 +6,7 @@ import itertools
 import pytest
 import torch
 
+from paperlib.core.runtime import environment, generator as seeded
 from paperlib.core.params import key_values, make_params
 from paperlib.data import build_dataset
 from paperlib.distill.engine import distill
@@ -19,6 +20,7 @@ from paperlib.distill.methods import METHODS
 from paperlib.distill.sampling import RealBatch, RealSampler, stratified_quota
 from paperlib.core.errors import PaperlibError
 from paperlib.train.models import ConvNet, init_parameters
+
 
 CPU = torch.device("cpu")
 TINY = dict(source="digits", net_width=8, batch_real=16, ipc=1, progress=False, device="cpu")
@@ -70,13 +72,13 @@ def test_dm_loss_is_bit_identical_whether_real_images_pass_16_at_a_time_or_whole
     real, syn = torch.randn(10 * 40, 3, 28, 28, generator=gen), torch.randn(10 * 2, 3, 28, 28, generator=gen)
     aggregation = torch.full((10, 1, 40), 1 / 40)
     assert torch.equal(dm_loss(net, real, aggregation, syn, 2, chunk=16),
-                       dm_loss(net, real, aggregation, syn, 2, chunk=None))
+                       dm_loss(net, real, aggregation, syn, 2, chunk=real.shape[0]))  # None is 16 on the CPU
 
 
 def test_groups_dm_loss_is_the_sum_of_per_group_squared_distances():
     net = init_parameters(ConvNet(3, 2, 28, width=8), torch.Generator().manual_seed(0))
-    real = torch.randn(2 * 6, 3, 28, 28)
-    syn = torch.randn(2 * 2, 3, 28, 28)
+    real = torch.randn(2 * 6, 3, 28, 28, generator=seeded(791))
+    syn = torch.randn(2 * 2, 3, 28, 28, generator=seeded(801))
     groups = torch.tensor([[0, 0, 1, 1, 1, 2], [1, 1, 1, 1, 0, 0]])
     batch = RealBatch(torch.zeros(2, 6, dtype=torch.long), groups, torch.full((2, 6), 1 / 6))
     loss = dm_loss(net, real, GroupsTarget(3).aggregation(batch), syn, ipc=2)
@@ -101,12 +103,12 @@ def test_barycenter_target_is_the_mean_of_the_present_group_rows():
 def test_cobra_dm_gradient_is_fairdd_divided_by_the_groups_present():
     """Issue 18: with the warm start off, COBRA's DM gradient equals FairDD's divided by the groups present."""
     net = init_parameters(ConvNet(3, 2, 28, width=8), torch.Generator().manual_seed(1))
-    real = torch.randn(2 * 6, 3, 28, 28)
+    real = torch.randn(2 * 6, 3, 28, 28, generator=seeded(1051))
     groups = torch.tensor([[0, 0, 1, 1, 1, 2], [1, 1, 1, 1, 0, 0]])  # 3 groups present in class 0, 2 in class 1
     batch = RealBatch(torch.zeros(2, 6, dtype=torch.long), groups, torch.full((2, 6), 1 / 6))
     gradients = []
     for target in (GroupsTarget(3), BarycenterTarget(3)):
-        syn = torch.randn(2 * 2, 3, 28, 28, generator=torch.Generator().manual_seed(2), requires_grad=True)
+        syn = torch.randn(2 * 2, 3, 28, 28, generator=seeded(2), requires_grad=True)
         dm_loss(net, real, target.aggregation(batch), syn, ipc=2).backward()
         gradients.append(syn.grad.view(2, -1))
     present = torch.tensor([[3.0], [2.0]])
@@ -114,21 +116,36 @@ def test_cobra_dm_gradient_is_fairdd_divided_by_the_groups_present():
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_bf16_precision_covers_matching_and_the_inner_loop_trainings(precision, monkeypatch):
+@pytest.mark.parametrize("method", ["dm", "dc"])
+def test_bf16_precision_covers_matching_and_the_inner_loop_trainings(method, precision, monkeypatch):
+    """Every matching loss, and DC's inner trainings of the network, run under bf16 autocast with precision=bf16
+    and under none with fp32."""
+    import paperlib.distill.dc as dc
+    import paperlib.distill.dm as dm
     import paperlib.distill.engine as engine
-    seen, original = [], engine.train_classifier
 
-    def spy(*args, **kwargs):
-        seen.append(torch.is_autocast_enabled("cpu"))
-        return original(*args, **kwargs)
+    seen: dict[str, list[bool]] = {"matching": [], "training": []}
 
-    monkeypatch.setattr(engine, "train_classifier", spy)
-    params = _params(dataset="mnist", method="dc", outer_loop=2, inner_loop=1, precision=precision,
+    def spy(module, name, kind):
+        original = getattr(module, name)
+
+        def spied(*args, **kwargs):
+            seen[kind].append(torch.is_autocast_enabled("cpu"))
+            return original(*args, **kwargs)
+        monkeypatch.setattr(module, name, spied)
+
+    spy(dm, "dm_loss", "matching")
+    spy(dc, "dc_class_loss", "matching")
+    spy(engine, "train_classifier", "training")
+    params = _params(dataset="mnist", method=method, outer_loop=2, inner_loop=1, precision=precision,
                      torch_compile="never")
     ds = build_dataset(params)
     d = Distiller(ds, params, TARGETS["vanilla"].for_run(ds, params, CPU)[0], CPU)
     loss = d.step()
-    assert seen == [precision == "bf16"] and bool(torch.isfinite(loss))
+    bf16 = precision == "bf16"
+    assert seen["matching"] == [bf16] * (1 if method == "dm" else 2 * ds.num_classes)  # DC: each class, each outer
+    assert seen["training"] == ([bf16] if method == "dc" else [])  # DC trains the network between outer loops
+    assert bool(torch.isfinite(loss))
 
 
 def test_dm_warm_start_trains_the_network_first_and_stays_deterministic(monkeypatch):
@@ -218,7 +235,7 @@ def test_hidden_group_labels_refuse_a_setting_that_reads_every_true_one(setting,
 def test_fairdd_gradient_is_present_groups_times_the_group_balanced_gradient():
     """The identity: for DM, sum_a |mu_a - s|^2 has the gradient |A| * that of |mean_a mu_a - s|^2."""
     net = init_parameters(ConvNet(3, 2, 28, width=8), torch.Generator().manual_seed(1))
-    real = torch.randn(2 * 6, 3, 28, 28)
+    real = torch.randn(2 * 6, 3, 28, 28, generator=seeded(2371))
     groups = torch.tensor([[0, 0, 1, 1, 1, 2], [1, 1, 1, 1, 0, 0]])  # 3 groups present in class 0, 2 in class 1
     batch = RealBatch(torch.zeros(2, 6, dtype=torch.long), groups, torch.full((2, 6), 1 / 6))
     fair = GroupsTarget(3).aggregation(batch)
@@ -228,7 +245,7 @@ def test_fairdd_gradient_is_present_groups_times_the_group_balanced_gradient():
         RealBatch(torch.arange(12).view(2, 6), groups, torch.full((2, 6), 1 / 6)))
     gradients = []
     for aggregation in (fair, balanced):
-        syn = torch.randn(2 * 2, 3, 28, 28, generator=torch.Generator().manual_seed(2), requires_grad=True)
+        syn = torch.randn(2 * 2, 3, 28, 28, generator=seeded(2), requires_grad=True)
         dm_loss(net, real, aggregation, syn, ipc=2).backward()
         gradients.append(syn.grad.view(2, -1))
     present = torch.tensor([[3.0], [2.0]])
@@ -357,7 +374,7 @@ def test_dc_loops_defined_for_every_ipc():
 
 
 def test_gradient_distance_zero_for_identical_and_ignores_biases():
-    g = [torch.randn(4, 3, 3, 3), torch.randn(4)]
+    g = [torch.randn(4, 3, 3, 3, generator=seeded(3761)), torch.randn(4, generator=seeded(3762))]
     assert float(gradient_distance(g, g)) == pytest.approx(0.0, abs=1e-5)
     assert float(gradient_distance(g, [-g[0], g[1]])) == pytest.approx(8.0, abs=1e-4)
 
@@ -445,6 +462,7 @@ def test_run_writes_record_tensor_and_grid_and_cache_hit_does_not_recompute(tmp_
     params = _params(dataset="cmnist", method="dm", iterations=2, cache_dir=str(tmp_path), num_eval=1,
                      eval_epochs=1)
     first = runner.run(params)
+    assert first["environment"] == environment(torch.device("cpu"))  # where it was computed: what identity needs
     assert {p.name for p in runner.record_dir(params).iterdir()} == {"record.json"}
     assert {p.name for p in runner.distilled_dir(params).iterdir()} == {"synthetic.pt", "synthetic.png",
                                                                         "facts.json"}

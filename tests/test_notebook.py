@@ -387,7 +387,7 @@ def test_data_that_is_there_but_unreadable_is_not_skipped_as_absent(tmp_path, mo
     (tmp_path / "UTKFace").mkdir()
     (tmp_path / "UTKFace" / "25_0_0_20170116174525125.jpg.chip.jpg").write_bytes(b"not a jpeg")
     monkeypatch.setenv("PAPERLIB_DATA", str(tmp_path))
-    with pytest.raises(PaperlibError) as err:
+    with pytest.raises(PaperlibError, match=r"^UTKFace: ") as err:  # the data's own error, naming it
         nb.present_only([{"name": "faces", "settings": {"dataset": "utkface"}, "runs": {"dm": {}}}], "quick")
     assert not isinstance(err.value, DataNotFound)
     built, overview = nb.build_datasets({"faces": {"dataset": "utkface"}})

@@ -192,7 +192,12 @@ def test_supcon_loss_without_a_host_wait_matches_the_selection(labels):
 
 
 @pytest.mark.parametrize("encoder", ["pixels", "random", "supcon"])
-def test_kde_weights_end_to_end_on_digits_are_cached_and_deterministic(encoder, tmp_path):
+def test_kde_weights_end_to_end_on_digits_are_cached_and_deterministic(encoder, tmp_path, monkeypatch):
+    import paperlib.distill.kde as reweight
+
+    computed = []
+    original = reweight.compute_kde_weights
+    monkeypatch.setattr(reweight, "compute_kde_weights", lambda *a: computed.append(1) or original(*a))
     params = make_params(dataset="cmnist", source="digits", conflict_ratio=0.1, method="dm", target="weighted",
                          weights="kde", kde_encoder=encoder, supcon_epochs=0.2, net_width=16, device="cpu",
                          cache_dir=str(tmp_path))
@@ -202,6 +207,7 @@ def test_kde_weights_end_to_end_on_digits_are_cached_and_deterministic(encoder, 
     again = kde_weights(dataset, params, torch.device("cpu"))  # from the cache
     recomputed = kde_weights(dataset, make_params({**params.__dict__, "force": True}), torch.device("cpu"))
     assert torch.equal(first.weights, again.weights) and torch.equal(first.weights, recomputed.weights)
+    assert len(computed) == 2  # the first and the forced call computed; the second loaded the cache entry
     train = dataset.train
     sums = torch.zeros(10).index_add_(0, train.labels, first.weights)
     assert torch.allclose(sums, torch.ones(10), atol=1e-4)

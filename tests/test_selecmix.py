@@ -76,7 +76,12 @@ def test_selecmix_beats_plain_training_on_bias_conflicting_samples(seed, one_thr
     assert conflicting_acc(model) > conflicting_acc(plain) + 0.08
 
 
-def test_evaluate_set_with_selecmix_runs_end_to_end_and_is_keyed_by_its_q():
+def test_evaluate_set_with_selecmix_runs_end_to_end_and_is_keyed_by_its_q(monkeypatch):
+    import paperlib.train.trainers as trainers
+
+    calls = []
+    original = trainers.train_selecmix
+    monkeypatch.setattr(trainers, "train_selecmix", lambda *a, **k: calls.append(1) or original(*a, **k))
     params = make_params(dataset="cmnist", source="digits", method="random", ipc=5, eval_epochs=2, num_eval=1,
                          net_width=16, device="cpu", eval_trainer="selecmix")
     ds = build_dataset(params)
@@ -84,6 +89,7 @@ def test_evaluate_set_with_selecmix_runs_end_to_end_and_is_keyed_by_its_q():
     first = evaluate_set(images, labels, ds, params, torch.device("cpu"))
     again = evaluate_set(images, labels, ds, params, torch.device("cpu"))
     assert first["acc"] == again["acc"] and 0 <= first["acc"] <= 100  # seeded: the same run twice
+    assert calls == [1, 1]  # each model was trained by SelecMix, not plainly
     assert cache_key(params) != cache_key(make_params({**params.__dict__, "lff_q": 0.5}))
     assert cache_key(params) != cache_key(make_params({**params.__dict__, "eval_trainer": "lff"}))
     assert key_values(params)["eval_trainer_version"] == 1  # the official mixing rule: new keys, not old records

@@ -528,8 +528,8 @@ def test_rawsplit_is_frozen_and_validated() -> None:
     split = RawSplit(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64))
     with pytest.raises(AttributeError):
         split.images = split.images  # type: ignore[misc]
-    with pytest.raises(PaperlibError):
-        RawSplit(torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.int64))
+    with pytest.raises(PaperlibError, match="RawSplit.images must be a uint8 tensor"):
+        RawSplit(torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.int64))  # float images
 
 
 # --------------------------------------------------------------------------- real data (optional)

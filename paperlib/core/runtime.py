@@ -38,10 +38,13 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def environment(device: torch.device) -> dict[str, Any]:
     """What, beside the parameters, decides whether two runs are bit-identical (docs/reproducibility.md): the
-    torch build, the CPU kernels ATen chose (``AVX512``, ``AVX2``, ``DEFAULT``...), the thread count and, on
-    CUDA, the GPU. Two records that agree on these and on their key hold the same numbers."""
+    torch build, the CPU kernels ATen chose (``AVX512``, ``AVX2``, ``DEFAULT``...), the thread count, whether a
+    C++ compiler was found (``torch_compile=auto`` compiles only then, and compiled code rounds differently) and,
+    on CUDA, the GPU. Two CPU records that agree on these, on their key and on ``torch_compile`` (an execution
+    setting, in the record's ``params``) hold the same numbers on the same machine."""
     facts: dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-                             "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+                             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                             "cxx_compiler": _cxx_compiler_found()}
     if device.type == "cuda":
         facts["gpu"] = torch.cuda.get_device_name(device)
     return facts
