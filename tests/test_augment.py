@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from paperlib.core.params import make_params
 from paperlib.train.augment import (
     DSA,
     OPS,
@@ -201,8 +202,11 @@ def test_none_is_identity(strategy: str) -> None:
 
 
 def test_bad_strategy_and_inputs() -> None:
-    with pytest.raises(PaperlibError, match=r"unknown DSA op\(s\) \['blur'\] in strategy 'color_blur'; use 'none' or"):
+    message = r"DSA strategy 'color_blur': unknown DSA op 'blur'; choose one of: color, .* \(joined by '_'\), or none$"
+    with pytest.raises(PaperlibError, match="^" + message):
         DSA(DSAParams(strategy="color_blur"))
+    with pytest.raises(PaperlibError, match="^" + message.replace("DSA strategy", "dsa_strategy")):
+        make_params(dsa_strategy="color_blur")  # the parameters' check and DSA's own say the same
     dsa = DSA()
     with pytest.raises(PaperlibError, match=r"DSA expects images \[N,C,H,W\], got shape \(3, 8, 8\)"):
         dsa(torch.zeros(3, 8, 8), gen())

@@ -13,6 +13,8 @@ from paperlib.data import build_dataset, faces
 from paperlib.data.faces import UTK_RACES, parse_bffhq_name, parse_utkface_name
 from paperlib.core.errors import PaperlibError
 
+UTKFACE = faces.FACE_DATASETS["utkface"]
+
 CELEBA_ATTRIBUTES = (
     "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "
     "Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup "
@@ -148,7 +150,7 @@ def test_utkface_split_is_stratified_seeded_and_test_balanced(tmp_path):
 
 
 def _chosen_test_files(root, seed):
-    _, test = faces._read_utkface(root, make_params(dataset="utkface", seed=seed, protocol="companion"))
+    _, test = faces._read_utkface(UTKFACE, root, make_params(dataset="utkface", seed=seed, protocol="companion"))
     return sorted(p.name for p in test.files)
 
 
@@ -237,8 +239,23 @@ def test_utkface_under_fairdd_tests_on_100_images_per_cell_and_trains_on_the_res
         for i in range(103):
             (folder / f"{age}_0_{race}_{20170109150557335 + cell * 1000 + i}.jpg.chip.jpg").touch()
     assert make_params(dataset="utkface").protocol == "fairdd"
-    train, test = faces._read_utkface(tmp_path / "data", make_params(dataset="utkface"))
+    train, test = faces._read_utkface(UTKFACE, tmp_path / "data", make_params(dataset="utkface"))
     assert len(test.files) == 1200 and len(train.files) == 36
     assert np.bincount(test.labels * 4 + test.groups).tolist() == [100] * 12
-    _, ours = faces._read_utkface(tmp_path / "data", make_params(dataset="utkface", protocol="companion"))
+    _, ours = faces._read_utkface(UTKFACE, tmp_path / "data", make_params(dataset="utkface", protocol="companion"))
     assert len(ours.files) == 12 * round(0.2 * 103)
+
+
+def test_a_face_preset_registered_under_another_name_reads_its_own_spec(tmp_path):
+    """The builder is bound to its spec, not looked up by the preset's name: a copy registered as ``utk2`` asks
+    for UTKFace's files (it stopped on KeyError: 'utk2' before reading anything)."""
+    from paperlib.core.errors import DataNotFound
+    from paperlib.data.presets import PRESETS
+
+    PRESETS.register("utk2", PRESETS["utkface"])
+    try:
+        (tmp_path / "data").mkdir()
+        with pytest.raises(DataNotFound, match="UTKFace"):
+            PRESETS["utk2"].build(make_params(dataset="utk2", data_dir=str(tmp_path / "data")))
+    finally:
+        PRESETS.unregister("utk2")

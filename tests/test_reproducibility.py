@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -65,8 +66,11 @@ REFERENCE = {"OMP_NUM_THREADS": "2"}
 OTHERS = {"1 thread": {"OMP_NUM_THREADS": "1"}, "another CPU": {"OMP_NUM_THREADS": "2", **ANOTHER_CPU}}
 
 
-def _run_in_a_process(variables: dict[str, str]) -> dict:
-    env = {**os.environ, "MKL_NUM_THREADS": variables["OMP_NUM_THREADS"], **variables}
+def _run_in_a_process(variables: dict[str, str], cache: Path) -> dict:
+    # The cache is named here: the module-scoped reference starts before conftest's per-test environment.
+    env = {**os.environ, "MKL_NUM_THREADS": variables["OMP_NUM_THREADS"], "PAPERLIB_CACHE": str(cache),
+           "PAPERLIB_RESULTS": "off", **variables}
+    env.pop("PAPERLIB_DATA", None)
     out = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(SMOKE_RUN), os.path.dirname(__file__)],
                          env=env, capture_output=True, text=True, timeout=600, check=True)
     result = json.loads(out.stdout.splitlines()[-1])
@@ -75,20 +79,26 @@ def _run_in_a_process(variables: dict[str, str]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def reference_run() -> dict:
-    return _run_in_a_process(REFERENCE)
+def process_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("processes-cache")
 
 
-def test_another_process_at_the_same_thread_count_gives_bit_identical_images_and_numbers(reference_run):
+@pytest.fixture(scope="module")
+def reference_run(process_cache) -> dict:
+    return _run_in_a_process(REFERENCE, process_cache)
+
+
+def test_another_process_at_the_same_thread_count_gives_bit_identical_images_and_numbers(reference_run,
+                                                                                         process_cache):
     """Bit-identity is a property of the machine and thread count, not of one process (another hash seed)."""
-    assert _run_in_a_process({**REFERENCE, "PYTHONHASHSEED": "1"}) == reference_run
+    assert _run_in_a_process({**REFERENCE, "PYTHONHASHSEED": "1"}, process_cache) == reference_run
 
 
 @pytest.mark.parametrize("name", list(OTHERS))
-def test_another_thread_count_or_cpu_gives_numbers_within_the_stated_tolerance(name, reference_run):
+def test_another_thread_count_or_cpu_gives_numbers_within_the_stated_tolerance(name, reference_run, process_cache):
     """Another thread count or another CPU's kernels change the order of float sums, as a GPU does."""
     tolerance = load_references("smoke")["tolerance"]
-    result = _run_in_a_process(OTHERS[name])
+    result = _run_in_a_process(OTHERS[name], process_cache)
     for metric, bound in tolerance.items():
         assert abs(result[metric] - reference_run[metric]) <= bound, (name, metric, result, reference_run)
     if result["images"] == reference_run["images"]:  # e.g. where the emulated kernels are this CPU's own

@@ -233,16 +233,15 @@ def _check_names(params: Params) -> None:
             names = ", ".join(repr(c) if not c else c for c in tags["choices"])  # '' shows as ''
             raise PaperlibError(f"unknown {name} {value!r}; choose one of: {names}"
                                 + (" (or cuda:<index>)" if "cuda" in tags["choices"] else ""))
-        composite = tags["names"] == "dsa_op"  # a '_'-joined list of DSA ops, or none (no DSA)
-        if tags["names"] is None or value in (None, "") or (composite and value == "none"):  # "": eval_model = model
+        if tags["names"] is None or value in (None, ""):  # "": eval_model = model
             continue
         registry = registry_for(tags["names"])
         if registry is None:  # programming error: the owning module was not imported (paperlib/__init__ does)
             raise AssertionError(f"no registry for {tags['names']!r}; import paperlib first")
-        for part in value.split("_") if composite else [value]:
-            if part not in registry:
-                prefix = f"{name} {value!r}: " if composite else ""
-                raise PaperlibError(prefix + registry.unknown(part, None if composite else name))
+        if tags["names"] == "dsa_op":  # a '_'-joined list of DSA ops, or none (no DSA)
+            registry.parse_joined(value, name)
+        elif value not in registry:
+            raise PaperlibError(registry.unknown(value, name))
     for name, tags in field_tags().items():
         if tags["names"] == name and getattr(params, name):  # "": a placeholder the preset fills
             check = getattr(_entry(params, name), "check", None)

@@ -95,7 +95,8 @@ class FaceTable:
         return FaceTable([self.files[i] for i in index], self.labels[index], self.groups[index])
 
 
-Reader = Callable[[Path, Params], tuple[FaceTable, FaceTable]]
+# reads the train and test tables of the dataset a FaceSpec describes (the spec itself, for its messages)
+Reader = Callable[["FaceSpec", Path, Params], tuple[FaceTable, FaceTable]]
 
 
 @dataclass(frozen=True)
@@ -195,8 +196,7 @@ def parse_celeba_partition(path: Path) -> dict[str, int]:
     return partition
 
 
-def _read_celeba(root: Path, params: Params) -> tuple[FaceTable, FaceTable]:
-    spec = FACE_DATASETS["celeba"]
+def _read_celeba(spec: FaceSpec, root: Path, params: Params) -> tuple[FaceTable, FaceTable]:
     folder = root / "celeba"
     attr_path, part_path, image_dir = (folder / "list_attr_celeba.txt", folder / "list_eval_partition.txt",
                                        folder / "img_align_celeba")
@@ -233,8 +233,7 @@ def parse_utkface_name(name: str) -> tuple[int, int] | None:
     return int(np.digitize(age, UTK_AGE_EDGES)), race
 
 
-def _read_utkface(root: Path, params: Params) -> tuple[FaceTable, FaceTable]:
-    spec = FACE_DATASETS["utkface"]
+def _read_utkface(spec: FaceSpec, root: Path, params: Params) -> tuple[FaceTable, FaceTable]:
     folder = root / "UTKFace"
     _check_paths(spec, root, {"UTKFace/": folder})
     files, labels, groups = [], [], []
@@ -282,8 +281,7 @@ def _bffhq_table(folders: list[Path]) -> FaceTable:
     return FaceTable(files, parsed[:, 0], parsed[:, 1])
 
 
-def _read_bffhq(root: Path, params: Params) -> tuple[FaceTable, FaceTable]:
-    spec = FACE_DATASETS["bffhq"]
+def _read_bffhq(spec: FaceSpec, root: Path, params: Params) -> tuple[FaceTable, FaceTable]:
     folder = root / "bffhq"
     base = next((folder / b for b in _BFFHQ_TRAIN_BASES
                  if (folder / b / "align").is_dir() and (folder / b / "conflict").is_dir()), folder)
@@ -392,13 +390,13 @@ def _channel_stats(images: Tensor, chunk: int = 4096) -> tuple[list[float], list
     return mean.tolist(), var.clamp_min(0).sqrt().clamp_min(1e-3).tolist()
 
 
-def build_face_dataset(params: Params) -> BiasedDataset:
-    """Read, balance the test split, decode at 64 px and describe one face dataset (``params.dataset``)."""
-    spec = FACE_DATASETS[params.dataset]
+def build_face_dataset(spec: FaceSpec, params: Params) -> BiasedDataset:
+    """Read, balance the test split, decode at 64 px and describe the face dataset ``spec`` (registered as the
+    preset ``params.dataset``)."""
     root = resolve_data_root(params.data_dir)
     if not root.is_dir():
         raise _not_found(spec, root)
-    train_table, test_table = spec.read(root, params)
+    train_table, test_table = spec.read(spec, root, params)
     k, a = len(spec.class_names), len(spec.group_names)
     gen = generator(derive_seed(params.seed, "dataset", params.dataset, "test"))
     test_table = test_table.subset(balanced_test_index(test_table, k, a, gen, spec.title))

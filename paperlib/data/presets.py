@@ -48,6 +48,7 @@ Training splits carry the bias; test splits are balanced over
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -231,8 +232,9 @@ PRESETS.register("cfmnist_bg", ColourPreset("fashion_mnist", "background", rule=
 PRESETS.register("bg_fmnist", RenderedPreset("fashion_mnist", "background", uses=("conflict_ratio",),
                                              render=_bg_texture, palette=bias.DISTINCT_COLOURS))
 for _name, _spec in FACE_DATASETS.items():
-    PRESETS.register(_name, BuiltPreset(_name, _spec.attribute_kind, sources=(_name,), builder=build_face_dataset,
-                                        protocols=_spec.protocols, uses=("protocol",)[:len(_spec.protocols) - 1]))
+    PRESETS.register(_name, BuiltPreset(_name, _spec.attribute_kind, sources=(_name,),
+                                        builder=functools.partial(build_face_dataset, _spec), protocols=_spec.protocols,
+                                        uses=("protocol",)[:len(_spec.protocols) - 1]))
 PRESETS.register("corrupted_cifar10", RenderedPreset("cifar10", "corruption", sources=("cifar10", *MNIST_FAMILY),
                                                      uses=("conflict_ratio", "severity"), render=_corrupted,
                                                      attribute_names=corruptions.CORRUPTIONS))

@@ -263,17 +263,6 @@ def _apply_op(op: str, x: Tensor, q: dict[str, Tensor], p: DSAParams) -> Tensor:
     return OPS[op].apply(x, q, p)
 
 
-def _parse_strategy(strategy: str) -> tuple[str, ...]:
-    if strategy in ("", "none"):
-        return ()
-    ops = tuple(strategy.split("_"))
-    bad = [o for o in ops if o not in OPS]
-    if bad:
-        raise PaperlibError(f"unknown DSA op(s) {bad} in strategy {strategy!r}; "
-                            f"use 'none' or a '_'-joined subset of {', '.join(OPS)}")
-    return ops
-
-
 class DSA:
     """Differentiable Siamese Augmentation, mode ``'S'`` (one op per call / per group).
 
@@ -287,7 +276,7 @@ class DSA:
     def __init__(self, params: DSAParams = DSAParams()) -> None:
         """Validate ``params.strategy`` and keep the parameters."""
         self.params = params
-        self.ops: tuple[str, ...] = _parse_strategy(params.strategy)
+        self.ops: tuple[str, ...] = OPS.parse_joined(params.strategy, "DSA strategy")
 
     def __repr__(self) -> str:
         return f"DSA({self.params!r})"
