@@ -36,7 +36,8 @@ explorer = None  # None: the explorer settings of params/experiments/06_explore.
 
 # %%
 from paperlib import notebook as nb
-from paperlib.report.explore import Explorer, ExplorerModel
+from paperlib.report.explore import Explorer
+from paperlib.report.explorer_model import ExplorerModel
 from paperlib.experiments.profiles import profile_defaults
 
 figures = nb.setup(profile)

@@ -25,7 +25,8 @@ from typing import Any
 
 from paperlib.core.errors import PaperlibError
 from paperlib.core.store import atomic_write
-from paperlib.core.params import Params, load_yaml, make_params, parse_set
+from paperlib.core.params import Params, make_params
+from paperlib.core.yamlio import load_yaml, parse_set
 from paperlib.core.runtime import resolve_device
 from paperlib.data.presets import build_dataset
 from paperlib.distill.kde import kde_weights, weight_diagnostics

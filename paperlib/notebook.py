@@ -30,7 +30,7 @@ from paperlib.experiments.profiles import (  # noqa: F401  (re-exported for the 
 from paperlib.experiments.studies import kde_ablation, theorem_check  # noqa: F401
 from paperlib.experiments.suite import RunSpec, run_suite
 from paperlib.report import checks
-from paperlib.report.explore import explorer_coverage  # noqa: F401
+from paperlib.report.explorer_model import explorer_coverage  # noqa: F401
 from paperlib.report.figures import save, save_table, show_grids  # noqa: F401
 from paperlib.report.tables import (  # noqa: F401
     bias_effect,

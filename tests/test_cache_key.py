@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import (GROUPS, SCOPES, Params, cache_key, field_tags, key_values, make_params, parse_set,
-                                  with_overrides)
+from paperlib.core.params import GROUPS, SCOPES, Params, cache_key, field_tags, key_values, make_params, with_overrides
+from paperlib.core.yamlio import parse_set
 from paperlib.core.registry import registry_for
 from paperlib.experiments.runner import distilled_dir, record_key
 

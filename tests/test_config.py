@@ -3,7 +3,8 @@ import re
 import pytest
 import torch
 
-from paperlib.core.params import derive_seed, make_params, parse_set, stable_hash, with_overrides
+from paperlib.core.params import derive_seed, make_params, stable_hash, with_overrides
+from paperlib.core.yamlio import parse_set
 from paperlib.core.errors import PaperlibError
 from paperlib.core.runtime import resolve_device
 
@@ -161,7 +162,7 @@ def test_params_built_by_hand_are_validated_and_filled_in_before_a_run():
 
 def test_an_empty_set_of_a_field_whose_default_is_empty_means_that_default():
     """`--set eval_augment=` (YAML reads it as null) is the documented "the method's own", not an error."""
-    from paperlib.core.params import parse_set
+    from paperlib.core.yamlio import parse_set
 
     assert make_params(parse_set(["eval_augment=", "eval_model="])).eval_augment == "dsa"
     with pytest.raises(PaperlibError, match="must not be empty"):
@@ -169,7 +170,7 @@ def test_an_empty_set_of_a_field_whose_default_is_empty_means_that_default():
 
 
 def test_an_unreadable_parameter_file_is_a_one_line_error(tmp_path):
-    from paperlib.core.params import load_yaml
+    from paperlib.core.yamlio import load_yaml
 
     binary = tmp_path / "bad.yaml"
     binary.write_bytes(b"dataset: cmnist\n\xff\xfe")
@@ -183,7 +184,7 @@ def test_an_unreadable_parameter_file_is_a_one_line_error(tmp_path):
 
 
 def test_a_key_written_twice_in_a_parameter_file_is_an_error_naming_its_line(tmp_path):
-    from paperlib.core.params import load_yaml
+    from paperlib.core.yamlio import load_yaml
 
     path = tmp_path / "p.yaml"
     path.write_text("ipc: 1\nmethod: dm\nipc: 5\n")
@@ -194,7 +195,7 @@ def test_a_key_written_twice_in_a_parameter_file_is_an_error_naming_its_line(tmp
 
 
 def test_merge_keys_and_aliases_load_and_a_merged_key_may_be_overridden(tmp_path):
-    from paperlib.core.params import load_yaml
+    from paperlib.core.yamlio import load_yaml
 
     path = tmp_path / "p.yaml"
     path.write_text("base: &b {ipc: 1, method: dm}\n"

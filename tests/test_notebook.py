@@ -15,7 +15,8 @@ from paperlib.core.params import make_params
 from paperlib.data.presets import build_dataset
 from paperlib.distill.theorem import fairdd_vs_barycenter
 from paperlib.core.errors import PaperlibError
-from paperlib.report.explore import Explorer, ExplorerModel, Point
+from paperlib.report.explore import Explorer
+from paperlib.report.explorer_model import ExplorerModel, Point
 from paperlib.core.paths import notebook_sources
 from paperlib.train.metrics import METRIC_SHORT_NAMES
 from paperlib.reproduce import output_path, reproduce
@@ -226,8 +227,10 @@ def test_the_explorer_offers_the_approaches_its_settings_list_and_nothing_else()
         ExplorerModel({}, {k: v for k, v in SMOKE_EXPLORER.items() if k != "approaches"})
 
 
-def test_explorer_widget_offers_a_missing_point_then_shows_it_after_the_live_run():
-    app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", **SCALE}, SMOKE_EXPLORER, "smoke")
+def test_explorer_widget_offers_a_missing_point_then_shows_it_after_the_live_run(tmp_path):
+    # its own cache: "not computed" and "one live run" must not depend on what other tests stored
+    app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", "cache_dir": str(tmp_path), **SCALE},
+                   SMOKE_EXPLORER, "smoke")
     assert "<img src=\"data:image/png;base64," in app.data_view.value
     assert not app.compute_button.disabled and "not computed" in app.status.value
     assert "make reproduce PROFILE=smoke" in app.status.value and "<img" not in app.training_view.value
@@ -258,12 +261,13 @@ def test_explorer_widget_offers_a_missing_point_then_shows_it_after_the_live_run
     assert [p.target for p in shown] == ["FairDD (paper B)", "vanilla"]
 
 
-def test_a_stopped_or_failed_live_run_reenables_the_controls_and_stores_nothing(monkeypatch):
+def test_a_stopped_or_failed_live_run_reenables_the_controls_and_stores_nothing(monkeypatch, tmp_path):
     import threading
 
     from paperlib.report import explore
 
-    app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", **SCALE}, SMOKE_EXPLORER, "smoke")
+    app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", "cache_dir": str(tmp_path), **SCALE},
+                   SMOKE_EXPLORER, "smoke")
     app.target.value = "KDE reweighting (paper A)"  # a missing KDE point: its first run also trains the encoder
     assert "not computed" in app.status.value and "trains its encoder" in app.status.value
     app.target.value = "FairDD (paper B)"

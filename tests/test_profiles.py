@@ -8,7 +8,7 @@ import pytest
 
 from paperlib.cli import main
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import load_yaml
+from paperlib.core.yamlio import load_yaml
 from paperlib.experiments.profiles import (PROFILES, experiment_file, for_profile, notebook_parameters,
                                           profile_defaults, suite_from_file)
 from paperlib.experiments.suite import scaled

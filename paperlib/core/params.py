@@ -1,4 +1,5 @@
-"""Experiment parameters: one frozen record, validated, parsed from YAML / ``--set``, and the one cache key.
+"""Experiment parameters: one frozen record, validated, and the one cache key (YAML files and ``--set``
+are read by :mod:`paperlib.core.yamlio`).
 
 One flat set of plain-word parameters serves the command line, the Python API
 and papermill, so a parameter file works unchanged in all three places.
@@ -21,10 +22,8 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
-import yaml
 
 from paperlib.core.errors import PaperlibError
 from paperlib.core.registry import registry_for
@@ -357,69 +356,6 @@ def _filled_in(params: Params, name: str) -> bool:
     return getattr(resolve_defaults(dataclasses.replace(params, **{name: placeholder})), name) == getattr(params, name)
 
 
-_MERGE = "tag:yaml.org,2002:merge"
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, except that a key written twice in one mapping is an error: PyYAML would keep the
-    last value and drop the first without a word (a run, an experiment or a setting lost). Checked as the
-    file is read, before merge keys (``<<: *base``) are expanded, so a key a merge brings in may be overridden."""
-
-    def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:
-        node = super().compose_mapping_node(anchor)
-        seen: set[tuple[str, str]] = set()
-        for key, _ in node.value:
-            if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE:
-                if (key.tag, key.value) in seen:
-                    raise yaml.composer.ComposerError(None, None, f"duplicate key {key.value!r}: keep one",
-                                                      key.start_mark)
-                seen.add((key.tag, key.value))
-        return node
-
-
-def parse_yaml(text: str) -> Any:
-    """``yaml.safe_load`` of ``text``, with a duplicate key in a mapping raising ``yaml.YAMLError``."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-
-
-def yaml_error_text(err: yaml.YAMLError) -> str:
-    """PyYAML's message (problem, line and column) on one line."""
-    return " ".join(str(err).replace('"<unicode string>", ', "").split())
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping (a parameter file)."""
-    path = Path(path)
-    if path.is_dir():
-        raise PaperlibError(f"parameter file {path} is a folder; name a .yaml file in it")
-    if not path.is_file():
-        raise PaperlibError(f"parameter file {path} does not exist; check the path")
-    try:
-        data = parse_yaml(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError as err:
-        raise PaperlibError(f"parameter file {path} is not UTF-8 text ({err.reason} at byte {err.start}); "
-                            f"save it as UTF-8 YAML") from None
-    except yaml.YAMLError as err:
-        raise PaperlibError(f"parameter file {path} is not valid YAML: {yaml_error_text(err)}") from None
-    if not isinstance(data, dict):
-        raise PaperlibError(f"parameter file {path} must hold a mapping of name: value")
-    return data
-
-
-def parse_set(assignments: list[str]) -> dict[str, Any]:
-    """Parse ``KEY=VALUE`` strings; values are YAML scalars (``0.05``, ``1e-3``, ``true``, ``cmnist``)."""
-    result: dict[str, Any] = {}
-    for item in assignments:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise PaperlibError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            result[key.strip()] = parse_yaml(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            result[key.strip()] = raw
-    return result
-
-
 def relevant_fields(params: Params, scope: str = "record") -> list[str]:
     """The fields that can change ``scope``'s result of ``params``: not ``execution``, and, for a field selected
     ``by`` another, only when that one is relevant and its registered entry ``uses`` the field.
@@ -486,10 +422,8 @@ __all__ = [
     "derive_seed",
     "field_tags",
     "key_values",
-    "load_yaml",
     "make_params",
     "param_names",
-    "parse_set",
     "relevant_fields",
     "resolve_defaults",
     "stable_hash",

@@ -15,10 +15,9 @@ from typing import Any
 import pandas as pd
 
 from paperlib.core.params import Params
-from paperlib.core.results_store import find
 from paperlib.core.store import cache_root
 from paperlib.distill.methods import METHODS
-from paperlib.experiments.runner import distilled_dir, record_folder, record_key, repeats, training_set_indices
+from paperlib.experiments.runner import distilled_dir, find_record, record_key, repeats, training_set_indices
 from paperlib.experiments.suite import RunSpec
 from paperlib.train.loop import TrainSettings
 
@@ -38,7 +37,7 @@ def plan(specs: list[RunSpec]) -> pd.DataFrame:
             continue
         seen.add(key)
         method = METHODS[p.method]
-        found = None if p.force else find(f"{record_folder(p)}/record.json", p.cache_dir)
+        found = None if p.force else find_record(p)
         record = "missing" if found is None else "cache" if cache_root(p.cache_dir) in found.parents else "store"
         distilled, iterations = _distilled_set(p, sets) if method.distils and record == "missing" else ("", 0)
         epochs = repeats(p) * p.num_eval * TrainSettings.from_params(p).epochs_run

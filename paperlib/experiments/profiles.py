@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from paperlib.core.errors import DataNotFound, PaperlibError
-from paperlib.core.params import Params, load_yaml, make_params
+from paperlib.core.params import Params, make_params
+from paperlib.core.yamlio import load_yaml
 from paperlib.core.paths import params_dir
 from paperlib.data.presets import build_dataset
 from paperlib.experiments.suite import RunSpec, load_suite, mapping, scaled

@@ -57,6 +57,12 @@ def record_folder(params: Params) -> str:
     return f"records/{record_name(params)}"
 
 
+def find_record(params: Params) -> Path | None:
+    """The stored ``record.json`` of ``params``: in the cache, else in the results store; ``None`` when neither
+    has it."""
+    return find(f"{record_folder(params)}/record.json", params.cache_dir)
+
+
 def record_dir(params: Params) -> Path:
     """The cache folder where a run's ``record.json`` is written."""
     return cache_root(params.cache_dir) / record_folder(params)
@@ -181,7 +187,7 @@ _JSON_NAMES = {dict: "a mapping", list: "a list", str: "text", int: "a number", 
 def load_record(params: Params) -> dict[str, Any] | None:
     """The stored record of ``params`` (cache, else results store), or ``None`` when it was never run (an
     unreadable or incomplete one, or one with a field of the wrong type, is an error)."""
-    path = find(f"{record_folder(params)}/record.json", params.cache_dir)
+    path = find_record(params)
     if path is None:
         return None
     record = load_json(path)

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import Params, load_yaml, make_params
+from paperlib.core.params import Params, make_params
+from paperlib.core.yamlio import load_yaml
 from paperlib.core.runtime import progress
 from paperlib.distill.methods import METHODS
 from paperlib.experiments.runner import run

@@ -41,7 +41,7 @@ import pandas as pd
 import yaml
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import parse_yaml, yaml_error_text
+from paperlib.core.yamlio import parse_yaml, yaml_error_text
 from paperlib.core.paths import notebook_sources, params_dir
 from paperlib.core.store import atomic_write
 from paperlib.experiments.profiles import notebook_parameters, suite_specs

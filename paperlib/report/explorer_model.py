@@ -1,0 +1,203 @@
+"""The bias explorer without widgets (notebook 06): which run parameters a point of the explorer's controls means,
+and its stored or live result. :mod:`paperlib.report.explore` is its ipywidgets front end.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from paperlib.core.errors import PaperlibError
+from paperlib.core.params import Params, cache_key, make_params, relevant_fields
+from paperlib.core.results_store import find_or_make
+from paperlib.data.container import BiasedDataset
+from paperlib.data.presets import bias_ratio_name, build_dataset
+from paperlib.distill.methods import METHODS
+from paperlib.experiments.runner import load_record, run, stored_grid
+from paperlib.experiments.suite import scaled
+from paperlib.report.plots import sample_grid_png
+from paperlib.report.tables import percent
+
+
+# What the slider sets, per bias parameter of the preset.
+RATIO_LABELS = {"conflict_ratio": "conflict ratio", "majority_ratio": "minority share"}
+# The stored data views are named by it: bump it when the drawing of plots.framed_sample_grid changes.
+DATA_VIEW_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Point:
+    """One choice of the explorer's controls."""
+
+    dataset: str  # a label of the explorer's ``datasets`` setting
+    ratio: float  # share of bias-conflicting (minority-group) training images
+    ipc: int
+    method: str  # random | dm | dc
+    target: str  # a label of the explorer's ``approaches`` setting
+
+
+class ExplorerModel:
+    """The explorer without widgets: which parameters a point means, and its stored or live result.
+
+    ``defaults`` are the profile's run defaults with their ``methods`` scale block (the same values the
+    notebooks' suites use, so a point at the profile's settings is one of their runs); ``settings`` is the
+    ``explorer`` block of ``params/experiments/06_explore.yaml``: ``datasets`` (label -> dataset settings),
+    ``approaches`` (label -> the parameter values of a target; the first is the plain one), ``ratios``, ``ipcs``,
+    ``methods`` and ``live`` (overrides for points computed on demand, with an optional ``methods`` block of
+    their own).
+    """
+
+    def __init__(self, defaults: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
+        for key in ("datasets", "approaches", "ratios", "ipcs", "methods", "live"):
+            if key not in settings:
+                raise PaperlibError(f"the explorer settings need {key!r}")
+        self.defaults, self.settings = dict(defaults), settings
+        self._datasets: dict[str, Any] = {}
+
+    def params(self, point: Point, live: bool = False) -> Params:
+        """The run parameters of ``point`` at the profile's scale, or at the live scale."""
+        if point.dataset not in self.settings["datasets"]:
+            raise PaperlibError(f"unknown explorer dataset {point.dataset!r}; "
+                                f"choose one of: {', '.join(self.settings['datasets'])}")
+        if not 0.0 <= point.ratio <= 1.0:
+            raise PaperlibError(f"ratio must be in [0, 1], got {point.ratio}")
+        data = dict(self.settings["datasets"][point.dataset])
+        ratio_name = bias_ratio_name(data["dataset"])
+        if ratio_name == "conflict_ratio":
+            data["conflict_ratio"] = point.ratio
+        elif ratio_name == "majority_ratio":
+            data["majority_ratio"] = round(1.0 - point.ratio, 6)
+        chosen = {"method": point.method, "ipc": point.ipc}
+        if point.target not in self.settings["approaches"]:
+            raise PaperlibError(f"unknown explorer target {point.target!r}; "
+                                f"choose one of: {', '.join(self.settings['approaches'])}")
+        target = self.settings["approaches"][point.target] if METHODS[point.method].distils else {}
+        overrides = self.live(point.method, point.ipc) if live else {}
+        return make_params(scaled(self.defaults, data, chosen, target, overrides))
+
+    def live(self, method: str, ipc: int) -> dict[str, Any]:
+        """The overrides of a live run of ``method`` at ``ipc``: ``live``, with its own ``methods`` block for
+        ``method`` (and that block's ``by_ipc`` entry for ``ipc``)."""
+        values = scaled(self.settings["live"], {"method": method, "ipc": ipc})
+        del values["method"], values["ipc"]
+        return values
+
+    def points(self) -> Iterator[Point]:
+        """Every point of the explorer's grid, in the order of its settings."""
+        s = self.settings
+        for dataset in s["datasets"]:
+            for method in s["methods"]:
+                for target in (list(s["approaches"]) if METHODS[method].distils else [self.plain]):
+                    for ratio in s["ratios"]:
+                        for ipc in s["ipcs"]:
+                            yield Point(dataset, float(ratio), int(ipc), method, target)
+
+    def start_point(self) -> Point:
+        """Where the explorer opens: the settings' ``start`` point when it is stored, else the first stored point
+        (distilling methods first), else the middle of the grid."""
+        s = self.settings
+        start = s.get("start")
+        if start and self.stored(Point(**start))[0] is not None:
+            return Point(**start)
+        ordered = sorted(self.points(), key=lambda p: not METHODS[p.method].distils)
+        stored = next((p for p in ordered if self.stored(p)[0] is not None), None)
+        if stored is not None:
+            return stored
+        ratios, ipcs = s["ratios"], s["ipcs"]
+        method = next((m for m in s["methods"] if METHODS[m].distils), s["methods"][0])
+        return Point(next(iter(s["datasets"])), float(ratios[len(ratios) // 2]), int(ipcs[min(1, len(ipcs) - 1)]),
+                     method, self.plain)
+
+    @property
+    def plain(self) -> str:
+        """The first approach: the plain target, shown (greyed out) for a method that distils nothing."""
+        return next(iter(self.settings["approaches"]))
+
+    def ratio_label(self, dataset: str) -> str:
+        """What the slider means for ``dataset``: the conflict ratio, or the minority share (1 - majority ratio)."""
+        name = bias_ratio_name(self.settings["datasets"][dataset]["dataset"])
+        return RATIO_LABELS.get(name, "bias ratio")
+
+    def dataset(self, point: Point) -> BiasedDataset:
+        """The biased dataset of ``point`` (kept in memory: switching back is instant)."""
+        params = self.params(point)
+        key = cache_key(params, "dataset")
+        if key not in self._datasets:
+            self._datasets[key] = build_dataset(params)
+        return self._datasets[key]
+
+    def data_grid(self, point: Point) -> bytes:
+        """A PNG of 8 training images per class of ``point``'s biased data (framed: bias-conflicting):
+        stored (cache, else results store), else drawn from the dataset and stored."""
+        params = self.params(point)
+        relative = f"data/{params.dataset}-{cache_key(params, 'dataset')}-v{DATA_VIEW_VERSION}.png"
+        return find_or_make(relative, params.cache_dir,
+                            lambda: sample_grid_png(self.dataset(point), per_class=8)).read_bytes()
+
+    def training_grid(self, point: Point, scale: str) -> bytes | None:
+        """The PNG of the distilled set of ``point`` at ``scale`` (``profile`` or ``live``), if stored."""
+        grid = stored_grid(self.params(point, live=scale == "live"))
+        return None if grid is None else grid.read_bytes()
+
+    def live_settings(self, point: Point) -> dict[str, Any]:
+        """The live overrides that apply to ``point`` (a random subset has no distillation settings)."""
+        relevant = set(relevant_fields(self.params(point, live=True)))
+        return {k: v for k, v in self.live(point.method, point.ipc).items() if k in relevant}
+
+    def estimate_seconds(self, point: Point) -> float | None:
+        """About how long a live run of ``point`` takes, from the stored runs of the same method: their data time,
+        seconds per distillation iteration and per evaluation epoch, scaled to the live settings (median over
+        the runs; ``None`` without any). A KDE target's first run per dataset also trains its encoder."""
+        live = self.params(point, live=True)
+        estimates = []
+        for other in self.points():
+            if other.method != point.method:
+                continue
+            record, _ = self.stored(other)
+            if record is None:
+                continue
+            p = record["params"]
+            t = record["timings"]
+            epochs = p["eval_epochs"] * record["num_eval"] * record["num_distill"] * (p["ipc"] or 1)
+            per_epoch = t["evaluate"] / max(1, epochs)
+            seconds = t["data"] + per_epoch * live.eval_epochs * live.num_eval * live.ipc
+            if METHODS[point.method].distils and record.get("seconds_per_iteration"):
+                seconds += record["seconds_per_iteration"] * live.iterations * live.batch_real / p["batch_real"]
+            estimates.append(seconds)
+        return statistics.median(estimates) if estimates else None
+
+    def stored(self, point: Point) -> tuple[dict | None, str]:
+        """The stored record of ``point`` and which scale it came from (``profile``, ``live`` or ``none``)."""
+        for scale, live in (("profile", False), ("live", True)):
+            record = load_record(self.params(point, live))
+            if record is not None:
+                return record, scale
+        return None, "none"
+
+    def compute(self, point: Point) -> dict:
+        """Run ``point`` at the live scale (stored afterwards) and return its record."""
+        return run(self.params(point, live=True))
+
+
+def explorer_coverage(model: ExplorerModel, views: bool = False) -> pd.DataFrame:
+    """For every (dataset, ratio, IPC, method, target) of an explorer: ``profile``, ``live`` or ``none`` stored.
+
+    With ``views``, the data view of every stored point is made (and stored) and its distilled grid read, so that
+    the results store collected by ``make reproduce`` answers each stored point without the data.
+    """
+    rows: dict[tuple[str, str, str], dict[str, str]] = {}
+    for point in model.points():
+        record, scale = model.stored(point)
+        row = rows.setdefault((point.dataset, point.method, point.target),
+                              {"dataset": point.dataset, "method": point.method, "target": point.target})
+        row[f"{percent(point.ratio)} / {point.ipc}"] = scale
+        if views and record is not None:
+            model.data_grid(point)
+            model.training_grid(point, scale)
+    frame = pd.DataFrame(list(rows.values()))
+    frame.columns.name = "ratio / IPC"
+    return frame
