@@ -80,8 +80,8 @@ def test_a_record_with_a_field_of_the_wrong_type_is_an_error_naming_it(tmp_path)
               "metrics": {**whole["metrics"], "acc": "91.5"}}
     record.write_text(json.dumps(broken))
     with pytest.raises(PaperlibError, match=rf"cache entry {record} cannot be read \(num_eval is true/false, not a "
-                                            r"number, key is a number, not text, timings.total is null, not a number,"
-                                            r" metrics.acc is text, not a number\)"):
+                                            r"whole number, key is a whole number, not text, timings.total is null, "
+                                            r"not a number, metrics.acc is text, not a number\)"):
         load_record(params)  # else the CLI's table stopped on a TypeError
     record.write_text(json.dumps(whole))
     assert load_record(params)["metrics"]["acc_std"] is None
@@ -110,6 +110,7 @@ def test_a_distilled_set_that_loads_without_its_tensors_is_an_error_naming_it(tm
     (lambda saved: {**saved, "images": saved["images"][:, :1]}, r"images of shape \(\d+, 1, "),
     (lambda saved: {**saved, "images": saved["images"].long()}, "images are torch.int64, not a float tensor"),
     (lambda saved: {**saved, "labels": saved["labels"].flip(0)}, "labels are not \\d+ per class in class order"),
+    (lambda saved: {**saved, "labels": saved["labels"].float()}, "labels are not \\d+ per class in class order"),
 ])
 def test_a_distilled_set_of_the_wrong_shape_is_an_error_naming_it(tmp_path, change, reason):
     import torch

@@ -223,6 +223,10 @@ def test_the_explorer_offers_the_approaches_its_settings_list_and_nothing_else()
     assert model.start_point().target == "plain" and model.start_point().method == "dm"
     app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", **SCALE}, settings, "smoke")
     assert list(app.target.options) == ["plain", "balanced"]
+    for bad, message in (({}, "explorer.approaches is empty"), (["vanilla"], "explorer.approaches must be a mapping"),
+                         ({"v": "vanilla"}, "explorer.approaches.v must be a mapping")):
+        with pytest.raises(PaperlibError, match=message):
+            ExplorerModel({}, {**SMOKE_EXPLORER, "approaches": bad})
     with pytest.raises(PaperlibError, match="the explorer settings need 'approaches'"):
         ExplorerModel({}, {k: v for k, v in SMOKE_EXPLORER.items() if k != "approaches"})
 

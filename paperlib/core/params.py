@@ -363,6 +363,8 @@ def relevant_fields(params: Params, scope: str = "record") -> list[str]:
     A selector outside ``scope``'s groups does not select: KDE weights are the same whichever method asks for
     them, so the ``weights`` scope keeps every KDE setting even when ``params``'s method draws no synthetic set.
     """
+    if scope not in SCOPES:
+        raise PaperlibError(f"unknown cache scope {scope!r}; choose one of: {', '.join(SCOPES)}")
     all_tags, groups = field_tags(), SCOPES[scope]
     relevant: list[str] = []
     for name, tags in all_tags.items():

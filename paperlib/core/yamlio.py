@@ -74,3 +74,6 @@ def parse_set(assignments: list[str]) -> dict[str, Any]:
         except yaml.YAMLError:
             result[key.strip()] = raw
     return result
+
+
+__all__ = ["load_yaml", "parse_set", "parse_yaml", "yaml_error_text"]

@@ -152,7 +152,8 @@ def _check_synthetic(saved: dict[str, Any], dataset: BiasedDataset, params: Para
         problem = f"images are {getattr(images, 'dtype', type(images).__name__)}, not a float tensor"
     elif tuple(images.shape) != (count, *shape):
         problem = f"images of shape {tuple(images.shape)}, not {(count, *shape)}"
-    elif not (isinstance(labels, Tensor) and labels.shape == expected.shape and torch.equal(labels.cpu(), expected)):
+    elif not (isinstance(labels, Tensor) and labels.dtype == expected.dtype and labels.shape == expected.shape
+              and torch.equal(labels.cpu(), expected)):
         problem = f"labels are not {params.ipc} per class in class order"
     else:
         return
@@ -180,7 +181,7 @@ RECORD_NESTED: dict[str, dict[str, tuple[type, ...]]] = {
     "timings": {"evaluate": _NUMBER, "total": _NUMBER},
     "metrics": {key: (*_NUMBER, type(None)) for key in METRIC_KEYS + tuple(f"{key}_std" for key in METRIC_KEYS)},
 }
-_JSON_NAMES = {dict: "a mapping", list: "a list", str: "text", int: "a number", float: "a number",
+_JSON_NAMES = {dict: "a mapping", list: "a list", str: "text", int: "a whole number", float: "a number",
                type(None): "null", bool: "true/false"}
 
 
@@ -216,7 +217,7 @@ def _field_problems(mapping: dict[str, Any], fields: dict[str, tuple[type, ...]]
         # bool is an int to Python, never a count or a time to a record
         elif isinstance(mapping[name], bool) or not isinstance(mapping[name], types):
             problems.append(f"{prefix}{name} is {_JSON_NAMES.get(type(mapping[name]), type(mapping[name]).__name__)},"
-                            f" not {_JSON_NAMES[types[0]]}")
+                            f" not {'a number' if float in types else _JSON_NAMES[types[0]]}")
     return problems
 
 

@@ -18,7 +18,7 @@ from paperlib.data.container import BiasedDataset
 from paperlib.data.presets import bias_ratio_name, build_dataset
 from paperlib.distill.methods import METHODS
 from paperlib.experiments.runner import load_record, run, stored_grid
-from paperlib.experiments.suite import scaled
+from paperlib.experiments.suite import mapping, scaled
 from paperlib.report.plots import sample_grid_png
 from paperlib.report.tables import percent
 
@@ -55,6 +55,11 @@ class ExplorerModel:
         for key in ("datasets", "approaches", "ratios", "ipcs", "methods", "live"):
             if key not in settings:
                 raise PaperlibError(f"the explorer settings need {key!r}")
+        approaches = mapping(settings["approaches"], "explorer.approaches")
+        if not approaches:
+            raise PaperlibError("explorer.approaches is empty; list at least one, e.g. vanilla: {target: vanilla}")
+        for label, values in approaches.items():
+            mapping(values, f"explorer.approaches.{label}")
         self.defaults, self.settings = dict(defaults), settings
         self._datasets: dict[str, Any] = {}
 
