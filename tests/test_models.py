@@ -8,7 +8,6 @@ from paperlib.core.errors import PaperlibError
 from paperlib.train.models import ConvNet, PatchConv2d, build_model, init_parameters
 
 
-
 @pytest.mark.parametrize("channels,size", [(1, 28), (3, 28), (3, 32)])
 def test_convnet_embeds_28_px_as_32_px(channels, size):
     net = ConvNet(channels, 10, size)

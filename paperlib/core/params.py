@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-
 from paperlib.core.errors import PaperlibError
 from paperlib.core.registry import registry_for
 from paperlib.core.runtime import FLOAT32
@@ -381,9 +380,8 @@ def relevant_fields(params: Params, scope: str = "record") -> list[str]:
 
 def key_values(params: Params, scope: str = "record") -> dict[str, Any]:
     """What :func:`cache_key` hashes: the relevant fields of ``scope``'s groups, the ``version`` of every
-    selected registered entry that has one, the scope and :data:`KEY_VERSION`."""
-    if scope not in SCOPES:
-        raise PaperlibError(f"unknown cache scope {scope!r}; choose one of: {', '.join(SCOPES)}")
+    selected registered entry that has one, the scope and :data:`KEY_VERSION` (an unknown scope is an error
+    of :func:`relevant_fields`)."""
     tags = field_tags()
     values: dict[str, Any] = {"scope": scope, "key_version": KEY_VERSION}
     for name in relevant_fields(params, scope):
