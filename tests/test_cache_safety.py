@@ -83,6 +83,10 @@ def test_a_record_with_a_field_of_the_wrong_type_is_an_error_naming_it(tmp_path)
                                             r"whole number, key is a whole number, not text, timings.total is null, "
                                             r"not a number, metrics.acc is text, not a number\)"):
         load_record(params)  # else the CLI's table stopped on a TypeError
+    spreads = {f"{key}_std": True for key in ("acc", "acc_aligned", "acc_conflicting", "deo_m", "deo_a")}
+    record.write_text(json.dumps({**whole, "metrics": {**whole["metrics"], **spreads}}))
+    with pytest.raises(PaperlibError, match=r"metrics.deo_m_std is true/false, not a number and 1 more\); nothing"):
+        load_record(params)  # four named, the rest counted, and the line not cut in the middle of a word
     record.write_text(json.dumps(whole))
     assert load_record(params)["metrics"]["acc_std"] is None
 

@@ -224,7 +224,9 @@ def test_the_explorer_offers_the_approaches_its_settings_list_and_nothing_else()
     app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", **SCALE}, settings, "smoke")
     assert list(app.target.options) == ["plain", "balanced"]
     for bad, message in (({}, "explorer.approaches is empty"), (["vanilla"], "explorer.approaches must be a mapping"),
-                         ({"v": "vanilla"}, "explorer.approaches.v must be a mapping")):
+                         ({"v": "vanilla"}, "explorer.approaches.v must be a mapping"),
+                         ({"v": {"target": "groups", "ipc": 5, "conflict_ratio": 0.1}},
+                          "explorer.approaches.v sets ipc, conflict_ratio, which the explorer's other controls")):
         with pytest.raises(PaperlibError, match=message):
             ExplorerModel({}, {**SMOKE_EXPLORER, "approaches": bad})
     with pytest.raises(PaperlibError, match="the explorer settings need 'approaches'"):

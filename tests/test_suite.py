@@ -15,8 +15,9 @@ from paperlib.report.reference import reported, variant
 from paperlib.experiments.profiles import suite_from_file
 from paperlib.experiments.suite import load_suite, run_suite
 from paperlib.report.figures import save_suite_figures
-from paperlib.report.tables import (format_mean_std, markdown_table, metrics_view, overhead_table, results_table,
-                                    rounded, write_csv)
+from paperlib.report.explore import metrics_html
+from paperlib.report.tables import (MISSING, format_mean_std, markdown_table, mean_std, metrics_view, number,
+                                    overhead_table, results_table, rounded, write_csv)
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
 
@@ -113,6 +114,22 @@ def test_table_lists_missing_runs_as_not_run_then_real_numbers_after_running(tmp
     assert names == ["grids/tiny_dm.png", "grids/tiny_dm_fairdd.png", "tiny_acc.png", "tiny_acc_conflicting.png",
                      "tiny_deo_m.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in written)
+
+
+def test_a_metric_that_does_not_exist_shows_as_missing_in_every_view():
+    """A metric is null where it is undefined (a group absent from the test split); the explorer's table raised
+    TypeError on it, and a missing spread showed the mean as its own spread."""
+    assert number(None) == number(float("nan")) == MISSING and number(41.85) == "41.9" and number(0.5, 2) == "0.50"
+    assert mean_std(75.0, 1.25) == "75.0 ± 1.2" and mean_std(75.0, None) == "75.0" and mean_std(None, 1.0) == MISSING
+    table = pd.DataFrame({"experiment": ["e"], "run": ["r"], "acc": [80.0], "deo_m": [None]})
+    assert format_mean_std(table).loc[0, ["acc", "deo_m"]].tolist() == ["80.0", MISSING]
+    metrics = {"acc": 80.0, "acc_std": 2.0, "acc_aligned": 90.0, "acc_aligned_std": 1.0, "acc_conflicting": None,
+               "acc_conflicting_std": None, "deo_m": None, "deo_m_std": None, "deo_a": 3.0, "deo_a_std": 0.5}
+    html = metrics_html({"metrics": metrics, "num_eval": 2}, "profile", {}, {"acc": 94.6, "deo_m": None,
+                                                                              "source": "paper B"})
+    assert "<td>80.0 ± 2.0</td><td>94.6</td>" in html and f"<td>bias-conflicting</td><td>{MISSING}</td>" in html
+    assert f"<td>DEO_M</td><td>{MISSING}</td><td>{MISSING}</td>" in html and "3.0 ± 0.5" in html
+    assert "<td>80.0</td>" in metrics_html({"metrics": metrics, "num_eval": 1}, "profile", {}, None)
 
 
 def test_every_table_rounds_a_value_the_same_way():

@@ -71,7 +71,8 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
 
 def unreadable(path: str | os.PathLike, err: BaseException, next_step: str) -> str:
     """The one-line report of a cache entry that cannot be read: the file, why, and ``next_step``."""
-    reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+    # The first line, kept short (a torch unpickling error can be long); load_record's four named problems fit.
+    reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
     return f"cache entry {path} cannot be read ({reason}); {next_step}"
 
 

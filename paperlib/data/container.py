@@ -126,7 +126,12 @@ def assemble(train: Split, test: Split, preset: str, key: dict[str, Any], num_cl
 
 
 def channel_stats(images: Tensor) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std (floored at 1e-3) of uint8 images ``[N, C, H, W]``, in [0, 1] units."""
+    """Per-channel mean and std (floored at 1e-3) of uint8 images ``[N, C, H, W]``, in [0, 1] units.
+
+    The face presets, too large for one float copy, use their own chunked float64 sums (``faces``); computing
+    the digit datasets' statistics that way would move their normalisation by float32 rounding, and so every
+    stored result of them.
+    """
     x = images.float().div_(255.0)
     return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
 

@@ -242,9 +242,13 @@ PRESETS.register("cifar10_s", BuiltPreset("cifar10", "grayscale", sources=("cifa
                                           builder=_build_cifar10_s))
 
 
+# The parameters that set a preset's training bias: the share of bias-conflicting samples, or of the majority group.
+BIAS_RATIO_NAMES = ("conflict_ratio", "majority_ratio")
+
+
 def bias_ratio_name(dataset: str) -> str | None:
     """The parameter that sets the training bias of preset ``dataset`` (``None``: the data fixes it)."""
-    return next((name for name in ("conflict_ratio", "majority_ratio") if name in PRESETS[dataset].uses), None)
+    return next((name for name in BIAS_RATIO_NAMES if name in PRESETS[dataset].uses), None)
 
 
 # Cached images are zlib-compressed uint8 (level 1: the fastest; docs/performance.md has the sizes and times).

@@ -27,7 +27,7 @@ from paperlib.core.runtime import PROGRESS_DISPLAY
 from paperlib.distill.methods import METHODS
 from paperlib.report.explorer_model import ExplorerModel, Point
 from paperlib.report.reference import reported
-from paperlib.report.tables import percent
+from paperlib.report.tables import mean_std, number, percent
 
 
 REPRODUCE_HINT = "make reproduce PROFILE={profile}"
@@ -41,8 +41,8 @@ def metrics_html(record: dict, scale: str, live: Mapping[str, Any], paper: dict 
     header = "<tr><th></th><th>this companion</th>" + ("<th>paper</th>" if paper else "") + "</tr>"
     rows = []
     for key, label in SHOWN_METRICS.items():
-        ours = f"{metrics[key]:.1f}" + (f" ± {metrics[key + '_std']:.1f}" if record["num_eval"] > 1 else "")
-        theirs = f"<td>{paper[key]:.1f}</td>" if paper and key in paper else ("<td>–</td>" if paper else "")
+        ours = mean_std(metrics[key], metrics.get(key + "_std") if record["num_eval"] > 1 else None)
+        theirs = f"<td>{number(paper.get(key))}</td>" if paper else ""
         rows.append(f"<tr><td>{label}</td><td>{ours}</td>{theirs}</tr>")
     where = ("stored run at this profile's settings" if scale == "profile" else
              "computed live at a small scale: " + (", ".join(f"{k}={v}" for k, v in live.items()) or "defaults"))

@@ -15,7 +15,7 @@ from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params, cache_key, make_params, relevant_fields
 from paperlib.core.results_store import find_or_make
 from paperlib.data.container import BiasedDataset
-from paperlib.data.presets import bias_ratio_name, build_dataset
+from paperlib.data.presets import BIAS_RATIO_NAMES, bias_ratio_name, build_dataset
 from paperlib.distill.methods import METHODS
 from paperlib.experiments.runner import load_record, run, stored_grid
 from paperlib.experiments.suite import mapping, scaled
@@ -27,6 +27,10 @@ from paperlib.report.tables import percent
 RATIO_LABELS = {"conflict_ratio": "conflict ratio", "majority_ratio": "minority share"}
 # The stored data views are named by it: bump it when the drawing of plots.framed_sample_grid changes.
 DATA_VIEW_VERSION = 2
+
+
+# What the dataset, ratio, IPC and method controls set: an approach (a target's values) must leave them alone.
+WIDGET_FIELDS = ("dataset", "method", "ipc", *BIAS_RATIO_NAMES)
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,10 @@ class ExplorerModel:
         if not approaches:
             raise PaperlibError("explorer.approaches is empty; list at least one, e.g. vanilla: {target: vanilla}")
         for label, values in approaches.items():
-            mapping(values, f"explorer.approaches.{label}")
+            clash = [name for name in mapping(values, f"explorer.approaches.{label}") if name in WIDGET_FIELDS]
+            if clash:
+                raise PaperlibError(f"explorer.approaches.{label} sets {', '.join(clash)}, which the explorer's "
+                                    f"other controls choose; give an approach only its target's values")
         self.defaults, self.settings = dict(defaults), settings
         self._datasets: dict[str, Any] = {}
 

@@ -84,6 +84,22 @@ def results_table(specs: list[RunSpec]) -> pd.DataFrame:
     return pd.DataFrame([_row(spec, load_record(spec.params)) for spec in specs])
 
 
+MISSING = "–"  # how a table shows a value that does not exist (a ratio a dataset lacks, a metric a paper omits)
+
+
+def number(value: Any, digits: int = 1) -> str:
+    """``value`` with ``digits`` decimals, or :data:`MISSING` where it does not exist (``None`` or NaN: a metric
+    of a group absent from the test split, one a paper does not report)."""
+    return MISSING if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def mean_std(mean: Any, std: Any, digits: int = 1) -> str:
+    """``mean ± std`` with ``digits`` decimals; the mean alone where the spread does not exist (one model)."""
+    if number(mean) == MISSING or number(std) == MISSING:
+        return number(mean, digits)
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
 def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
     """Write ``table`` as CSV atomically (floats rounded to 4 decimals)."""
     path = Path(path)
@@ -98,9 +114,8 @@ def format_mean_std(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_al
     out = table[["experiment", "run"]].copy()
     for key in keys:
         if key in table:
-            out[key] = [("–" if mean is None or (isinstance(mean, float) and math.isnan(mean))
-                         else f"{mean:.1f} ± {std:.1f}")
-                        for mean, std in zip(table[key], table.get(f"{key}_std", table[key]))]
+            stds = table[f"{key}_std"] if f"{key}_std" in table else [None] * len(table)
+            out[key] = [mean_std(mean, std) for mean, std in zip(table[key], stds)]
     return out
 
 
@@ -113,12 +128,9 @@ def markdown_table(table: pd.DataFrame) -> str:
     """
     shown = format_mean_std(table)
 
-    def number(value: Any, digits: int = 2) -> str:
-        return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
     def paper(row: pd.Series) -> str:
         values = [number(row.get(f"paper_{k}"), 2) for k in ("acc", "deo_m", "deo_a")]
-        return "–" if all(v == "–" for v in values) else " / ".join(values)
+        return MISSING if all(v == MISSING for v in values) else " / ".join(values)
 
     header = ["comparison", "run", "acc", "aligned", "conflicting", "DEO_M", "DEO_A", "s / iteration",
               "paper acc / DEO_M / DEO_A"]
@@ -127,7 +139,7 @@ def markdown_table(table: pd.DataFrame) -> str:
         if row["status"] != "done":
             cells = [row["experiment"], row["run"]] + ["not run"] + [""] * 6
         else:
-            per_iteration = number(row.get("seconds_per_iteration_amortised"))
+            per_iteration = number(row.get("seconds_per_iteration_amortised"), 2)
             cells = [row["experiment"], row["run"], *(shown.loc[i, k] for k in ("acc", "acc_aligned",
                      "acc_conflicting", "deo_m", "deo_a")), per_iteration, paper(row)]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
@@ -189,9 +201,6 @@ def metrics_view(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_align
 PERCENT_COLUMNS = ("ratio", "hidden_groups", "imputed_right")
 
 
-MISSING = "–"  # how a table shows a value that does not exist (a ratio a dataset lacks, a metric a paper omits)
-
-
 def percent(ratio: float | None) -> str:
     """A ratio as readers write it: 0.05 -> ``5%``, 0.005 -> ``0.5%`` (:data:`MISSING` when missing)."""
     return MISSING if ratio is None or pd.isna(ratio) else f"{100 * ratio:.3g}%"
@@ -236,9 +245,10 @@ def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame:
                  ("", "paper source"): _paper_source(row.get("paper_source", ""), row.get("paper_table"))}
         for key in ("acc", "deo_m", "deo_a"):
             paper = row.get(f"paper_{key}")
-            entry[("paper", METRIC_SHORT_NAMES[key])] = MISSING if paper is None or math.isnan(paper) \
-                else round(paper, 1)
-            entry[(f"this companion ({profile})", METRIC_SHORT_NAMES[key])] = round(row[key], 1)
+            entry[("paper", METRIC_SHORT_NAMES[key])] = MISSING if pd.isna(paper) else round(paper, 1)
+            ours = row[key]
+            entry[(f"this companion ({profile})", METRIC_SHORT_NAMES[key])] = MISSING if pd.isna(ours) \
+                else round(ours, 1)
         if has_notes:
             entry[("paper", "note")] = row.get("paper_note") if _text(row.get("paper_note")) else ""
         rows.append(entry)
