@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -119,7 +120,8 @@ def test_table_lists_missing_runs_as_not_run_then_real_numbers_after_running(tmp
 def test_a_metric_that_does_not_exist_shows_as_missing_in_every_view():
     """A metric is null where it is undefined (a group absent from the test split); the explorer's table raised
     TypeError on it, and a missing spread showed the mean as its own spread."""
-    assert number(None) == number(float("nan")) == MISSING and number(41.85) == "41.9" and number(0.5, 2) == "0.50"
+    assert number(None) == number(float("nan")) == number(np.float32("nan")) == MISSING
+    assert number(41.85) == "41.9" and number(0.5, 2) == "0.50"
     assert mean_std(75.0, 1.25) == "75.0 ± 1.2" and mean_std(75.0, None) == "75.0" and mean_std(None, 1.0) == MISSING
     table = pd.DataFrame({"experiment": ["e"], "run": ["r"], "acc": [80.0], "deo_m": [None]})
     assert format_mean_std(table).loc[0, ["acc", "deo_m"]].tolist() == ["80.0", MISSING]

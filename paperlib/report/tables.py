@@ -90,7 +90,7 @@ MISSING = "–"  # how a table shows a value that does not exist (a ratio a data
 def number(value: Any, digits: int = 1) -> str:
     """``value`` with ``digits`` decimals, or :data:`MISSING` where it does not exist (``None`` or NaN: a metric
     of a group absent from the test split, one a paper does not report)."""
-    return MISSING if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    return MISSING if pd.isna(value) else f"{value:.{digits}f}"
 
 
 def mean_std(mean: Any, std: Any, digits: int = 1) -> str:
