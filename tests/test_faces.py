@@ -244,6 +244,13 @@ def test_utkface_under_fairdd_tests_on_100_images_per_cell_and_trains_on_the_res
     assert np.bincount(test.labels * 4 + test.groups).tolist() == [100] * 12
     _, ours = faces._read_utkface(UTKFACE, tmp_path / "data", make_params(dataset="utkface", protocol="companion"))
     assert len(ours.files) == 12 * round(0.2 * 103)
+    # a cell of 60: every cell tests on 60 and trains on the rest, as the official code (it took 100 of the
+    # others, and balancing the test split then lost their 40 extra from both splits)
+    for i in range(60, 103):
+        (folder / f"50_0_3_{20170109150557335 + 11 * 1000 + i}.jpg.chip.jpg").unlink()
+    train, test = faces._read_utkface(UTKFACE, tmp_path / "data", make_params(dataset="utkface"))
+    assert np.bincount(test.labels * 4 + test.groups).tolist() == [60] * 12
+    assert np.bincount(train.labels * 4 + train.groups, minlength=12).tolist() == [43] * 11 + [0]
 
 
 def test_a_face_preset_registered_under_another_name_reads_its_own_spec(tmp_path):

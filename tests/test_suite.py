@@ -11,6 +11,7 @@ import pytest
 
 from paperlib.cli import main
 from paperlib.core.params import make_params
+from paperlib.core.yamlio import load_yaml
 from paperlib.core.errors import PaperlibError
 from paperlib.report.reference import reported, variant
 from paperlib.experiments.profiles import suite_from_file
@@ -167,6 +168,9 @@ def test_shipped_suites_are_valid(profile):
     if profile == "paper":
         dm = next(s.params for s in specs if s.label == "dm")
         assert dm.iterations == 20000 and dm.eval_epochs == 1000 and dm.net_width == 128
+        # paper B's averaging, as the paper profile's notebooks (a standalone suite reads not their defaults)
+        assert (dm.num_distill, dm.num_eval) == (5, 10) == tuple(
+            load_yaml(PARAMS / "paper" / "defaults.yaml")[k] for k in ("num_distill", "num_eval"))
 
 
 def test_reference_values_match_only_their_setting():

@@ -53,7 +53,8 @@ def _p(default: Any, group: str, by: str | None = None, names: str | None = None
 
 @dataclass(frozen=True)
 class Params:
-    """Every setting of an experiment, with the papers' defaults.
+    """Every setting of an experiment, with the papers' defaults for one run; how many runs a row averages is
+    smaller (``num_distill`` 1 x ``num_eval`` 5, against paper B's 5 x 10, which ``params/paper`` sets).
 
     Build one with :func:`make_params`, which validates; the constructor alone
     does not. Fields are declared so that a selecting field precedes the fields it selects.
@@ -123,7 +124,7 @@ class Params:
     eval_epochs: int = _p(0, "eval")  # 0: the method's protocol (DC 300, the others 1000)
     eval_lr: float = _p(0.01, "eval")
     eval_batch: int = _p(256, "eval")
-    num_eval: int = _p(5, "eval")
+    num_eval: int = _p(5, "eval")  # evaluation models per training set (paper B's scripts: 10; params/paper)
     dsa: bool = _p(True, "augment")  # DSA in DM / DSA matching and in evaluations that augment; false: nowhere
     # "": the method's protocol (DC none, others dsa; none when dsa=false)
     eval_augment: str = _p("", "eval", choices=("", "dsa", "none"))

@@ -24,8 +24,9 @@ bffhq       age: young,  gender: female, male                    ``bffhq/``     
   The age bins (<= 19 / 20-39 / >= 40) and the four race groups are our
   choice: the papers only say "age in 3 bins" and "race (4 groups)". UTKFace
   has no official split. ``protocol=fairdd`` (the default, the official FairDD
-  code's) tests on 100 images of every (age bin, race) cell (all of a smaller
-  cell's) and trains on the rest; ``protocol=companion`` tests on a rounded 20%
+  code's) tests on the same number of images of every (age bin, race) cell, 100
+  or the smallest cell's size if that is less, and trains on the rest;
+  ``protocol=companion`` tests on a rounded 20%
   of every cell. Either draw comes from
   ``derive_seed(seed, "dataset", "utkface", "split")``.
 * **BFFHQ** (Kim et al., DFA): ``bffhq/align/``, ``bffhq/conflict/`` (train;
@@ -112,6 +113,7 @@ class FaceSpec:
     read: Reader
     aligned_when_equal: bool  # True: aligned = (label == group); False: the class's majority group in train
     protocols: tuple[str, ...] = ("companion",)  # the ways it can be split (paperlib.data.protocols), default first
+    version: int = 1  # the preset's version: bump it when what ``read`` returns changes (a new cache key)
 
 
 # --------------------------------------------------------------------------- errors
@@ -250,8 +252,10 @@ def _read_utkface(spec: FaceSpec, root: Path, params: Params) -> tuple[FaceTable
     order, rank = rank_within_cells(cells, generator(derive_seed(params.seed, "dataset", "utkface", "split")))
     sizes = torch.bincount(cells)
     per_cell = PROTOCOLS[params.protocol].test_per_cell if params.protocol else None
-    if per_cell is not None:  # FairDD: a fixed number of test images per (age bin, race) cell, the rest train
-        n_test = sizes.clamp(max=per_cell)
+    if per_cell is not None:  # FairDD: one number of test images in every (age bin, race) cell, the rest train
+        # as the official code: 100, or the smallest cell's size (it clamped each cell alone, and the test split's
+        # balancing then dropped the other cells' surplus from both splits)
+        n_test = torch.full_like(sizes, min(per_cell, int(sizes.min())))
     else:
         n_test = torch.round(sizes.double() * UTK_TEST_FRACTION).long()
     is_test = torch.zeros(len(files), dtype=torch.bool)
@@ -308,7 +312,7 @@ FACE_DATASETS: dict[str, FaceSpec] = {
         "UTKFace", ("age <= 19", "age 20-39", "age >= 40"), UTK_RACES, "race",
         "UTKFace/{age}_{gender}_{race}_{datetime}.jpg.chip.jpg (unpack UTKFace.tar.gz into the data root)",
         "https://susanqq.github.io/UTKFace/ ('Aligned&Cropped Faces', UTKFace.tar.gz)",
-        _read_utkface, aligned_when_equal=False, protocols=("fairdd", "companion")),
+        _read_utkface, aligned_when_equal=False, protocols=("fairdd", "companion"), version=2),
     "bffhq": FaceSpec(
         "BFFHQ", ("young", "old"), ("female", "male"), "gender",
         "bffhq/align/, bffhq/conflict/ (or the archive's bffhq/0.5pct/align/ and bffhq/0.5pct/conflict/) and "

@@ -234,7 +234,7 @@ PRESETS.register("bg_fmnist", RenderedPreset("fashion_mnist", "background", uses
 for _name, _spec in FACE_DATASETS.items():
     PRESETS.register(_name, BuiltPreset(_name, _spec.attribute_kind, sources=(_name,),
                                         builder=functools.partial(build_face_dataset, _spec), protocols=_spec.protocols,
-                                        uses=("protocol",)[:len(_spec.protocols) - 1]))
+                                        uses=("protocol",)[:len(_spec.protocols) - 1], version=_spec.version))
 PRESETS.register("corrupted_cifar10", RenderedPreset("cifar10", "corruption", sources=("cifar10", *MNIST_FAMILY),
                                                      uses=("conflict_ratio", "severity"), render=_corrupted,
                                                      attribute_names=corruptions.CORRUPTIONS))
