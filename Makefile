@@ -1,6 +1,7 @@
 # make setup                  create .venv with the exact versions of requirements.lock and paperlib (editable)
 # make test                   unit tests, then the notebook checks (papermill smoke run + nbval)
 # make unit-test              the unit tests alone
+# make notebook-test          the notebook checks alone (papermill smoke run + nbval, in .nbcheck/)
 # make notebook-test-portable the notebook checks as another CPU runs them (no AVX; CI runs it)
 # make reproduce [PROFILE=quick]  run every notebook with params/$(PROFILE)/ (smoke | quick | paper), recomputing
 #                             (or from your cache), then rewrite the results store results/$(PROFILE)/
@@ -12,6 +13,7 @@
 # make sync                   pair notebooks/NN_*.py (the reviewed source) with their .ipynb and push its inputs there
 # make browser-test [SCREENSHOTS=DIR]  notebook 06's explorer driven in headless Chromium through JupyterLab
 # make clean-cache            delete cache/, the default run cache ($PAPERLIB_CACHE elsewhere and results/ stay)
+# make help                   print this list
 PYTHON  ?= python3
 PROFILE ?= quick
 EXECUTOR ?= serial
@@ -22,8 +24,9 @@ BIN     := $(VENV)/bin
 CHECK   := .nbcheck
 SCREENSHOTS ?= $(CHECK)/browser/screenshots
 
-# The checks never write into the working tree: no bytecode (for every command below), and the notebooks'
-# cache and figures go to $(CHECK), removed after a pass (kept after a failure, to look at).
+# The checks write nothing into cache/, figures/, results/ or tracked files: no bytecode (for every command
+# below), the results store off, and the notebooks' cache, figures and executed copies in the git-ignored
+# $(CHECK)/ at the repository root, removed after a pass (kept after a failure, to look at).
 export PYTHONDONTWRITEBYTECODE = 1
 CHECK_ENV = PAPERLIB_CACHE=$(CURDIR)/$(CHECK)/cache PAPERLIB_FIGURES=$(CURDIR)/$(CHECK)/figures PAPERLIB_RESULTS=off
 NBVAL     = -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/smoke
@@ -32,7 +35,7 @@ NBVAL     = -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with test
 # checked by tests/test_reproducibility.py.)
 PORTABLE_ENV = ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2
 
-.PHONY: setup test unit-test notebook-test notebook-test-portable browser-test reproduce plan lab sync clean-cache
+.PHONY: help setup test unit-test notebook-test notebook-test-portable browser-test reproduce plan lab sync clean-cache
 
 setup: $(VENV)/.installed
 
@@ -104,3 +107,7 @@ sync: setup
 
 clean-cache:
 	rm -rf cache
+
+# The comment block at the top of this file, without its '# '.
+help:
+	@sed -n '/^[^#]/q; s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))

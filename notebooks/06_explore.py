@@ -38,11 +38,10 @@ explorer = None  # None: the explorer settings of params/experiments/06_explore.
 from paperlib import notebook as nb
 from paperlib.report.explore import Explorer
 from paperlib.report.explorer_model import ExplorerModel
-from paperlib.experiments.profiles import profile_defaults
 
 figures = nb.setup(profile)
 explorer = explorer or nb.notebook_parameters(profile, "06_explore")["explorer"]
-app = Explorer(profile_defaults(profile), explorer, profile)
+app = Explorer(nb.profile_defaults(profile), explorer, profile)
 app
 
 # %% [markdown]
@@ -63,4 +62,4 @@ HTML(app.snapshot_html())
 
 # %%
 # NBVAL_CHECK_OUTPUT
-nb.explorer_coverage(ExplorerModel(profile_defaults(profile), explorer), views=True)
+nb.explorer_coverage(ExplorerModel(nb.profile_defaults(profile), explorer), views=True)

@@ -19,7 +19,9 @@
 # # 07 · Three answers to a biased class: KDE, FairDD and COBRA at one protocol
 #
 # Three published fixes change **what the synthetic set of a class is matched to**, and nothing else. In this
-# library each is a target of the same DM loop (the `[K, J, B]` aggregation of a real batch):
+# library each is a target of the same DM loop: a target turns each class's real batch of B images into J
+# weighted means (J statistics to match; J = 1 but for FairDD, where J is the number of groups), one weight
+# tensor of shape `[K classes, J, B]` for the whole batch:
 #
 # | target | paper | what it needs | what it weights | the statistic(s) per class |
 # |---|---|---|---|---|
@@ -40,9 +42,6 @@ suite = None  # None: the runs of params/experiments/07_three_answers.yaml at th
 claims = None  # None: the profile's claims in the same file (see paperlib.report.checks)
 
 # %%
-import pandas as pd
-from IPython.display import display
-
 from paperlib import notebook as nb
 from paperlib.report import plots
 
@@ -76,8 +75,9 @@ hidden = table[(table["experiment"] == "hidden_groups") | ((table["experiment"] 
 # * **COBRA's barycenter without the warm start is at least as accurate as FairDD** on four of the quick
 #   profile's five datasets (C-MNIST FG 86.7 against 75.7), though not fairer everywhere (C-MNIST BG above).
 #   For DM it is FairDD with an image step |A| times smaller: at this profile's image learning rate, tuned on
-#   the companion's normalisation, FairDD's summed step is too large (notebook 05 measures the identity, and
-#   finds the same with group-balanced weights).
+#   the companion's normalisation, FairDD's summed step is too large (notebook 05 measures the identity, finds
+#   the same with group-balanced weights, and runs FairDD at a step 8 times smaller, which reaches the
+#   barycenter's accuracy).
 # * **The warm start moves accuracy by at most 2.4 points here**, and DEO_M both ways (C-MNIST FG 35.6 → 29.6,
 #   C-FMNIST FG 51 → 74: one evaluation model per run, so read it as noise); it costs 2.7–4.7 times vanilla's
 #   iteration (next table).
@@ -87,24 +87,27 @@ nb.metrics_view(answers, keys=("acc", "deo_m", "deo_a", "worst_group_acc"), extr
 
 # %%
 fig, axes = plots.subplots(1, 2, figsize=(13, 3.6))
-plots.plot_comparison(answers, "acc", ax=axes[0])
+plots.plot_comparison(answers, "acc", ax=axes[0], legend=False)
 plots.plot_comparison(answers, "deo_m", ax=axes[1])
 nb.save(axes[0], figures, "07_acc_deo_m", pdf=True);
 
 # %% [markdown]
 # ## What each costs
-# Seconds per distillation iteration, measured in each run, and against vanilla DM on the same dataset. KDE's
-# one-off cost (training its encoder, estimating the densities) is spread over the run's iterations
-# (`amortised`); COBRA's warm start is paid at every iteration. `one_off_seconds` is NaN for the targets that
-# have no one-off cost. Each time is one run's, on a shared 2-core CPU in the quick profile: vanilla DM's
-# iteration takes 0.34–0.51 s across datasets of the same cost, so a ratio within about ±30% of 1 (FairDD,
-# COBRA without its warm start, KDE before its one-off cost) is noise, not a cost. For reference, paper B
-# timed a whole DM run on C-MNIST FG at 26.2 min and DM + FairDD (10 groups) at 36.9 min on one RTX 3090,
-# 1.4 times as long.
+# Seconds per distillation iteration, measured in each run, and the ratio to vanilla DM on the same dataset:
+# per iteration (`× vanilla`), then with KDE's one-off cost (training its encoder, estimating the densities:
+# `one-off s`, "–" for the targets that have none) spread over the run's iterations. COBRA's warm start is
+# paid at every iteration. Each time is one run's, on a shared 2-core CPU in the quick profile: vanilla DM's
+# iteration takes 0.34–0.51 s across datasets of the same cost, so a ratio within about ±30% of 1 is noise,
+# not a cost. Per iteration, FairDD, COBRA without its warm start and KDE fall in 0.79–1.25× vanilla, save
+# KDE on C-MNIST (FG) at 1.43× beside that dataset's fastest vanilla run (0.34 s): a weighted or per-group mean
+# costs nothing measurable. KDE's one-off cost (68–99 s here, with a half-epoch SupCon encoder) spread over the
+# quick runs' 100 iterations makes it 2.4–4.3× vanilla; spread over the papers' 20,000 iterations the same
+# cost would add about 5 ms per iteration, though the paper profile's encoder trains 20 times as long (not
+# timed here). The warm start costs 2.7–4.7× at every iteration. For reference, paper B timed a whole DM run on
+# C-MNIST FG at 26.2 min and DM + FairDD (10 groups) at 36.9 min on one RTX 3090, 1.4 times as long.
 
 # %%
-with pd.option_context("display.precision", 2):
-    display(nb.overhead_table(answers))
+nb.overhead_view(answers)
 
 # %% [markdown]
 # ## When the protected groups are only partly known
@@ -126,9 +129,10 @@ nb.metrics_view(hidden, keys=("acc", "deo_m", "deo_a", "worst_group_acc"),
 
 # %% [markdown]
 # ## What this run checks
-# Each claim of this notebook as a comparison with a margin (the experiment file's `claims`), with the quantity
-# it measured, then, for a profile with reference numbers, every run's trained numbers within the stated
-# tolerance.
+# Each claim of this notebook is a comparison with a margin (the experiment file's `claims`): the verdict says
+# whether it holds and what it measured, to compare with the margin in the `test` column. A profile with
+# reference numbers (`params/<profile>/references.yaml`; only the smoke profile has them) adds one row per run
+# within the stated tolerance.
 
 # %%
 # NBVAL_CHECK_OUTPUT

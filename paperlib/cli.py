@@ -1,4 +1,4 @@
-"""Command line: ``python -m paperlib {describe,run,bench,weights,suite} [PARAMS.yaml] [--set KEY=VALUE ...]``.
+"""Command line: "python -m paperlib {describe,run,bench,weights,suite} [PARAMS.yaml] [--set KEY=VALUE ...]".
 
 ``describe`` prints the dataset summary as one JSON object. ``run`` trains and
 evaluates; its last stdout line is one JSON object with the metrics (percent,
@@ -10,9 +10,9 @@ bias-conflicting samples against their share of the samples. ``suite FILE.yaml [
 [--only NAME] [--csv PATH] [--markdown PATH] [--figures DIR] [--table-only] [--executor NAME --jobs N ...]``
 runs a suite of comparisons (see :mod:`paperlib.experiments.suite`; a file that differs by profile, as every
 ``params/experiments/*.yaml`` does, needs ``--profile``), its missing runs as jobs of the chosen executor
-(:mod:`paperlib.experiments.jobs`), and writes their results table as
-CSV (and the overhead table beside it, ``*_overhead.csv``). Errors print one
-``error: ...`` line to stderr and exit with 2.
+(:mod:`paperlib.experiments.jobs`), tabulates them and prints a JSON summary; ``--csv`` writes the results table
+as CSV (and the overhead table beside it, ``*_overhead.csv``), ``--markdown`` the headline table, ``--figures``
+the bar charts. Errors print one ``error: ...`` line to stderr and exit with 2.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
                              help="CUDA: N more iterations counting where the host waits for the device")
         sub.add_argument("params_file", nargs="?", help="YAML file of parameters (flat mapping)")
         _add_set(sub)
-    suite = commands.add_parser("suite", help="run a suite of comparisons; write the results table as CSV")
+    suite = commands.add_parser("suite", help="run a suite of comparisons and tabulate them; print a summary as JSON "
+                                              "(--csv, --markdown, --figures write the table and charts)")
     suite.add_argument("suite_file", help="YAML suite file, e.g. params/experiments/kde_fairdd.yaml, or a notebook's "
                                           "experiment file (params/experiments/NN_*.yaml)")
     suite.add_argument("--profile", help="the profile to read the file at: smoke | quick | paper (needed by a file "

@@ -2,7 +2,7 @@
 
 A façade: every function lives in its layer (:mod:`paperlib.experiments.profiles` for experiment files and
 runs, :mod:`paperlib.report.tables` and :mod:`paperlib.report.figures` for what is shown,
-:mod:`paperlib.report.checks` for the verdicts); this module only gathers them and adds the two calls that
+:mod:`paperlib.report.checks` for the verdicts); this module only gathers them and adds the three calls that
 exist for notebooks: :func:`setup`, :func:`run_all` and :func:`verdicts`.
 
 Every notebook starts with a ``parameters`` cell holding ``profile`` (smoke, quick or paper) and the values of
@@ -37,7 +37,7 @@ from paperlib.report.tables import (  # noqa: F401
     build_datasets,
     first_kde_diagnostics,
     metrics_view,
-    overhead_table,
+    overhead_view,
     paper_vs_companion,
     ratio_sweep,
     results_table,

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from paperlib.core.params import make_params
+from paperlib.core.params import DSA_STRATEGY, Params, make_params
 from paperlib.train.augment import (
     DSA,
     OPS,
@@ -29,6 +29,7 @@ from paperlib.train.augment import (
     _scale_theta,
 )
 from paperlib.core.errors import PaperlibError
+from paperlib.train.loop import TrainSettings
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -188,7 +189,9 @@ def test_sampling_ranges() -> None:
 
 def test_defaults_are_reference() -> None:
     p = DSAParams()
-    assert p.strategy == "color_crop_cutout_flip_scale_rotate"
+    assert p.strategy == "color_crop_cutout_flip_scale_rotate" == "_".join(OPS.names())  # every op, in its order
+    # one default for the runs, their evaluations and DSA itself
+    assert p.strategy == DSA_STRATEGY == Params().dsa_strategy == TrainSettings().dsa_strategy
     assert (p.scale, p.rotate, p.crop_pad, p.cutout) == (1.2, 15.0, 0.125, 0.5)
     assert (p.brightness, p.saturation, p.contrast, p.flip) == (1.0, 2.0, 0.5, 0.5)
 
@@ -199,6 +202,14 @@ def test_none_is_identity(strategy: str) -> None:
     dsa = DSA(DSAParams(strategy=strategy))
     assert torch.equal(dsa(x, gen()), x)
     assert torch.equal(dsa(x, gen(), torch.zeros(4, dtype=torch.long)), x)
+
+
+def test_the_parameters_read_a_joined_list_of_ops_because_the_registry_says_so(monkeypatch) -> None:
+    """Params validation asks the registry (``joined``), not the name of the DSA ops' registry."""
+    assert OPS.joined and make_params(dsa_strategy="crop_flip").dsa_strategy == "crop_flip"
+    monkeypatch.setattr(OPS, "joined", False)  # as if each of its fields held one name
+    with pytest.raises(PaperlibError, match=r"^unknown dsa_strategy 'crop_flip' \(did you mean 'flip'\?\); choose one"):
+        make_params(dsa_strategy="crop_flip")
 
 
 def test_bad_strategy_and_inputs() -> None:

@@ -15,7 +15,7 @@ from paperlib.core.params import make_params
 from paperlib.data import build_dataset
 from paperlib.core.errors import PaperlibError
 from paperlib.experiments.runner import distilled_dir, load_record, record_dir, run
-from paperlib.core.store import atomic_write, load_json, load_tensors, save_tensors
+from paperlib.core.store import atomic_write, cache_root, load_json, load_tensors, save_tensors
 
 TINY_RUN = dict(dataset="cmnist", source="digits", method="dm", ipc=1, iterations=2, batch_real=8, net_width=8,
                 num_eval=1, eval_epochs=1, progress=False, device="cpu")
@@ -23,6 +23,15 @@ TINY_RUN = dict(dataset="cmnist", source="digits", method="dm", ipc=1, iteration
 
 def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_a_cache_dir_under_home_is_expanded_like_paperlib_cache(tmp_path, monkeypatch):
+    """``cache_dir=~/c`` is the home folder's c, not a folder named ``~`` in the current directory."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("PAPERLIB_CACHE", "~/from-env")
+    assert cache_root("~/c") == tmp_path / "c" and cache_root() == tmp_path / "from-env"
+    assert record_dir(make_params(TINY_RUN, cache_dir="~/c")).is_relative_to(tmp_path / "c")
+    assert cache_root("relative") == Path("relative")  # from the current directory, as PAPERLIB_CACHE and data_dir
 
 
 def test_an_unreadable_tensor_file_is_one_line_naming_it_and_what_happens_next(tmp_path):

@@ -47,10 +47,10 @@ def test_a_claim_holds_or_fails_with_the_measured_value():
     ratio = {"says": "x", "of": "colour/dm_kde acc", "over": "colour/dm acc", "at_most": 1.5}
     assert checks.claim_rows([ratio], checks.quantities(TABLE))[0]["verdict"] == "FAILS (measured 1.87)"
     for bound in ({"at_least": 1.0}, {"at_most": 1.0}):  # 0 / 0 supports no claim, whichever its side
-        zero = {"says": "x", "of": "a", "over": "b", **bound}
-        assert checks.claim_rows([zero], {"a": 0.0, "b": 0.0})[0]["verdict"] == "FAILS (measured nan)"
-    above = {"says": "x", "of": "a", "over": "b", "at_least": 2.0}
-    assert checks.claim_rows([above], {"a": 3.0, "b": 0.0})[0]["verdict"] == "holds (measured inf)"  # 3 / 0
+        zero = {"says": "x", "of": "r a", "over": "r b", **bound}
+        assert checks.claim_rows([zero], {"r a": 0.0, "r b": 0.0})[0]["verdict"] == "FAILS (measured nan)"
+    above = {"says": "x", "of": "r a", "over": "r b", "at_least": 2.0}
+    assert checks.claim_rows([above], {"r a": 3.0, "r b": 0.0})[0]["verdict"] == "holds (measured inf)"  # 3 / 0
 
 
 @pytest.mark.parametrize("entry, message", [
@@ -61,6 +61,11 @@ def test_a_claim_holds_or_fails_with_the_measured_value():
     ({"says": "x", "of": "colour/dm accuracy", "at_least": 1}, "did not compute; that row has: colour/dm acc"),
     ({"says": "x", "of": "colour/dm acc", "at_least": "10%"}, "claim 'x': at_least must be a number, got '10%'"),
     ("colour/dm acc >= 10", "a claim must be a mapping with 'says', 'of' and 'at_least' or 'at_most'"),
+    ({"says": "x", "of": 2024, "at_least": 1}, r"^claim 'x': of must name a quantity as '<row> <column>', e\.g\. "
+                                                r"'colour_0\.05/dm acc', got 2024$"),
+    ({"says": "x", "of": "colour/dm acc", "minus": ["colour/whole acc"], "at_least": 1}, "claim 'x': minus must"),
+    ({"says": "x", "of": "colour/dm acc", "over": "acc", "at_least": 1}, "claim 'x': over must .* got 'acc'$"),
+    ({"says": "x", "of": "colour/dm acc", "minus": None, "at_least": 1}, "claim 'x': minus must .* got None$"),
 ])
 def test_a_malformed_claim_or_an_unknown_quantity_is_a_clear_error(entry, message):
     with pytest.raises(PaperlibError, match=message):
@@ -103,6 +108,13 @@ def test_a_broken_references_file_is_a_clear_error(tmp_path, monkeypatch):
     (tmp_path / "params" / "toy" / "references.yaml").write_text("tolerance: {acc: 3}\nruns: {nb: {dm: {deo_m: 9}}}\n")
     with pytest.raises(PaperlibError, match="not a references file .no tolerance for deo_m.; rewrite it"):
         checks.load_references("toy")
+
+
+def test_recording_references_for_an_unknown_profile_names_the_profiles(capsys):
+    """A misspelt --profile said that params/<it>/references.yaml needs a 'tolerance' block first."""
+    assert checks.main(["record", "--profile", "quik"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: unknown profile 'quik'; choose one of: {', '.join(PROFILES)}\n"
 
 
 def _as_nbval_compares(table: pd.DataFrame) -> str:

@@ -26,10 +26,10 @@ def test_auto_compiles_long_cpu_work_only(monkeypatch):
 
 
 def test_unknown_compile_setting_is_a_one_line_error():
-    with pytest.raises(PaperlibError, match="unknown torch_compile 'on'; use auto, always or never"):
-        compile_wanted("on", CPU, 1)
-    with pytest.raises(PaperlibError, match="torch_compile"):
-        make_params(torch_compile="sometimes")
+    """The same settings and the same message from the runtime and from the parameters (one list of them)."""
+    for wrong in (lambda: compile_wanted("on", CPU, 1), lambda: make_params(torch_compile="on")):
+        with pytest.raises(PaperlibError, match=r"^unknown torch_compile 'on'; choose one of: auto, always, never$"):
+            wrong()
 
 
 def test_a_failed_compilation_warns_once_and_runs_eagerly():

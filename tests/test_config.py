@@ -169,17 +169,26 @@ def test_an_empty_set_of_a_field_whose_default_is_empty_means_that_default():
         make_params(parse_set(["dataset="]))
 
 
-def test_an_unreadable_parameter_file_is_a_one_line_error(tmp_path):
+def test_an_unreadable_yaml_file_is_a_one_line_error_naming_it(tmp_path):
+    """Named by its path alone: load_yaml reads suites, experiment files and profile defaults too, not only
+    parameter files (each message said "parameter file")."""
+    import re
+
     from paperlib.core.yamlio import load_yaml
 
     binary = tmp_path / "bad.yaml"
     binary.write_bytes(b"dataset: cmnist\n\xff\xfe")
-    with pytest.raises(PaperlibError, match=r"^parameter file .*bad.yaml is not UTF-8 text \(.* at byte 16\); save"):
+    with pytest.raises(PaperlibError, match=rf"^{re.escape(str(binary))} is not UTF-8 text \(.* at byte 16\); save"):
         load_yaml(binary)
-    with pytest.raises(PaperlibError, match=r"^parameter file .* is a folder; name a \.yaml file in it$"):
+    with pytest.raises(PaperlibError, match=rf"^{re.escape(str(tmp_path))} is a folder; name a \.yaml file in it$"):
         load_yaml(tmp_path)
+    with pytest.raises(PaperlibError, match=rf"^{re.escape(str(tmp_path / 'gone.yaml'))} does not exist; check the"):
+        load_yaml(tmp_path / "gone.yaml")
     (tmp_path / "bad.yaml").write_text("dataset: [cmnist\n")
-    with pytest.raises(PaperlibError, match=r"^parameter file .*bad.yaml is not valid YAML: "):
+    with pytest.raises(PaperlibError, match=rf"^{re.escape(str(binary))} is not valid YAML: "):
+        load_yaml(binary)
+    (tmp_path / "bad.yaml").write_text("- dataset\n")
+    with pytest.raises(PaperlibError, match=rf"^{re.escape(str(binary))} must hold a mapping of name: value$"):
         load_yaml(binary)
 
 

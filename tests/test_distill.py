@@ -484,3 +484,11 @@ def test_run_writes_record_tensor_and_grid_and_cache_hit_does_not_recompute(tmp_
 def test_distilling_a_non_distillation_method_is_an_error():
     with pytest.raises(PaperlibError, match="does not distil"):
         _distill(_params(dataset="mnist", method="random"), "vanilla")
+
+
+def test_benchmarking_a_non_distillation_method_is_the_same_error():
+    """The check is the Distiller's: bench, which builds one without distill(), said "unknown init ''"."""
+    from paperlib.experiments.bench import bench
+
+    with pytest.raises(PaperlibError, match="^method 'whole' does not distil; use one of "):
+        bench(_params(dataset="mnist", method="whole"), warmup=0)

@@ -64,6 +64,16 @@ def test_settings_come_from_defaults_then_the_profile_block_then_flags():
         run_specs(_suite("/nonexistent-never-written"), JobSettings(executor="local"), wait=False)
 
 
+def test_the_default_executor_is_the_registered_one_the_settings_and_the_flag_both_take():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    job_module.add_executor_arguments(parser)
+    args = parser.parse_args([])
+    assert args.executor == JobSettings().executor == job_module.DEFAULT_EXECUTOR in job_module.EXECUTORS
+    assert job_module.given_executor_flags(args) == []  # the default is not echoed as a flag
+
+
 def test_a_flag_the_executor_would_ignore_is_an_error():
     with pytest.raises(PaperlibError, match=r"^--jobs does not apply to the serial executor \(it takes --threads\); "
                                             r"drop it or choose --executor local \| slurm$"):

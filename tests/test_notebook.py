@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import nbformat
@@ -18,7 +17,8 @@ from paperlib.core.errors import PaperlibError
 from paperlib.report.explore import Explorer
 from paperlib.report.explorer_model import ExplorerModel, Point
 from paperlib.core.paths import notebook_sources
-from paperlib.train.metrics import METRIC_SHORT_NAMES
+from paperlib.report.metric_names import short_name
+from paperlib.train.metrics import METRIC_KEYS
 from paperlib.reproduce import output_path, reproduce
 from paperlib.distill.kde import ablation_params, weight_ablation
 from paperlib.experiments.profiles import PROFILES, experiment_file, profile_defaults, suite_from_file
@@ -109,12 +109,15 @@ def test_bias_effect_reads_amplification_from_the_conflicting_gap():
         {"experiment": "sizes", "run": "random", "method": "random", "acc": 25.0, "acc_conflicting": 20.0},
         {"experiment": "sizes", "run": "dm_ipc50", "method": "dm", "acc": 40.0, "acc_conflicting": 30.0, "ipc": 50.0},
     ])
+    from paperlib.report.tables import MISSING
+
     effect = nb.bias_effect(table).set_index("comparison")
-    assert math.isnan(effect.loc["sizes", "acc vs random"])  # an IPC-10 subset is no baseline for IPC 50
+    assert effect.loc["sizes", "acc vs random"] == MISSING  # an IPC-10 subset is no baseline for IPC 50
+    assert effect.loc["sizes", "ipc"] == 50 and effect["ipc"].dtype == "int64"  # an IPC prints as 50, not 50.0
     assert effect.loc["sizes", "acc vs whole"] == -20.0
     assert effect.loc["colour", "reading"] == "amplified" and effect.loc["colour", "conflicting vs whole"] == -42.0
     assert effect.loc["colour", "acc vs random"] == -3.0
-    assert effect.loc["corruption", "reading"] == "suppressed" and math.isnan(effect.loc["corruption", "acc vs random"])
+    assert effect.loc["corruption", "reading"] == "suppressed" and effect.loc["corruption", "acc vs random"] == MISSING
     assert effect.loc["colour_1%", "reading"] == "whole data biased too"
     assert list(effect.columns) == ["run", "ipc", "acc", "conflicting", "acc vs random", "acc vs whole",
                                     "conflicting vs whole", "reading"]
@@ -127,9 +130,28 @@ def test_paper_table_labels_the_papers_numbers_apart_from_ours():
                      "paper_deo_m": float("nan"), "paper_deo_a": float("nan"), "paper_source": "paper A"}])
     shown = nb.paper_vs_companion(table, "quick")
     assert shown[("paper", "acc")].item() == 91.5 and shown[("this companion (quick)", "acc")].item() == 90.7
-    deo_m = METRIC_SHORT_NAMES["deo_m"]
+    deo_m = short_name("deo_m")
     assert shown[("paper", deo_m)].item() == "–" and shown[("this companion (quick)", deo_m)].item() == 51.9
     assert shown[("", "setting")].item() == "cmnist (companion protocol), conflict ratio 5%, IPC 50"
+
+
+def test_paper_table_says_once_what_every_row_does_differently(capsys):
+    rows = [{"experiment": "e", "run": run, "method": "dm", "dataset": "cmnist", "protocol": "companion",
+             "ratio": 0.05, "ipc": 50.0, "acc": 90.0, "deo_m": 1.0, "deo_a": 1.0, "paper_acc": 91.5,
+             "eval_schedule": "first", "eval_optimizer": optimiser, "eval_lr": 0.005}
+            for run, optimiser in (("dm", "sgd"), ("dm_adam", "adam"))]
+    shown = nb.paper_vs_companion(_table(rows), "quick")
+    assert capsys.readouterr().out.startswith("every row of this table: first evaluation schedule (")
+    assert shown[("", "setting")].tolist() == ["cmnist (companion protocol), conflict ratio 5%, IPC 50",
+                                                "cmnist (companion protocol), conflict ratio 5%, IPC 50; "
+                                                "evaluation optimiser adam, lr 0.005"]
+
+
+def test_paper_table_without_a_reported_setting_is_a_note_not_an_empty_frame(capsys):
+    table = _table([{"experiment": "e", "run": "dm", "method": "dm", "acc": 50.0, "deo_m": 1.0, "deo_a": 1.0,
+                     "paper_acc": float("nan")}])
+    assert nb.paper_vs_companion(table, "quick") is None
+    assert "no run of this table has a number reported by the papers" in capsys.readouterr().out
 
 
 
@@ -233,6 +255,41 @@ def test_the_explorer_offers_the_approaches_its_settings_list_and_nothing_else()
         ExplorerModel({}, {k: v for k, v in SMOKE_EXPLORER.items() if k != "approaches"})
 
 
+START = {"dataset": "CMNIST", "ratio": 0.2, "ipc": 1, "method": "dm", "target": "FairDD (paper B)"}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"start": {**START, "ipc_": 1}}, r"^explorer.start names a point by dataset, ratio, ipc, method, target; it has "
+                                      r"dataset, ratio, ipc, method, target, ipc_$"),
+    ({"start": {**START, "ratio": "0.2"}}, r"^explorer.start \{.*'ratio': '0.2'.*\} is not a point of the explorer's"),
+    ({"start": {**START, "method": "random"}}, r"is not a point .* takes the first approach, 'vanilla'\)$"),
+    ({"start": [0.2, 1]}, r"^explorer.start must be a mapping of name: value"),
+    ({"ratios": [0.05, "20%"]}, r"^explorer.ratios must be a non-empty list of numbers in \[0, 1\], e.g. \[0.05, "
+                                r"0.2\]; got \[0.05, '20%'\]$"),
+    ({"ratios": [5]}, r"^explorer.ratios must be"), ({"ratios": 0.05}, r"^explorer.ratios must be"),
+    ({"ipcs": [1, "ten"]}, r"^explorer.ipcs must be a non-empty list of whole numbers"),
+    ({"ipcs": []}, r"^explorer.ipcs must be"), ({"ipcs": [0.5]}, r"^explorer.ipcs must be"),
+    ({"methods": "dm"}, r"^explorer.methods must be a non-empty list of method names"),
+    ({"methods": ["dm", "dmm"]}, r"^explorer.methods: unknown method 'dmm' \(did you mean 'dm'\?\); choose one"),
+])
+def test_malformed_explorer_settings_are_a_one_line_error_when_read(change, message):
+    """A misspelt key of start or a ratio written as text raised TypeError / ValueError when the explorer opened."""
+    assert ExplorerModel({}, {**SMOKE_EXPLORER, "start": START}).settings["start"] == START  # a point of the grid
+    with pytest.raises(PaperlibError, match=message):
+        ExplorerModel({}, {**SMOKE_EXPLORER, **change})
+
+
+def test_the_explorers_estimate_reads_a_record_without_num_distill_or_a_data_time(monkeypatch):
+    """load_record guarantees neither (records before repeated distillations have no num_distill): the estimate
+    takes one training set and no data time, as the tables do, instead of a KeyError."""
+    model = ExplorerModel({"seed": 0, "net_width": 8, **SCALE}, SMOKE_EXPLORER)
+    record = {"params": {"eval_epochs": 10, "ipc": 1, "batch_real": 8}, "num_eval": 1,
+              "timings": {"evaluate": 10.0, "total": 12.0}}
+    monkeypatch.setattr(model, "stored", lambda point: (record, "profile"))
+    # 1 s per evaluation epoch, times the live scale's 2 epochs x 1 model x IPC 1
+    assert model.estimate_seconds(Point("CMNIST", 0.05, 1, "random", "vanilla")) == 2.0
+
+
 def test_explorer_widget_offers_a_missing_point_then_shows_it_after_the_live_run(tmp_path):
     # its own cache: "not computed" and "one live run" must not depend on what other tests stored
     app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", "cache_dir": str(tmp_path), **SCALE},
@@ -267,9 +324,28 @@ def test_explorer_widget_offers_a_missing_point_then_shows_it_after_the_live_run
     assert [p.target for p in shown] == ["FairDD (paper B)", "vanilla"]
 
 
-def test_a_stopped_or_failed_live_run_reenables_the_controls_and_stores_nothing(monkeypatch, tmp_path):
+def _stopped_while_computing(app, monkeypatch, before=lambda point: None):
+    """Start a live run whose compute() calls ``before`` then spins until it is stopped; stop it; return its
+    (joined) thread."""
     import threading
 
+    running = threading.Event()
+
+    def spin(point):
+        before(point)
+        running.set()
+        while True:
+            pass
+
+    monkeypatch.setattr(app.model, "compute", spin)
+    worker = app.compute()
+    assert running.wait(10)
+    app.stop()
+    worker.join(timeout=10)
+    return worker
+
+
+def test_a_stopped_or_failed_live_run_reenables_the_controls_and_stores_nothing(monkeypatch, tmp_path):
     from paperlib.report import explore
 
     app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", "cache_dir": str(tmp_path), **SCALE},
@@ -278,18 +354,7 @@ def test_a_stopped_or_failed_live_run_reenables_the_controls_and_stores_nothing(
     assert "not computed" in app.status.value and "trains its encoder" in app.status.value
     app.target.value = "FairDD (paper B)"
     assert "not computed" in app.status.value and "trains its encoder" not in app.status.value
-    running = threading.Event()
-
-    def endless(point):
-        running.set()
-        while True:
-            pass
-
-    monkeypatch.setattr(app.model, "compute", endless)
-    worker = app.compute()
-    assert running.wait(10)
-    app.stop()
-    worker.join(timeout=10)
+    worker = _stopped_while_computing(app, monkeypatch)
     assert not worker.is_alive() and "stopped" in app.status.value and not app.compute_button.disabled
     assert not any(c.disabled for c in app.controls) and app.model.stored(app.point())[0] is None
 
@@ -300,6 +365,45 @@ def test_a_stopped_or_failed_live_run_reenables_the_controls_and_stores_nothing(
     app.compute().join(timeout=10)
     assert "failed: PaperlibError: batch_real must be at least 1, got 0" in app.status.value
     assert "second line" not in app.status.value and not any(c.disabled for c in app.controls)
+
+
+def test_a_stop_as_the_live_run_ends_leaves_its_stored_run_shown_and_the_controls_back(monkeypatch, tmp_path):
+    """stop() raises in the worker thread whenever it comes: after the record was stored the run is reported
+    computed, and once compute() has returned (the stop delivered on the next line) the thread no longer dies with
+    the controls disabled."""
+    import threading
+
+    app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", "cache_dir": str(tmp_path), **SCALE},
+                   SMOKE_EXPLORER, "smoke")
+    record = {"metrics": {key: 0.5 for key in METRIC_KEYS}, "num_eval": 1}
+    stored = []
+    monkeypatch.setattr(app.model, "stored", lambda point: (record, "live") if stored else (None, "none"))
+
+    def finished():
+        return (not worker.is_alive() and "computed live" in app.status.value and app.compute_button.disabled
+                and app.stop_button.disabled and not any(c.disabled for c in app.controls))
+
+    worker = _stopped_while_computing(app, monkeypatch, before=stored.append)  # stopped after the record is stored
+    assert finished(), app.status.value  # it said "stopped: nothing was stored for this point"
+
+    stored.clear()
+    monkeypatch.setattr(app.model, "compute", lambda point: stored.append(point) or record)
+    sent = []
+
+    def on_the_line_after_compute(frame, event, arg):
+        if event == "line" and stored and not sent:
+            sent.append(frame.f_lineno)
+            app.stop()  # raises LiveRunStopped in this thread, on this line of _work
+        return on_the_line_after_compute
+
+    threading.settrace(lambda frame, event, arg: on_the_line_after_compute
+                       if frame.f_code is Explorer._work.__code__ else None)
+    try:
+        worker = app.compute()
+    finally:
+        threading.settrace(None)
+    worker.join(timeout=10)
+    assert sent and finished(), app.status.value
 
 
 @pytest.mark.parametrize("stored", ["06_explore.ipynb", "smoke/06_explore.ipynb"])
@@ -381,9 +485,10 @@ def test_absent_data_is_reported_without_this_machines_paths(tmp_path, monkeypat
     monkeypatch.setenv("PAPERLIB_DATA", str(tmp_path / "nowhere"))
     # UTKFace is never downloaded: the test stays offline on any machine
     built, overview = nb.build_datasets({"faces": {"dataset": "utkface"}})
-    assert not built and overview["status"].tolist() == ["data absent (see above)"]
+    assert not built and overview["status"].tolist() == ["data absent"]
     note = capsys.readouterr().out
-    assert "UTKFace not found" in note and "<data root>" in note and str(tmp_path) not in note
+    assert note.startswith("not built, their data is not on this machine: faces (preset utkface). ")
+    assert "describe --set dataset=PRESET" in note and str(tmp_path) not in note and note.count("\n") == 1
     assert nb.present_only([{"name": "faces", "settings": {"dataset": "utkface"}, "runs": {"dm": {}}}], "quick") == []
     note = capsys.readouterr().out
     assert note.startswith("skipped, their data is not on this machine: utkface.") and str(tmp_path) not in note
@@ -473,9 +578,19 @@ def test_the_kernels_interrupt_stops_a_live_run_of_the_explorer():
 
 
 def test_overhead_divides_by_the_vanilla_run_of_the_same_ipc_and_evaluation_model():
+    from paperlib.report.tables import MISSING, overhead_table
+
     rows = [{"experiment": "e", "run": run, "method": "dm", "target": target, "ipc": ipc, "eval_model": "convnet",
-             "seconds_per_iteration": s, "seconds_per_iteration_amortised": s, "kde_one_off_seconds": None}
-            for run, target, ipc, s in (("dm10", "vanilla", 10.0, 1.0), ("dm50", "vanilla", 50.0, 4.0),
-                                        ("fair10", "groups", 10.0, 1.5), ("fair50", "groups", 50.0, 5.0))]
-    overhead = nb.overhead_table(_table(rows)).set_index("run")["vs_vanilla"]
-    assert (overhead["fair10"], overhead["fair50"], overhead["dm50"]) == (1.5, 1.25, 1.0)
+             "seconds_per_iteration": s, "seconds_per_iteration_amortised": s + one_off / 100,
+             "kde_one_off_seconds": one_off or None}
+            for run, target, ipc, s, one_off in (("dm10", "vanilla", 10.0, 1.0, 0), ("dm50", "vanilla", 50.0, 4.0, 0),
+                                                 ("fair10", "groups", 10.0, 1.5, 0), ("fair50", "groups", 50.0, 5.0, 0),
+                                                 ("kde10", "weighted", 10.0, 1.0, 200))]
+    overhead = overhead_table(_table(rows)).set_index("run")
+    assert (overhead.loc["fair10", "vs_vanilla"], overhead.loc["fair50", "vs_vanilla"],
+            overhead.loc["dm50", "vs_vanilla"]) == (1.5, 1.25, 1.0)
+    # KDE: as fast as vanilla per iteration, three times as slow with its one-off cost spread over 100 iterations
+    assert overhead.loc["kde10", ["per_iteration_vs_vanilla", "vs_vanilla"]].tolist() == [1.0, 3.0]
+    shown = nb.overhead_view(_table(rows)).set_index("run")
+    assert shown.loc["kde10", "one-off s"] == "200.00" and shown.loc["fair10", "one-off s"] == MISSING
+    assert shown.loc["kde10", "× vanilla, one-off spread"] == "3.00"

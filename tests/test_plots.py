@@ -168,3 +168,70 @@ def test_a_conflicting_image_is_framed_red_outside_and_white_inside_and_an_align
         else:
             assert (outer, inner) == ([255, 0, 0], [255, 255, 255])
     assert not all(aligned) and any(aligned)
+
+
+def test_aligned_conflicting_bars_lie_flat_with_every_run_named_top_to_bottom():
+    from paperlib.report.plots import plot_aligned_conflicting
+
+    table = pd.DataFrame({"experiment": ["colour_0.05"] * 3, "run": ["dm", "dm_kde", "dm_lff"],
+                          "acc_aligned": [99.9, 80.4, 99.0], "acc_aligned_std": [0.0] * 3,
+                          "acc_conflicting": [13.5, 82.9, 14.0], "acc_conflicting_std": [0.0] * 3,
+                          "status": ["done", "done", "missing"]})
+    ax = plot_aligned_conflicting(table)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["colour_0.05 / dm", "colour_0.05 / dm_kde"]
+    aligned, conflicting = _bar_containers(ax)
+    assert [b.get_width() for b in aligned.patches] == [99.9, 80.4]  # horizontal: the accuracy is the width
+    assert [b.get_width() for b in conflicting.patches] == [13.5, 82.9]
+    assert ax.get_ylim()[0] > ax.get_ylim()[1]  # the table's first run on top
+
+
+def test_comparison_can_leave_its_legend_to_the_neighbouring_panel():
+    from paperlib.report.plots import plot_comparison
+
+    table = _comparison_table(["cmnist_fg", "cmnist_bg"], ["vanilla", "fairdd"])
+    assert plot_comparison(table, legend=False).get_legend() is None
+    ax = plot_comparison(table)
+    assert ax.get_legend() is not None
+    assert all(t.get_rotation() == 0 for t in ax.get_xticklabels())  # short names: level, under their group
+    assert not any(line.get_visible() for line in ax.get_xgridlines())  # no line through a group of bars
+
+
+def test_grids_draw_a_distilled_set_once_however_many_runs_evaluate_it(tmp_path, monkeypatch):
+    """LfF trains on the vanilla DM set: its run shares that set's grid, which is drawn once, under the first
+    run's name."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from paperlib.report import figures
+
+    png = tmp_path / "dm.png"
+    Image.new("RGB", (8, 8)).save(png)
+    other = tmp_path / "dm_kde.png"
+    Image.new("RGB", (8, 8)).save(other)
+    grids = {"dm": png, "dm_lff": png, "dm_kde": other}
+    specs = [SimpleNamespace(experiment="e", label=label, params=SimpleNamespace(ipc=10, label=label))
+             for label in grids]
+    monkeypatch.setattr(figures, "stored_grid", lambda params: grids[params.label])
+    axes = figures.show_grids(specs, tmp_path, "grids")
+    titles = [ax.get_title() for ax in axes.flat if ax.get_title()]
+    assert titles == ["e / dm", "e / dm_kde"]
+
+
+def test_conflicting_counts_start_their_log_axis_at_one_image():
+    from paperlib.report.plots import plot_conflicting_counts
+
+    per_class = pd.DataFrame({"dataset": ["cmnist"] * 2, "ratio": ["conflict_ratio"] * 2, "value": [0.01, 0.01],
+                              "class": [0, 1], "conflicting": [54, 68]})
+    ax = plot_conflicting_counts(per_class)
+    assert ax.get_ylim()[0] == 1  # the bars of 54 and 68 images rise from 1, not from just below 54
+
+
+def test_every_metric_a_record_holds_has_its_names_in_the_one_table():
+    from paperlib.report.metric_names import METRIC_NAMES, axis_label, figure_title, short_name
+    from paperlib.train.metrics import METRIC_KEYS
+
+    assert tuple(METRIC_NAMES) == METRIC_KEYS
+    assert (short_name("deo_m"), figure_title("acc"), axis_label("acc_conflicting")) == (
+        "DEO_M", "test accuracy (%)", "conflicting accuracy (%)")
+    assert short_name("ipc") == figure_title("ipc") == axis_label("ipc") == "ipc"  # not a metric: its own name

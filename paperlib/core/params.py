@@ -26,7 +26,7 @@ from typing import Any
 
 from paperlib.core.errors import PaperlibError
 from paperlib.core.registry import registry_for
-from paperlib.core.runtime import FLOAT32
+from paperlib.core.runtime import COMPILE_SETTINGS, FLOAT32
 
 GROUPS = ("dataset", "seed", "method", "distill", "encoder", "kde", "model", "augment", "eval", "execution")
 # Which groups each stored artefact depends on; bump KEY_VERSION when the meaning of stored results changes
@@ -39,6 +39,8 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "record": tuple(g for g in GROUPS if g != "execution"),
 }
 KEY_VERSION = 2
+# The DSA strategy of the official code, dsa_strategy's default: every op of paperlib.train.augment.OPS, '_'-joined
+DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
 
 
 def _p(default: Any, group: str, by: str | None = None, names: str | None = None,
@@ -66,23 +68,26 @@ class Params:
     conflict_ratio: float = _p(0.05, "dataset", by="dataset")  # share of bias-conflicting training samples
     majority_ratio: float = _p(0.9, "dataset", by="dataset")  # share of the majority group per class (FairDD)
     severity: int = _p(4, "dataset", by="dataset")  # 1..5: colour noise (cmnist), corruption strength
-    protocol: str = _p("", "dataset", by="dataset", names="protocol")  # "": the preset's own; fairdd | companion
+    # a name of paperlib.data.protocols.PROTOCOLS; "": the preset's own (the first it accepts)
+    protocol: str = _p("", "dataset", by="dataset", names="protocol")
     data_dir: str | None = _p(None, "execution")  # None: $PAPERLIB_DATA, else data/ at the repository root
     # --- what to train on ---
-    method: str = _p("whole", "method", names="method")  # whole | random | dm | dc | dsa (dc with augmentation)
+    method: str = _p("whole", "method", names="method")  # a name of paperlib.distill.methods.METHODS
     ipc: int = _p(10, "method", by="method")  # images per class (random real subset, distilled sets)
     num_distill: int = _p(1, "eval", by="method")  # independent training sets (distillations, random draws) per run
     distill_run: int = _p(0, "method", by="method")  # the index of the first of them; 0 draws as before
     # --- distillation ---
-    # vanilla | weighted | groups (FairDD) | barycenter (COBRA)
+    # what the distillation matches on the real side: a name of paperlib.distill.targets.TARGETS
     target: str = _p("vanilla", "distill", by="method", names="target")
     weights: str = _p("uniform", "distill", by="target", names="weights")  # per-sample weights of target=weighted
     iterations: int = _p(0, "distill", by="method")  # 0: the papers' value (DM 20000, DC/DSA 1000)
     batch_real: int = _p(256, "distill", by="method")  # real images per class and step
     lr_img: float = _p(0.0, "distill", by="method")  # 0: the papers' value (DM 1, or 10 at IPC >= 100; DC 0.1)
     momentum_img: float = _p(0.5, "distill", by="method")
-    init: str = _p("", "distill", by="method", names="init")  # "": the method's (real for all); real | noise | balanced
-    sampling: str = _p("uniform", "distill", by="method", names="sampling")  # uniform | stratified
+    # a name of paperlib.distill.init.INITS; "": the method's own
+    init: str = _p("", "distill", by="method", names="init")
+    # how real batches are drawn: a name of paperlib.distill.sampling.SAMPLINGS
+    sampling: str = _p("uniform", "distill", by="method", names="sampling")
     stratified_min: int = _p(16, "distill", by="sampling")  # stratified: at least this many images per group
     outer_loop: int = _p(0, "distill", by="method")  # gradient matching; 0: by IPC, as the reference table
     inner_loop: int = _p(0, "distill", by="method")
@@ -103,13 +108,15 @@ class Params:
     precision: str = _p("fp32", "distill", by="method", choices=("fp32", "bf16"))
     channels_last: bool = _p(True, "distill", by="method")  # DM: NHWC layout (same fp32 maths, faster on CPU)
     # --- KDE sample weights (paper A; weights=kde) ---
-    kde_encoder: str = _p("supcon", "encoder", by="weights", names="kde_encoder")  # supcon | random | pixels
+    # the KDE's feature space, its density's bandwidth and the weights it gives: names of ENCODERS, BANDWIDTHS and
+    # WEIGHTINGS of paperlib.distill.kde
+    kde_encoder: str = _p("supcon", "encoder", by="weights", names="kde_encoder")
     supcon_epochs: float = _p(10.0, "encoder", by="kde_encoder")  # epochs over the biased split (fractions ok)
     supcon_temperature: float = _p(0.1, "encoder", by="kde_encoder")
     supcon_lr: float = _p(0.05, "encoder", by="kde_encoder")
-    kde_bandwidth: str = _p("median", "kde", by="weights", names="kde_bandwidth")  # median | scott | ...
+    kde_bandwidth: str = _p("median", "kde", by="weights", names="kde_bandwidth")
     kde_bandwidth_value: float = _p(1.0, "kde", by="kde_bandwidth")  # the bandwidth of kde_bandwidth=fixed
-    kde_weighting: str = _p("power", "kde", by="weights", names="kde_weighting")  # power | softmax
+    kde_weighting: str = _p("power", "kde", by="weights", names="kde_weighting")
     kde_alpha: float = _p(1.0, "kde", by="kde_weighting")
     kde_tau: float = _p(1.0, "kde", by="kde_weighting")
     kde_clip: float = _p(0.0, "kde", by="weights")  # 0: none; else no weight above clip x the uniform weight
@@ -132,8 +139,8 @@ class Params:
     # a fresh optimiser; false: this companion's first schedule (eval_epochs epochs, the drop one epoch earlier,
     # momentum kept), which the shipped quick results were computed with (keyed only when true)
     eval_official_schedule: bool = _p(True, "eval", when="eval_official_schedule")
-    dsa_strategy: str = _p("color_crop_cutout_flip_scale_rotate", "augment", names="dsa_op")
-    eval_trainer: str = _p("plain", "eval", names="eval_trainer")  # plain | lff (Learning from Failure) | selecmix
+    dsa_strategy: str = _p(DSA_STRATEGY, "augment", names="dsa_op")
+    eval_trainer: str = _p("plain", "eval", names="eval_trainer")  # a name of paperlib.train.trainers.TRAINERS
     # The evaluation's optimiser: "" (or sgd, written as "") the protocol's SGD (momentum 0.9, weight decay 5e-4);
     # adam: Adam at eval_lr without weight decay, the optimiser of LfF's and SelecMix's official code (keyed only
     # when set, so the runs before this option keep their keys)
@@ -145,7 +152,7 @@ class Params:
     seed: int = _p(0, "seed")
     device: str = _p("auto", "execution", choices=("auto", "cpu", "cuda", "mps"))
     # auto: torch.compile long trainings and distillations on the CPU (same maths up to float reassociation)
-    torch_compile: str = _p("auto", "execution", choices=("auto", "always", "never"))
+    torch_compile: str = _p("auto", "execution", choices=COMPILE_SETTINGS)
     progress: bool = _p(True, "execution")
     cache_dir: str | None = _p(None, "execution")  # None: $PAPERLIB_CACHE, else cache/ at the repository root
     force: bool = _p(False, "execution")  # recompute even when a cached result exists
@@ -167,7 +174,7 @@ def param_names() -> list[str]:
 
 
 def field_tags() -> dict[str, dict[str, Any]]:
-    """Each field's tags: ``group``, ``by``, ``names``, ``choices``."""
+    """Each field's tags: ``group``, ``by``, ``names``, ``choices``, ``when`` (see :func:`_p`)."""
     return {f.name: dict(f.metadata) for f in fields(Params)}
 
 
@@ -237,7 +244,7 @@ def _check_names(params: Params) -> None:
         registry = registry_for(tags["names"])
         if registry is None:  # programming error: the owning module was not imported (paperlib/__init__ does)
             raise AssertionError(f"no registry for {tags['names']!r}; import paperlib first")
-        if tags["names"] == "dsa_op":  # a '_'-joined list of DSA ops, or none (no DSA)
+        if registry.joined:  # a '_'-joined list of names (DSA's ops), or none
             registry.parse_joined(value, name)
         elif value not in registry:
             raise PaperlibError(registry.unknown(value, name))

@@ -33,9 +33,12 @@ BY_FIELD: dict[str, Registry[Any]] = {}
 class Registry(Generic[T]):
     """Named entries of one concept; unknown names are one-line errors listing the valid ones."""
 
-    def __init__(self, kind: str, field: str | None = None) -> None:
+    def __init__(self, kind: str, field: str | None = None, joined: bool = False) -> None:
+        """``field``: the ``names`` tag of the ``Params`` fields that take this registry's names (most often a
+        field's own name; ``model`` for ``eval_model`` too); ``joined``: such a field holds ``_``-joined names or
+        none (:meth:`parse_joined`), not one name."""
         self.kind = kind
-        self.field = field
+        self.joined = joined
         self._entries: dict[str, T] = {}
         if field is not None:
             if field in BY_FIELD:
@@ -82,7 +85,7 @@ class Registry(Generic[T]):
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
 
-    def __len__(self) -> int:
+    def __len__(self) -> int:  # a registry is a Collection: pytest's parametrize takes OPS or MODELS as one
         return len(self._entries)
 
     def names(self) -> tuple[str, ...]:

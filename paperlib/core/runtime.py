@@ -80,6 +80,8 @@ def to_device(tensor: torch.Tensor, device: torch.device | str, dtype: torch.dty
 # compilation costs 15-50 s per input shape on a 2-core CPU (later processes read inductor's disk cache: ~5 s);
 # a compiled ConvNet training step is ~1.7x faster there (docs/performance.md), so a few hundred steps repay it.
 COMPILE_MIN_STEPS = 100
+# torch_compile's settings (Params.torch_compile takes these): auto decides by the rule of compile_wanted
+COMPILE_SETTINGS = ("auto", "always", "never")
 
 
 @contextlib.contextmanager
@@ -101,8 +103,8 @@ def compile_wanted(setting: str, device: torch.device, steps: int) -> bool:
     """Whether to ``torch.compile`` work of ``steps`` steps: ``always`` / ``never`` as asked; ``auto`` on the CPU only
     (measured faster there; not yet measured on a GPU), from :data:`COMPILE_MIN_STEPS` steps, and only when a C++
     compiler is installed (inductor needs one)."""
-    if setting not in ("auto", "always", "never"):
-        raise PaperlibError(f"unknown torch_compile {setting!r}; use auto, always or never")
+    if setting not in COMPILE_SETTINGS:
+        raise PaperlibError(f"unknown torch_compile {setting!r}; choose one of: {', '.join(COMPILE_SETTINGS)}")
     if setting != "auto":
         return setting == "always"
     return device.type == "cpu" and steps >= COMPILE_MIN_STEPS and _cxx_compiler_found()

@@ -24,10 +24,10 @@ from paperlib.core.paths import default_folder
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """The cache folder: explicit ``cache_dir``, else ``$PAPERLIB_CACHE``, else ``cache/`` at the repository
-    root (``./cache`` outside the repository)."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    return Path(os.environ.get("PAPERLIB_CACHE") or default_folder("cache")).expanduser()
+    root (``./cache`` outside the repository). ``~`` is expanded; a relative ``cache_dir`` or ``$PAPERLIB_CACHE`` is
+    taken from the current directory, as a relative ``data_dir`` is."""
+    chosen = cache_dir if cache_dir is not None else os.environ.get("PAPERLIB_CACHE") or default_folder("cache")
+    return Path(chosen).expanduser()
 
 
 @contextlib.contextmanager

@@ -44,21 +44,21 @@ def yaml_error_text(err: yaml.YAMLError) -> str:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping (a parameter file)."""
+    """Read a YAML file that holds a mapping (parameters, a suite, an experiment file, a profile's defaults)."""
     path = Path(path)
     if path.is_dir():
-        raise PaperlibError(f"parameter file {path} is a folder; name a .yaml file in it")
+        raise PaperlibError(f"{path} is a folder; name a .yaml file in it")
     if not path.is_file():
-        raise PaperlibError(f"parameter file {path} does not exist; check the path")
+        raise PaperlibError(f"{path} does not exist; check the path")
     try:
         data = parse_yaml(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as err:
-        raise PaperlibError(f"parameter file {path} is not UTF-8 text ({err.reason} at byte {err.start}); "
+        raise PaperlibError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); "
                             f"save it as UTF-8 YAML") from None
     except yaml.YAMLError as err:
-        raise PaperlibError(f"parameter file {path} is not valid YAML: {yaml_error_text(err)}") from None
+        raise PaperlibError(f"{path} is not valid YAML: {yaml_error_text(err)}") from None
     if not isinstance(data, dict):
-        raise PaperlibError(f"parameter file {path} must hold a mapping of name: value")
+        raise PaperlibError(f"{path} must hold a mapping of name: value")
     return data
 
 

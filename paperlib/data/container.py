@@ -37,6 +37,7 @@ class Split:
         return torch.bincount(flat, minlength=num_classes * num_attributes).view(num_classes, num_attributes)
 
     def tensors(self) -> dict[str, Tensor]:
+        """The four tensors by field name (what :class:`Split` is made from again)."""
         return {"images": self.images, "labels": self.labels, "attributes": self.attributes, "aligned": self.aligned}
 
 
@@ -66,14 +67,17 @@ class BiasedDataset:
 
     @property
     def channels(self) -> int:
+        """Channels per image (1: grayscale, 3: colour)."""
         return int(self.train.images.shape[1])
 
     @property
     def image_size(self) -> int:
+        """Image side in pixels (the images are square)."""
         return int(self.train.images.shape[-1])
 
     @property
     def num_classes(self) -> int:
+        """Number of classes (``info.num_classes``)."""
         return self.info.num_classes
 
     def normalized(self, split: str | Split, device: torch.device | str = "cpu") -> Tensor:

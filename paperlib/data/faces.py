@@ -251,7 +251,7 @@ def _read_utkface(spec: FaceSpec, root: Path, params: Params) -> tuple[FaceTable
     cells = torch.from_numpy(everything.labels * len(UTK_RACES) + everything.groups)
     order, rank = rank_within_cells(cells, generator(derive_seed(params.seed, "dataset", "utkface", "split")))
     sizes = torch.bincount(cells)
-    per_cell = PROTOCOLS[params.protocol].test_per_cell if params.protocol else None
+    per_cell = PROTOCOLS[params.protocol].test_per_cell  # validated params: the preset filled the protocol in
     if per_cell is not None:  # FairDD: one number of test images in every (age bin, race) cell, the rest train
         # as the official code: 100, or the smallest cell's size (it clamped each cell alone, and the test split's
         # balancing then dropped the other cells' surplus from both splits)

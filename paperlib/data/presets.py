@@ -96,16 +96,21 @@ class Preset:
             raise PaperlibError(f"dataset {params.dataset!r} cannot use source {params.source!r}; "
                                 f"choose one of: {', '.join(self.sources)}")
         if params.protocol and params.protocol not in self.protocols:
-            raise PaperlibError(f"dataset {params.dataset!r} is built one way only ({', '.join(self.protocols)}); "
-                                f"protocol {params.protocol!r} applies to paper B's colour presets")
+            accepting = [name for name, preset in PRESETS.items() if params.protocol in preset.protocols]
+            raise PaperlibError(f"dataset {params.dataset!r} is built by protocol {' or '.join(self.protocols)} only; "
+                                f"protocol {params.protocol!r} applies to {', '.join(accepting) or 'no dataset'}")
 
     def defaults(self, params: Params) -> dict[str, Any]:
+        """What an empty ``source`` and ``protocol`` mean for this preset: its default source, its first
+        protocol."""
         changes: dict[str, Any] = {} if params.source is not None else {"source": self.default_source}
         if not params.protocol:
             changes["protocol"] = self.protocols[0]
         return changes
 
     def build(self, params: Params) -> BiasedDataset:
+        """The biased dataset of ``params`` (validated, so ``source`` and ``protocol`` are filled in); uncached:
+        :func:`build_dataset` caches it."""
         raise NotImplementedError
 
 
@@ -145,8 +150,8 @@ class RenderedPreset(Preset):
 
 @dataclass(frozen=True)
 class ColourPreset(Preset):
-    """One of paper B's colour presets: a grayscale source coloured by ``rule`` ("fg_binary", "bg_binary",
-    "fg_shaded", "bg_shaded") as its ``protocol`` builds it (:mod:`paperlib.data.protocols`); the training
+    """One of paper B's colour presets: a grayscale source coloured by ``rule`` (a name of its protocol's
+    ``rules``) as its ``protocol`` builds it (:mod:`paperlib.data.protocols`); the training
     split's majority group is the class's colour with share ``majority_ratio``, the test split is balanced."""
 
     rule: str = "fg_binary"

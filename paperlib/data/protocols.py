@@ -111,7 +111,7 @@ class Protocol:
 
     palette: tuple[tuple[float, float, float], ...]  # RGB in [0, 1] per attribute, as figures show it
     assign: Callable[[Tensor, float, int, torch.Generator], tuple[Tensor, Tensor]]
-    rules: Mapping[str, Rule]  # "fg_binary", "bg_binary", "fg_shaded", "bg_shaded"
+    rules: Mapping[str, Rule]  # ColourPreset.rule -> its renderer (each protocol renders every preset's rule)
     pad: int = 0
     normalization: tuple[float, float] | None = None
     empty_cell_accuracy: float | None = None

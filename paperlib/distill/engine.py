@@ -50,7 +50,10 @@ class Distiller:
     def __init__(self, dataset: BiasedDataset, params: Params, target: Target, device: torch.device,
                  run_iterations: int | None = None) -> None:
         """``run_iterations`` (default ``params.iterations``): the length of the run these steps belong to,
-        which decides ``torch_compile=auto``."""
+        which decides ``torch_compile=auto``. A method that distils nothing is a one-line error."""
+        if not METHODS[params.method].distils:
+            raise PaperlibError(f"method {params.method!r} does not distil; use one of "
+                                f"{', '.join(distilling_methods())}")
         self.dataset, self.params, self.target, self.device = dataset, params, target, device
         self.k, self.ipc = dataset.num_classes, params.ipc
         self.gen = generator(derive_seed(params.seed, "distill", params.method, *run_tags(params)))
@@ -164,8 +167,6 @@ def distill(dataset: BiasedDataset, params: Params, target: Target, device: torc
     last iteration and the store then resumes near the end). On the CPU a resumed run ends with the same
     synthetic set, bit for bit, as an uninterrupted one.
     """
-    if not METHODS[params.method].distils:
-        raise PaperlibError(f"method {params.method!r} does not distil; use one of {', '.join(distilling_methods())}")
     distiller = Distiller(dataset, params, target, device)
     start, losses = 0, []
     saved = load_tensors(checkpoint) if checkpoint is not None and not params.force else None  # force: restart

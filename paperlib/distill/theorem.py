@@ -48,10 +48,10 @@ def fairdd_vs_barycenter(dataset: BiasedDataset, params: Params, device: torch.d
             syn = syn0.clone().requires_grad_(True)
             dm_loss(net, real, aggregation.to(device), syn, params.ipc).backward()
             gradients.append(syn.grad.view(k, -1))
-        fair, balanced = gradients
+        fair, barycenter = gradients
         present = (torch.nn.functional.one_hot(batch.groups, a).sum(1) > 0).sum(1)
-        cosine = torch.nn.functional.cosine_similarity(fair, balanced, dim=1)
-        ratio = fair.norm(dim=1) / balanced.norm(dim=1)
+        cosine = torch.nn.functional.cosine_similarity(fair, barycenter, dim=1)
+        ratio = fair.norm(dim=1) / barycenter.norm(dim=1)
         rows += [{"batch": b, "class": c, "groups_present": int(present[c]), "norm_ratio": float(ratio[c]),
                   "cosine": float(cosine[c])} for c in range(k)]
     return rows

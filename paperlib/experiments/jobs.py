@@ -38,6 +38,7 @@ from paperlib.experiments.runner import load_record, record_key, run
 from paperlib.experiments.suite import RunSpec, mapping, run_suite
 
 POLL_SECONDS = 1.0  # how often a waiting command looks at its jobs
+DEFAULT_EXECUTOR = "serial"  # of JobSettings and of --executor
 # A traceback's exception line, "paperlib.core.errors.DataNotFound: ...": a dotted name, capitalised last part.
 _ERROR_LINE = re.compile(r"^(?:\w+\.)*[A-Z]\w*: (.*)$")
 
@@ -46,7 +47,7 @@ _ERROR_LINE = re.compile(r"^(?:\w+\.)*[A-Z]\w*: (.*)$")
 class JobSettings:
     """How a suite's runs are executed, and what each job may use."""
 
-    executor: str = "serial"
+    executor: str = DEFAULT_EXECUTOR
     jobs: int = 1  # runs at once (local: processes here; slurm: the array's parallelism)
     # torch threads per job (serial: of this process, restored after); 0: serial: unchanged, local: the
     # cores this process may use / jobs, slurm: cpus_per_task. Records are bit-identical to a serial run's only with the
@@ -60,6 +61,7 @@ class JobSettings:
     folder: str = ""  # submitit's pickles and logs; "": jobs/ in the default cache ($PAPERLIB_CACHE, not cache_dir)
 
     def job_folder(self) -> Path:
+        """Where submitit keeps the jobs' pickles and logs: ``folder``, else ``jobs/`` in the default cache."""
         return Path(self.folder) if self.folder else cache_root() / "jobs"
 
     def job_threads(self) -> int:
@@ -338,7 +340,7 @@ def run_specs(specs: list[RunSpec], settings: JobSettings, wait: bool = True) ->
 def add_executor_arguments(sub: argparse.ArgumentParser) -> None:
     """The flags that choose how the missing runs are computed (:mod:`paperlib.experiments.jobs`)."""
     group = sub.add_argument_group("execution (every run without a stored record becomes one job)")
-    group.add_argument("--executor", default="serial", choices=EXECUTORS.names(),
+    group.add_argument("--executor", default=DEFAULT_EXECUTOR, choices=EXECUTORS.names(),
                        help="; ".join(f"{name}: {EXECUTORS[name].summary}" for name in EXECUTORS.names()))
     group.add_argument("--jobs", type=int, help="runs at once (local: processes; slurm: array parallelism)")
     group.add_argument("--threads", type=int, help="torch threads per job (default: cores / jobs here, "
@@ -363,7 +365,7 @@ def _setting_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def given_executor_flags(args: argparse.Namespace) -> list[str]:
     """The execution flags given on the command line (:func:`add_executor_arguments`), as typed."""
-    given = [f"--executor {args.executor}"] if args.executor != "serial" else []
+    given = [f"--executor {args.executor}"] if args.executor != DEFAULT_EXECUTOR else []
     given += [flag for flag in ("--no-wait", "--attach") if getattr(args, flag[2:].replace("-", "_"))]
     return given + [_flags([name]) for name, value in _setting_flags(args).items() if value is not None]
 

@@ -97,8 +97,8 @@ def stored_grid(params: Params) -> Path | None:
 def training_set(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, Tensor, dict]:
     """The images an evaluation model learns from (normalised), their labels, and facts about them.
 
-    A distilling method (``dm``, ``dc``, ``dsa``) gives its distilled set; the others
-    (``whole``, ``random``) the real images they select.
+    A method that distils (:attr:`paperlib.distill.methods.Method.distils`) gives its distilled set; the others
+    the real images they select.
     """
     method = METHODS[params.method]
     if method.distils:

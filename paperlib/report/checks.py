@@ -44,9 +44,10 @@ from paperlib.core.errors import PaperlibError
 from paperlib.core.yamlio import parse_yaml, yaml_error_text
 from paperlib.core.paths import notebook_sources, params_dir
 from paperlib.core.store import atomic_write
-from paperlib.experiments.profiles import notebook_parameters, suite_specs
+from paperlib.experiments.profiles import check_profile, notebook_parameters, suite_specs
 from paperlib.report.tables import results_table
-from paperlib.train.metrics import METRIC_SHORT_NAMES
+from paperlib.report.metric_names import short_name
+from paperlib.train.metrics import METRIC_KEYS
 
 ROW_COLUMNS = (("experiment", "run"), ("comparison", "run"), ("variant",))
 COMPARISONS = {"at_least": ">=", "at_most": "<="}
@@ -103,6 +104,10 @@ class Claim:
         bound = entry[bounds[0]]
         if isinstance(bound, bool) or not isinstance(bound, (int, float)):
             raise PaperlibError(f"claim {entry['says']!r}: {bounds[0]} must be a number, got {bound!r}")
+        for name in ("of", "minus", "over"):
+            if name in entry and not (isinstance(entry[name], str) and " " in entry[name].strip()):
+                raise PaperlibError(f"claim {entry['says']!r}: {name} must name a quantity as '<row> <column>', "
+                                    f"e.g. 'colour_0.05/dm acc', got {entry[name]!r}")
         return cls(says=str(entry["says"]), of=entry["of"], minus=entry.get("minus"), over=entry.get("over"),
                    comparison=bounds[0], bound=float(bound))
 
@@ -155,7 +160,7 @@ def load_references(profile: str) -> dict[str, Any] | None:
     try:
         references = parse_yaml(path.read_text(encoding="utf-8"))
         tolerance, runs = references["tolerance"], references.get("runs") or {}
-        unknown = set(tolerance) - set(METRIC_SHORT_NAMES)
+        unknown = set(tolerance) - set(METRIC_KEYS)
         if unknown:
             raise ValueError(f"unknown metrics in tolerance: {', '.join(sorted(unknown))}")
         untolerated = {m for run in runs.values() for expected in run.values() for m in expected} - set(tolerance)
@@ -185,9 +190,9 @@ def reference_rows(notebook: str, profile: str, values: Mapping[str, float]) -> 
             rows.append({"check": f"{run} matches the {profile} reference", "test": "",
                          "verdict": f"FAILS (not computed: {', '.join(missing)})"})
             continue
-        off = [f"{METRIC_SHORT_NAMES[m]} {values[f'{run} {m}']:.1f} vs {v:g}" for m, v in expected.items()
+        off = [f"{short_name(m)} {values[f'{run} {m}']:.1f} vs {v:g}" for m, v in expected.items()
                if abs(values[f"{run} {m}"] - v) > tolerance[m]]
-        test = ", ".join(f"{METRIC_SHORT_NAMES[m]} {v:g} ± {tolerance[m]:g}" for m, v in expected.items())
+        test = ", ".join(f"{short_name(m)} {v:g} ± {tolerance[m]:g}" for m, v in expected.items())
         rows.append({"check": f"{run} matches the {profile} reference", "test": test,
                      "verdict": "within tolerance" if not off else f"FAILS ({'; '.join(off)})"})
     return rows
@@ -217,12 +222,12 @@ def record(profile: str) -> Path:
 
     The ``tolerance`` block of an existing file is kept (it is set by hand, with its reasons) and names the
     metrics that are pinned; every run must be stored (run ``make reproduce PROFILE=<profile>`` first with the
-    same cache).
+    same cache). An unknown profile is a one-line error.
     """
-    previous = load_references(profile)
+    previous = load_references(check_profile(profile))
     if previous is None:
         raise PaperlibError(f"params/{profile}/references.yaml needs a 'tolerance' block first (one bound per "
-                            f"metric of {', '.join(METRIC_SHORT_NAMES)})")
+                            f"metric of {', '.join(METRIC_KEYS)})")
     runs: dict[str, dict] = {}
     for source in notebook_sources():
         suite = notebook_parameters(profile, source.stem).get("suite")

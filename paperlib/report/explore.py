@@ -18,6 +18,7 @@ import html
 import signal
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -78,6 +79,10 @@ class Explorer:
         self.model = ExplorerModel(defaults, settings)
         self.profile = profile
         self._worker: threading.Thread | None = None
+        # stop() raises LiveRunStopped in the worker only while it computes, decided under this lock: a stop that came
+        # later would report a stored run as stopped, or end the thread with the controls disabled
+        self._stop_lock = threading.Lock()
+        self._stoppable = self._stop_sent = False
         s, start = settings, self.model.start_point()
         self.dataset = w.Dropdown(options=list(s["datasets"]), value=start.dataset, description="dataset")
         self.ratio = w.SelectionSlider(options=[(percent(float(r)), float(r)) for r in s["ratios"]], value=start.ratio,
@@ -189,33 +194,66 @@ class Explorer:
 
     def stop(self) -> None:
         """Stop the live run: raise :class:`LiveRunStopped` in its thread (files are written atomically, so nothing
-        half-written stays; a distillation resumes from its last checkpoint next time)."""
-        worker = self._worker
-        if worker is not None and worker.is_alive():
+        half-written stays; a distillation resumes from its last checkpoint next time). Once per run, and only
+        while it computes: after that its result is being shown, and there is nothing left to stop."""
+        # Not waiting for the lock: its holder is the worker beginning or leaving compute() (nothing to stop yet or
+        # any more), or this thread sending a stop when the kernel's interrupt came (a second stop would deadlock).
+        if not self._stop_lock.acquire(blocking=False):
+            return
+        try:
+            if not self._stoppable:
+                return
+            self._stoppable, self._stop_sent = False, True
             self.stop_button.disabled = True
             self.status.value = "<i>stopping…</i>"
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident), ctypes.py_object(LiveRunStopped))
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._worker.ident),
+                                                       ctypes.py_object(LiveRunStopped))
+        finally:
+            self._stop_lock.release()
 
     def _work(self, point: Point) -> None:
-        outcome = "computed live"
-        try:
-            record = self.model.compute(point)
-        except LiveRunStopped:
-            record, outcome = None, "stopped: nothing was stored for this point"
-        except Exception as err:  # noqa: BLE001 - any failure is shown in one line and the controls come back
-            first_line = (str(err).strip().splitlines() or [""])[0][:300]
-            record, outcome = None, f"failed: {type(err).__name__}: {first_line}"
+        # A stop is raised wherever this thread is when it comes: in compute(), or just after it returned. Every line
+        # up to the end of the wait for a stop that was sent is inside the try, so the thread always gets to the end.
+        record, failure, started, stopped = None, None, False, False
+        while True:
+            try:
+                if not started:
+                    started = True  # no stop comes before the next line: stop() sends none until then
+                    self._set_stoppable(True)
+                    try:
+                        record = self.model.compute(point)
+                    except Exception as err:  # noqa: BLE001 - any failure is shown in one line, the controls come back
+                        first_line = (str(err).strip().splitlines() or [""])[0][:300]
+                        failure = f"failed: {type(err).__name__}: {first_line}"
+                if self._set_stoppable(False) and not stopped:
+                    # sent as compute() returned and not raised yet: it is raised at this thread's next check, in
+                    # this wait (which ends anyway, should compute() have swallowed it)
+                    for _ in range(100):
+                        time.sleep(0.01)
+                break
+            except LiveRunStopped:
+                stopped = True
         self._worker = None
         self.progress.children = ()
         for control in self.controls:
             control.disabled = False
         self.stop_button.disabled = True
+        if record is None and failure is None:  # stopped, perhaps once compute() had stored the record
+            record = self.model.stored(point)[0]
         self.refresh()
         if record is not None:
-            self.status.value = f"<i>{outcome}</i>"
+            self.status.value = "<i>computed live</i>"
         else:
-            self.status.value = f"<b>{html.escape(outcome)}</b>"
+            self.status.value = f"<b>{html.escape(failure or 'stopped: nothing was stored for this point')}</b>"
             self.compute_button.disabled = False
+
+    def _set_stoppable(self, stoppable: bool) -> bool:
+        """The worker's side of :meth:`stop`: whether the run can be stopped from now on; returns whether a stop was
+        sent since the last call."""
+        with self._stop_lock:
+            self._stoppable = stoppable
+            sent, self._stop_sent = self._stop_sent, False
+        return sent
 
     def _add_bar(self, bar_widget) -> None:
         # A finished bar (leave=False) closes its widget; a closed widget cannot stay among the children.

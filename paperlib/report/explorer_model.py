@@ -4,6 +4,7 @@ and its stored or live result. :mod:`paperlib.report.explore` is its ipywidgets 
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -40,8 +41,12 @@ class Point:
     dataset: str  # a label of the explorer's ``datasets`` setting
     ratio: float  # share of bias-conflicting (minority-group) training images
     ipc: int
-    method: str  # random | dm | dc
+    method: str  # one of the explorer's ``methods`` setting (names of paperlib.distill.methods.METHODS)
     target: str  # a label of the explorer's ``approaches`` setting
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class ExplorerModel:
@@ -52,7 +57,8 @@ class ExplorerModel:
     ``explorer`` block of ``params/experiments/06_explore.yaml``: ``datasets`` (label -> dataset settings),
     ``approaches`` (label -> the parameter values of a target; the first is the plain one), ``ratios``, ``ipcs``,
     ``methods`` and ``live`` (overrides for points computed on demand, with an optional ``methods`` block of
-    their own).
+    their own), and optionally ``start`` (where it opens when stored: a point of that grid). Malformed
+    ``approaches``, ``ratios``, ``ipcs``, ``methods`` or ``start`` are one-line errors here, not later.
     """
 
     def __init__(self, defaults: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
@@ -67,8 +73,30 @@ class ExplorerModel:
             if clash:
                 raise PaperlibError(f"explorer.approaches.{label} sets {', '.join(clash)}, which the explorer's "
                                     f"other controls choose; give an approach only its target's values")
+        lists = {"ratios": (lambda v: _is_number(v) and 0 <= v <= 1, "numbers in [0, 1], e.g. [0.05, 0.2]"),
+                 "ipcs": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                          "whole numbers of at least 1, e.g. [1, 10]"),
+                 "methods": (lambda v: isinstance(v, str), "method names, e.g. [random, dm]")}
+        for key, (ok, what) in lists.items():
+            values = settings[key]
+            if not isinstance(values, (list, tuple)) or not values or not all(ok(v) for v in values):
+                raise PaperlibError(f"explorer.{key} must be a non-empty list of {what}; got {values!r}")
+        for method in settings["methods"]:
+            if method not in METHODS:
+                raise PaperlibError(f"explorer.methods: {METHODS.unknown(method)}")
         self.defaults, self.settings = dict(defaults), settings
         self._datasets: dict[str, Any] = {}
+        start = settings.get("start")
+        if start is not None:
+            fields = [f.name for f in dataclasses.fields(Point)]
+            given = mapping(start, "explorer.start")
+            if set(given) != set(fields):
+                raise PaperlibError(f"explorer.start names a point by {', '.join(fields)}; it has "
+                                    f"{', '.join(map(str, given)) or 'nothing'}")
+            if Point(**given) not in set(self.points()):
+                raise PaperlibError(f"explorer.start {given} is not a point of the explorer's datasets, methods, "
+                                    f"approaches, ratios and ipcs (a method that distils nothing takes the first "
+                                    f"approach, {self.plain!r})")
 
     def params(self, point: Point, live: bool = False) -> Params:
         """The run parameters of ``point`` at the profile's scale, or at the live scale."""
@@ -113,7 +141,7 @@ class ExplorerModel:
         (distilling methods first), else the middle of the grid."""
         s = self.settings
         start = s.get("start")
-        if start and self.stored(Point(**start))[0] is not None:
+        if start is not None and self.stored(Point(**start))[0] is not None:
             return Point(**start)
         ordered = sorted(self.points(), key=lambda p: not METHODS[p.method].distils)
         stored = next((p for p in ordered if self.stored(p)[0] is not None), None)
@@ -174,9 +202,11 @@ class ExplorerModel:
                 continue
             p = record["params"]
             t = record["timings"]
-            epochs = p["eval_epochs"] * record["num_eval"] * record["num_distill"] * (p["ipc"] or 1)
+            # num_distill and the data time: not in every record (load_record guarantees only RECORD_FIELDS and
+            # RECORD_NESTED); a record without them made one training set, its data time unknown
+            epochs = p["eval_epochs"] * record["num_eval"] * record.get("num_distill", 1) * (p["ipc"] or 1)
             per_epoch = t["evaluate"] / max(1, epochs)
-            seconds = t["data"] + per_epoch * live.eval_epochs * live.num_eval * live.ipc
+            seconds = t.get("data", 0.0) + per_epoch * live.eval_epochs * live.num_eval * live.ipc
             if METHODS[point.method].distils and record.get("seconds_per_iteration"):
                 seconds += record["seconds_per_iteration"] * live.iterations * live.batch_real / p["batch_real"]
             estimates.append(seconds)

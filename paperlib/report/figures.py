@@ -40,10 +40,15 @@ def save_table(table: pd.DataFrame, folder: Path, name: str) -> Path:
 def show_grids(specs: list[RunSpec], folder: Path, name: str, per_figure_width: float = 3.2,
                max_ipc: int = 20) -> np.ndarray | None:
     """Draw the distilled-image grid of every spec that has one (up to ``max_ipc`` images per class, so each
-    stays legible), four per row; save as ``folder/name.png``. Returns the array of axes (``None``: no grid
-    stored yet)."""
-    grids = [(spec, stored_grid(spec.params)) for spec in specs if spec.params.ipc <= max_ipc]
-    shown = [(spec, grid) for spec, grid in grids if grid is not None]
+    stays legible), four per row; save as ``folder/name.png``. A set that several specs share (runs that only
+    evaluate it differently, e.g. with another trainer) is drawn once, under the first spec's name. Returns the
+    array of axes (``None``: no grid stored yet)."""
+    grids = {}  # stored grid -> the first spec that uses it
+    for spec in specs:
+        grid = stored_grid(spec.params) if spec.params.ipc <= max_ipc else None
+        if grid is not None:
+            grids.setdefault(grid, spec)
+    shown = [(spec, grid) for grid, spec in grids.items()]
     if not shown:
         print("no distilled set stored for these runs yet")
         return None

@@ -16,6 +16,7 @@ from paperlib.core.images import image_grid
 from paperlib.core.runtime import generator
 from paperlib.core.store import atomic_write
 from paperlib.data.container import BiasedDataset, sample_per_class
+from paperlib.report.metric_names import axis_label, figure_title
 
 if TYPE_CHECKING:  # matplotlib and pandas load when a figure is drawn, not when paperlib is imported
     import pandas as pd
@@ -51,22 +52,6 @@ def plot_weight_shares(diagnostics: list[dict], ax: Axes | None = None, title: s
     return ax
 
 
-METRIC_LABELS = {
-    "acc": "test accuracy (%)",
-    "acc_aligned": "bias-aligned test accuracy (%)",
-    "acc_conflicting": "bias-conflicting test accuracy (%)",
-    "worst_group_acc": "worst-group accuracy (%)",
-    "deo_m": "DEO_M (max over classes; lower is fairer)",
-    "deo_a": "DEO_A (mean over classes; lower is fairer)",
-}
-
-
-# Axis labels (titles use METRIC_LABELS).
-AXIS_LABELS = {"acc": "accuracy (%)", "acc_aligned": "aligned accuracy (%)",
-               "acc_conflicting": "conflicting accuracy (%)", "worst_group_acc": "worst-group accuracy (%)",
-               "deo_m": "DEO_M (%)", "deo_a": "DEO_A (%)"}
-
-
 def _legend_outside(ax: Axes, title: str | None = None) -> None:
     """The legend right of the axes, where it covers no bar or point."""
     ax.legend(fontsize="small", title=title, title_fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0),
@@ -92,7 +77,7 @@ _PAPER_MARKERS = (("black", "D"), ("white", "D"), ("black", "s"), ("white", "s")
 
 
 def plot_comparison(table: pd.DataFrame, metric: str = "acc", ax: Axes | None = None,
-                    title: str | None = None) -> Axes:
+                    title: str | None = None, legend: bool = True) -> Axes:
     """Bars of ``metric`` (mean ± std over evaluation models) per experiment and run.
 
     ``table`` is :func:`paperlib.report.tables.results_table`; rows not run are left
@@ -102,7 +87,8 @@ def plot_comparison(table: pd.DataFrame, metric: str = "acc", ax: Axes | None = 
     (the same methods on several datasets), each run keeps one colour, named in the
     legend, and the bars are grouped per experiment; otherwise each bar is named
     "experiment / run", or by its run alone under an axis named after the one
-    experiment. A row without a spread (one evaluation model) gets no error bar.
+    experiment. A row without a spread (one evaluation model) gets no error bar. ``legend=False`` leaves the
+    legend out (the left panel of two that share one).
     """
     import pandas as pd  # loaded when a figure is drawn, as matplotlib
     from matplotlib.patches import Patch
@@ -139,17 +125,22 @@ def plot_comparison(table: pd.DataFrame, metric: str = "acc", ax: Axes | None = 
         for (face, marker), name in zip(_PAPER_MARKERS * 4, dict.fromkeys(sources[reported])):
             values = done[paper].where(sources == name)  # every x, NaN where another source (or none) reports
             ax.scatter(x, values, marker=marker, facecolor=face, edgecolor="black", zorder=3, label=name)
-    ax.set(ylabel=AXIS_LABELS.get(metric, metric), title=title or METRIC_LABELS.get(metric, metric),
+    ax.set(ylabel=axis_label(metric), title=title or figure_title(metric),
            ylim=(0, 105), yticks=range(0, 101, 20))
     handles = [Patch(color=palette[i], label=run) for i, run in enumerate(runs)] if by_run else []
     handles += ax.get_legend_handles_labels()[0]
-    if by_run:  # one tick per experiment, the runs told apart by colour
+    ax.grid(axis="x", visible=False)  # a vertical line would cut through a group of bars
+    if by_run:  # one tick per experiment, under the middle of its group; the runs told apart by colour
         centres = [x[(done["experiment"] == e).to_numpy()].mean() for e in experiments]
-        ax.set_xticks(centres, labels, rotation=30, ha="right", rotation_mode="anchor", fontsize="small")
+        slanted = max(map(len, labels)) > 12
+        ax.set_xticks(centres, labels, rotation=20 if slanted else 0, ha="right" if slanted else "center",
+                      rotation_mode="anchor", fontsize="small")
     else:
         ax.set_xticks(x, labels, rotation=60, ha="right", rotation_mode="anchor", fontsize="small")
         if single:
             ax.set_xlabel(experiments[0])
+    if not legend:
+        return ax
     # beside the axes, covering no bar or marker; long source names wrapped
     wrapped = [textwrap.fill(h.get_label(), 24, break_on_hyphens=False) for h in handles]
     ax.legend(handles=handles, labels=wrapped, fontsize="small", title=textwrap.fill(ours, 28) if by_run else None,
@@ -247,7 +238,7 @@ def plot_ratio_curves(table: pd.DataFrame, metric: str = "acc", ax: Axes | None 
     done = table[table["status"] == "done"]
     majority = len(done) > 0 and bool((done["ratio"] > 0.5).all())
     shown = table.assign(ratio=1 - table["ratio"]) if majority else table
-    ax = plot_against(shown, "ratio", metric, hue="run", ax=ax, title=title or METRIC_LABELS.get(metric, metric))
+    ax = plot_against(shown, "ratio", metric, hue="run", ax=ax, title=title or figure_title(metric))
     ax.set_xlabel("minority share (1 - majority ratio)" if majority else "bias-conflicting ratio")
     _legend_outside(ax)
     return ax
@@ -255,24 +246,21 @@ def plot_ratio_curves(table: pd.DataFrame, metric: str = "acc", ax: Axes | None 
 
 def plot_aligned_conflicting(table: pd.DataFrame, ax: Axes | None = None,
                              title: str = "bias-aligned vs bias-conflicting test accuracy") -> Axes:
-    """Paired bars per run: accuracy on bias-aligned and on bias-conflicting test samples."""
-    import pandas as pd
-    import seaborn as sns
-
+    """Paired horizontal bars per run, top to bottom in the table's order: accuracy on bias-aligned and on
+    bias-conflicting test samples (± std over evaluation models where there is a spread), each run labelled
+    "experiment / run" on the left, where a long label costs no bar height."""
     plt = _matplotlib()
-    done = table[table["status"] == "done"].copy()
-    done["setting"] = done["experiment"] + " / " + done["run"]
-    long = pd.melt(done, id_vars="setting", value_vars=["acc_aligned", "acc_conflicting"], var_name="test samples",
-                   value_name="accuracy (%)")
-    long["test samples"] = long["test samples"].map({"acc_aligned": "aligned", "acc_conflicting": "conflicting"})
+    done = table[table["status"] == "done"]
     if ax is None:
-        _, ax = plt.subplots(figsize=(max(5, 0.55 * len(done)), 3.2))
-    sns.barplot(data=long, x="setting", y="accuracy (%)", hue="test samples", ax=ax,
-                palette={"aligned": "#7570b3", "conflicting": "#d95f02"})
-    ax.tick_params(axis="x", rotation=60, labelsize="small")
-    for label in ax.get_xticklabels():
-        label.set_horizontalalignment("right")
-    ax.set(xlabel="", ylim=(0, 105), title=title)
+        _, ax = plt.subplots(figsize=(7, 0.9 + 0.42 * len(done)))
+    y = np.arange(len(done))
+    for offset, key, name, colour in ((-0.2, "acc_aligned", "aligned", "#7570b3"),
+                                      (0.2, "acc_conflicting", "conflicting", "#d95f02")):
+        ax.barh(y + offset, done[key], 0.4, xerr=_errors(done[f"{key}_std"]), color=colour, label=name, capsize=2)
+    ax.set_yticks(y, [f"{e} / {r}" for e, r in zip(done["experiment"], done["run"])], fontsize="small")
+    ax.set_ylim(len(done) - 0.5, -0.5)  # the first run on top
+    ax.grid(axis="y", visible=False)
+    ax.set(xlabel="test accuracy (%)", xlim=(0, 105), xticks=range(0, 101, 20), title=title)
     _legend_outside(ax, title="test samples")
     return ax
 
@@ -293,8 +281,8 @@ def plot_grouped_bars(table: pd.DataFrame, x: str, hue: str, metric: str = "acc"
         ax.bar(np.arange(len(groups)) + (i - (len(hues) - 1) / 2) * width, rows[metric], width,
                yerr=_errors(rows[f"{metric}_std"]), capsize=3, label=str(value))
     ax.set_xticks(np.arange(len(groups)), [str(g) for g in groups])
-    ax.set(xlabel=x.replace("_", " "), ylabel=AXIS_LABELS.get(metric, metric), ylim=(0, 105), yticks=range(0, 101, 20),
-           title=title or METRIC_LABELS.get(metric, metric))
+    ax.set(xlabel=x.replace("_", " "), ylabel=axis_label(metric), ylim=(0, 105), yticks=range(0, 101, 20),
+           title=title or figure_title(metric))
     _legend_outside(ax, title=hue.replace("_", " "))
     return ax
 
@@ -325,7 +313,8 @@ def plot_conflicting_counts(per_class: pd.DataFrame, ax: Axes | None = None,
         _, ax = plt.subplots(figsize=(7, 3.2))
     sns.barplot(data=frame, x="class", y="conflicting", hue="setting", ax=ax)
     ax.set_yscale("log")
-    ax.set(ylabel="conflicting images (log)", title=title)
+    # from 1: a log axis cut just below the smallest bar would draw 54 images as nothing beside 68
+    ax.set(ylabel="conflicting images (log)", title=title, ylim=(1, None))
     _legend_outside(ax)
     return ax
 
@@ -363,7 +352,7 @@ def plot_against(table: pd.DataFrame, x: str, metric: str = "acc", hue: str = "t
     ax.minorticks_off()  # the log axis's minor ticks would print as 2×10¹: only the values run are labelled
     if ax.get_legend() is not None:
         ax.get_legend().set_title(hue.replace("_", " "))
-    ax.set(xlabel={"ipc": "images per class (IPC)"}.get(x, x), ylabel=AXIS_LABELS.get(metric, metric),
+    ax.set(xlabel={"ipc": "images per class (IPC)"}.get(x, x), ylabel=axis_label(metric),
            ylim=(0, 105), title=title)
     return ax
 

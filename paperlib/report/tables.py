@@ -23,7 +23,8 @@ from paperlib.distill.methods import METHODS, distilling_methods
 from paperlib.experiments.runner import load_record
 from paperlib.experiments.suite import RunSpec
 from paperlib.report.reference import bias_ratio, reported
-from paperlib.train.metrics import METRIC_KEYS, METRIC_SHORT_NAMES
+from paperlib.report.metric_names import short_name
+from paperlib.train.metrics import METRIC_KEYS
 
 
 def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
@@ -95,9 +96,9 @@ def number(value: Any, digits: int = 1) -> str:
 
 def mean_std(mean: Any, std: Any, digits: int = 1) -> str:
     """``mean ± std`` with ``digits`` decimals; the mean alone where the spread does not exist (one model)."""
-    if number(mean) == MISSING or number(std) == MISSING:
+    if pd.isna(mean) or pd.isna(std):
         return number(mean, digits)
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return f"{number(mean, digits)} ± {number(std, digits)}"
 
 
 def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
@@ -149,24 +150,37 @@ def markdown_table(table: pd.DataFrame) -> str:
 def overhead_table(table: pd.DataFrame) -> pd.DataFrame:
     """Seconds per distillation iteration of every distilled run, against vanilla in the same comparison.
 
-    ``one_off_seconds`` is KDE's encoder and density cost; ``amortised`` adds it
-    spread over the run's iterations; ``vs_vanilla`` divides ``amortised`` by the
-    vanilla run of the same comparison, method, IPC and evaluation model.
+    ``per_iteration_vs_vanilla`` divides the iteration time by the vanilla run's of the same comparison, method,
+    IPC and evaluation model; ``one_off_seconds`` is KDE's encoder and density cost; ``amortised`` adds it
+    spread over the run's iterations, and ``vs_vanilla`` divides ``amortised`` by vanilla's.
     """
+    columns = ["experiment", "run", "seconds_per_iteration", "per_iteration_vs_vanilla", "one_off_seconds",
+               "amortised", "vs_vanilla"]
     done = table[(table["status"] == "done") & table["method"].isin(distilling_methods())].copy()
     if done.empty:
-        return pd.DataFrame(columns=["experiment", "run", "seconds_per_iteration", "one_off_seconds",
-                                     "amortised", "vs_vanilla"])
+        return pd.DataFrame(columns=columns)
     done["one_off_seconds"] = done["kde_one_off_seconds"]
     done["amortised"] = done["seconds_per_iteration_amortised"]
     same = ["experiment", "method", "ipc", "eval_model"]  # one vanilla baseline per setting of a comparison
     vanilla = done[(done["target"] == "vanilla") & (done["eval_trainer"] == "plain")]
-    base = {tuple(row[same]): row["amortised"] for _, row in vanilla.iterrows()}
-    done["vs_vanilla"] = [row["amortised"] / base[tuple(row[same])] if tuple(row[same]) in base else math.nan
-                          for _, row in done.iterrows()]
+    for time, ratio in (("seconds_per_iteration", "per_iteration_vs_vanilla"), ("amortised", "vs_vanilla")):
+        base = {tuple(row[same]): row[time] for _, row in vanilla.iterrows()}
+        done[ratio] = [row[time] / base[tuple(row[same])] if tuple(row[same]) in base else math.nan
+                       for _, row in done.iterrows()]
     keep = done[done["eval_trainer"] == "plain"]  # LfF reuses the vanilla distilled set
-    return keep[["experiment", "run", "seconds_per_iteration", "one_off_seconds", "amortised",
-                 "vs_vanilla"]].reset_index(drop=True)
+    return keep[columns].reset_index(drop=True)
+
+
+def overhead_view(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`overhead_table` as the notebooks show it: readable headers, 2 decimals, :data:`MISSING` where a
+    run has no one-off cost or no vanilla run to compare with."""
+    overhead = overhead_table(table)
+    view = overhead[["experiment", "run"]].copy()
+    for column, header in (("seconds_per_iteration", "s / iteration"), ("per_iteration_vs_vanilla", "× vanilla"),
+                           ("one_off_seconds", "one-off s"), ("amortised", "s / iteration, one-off spread"),
+                           ("vs_vanilla", "× vanilla, one-off spread")):
+        view[header] = overhead[column].map(lambda value: number(value, 2))
+    return view
 
 
 def metrics_view(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_aligned", "acc_conflicting"),
@@ -188,9 +202,9 @@ def metrics_view(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_align
     if bool((sets > 1).any()):
         view["sets × models"] = [f"{int(s)} × {int(m)}" for s, m in zip(sets, done["num_eval"])]
     for key in keys:
-        view[METRIC_SHORT_NAMES.get(key, key)] = rounded(done[key])
+        view[short_name(key)] = rounded(done[key])
         if several:
-            view[f"± {METRIC_SHORT_NAMES.get(key, key)}"] = rounded(done[f"{key}_std"])
+            view[f"± {short_name(key)}"] = rounded(done[f"{key}_std"])
     missing = table[table["status"] != "done"]
     if len(missing):
         print(f"not run: {', '.join(missing['experiment'] + '/' + missing['run'])}")
@@ -203,17 +217,28 @@ PERCENT_COLUMNS = ("ratio", "hidden_groups", "imputed_right")
 
 def percent(ratio: float | None) -> str:
     """A ratio as readers write it: 0.05 -> ``5%``, 0.005 -> ``0.5%`` (:data:`MISSING` when missing)."""
-    return MISSING if ratio is None or pd.isna(ratio) else f"{100 * ratio:.3g}%"
+    return MISSING if pd.isna(ratio) else f"{100 * ratio:.3g}%"
 
 
 def _setting(row: pd.Series) -> str:
     """The setting of a row as the paper-vs-companion table names it, with what differs from the official
-    code beside the scale: a start other than the method's official one, this companion's first schedule, an
-    evaluation optimiser other than the protocol's SGD."""
+    code beside the scale (:func:`_deviations`)."""
+    return _setting_base(row) + "".join(f"; {note}" for note in _deviations(row))
+
+
+def _setting_base(row: pd.Series) -> str:
+    """Dataset, protocol, bias ratio and IPC of a row."""
     ipc = "whole data" if pd.isna(row.get("ipc")) else f"IPC {int(row['ipc'])}"
     name = bias_ratio_name(row["dataset"])  # the conflict ratio, or paper B's majority ratio
     ratio = ("bias fixed by the data" if name is None or pd.isna(row.get("ratio"))
              else f"{name.replace('_', ' ')} {percent(row['ratio'])}")
+    return f"{row['dataset']} ({row['protocol']} protocol), {ratio}, {ipc}"
+
+
+def _deviations(row: pd.Series) -> list[str]:
+    """What a row's run does differently from the official code, beside the scale: a start other than the
+    method's official one, this companion's first schedule, an evaluation optimiser other than the protocol's
+    SGD."""
     notes = []
     method, init = row.get("method"), row.get("init")
     if _text(init) and method in METHODS and init != METHODS[method].init:
@@ -222,7 +247,7 @@ def _setting(row: pd.Series) -> str:
         notes.append("first evaluation schedule")
     if _text(row.get("eval_optimizer")) and row["eval_optimizer"] != "sgd":
         notes.append(f"evaluation optimiser {row['eval_optimizer']}, lr {row['eval_lr']:g}")
-    return f"{row['dataset']} ({row['protocol']} protocol), {ratio}, {ipc}" + "".join(f"; {n}" for n in notes)
+    return notes
 
 
 def _text(value: Any) -> bool:
@@ -230,31 +255,40 @@ def _text(value: Any) -> bool:
     return isinstance(value, str) and bool(value)
 
 
-def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame:
+def _rounded(value: Any) -> float | str:
+    """``value`` to 1 decimal as a number (the table stays numeric), or :data:`MISSING`."""
+    return MISSING if pd.isna(value) else round(value, 1)
+
+
+def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame | None:
     """Rows where a paper reports the same setting: the paper's numbers beside ours, each labelled.
 
-    ``setting`` names the dataset, ratio and IPC; the column groups say which
-    numbers are the paper's (and which paper) and which this companion measured
-    under ``profile``'s settings. A metric the paper does not give shows as :data:`MISSING`.
+    ``setting`` names the dataset, ratio and IPC, and what the run does differently from the official code
+    (one printed line names a difference every row shares); the column groups say which numbers are the
+    paper's (and which paper) and which this companion measured under ``profile``'s settings. A metric the
+    paper does not give shows as :data:`MISSING`. ``None`` (and a printed note) when no row has a paper's
+    number.
     """
     done = table[(table["status"] == "done") & table.get("paper_acc", pd.Series(dtype=float)).notna()]
     rows = []
     has_notes = "paper_note" in done and bool(done["paper_note"].map(_text).any())
-    for _, row in done.iterrows():
-        entry = {("", "setting"): _setting(row), ("", "run"): row["run"],
+    deviations = [_deviations(row) for _, row in done.iterrows()]
+    shared = [note for note in (deviations[0] if deviations else []) if all(note in d for d in deviations)]
+    if shared:  # said once above the table, not on every row
+        print(f"every row of this table: {'; '.join(shared)} (each differs from the official code beside the scale)")
+    for (_, row), notes in zip(done.iterrows(), deviations):
+        setting = _setting_base(row) + "".join(f"; {note}" for note in notes if note not in shared)
+        entry = {("", "setting"): setting, ("", "run"): row["run"],
                  ("", "paper source"): _paper_source(row.get("paper_source", ""), row.get("paper_table"))}
         for key in ("acc", "deo_m", "deo_a"):
-            paper = row.get(f"paper_{key}")
-            entry[("paper", METRIC_SHORT_NAMES[key])] = MISSING if pd.isna(paper) else round(paper, 1)
-            ours = row[key]
-            entry[(f"this companion ({profile})", METRIC_SHORT_NAMES[key])] = MISSING if pd.isna(ours) \
-                else round(ours, 1)
+            entry[("paper", short_name(key))] = _rounded(row.get(f"paper_{key}"))
+            entry[(f"this companion ({profile})", short_name(key))] = _rounded(row[key])
         if has_notes:
             entry[("paper", "note")] = row.get("paper_note") if _text(row.get("paper_note")) else ""
         rows.append(entry)
-    if not rows:
+    if not rows:  # nothing to show: the note alone, not an empty frame's repr
         print("no run of this table has a number reported by the papers for the same setting")
-        return pd.DataFrame()
+        return None
     return pd.DataFrame(rows).set_axis(pd.MultiIndex.from_tuples(rows[0].keys()), axis=1)
 
 
@@ -266,7 +300,7 @@ SHORTCUT_LEVEL = 25.0  # whole-data conflicting accuracy below this: the whole-d
 
 def bias_effect(table: pd.DataFrame) -> pd.DataFrame:
     """Each distilled run of a comparison against its whole-data run and the random real subset of its own IPC
-    (accuracy points; ``nan`` where the comparison has no subset of that size).
+    (accuracy points; :data:`MISSING` where the comparison has no subset of that size).
 
     ``reading`` is *amplified* when the distilled model's bias-conflicting
     accuracy is more than :data:`AMPLIFIED_GAP` points below the whole-data
@@ -282,11 +316,11 @@ def bias_effect(table: pd.DataFrame) -> pd.DataFrame:
         wholes = {m: group[group["method"] == m].iloc[0] for m in whole_data if (group["method"] == m).any()}
         present = [m for m in subsets if (group["method"] == m).any()]
         for _, run in group[group["method"].isin(distilling_methods()) & (group["target"] == "vanilla")].iterrows():
-            row = {"comparison": experiment, "run": run["run"], "ipc": run["ipc"], "acc": round(run["acc"], 1),
+            row = {"comparison": experiment, "run": run["run"], "ipc": int(run["ipc"]), "acc": round(run["acc"], 1),
                    "conflicting": round(run["acc_conflicting"], 1)}
             for name in present:  # a subset of another size is no baseline for this run
                 same_size = group[(group["method"] == name) & (group["ipc"] == run["ipc"])]
-                row[f"acc vs {name}"] = round(run["acc"] - same_size.iloc[0]["acc"], 1) if len(same_size) else math.nan
+                row[f"acc vs {name}"] = round(run["acc"] - same_size.iloc[0]["acc"], 1) if len(same_size) else MISSING
             for name, baseline in wholes.items():
                 row[f"acc vs {name}"] = round(run["acc"] - baseline["acc"], 1)
                 gap = run["acc_conflicting"] - baseline["acc_conflicting"]
@@ -294,7 +328,7 @@ def bias_effect(table: pd.DataFrame) -> pd.DataFrame:
                 row["reading"] = ("amplified" if gap < -AMPLIFIED_GAP else "whole data biased too"
                                   if baseline["acc_conflicting"] < SHORTCUT_LEVEL else "suppressed")
             rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).fillna(MISSING)  # a comparison without a random subset or whole data at all
 
 
 def _kde_records(specs: list[RunSpec]) -> list[tuple[RunSpec, dict]]:
@@ -353,18 +387,21 @@ def theorem_summary(gradients: pd.DataFrame) -> pd.DataFrame:
 def build_datasets(settings: Mapping[str, Mapping[str, Any]]) -> tuple[dict, pd.DataFrame]:
     """Build each named dataset; return those built and an overview table.
 
-    A dataset whose files are absent (or that cannot be built) gets a row saying so, and its error (where
-    to get the files and where to put them) is printed, with this machine's data root written as
-    ``<data root>`` (the note may end up in a committed notebook).
+    A dataset whose files are absent gets a row saying so, and one printed line names every such dataset and
+    the command that says where to get its files (no path of this machine: the note may end up in a committed
+    notebook); one that cannot be built for another reason gets a row and its whole error, printed.
     """
-    built, rows = {}, []
+    built, rows, absent = {}, [], []
     for name, values in settings.items():
         try:
             dataset = build_dataset(**values)
+        except DataNotFound:
+            absent.append(name if name == values.get("dataset") else f"{name} (preset {values.get('dataset')})")
+            rows.append({"name": name, "preset": values.get("dataset"), "status": "data absent"})
+            continue
         except PaperlibError as err:
             print(f"{name}: {str(err).replace(str(resolve_data_root(values.get('data_dir'))), '<data root>')}")
-            status = "data absent" if isinstance(err, DataNotFound) else "cannot be built"
-            rows.append({"name": name, "preset": values.get("dataset"), "status": f"{status} (see above)"})
+            rows.append({"name": name, "preset": values.get("dataset"), "status": "cannot be built (see above)"})
             continue
         built[name] = dataset
         summary = dataset.summary()
@@ -377,10 +414,15 @@ def build_datasets(settings: Mapping[str, Mapping[str, Any]]) -> tuple[dict, pd.
                      "groups": dataset.info.num_attributes,
                      "train aligned %": round(100 * summary["train"]["aligned_fraction"], 2),
                      "test aligned %": round(100 * summary["test"]["aligned_fraction"], 2), "status": "built"})
+    if absent:
+        print(f"not built, their data is not on this machine: {', '.join(absent)}. "
+              "`python -m paperlib describe --set dataset=PRESET` says which files each needs and where to get them.")
     overview = pd.DataFrame(rows)
-    counts = [c for c in ("train", "test", "groups") if c in overview]
-    blanks = {"source": "", "protocol": "", "bias": "", "image": ""}
-    return built, overview.astype({c: "Int64" for c in counts}).fillna(blanks)
+    for column in ("train", "test", "groups", "train aligned %", "test aligned %"):
+        if column in overview:  # a dataset not built has no count: shown as missing, the others as integers
+            overview[column] = [MISSING if pd.isna(v) else int(v) if column in ("train", "test", "groups") else v
+                                for v in overview[column]]
+    return built, overview.fillna({"source": "", "protocol": "", "bias": "", "image": ""})
 
 
 def ratio_sweep(sweeps: list[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from paperlib.core.errors import PaperlibError
+from paperlib.core.params import DSA_STRATEGY
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import to_device
 
@@ -52,8 +53,8 @@ class DSAParams:
     """Hyper-parameters of DSA; the defaults are the reference ``ParamDiffAug``.
 
     Attributes:
-        strategy: ``'_'``-joined subset of ``color, crop, cutout, flip, scale,
-            rotate``; ``"none"`` (or ``""``) means the identity.
+        strategy: ``'_'``-joined names of :data:`OPS` (default: all of them, as the
+            reference); ``"none"`` (or ``""``) means the identity.
         scale: scale factors are drawn from ``U[1/scale, scale]`` (per axis).
         rotate: rotation angles are drawn from ``U[-rotate, rotate]`` degrees.
         crop_pad: maximal translation as a fraction of the image side.
@@ -64,7 +65,7 @@ class DSAParams:
         flip: probability of a horizontal flip.
     """
 
-    strategy: str = "color_crop_cutout_flip_scale_rotate"
+    strategy: str = DSA_STRATEGY
     scale: float = 1.2
     rotate: float = 15.0
     crop_pad: float = 0.125
@@ -243,7 +244,7 @@ def _apply_cutout(x: Tensor, q: dict[str, Tensor], p: DSAParams) -> Tensor:
 
 
 #: The ops a strategy may name (``dsa_strategy`` joins them with ``_``), in the reference's order.
-OPS: Registry[Op] = Registry("DSA op", field="dsa_op")
+OPS: Registry[Op] = Registry("DSA op", field="dsa_op", joined=True)
 OPS.register("color", Op(_sample_color, _apply_color))
 OPS.register("crop", Op(_sample_crop, lambda x, q, p: _crop(x, q["tx"], q["ty"])))
 OPS.register("cutout", Op(_sample_cutout, _apply_cutout))

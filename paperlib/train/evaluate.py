@@ -1,11 +1,12 @@
 """The evaluation protocol: train a fresh network on an image set, test it unbiased.
 
 Follows the official DC/DSA/DM code's protocol (``evaluate_synset``): SGD with momentum
-0.9 and weight decay 5e-4, batch 256; DSA on every training batch unless the
-evaluation's augmentation is ``none`` (DC's protocol, or ``dsa=false``); with
-``eval_official_schedule=true`` (the default) the official ``evaluate_synset``
-schedule, ``eval_epochs + 1`` epochs and a fresh optimiser at lr x0.1 after
-epoch ``eval_epochs // 2 + 1``; with ``false`` this companion's first schedule,
+0.9 and weight decay 5e-4 (``eval_optimizer=adam``: Adam without weight decay, as LfF's
+and SelecMix's code), batches of ``eval_batch`` (256, the official size); DSA on every
+training batch unless the evaluation's augmentation is ``none`` (DC's protocol, or
+``dsa=false``); with ``eval_official_schedule=true`` (the default) the official
+``evaluate_synset`` schedule, ``eval_epochs + 1`` epochs and a fresh optimiser at lr x0.1
+after epoch ``eval_epochs // 2 + 1``; with ``false`` this companion's first schedule,
 ``eval_epochs`` epochs with the drop one epoch earlier and momentum kept
 (:class:`paperlib.train.loop.TrainSettings`). Then accuracy and fairness metrics
 on the dataset's balanced test split. The same path serves synthetic sets,

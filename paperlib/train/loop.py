@@ -1,11 +1,11 @@
 """The training loop every network of this package is trained with (evaluation models under every trainer: plain, LfF,
 SelecMix; gradient matching's inner loop and DM's warm start). Evaluation models: SGD with momentum 0.9 and weight
-decay 5e-4 (or, with ``eval_optimizer=adam``, Adam without weight decay: LfF's and SelecMix's own), batch 256; DSA on
-every batch unless the evaluation's augmentation is ``none`` (DC's protocol, or ``dsa=false``); with
-``official_schedule`` (``eval_official_schedule=true``, the default) the official ``evaluate_synset`` schedule, E + 1
-epochs and a fresh optimiser at lr x0.1 after epoch E // 2 + 1, otherwise this companion's first schedule, E epochs
-with lr x0.1 one epoch earlier and momentum kept. The inner loop and the warm start train at a constant lr without
-momentum or weight decay."""
+decay 5e-4 (or, with ``eval_optimizer=adam``, Adam without weight decay: LfF's and SelecMix's own), batches of
+``eval_batch`` (256); DSA on every batch unless the evaluation's augmentation is ``none`` (DC's protocol, or
+``dsa=false``); with ``official_schedule`` (``eval_official_schedule=true``, the default) the official
+``evaluate_synset`` schedule, E + 1 epochs and a fresh optimiser at lr x0.1 after epoch E // 2 + 1, otherwise this
+companion's first schedule, E epochs with lr x0.1 one epoch earlier and momentum kept. The inner loop and the warm
+start train at a constant lr without momentum or weight decay."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import Params
+from paperlib.core.params import DSA_STRATEGY, Params
 from paperlib.core.runtime import HOST_READ_EVERY, Compiled, compile_wanted, progress, read_on_host, \
     diverged_pixels, to_device
 from paperlib.train.augment import DSA, DSAParams
@@ -37,13 +37,13 @@ class TrainSettings:
     batch: int = 256
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    dsa_strategy: str | None = "color_crop_cutout_flip_scale_rotate"  # None: no augmentation
+    dsa_strategy: str | None = DSA_STRATEGY  # None: no augmentation
     lr_drop: bool = True  # False: constant lr (the gradient-matching inner loop)
     # The official evaluate_synset's loop: epochs + 1 epochs, lr x0.1 after epoch epochs // 2 + 1 with a fresh
     # optimiser (its momentum dropped); False (the dataclass default; from_params takes eval_official_schedule):
     # epochs epochs, the drop one epoch earlier, momentum kept
     official_schedule: bool = False
-    # auto | always | never: the forward passes through torch.compile (runtime.compile_wanted)
+    # one of paperlib.core.runtime.COMPILE_SETTINGS: the forward passes through torch.compile (compile_wanted)
     torch_compile: str = "never"
     optimizer: str = "sgd"  # sgd | adam (eval_optimizer); the schedule above applies to either
 

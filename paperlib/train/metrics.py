@@ -14,10 +14,8 @@ import math
 import torch
 from torch import Tensor
 
+# Every metric a record holds (how tables and figures name them: paperlib.report.metric_names).
 METRIC_KEYS = ("acc", "acc_aligned", "acc_conflicting", "worst_group_acc", "deo_m", "deo_a")
-# How tables name each metric in a column header or a one-line summary.
-METRIC_SHORT_NAMES = {"acc": "acc", "acc_aligned": "aligned", "acc_conflicting": "conflicting",
-                      "worst_group_acc": "worst group", "deo_m": "DEO_M", "deo_a": "DEO_A"}
 
 
 def group_accuracy(predictions: Tensor, labels: Tensor, attributes: Tensor, num_classes: int,
