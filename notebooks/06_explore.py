@@ -57,7 +57,7 @@ HTML(app.snapshot_html())
 # %% [markdown]
 # ## Which points are stored
 # The explorer's grid of choices and whether each point is answered from a stored run (`profile`), from an
-# earlier live run (`live`), or not yet (`none`). Each stored point's data view and distilled images are stored
+# earlier live run (`live`), or not yet (`·`). Each stored point's data view and distilled images are stored
 # too, so the results store answers it without the data.
 
 # %%

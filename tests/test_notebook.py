@@ -308,7 +308,8 @@ def test_explorer_widget_offers_a_missing_point_then_shows_it_after_the_live_run
     app.ipc.value = 2
     assert app.compute_button.disabled and "stored live run" in app.status.value
     coverage = nb.explorer_coverage(app.model)
-    assert (coverage == "live").sum().sum() == 1
+    assert (coverage == "live").sum().sum() == 1 and (coverage == "·").sum().sum() > 0
+    assert not (coverage == "none").any().any()  # a point without a run is a dot, so stored ones stand out
     app.dataset.value = "FG"
     assert app.ratio.description == "minority share"
     app.target.value = "FairDD (paper B)"

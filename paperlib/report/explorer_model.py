@@ -225,8 +225,12 @@ class ExplorerModel:
         return run(self.params(point, live=True))
 
 
+NOT_STORED = "·"  # how the coverage table marks a point without a stored run
+
+
 def explorer_coverage(model: ExplorerModel, views: bool = False) -> pd.DataFrame:
-    """For every (dataset, ratio, IPC, method, target) of an explorer: ``profile``, ``live`` or ``none`` stored.
+    """For every (dataset, ratio, IPC, method, target) of an explorer: ``profile`` or ``live`` where a run is
+    stored, ``·`` where none is (so the stored points stand out of a mostly empty grid).
 
     With ``views``, the data view of every stored point is made (and stored) and its distilled grid read, so that
     the results store collected by ``make reproduce`` answers each stored point without the data.
@@ -236,7 +240,7 @@ def explorer_coverage(model: ExplorerModel, views: bool = False) -> pd.DataFrame
         record, scale = model.stored(point)
         row = rows.setdefault((point.dataset, point.method, point.target),
                               {"dataset": point.dataset, "method": point.method, "target": point.target})
-        row[f"{percent(point.ratio)} / {point.ipc}"] = scale
+        row[f"{percent(point.ratio)} / {point.ipc}"] = scale if record is not None else NOT_STORED
         if views and record is not None:
             model.data_grid(point)
             model.training_grid(point, scale)
