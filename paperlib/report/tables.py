@@ -7,7 +7,7 @@ setting (labelled reference values, never ours).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -220,19 +220,16 @@ def percent(ratio: float | None) -> str:
     return MISSING if pd.isna(ratio) else f"{100 * ratio:.3g}%"
 
 
-def _setting(row: pd.Series) -> str:
-    """The setting of a row as the paper-vs-companion table names it, with what differs from the official
-    code beside the scale (:func:`_deviations`)."""
-    return _setting_base(row) + "".join(f"; {note}" for note in _deviations(row))
-
-
-def _setting_base(row: pd.Series) -> str:
-    """Dataset, protocol, bias ratio and IPC of a row."""
+def _setting(row: pd.Series, said: Collection[str] = ()) -> str:
+    """The setting of a row as the paper-vs-companion table names it: dataset, protocol, bias ratio and IPC,
+    then what differs from the official code beside the scale (:func:`_deviations`), but for the differences
+    in ``said`` (named once above the table)."""
     ipc = "whole data" if pd.isna(row.get("ipc")) else f"IPC {int(row['ipc'])}"
     name = bias_ratio_name(row["dataset"])  # the conflict ratio, or paper B's majority ratio
     ratio = ("bias fixed by the data" if name is None or pd.isna(row.get("ratio"))
              else f"{name.replace('_', ' ')} {percent(row['ratio'])}")
-    return f"{row['dataset']} ({row['protocol']} protocol), {ratio}, {ipc}"
+    notes = "".join(f"; {note}" for note in _deviations(row) if note not in said)
+    return f"{row['dataset']} ({row['protocol']} protocol), {ratio}, {ipc}{notes}"
 
 
 def _deviations(row: pd.Series) -> list[str]:
@@ -276,9 +273,8 @@ def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame | None
     shared = [note for note in (deviations[0] if deviations else []) if all(note in d for d in deviations)]
     if shared:  # said once above the table, not on every row
         print(f"every row of this table: {'; '.join(shared)} (each differs from the official code beside the scale)")
-    for (_, row), notes in zip(done.iterrows(), deviations):
-        setting = _setting_base(row) + "".join(f"; {note}" for note in notes if note not in shared)
-        entry = {("", "setting"): setting, ("", "run"): row["run"],
+    for _, row in done.iterrows():
+        entry = {("", "setting"): _setting(row, shared), ("", "run"): row["run"],
                  ("", "paper source"): _paper_source(row.get("paper_source", ""), row.get("paper_table"))}
         for key in ("acc", "deo_m", "deo_a"):
             entry[("paper", short_name(key))] = _rounded(row.get(f"paper_{key}"))
