@@ -595,3 +595,21 @@ def test_overhead_divides_by_the_vanilla_run_of_the_same_ipc_and_evaluation_mode
     shown = nb.overhead_view(_table(rows)).set_index("run")
     assert shown.loc["kde10", "one-off s"] == "200.00" and shown.loc["fair10", "one-off s"] == MISSING
     assert shown.loc["kde10", "× vanilla, one-off spread"] == "3.00"
+
+
+@pytest.mark.parametrize("stored", ["06_explore.ipynb", "smoke/06_explore.ipynb"])
+def test_the_stored_explorer_inlines_no_image_wider_than_its_limit(stored):
+    import base64
+    import io
+    import json
+    import re
+
+    from PIL import Image
+
+    from paperlib.report.explore import MAX_IMAGE_WIDTH
+
+    text = (ROOT / "notebooks" / stored).read_text()
+    images = [Image.open(io.BytesIO(base64.b64decode(m))) for m in re.findall(r"base64,([A-Za-z0-9+/=]+)", text)]
+    assert images, f"{stored} shows no image: run `make reproduce`"
+    assert max(image.width for image in images) <= MAX_IMAGE_WIDTH
+    assert json.loads(text)["cells"]  # a notebook, not a stray file

@@ -235,3 +235,22 @@ def test_every_metric_a_record_holds_has_its_names_in_the_one_table():
     assert (short_name("deo_m"), figure_title("acc"), axis_label("acc_conflicting")) == (
         "DEO_M", "test accuracy (%)", "conflicting accuracy (%)")
     assert short_name("ipc") == figure_title("ipc") == axis_label("ipc") == "ipc"  # not a metric: its own name
+
+
+def test_fit_width_gives_back_a_2x_grid_pixel_for_pixel_and_leaves_a_narrow_one_alone(tmp_path):
+    import io
+
+    import torch
+    from PIL import Image
+
+    from paperlib.core.images import fit_width, image_grid, save_image_grid
+
+    images = torch.rand(12, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    path = save_image_grid(images, tmp_path / "grid.png", per_row=6, scale=2)  # 6 * 10 * 2 = 120 px wide
+    stored = path.read_bytes()
+    assert fit_width(stored, 120) is stored
+    shrunk = np.asarray(Image.open(io.BytesIO(fit_width(stored, 100))))
+    assert np.array_equal(shrunk, image_grid(images, per_row=6))
+    assert Image.open(io.BytesIO(fit_width(stored, 35))).width <= 35  # factor 4 (a 30 px wide image)
+    with pytest.raises(ValueError, match="max_width must be at least 1"):
+        fit_width(stored, 0)
