@@ -40,6 +40,7 @@ def test_forward_backward_embed_at_every_size(name, size, channels):
     out = net(x)
     assert out.shape == (2, 10)
     assert net.embed(x).shape == (2, net.embed_dim)
+    assert torch.equal(net.classifier(net.embed(x)), out)  # the interface SelecMix's single pass relies on
     out.square().mean().backward()
     grads = [p.grad for p in net.parameters()]
     assert all(g is not None and bool(torch.isfinite(g).all()) for g in grads)

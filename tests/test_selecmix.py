@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -20,13 +22,13 @@ class _Net(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(nn.Flatten(), nn.Linear(192, 64), nn.ReLU())
-        self.head = nn.Linear(64, CLASSES)
+        self.classifier = nn.Linear(64, CLASSES)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        return self.classifier(self.embed(x))  # as the package's models do
 
 
 def test_partners_are_the_least_alike_same_label_or_the_most_alike_other_label():
@@ -55,6 +57,17 @@ def test_mixing_follows_the_official_rule():
     mixed, target = mix_with_partners(x, torch.tensor([5, 6, 7]), torch.tensor([2, 0, 1]),
                                       torch.tensor([0.25, 0.5, 0.0]))
     assert mixed[:, 0, 0, 0].tolist() == [1.5, 0.5, 1.0] and target.tolist() == [7, 5, 6]
+
+
+def test_selecmix_runs_the_biased_backbone_once_per_batch_for_its_loss_and_the_partners():
+    x_train, y_train, _, _, _ = toy_task(0)
+    gen = torch.Generator().manual_seed(0)
+    model, biased = init_parameters(_Net(), gen), init_parameters(_Net(), gen)
+    passes = []
+    biased.embed = lambda x: passes.append(x.shape[0]) or biased.features(x)  # forward reads self.embed too
+    settings = dataclasses.replace(TOY_SETTINGS, epochs=2)
+    train_selecmix(biased, model, x_train, y_train, settings, 0.7, gen, show_progress=False)
+    assert sum(passes) == 2 * x_train.shape[0]  # each image of each epoch once
 
 
 # Conflicting-test accuracy on the colour-biased toy task of tests/test_debias.py (40 epochs, 95% aligned),

@@ -79,15 +79,22 @@ def train_selecmix(biased: nn.Module, model: nn.Module, images: Tensor, labels: 
     optimizer = make_optimizer(itertools.chain(biased.parameters(), model.parameters()), settings)
     biased.train()
     model.train()
-    forward_b, embed_b, forward = (training_forward(fn, images, settings) for fn in (biased, biased.embed, model))
+
+    def features_and_logits(x: Tensor) -> tuple[Tensor, Tensor]:
+        # one pass of the biased model serves its GCE loss and the partner choice
+        features = biased.embed(x)
+        return features, biased.classifier(features)
+
+    forward_b, forward = (training_forward(fn, images, settings) for fn in (features_and_logits, model))
 
     def batch_loss(index: Tensor, x: Tensor) -> Tensor:
         y = labels[index]
         n = y.shape[0]
         positive, lam = (to_device(t, x.device) for t in mixing_draws(n, gen))  # no wait for the device
-        loss_b = generalized_cross_entropy(forward_b(x), y, q).mean()
+        features, logits = forward_b(x)
+        loss_b = generalized_cross_entropy(logits, y, q).mean()
         with torch.no_grad():  # the biased model only chooses the partners
-            partner = contradicting_partners(embed_b(x), y, positive)
+            partner = contradicting_partners(features.detach(), y, positive)
         mixed, target = mix_with_partners(x, y, partner, lam)
         return loss_b + F.cross_entropy(forward(mixed), target)
 
