@@ -492,3 +492,19 @@ def test_benchmarking_a_non_distillation_method_is_the_same_error():
 
     with pytest.raises(PaperlibError, match="^method 'whole' does not distil; use one of "):
         bench(_params(dataset="mnist", method="whole"), warmup=0)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_distiller_keeps_the_split_as_bytes_and_normalises_each_batch_to_the_same_values(channels_last):
+    params = make_params(dataset="cmnist_fg", source="digits", method="dm", ipc=2, batch_real=8, net_width=8,
+                         device="cpu", torch_compile="never", channels_last=channels_last)
+    ds = build_dataset(params)
+    d = Distiller(ds, params, TARGETS["vanilla"].for_run(ds, params, CPU)[0], CPU)
+    assert d.real_uint8.dtype == torch.uint8  # a quarter of a float copy's memory
+    state = d.gen.get_state()
+    real, _ = d.real_batch()
+    d.gen.set_state(state)
+    index = d.sampler.sample(d.gen).index.flatten()
+    expected = ds.normalized("train")[index]
+    assert torch.equal(real, expected)
+    assert real.is_contiguous(memory_format=torch.channels_last) == channels_last

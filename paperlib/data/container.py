@@ -83,7 +83,12 @@ class BiasedDataset:
     def normalized(self, split: str | Split, device: torch.device | str = "cpu") -> Tensor:
         """Float images of ``split``, scaled to [0, 1] and standardised per channel."""
         images = getattr(self, split).images if isinstance(split, str) else split.images
-        return self.normalize(images.to(device).float().div_(255.0))
+        return self.normalize_uint8(images.to(device))
+
+    def normalize_uint8(self, images: Tensor) -> Tensor:
+        """uint8 images (on any device) as the float images the models see: :meth:`normalized` of a gathered
+        batch, value for value, without a float copy of the whole split."""
+        return self.normalize(images.float().div_(255.0))
 
     def normalize(self, images01: Tensor) -> Tensor:
         """Standardise float images in [0, 1] with the dataset's ``mean`` / ``std``: the training split's channel

@@ -57,7 +57,9 @@ class Distiller:
         self.dataset, self.params, self.target, self.device = dataset, params, target, device
         self.k, self.ipc = dataset.num_classes, params.ipc
         self.gen = generator(derive_seed(params.seed, "distill", params.method, *run_tags(params)))
-        self.real = dataset.normalized("train", device)
+        # uint8 on the device, normalised per gathered batch: the same values as a float copy of the split, in a
+        # quarter of its memory (CelebA at 64 px: 2 GB instead of 8)
+        self.real_uint8 = dataset.train.images.to(device)
         self.sampler = RealSampler(dataset.train.labels, dataset.train.attributes, self.k,
                                    dataset.info.num_attributes, params.batch_real, params.sampling,
                                    params.stratified_min)
@@ -68,7 +70,7 @@ class Distiller:
         self.syn = initial_images(dataset, self.ipc, params.init, self.gen).to(device)
         if params.channels_last and "channels_last" in self.method.uses:
             self.net = self.net.to(memory_format=torch.channels_last)
-            self.real = self.real.contiguous(memory_format=torch.channels_last)
+            self.real_uint8 = self.real_uint8.contiguous(memory_format=torch.channels_last)
             self.syn = self.syn.contiguous(memory_format=torch.channels_last)
         self.syn.requires_grad_(True)
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=params.precision == "bf16")
@@ -97,7 +99,8 @@ class Distiller:
         aggregation matrix, left on the host: the steps read its structure (which rows are present, which
         samples each row holds) there without waiting for the device."""
         batch = self.sampler.sample(self.gen)
-        return self.real[to_device(batch.index.flatten(), self.device)], self.target.aggregation(batch)
+        images = self.real_uint8[to_device(batch.index.flatten(), self.device)]
+        return self.dataset.normalize_uint8(images), self.target.aggregation(batch)
 
     def step(self) -> Tensor:
         """One distillation iteration (the method's registered ``step``); returns its matching loss, on the
