@@ -229,9 +229,11 @@ def test_slurm_settings_reach_the_sbatch_file_and_a_machine_without_slurm_gets_o
 
 def test_serial_with_threads_sets_them_for_the_runs_only(tmp_path):
     before = torch.get_num_threads()
+    threads = 1 if before > 1 else 2
     specs = _suite(str(tmp_path))[:1]
-    assert run_specs(specs, JobSettings(executor="serial", threads=1)) == 1
-    assert torch.get_num_threads() == before
+    assert run_specs(specs, JobSettings(executor="serial", threads=threads)) == 1
+    assert load_record(specs[0].params)["environment"]["threads"] == threads  # the run used them
+    assert torch.get_num_threads() == before  # and this process has its own back
 
 
 def test_reproduce_gathers_every_notebook_suite_and_waits_for_its_runs(capsys):

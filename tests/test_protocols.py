@@ -138,4 +138,4 @@ def test_repeated_training_sets_keep_the_first_one_and_pool_every_model(tmp_path
     third = run(**base, distill_run=2)
     assert third["runs"] == three["runs"][4:] and third["params"]["distill_run"] == 2
     whole = {**base, "method": "whole"}  # draws no set: distill_run is not in its key and changes nothing
-    assert run(**whole, distill_run=2)["runs"] == run(**whole)["runs"]
+    assert run(**whole, distill_run=2)["key"] == run(**whole)["key"] != third["key"]

@@ -11,6 +11,7 @@ from paperlib.core.params import make_params, with_overrides
 from paperlib.data import build_dataset
 from paperlib.core.errors import PaperlibError
 from paperlib.train.supcon import supcon_loss, train_supcon
+from paperlib.distill.weights import sample_weights
 from paperlib.distill.kde import (
     bandwidth,
     class_kde_weights,
@@ -339,3 +340,27 @@ def test_kde_weights_that_overflow_are_a_one_line_error_and_nothing_is_stored(tm
     with pytest.raises(PaperlibError, match=r"KDE weights are not finite in class \d \(bandwidth 1e-30\)"):
         kde_weights(build_dataset(params), params, torch.device("cpu"))
     assert not list((tmp_path / "weights").glob("*.pt"))
+
+
+def test_weight_diagnostics_are_the_shares_and_kish_size_of_each_class():
+    labels = torch.tensor([0, 0, 0, 0, 1, 1])
+    aligned = torch.tensor([1, 1, 1, 0, 1, 1])
+    weights = torch.tensor([1.0, 1.0, 1.0, 3.0, 5.0, 5.0])  # class 0 normalised: 1/6, 1/6, 1/6, 1/2
+    first, second = weight_diagnostics(weights, labels, aligned, num_classes=2)
+    assert first["samples"] == 4 and math.isclose(first["conflicting_sample_share"], 0.25)
+    assert math.isclose(first["conflicting_weight_share"], 0.5, rel_tol=1e-6)
+    assert math.isclose(first["effective_samples"], 3.0, rel_tol=1e-6)  # 1 / (3/36 + 1/4)
+    assert second["conflicting_weight_share"] == 0.0 and math.isclose(second["effective_samples"], 2.0, rel_tol=1e-6)
+
+
+def test_group_balanced_weights_give_every_class_group_cell_the_same_total_weight():
+    params = make_params(dataset="cmnist_fg", source="digits", majority_ratio=0.9, weights="group_balanced",
+                         device="cpu")
+    ds = build_dataset(params)
+    weights, _ = sample_weights(ds, params, torch.device("cpu"))
+    cells = ds.train.labels * ds.info.num_attributes + ds.train.attributes
+    totals = torch.zeros(ds.num_classes * ds.info.num_attributes).index_add_(0, cells, weights)
+    present = torch.bincount(cells, minlength=totals.numel()) > 0
+    assert bool(present.sum() > ds.num_classes)  # minority cells exist, so the test can tell the weightings apart
+    assert torch.allclose(totals[present], torch.ones(int(present.sum())))
+    assert bool((totals[~present] == 0).all())

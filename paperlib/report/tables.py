@@ -414,10 +414,13 @@ def build_datasets(settings: Mapping[str, Mapping[str, Any]]) -> tuple[dict, pd.
         print(f"not built, their data is not on this machine: {', '.join(absent)}. "
               "`python -m paperlib describe --set dataset=PRESET` says which files each needs and where to get them.")
     overview = pd.DataFrame(rows)
-    for column in ("train", "test", "groups", "train aligned %", "test aligned %"):
-        if column in overview:  # a dataset not built has no count: shown as missing, the others as integers
-            overview[column] = [MISSING if pd.isna(v) else int(v) if column in ("train", "test", "groups") else v
-                                for v in overview[column]]
+    # a dataset not built has no count or share: shown as missing; the counts of the others as integers
+    for column in ("train", "test", "groups"):
+        if column in overview:
+            overview[column] = [MISSING if pd.isna(v) else int(v) for v in overview[column]]
+    for column in ("train aligned %", "test aligned %"):
+        if column in overview:
+            overview[column] = [MISSING if pd.isna(v) else v for v in overview[column]]
     return built, overview.fillna({"source": "", "protocol": "", "bias": "", "image": ""})
 
 
