@@ -9,7 +9,8 @@ norm as ``GroupNorm(C, C)``) and ``resnet18_bn`` (the same with batch norm).
 Every model runs at 28, 32 and 64 px with 1 or 3 channels (28 px is treated
 as 32 px by padding, as the reference does), and exposes ``embed(x)``, the
 feature vector before its linear ``classifier`` (``forward`` is
-``classifier(embed(x))``), and ``embed_dim``, so DM can use any of them. A model with batch norm (``resnet18_bn``, or ``convnet`` with
+``classifier(embed(x))``), and ``embed_dim``, so DM can use any of them. A
+model with batch norm (``resnet18_bn``, or ``convnet`` with
 ``net_norm=batchnorm``) is not :func:`samples_independent`: DM then forwards
 the whole real batch at once, as the reference does for its BN networks, on
 every device (the papers use instance-norm networks for distillation and BN
