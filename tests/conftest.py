@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import pytest
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(tmp_path_factory, monkeypatch):
@@ -12,6 +16,7 @@ def _isolated_environment(tmp_path_factory, monkeypatch):
     # developer's ./cache; figures go there too, and no data root, results store or thread setting of the
     # shell leaks in.
     base = tmp_path_factory.getbasetemp()
+    monkeypatch.chdir(ROOT)  # the repository's folders are found from the working directory: pytest may start elsewhere
     monkeypatch.setenv("PAPERLIB_CACHE", str(base / "cache"))
     monkeypatch.setenv("PAPERLIB_FIGURES", str(base / "figures"))
     monkeypatch.delenv("PAPERLIB_DATA", raising=False)
