@@ -83,13 +83,19 @@ browser-test: setup
 	    rm -rf $(CHECK)/browser; rmdir $(CHECK) 2>/dev/null || true; \
 	fi
 
+# FROM_STORE: a yes reads the results store, a no (or nothing) does not; another value stops with one line
+YES := 1 yes true on YES TRUE ON Yes True On
+NO  := 0 no false off NO FALSE OFF No False Off
+FROM_STORE_FLAG = $(if $(filter $(YES),$(FROM_STORE)),--from-store,$(if $(filter-out $(NO),$(FROM_STORE)),\
+    $(error FROM_STORE=$(FROM_STORE) is neither yes nor no: FROM_STORE=1 reads the results store, 0 or nothing does not)))
+
+# PROFILE is quoted: an empty one reaches paperlib, whose error names the profiles
 reproduce: setup
-	$(BIN)/python -m paperlib.reproduce --profile $(PROFILE) --executor $(EXECUTOR) $(if $(JOBS),--jobs $(JOBS)) \
-	    $(if $(filter 1 yes true YES TRUE Yes True on ON,$(FROM_STORE)),--from-store)
+	$(BIN)/python -m paperlib.reproduce --profile "$(PROFILE)" --executor $(EXECUTOR) $(if $(JOBS),--jobs $(JOBS)) \
+	    $(FROM_STORE_FLAG)
 
 plan: setup
-	$(BIN)/python -m paperlib.reproduce --profile $(PROFILE) --plan \
-	    $(if $(filter 1 yes true YES TRUE Yes True on ON,$(FROM_STORE)),--from-store)
+	$(BIN)/python -m paperlib.reproduce --profile "$(PROFILE)" --plan $(FROM_STORE_FLAG)
 
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)

@@ -23,9 +23,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from paperlib.core.errors import PaperlibError
+from paperlib.core.errors import ArgumentParser, PaperlibError
 from paperlib.core.store import atomic_write
-from paperlib.core.params import Params, make_params
+from paperlib.core.params import Params, check_param_name, make_params
 from paperlib.core.yamlio import load_yaml, parse_set
 from paperlib.core.runtime import resolve_device
 from paperlib.data.presets import build_dataset
@@ -33,8 +33,8 @@ from paperlib.distill.kde import kde_weights, weight_diagnostics
 from paperlib.distill.methods import distilling_methods
 from paperlib.experiments.bench import bench
 from paperlib.experiments.runner import run
-from paperlib.experiments.jobs import (add_executor_arguments, attach, given_executor_flags, run_specs,
-                                       settings_from_args)
+from paperlib.experiments.jobs import (add_executor_arguments, attach, given_executor_flags, refuse_unused_flags,
+                                       run_specs, settings_from_args)
 from paperlib.experiments.profiles import suite_from_file
 from paperlib.report.figures import save_suite_figures
 from paperlib.report.tables import markdown_table, overhead_table, results_table, write_csv
@@ -42,7 +42,7 @@ from paperlib.train.metrics import METRIC_KEYS
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m paperlib", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m paperlib", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (("describe", "print the dataset's group counts as JSON"),
                        ("run", "train and evaluate; print the metrics as JSON"),
@@ -80,7 +80,14 @@ def _add_set(sub: argparse.ArgumentParser) -> None:
 def _params(args: argparse.Namespace, fixed: dict[str, Any] | None = None, **defaults: Any) -> Params:
     """The command's parameters: ``defaults``, the parameter file, ``--set``; then ``fixed``, the values the
     command itself decides (bench's METHOD), which a file or ``--set`` may not contradict."""
-    given = {**(load_yaml(args.params_file) if args.params_file else {}), **parse_set(args.assignments)}
+    from_file = load_yaml(args.params_file) if args.params_file else {}
+    for name in from_file:
+        try:
+            check_param_name(name)
+        except PaperlibError as err:
+            raise PaperlibError(f"{args.params_file}: {err}. A parameter file is a flat mapping of run parameters; "
+                                "a profile's or an experiment's file runs with `python -m paperlib suite`") from None
+    given = {**from_file, **parse_set(args.assignments)}
     for name, value in (fixed or {}).items():
         if name in given and given[name] != value:
             raise PaperlibError(f"{args.command} takes {name}={value} here, but the parameter file or --set gives "
@@ -119,9 +126,8 @@ def _weights(args: argparse.Namespace) -> dict:
 def _suite(args: argparse.Namespace) -> dict:
     if args.attach and args.no_wait:
         raise PaperlibError("--attach waits for the jobs that --no-wait submitted; give one of them")
-    if args.table_only and given_executor_flags(args):
-        raise PaperlibError(f"--table-only runs nothing, so {', '.join(given_executor_flags(args))} has nothing "
-                            "to do; drop one of them")
+    if args.table_only:
+        refuse_unused_flags("--table-only runs nothing", given_executor_flags(args))
     specs = suite_from_file(args.suite_file, args.profile, parse_set(args.assignments), args.only)
     settings = settings_from_args(args, args.profile)
     submitted = 0

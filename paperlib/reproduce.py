@@ -22,7 +22,6 @@ the notebooks' suites need, where each record is and the work left (:mod:`paperl
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import re
@@ -36,12 +35,12 @@ from pathlib import Path
 import pandas as pd
 
 from paperlib.core import results_store
-from paperlib.core.errors import PaperlibError
+from paperlib.core.errors import ArgumentParser, PaperlibError
 from paperlib.core.paths import FIGURES_ENV_VAR, code_digest, figures_dir, notebook_sources
 from paperlib.data.sources import DATA_ENV_VAR
 from paperlib.experiments.plan import plan, summary
 from paperlib.experiments.jobs import (EXECUTORS, JobSettings, add_executor_arguments, given_executor_flags,
-                                       run_specs, settings_from_args)
+                                       refuse_unused_flags, run_specs, settings_from_args)
 from paperlib.experiments.profiles import check_profile, notebook_parameters, profile_runs
 from paperlib.core.store import atomic_write
 
@@ -280,7 +279,7 @@ def _print_plan(profile: str, only: str | None, from_store: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``python -m paperlib.reproduce``: run the notebooks of a profile (or, with ``--plan``, list their runs);
     returns the exit status: 0, or 2 after a one-line error."""
-    parser = argparse.ArgumentParser(prog="python -m paperlib.reproduce", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m paperlib.reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="quick", help="smoke | quick | paper (default quick)")
     parser.add_argument("--only", help="run only the notebooks whose name contains this")
     parser.add_argument("--output-dir", type=Path, help="write executed notebooks here instead")
@@ -295,14 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         if args.plan:
-            ignored = given_executor_flags(args) + (["--output-dir"] if args.output_dir else [])
-            if ignored:
-                raise PaperlibError(f"--plan computes and writes nothing, so {', '.join(ignored)} has nothing to "
-                                    "do; drop one of them")
+            refuse_unused_flags("--plan computes and writes nothing",
+                                given_executor_flags(args) + (["--output-dir"] if args.output_dir else []))
             return _print_plan(args.profile, args.only, args.from_store)
         if args.no_wait or args.attach:
             raise PaperlibError("make reproduce waits for its runs; submit them with `python -m paperlib suite "
                                 "... --no-wait` to return at once")
+        check_profile(args.profile)  # before the job settings read the profile's defaults
         times = reproduce(args.profile, args.only, args.output_dir, settings_from_args(args, args.profile),
                           args.from_store)
     except PaperlibError as err:

@@ -104,8 +104,12 @@ def test_an_unreadable_distilled_set_is_an_error_naming_it(tmp_path):
     params = _stored_run(tmp_path)
     synthetic = distilled_dir(params) / "synthetic.pt"
     _truncate(synthetic)
-    with pytest.raises(PaperlibError, match=f"cache entry {synthetic} cannot be read"):
+    with pytest.raises(PaperlibError, match=f"^cache entry {synthetic} cannot be read \\(not a readable torch file: "
+                                            r"cut short or damaged \(\w+\)\); nothing was recomputed"):
         run(params, eval_epochs=2)  # a new evaluation of the same distilled set must read it
+    synthetic.write_text("garbage")  # torch's own message here is a paragraph about weights_only
+    with pytest.raises(PaperlibError, match=r"\(not a readable torch file: cut short or damaged \(\w+\)\); nothing"):
+        run(params, eval_epochs=2)
 
 
 @pytest.mark.parametrize(("payload", "reason"), [({"images": [0.0]}, "no 'labels'"), ([1, 2], "a list, not a mapping")])

@@ -117,6 +117,17 @@ def test_recording_references_for_an_unknown_profile_names_the_profiles(capsys):
     assert err == f"error: unknown profile 'quik'; choose one of: {', '.join(PROFILES)}\n"
 
 
+def test_the_checks_command_says_what_is_wrong_with_its_arguments_in_one_line(tmp_path, capsys):
+    assert checks.main(["record", "--profile", "quick"]) == 2  # quick pins no reference numbers
+    assert "params/quick/references.yaml does not exist; write it with a 'tolerance' block" in capsys.readouterr().err
+    assert checks.main(["record", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: record takes no folder (got {tmp_path}); see --help\n"
+    assert checks.main(["verify", str(tmp_path), "--profile", "smoke"]) == 2
+    assert capsys.readouterr().err == "error: verify takes no --profile (got smoke); see --help\n"
+    assert checks.main(["verify", str(tmp_path / "absent")]) == 2
+    assert "absent is not a folder; name the folder of executed notebooks" in capsys.readouterr().err
+
+
 def _as_nbval_compares(table: pd.DataFrame) -> str:
     """``table`` as nbval compares it: its text and HTML through every sanitizer of tests/nbval_sanitize.cfg,
     read as nbval reads them."""
@@ -202,4 +213,13 @@ def test_verify_lists_every_failed_verdict_and_error_of_the_executed_notebooks(t
     assert checks.main(["verify", str(tmp_path / "empty")]) == 2
     (tmp_path / "03_cut.ipynb").write_text('{"cells": [')  # a notebook cut short
     with pytest.raises(PaperlibError, match=r"03_cut.ipynb is not a readable notebook \(JSONDecodeError: .*reproduce"):
+        checks.failed_checks(tmp_path)
+    for malformed in ('{"cells": [{"cell_type": "code", "outputs": [5]}]}',
+                      '{"cells": [{"cell_type": "code", "outputs": [{"data": 5}]}]}', '{"cells": [5]}'):
+        (tmp_path / "03_cut.ipynb").write_text(malformed)  # used to end in an AttributeError's traceback
+        with pytest.raises(PaperlibError, match=r"03_cut.ipynb is not a readable notebook \((TypeError|Attribute)"):
+            checks.failed_checks(tmp_path)
+    (tmp_path / "03_cut.ipynb").unlink()
+    (tmp_path / "03_cut.ipynb").mkdir()  # a folder named like a notebook
+    with pytest.raises(PaperlibError, match=r"03_cut.ipynb is not a readable notebook \(IsADirectoryError"):
         checks.failed_checks(tmp_path)

@@ -29,6 +29,10 @@ def test_describe_reads_a_params_file(tmp_path, capsys):
     assert main(["describe", str(f)]) == 0
     # FairDD's split (the preset's default protocol) takes int(n * 0.8) per class: just under 0.8
     assert 0.79 <= _last_json(capsys)["train"]["aligned_fraction"] <= 0.8
+    assert main(["describe", "params/smoke/defaults.yaml"]) == 2  # a profile's file, not a parameter file
+    err = capsys.readouterr().err
+    assert err.startswith("error: params/smoke/defaults.yaml: unknown parameter 'methods'; did you mean 'method'? ")
+    assert err.endswith("a profile's or an experiment's file runs with `python -m paperlib suite`\n")
 
 
 def test_run_prints_metrics_json_and_caches(capsys, tmp_path):
@@ -136,3 +140,12 @@ def test_weights_accepts_every_kde_weighting(capsys):
     args = ["weights", "--set", "dataset=cmnist", "--set", "source=digits", "--set", "kde_encoder=pixels",
             "--set", "device=cpu", "--set", "kde_weighting=softmax"]
     assert main(args) == 0 and len(json.loads(capsys.readouterr().out)["classes"]) == 10
+
+
+@pytest.mark.parametrize("argv", [["bench", "foo"], ["run", "--set"], ["suite", "x.yaml", "--jobs", "two"]])
+def test_a_bad_argument_is_one_error_line_naming_help_not_the_usage_block(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "usage:" not in err
+    assert err.startswith("error: argument ") and err.endswith(f"; see python -m paperlib {argv[0]} --help\n")

@@ -41,6 +41,18 @@ def test_ipc_below_one():
 def test_wrong_type_is_rejected():
     with pytest.raises(PaperlibError, match="must be an integer"):
         make_params(ipc="ten")
+    for value in (1.5, True, float("inf")):
+        with pytest.raises(PaperlibError, match=r"^parameter 'ipc' must be an integer, got "):
+            make_params(ipc=value)
+
+
+def test_numpy_scalars_read_off_an_array_are_numbers_like_pythons():
+    import numpy as np
+
+    params = make_params(ipc=np.int64(5), seed=np.int32(3), conflict_ratio=np.float64(0.25), iterations=np.float32(4))
+    assert (params.ipc, params.seed, params.conflict_ratio, params.iterations) == (5, 3, 0.25, 4)
+    assert type(params.ipc) is int and type(params.conflict_ratio) is float  # the cache key sees Python numbers
+    assert params == make_params(ipc=5, seed=3, conflict_ratio=0.25, iterations=4)
 
 
 def test_set_values_are_yaml_scalars():

@@ -321,6 +321,9 @@ def test_balanced_init_water_fills_what_small_groups_leave_and_names_a_short_cla
     with pytest.raises(PaperlibError, match=r"^class 1 has 8 training images, fewer than ipc=9; lower ipc to at "
                                             r"most 8$"):
         balanced_quota(torch.tensor([[5, 5], [4, 4]]), 9)
+    with pytest.raises(PaperlibError, match=r"^class 2 has 3 training images, fewer than ipc=9; lower ipc to at "
+                                            r"most 3$"):  # the smallest class, not the first one too small
+        balanced_quota(torch.tensor([[4, 4], [5, 5], [2, 1]]), 9)
 
 
 def test_bad_sample_weights_say_how_many_in_which_class_and_what_to_do(monkeypatch):

@@ -197,7 +197,7 @@ experiments:
     assert "no submitted jobs to attach to" in capsys.readouterr().err
     for flags, said in ((["--table-only", "--no-wait"], "--table-only runs nothing, so --no-wait"),
                         (["--table-only", "--executor", "local"], "so --executor local has nothing to do"),
-                        (["--table-only", "--jobs", "2"], "so --jobs has nothing to do"),
+                        (["--table-only", "--jobs", "2"], "so --jobs has nothing to do; drop it"),
                         (["--attach", "--no-wait"], "give one of them")):
         assert main(["suite", str(suite), *flags]) == 2
         assert said in capsys.readouterr().err

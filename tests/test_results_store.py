@@ -49,6 +49,19 @@ def test_a_shipped_run_answers_without_computing_and_the_store_can_be_turned_off
     assert record["distilled"] == stored_grid(params).parent.name  # a folder name, no machine path
     monkeypatch.setenv("PAPERLIB_RESULTS", "off")
     assert load_record(params) is None and stored_grid(params) is None
+    monkeypatch.setenv("PAPERLIB_RESULTS", "OFF")
+    assert results_store.results_root() is None
+
+
+def test_a_store_that_is_a_file_or_no_folder_yet_is_said(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("PAPERLIB_RESULTS", str(tmp_path / "file"))
+    with pytest.raises(PaperlibError, match=r"^PAPERLIB_RESULTS=.*file is a file, not a folder; set it to a results "
+                                            r"folder or to off$"):
+        results_store.results_root()
+    monkeypatch.setenv("PAPERLIB_RESULTS", "of")  # a typo of off
+    with pytest.warns(UserWarning, match="PAPERLIB_RESULTS=of: no such folder yet, so no stored result is read"):
+        assert results_store.results_root() == Path("of")
 
 
 def test_the_cache_wins_over_the_store(shipped):

@@ -247,6 +247,7 @@ def test_corrupt_gzip(tmp_path: Path, corrupt) -> None:
         load_source("mnist", "train", tmp_path, download=False)
     message = str(info.value)
     assert str(path) in message and "re-download" in message and "\n" not in message
+    assert info.value.__suppress_context__  # an uncaught error prints one traceback, not the gzip error's too
 
 
 def test_count_mismatch(tmp_path: Path) -> None:
@@ -298,6 +299,7 @@ def test_missing_files_no_network(tmp_path: Path, name: str) -> None:
         "cifar10": "cifar-10-batches-py/test_batch",
     }[name]
     assert expected in message and "PAPERLIB_DATA" in message and "\n" not in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # the reason is in the message
     assert list(tmp_path.iterdir()) == []  # no partial file, not even an empty folder
 
 

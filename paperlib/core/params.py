@@ -19,6 +19,7 @@ import difflib
 import hashlib
 import json
 import math
+import numbers
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -198,20 +199,23 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         return value
     if isinstance(value, str) and _NUMBER.match(value.strip()):
         value = float(value)
+    # numbers.Integral / Real: Python's numbers and numpy's scalars (a value read off an array) alike
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise PaperlibError(f"parameter {name!r} must be {'an integer' if kind is int else 'a number'}, "
+                            f"got {value!r}")
     if kind is int:
-        if isinstance(value, float) and value.is_integer():
+        if isinstance(value, numbers.Integral):
             return int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise PaperlibError(f"parameter {name!r} must be an integer, got {value!r}")
-        return value
+        if math.isfinite(value) and float(value).is_integer():
+            return int(value)
+        raise PaperlibError(f"parameter {name!r} must be an integer, got {value!r}")
     if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise PaperlibError(f"parameter {name!r} must be a number, got {value!r}")
         return float(value)
     raise AssertionError(f"unhandled parameter type for {name}")  # programming error
 
 
-def _check_name(name: str) -> None:
+def check_param_name(name: str) -> None:
+    """A one-line error unless ``name`` is a parameter (with the closest one when it looks like a typo)."""
     names = param_names()
     if not isinstance(name, str):  # e.g. a YAML key written as a number
         raise PaperlibError(f"parameter names are text, got {name!r}; e.g. ipc: 10")
@@ -327,7 +331,7 @@ def make_params(overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> Pa
     values: dict[str, Any] = {}
     defaults = Params()
     for name, value in {**(overrides or {}), **kwargs}.items():
-        _check_name(name)
+        check_param_name(name)
         values[name] = _coerce(name, value, getattr(defaults, name))
     return resolve_defaults(validate(Params(**values)))
 
@@ -427,6 +431,7 @@ def derive_seed(seed: int, *tags: Any) -> int:
 __all__ = [
     "Params",
     "cache_key",
+    "check_param_name",
     "derive_seed",
     "field_tags",
     "key_values",

@@ -103,17 +103,20 @@ def load_tensors(path: str | os.PathLike, rebuild: bool = False, keys: tuple[str
         return None
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch.load raises many types, with long texts, for a damaged file
+        problem = f"not a readable torch file: cut short or damaged ({type(err).__name__})"
+    else:
         if keys and not isinstance(payload, dict):
-            raise ValueError(f"a {type(payload).__name__}, not a mapping")
-        missing = [key for key in keys if key not in payload]
-        if missing:
-            raise ValueError(f"no {', '.join(repr(k) for k in missing)}")
-        return payload
-    except Exception as err:  # noqa: BLE001 - torch.load raises many types for a damaged file
-        if rebuild:
-            report_rebuild(path, err)
-            return None
-        raise PaperlibError(unreadable(path, err, KEEP_AND_STOP)) from None
+            problem = f"a {type(payload).__name__}, not a mapping"
+        else:
+            missing = [key for key in keys if key not in payload]
+            if not missing:
+                return payload
+            problem = f"no {', '.join(repr(k) for k in missing)}"
+    if rebuild:
+        report_rebuild(path, ValueError(problem))
+        return None
+    raise PaperlibError(unreadable(path, ValueError(problem), KEEP_AND_STOP))
 
 
 def load_json(path: str | os.PathLike) -> dict[str, Any] | None:

@@ -341,7 +341,7 @@ def load_face_image(path: Path, size: int = FACE_SIZE) -> np.ndarray:
             return np.asarray(img).transpose(2, 0, 1)
     except (OSError, ValueError, SyntaxError) as exc:
         raise PaperlibError(f"{path} cannot be read as an image ({type(exc).__name__}: {exc}); "
-                            f"re-extract it from the original archive") from exc
+                            f"re-extract it from the original archive") from None
 
 
 def decode_images(files: list[Path], size: int = FACE_SIZE, show_progress: bool = True,

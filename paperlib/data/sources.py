@@ -213,7 +213,7 @@ def _obtain(source: Source, root: pathlib.Path, split: str, download: bool) -> N
         _download(source, root, split)
     except _DownloadError as exc:
         reason = " ".join(str(exc).split())  # keep the message on one line
-        raise _not_found(source, root, split, f"and could not be downloaded (no network? {reason})") from exc
+        raise _not_found(source, root, split, f"and could not be downloaded (no network? {reason})") from None
     if source.missing(root, split):
         raise _not_found(source, root, split, "and the download did not produce them")
 
@@ -328,7 +328,7 @@ def _extract_cifar(archive: pathlib.Path, target_dir: pathlib.Path) -> None:
         raise DataNotFound(
             f"the downloaded CIFAR-10 archive cannot be unpacked ({type(exc).__name__}: {exc}); "
             f"delete {target_dir} and retry"
-        ) from exc
+        ) from None
 
 
 def _make_dirs(path: pathlib.Path) -> list[pathlib.Path]:
@@ -493,12 +493,12 @@ def _read_idx(path: pathlib.Path, ndim: int) -> np.ndarray:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise PaperlibError(f"cannot read {path} ({exc}); check that it is a readable file") from exc
+        raise PaperlibError(f"cannot read {path} ({exc}); check that it is a readable file") from None
     if path.suffix == ".gz":
         try:
             data = gzip.decompress(data)
         except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as exc:
-            raise _corrupt(path, f"broken gzip stream: {type(exc).__name__}: {exc}") from exc
+            raise _corrupt(path, f"broken gzip stream: {type(exc).__name__}: {exc}") from None
     return _parse_idx(data, ndim, path)
 
 
@@ -552,9 +552,9 @@ def _read_cifar_batch(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
         with open(path, "rb") as f:
             batch = pickle.load(f, encoding="bytes")
     except OSError as exc:
-        raise PaperlibError(f"cannot read {path} ({exc}); check that it is a readable file") from exc
+        raise PaperlibError(f"cannot read {path} ({exc}); check that it is a readable file") from None
     except Exception as exc:  # garbage bytes can make unpickling fail in almost any way
-        raise _corrupt(path, f"unreadable pickle: {type(exc).__name__}: {exc}") from exc
+        raise _corrupt(path, f"unreadable pickle: {type(exc).__name__}: {exc}") from None
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise _corrupt(path, "not a CIFAR-10 batch: no b'data' and b'labels' entries")
     images, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])

@@ -15,13 +15,13 @@ from paperlib.core.errors import PaperlibError
 
 
 def check_class_sizes(class_sizes: Tensor, ipc: int) -> None:
-    """A one-line error naming the first class with fewer than ``ipc`` training images, and the largest usable
-    ``ipc``."""
-    short = (class_sizes < ipc).nonzero().flatten()
-    if len(short):
-        k = int(short[0])
-        raise PaperlibError(f"class {k} has {int(class_sizes[k])} training images, fewer than ipc={ipc}; "
-                            f"lower ipc to at most {int(class_sizes.min())}")
+    """A one-line error naming the smallest class when it has fewer than ``ipc`` training images: its size is
+    the largest usable ``ipc``."""
+    smallest = int(class_sizes.argmin())
+    if int(class_sizes[smallest]) < ipc:
+        size = int(class_sizes[smallest])
+        raise PaperlibError(f"class {smallest} has {size} training images, fewer than ipc={ipc}; "
+                            f"lower ipc to at most {size}")
 
 
 def balanced_quota(cell_sizes: Tensor, per_class: int) -> Tensor:

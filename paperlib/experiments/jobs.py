@@ -370,6 +370,14 @@ def given_executor_flags(args: argparse.Namespace) -> list[str]:
     return given + [_flags([name]) for name, value in _setting_flags(args).items() if value is not None]
 
 
+def refuse_unused_flags(why: str, flags: list[str]) -> None:
+    """A one-line error when ``flags`` were given to a command that will not use them, ``why`` saying why."""
+    if flags:
+        one = len(flags) == 1
+        raise PaperlibError(f"{why}, so {' and '.join(flags)} {'has' if one else 'have'} nothing to do; drop "
+                            f"{'it' if one else 'them'}")
+
+
 def settings_from_args(args: argparse.Namespace, profile: str | None) -> JobSettings:
     """The :class:`JobSettings` of the execution flags, on the profile's ``executor:`` block when a profile
     is named."""

@@ -26,7 +26,6 @@ or a KDE ``variant``), the column any numeric column of that table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
@@ -40,7 +39,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from paperlib.core.errors import PaperlibError
+from paperlib.core.errors import ArgumentParser, PaperlibError
 from paperlib.core.yamlio import parse_yaml, yaml_error_text
 from paperlib.core.paths import notebook_sources, params_dir
 from paperlib.core.store import atomic_write
@@ -226,8 +225,8 @@ def record(profile: str) -> Path:
     """
     previous = load_references(check_profile(profile))
     if previous is None:
-        raise PaperlibError(f"params/{profile}/references.yaml needs a 'tolerance' block first (one bound per "
-                            f"metric of {', '.join(METRIC_KEYS)})")
+        raise PaperlibError(f"params/{profile}/references.yaml does not exist; write it with a 'tolerance' block "
+                            f"first (one bound per metric of {', '.join(METRIC_KEYS)}, as params/smoke has)")
     runs: dict[str, dict] = {}
     for source in notebook_sources():
         suite = notebook_parameters(profile, source.stem).get("suite")
@@ -256,18 +255,14 @@ def failed_checks(folder: Path) -> list[str]:
     this reads the notebooks just executed from the current experiment files, so a claim that a changed
     experiment file breaks fails too.
     """
+    if not Path(folder).is_dir():
+        raise PaperlibError(f"{folder} is not a folder; name the folder of executed notebooks, e.g. .nbcheck/executed")
     notebooks = sorted(Path(folder).glob("*.ipynb"))
     if not notebooks:
         raise PaperlibError(f"no executed notebooks in {folder}; run `python -m paperlib.reproduce` first")
     found = []
     for path in notebooks:
-        try:
-            outputs = [o for cell in json.loads(path.read_text())["cells"] if cell["cell_type"] == "code"
-                       for o in cell.get("outputs", [])]
-        except (ValueError, KeyError, TypeError) as err:  # json's decode error is a ValueError
-            raise PaperlibError(f"{path} is not a readable notebook ({type(err).__name__}: {err}); execute it "
-                                "again with `python -m paperlib.reproduce`") from None
-        for output in outputs:
+        for output in _code_outputs(path):
             if output.get("output_type") == "error":
                 found.append(f"{path.stem}: {output.get('ename')}: {output.get('evalue')}")
             html = "".join(output.get("data", {}).get("text/html", ""))
@@ -278,18 +273,35 @@ def failed_checks(folder: Path) -> list[str]:
     return found
 
 
+def _code_outputs(path: Path) -> list[dict]:
+    """The outputs of the code cells of the notebook at ``path``; a one-line error when it cannot be read as one."""
+    try:
+        outputs = [o for cell in json.loads(path.read_text())["cells"] if cell["cell_type"] == "code"
+                   for o in cell.get("outputs", [])]
+        if not all(isinstance(o, dict) and isinstance(o.get("data", {}), dict) for o in outputs):
+            raise TypeError("an output or its data is not a JSON object")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:  # json's decode error: a ValueError
+        raise PaperlibError(f"{path} is not a readable notebook ({type(err).__name__}: {err}); execute it "
+                            "again with `python -m paperlib.reproduce`") from None
+    return outputs
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m paperlib.report.checks record | verify``; the exit status (1: a check failed)."""
-    parser = argparse.ArgumentParser(prog="python -m paperlib.report.checks", description=(
+    parser = ArgumentParser(prog="python -m paperlib.report.checks", description=(
         "record: write a profile's reference numbers from its stored runs; verify FOLDER: fail if an executed "
         "notebook there has a failed verdict or an error."))
     parser.add_argument("command", choices=["record", "verify"])
     parser.add_argument("folder", nargs="?", type=Path, help="verify: the folder of executed notebooks")
-    parser.add_argument("--profile", default="smoke", help="record: the profile (default smoke)")
+    parser.add_argument("--profile", help="record: the profile (default smoke)")
     args = parser.parse_args(argv)
     try:
+        unused = args.folder if args.command == "record" else args.profile
+        if unused is not None:
+            raise PaperlibError(f"{args.command} takes no {'folder' if args.command == 'record' else '--profile'} "
+                                f"(got {unused}); see --help")
         if args.command == "record":
-            print(f"wrote {record(args.profile)}")
+            print(f"wrote {record(args.profile or 'smoke')}")
             return 0
         if args.folder is None:
             raise PaperlibError("verify needs the folder of executed notebooks, e.g. .nbcheck/executed")
