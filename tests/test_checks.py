@@ -223,3 +223,9 @@ def test_verify_lists_every_failed_verdict_and_error_of_the_executed_notebooks(t
     (tmp_path / "03_cut.ipynb").mkdir()  # a folder named like a notebook
     with pytest.raises(PaperlibError, match=r"03_cut.ipynb is not a readable notebook \(IsADirectoryError"):
         checks.failed_checks(tmp_path)
+
+
+def test_reference_values_pin_the_done_runs_metrics_to_one_decimal():
+    table = pd.DataFrame({"experiment": ["colour", "colour"], "run": ["dm", "kde"], "status": ["done", "failed"],
+                          "acc": [23.456, 50.0], "deo_m": [float("nan"), 1.0]})
+    assert checks.reference_values(table, ["acc", "deo_m", "deo_a"]) == {"colour/dm": {"acc": 23.5}}

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from paperlib.core.runtime import generator as seeded  # explicit seeds: inputs independent of test order
 from paperlib.core.errors import PaperlibError
-from paperlib.train.models import ConvNet, PatchConv2d, build_model, init_parameters
+from paperlib.train.models import ACTIVATIONS, NORMS, POOLINGS, ConvNet, PatchConv2d, build_model, init_parameters
 
 
 @pytest.mark.parametrize("channels,size", [(1, 28), (3, 28), (3, 32)])
@@ -36,10 +36,22 @@ def test_instance_norm_makes_batched_forward_equal_per_sample():
     assert torch.allclose(net.embed(x), torch.cat([net.embed(x[:3]), net.embed(x[3:])]), atol=1e-6)
 
 
-@pytest.mark.parametrize("norm", ["batchnorm", "layernorm", "groupnorm", "none"])
-@pytest.mark.parametrize("pooling", ["maxpooling", "none"])
-def test_variants_build_and_run(norm, pooling):
-    net = build_model("convnet", 1, 10, 28, width=8, depth=2, norm=norm, act="leakyrelu", pooling=pooling)
+def _layer(module: torch.nn.Module) -> tuple:
+    return type(module), getattr(module, "num_groups", None), getattr(module, "negative_slope", None)
+
+
+@pytest.mark.parametrize("norm", list(NORMS))
+@pytest.mark.parametrize("act", list(ACTIVATIONS))
+@pytest.mark.parametrize("pooling", list(POOLINGS))
+def test_every_layer_choice_builds_its_own_layer_and_no_other_choices(norm, act, pooling):
+    net = build_model("convnet", 1, 10, 28, width=8, depth=2, norm=norm, act=act, pooling=pooling)
+    layers = {_layer(m) for m in net.modules()}
+    for registry, chosen, make in ((NORMS, norm, lambda entry: entry.make(8)), (ACTIVATIONS, act, lambda e: e()),
+                                   (POOLINGS, pooling, lambda e: e())):
+        made = {name: _layer(make(registry[name])) for name in registry}
+        assert made[chosen] in layers or made[chosen] == _layer(torch.nn.Identity())  # "none" may add no layer
+        others = {layer for name, layer in made.items() if name != chosen} - {made[chosen], _layer(torch.nn.Identity())}
+        assert not others & layers, f"{chosen} built another choice's layer"
     assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from paperlib.data import PRESETS, build_dataset
-from paperlib.data.bias import DISTINCT_COLOURS, LFF_COLOURS, assign_attributes
+from paperlib.data.bias import (DISTINCT_COLOURS, LFF_COLOURS, assign_attributes, composite_on_background,
+                               textured_backgrounds)
 from paperlib.data.container import sample_per_class
 from paperlib.data.presets import ColourPreset
 
@@ -75,6 +76,23 @@ def test_cmnist_bg_has_black_digit_on_coloured_background():
     corner = img[:, :, 0, 0]  # digits never touch the corner
     assert torch.allclose(corner, torch.tensor(DISTINCT_COLOURS)[ds.train.attributes[:50]], atol=1 / 255)
     assert bool((img.sum(1) == 0).any(dim=(1, 2)).all())  # every image has black (digit) pixels
+
+
+def test_bg_fmnist_backgrounds_carry_their_colour_and_orientation_and_the_object_covers_them():
+    attributes = torch.arange(10).repeat(2)
+    backgrounds = textured_backgrounds(attributes, 32, torch.Generator().manual_seed(0))
+    colour = torch.tensor(DISTINCT_COLOURS)[attributes][:, :, None, None]
+    shade = backgrounds / colour  # every channel of a pixel scaled alike: the colour identifies the background
+    assert torch.allclose(shade, shade[:, :1].expand_as(shade), atol=1e-5)
+    assert float(shade.min()) >= 0.2 - 1e-5 and float(shade.max()) <= 1.0 + 1e-5
+    # the grating's orientation: background 0 (0 degrees) varies along the rows only, background 5 (90) down them
+    assert float(shade[0, 0].std(dim=0).max()) < 1e-5 < float(shade[0, 0].std(dim=1).min())
+    assert float(shade[5, 0].std(dim=1).max()) < 1e-5 < float(shade[5, 0].std(dim=0).min())
+    gray = torch.zeros(20, 1, 32, 32)
+    gray[:, :, 8:24, 8:24] = 0.5  # an object of intensity 0.5 (opaque from 0.15) in the middle
+    image = composite_on_background(gray, backgrounds)
+    assert torch.equal(image[:, :, 8:24, 8:24], gray[:, :, 8:24, 8:24].expand(-1, 3, -1, -1))
+    assert torch.equal(image[:, :, :8], backgrounds[:, :, :8])
 
 
 def test_plain_preset_is_grayscale_with_one_group():
