@@ -60,6 +60,8 @@ def test_set_values_are_yaml_scalars():
         "ipc": 10, "conflict_ratio": 0.05, "dsa": False, "dataset": "cmnist"}
     with pytest.raises(PaperlibError, match="KEY=VALUE"):
         parse_set(["ipc"])
+    with pytest.raises(PaperlibError, match=r"^--set conflict_ratio is given twice; keep one$"):
+        parse_set(["conflict_ratio=0.5", "ipc=1", " conflict_ratio=0.1"])
 
 
 def test_source_must_fit_the_preset():

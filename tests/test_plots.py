@@ -254,3 +254,12 @@ def test_fit_width_gives_back_a_2x_grid_pixel_for_pixel_and_leaves_a_narrow_one_
     assert Image.open(io.BytesIO(fit_width(stored, 35))).width <= 35  # factor 4 (a 30 px wide image)
     with pytest.raises(ValueError, match="max_width must be at least 1"):
         fit_width(stored, 0)
+
+
+def test_plot_bars_draws_one_bar_per_row_at_its_value_on_a_0_100_axis():
+    from paperlib.report.plots import plot_bars
+
+    ax = plot_bars(pd.DataFrame({"name": ["a", "b"], "share": [30.0, 75.5]}), "name", "share", title="t")
+    assert [bar.get_width() for bar in ax.patches] == [30.0, 75.5]
+    assert ax.get_xlim() == (0, 100) and ax.get_title() == "t"
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["a", "b"]

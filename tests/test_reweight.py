@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -258,6 +259,14 @@ def test_run_with_kde_weights_records_cost_and_diagnostics(small_eval, tmp_path)
     expected = weight_diagnostics(kde_weights(dataset, params, torch.device("cpu")).weights, train.labels,
                                   train.aligned, 10)
     assert record["kde_diagnostics"] == expected
+    from paperlib.experiments.suite import RunSpec
+    from paperlib.report.tables import first_kde_diagnostics
+
+    plain = make_params(**{**dataclasses.asdict(params), "target": "vanilla", "weights": "uniform"})
+    specs = [RunSpec("e", "vanilla", plain), RunSpec("e", "kde", params)]  # notebook 03 shows the first KDE run's
+    assert first_kde_diagnostics(specs) == expected
+    with pytest.raises(PaperlibError, match="no KDE run of this suite has a stored record; run the suite first"):
+        first_kde_diagnostics(specs[:1])
 
 
 def test_kde_parameters_are_validated_and_only_key_kde_runs():

@@ -67,12 +67,15 @@ def parse_set(assignments: list[str]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for item in assignments:
         key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise PaperlibError(f"--set expects KEY=VALUE, got {item!r}")
+        if key in result:  # as a key twice in a YAML file: which one was meant is not for us to guess
+            raise PaperlibError(f"--set {key} is given twice; keep one")
         try:
-            result[key.strip()] = parse_yaml(raw) if raw.strip() else None
+            result[key] = parse_yaml(raw) if raw.strip() else None
         except yaml.YAMLError:
-            result[key.strip()] = raw
+            result[key] = raw
     return result
 
 
