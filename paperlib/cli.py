@@ -81,12 +81,15 @@ def _params(args: argparse.Namespace, fixed: dict[str, Any] | None = None, **def
     """The command's parameters: ``defaults``, the parameter file, ``--set``; then ``fixed``, the values the
     command itself decides (bench's METHOD), which a file or ``--set`` may not contradict."""
     from_file = load_yaml(args.params_file) if args.params_file else {}
-    for name in from_file:
+    for name, value in from_file.items():
         try:
             check_param_name(name)
         except PaperlibError as err:
-            raise PaperlibError(f"{args.params_file}: {err}. A parameter file is a flat mapping of run parameters; "
-                                "a profile's or an experiment's file runs with `python -m paperlib suite`") from None
+            # a nested block: a profile's or an experiment's file, not a flat mapping of run parameters
+            structured = (". This is not a parameter file (name: value, one per line): an experiment's file runs "
+                          "with `python -m paperlib suite FILE --profile P`, a profile's is chosen with --profile"
+                          if isinstance(value, (dict, list)) else "")
+            raise PaperlibError(f"{args.params_file}: {err}{structured}") from None
     given = {**from_file, **parse_set(args.assignments)}
     for name, value in (fixed or {}).items():
         if name in given and given[name] != value:

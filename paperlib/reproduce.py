@@ -212,7 +212,7 @@ def _absolute_folders() -> dict[str, str]:
     """The relative folders among :data:`_FOLDER_VARIABLES` (``~`` included), made absolute from this process's
     directory."""
     return {name: os.path.abspath(os.path.expanduser(value)) for name in _FOLDER_VARIABLES
-            if (value := os.environ.get(name)) and value != results_store.OFF and not os.path.isabs(value)}
+            if (value := os.environ.get(name)) and value.lower() != results_store.OFF and not os.path.isabs(value)}
 
 
 def _kernel_threads(jobs: JobSettings | None) -> dict[str, str]:

@@ -104,11 +104,12 @@ def test_an_unreadable_distilled_set_is_an_error_naming_it(tmp_path):
     params = _stored_run(tmp_path)
     synthetic = distilled_dir(params) / "synthetic.pt"
     _truncate(synthetic)
-    with pytest.raises(PaperlibError, match=f"^cache entry {synthetic} cannot be read \\(not a readable torch file: "
-                                            r"cut short or damaged \(\w+\)\); nothing was recomputed"):
+    reason = r"not a torch file this version reads: cut short, damaged or incompatible \(\w+\)"
+    with pytest.raises(PaperlibError, match=f"^cache entry {synthetic} cannot be read \\({reason}\\); nothing was "
+                                            "recomputed"):
         run(params, eval_epochs=2)  # a new evaluation of the same distilled set must read it
     synthetic.write_text("garbage")  # torch's own message here is a paragraph about weights_only
-    with pytest.raises(PaperlibError, match=r"\(not a readable torch file: cut short or damaged \(\w+\)\); nothing"):
+    with pytest.raises(PaperlibError, match=f"\\({reason}\\); nothing"):
         run(params, eval_epochs=2)
 
 

@@ -121,9 +121,11 @@ def test_the_checks_command_says_what_is_wrong_with_its_arguments_in_one_line(tm
     assert checks.main(["record", "--profile", "quick"]) == 2  # quick pins no reference numbers
     assert "params/quick/references.yaml does not exist; write it with a 'tolerance' block" in capsys.readouterr().err
     assert checks.main(["record", str(tmp_path)]) == 2
-    assert capsys.readouterr().err == f"error: record takes no folder (got {tmp_path}); see --help\n"
+    assert capsys.readouterr().err == (f"error: record takes no folder (got {tmp_path}); "
+                                       "see python -m paperlib.report.checks --help\n")
     assert checks.main(["verify", str(tmp_path), "--profile", "smoke"]) == 2
-    assert capsys.readouterr().err == "error: verify takes no --profile (got smoke); see --help\n"
+    assert capsys.readouterr().err == ("error: verify takes no --profile (got smoke); "
+                                       "see python -m paperlib.report.checks --help\n")
     assert checks.main(["verify", str(tmp_path / "absent")]) == 2
     assert "absent is not a folder; name the folder of executed notebooks" in capsys.readouterr().err
 

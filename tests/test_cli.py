@@ -32,7 +32,11 @@ def test_describe_reads_a_params_file(tmp_path, capsys):
     assert main(["describe", "params/smoke/defaults.yaml"]) == 2  # a profile's file, not a parameter file
     err = capsys.readouterr().err
     assert err.startswith("error: params/smoke/defaults.yaml: unknown parameter 'methods'; did you mean 'method'? ")
-    assert err.endswith("a profile's or an experiment's file runs with `python -m paperlib suite`\n")
+    assert err.endswith("an experiment's file runs with `python -m paperlib suite FILE --profile P`, a profile's is "
+                        "chosen with --profile\n")
+    f.write_text("ipcc: 10\n")  # a typo in a parameter file: no such advice
+    assert main(["describe", str(f)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {f}: unknown parameter 'ipcc'; did you mean 'ipc'? ")
 
 
 def test_run_prints_metrics_json_and_caches(capsys, tmp_path):

@@ -263,3 +263,18 @@ def test_plot_bars_draws_one_bar_per_row_at_its_value_on_a_0_100_axis():
     assert [bar.get_width() for bar in ax.patches] == [30.0, 75.5]
     assert ax.get_xlim() == (0, 100) and ax.get_title() == "t"
     assert [label.get_text() for label in ax.get_yticklabels()] == ["a", "b"]
+
+
+def test_fit_width_averages_a_grid_it_shrinks_by_more_than_its_scale():
+    import io
+
+    from PIL import Image
+
+    from paperlib.core.images import fit_width
+
+    stripes = np.zeros((4, 12, 3), dtype=np.uint8)
+    stripes[:, 1::2] = 255  # one-pixel columns: nearest neighbour at factor 3 would keep some, drop others
+    buffer = io.BytesIO()
+    Image.fromarray(stripes).save(buffer, format="PNG")
+    shrunk = np.asarray(Image.open(io.BytesIO(fit_width(buffer.getvalue(), 4)))).astype(int)
+    assert shrunk.shape == (2, 4, 3) and {85, 170} == set(np.unique(shrunk))  # the mean of each 3 x 3 block

@@ -20,7 +20,7 @@ from paperlib.core.paths import find_repo_root
 from paperlib.experiments.runner import (distilled_name, load_record, record_dir, record_key, record_name, run,
                                          stored_grid)
 from paperlib.experiments.studies import stored_table
-from paperlib.reproduce import _store
+from paperlib.reproduce import _absolute_folders, _store
 
 TINY = dict(dataset="cmnist", source="digits", method="dm", ipc=1, iterations=2, batch_real=8, eval_epochs=2,
             num_eval=1, net_width=8, device="cpu")
@@ -53,15 +53,16 @@ def test_a_shipped_run_answers_without_computing_and_the_store_can_be_turned_off
     assert results_store.results_root() is None
 
 
-def test_a_store_that_is_a_file_or_no_folder_yet_is_said(tmp_path, monkeypatch):
+def test_a_store_that_is_a_file_is_an_error_and_off_is_off_in_any_case(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("")
     monkeypatch.setenv("PAPERLIB_RESULTS", str(tmp_path / "file"))
     with pytest.raises(PaperlibError, match=r"^PAPERLIB_RESULTS=.*file is a file, not a folder; set it to a results "
                                             r"folder or to off$"):
         results_store.results_root()
-    monkeypatch.setenv("PAPERLIB_RESULTS", "of")  # a typo of off
-    with pytest.warns(UserWarning, match="PAPERLIB_RESULTS=of: no such folder yet, so no stored result is read"):
-        assert results_store.results_root() == Path("of")
+    monkeypatch.setenv("PAPERLIB_RESULTS", str(tmp_path / "new"))  # make reproduce creates it
+    assert results_store.results_root() == tmp_path / "new"
+    monkeypatch.setenv("PAPERLIB_RESULTS", "Off")
+    assert _absolute_folders() == {}  # the kernels get "Off" too, not a folder of that name
 
 
 def test_the_cache_wins_over_the_store(shipped):

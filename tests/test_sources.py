@@ -547,7 +547,8 @@ _REAL_MD5 = {
 }
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason="no offline MNIST in ../shared/data")
+@pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(),
+                    reason="no MNIST files in $PAPERLIB_DATA or ../shared/data")
 def test_real_mnist() -> None:
     for relative, expected in _REAL_MD5.items():
         packed = SHARED_DATA / f"{relative}.gz"  # the loader takes either form
@@ -560,7 +561,8 @@ def test_real_mnist() -> None:
     assert torch.bincount(test.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "FashionMNIST" / "raw").is_dir(), reason="no offline Fashion-MNIST")
+@pytest.mark.skipif(not (SHARED_DATA / "FashionMNIST" / "raw").is_dir(),
+                    reason="no Fashion-MNIST files in $PAPERLIB_DATA or ../shared/data")
 def test_real_fashion_mnist_test_split() -> None:
     test = load_source("fashion_mnist", "test", SHARED_DATA, download=False)
     assert test.images.shape == (10000, 1, 28, 28)

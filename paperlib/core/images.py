@@ -42,17 +42,18 @@ def save_image_grid(images01: Tensor, path: str | Path, per_row: int, scale: int
 
 
 def fit_width(png: bytes, max_width: int) -> bytes:
-    """``png`` shrunk by the smallest whole factor that makes it at most ``max_width`` pixels wide (nearest
-    neighbour, so a grid written with :func:`save_image_grid`'s ``scale`` comes back pixel for pixel); unchanged
-    when it is narrow enough. A browser scales a wide image down anyway: shrinking it first keeps the stored
-    notebook and the widget's messages small."""
+    """``png`` shrunk by the smallest whole factor that makes it at most ``max_width`` pixels wide, each new pixel
+    the mean of its block (a grid written with :func:`save_image_grid`'s ``scale`` and shrunk by that factor comes
+    back pixel for pixel; by a larger one, averaged rather than aliased); unchanged when it is narrow enough. A
+    browser scales a wide image down anyway: shrinking it first keeps the stored notebook and the widget's
+    messages small."""
     if max_width < 1:
         raise ValueError(f"max_width must be at least 1 pixel, got {max_width}")
     image = Image.open(io.BytesIO(png))
     factor = math.ceil(image.width / max_width)
     if factor <= 1:
         return png
-    image = image.resize((math.ceil(image.width / factor), math.ceil(image.height / factor)), Image.NEAREST)
+    image = image.resize((math.ceil(image.width / factor), math.ceil(image.height / factor)), Image.BOX)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,8 +31,7 @@ OFF = "off"
 def results_root() -> Path | None:
     """The store: ``$PAPERLIB_RESULTS`` if set (``off``, in any case: no store), else ``results/`` at the
     repository root (``None`` outside the repository). A file there is a one-line error; a folder that does not
-    exist yet reads as an empty store, with a warning (a typo of ``off`` would otherwise pass unseen), and
-    ``make reproduce`` creates it."""
+    exist yet reads as an empty store (``make reproduce`` creates it)."""
     value = os.environ.get(RESULTS_ENV_VAR)
     if value and value.lower() == OFF:
         return None
@@ -42,9 +40,6 @@ def results_root() -> Path | None:
         if store.exists() and not store.is_dir():
             raise PaperlibError(f"{RESULTS_ENV_VAR}={value} is a file, not a folder; set it to a results folder "
                                 f"or to {OFF}")
-        if not store.exists():
-            warnings.warn(f"{RESULTS_ENV_VAR}={value}: no such folder yet, so no stored result is read; set it to "
-                          f"{OFF} for no store", stacklevel=2)
         return store
     root = find_repo_root()
     return None if root is None else root / "results"

@@ -104,7 +104,7 @@ def load_tensors(path: str | os.PathLike, rebuild: bool = False, keys: tuple[str
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch.load raises many types, with long texts, for a damaged file
-        problem = f"not a readable torch file: cut short or damaged ({type(err).__name__})"
+        problem = f"not a torch file this version reads: cut short, damaged or incompatible ({type(err).__name__})"
     else:
         if keys and not isinstance(payload, dict):
             problem = f"a {type(payload).__name__}, not a mapping"

@@ -374,7 +374,8 @@ def refuse_unused_flags(why: str, flags: list[str]) -> None:
     """A one-line error when ``flags`` were given to a command that will not use them, ``why`` saying why."""
     if flags:
         one = len(flags) == 1
-        raise PaperlibError(f"{why}, so {' and '.join(flags)} {'has' if one else 'have'} nothing to do; drop "
+        named = flags[0] if one else f"{', '.join(flags[:-1])} and {flags[-1]}"
+        raise PaperlibError(f"{why}, so {named} {'has' if one else 'have'} nothing to do; drop "
                             f"{'it' if one else 'them'}")
 
 

@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         unused = args.folder if args.command == "record" else args.profile
         if unused is not None:
             raise PaperlibError(f"{args.command} takes no {'folder' if args.command == 'record' else '--profile'} "
-                                f"(got {unused}); see --help")
+                                f"(got {unused}); see {parser.prog} --help")
         if args.command == "record":
             print(f"wrote {record(args.profile or 'smoke')}")
             return 0

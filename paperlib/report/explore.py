@@ -33,9 +33,9 @@ from paperlib.report.tables import mean_std, number, percent
 
 
 REPRODUCE_HINT = "make reproduce PROFILE={profile}"
-# Wider images are shrunk before they are inlined: an IPC-50 grid (3000 px, 0.8 MB at the stored 2x scale) comes
-# back to its native 1500 px, wider than the explorer's column still.
-MAX_IMAGE_WIDTH = 1600
+# Wider images are shrunk before they are inlined: an IPC-50 grid at the stored 2x scale (3000 px and 0.8 MB at
+# 28 px, 3400 px at 32 px) comes back to its native width, wider than the explorer's column still.
+MAX_IMAGE_WIDTH = 1800
 SHOWN_METRICS = {"acc": "accuracy", "acc_aligned": "bias-aligned", "acc_conflicting": "bias-conflicting",
                  "deo_m": "DEO_M", "deo_a": "DEO_A"}
 
@@ -65,7 +65,11 @@ def _image_html(png: bytes | None, empty: str) -> str:
     """An inline ``<img>`` that keeps its aspect ratio inside the explorer's column, or the ``empty`` message."""
     if not png:
         return f'<p class="explorer-empty">{empty}</p>'
-    source = base64.b64encode(fit_width(bytes(png), MAX_IMAGE_WIDTH)).decode()
+    try:
+        png = fit_width(bytes(png), MAX_IMAGE_WIDTH)
+    except OSError as err:  # PIL's UnidentifiedImageError among them: a damaged stored file
+        return f'<p class="explorer-empty">the stored image cannot be read ({html.escape(str(err))})</p>'
+    source = base64.b64encode(png).decode()
     return (f'<img src="data:image/png;base64,{source}" style="max-width:100%; max-height:420px; width:auto; '
             f'height:auto; image-rendering:pixelated"/>')
 

@@ -172,10 +172,11 @@ def _backward(batch_loss: Callable[[Tensor, Tensor], Tensor], index: Tensor, x: 
     return total
 
 
-def training_forward(fn: Callable[[Tensor], Tensor], images: Tensor, settings: TrainSettings) -> Compiled:
-    """``fn`` (a model, or its ``embed``) for a training of ``settings`` on ``images``: compiled when
-    ``settings.torch_compile`` asks for it (``auto``: long enough work on the CPU,
-    :func:`~paperlib.core.runtime.compile_wanted`). Every trainer's networks go through it."""
+def training_forward(fn: Callable[[Tensor], Any], images: Tensor, settings: TrainSettings) -> Compiled:
+    """``fn`` (a model, or a function of a batch through it, such as SelecMix's features and logits) for a
+    training of ``settings`` on ``images``: compiled when ``settings.torch_compile`` asks for it (``auto``: long
+    enough work on the CPU, :func:`~paperlib.core.runtime.compile_wanted`). Every trainer's networks go through
+    it."""
     steps = settings.epochs * -(-images.shape[0] // settings.batch)
     return Compiled(fn, compile_wanted(settings.torch_compile, images.device, steps))
 

@@ -94,7 +94,7 @@ def train_selecmix(biased: nn.Module, model: nn.Module, images: Tensor, labels: 
         features, logits = forward_b(x)
         loss_b = generalized_cross_entropy(logits, y, q).mean()
         with torch.no_grad():  # the biased model only chooses the partners
-            partner = contradicting_partners(features.detach(), y, positive)
+            partner = contradicting_partners(features, y, positive)
         mixed, target = mix_with_partners(x, y, partner, lam)
         return loss_b + F.cross_entropy(forward(mixed), target)
 
