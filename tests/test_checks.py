@@ -120,12 +120,13 @@ def test_recording_references_for_an_unknown_profile_names_the_profiles(capsys):
 def test_the_checks_command_says_what_is_wrong_with_its_arguments_in_one_line(tmp_path, capsys):
     assert checks.main(["record", "--profile", "quick"]) == 2  # quick pins no reference numbers
     assert "params/quick/references.yaml does not exist; write it with a 'tolerance' block" in capsys.readouterr().err
-    assert checks.main(["record", str(tmp_path)]) == 2
-    assert capsys.readouterr().err == (f"error: record takes no folder (got {tmp_path}); "
-                                       "see python -m paperlib.report.checks --help\n")
-    assert checks.main(["verify", str(tmp_path), "--profile", "smoke"]) == 2
-    assert capsys.readouterr().err == ("error: verify takes no --profile (got smoke); "
-                                       "see python -m paperlib.report.checks --help\n")
+    for argv, said in ((["record", str(tmp_path)], f"record takes no folder (got {tmp_path})"),
+                       (["verify", str(tmp_path), "--profile", "smoke"], "verify takes no --profile (got smoke)"),
+                       (["verify"], "verify needs the folder of executed notebooks, e.g. .nbcheck/executed")):
+        with pytest.raises(SystemExit) as stopped:
+            checks.main(argv)
+        assert stopped.value.code == 2
+        assert capsys.readouterr().err == f"error: {said}; see python -m paperlib.report.checks --help\n"
     assert checks.main(["verify", str(tmp_path / "absent")]) == 2
     assert "absent is not a folder; name the folder of executed notebooks" in capsys.readouterr().err
 

@@ -69,16 +69,18 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def unreadable(path: str | os.PathLike, err: BaseException, next_step: str) -> str:
-    """The one-line report of a cache entry that cannot be read: the file, why, and ``next_step``."""
+def unreadable(path: str | os.PathLike, why: BaseException | str, next_step: str) -> str:
+    """The one-line report of a cache entry that cannot be read: the file, ``why`` (a reason or the error
+    raised reading it), and ``next_step``."""
     # The first line, kept short (a torch unpickling error can be long); load_record's four named problems fit.
-    reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+    text = str(why).strip()
+    reason = text.splitlines()[0][:300] if text else type(why).__name__
     return f"cache entry {path} cannot be read ({reason}); {next_step}"
 
 
-def report_rebuild(path: str | os.PathLike, err: BaseException) -> None:
+def report_rebuild(path: str | os.PathLike, why: BaseException | str) -> None:
     """Say on stderr, in one line, that the unreadable cache entry ``path`` is being rebuilt."""
-    print(f"warning: {unreadable(path, err, 'rebuilding it')}", file=sys.stderr)
+    print(f"warning: {unreadable(path, why, 'rebuilding it')}", file=sys.stderr)
 
 
 KEEP_AND_STOP = ("nothing was recomputed: delete it to recompute that entry, or run with force=true "
@@ -114,9 +116,9 @@ def load_tensors(path: str | os.PathLike, rebuild: bool = False, keys: tuple[str
                 return payload
             problem = f"no {', '.join(repr(k) for k in missing)}"
     if rebuild:
-        report_rebuild(path, ValueError(problem))
+        report_rebuild(path, problem)
         return None
-    raise PaperlibError(unreadable(path, ValueError(problem), KEEP_AND_STOP))
+    raise PaperlibError(unreadable(path, problem, KEEP_AND_STOP))
 
 
 def load_json(path: str | os.PathLike) -> dict[str, Any] | None:

@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from paperlib.core.errors import PaperlibError
+
 
 @dataclass
 class Split:
@@ -174,3 +176,13 @@ def sample_per_class(labels: Tensor, per_class: int, generator: torch.Generator)
     """Indices of ``per_class`` random samples of every class, sorted by class."""
     num_classes = int(labels.max()) + 1
     return take_per_cell(labels, torch.full((num_classes,), per_class, dtype=torch.long), generator)
+
+
+def require_per_class(class_sizes: Tensor, setting: str, value: int) -> None:
+    """A one-line error unless every class has ``value`` training images (``setting`` names what asks for that
+    many per class, e.g. ``ipc``); it names the smallest class, whose size is the largest usable value."""
+    smallest = int(class_sizes.argmin())
+    size = int(class_sizes[smallest])
+    if value > size:
+        fix = f"lower {setting} to at most {size}" if size else "the training split needs images of every class"
+        raise PaperlibError(f"{setting}={value} is more than class {smallest}'s {size} training images; {fix}")

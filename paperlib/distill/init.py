@@ -10,18 +10,7 @@ from torch import Tensor
 
 from paperlib.core.registry import Registry
 
-from paperlib.data.container import BiasedDataset, sample_per_class, take_per_cell
-from paperlib.core.errors import PaperlibError
-
-
-def check_class_sizes(class_sizes: Tensor, ipc: int) -> None:
-    """A one-line error naming the smallest class when it has fewer than ``ipc`` training images: its size is
-    the largest usable ``ipc``."""
-    smallest = int(class_sizes.argmin())
-    if int(class_sizes[smallest]) < ipc:
-        size = int(class_sizes[smallest])
-        raise PaperlibError(f"class {smallest} has {size} training images, fewer than ipc={ipc}; "
-                            f"lower ipc to at most {size}")
+from paperlib.data.container import BiasedDataset, require_per_class, sample_per_class, take_per_cell
 
 
 def balanced_quota(cell_sizes: Tensor, per_class: int) -> Tensor:
@@ -31,7 +20,7 @@ def balanced_quota(cell_sizes: Tensor, per_class: int) -> Tensor:
     share leave over goes to the class's largest group, what that cannot take to the next largest, and so on
     (ties: the lower group index first). A one-line error names the first class with fewer than ``per_class``.
     """
-    check_class_sizes(cell_sizes.sum(1), per_class)
+    require_per_class(cell_sizes.sum(1), "ipc", per_class)
     present = cell_sizes > 0
     num_present = present.sum(1, keepdim=True).clamp_min(1)  # an empty class has per_class == 0 here
     by_size = torch.argsort(cell_sizes, dim=1, descending=True, stable=True)  # rank 0: argmax, the old largest
@@ -51,7 +40,7 @@ def real_per_class(dataset: BiasedDataset, ipc: int, gen: torch.Generator) -> Te
     has fewer (the synthetic set and the ``random`` baseline need as many of every class)."""
     drawn = sample_per_class(dataset.train.labels, ipc, gen)
     if drawn.shape[0] != dataset.num_classes * ipc:
-        check_class_sizes(torch.bincount(dataset.train.labels, minlength=dataset.num_classes), ipc)
+        require_per_class(torch.bincount(dataset.train.labels, minlength=dataset.num_classes), "ipc", ipc)
     return drawn
 
 

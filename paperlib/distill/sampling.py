@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from paperlib.core.registry import Registry
-from paperlib.data.container import take_per_cell
+from paperlib.data.container import require_per_class, take_per_cell
 from paperlib.core.errors import PaperlibError
 
 
@@ -76,13 +76,7 @@ SAMPLINGS.register("stratified", Sampling(stratified=True, uses=("stratified_min
 def check_batch_fits(labels: Tensor, num_classes: int, batch: int) -> None:
     """Raise unless every class has ``batch`` training images: fixed shapes need the same B for every class, and
     a smaller class cannot fill its row."""
-    class_sizes = torch.bincount(labels, minlength=num_classes)
-    smallest = int(class_sizes.argmin())
-    if batch > int(class_sizes[smallest]):
-        fix = (f"set batch_real to at most {int(class_sizes[smallest])}" if class_sizes[smallest] else
-               "the training split needs images of every class")
-        raise PaperlibError(f"batch_real={batch} is larger than class {smallest}'s {int(class_sizes[smallest])} "
-                            f"training images; {fix}")
+    require_per_class(torch.bincount(labels, minlength=num_classes), "batch_real", batch)
 
 
 class RealSampler:

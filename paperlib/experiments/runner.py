@@ -157,7 +157,7 @@ def _check_synthetic(saved: dict[str, Any], dataset: BiasedDataset, params: Para
         problem = f"labels are not {params.ipc} per class in class order"
     else:
         return
-    raise PaperlibError(unreadable(path, ValueError(problem), KEEP_AND_STOP))
+    raise PaperlibError(unreadable(path, problem, KEEP_AND_STOP))
 
 
 def _json_safe(value: Any) -> Any:
@@ -195,7 +195,7 @@ def load_record(params: Params) -> dict[str, Any] | None:
     problems = _record_problems(record)
     if problems:
         more = f" and {len(problems) - 4} more" if len(problems) > 4 else ""
-        raise PaperlibError(unreadable(path, ValueError(f"{', '.join(problems[:4])}{more}"), KEEP_AND_STOP))
+        raise PaperlibError(unreadable(path, f"{', '.join(problems[:4])}{more}", KEEP_AND_STOP))
     return record
 
 

@@ -65,5 +65,5 @@ def stored_table(study: str, params: Params, settings: Mapping[str, Any],
                          lambda: json.dumps({"columns": compute().to_dict(orient="list")}).encode(), params.force)
     saved = load_json(found)
     if not isinstance(saved.get("columns"), dict):
-        raise PaperlibError(unreadable(found, ValueError("no columns"), KEEP_AND_STOP))
+        raise PaperlibError(unreadable(found, "no columns", KEEP_AND_STOP))
     return pd.DataFrame(saved["columns"])

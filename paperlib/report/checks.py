@@ -295,16 +295,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", nargs="?", type=Path, help="verify: the folder of executed notebooks")
     parser.add_argument("--profile", help="record: the profile (default smoke)")
     args = parser.parse_args(argv)
+    unused = args.folder if args.command == "record" else args.profile
+    if unused is not None:
+        parser.error(f"{args.command} takes no {'folder' if args.command == 'record' else '--profile'} (got {unused})")
+    if args.command == "verify" and args.folder is None:
+        parser.error("verify needs the folder of executed notebooks, e.g. .nbcheck/executed")
     try:
-        unused = args.folder if args.command == "record" else args.profile
-        if unused is not None:
-            raise PaperlibError(f"{args.command} takes no {'folder' if args.command == 'record' else '--profile'} "
-                                f"(got {unused}); see {parser.prog} --help")
         if args.command == "record":
             print(f"wrote {record(args.profile or 'smoke')}")
             return 0
-        if args.folder is None:
-            raise PaperlibError("verify needs the folder of executed notebooks, e.g. .nbcheck/executed")
         failed = failed_checks(args.folder)
     except PaperlibError as err:
         print(f"error: {err}", file=sys.stderr)
