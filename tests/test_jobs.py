@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 
@@ -15,6 +16,7 @@ from paperlib.cli import main
 from paperlib.core.errors import PaperlibError
 from paperlib.core.params import with_overrides
 from paperlib.experiments import jobs as job_module
+from paperlib.experiments.bench import bench
 from paperlib.experiments.jobs import JobSettings, job_settings, missing_runs, run_job, run_specs
 from paperlib.experiments.runner import distilled_dir, load_record, run
 from paperlib.experiments.suite import load_suite, run_suite
@@ -151,9 +153,18 @@ def test_a_failed_jobs_reason_is_its_own_error_line_whatever_the_exceptions_name
     assert job_module._reason(RuntimeError(trace)) == "data root /scratch/data does not exist; set PAPERLIB_DATA"
 
 
+def _iterations_lasting(seconds: float, cache: str) -> int:
+    """How many iterations of the suite's dm_fairdd run take about ``seconds`` on this machine (at least 32), so
+    that a faster machine does not finish the run before the test cancels it."""
+    spec = next(s for s in _suite(cache) if s.label == "dm_fairdd")
+    per_iteration = bench(with_overrides(spec.params, {"iterations": 5}))["seconds_per_iteration"]
+    return max(32, math.ceil(seconds / per_iteration))
+
+
 def test_a_job_killed_mid_run_resumes_from_its_checkpoint_when_submitted_again(tmp_path):
     threads = torch.get_num_threads()
-    values = {"iterations": 80, "checkpoint_every": 5}  # about 8 s: the job is cancelled well before its end
+    iterations = _iterations_lasting(4.0, str(tmp_path / "jobs"))  # cancelled well before its end
+    values = {"iterations": iterations, "checkpoint_every": iterations // 16}
     specs = [s for s in _suite(str(tmp_path / "jobs"), **values) if s.label == "dm_fairdd"]
     params = specs[0].params
     executor = submitit.AutoExecutor(folder=tmp_path / "j" / "%j", cluster="local")
