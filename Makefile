@@ -7,7 +7,7 @@
 #                             (or from your cache), then rewrite the results store results/$(PROFILE)/
 #   [EXECUTOR=local JOBS=N | EXECUTOR=slurm]  compute the notebooks' runs as jobs first (submitit)
 #   [FROM_STORE=1]            take runs from results/ too: compute only what neither it nor the cache holds
-# make plan [PROFILE=quick] [FROM_STORE=1]  compute nothing: list the runs reproduce needs, stored or missing,
+# make plan [PROFILE=quick] [FROM_STORE=1]  compute no run: list the runs reproduce needs, stored or missing,
 #                             and the distillation iterations and evaluation epochs still to compute
 # make lab [LAB_ARGS=...]     JupyterLab on the notebooks with this environment's kernel (as root: LAB_ARGS=--allow-root)
 # make sync                   pair notebooks/NN_*.py (the reviewed source) with their .ipynb and push its inputs there

@@ -16,7 +16,7 @@ file they read is collected; when all of them succeeded, the collection replaces
 (:mod:`paperlib.core.results_store`; ``--only`` adds to it instead, ``--output-dir`` leaves it alone).
 ``--from-store`` reads the store like a reader's notebook does, computing only what neither holds.
 ``--executor local --jobs N`` (or ``slurm``, see :mod:`paperlib.experiments.jobs`) computes the notebooks'
-runs as jobs first; the notebooks then render from the cache. ``--plan`` computes nothing: it lists the runs
+runs as jobs first; the notebooks then render from the cache. ``--plan`` computes no run: it lists the runs
 the notebooks' suites need, where each record is and the work left (:mod:`paperlib.experiments.plan`).
 """
 
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="run only the notebooks whose name contains this")
     parser.add_argument("--output-dir", type=Path, help="write executed notebooks here instead")
     parser.add_argument("--plan", action="store_true",
-                        help="compute nothing: list the runs the notebooks' suites need, where each record is "
+                        help="compute no run: list the runs the notebooks' suites need, where each record is "
                              "(cache, results store, missing) and the work the missing ones need")
     parser.add_argument("--from-store", action="store_true",
                         help="take runs from the shipped results store too; compute only what neither it nor the "
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         if args.plan:
-            refuse_unused_flags("--plan computes and writes nothing",
+            refuse_unused_flags("--plan computes no run",
                                 given_executor_flags(args) + (["--output-dir"] if args.output_dir else []))
             return _print_plan(args.profile, args.only, args.from_store)
         if args.no_wait or args.attach:

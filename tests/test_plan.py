@@ -55,7 +55,7 @@ def test_make_plan_lists_the_profiles_runs_and_computes_nothing(tmp_path, monkey
     assert " 0 to compute" in out and "0 in the cache" in out and "results store read" in out
     assert reproduce_main(["--profile", "quick", "--only", "no_such_notebook", "--plan"]) == 2
     assert reproduce_main(["--profile", "paper", "--plan", "--executor", "local", "--jobs", "2"]) == 2
-    assert "--plan computes and writes nothing, so --executor local and --jobs have nothing to do; drop them" in \
+    assert "--plan computes no run, so --executor local and --jobs have nothing to do; drop them" in \
         capsys.readouterr().err
     assert reproduce_main(["--profile", "quik", "--executor", "local", "--jobs", "2"]) == 2  # as without flags
     assert capsys.readouterr().err.startswith("error: unknown profile 'quik'; choose one of: ")
