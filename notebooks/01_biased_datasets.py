@@ -20,7 +20,7 @@
 #
 # Both papers start from a training set in which a nuisance attribute predicts the label:
 #
-# * **paper A** (bias in dataset distillation) ties each digit class to a colour (CMNIST), a background
+# * **paper A** (bias in dataset distillation) ties each class to a colour (CMNIST), a background
 #   texture (BG-FMNIST) or a corruption type (Corrupted CIFAR-10). A fraction `conflict_ratio` of the
 #   training images (0.5%–5% in the paper) breaks the rule: they are *bias-conflicting*.
 # * **paper B** (FairDD) gives every class a *majority* protected group holding `majority_ratio` of the class
@@ -66,7 +66,9 @@ overview
 # B's dataset as the official FairDD code builds it, whose uint8 wrap-around leaves only pure-black pixels
 # coloured and garbles the garment (the images paper B's C-FMNIST (BG) numbers measure);
 # `cfmnist_bg_companion` (`protocol=companion`) is the companion's clean construction: the garment's silhouette
-# black, the rest coloured (docs/design.md, "Protocols").
+# black, the rest coloured (docs/design.md, "Protocols"). `corrupted_fmnist` is the corruption-bias preset
+# (`corrupted_cifar10`) built on Fashion-MNIST: CIFAR-10 cannot be downloaded on the machine this companion was
+# built on, and the construction, one corruption type per class, is the same.
 
 # %%
 import matplotlib.pyplot as plt

@@ -153,7 +153,7 @@ nb.paper_vs_companion(table, profile)
 # trains on the set, though it shrinks off the ConvNet that distilled it (quick profile: 61 points on the
 # ConvNet, 39-44 on the others; on the KDE set the other networks reach 12-14 points less, on the vanilla set
 # 3-10 points more). A LeNet on 100 images varies a lot with its seed: read its error bar (the std over the
-# row's models).
+# row's five models in the quick profile).
 
 # %%
 cross_architecture = table[table["experiment"] == "cross_architecture"]
@@ -161,7 +161,7 @@ nb.metrics_view(cross_architecture, extra=("eval_model",))
 
 # %%
 sets = cross_architecture.assign(distilled_set=lambda t: t["target"].map(set_names))
-sets = sets.sort_values("distilled_set", kind="stable")  # DM first: the same colours as the other figures
+sets = sets.sort_values("distilled_set", kind="stable")  # the DM set's bars left of the KDE set's
 ax = plots.plot_grouped_bars(sets, "eval_model", "distilled_set", title="CMNIST 5%, IPC 10: each set on three networks")
 nb.save(ax, figures, "05_cross_architecture", pdf=True);
 

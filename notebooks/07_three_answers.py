@@ -131,8 +131,8 @@ nb.metrics_view(hidden, keys=("acc", "deo_m", "deo_a", "worst_group_acc"),
 # ## What this run checks
 # Each claim of this notebook is a comparison with a margin (the experiment file's `claims`): the verdict says
 # whether it holds and what it measured, to compare with the margin in the `test` column. A profile with
-# reference numbers (`params/<profile>/references.yaml`; only the smoke profile has them) adds one row per run
-# within the stated tolerance.
+# reference numbers (`params/<profile>/references.yaml`; only the smoke profile has them) adds one row per run:
+# its trained numbers against the reference, within the stated tolerance.
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -10,7 +10,16 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
+from paperlib.core.errors import PaperlibError  # noqa: E402
 from paperlib.report.plots import plot_grouped_bars  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")  # pyplot keeps every figure a test opened
 
 
 def _table() -> pd.DataFrame:
@@ -64,7 +73,7 @@ def test_comparison_bars_show_the_paper_only_where_it_reports_and_make_room_for_
 
     diamonds = next(c for c in short.collections if isinstance(c, PathCollection)).get_offsets()
     assert [t.get_text() for t in short.get_xticklabels()] == ["dm", "dm_kde"]  # one experiment: the axis's
-    assert short.get_xlabel() == "e"
+    assert short.get_xlabel() == "run (experiment e)"
     two = table(["dm", "dm"]).assign(experiment=["e", "f"])
     assert [t.get_text() for t in plot_comparison(two).get_xticklabels()] == ["e / dm", "f / dm"]
     heights = np.ma.filled(np.ma.asarray(diamonds, dtype=float), np.nan)[:, 1]
@@ -278,3 +287,36 @@ def test_fit_width_averages_a_grid_it_shrinks_by_more_than_its_scale():
     Image.fromarray(stripes).save(buffer, format="PNG")
     shrunk = np.asarray(Image.open(io.BytesIO(fit_width(buffer.getvalue(), 4)))).astype(int)
     assert shrunk.shape == (2, 4, 3) and {85, 170} == set(np.unique(shrunk))  # the mean of each 3 x 3 block
+
+
+def test_a_distilled_set_has_one_colour_in_every_kind_of_figure_and_runs_sharing_it_are_hatched():
+    """Vanilla DM was orange in one notebook's figure and blue in the next (colours went by order of appearance)."""
+    from matplotlib.colors import to_rgb
+
+    from paperlib.report.plots import plot_against, plot_comparison
+    from paperlib.report.styles import approach_colour
+
+    colours = {(m, t): approach_colour(m, t) for m in ("whole", "random", "dm", "dc")
+               for t in ("vanilla", "weighted", "groups", "barycenter")}
+    distilled = {key: c for key, c in colours.items() if key[0] in ("dm", "dc")}
+    assert len(set(distilled.values())) == 8  # every (distilling method, target) its own colour
+    assert colours["whole", "vanilla"] == approach_colour("whole", "") != colours["random", "vanilla"]  # no target
+    assert set(distilled.values()).isdisjoint({colours["whole", "vanilla"], colours["random", "vanilla"]})
+    with pytest.raises(PaperlibError, match="unknown target 'kde'"):
+        approach_colour("dm", "kde")
+
+    runs = pd.DataFrame({"experiment": ["e"] * 4, "run": ["dm_kde", "dm", "dm_lff", "whole"],
+                         "method": ["dm", "dm", "dm", "whole"], "target": ["weighted", "vanilla", "vanilla", "vanilla"],
+                         "acc": [80.0, 20.0, 21.0, 60.0], "acc_std": [0.0] * 4, "status": ["done"] * 4})
+    bars = _bar_containers(plot_comparison(runs))[0].patches
+    assert [to_rgb(b.get_facecolor()) for b in bars] == [
+        colours["dm", "weighted"], colours["dm", "vanilla"], colours["dm", "vanilla"], colours["whole", "vanilla"]]
+    assert [b.get_hatch() or "" for b in bars] == ["", "", "//", ""]  # LfF on the DM set: DM's colour, hatched
+
+    by_set = runs.iloc[:2].assign(eval_model="convnet")
+    grouped = _bar_containers(plot_grouped_bars(by_set, "eval_model", "run"))
+    assert [to_rgb(c.patches[0].get_facecolor()) for c in grouped] == [colours["dm", "weighted"],
+                                                                       colours["dm", "vanilla"]]
+    lines = pd.concat([by_set.assign(ipc=10), by_set.assign(ipc=50)])
+    drawn = {line.get_label(): to_rgb(line.get_color()) for line in plot_against(lines, "ipc", hue="run").lines}
+    assert drawn["dm_kde"] == colours["dm", "weighted"] and drawn["dm"] == colours["dm", "vanilla"]

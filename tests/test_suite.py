@@ -204,3 +204,15 @@ def test_a_profile_states_its_scale_once_per_method_below_every_experiment_value
     assert (specs[0].params.iterations, specs[1].params.iterations) == (5, 20000)
     with pytest.raises(PaperlibError, match="unknown method 'dcc'"):
         scaled({"methods": {"dcc": {}}}, {"method": "dc"})
+
+
+def test_a_display_tables_settings_are_headed_in_words_and_a_setting_a_run_lacks_reads_as_missing():
+    """07's table was headed hidden_groups_fill and left that column blank where no label was hidden."""
+    table = pd.DataFrame({"experiment": ["e", "e"], "run": ["all", "half"], "status": ["done"] * 2, "acc": [1.0, 2.0],
+                          "hidden_groups": [float("nan"), 0.5], "hidden_groups_fill": ["", "impute"],
+                          "eval_model": ["convnet", None], "num_eval": [1, 1]})
+    shown = metrics_view(table, keys=("acc",), extra=("hidden_groups", "hidden_groups_fill", "eval_model"))
+    assert list(shown.columns) == ["experiment", "run", "hidden groups", "hidden groups fill", "eval model", "acc"]
+    assert shown["hidden groups fill"].tolist() == [MISSING, "impute"]
+    assert shown["eval model"].tolist() == ["convnet", MISSING]
+    assert shown["hidden groups"].tolist() == [MISSING, "50%"]

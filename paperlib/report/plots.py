@@ -17,6 +17,7 @@ from paperlib.core.runtime import generator
 from paperlib.core.store import atomic_write
 from paperlib.data.container import BiasedDataset, sample_per_class
 from paperlib.report.metric_names import axis_label, figure_title
+from paperlib.report.styles import run_styles
 
 if TYPE_CHECKING:  # matplotlib and pandas load when a figure is drawn, not when paperlib is imported
     import pandas as pd
@@ -83,9 +84,10 @@ def plot_comparison(table: pd.DataFrame, metric: str = "acc", ax: Axes | None = 
     ``table`` is :func:`paperlib.report.tables.results_table`; rows not run are left
     out. Where a paper reports the same setting, its value is drawn as a diamond, one
     style per ``paper_source`` and labelled with it ("paper B (reported)"); the legend
-    names the protocol of the bars. When the same runs repeat over several experiments
-    (the same methods on several datasets), each run keeps one colour, named in the
-    legend, and the bars are grouped per experiment; otherwise each bar is named
+    names the protocol of the bars. A bar has its run's colour and hatch
+    (:func:`paperlib.report.styles.run_styles`: its distilled set's colour, as in every figure). When the same
+    runs repeat over several experiments (the same methods on several datasets), the runs are named in the
+    legend and the bars grouped per experiment; otherwise each bar is named
     "experiment / run", or by its run alone under an axis named after the one
     experiment. A row without a spread (one evaluation model) gets no error bar. ``legend=False`` leaves the
     legend out (the left panel of two that share one).
@@ -109,14 +111,13 @@ def plot_comparison(table: pd.DataFrame, metric: str = "acc", ax: Axes | None = 
     protocols = sorted(set(done["protocol"])) if "protocol" in done else []  # which construction the bars used
     ours = "this companion" + (f" ({protocols[0]} protocol)" if len(protocols) == 1
                                else f" (protocols: {', '.join(protocols)})" if protocols else "")
-    palette = plt.get_cmap("tab10").colors
+    styles = run_styles(done, "run")  # each run as in every other figure
+    x = np.arange(len(done))
     if by_run:
-        x = np.arange(len(done)) + 0.8 * np.array([experiments.index(e) for e in done["experiment"]])
-        colours = [palette[runs.index(r)] for r in done["run"]]
-    else:
-        x, colours = np.arange(len(done)), "#1b9e77"
-    ax.bar(x, done[metric], yerr=_errors(done[f"{metric}_std"]), color=colours, capsize=3,
-           label="_bars" if by_run else ours)
+        x = x + 0.8 * np.array([experiments.index(e) for e in done["experiment"]])
+    ax.bar(x, done[metric], yerr=_errors(done[f"{metric}_std"]), capsize=3, label="_bars",
+           color=[styles[r][0] for r in done["run"]], hatch=[styles[r][1] for r in done["run"]],
+           edgecolor="white", linewidth=0)  # the hatch in white over the bar's colour; no outline
     paper = f"paper_{metric}"
     if paper in done and done[paper].notna().any():
         reported = done[paper].notna()
@@ -127,7 +128,8 @@ def plot_comparison(table: pd.DataFrame, metric: str = "acc", ax: Axes | None = 
             ax.scatter(x, values, marker=marker, facecolor=face, edgecolor="black", zorder=3, label=name)
     ax.set(ylabel=axis_label(metric), title=title or figure_title(metric),
            ylim=(0, 105), yticks=range(0, 101, 20))
-    handles = [Patch(color=palette[i], label=run) for i, run in enumerate(runs)] if by_run else []
+    handles = [Patch(facecolor=styles[run][0], hatch=styles[run][1], edgecolor="white", label=run) for run in runs] \
+        if by_run else []
     handles += ax.get_legend_handles_labels()[0]
     ax.grid(axis="x", visible=False)  # a vertical line would cut through a group of bars
     if by_run:  # one tick per experiment, under the middle of its group; the runs told apart by colour
@@ -138,12 +140,12 @@ def plot_comparison(table: pd.DataFrame, metric: str = "acc", ax: Axes | None = 
     else:
         ax.set_xticks(x, labels, rotation=60, ha="right", rotation_mode="anchor", fontsize="small")
         if single:
-            ax.set_xlabel(experiments[0])
-    if not legend:
+            ax.set_xlabel(f"run (experiment {experiments[0]})")
+    if not legend or not handles:  # nothing to name: the ticks name the runs, and no paper reports
         return ax
     # beside the axes, covering no bar or marker; long source names wrapped
     wrapped = [textwrap.fill(h.get_label(), 24, break_on_hyphens=False) for h in handles]
-    ax.legend(handles=handles, labels=wrapped, fontsize="small", title=textwrap.fill(ours, 28) if by_run else None,
+    ax.legend(handles=handles, labels=wrapped, fontsize="small", title=textwrap.fill(ours, 28),
               title_fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return ax
 
@@ -213,6 +215,8 @@ def plot_group_counts(counts: np.ndarray | Tensor, attribute_names: list[str], a
                 annot=counts.shape[1] <= 10, fmt=".0f", annot_kws={"fontsize": 6},
                 xticklabels=names, cbar_kws={"label": "samples (log)"})
     ax.set(xlabel=f"{kind or 'attribute'} (bias / protected group)", ylabel="class", title=title)
+    if max(map(len, names), default=0) > 3:  # slanted: upright names as long as "gaussian_noise" squeeze the panel
+        ax.set_xticks(ax.get_xticks(), names, rotation=40, ha="right", rotation_mode="anchor")
     return ax
 
 
@@ -268,18 +272,21 @@ def plot_aligned_conflicting(table: pd.DataFrame, ax: Axes | None = None,
 def plot_grouped_bars(table: pd.DataFrame, x: str, hue: str, metric: str = "acc", ax: Axes | None = None,
                       title: str = "") -> Axes:
     """Bars of ``metric`` (mean ± std over evaluation models) grouped by ``table[x]``, one colour per ``hue``
-    value, in the order the values first appear; e.g. ``x="eval_model", hue="target"`` puts the vanilla and
+    value (its distilled set's, :func:`paperlib.report.styles.run_styles`), in the order the values first
+    appear; e.g. ``x="eval_model", hue="target"`` puts the vanilla and
     the reweighted set side by side for each architecture that trained on them."""
     plt = _matplotlib()
     done = table[table["status"] == "done"]
     groups, hues = list(dict.fromkeys(done[x])), list(dict.fromkeys(done[hue]))
     if ax is None:
         _, ax = plt.subplots(figsize=(max(4, 1.2 * len(groups) * len(hues) / 2 + 1), 3.2))
-    width = 0.8 / len(hues)
+    width, styles = 0.8 / len(hues), run_styles(done, hue)
     for i, value in enumerate(hues):
         rows = done[done[hue] == value].set_index(x).reindex(groups)
+        colour, hatch = styles[value]
         ax.bar(np.arange(len(groups)) + (i - (len(hues) - 1) / 2) * width, rows[metric], width,
-               yerr=_errors(rows[f"{metric}_std"]), capsize=3, label=str(value))
+               yerr=_errors(rows[f"{metric}_std"]), capsize=3, label=str(value), color=colour, hatch=hatch,
+               edgecolor="white", linewidth=0)
     ax.set_xticks(np.arange(len(groups)), [str(g) for g in groups])
     ax.set(xlabel=x.replace("_", " "), ylabel=axis_label(metric), ylim=(0, 105), yticks=range(0, 101, 20),
            title=title or figure_title(metric))
@@ -338,14 +345,16 @@ def plot_bars(frame: pd.DataFrame, label: str, value: str, ax: Axes | None = Non
 
 def plot_against(table: pd.DataFrame, x: str, metric: str = "acc", hue: str = "target", ax: Axes | None = None,
                  title: str = "") -> Axes:
-    """``metric`` of the done runs against a numeric column ``x``, one line per ``hue`` value."""
+    """``metric`` of the done runs against a numeric column ``x``, one line per ``hue`` value, in its distilled
+    set's colour (:func:`paperlib.report.styles.run_styles`) and its own marker."""
     import seaborn as sns
 
     plt = _matplotlib()
     done = table[table["status"] == "done"]
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.2))
-    sns.lineplot(data=done, x=x, y=metric, hue=hue, style=hue, markers=True, dashes=False, ax=ax)
+    palette = {value: colour for value, (colour, _) in run_styles(done, hue).items()}
+    sns.lineplot(data=done, x=x, y=metric, hue=hue, style=hue, markers=True, dashes=False, palette=palette, ax=ax)
     values = sorted(done[x].unique())
     ax.set_xscale("log")
     ax.set_xticks(values, [f"{100 * v:.3g}%" if x == "ratio" else f"{v:g}" for v in values])

@@ -7,6 +7,7 @@ setting (labelled reference values, never ours).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -185,7 +186,8 @@ def overhead_view(table: pd.DataFrame) -> pd.DataFrame:
 
 def metrics_view(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_aligned", "acc_conflicting"),
                  extra: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Display copy of a results table: comparison, run, ``extra`` columns, then metrics in % (1 decimal).
+    """Display copy of a results table: comparison, run, ``extra`` columns (headed by their names in words,
+    ``eval_model`` as "eval model", "–" where a run has no value), then metrics in % (1 decimal).
 
     With more than one evaluation model each metric gets a ``± std`` column (over every model of every training
     set); with more than one training set per run (``num_distill``) a ``sets × models`` column says how many.
@@ -197,6 +199,9 @@ def metrics_view(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_align
             view[column] = view[column].map(percent)
     if "ipc" in view:
         view["ipc"] = view["ipc"].map(lambda ipc: "whole data" if pd.isna(ipc) else int(ipc))
+    for column in extra:  # a setting a run does not have reads as the other missing values do
+        view[column] = view[column].map(lambda value: value if _text(value) or _number(value) else MISSING)
+    view = view.rename(columns={column: column.replace("_", " ") for column in extra})
     sets = done["num_distill"] if "num_distill" in done else pd.Series(1, index=done.index)
     several = bool((done["num_eval"] * sets > 1).any()) if "num_eval" in done else False
     if bool((sets > 1).any()):
@@ -247,6 +252,11 @@ def _deviations(row: pd.Series) -> list[str]:
     return notes
 
 
+def _number(value: Any) -> bool:
+    """A number that is not NaN (numpy's scalars too)."""
+    return isinstance(value, numbers.Number) and not pd.isna(value)
+
+
 def _text(value: Any) -> bool:
     """A non-empty string (a missing CSV cell reads as NaN)."""
     return isinstance(value, str) and bool(value)
@@ -263,8 +273,8 @@ def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame | None
     ``setting`` names the dataset, ratio and IPC, and what the run does differently from the official code
     (one printed line names a difference every row shares); the column groups say which numbers are the
     paper's (and which paper) and which this companion measured under ``profile``'s settings. A metric the
-    paper does not give shows as :data:`MISSING`. ``None`` (and a printed note) when no row has a paper's
-    number.
+    paper does not give shows as :data:`MISSING`; the paper's numbers as published, ours to one decimal.
+    ``None`` (and a printed note) when no row has a paper's number.
     """
     done = table[(table["status"] == "done") & table.get("paper_acc", pd.Series(dtype=float)).notna()]
     rows = []
@@ -277,7 +287,8 @@ def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame | None
         entry = {("", "setting"): _setting(row, shared), ("", "run"): row["run"],
                  ("", "paper source"): _paper_source(row.get("paper_source", ""), row.get("paper_table"))}
         for key in ("acc", "deo_m", "deo_a"):
-            entry[("paper", short_name(key))] = _rounded(row.get(f"paper_{key}"))
+            reported = row.get(f"paper_{key}")  # as published (to 2 decimals): 99.96 is not 100.0
+            entry[("paper", short_name(key))] = MISSING if pd.isna(reported) else float(reported)
             entry[(f"this companion ({profile})", short_name(key))] = _rounded(row[key])
         if has_notes:
             entry[("paper", "note")] = row.get("paper_note") if _text(row.get("paper_note")) else ""
@@ -377,7 +388,9 @@ def theorem_summary(gradients: pd.DataFrame) -> pd.DataFrame:
     ratio (the identity says: that number) and their lowest cosine (the identity says: 1)."""
     summary = gradients.groupby("groups_present").agg(pairs=("class", "size"), norm_ratio=("norm_ratio", "mean"),
                                                       cosine_min=("cosine", "min"))
-    return summary.rename(columns={"pairs": "class × batch pairs"}).round(3)
+    names = {"pairs": "class × batch pairs", "norm_ratio": "gradient norm ratio (FairDD / barycenter)",
+             "cosine_min": "lowest cosine"}
+    return summary.rename(columns=names).rename_axis("groups in the batch").round(3)
 
 
 def build_datasets(settings: Mapping[str, Mapping[str, Any]]) -> tuple[dict, pd.DataFrame]:
@@ -445,6 +458,7 @@ def ratio_sweep(sweeps: list[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataF
             summary.append({"dataset": sweep["dataset"], "ratio": name, "value": percent(value),
                             "train images": len(train),
                             "conflicting %": round(100 * float(conflicting.float().mean()), 2),
-                            "fewest per class": int(counts.min()), "most per class": int(counts.max()),
+                            "fewest conflicting per class": int(counts.min()),
+                            "most conflicting per class": int(counts.max()),
                             "test aligned %": round(100 * float(dataset.test.aligned.float().mean()), 2)})
     return pd.DataFrame(per_class), pd.DataFrame(summary)
