@@ -56,10 +56,11 @@ HTML(app.snapshot_html())
 
 # %% [markdown]
 # ## Which points are stored
-# The explorer's grid of choices and whether each point is answered from a stored run (`profile`), from an
-# earlier live run (`live`), or not yet (`·`). Each stored point's data view and distilled images are stored
-# too, so the results store answers it without the data.
+# The explorer's choices that have a stored run, and whether each point is answered from a stored run
+# (`profile`), from an earlier live run (`live`), or not yet (`·`); the line above the table counts the rows
+# and columns left out because none of their points is stored. Each stored point's data view and distilled
+# images are stored too, so the results store answers it without the data.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-nb.explorer_coverage(ExplorerModel(nb.profile_defaults(profile), explorer), views=True)
+nb.explorer_coverage(ExplorerModel(nb.profile_defaults(profile), explorer), views=True, stored_only=True)

@@ -268,7 +268,7 @@ def _print_plan(profile: str, only: str | None, from_store: bool) -> int:
     sources = [source.stem for source in selected_notebooks(only)]
     variables = {} if from_store else {results_store.RESULTS_ENV_VAR: results_store.OFF}
     with environment_variables(**variables):
-        table = plan(profile_runs(profile, sources))
+        table = plan(profile_runs(profile, sources, build=False))  # optional datasets looked for, not built
     with pd.option_context("display.max_rows", None, "display.width", 200):
         print(table.to_string(index=False))
     print(f"{summary(table)} (profile {profile}; results store {'read' if from_store else 'not read'}; "

@@ -203,3 +203,13 @@ def test_a_file_written_whole_is_readable_by_the_group_and_nothing_is_left_after
     assert stat.S_IMODE((tmp_path / "record.json").stat().st_mode) == 0o644  # mkstemp's 0600 hid it from others
     assert (tmp_path / "record.json").read_text() == "{}"
     assert [p.name for p in tmp_path.iterdir()] == ["record.json"]
+
+
+def test_a_cache_entrys_report_gives_the_reason_or_the_errors_first_line():
+    from paperlib.core.store import unreadable
+
+    said = unreadable("x.pt", "no 'images'", "rebuilding it")
+    assert said == "cache entry x.pt cannot be read (no 'images'); rebuilding it"
+    assert "(cut short)" in unreadable("x.pt", ValueError("cut short\nand a long trace"), "stop")
+    assert "(KeyError)" in unreadable("x.pt", KeyError(), "stop")  # an error without a text: its type
+    assert "(no reason given)" in unreadable("x.pt", "", "stop")

@@ -266,3 +266,20 @@ def test_a_face_preset_registered_under_another_name_reads_its_own_spec(tmp_path
             PRESETS["utk2"].build(make_params(dataset="utk2", data_dir=str(tmp_path / "data")))
     finally:
         PRESETS.unregister("utk2")
+
+
+def test_a_face_dataset_is_found_present_without_decoding_an_image(tmp_path, monkeypatch):
+    """make plan built (decoded) every optional face dataset just to list its runs."""
+    from paperlib.data import dataset_present
+
+    def present(root):
+        return dataset_present(dataset="utkface", data_dir=str(root), cache_dir=str(tmp_path / "cache"))
+
+    monkeypatch.setattr(faces, "decode_images", lambda *a, **k: pytest.fail("decoded to test presence"))
+    assert not present(tmp_path / "absent") and not present(tmp_path)  # no root; a root without UTKFace/
+    assert present(_utk_tree(tmp_path / "data"))
+    (tmp_path / "data" / "UTKFace" / "1_0_0_20170109150557400.jpg.chip.jpg").write_text("x")  # read, not decoded
+    assert present(tmp_path / "data")
+    monkeypatch.undo()
+    _build("bffhq", _bffhq_tree(tmp_path / "b"), tmp_path)  # cached: present without its files
+    assert dataset_present(dataset="bffhq", data_dir=str(tmp_path / "absent"), cache_dir=str(tmp_path / "cache"))

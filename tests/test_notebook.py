@@ -311,9 +311,16 @@ def test_explorer_widget_offers_a_missing_point_then_shows_it_after_the_live_run
     app.ipc.value = 1  # elsewhere, then back: now answered from the store
     app.ipc.value = 2
     assert app.compute_button.disabled and "stored live run" in app.status.value
+    snapshot = app.snapshot_html()  # the stored notebook's static view: each image in its own row, data first
+    data_at, training_at = snapshot.index("biased training data"), snapshot.index("training set of the model")
+    assert snapshot.count("<img") == 2 and data_at < snapshot.index("<img") < training_at
+    assert "</tr><tr><th" in snapshot[data_at:training_at] and "computed live" in snapshot
     coverage = nb.explorer_coverage(app.model)
     assert (coverage == "live").sum().sum() == 1 and (coverage == "·").sum().sum() > 0
     assert not (coverage == "none").any().any()  # a point without a run is a dot, so stored ones stand out
+    stored = nb.explorer_coverage(app.model, stored_only=True)  # only the one row and column with the live run
+    assert stored.shape == (1, 4) and (stored == "live").sum().sum() == 1
+    assert stored.iloc[0, :3].tolist() == coverage[(coverage == "live").any(axis=1)].iloc[0, :3].tolist()
     app.dataset.value = "FG"
     assert app.ratio.description == "minority share"
     app.target.value = "FairDD (paper B)"
@@ -617,3 +624,20 @@ def test_the_stored_explorer_inlines_no_image_wider_than_its_limit(stored):
     assert images, f"{stored} shows no image: run `make reproduce`"
     assert max(image.width for image in images) <= MAX_IMAGE_WIDTH
     assert json.loads(text)["cells"]  # a notebook, not a stray file
+
+
+def test_a_plan_looks_for_optional_datasets_files_without_building_them(tmp_path, monkeypatch, capsys):
+    """make plan built every optional dataset whose files were present (and downloaded CIFAR-10) to list its runs."""
+    import paperlib.experiments.profiles as profiles
+
+    monkeypatch.setattr(profiles, "build_dataset", lambda *a, **k: pytest.fail("a dataset built to make a plan"))
+    monkeypatch.setenv("PAPERLIB_DATA", str(tmp_path))
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))  # no dataset another test cached
+    experiments = [{"name": "faces", "settings": {"dataset": "utkface"}, "runs": {"dm": {}}},
+                   {"name": "digits", "settings": {"dataset": "cmnist", "source": "digits"}, "runs": {"dm": {}}}]
+    assert [s.params.dataset for s in profiles.present_only(experiments, "quick", build=False)] == ["cmnist"]
+    assert capsys.readouterr().out.startswith("skipped, their data is not on this machine: utkface.")
+    paper = profiles.profile_runs("paper", ["04_fairdd"], build=False)  # its optional sets: CIFAR10-S and faces
+    assert paper and not {"cifar10_s", "celeba", "utkface", "bffhq"} & {s.params.dataset for s in paper}
+    with pytest.raises(BaseException, match="a dataset built to make a plan"):
+        profiles.present_only(experiments, "quick")  # the runs' own path builds, as they will need it

@@ -73,7 +73,9 @@ def test_comparison_bars_show_the_paper_only_where_it_reports_and_make_room_for_
 
     diamonds = next(c for c in short.collections if isinstance(c, PathCollection)).get_offsets()
     assert [t.get_text() for t in short.get_xticklabels()] == ["dm", "dm_kde"]  # one experiment: the axis's
-    assert short.get_xlabel() == "run (experiment e)"
+    assert short.get_xlabel() == "run (experiment e): this companion"  # the bars named where no legend is
+    long = plot_comparison(table(["dm"]).assign(experiment="colour_0.05_ipc50", protocol="companion"))
+    assert long.get_xlabel() == "run (experiment colour_0.05_ipc50): this companion\n(companion protocol)"
     two = table(["dm", "dm"]).assign(experiment=["e", "f"])
     assert [t.get_text() for t in plot_comparison(two).get_xticklabels()] == ["e / dm", "f / dm"]
     heights = np.ma.filled(np.ma.asarray(diamonds, dtype=float), np.nan)[:, 1]
@@ -225,6 +227,7 @@ def test_grids_draw_a_distilled_set_once_however_many_runs_evaluate_it(tmp_path,
     axes = figures.show_grids(specs, tmp_path, "grids")
     titles = [ax.get_title() for ax in axes.flat if ax.get_title()]
     assert titles == ["e / dm", "e / dm_kde"]
+    assert axes.flat[0].figure.get_suptitle().startswith("distilled images: one row per class")
 
 
 def test_conflicting_counts_start_their_log_axis_at_one_image():
@@ -294,7 +297,7 @@ def test_a_distilled_set_has_one_colour_in_every_kind_of_figure_and_runs_sharing
     from matplotlib.colors import to_rgb
 
     from paperlib.report.plots import plot_against, plot_comparison
-    from paperlib.report.styles import approach_colour
+    from paperlib.report.styles import approach_colour, run_styles
 
     colours = {(m, t): approach_colour(m, t) for m in ("whole", "random", "dm", "dc")
                for t in ("vanilla", "weighted", "groups", "barycenter")}
@@ -312,6 +315,9 @@ def test_a_distilled_set_has_one_colour_in_every_kind_of_figure_and_runs_sharing
     assert [to_rgb(b.get_facecolor()) for b in bars] == [
         colours["dm", "weighted"], colours["dm", "vanilla"], colours["dm", "vanilla"], colours["whole", "vanilla"]]
     assert [b.get_hatch() or "" for b in bars] == ["", "", "//", ""]  # LfF on the DM set: DM's colour, hatched
+    many = pd.DataFrame({"run": [f"r{i}" for i in range(12)], "method": "dm", "target": "vanilla"})
+    hatches = [hatch for _, hatch in run_styles(many, "run").values()]
+    assert len(set(hatches)) == 12 and hatches[:3] == ["", "//", ".."]  # no two alike however many share a colour
 
     by_set = runs.iloc[:2].assign(eval_model="convnet")
     grouped = _bar_containers(plot_grouped_bars(by_set, "eval_model", "run"))

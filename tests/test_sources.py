@@ -567,3 +567,18 @@ def test_real_fashion_mnist_test_split() -> None:
     test = load_source("fashion_mnist", "test", SHARED_DATA, download=False)
     assert test.images.shape == (10000, 1, 28, 28)
     assert torch.bincount(test.labels).tolist() == [1000] * 10
+
+
+def test_a_source_is_found_present_without_reading_or_downloading_it(tmp_path: Path, monkeypatch) -> None:
+    """make plan downloaded CIFAR-10 (on a machine online) to decide whether to list CIFAR10-S's runs."""
+    monkeypatch.setattr(sources, "_download", lambda *a: pytest.fail("downloaded to test presence"))
+    assert sources.source_present("digits", tmp_path / "nowhere")  # embedded
+    assert not sources.source_present("mnist", tmp_path / "nowhere") and not sources.source_present("mnist", tmp_path)
+    write_idx_split(tmp_path, "MNIST", "train", gz=True, n=4)
+    assert not sources.source_present("mnist", tmp_path)  # the test split still missing
+    (tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte").write_bytes(b"not read")
+    (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").write_bytes(b"not read")
+    assert sources.source_present("mnist", tmp_path)
+    assert not sources.source_present("cifar10", tmp_path)
+    write_cifar(tmp_path)
+    assert sources.source_present("cifar10", tmp_path)

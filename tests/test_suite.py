@@ -210,9 +210,11 @@ def test_a_display_tables_settings_are_headed_in_words_and_a_setting_a_run_lacks
     """07's table was headed hidden_groups_fill and left that column blank where no label was hidden."""
     table = pd.DataFrame({"experiment": ["e", "e"], "run": ["all", "half"], "status": ["done"] * 2, "acc": [1.0, 2.0],
                           "hidden_groups": [float("nan"), 0.5], "hidden_groups_fill": ["", "impute"],
-                          "eval_model": ["convnet", None], "num_eval": [1, 1]})
-    shown = metrics_view(table, keys=("acc",), extra=("hidden_groups", "hidden_groups_fill", "eval_model"))
-    assert list(shown.columns) == ["experiment", "run", "hidden groups", "hidden groups fill", "eval model", "acc"]
+                          "eval_model": ["convnet", None], "flag": [np.bool_(True), False], "num_eval": [1, 1]})
+    shown = metrics_view(table, keys=("acc",), extra=("hidden_groups", "hidden_groups_fill", "eval_model", "flag"))
+    assert list(shown.columns) == ["experiment", "run", "hidden groups", "hidden groups fill", "eval model", "flag",
+                                   "acc"]
+    assert shown["flag"].tolist() == [True, False]  # a value, not a missing one
     assert shown["hidden groups fill"].tolist() == [MISSING, "impute"]
     assert shown["eval model"].tolist() == ["convnet", MISSING]
     assert shown["hidden groups"].tolist() == [MISSING, "50%"]

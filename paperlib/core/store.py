@@ -74,7 +74,8 @@ def unreadable(path: str | os.PathLike, why: BaseException | str, next_step: str
     raised reading it), and ``next_step``."""
     # The first line, kept short (a torch unpickling error can be long); load_record's four named problems fit.
     text = str(why).strip()
-    reason = text.splitlines()[0][:300] if text else type(why).__name__
+    reason = text.splitlines()[0][:300] if text else type(why).__name__ if isinstance(why, BaseException) \
+        else "no reason given"
     return f"cache entry {path} cannot be read ({reason}); {next_step}"
 
 

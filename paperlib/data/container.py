@@ -179,7 +179,7 @@ def sample_per_class(labels: Tensor, per_class: int, generator: torch.Generator)
 
 
 def require_per_class(class_sizes: Tensor, setting: str, value: int) -> None:
-    """A one-line error unless every class has ``value`` training images (``setting`` names what asks for that
+    """A one-line error unless every class has at least ``value`` training images (``setting`` names what asks for that
     many per class, e.g. ``ipc``); it names the smallest class, whose size is the largest usable value."""
     smallest = int(class_sizes.argmin())
     size = int(class_sizes[smallest])

@@ -394,6 +394,19 @@ def _channel_stats(images: Tensor, chunk: int = 4096) -> tuple[list[float], list
     return mean.tolist(), var.clamp_min(0).sqrt().clamp_min(1e-3).tolist()
 
 
+def face_files_present(spec: FaceSpec, params: Params) -> bool:
+    """Whether the files of the face dataset ``spec`` are under the data root: its annotations are read and its
+    image files looked for, none decoded. A file present but unreadable is still an error."""
+    root = resolve_data_root(params.data_dir)
+    if not root.is_dir():
+        return False
+    try:
+        spec.read(spec, root, params)
+    except DataNotFound:
+        return False
+    return True
+
+
 def build_face_dataset(spec: FaceSpec, params: Params) -> BiasedDataset:
     """Read, balance the test split, decode at 64 px and describe the face dataset ``spec`` (registered as the
     preset ``params.dataset``)."""

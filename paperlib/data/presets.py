@@ -52,6 +52,7 @@ import functools
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -64,9 +65,9 @@ from paperlib.core.runtime import generator
 from paperlib.core.store import cache_root, load_tensors, report_rebuild, save_tensors
 from paperlib.data import bias, corruptions
 from paperlib.data.container import BiasedDataset, DatasetInfo, Split, assemble, channel_stats
-from paperlib.data.faces import FACE_DATASETS, build_face_dataset
+from paperlib.data.faces import FACE_DATASETS, build_face_dataset, face_files_present
 from paperlib.data.protocols import PROTOCOLS, Protocol
-from paperlib.data.sources import load_source
+from paperlib.data.sources import load_source, source_present
 
 MNIST_FAMILY = ("mnist", "fashion_mnist", "digits")
 NUM_CLASSES = 10
@@ -112,6 +113,10 @@ class Preset:
         """The biased dataset of ``params`` (validated, so ``source`` and ``protocol`` are filled in); uncached:
         :func:`build_dataset` caches it."""
         raise NotImplementedError
+
+    def files_present(self, params: Params) -> bool:
+        """Whether the files :meth:`build` reads are on this machine, checked without building or downloading."""
+        return source_present(params.source, params.data_dir)
 
 
 @dataclass(frozen=True)
@@ -180,9 +185,13 @@ class BuiltPreset(Preset):
     """A preset with its own builder (faces read from their files, CIFAR10-S)."""
 
     builder: Callable[[Params], BiasedDataset] | None = None
+    present: Callable[[Params], bool] | None = None  # None: the files of its source
 
     def build(self, params: Params) -> BiasedDataset:
         return self.builder(params)
+
+    def files_present(self, params: Params) -> bool:
+        return super().files_present(params) if self.present is None else self.present(params)
 
 
 def _lff(gray: Tensor, attrs: Tensor, params: Params, gen: torch.Generator) -> Tensor:
@@ -238,7 +247,8 @@ PRESETS.register("bg_fmnist", RenderedPreset("fashion_mnist", "background", uses
                                              render=_bg_texture, palette=bias.DISTINCT_COLOURS))
 for _name, _spec in FACE_DATASETS.items():
     PRESETS.register(_name, BuiltPreset(_name, _spec.attribute_kind, sources=(_name,),
-                                        builder=functools.partial(build_face_dataset, _spec), protocols=_spec.protocols,
+                                        builder=functools.partial(build_face_dataset, _spec),
+                                        present=functools.partial(face_files_present, _spec), protocols=_spec.protocols,
                                         uses=("protocol",)[:len(_spec.protocols) - 1], version=_spec.version))
 PRESETS.register("corrupted_cifar10", RenderedPreset("cifar10", "corruption", sources=("cifar10", *MNIST_FAMILY),
                                                      uses=("conflict_ratio", "severity"), render=_corrupted,
@@ -283,6 +293,18 @@ def _from_payload(payload: dict) -> BiasedDataset:
     return BiasedDataset(_unpack(payload["train"]), _unpack(payload["test"]), DatasetInfo(**payload["info"]))
 
 
+def _cache_path(params: Params) -> Path:
+    return cache_root(params.cache_dir) / "datasets" / f"{params.dataset}-{cache_key(params, 'dataset')}.pt"
+
+
+def dataset_present(params: Params | None = None, **overrides: Any) -> bool:
+    """Whether :func:`build_dataset` would find the data of ``params`` on this machine: its cache entry, or the
+    files it is built from. Nothing is built, read whole or downloaded (``make plan`` lists optional datasets'
+    runs by it)."""
+    params = with_overrides(params, overrides)
+    return _cache_path(params).is_file() or PRESETS[params.dataset].files_present(params)
+
+
 def build_dataset(params: Params | None = None, **overrides: Any) -> BiasedDataset:
     """Build (or load from the cache) the dataset ``params`` describe.
 
@@ -291,7 +313,7 @@ def build_dataset(params: Params | None = None, **overrides: Any) -> BiasedDatas
     The cache file is keyed by ``cache_key(params, "dataset")`` and written atomically.
     """
     params = with_overrides(params, overrides)
-    path = cache_root(params.cache_dir) / "datasets" / f"{params.dataset}-{cache_key(params, 'dataset')}.pt"
+    path = _cache_path(params)
     payload = load_tensors(path, rebuild=True)  # a dataset takes seconds to rebuild
     if payload is not None:
         try:

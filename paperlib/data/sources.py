@@ -164,6 +164,16 @@ def load_source(
     return source.load(root, split)
 
 
+def source_present(name: str, data_dir: str | os.PathLike | None = None) -> bool:
+    """Whether every file of source ``name`` (both splits) is under the data root, checked without reading or
+    downloading any (an embedded source: always)."""
+    source = SOURCES[name]
+    if source.embedded:
+        return True
+    root, _ = _resolve_root(data_dir)
+    return root.is_dir() and not any(source.missing(root, split) for split in SPLITS)
+
+
 # --------------------------------------------------------------------------- data root
 
 _DEFAULT_ORIGIN = "the default data/ at the repository root (./data elsewhere)"

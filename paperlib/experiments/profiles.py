@@ -24,7 +24,7 @@ from paperlib.core.errors import DataNotFound, PaperlibError
 from paperlib.core.params import Params, make_params
 from paperlib.core.yamlio import load_yaml
 from paperlib.core.paths import params_dir
-from paperlib.data.presets import build_dataset
+from paperlib.data.presets import build_dataset, dataset_present
 from paperlib.experiments.suite import RunSpec, load_suite, mapping, scaled
 
 PROFILES = ("smoke", "quick", "paper")
@@ -149,15 +149,17 @@ def suite_from_file(path: str | Path, profile: str | None = None, overrides: Map
     return load_suite(mapping(data["suite"], f"{path}: suite"), overrides, only, base=profile_defaults(profile))
 
 
-def present_only(experiments: list[Mapping[str, Any]], profile: str) -> list[RunSpec]:
+def present_only(experiments: list[Mapping[str, Any]], profile: str, build: bool = True) -> list[RunSpec]:
     """The runs of ``experiments`` whose dataset files are on this machine; one printed note names the others
-    (without this machine's paths: the note may end up in a committed notebook)."""
+    (without this machine's paths: the note may end up in a committed notebook).
+
+    ``build``: each dataset is built (and cached; CIFAR-10 downloaded where it can be) as its runs will need it;
+    without, its files are only looked for (:func:`paperlib.data.dataset_present`), for a plan that computes
+    nothing."""
     specs, skipped, defaults = [], [], profile_defaults(profile)
     for experiment in experiments or []:
         found = load_suite({"experiments": [experiment]}, base=defaults)
-        try:
-            build_dataset(found[0].params)
-        except DataNotFound:  # absent files only: a corrupt or misnamed file still stops with its error
+        if not _present(found[0].params, build):
             skipped.append(found[0].params.dataset)
             continue
         specs += found
@@ -167,15 +169,26 @@ def present_only(experiments: list[Mapping[str, Any]], profile: str) -> list[Run
     return specs
 
 
-def profile_runs(profile: str, notebooks: list[str]) -> list[RunSpec]:
+def _present(params: Params, build: bool) -> bool:
+    if not build:
+        return dataset_present(params)
+    try:
+        build_dataset(params)
+    except DataNotFound:  # absent files only: a corrupt or misnamed file still stops with its error
+        return False
+    return True
+
+
+def profile_runs(profile: str, notebooks: list[str], build: bool = True) -> list[RunSpec]:
     """Every run the ``notebooks``' suites ask for under ``profile`` (an optional dataset's runs only where its
-    data is on this machine): what an executor computes before the notebooks render."""
+    data is on this machine; ``build``: as :func:`present_only`): what an executor computes before the notebooks
+    render."""
     specs: list[RunSpec] = []
     for notebook in notebooks:
         values = notebook_parameters(profile, notebook)
         if "suite" in values:
             specs += suite_specs(profile, values["suite"], notebook)
-        specs += present_only(values.get("optional_datasets") or [], profile)
+        specs += present_only(values.get("optional_datasets") or [], profile, build)
     return specs
 
 

@@ -141,9 +141,11 @@ class Explorer:
         point = self.point()
         title = html.escape(f"{point.dataset}, {self.ratio.description} {percent(point.ratio)}, IPC {point.ipc}, "
                             f"{point.method}, {point.target}")
-        return (f"<p><b>{title}</b></p><table><tr><th>biased training data</th><th>training set of the model</th>"
-                f"</tr><tr><td>{self.data_view.value}</td><td>{self.training_view.value}</td>"
-                f"</tr></table>{self.metrics.value or self.status.value}")
+        # one view per row: an IPC-50 set is 50 images wide and would be shrunk beside the 8-column data view
+        rows = "".join(f"<tr><th style='text-align:left'>{name}</th></tr><tr><td>{view.value}</td></tr>"
+                       for name, view in (("biased training data", self.data_view),
+                                          ("training set of the model", self.training_view)))
+        return f"<p><b>{title}</b></p><table>{rows}</table>{self.metrics.value or self.status.value}"
 
     def point(self) -> Point:
         """The point the controls show."""

@@ -228,12 +228,13 @@ class ExplorerModel:
 NOT_STORED = "·"  # how the coverage table marks a point without a stored run
 
 
-def explorer_coverage(model: ExplorerModel, views: bool = False) -> pd.DataFrame:
+def explorer_coverage(model: ExplorerModel, views: bool = False, stored_only: bool = False) -> pd.DataFrame:
     """For every (dataset, ratio, IPC, method, target) of an explorer: ``profile`` or ``live`` where a run is
     stored, ``·`` where none is (so the stored points stand out of a mostly empty grid).
 
     With ``views``, the data view of every stored point is made (and stored) and its distilled grid read, so that
-    the results store collected by ``make reproduce`` answers each stored point without the data.
+    the results store collected by ``make reproduce`` answers each stored point without the data. With
+    ``stored_only``, the rows and columns without a stored point are left out, and a printed line counts them.
     """
     rows: dict[tuple[str, str, str], dict[str, str]] = {}
     for point in model.points():
@@ -245,5 +246,14 @@ def explorer_coverage(model: ExplorerModel, views: bool = False) -> pd.DataFrame
             model.data_grid(point)
             model.training_grid(point, scale)
     frame = pd.DataFrame(list(rows.values()))
+    if stored_only:
+        stored = frame != NOT_STORED
+        keys = ["dataset", "method", "target"]
+        rows_kept = stored.drop(columns=keys).any(axis=1)
+        columns_kept = [c for c in frame.columns if c in keys or bool(stored.loc[rows_kept, c].any())]
+        print(f"not shown, without a stored point: {int((~rows_kept).sum())} of {len(frame)} (dataset, method, "
+              f"target) rows and {len(frame.columns) - len(columns_kept)} of {len(frame.columns) - len(keys)} "
+              "ratio / IPC columns")
+        frame = frame.loc[rows_kept, columns_kept].reset_index(drop=True)
     frame.columns.name = "ratio / IPC"
     return frame

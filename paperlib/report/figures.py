@@ -54,7 +54,9 @@ def show_grids(specs: list[RunSpec], folder: Path, name: str, per_figure_width: 
         return None
     columns = min(4, len(shown))
     rows = math.ceil(len(shown) / columns)
-    _, axes = subplots(rows, columns, figsize=(per_figure_width * columns, per_figure_width * rows), squeeze=False)
+    figure, axes = subplots(rows, columns, figsize=(per_figure_width * columns, per_figure_width * rows),
+                            squeeze=False)
+    figure.suptitle("distilled images: one row per class, panels titled experiment / run", fontsize="medium")
     for ax in axes.flat[len(shown):]:
         ax.set_axis_off()
     for ax, (spec, path) in zip(axes.flat, shown):

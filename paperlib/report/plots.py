@@ -83,9 +83,9 @@ def plot_comparison(table: pd.DataFrame, metric: str = "acc", ax: Axes | None = 
 
     ``table`` is :func:`paperlib.report.tables.results_table`; rows not run are left
     out. Where a paper reports the same setting, its value is drawn as a diamond, one
-    style per ``paper_source`` and labelled with it ("paper B (reported)"); the legend
-    names the protocol of the bars. A bar has its run's colour and hatch
-    (:func:`paperlib.report.styles.run_styles`: its distilled set's colour, as in every figure). When the same
+    style per ``paper_source`` and labelled with it ("paper B (reported)"); the legend's
+    title (runs grouped by experiment) or the x axis names the protocol of the bars. A bar has its run's colour
+    and hatch (:func:`paperlib.report.styles.run_styles`: its distilled set's colour, as in every figure). When the same
     runs repeat over several experiments (the same methods on several datasets), the runs are named in the
     legend and the bars grouped per experiment; otherwise each bar is named
     "experiment / run", or by its run alone under an axis named after the one
@@ -139,13 +139,13 @@ def plot_comparison(table: pd.DataFrame, metric: str = "acc", ax: Axes | None = 
                       rotation_mode="anchor", fontsize="small")
     else:
         ax.set_xticks(x, labels, rotation=60, ha="right", rotation_mode="anchor", fontsize="small")
-        if single:
-            ax.set_xlabel(f"run (experiment {experiments[0]})")
+        # what the bars are, under the ticks: wrapped, as a long label would run past a narrow figure's edge
+        ax.set_xlabel(textwrap.fill(f"run (experiment {experiments[0]}): {ours}" if single else ours, 50))
     if not legend or not handles:  # nothing to name: the ticks name the runs, and no paper reports
         return ax
     # beside the axes, covering no bar or marker; long source names wrapped
     wrapped = [textwrap.fill(h.get_label(), 24, break_on_hyphens=False) for h in handles]
-    ax.legend(handles=handles, labels=wrapped, fontsize="small", title=textwrap.fill(ours, 28),
+    ax.legend(handles=handles, labels=wrapped, fontsize="small", title=textwrap.fill(ours, 28) if by_run else None,
               title_fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return ax
 

@@ -7,7 +7,6 @@ setting (labelled reference values, never ours).
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -200,7 +199,7 @@ def metrics_view(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_align
     if "ipc" in view:
         view["ipc"] = view["ipc"].map(lambda ipc: "whole data" if pd.isna(ipc) else int(ipc))
     for column in extra:  # a setting a run does not have reads as the other missing values do
-        view[column] = view[column].map(lambda value: value if _text(value) or _number(value) else MISSING)
+        view[column] = view[column].map(lambda value: MISSING if _blank(value) else value)
     view = view.rename(columns={column: column.replace("_", " ") for column in extra})
     sets = done["num_distill"] if "num_distill" in done else pd.Series(1, index=done.index)
     several = bool((done["num_eval"] * sets > 1).any()) if "num_eval" in done else False
@@ -252,9 +251,10 @@ def _deviations(row: pd.Series) -> list[str]:
     return notes
 
 
-def _number(value: Any) -> bool:
-    """A number that is not NaN (numpy's scalars too)."""
-    return isinstance(value, numbers.Number) and not pd.isna(value)
+def _blank(value: Any) -> bool:
+    """No value: ``None``, NaN or an empty string."""
+    return value is None or (isinstance(value, str) and not value) or (pd.api.types.is_scalar(value)
+                                                                      and bool(pd.isna(value)))
 
 
 def _text(value: Any) -> bool:
