@@ -95,11 +95,11 @@ nb.paper_vs_companion(table, profile)
 # conflicting images at 1 / 5 / 20% conflicting: whole data 13.8 / 60.2 / 89.2%, DM 12.9 / 13.5 / 33.2%).
 
 # %%
-colour = table[table["dataset"] == "cmnist"]
+colour = table[(table["dataset"] == "cmnist") & table["run"].isin(["whole", "dm"])]
 fig, axes = plots.subplots(1, 2, figsize=(10, 3.4))
-plots.plot_ratio_curves(colour[colour["run"].isin(["whole", "dm"])], "acc", ax=axes[0], title="CMNIST: accuracy")
-plots.plot_ratio_curves(colour[colour["run"].isin(["whole", "dm"])], "acc_conflicting", ax=axes[1],
-                        title="CMNIST: bias-conflicting accuracy")
+plots.plot_ratio_curves(colour, "acc", ax=axes[0], title="CMNIST: accuracy", hue="distilled_set")
+plots.plot_ratio_curves(colour, "acc_conflicting", ax=axes[1], title="CMNIST: bias-conflicting accuracy",
+                        hue="distilled_set")
 nb.save(axes[0], figures, "02_ratio_curves", pdf=True);
 
 # %%

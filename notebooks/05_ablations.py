@@ -112,8 +112,7 @@ nb.theorem_summary(gradients)
 # KDE target helps at every IPC this profile runs.
 
 # %%
-set_names = {"vanilla": "DM", "weighted": "DM + KDE"}  # each run's target, as the figures name its set
-ipc = table[table["experiment"] == "ipc"].assign(distilled_set=lambda t: t["target"].map(set_names))
+ipc = table[table["experiment"] == "ipc"]
 ax = plots.plot_against(ipc, "ipc", "acc", hue="distilled_set", title="CMNIST 5%: accuracy vs IPC")
 nb.save(ax, figures, "05_ipc");
 
@@ -133,8 +132,8 @@ nb.metrics_view(table[table["experiment"].isin(["ipc", "ratio"])], extra=("ratio
 nb.weight_shares([spec for spec in specs if spec.experiment == "ratio"])
 
 # %%
-ratio = table[table["experiment"] == "ratio"].assign(run=lambda t: t["target"].map(set_names))
-ax = plots.plot_ratio_curves(ratio, "acc", title="CMNIST: accuracy vs conflict ratio")
+ratio = table[table["experiment"] == "ratio"]
+ax = plots.plot_ratio_curves(ratio, "acc", title="CMNIST: accuracy vs conflict ratio", hue="distilled_set")
 nb.save(ax, figures, "05_ratio", pdf=True);
 
 # %% [markdown]
@@ -160,8 +159,7 @@ cross_architecture = table[table["experiment"] == "cross_architecture"]
 nb.metrics_view(cross_architecture, extra=("eval_model",))
 
 # %%
-sets = cross_architecture.assign(distilled_set=lambda t: t["target"].map(set_names))
-sets = sets.sort_values("distilled_set", kind="stable")  # the DM set's bars left of the KDE set's
+sets = cross_architecture.sort_values("distilled_set", kind="stable")  # the DM set's bars left of the KDE set's
 ax = plots.plot_grouped_bars(sets, "eval_model", "distilled_set", title="CMNIST 5%, IPC 10: each set on three networks")
 nb.save(ax, figures, "05_cross_architecture", pdf=True);
 

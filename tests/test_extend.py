@@ -69,6 +69,7 @@ def test_a_toy_preset_and_a_toy_target_run_through_describe_run_and_a_suite(toy_
     run_suite(specs)
     table = results_table(specs)
     assert list(table["status"]) == ["done", "done"] and list(table["target"]) == ["vanilla", "toy_first_half"]
+    assert list(table["distilled_set"]) == ["DM", "DM + toy_first_half"]  # no display name: its registered name
     record = run(specs[1].params)
     assert record["cached"] and record["toy"] is True
     assert record["distilled"] != run(specs[0].params)["distilled"]  # another target, another distilled set

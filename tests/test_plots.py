@@ -326,3 +326,22 @@ def test_a_distilled_set_has_one_colour_in_every_kind_of_figure_and_runs_sharing
     lines = pd.concat([by_set.assign(ipc=10), by_set.assign(ipc=50)])
     drawn = {line.get_label(): to_rgb(line.get_color()) for line in plot_against(lines, "ipc", hue="run").lines}
     assert drawn["dm_kde"] == colours["dm", "weighted"] and drawn["dm"] == colours["dm", "vanilla"]
+
+
+def test_a_set_is_named_by_its_method_and_target_the_same_in_every_table():
+    """Notebook 05 mapped targets to "DM" / "DM + KDE" itself, and notebook 02's legend said ``whole`` / ``dm``."""
+    from paperlib.distill.methods import distilling_methods
+    from paperlib.distill.targets import TARGETS
+    from paperlib.distill.weights import SAMPLE_WEIGHTINGS
+    from paperlib.report.styles import set_name
+
+    assert [set_name("dm", "vanilla"), set_name("dm", "weighted", "kde"), set_name("dc", "groups"),
+            set_name("dm", "barycenter"), set_name("whole", ""), set_name("random", "groups")] == [
+        "DM", "DM + KDE", "DC + FairDD", "DM + COBRA", "whole data", "random real"]
+    names = [set_name(m, t, w) for m in distilling_methods() for t in TARGETS.names()
+             for w in (SAMPLE_WEIGHTINGS.names() if t == "weighted" else ("uniform",))]
+    assert len(set(names)) == len(names)  # no two sets share a name
+    with pytest.raises(PaperlibError, match="unknown target 'kde'"):
+        set_name("dm", "kde")
+    with pytest.raises(PaperlibError, match="unknown weights 'kd'"):
+        set_name("dm", "weighted", "kd")

@@ -41,7 +41,8 @@ class Method:
     matching), the papers' ``iterations`` and image learning rate ``lr_img(ipc)``; every method has the
     evaluation protocol of the official code (``eval_epochs``, ``eval_augment``); the others ``select``
     training-split indices (``None``: all of them) and are the baselines a distilled set is compared with,
-    ``whole_data`` marking the one that trains on every image.
+    ``whole_data`` marking the one that trains on every image. ``display_name`` is how tables and figures name
+    the set it makes (:func:`paperlib.report.styles.set_name`).
     """
 
     uses: tuple[str, ...]
@@ -54,6 +55,7 @@ class Method:
     eval_epochs: int = 1000
     eval_augment: str = "dsa"  # "none": evaluation models train without augmentation (DC's protocol)
     init: str = "real"  # how the official code starts the synthetic set (main_DM.py and FairDD's main_DC.py: real)
+    display_name: str = ""
 
     @property
     def distils(self) -> bool:
@@ -94,16 +96,19 @@ def _random_subset(dataset: BiasedDataset, params: Params) -> Tensor:
 
 
 METHODS: Registry[Method] = Registry("method", field="method")
-METHODS.register("whole", Method(uses=(), select=lambda dataset, params: None, whole_data=True))
-METHODS.register("random", Method(uses=("ipc", "num_distill", "distill_run"), select=_random_subset))
+METHODS.register("whole", Method(uses=(), select=lambda dataset, params: None, whole_data=True,
+                                 display_name="whole data"))
+METHODS.register("random", Method(uses=("ipc", "num_distill", "distill_run"), select=_random_subset,
+                                  display_name="random real"))
 METHODS.register("dm", Method(_DM_USES, dm_step, augment=True, iterations=20000,
-                              lr_img=lambda ipc: 10.0 if ipc >= 100 else 1.0))
+                              lr_img=lambda ipc: 10.0 if ipc >= 100 else 1.0, display_name="DM"))
 # FairDD's main_DC.py (paper B's DC numbers; --method DC or DSA) starts from real images (its --init defaults to
 # real and scripts/main_DC.sh passes none; DatasetCondensation's main.py defaults to noise, but no paper number
 # came from it) and evaluates DC's sets for 300 epochs without augmentation (get_daparam: strategy 'none').
 METHODS.register("dc", Method(_MATCHING_USES, matching_step, iterations=1000, lr_img=lambda ipc: 0.1,
-                              eval_epochs=300, eval_augment="none"))
-METHODS.register("dsa", Method(_MATCHING_USES, matching_step, augment=True, iterations=1000, lr_img=lambda ipc: 0.1))
+                              eval_epochs=300, eval_augment="none", display_name="DC"))
+METHODS.register("dsa", Method(_MATCHING_USES, matching_step, augment=True, iterations=1000, lr_img=lambda ipc: 0.1,
+                               display_name="DSA"))
 
 
 def distilling_methods() -> tuple[str, ...]:

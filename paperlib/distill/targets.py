@@ -39,7 +39,7 @@ from paperlib.data.container import BiasedDataset
 from paperlib.distill.group_labels import HIDDEN, partial_group_labels
 from paperlib.distill.init import INITS
 from paperlib.distill.sampling import SAMPLINGS, RealBatch, check_batch_fits
-from paperlib.distill.weights import sample_weights
+from paperlib.distill.weights import SAMPLE_WEIGHTINGS, sample_weights
 
 
 def _normalise_rows(m: Tensor) -> Tensor:
@@ -53,11 +53,19 @@ class Target:
     ``uses`` lists the parameters that matter only with this target (they enter the cache key).
     ``paper_family`` is how the papers' rows name its runs (:func:`paperlib.report.reference.variant`): ``None``
     where no paper reports it, or, with ``weights`` in ``uses``, where the sample weighting decides.
+    ``display_name`` is how tables and figures name a set matched to it, after the method ("DM + FairDD"; ``""``:
+    the plain target, the set is "DM"; ``None``: the registered name); :meth:`shown_as` reads it.
     """
 
     name = "base"
     uses: tuple[str, ...] = ()
     paper_family: str | None = None
+    display_name: str | None = None
+
+    @classmethod
+    def shown_as(cls, weights: str) -> str:
+        """The target's part of a set's name (``weights``: the run's sample weights, read where they decide)."""
+        return cls.name if cls.display_name is None else cls.display_name
 
     @classmethod
     def for_run(cls, dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Target, dict[str, Any]]:
@@ -74,6 +82,7 @@ class VanillaTarget(Target):
 
     name = "vanilla"
     paper_family = "vanilla"
+    display_name = ""
 
     @classmethod
     def for_run(cls, dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Target, dict[str, Any]]:
@@ -88,6 +97,11 @@ class WeightedTarget(Target):
 
     name = "weighted"
     uses = ("weights",)
+
+    @classmethod
+    def shown_as(cls, weights: str) -> str:
+        """The sample weighting's name ("KDE")."""
+        return SAMPLE_WEIGHTINGS[weights].display_name or weights
 
     @classmethod
     def for_run(cls, dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Target, dict[str, Any]]:
@@ -120,6 +134,7 @@ class GroupsTarget(Target):
     name = "groups"
     uses = ("hidden_groups", "hidden_groups_fill")
     paper_family = "fairdd"
+    display_name = "FairDD"
 
     @classmethod
     def for_run(cls, dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Target, dict[str, Any]]:
@@ -154,6 +169,7 @@ class BarycenterTarget(GroupsTarget):
 
     name = "barycenter"
     paper_family = None  # COBRA's paper is not one of the two this companion reproduces
+    display_name = "COBRA"
 
     def aggregation(self, batch: RealBatch) -> Tensor:
         groups = super().aggregation(batch)  # [K, A, B], a zero row per absent group

@@ -25,11 +25,14 @@ Facts = dict[str, Any]
 @dataclass(frozen=True)
 class SampleWeighting:
     """``weigh(dataset, params, device)``: one non-negative weight per training sample, and facts about them;
-    ``paper_family``: how the papers' rows name a run with these weights (``None``: no paper reports it)."""
+    ``paper_family``: how the papers' rows name a run with these weights (``None``: no paper reports it);
+    ``display_name``: how tables and figures name a set matched with them ("DM + KDE"; ``""``: the registered
+    name)."""
 
     weigh: Callable[[BiasedDataset, Params, torch.device], tuple[Tensor, Facts]]
     uses: tuple[str, ...] = ()
     paper_family: str | None = None
+    display_name: str = ""
 
 
 def _uniform(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, Facts]:
@@ -50,10 +53,11 @@ def _kde(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[
 
 
 SAMPLE_WEIGHTINGS: Registry[SampleWeighting] = Registry("weights", field="weights")
-SAMPLE_WEIGHTINGS.register("uniform", SampleWeighting(_uniform))
-SAMPLE_WEIGHTINGS.register("group_balanced", SampleWeighting(_group_balanced))
+SAMPLE_WEIGHTINGS.register("uniform", SampleWeighting(_uniform, display_name="uniform weights"))
+SAMPLE_WEIGHTINGS.register("group_balanced", SampleWeighting(_group_balanced, display_name="group-balanced weights"))
 SAMPLE_WEIGHTINGS.register("kde", SampleWeighting(_kde, uses=("kde_encoder", "kde_bandwidth", "kde_weighting",
-                                                               "kde_clip"), paper_family="kde"))
+                                                               "kde_clip"), paper_family="kde",
+                                                display_name="KDE"))
 
 
 def sample_weights(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, Facts]:

@@ -232,8 +232,9 @@ def _attribute_ticks(attribute_names: list[str]) -> tuple[list[str], str]:
 
 
 def plot_ratio_curves(table: pd.DataFrame, metric: str = "acc", ax: Axes | None = None,
-                      title: str | None = None) -> Axes:
-    """``metric`` against the bias ratio, one line per run label (``whole``, ``dm``, ...).
+                      title: str | None = None, hue: str = "run") -> Axes:
+    """``metric`` against the bias ratio, one line per value of ``hue``: the run label (``whole``, ``dm``, ...)
+    or, with ``hue="distilled_set"``, the set's name ("whole data", "DM + KDE"; each must name one run per ratio).
 
     ``table`` is :func:`paperlib.report.tables.results_table` with a ``ratio`` column;
     the x axis is logarithmic because the papers' ratios span 0.5% to 20%. Paper B's majority ratios (all
@@ -242,7 +243,7 @@ def plot_ratio_curves(table: pd.DataFrame, metric: str = "acc", ax: Axes | None 
     done = table[table["status"] == "done"]
     majority = len(done) > 0 and bool((done["ratio"] > 0.5).all())
     shown = table.assign(ratio=1 - table["ratio"]) if majority else table
-    ax = plot_against(shown, "ratio", metric, hue="run", ax=ax, title=title or figure_title(metric))
+    ax = plot_against(shown, "ratio", metric, hue=hue, ax=ax, title=title or figure_title(metric))
     ax.set_xlabel("minority share (1 - majority ratio)" if majority else "bias-conflicting ratio")
     _legend_outside(ax)
     return ax

@@ -1,5 +1,6 @@
-"""The colour of a distilled set, the same in every figure: its hue says the target (how the real data is
-aggregated), its shade the method; runs that share a colour within one figure are told apart by hatching."""
+"""The name and colour of a distilled set, the same in every table and figure: "DM + KDE"; its hue says the
+target (how the real data is aggregated), its shade the method; runs that share a colour within one figure are
+told apart by hatching."""
 
 from __future__ import annotations
 
@@ -23,6 +24,19 @@ def _tab20() -> tuple[Colour, ...]:
 
 _GRAY = 7  # tab20's gray (hues counted from 0)
 HATCHES = ("", "//", "..", "xx", "\\\\", "oo")
+
+
+def set_name(method: str, target: str, weights: str = "uniform") -> str:
+    """How tables and figures name the set ``method`` makes with ``target`` (and sample ``weights``, read only by
+    a target that lets them decide): the method's ``display_name`` (or registered name), then `` + `` the
+    target's (:meth:`~paperlib.distill.targets.Target.shown_as`): "DM", "DM + KDE", "DC + FairDD"; a method that
+    distils nothing ("whole data") needs no target."""
+    entry = METHODS[method]
+    shown = entry.display_name or method
+    if not entry.distils:
+        return shown
+    target_part = TARGETS[target].shown_as(weights)
+    return f"{shown} + {target_part}" if target_part else shown
 
 
 def approach_colour(method: str, target: str) -> Colour:
