@@ -90,7 +90,7 @@ def test_fields_a_choice_does_not_use_leave_the_key_alone():
     dm = make_params(dataset="cmnist", method="dm")
     dc = make_params(dataset="cmnist", method="dc")
     assert cache_key(make_params(dataset="cmnist", method="dc", channels_last=False)) == cache_key(dc)
-    assert cache_key(make_params(dataset="cmnist", method="dm", outer_loop=9, lr_net=0.5, majority_ratio=0.3,
+    assert cache_key(make_params(dataset="cmnist", method="dm", outer_loop=9, lr_net=0.5, hidden_groups=0.3,
                                  weights="kde", kde_alpha=3.0, lff_q=0.2, stratified_min=3)) == cache_key(dm)
     whole = make_params(dataset="cmnist", method="whole")
     assert cache_key(make_params(dataset="cmnist", method="whole", ipc=50, target="groups", iterations=3)) == \

@@ -96,9 +96,19 @@ def test_debiasing_trainers_run_their_networks_through_the_training_forward(monk
     module = {"lff": lff, "selecmix": selecmix}[trainer]
     wrapped = []
 
+    seen = []  # per wrapper: the images that went through it
+
     def recording(fn, images, settings):
         wrapped.append(settings.torch_compile)
-        return Compiled(fn, enabled=False)
+        forward, count = Compiled(fn, enabled=False), len(seen)
+        seen.append(0)
+
+        def counting(*args):  # stands in for compiled code
+            seen[count] += args[0].shape[0]
+            return fn(*args)
+
+        forward.compiled = counting
+        return forward
 
     monkeypatch.setattr(module, "training_forward", recording)
     gen = torch.Generator().manual_seed(0)
@@ -110,3 +120,4 @@ def test_debiasing_trainers_run_their_networks_through_the_training_forward(monk
     else:
         selecmix.train_selecmix(biased, model, images, labels, settings, 0.7, gen, show_progress=False)
     assert wrapped == ["always"] * 2  # the tested model and its biased companion (selecmix: one pass, both outputs)
+    assert min(seen) >= 40  # and each network's training passes went through its wrapper, not around it

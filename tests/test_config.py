@@ -69,6 +69,16 @@ def test_source_must_fit_the_preset():
         make_params(dataset="cmnist", source="cifar10")
 
 
+def test_a_bias_ratio_the_preset_does_not_read_is_an_error_not_ignored():
+    """``cmnist_fg`` with conflict_ratio=0.01 built the 0.9-majority set, and the record said 0.01."""
+    with pytest.raises(PaperlibError, match=r"^dataset 'cmnist_fg' does not read conflict_ratio \(given 0.01\): its "
+                                            r"bias is set by majority_ratio; drop conflict_ratio$"):
+        make_params(dataset="cmnist_fg", conflict_ratio=0.01)
+    with pytest.raises(PaperlibError, match="dataset 'mnist' does not read majority_ratio .* its data fixes its bias"):
+        make_params(dataset="mnist", majority_ratio=0.5)
+    assert make_params(dataset="cmnist_fg", majority_ratio=0.8, conflict_ratio=0.05).majority_ratio == 0.8  # default
+
+
 def test_hash_and_seed_derivation_are_stable():
     assert stable_hash({"a": 1, "b": 2}) == stable_hash({"b": 2, "a": 1})
     assert derive_seed(0, "eval", 1) == derive_seed(0, "eval", 1) != derive_seed(0, "eval", 2)
@@ -81,7 +91,7 @@ def test_result_key_ignores_what_cannot_change_the_result():
     from paperlib.core.params import cache_key
 
     base = cache_key(make_params(dataset="cmnist_fg", method="whole"))
-    assert cache_key(make_params(dataset="cmnist_fg", method="whole", conflict_ratio=0.3, ipc=7,
+    assert cache_key(make_params(dataset="cmnist_fg", method="whole", severity=2, ipc=7,
                                  target="groups", progress=False, device="cpu")) == base
     assert cache_key(make_params(dataset="cmnist_fg", method="whole", majority_ratio=0.8)) != base
 

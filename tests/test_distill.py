@@ -64,15 +64,30 @@ def test_groups_with_a_single_group_equals_vanilla(method):
     assert torch.equal(_distill(params, "vanilla").images, _distill(params, "groups").images)
 
 
-def test_dm_loss_is_bit_identical_whether_real_images_pass_16_at_a_time_or_whole():
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])  # DM runs channels-last
+def test_dm_loss_is_bit_identical_whether_real_images_pass_16_at_a_time_or_whole(layout):
     """docs/reproducibility.md: instance norm is per sample, so the CPU's chunks change no embedding bit (held
     with AVX-512, AVX2 and pre-AVX kernels, 1 and 2 threads); an accelerator takes the batch whole."""
-    net = init_parameters(ConvNet(3, 10, 28, width=16), torch.Generator().manual_seed(0))
+    net = init_parameters(ConvNet(3, 10, 28, width=16), torch.Generator().manual_seed(0)).to(memory_format=layout)
     gen = torch.Generator().manual_seed(1)
-    real, syn = torch.randn(10 * 40, 3, 28, 28, generator=gen), torch.randn(10 * 2, 3, 28, 28, generator=gen)
+    real, syn = (torch.randn(n, 3, 28, 28, generator=gen).contiguous(memory_format=layout) for n in (10 * 40, 10 * 2))
     aggregation = torch.full((10, 1, 40), 1 / 40)
     assert torch.equal(dm_loss(net, real, aggregation, syn, 2, chunk=16),
                        dm_loss(net, real, aggregation, syn, 2, chunk=real.shape[0]))  # None is 16 on the CPU
+    with torch.no_grad():
+        assert torch.equal(torch.cat([net.embed(x) for x in real.split(16)]), net.embed(real))
+
+
+@pytest.mark.parametrize("method", ["dm", "dc"])
+def test_the_engine_matches_the_target_it_is_given(method):
+    """The equalities above hold if the engine ignored its target and always averaged uniformly: every target
+    must give its own set on a biased dataset."""
+    params = _params(dataset="cmnist", method=method, iterations=2)
+    n = len(build_dataset(params).train)
+    sets = {name: _distill(params, name).images for name in ("vanilla", "groups", "barycenter")}
+    sets["weighted"] = _distill(params, "weighted", torch.rand(n, generator=seeded(5)) + 0.1).images
+    for (a, x), (b, y) in itertools.combinations(sets.items(), 2):
+        assert not torch.equal(x, y), f"{a} and {b} gave the same set"
 
 
 def test_groups_dm_loss_is_the_sum_of_per_group_squared_distances():
@@ -455,6 +470,11 @@ def test_run_writes_record_tensor_and_grid_and_cache_hit_does_not_recompute(tmp_
                      eval_epochs=1)
     first = runner.run(params)
     assert first["environment"] == environment(torch.device("cpu"))  # where it was computed: what identity needs
+    from paperlib.core.runtime import _cxx_compiler_found
+
+    assert first["environment"] == {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                                    "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                                    "cxx_compiler": _cxx_compiler_found()}  # each fact, read from torch itself
     assert {p.name for p in runner.record_dir(params).iterdir()} == {"record.json"}
     assert {p.name for p in runner.distilled_dir(params).iterdir()} == {"synthetic.pt", "synthetic.png",
                                                                         "facts.json"}

@@ -10,9 +10,9 @@ import torch
 
 from paperlib.cli import main
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import make_params
+from paperlib.core.params import cache_key, make_params
 from paperlib.data.presets import PRESETS, RenderedPreset
-from paperlib.distill.targets import TARGETS, Target, _normalise_rows
+from paperlib.distill.targets import TARGETS, Target, normalise_rows
 from paperlib.experiments.runner import run
 from paperlib.experiments.suite import load_suite, run_suite
 from paperlib.report.tables import results_table
@@ -36,7 +36,7 @@ class FirstHalfTarget(Target):
     def aggregation(self, batch):
         rows = batch.inclusion.clone()
         rows[:, rows.shape[1] // 2:] = 0
-        return _normalise_rows(rows)[:, None, :]
+        return normalise_rows(rows)[:, None, :]
 
 
 @pytest.fixture
@@ -82,3 +82,43 @@ def test_unregistered_names_fail_with_the_registered_choices(toy_entries):
     with pytest.raises(PaperlibError, match="unknown dataset 'toy_inverted'"):
         make_params(dataset="toy_inverted")
     PRESETS.register("toy_inverted", RenderedPreset("digits", "inversion", sources=("digits",)))
+
+
+def test_a_rendered_preset_must_key_its_ratio():
+    """Without its ratio in ``uses``, datasets built at two ratios would share one cache entry."""
+    with pytest.raises(PaperlibError, match="must list conflict_ratio .or majority_ratio. in its uses"):
+        RenderedPreset("digits", "inversion", sources=("digits",), render=_invert_digits)
+
+
+def test_a_target_version_moves_its_runs_cache_key(toy_entries):
+    params = make_params(dataset="toy_inverted", method="dm", target=FirstHalfTarget.name)
+    before = cache_key(params, "distilled")
+    FirstHalfTarget.version = 1
+    try:
+        assert cache_key(params, "distilled") != before
+    finally:
+        FirstHalfTarget.version = 0
+    assert cache_key(params, "distilled") == before
+
+
+class _TensorFactsTarget(FirstHalfTarget):
+    name = "toy_tensor_facts"
+
+    @classmethod
+    def for_run(cls, dataset, params, device):
+        return cls(), {"share": torch.tensor(0.5)}
+
+
+def test_facts_that_cannot_be_stored_stop_the_run_before_it_distils(tmp_path, monkeypatch):
+    import paperlib.experiments.runner as runner
+
+    TARGETS.register(_TensorFactsTarget.name, _TensorFactsTarget)
+    monkeypatch.setattr(runner, "distill", lambda *args: pytest.fail("distilled before the facts were checked"))
+    try:
+        with pytest.raises(PaperlibError, match="target 'toy_tensor_facts' returned facts that cannot be stored as "
+                                                "JSON .*Tensor"):
+            run(dataset="mnist", source="digits", method="dm", target=_TensorFactsTarget.name, cache_dir=str(tmp_path),
+                device="cpu", progress=False, ipc=1, batch_real=8)
+    finally:
+        TARGETS.unregister(_TensorFactsTarget.name)
+    assert not list(tmp_path.rglob("facts.json"))

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from paperlib.train.metrics import classification_metrics, summarize
+from paperlib.core.errors import PaperlibError
+from paperlib.train.metrics import METRIC_KEYS, classification_metrics, summarize
 
 
 def test_metrics_on_a_hand_computed_example():
@@ -28,6 +29,21 @@ def test_deo_max_and_mean_differ():
     preds = torch.tensor([0, 1, 1, 1])  # class 0 gap 1.0, class 1 gap 0.0
     m = classification_metrics(preds, labels, attrs, attrs == labels, 2, 2)
     assert (m["deo_m"], m["deo_a"]) == (pytest.approx(100.0), pytest.approx(50.0))
+    # here the worst group, the conflicting samples and the gaps all differ: no metric can stand in for another
+    assert (m["acc"], m["acc_aligned"], m["acc_conflicting"], m["worst_group_acc"]) == (75.0, 100.0, 50.0, 0.0)
+
+
+def test_metrics_without_aligned_flags_leave_aligned_and_conflicting_undefined():
+    labels, attrs = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 0, 1])
+    m = classification_metrics(torch.tensor([0, 1, 1, 1]), labels, attrs, None, 2, 2)
+    assert math.isnan(m["acc_aligned"]) and math.isnan(m["acc_conflicting"])
+    assert (m["acc"], m["deo_m"], m["deo_a"]) == (75.0, 100.0, 50.0)
+
+
+def test_an_empty_cell_accuracy_outside_0_1_is_an_error_naming_the_unit():
+    labels = torch.tensor([0, 1])
+    with pytest.raises(PaperlibError, match=r"empty_cell_accuracy=50 is a fraction; give a value in \[0, 1\]"):
+        classification_metrics(labels, labels, labels, None, 2, 2, empty_cell_accuracy=50)
 
 
 def test_no_conflicting_samples_gives_nan():
@@ -37,7 +53,9 @@ def test_no_conflicting_samples_gives_nan():
 
 
 def test_summarize_mean_and_std():
-    runs = [{k: v for k in ("acc", "acc_aligned", "acc_conflicting", "worst_group_acc", "deo_m", "deo_a")}
-            for v in (10.0, 20.0)]
+    runs = [{k: v + 100 * i for i, k in enumerate(METRIC_KEYS)} for v in (10.0, 20.0)]  # each key its own values
     s = summarize(runs)
-    assert s["acc"] == 15.0 and s["acc_std"] == 5.0
+    assert s == {key: value for i, k in enumerate(METRIC_KEYS)
+                 for key, value in ((k, 15.0 + 100 * i), (f"{k}_std", 5.0))}
+    assert summarize(runs[:1]) == {key: value for i, k in enumerate(METRIC_KEYS)
+                                   for key, value in ((k, 10.0 + 100 * i), (f"{k}_std", 0.0))}

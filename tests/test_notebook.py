@@ -489,8 +489,11 @@ def test_the_code_digest_follows_the_code_and_not_the_docs(tmp_path, monkeypatch
     (tmp_path / "docs/design.md").write_text("other words\n")
     (tmp_path / "notebooks/01_x.py").write_bytes(b"x = 1\r\n")  # another line ending: the same code
     assert code_digest() == first
-    (tmp_path / "params/quick/defaults.yaml").write_text("x = 2\n")
-    assert code_digest() != first
+    seen = {first}
+    for name in ("params/quick/defaults.yaml", "paperlib/core/a.py", "notebooks/01_x.py"):  # each kind of source
+        (tmp_path / name).write_text("x = 2\n")
+        assert code_digest() not in seen, f"editing {name} left the digest as it was"
+        seen.add(code_digest())
 
 
 def test_absent_data_is_reported_without_this_machines_paths(tmp_path, monkeypatch, capsys):

@@ -84,14 +84,14 @@ class Params:
     iterations: int = _p(0, "distill", by="method")  # 0: the papers' value (DM 20000, DC/DSA 1000)
     batch_real: int = _p(256, "distill", by="method")  # real images per class and step
     lr_img: float = _p(0.0, "distill", by="method")  # 0: the papers' value (DM 1, or 10 at IPC >= 100; DC 0.1)
-    momentum_img: float = _p(0.5, "distill", by="method")
+    momentum_img: float = _p(0.5, "distill", by="method")  # SGD momentum of the synthetic images' updates
     # a name of paperlib.distill.init.INITS; "": the method's own
     init: str = _p("", "distill", by="method", names="init")
     # how real batches are drawn: a name of paperlib.distill.sampling.SAMPLINGS
     sampling: str = _p("uniform", "distill", by="method", names="sampling")
     stratified_min: int = _p(16, "distill", by="sampling")  # stratified: at least this many images per group
     outer_loop: int = _p(0, "distill", by="method")  # gradient matching; 0: by IPC, as the reference table
-    inner_loop: int = _p(0, "distill", by="method")
+    inner_loop: int = _p(0, "distill", by="method")  # epochs of the network on the synthetic set per outer loop
     lr_net: float = _p(0.01, "distill", by="method")  # gradient matching: network updates between outer loops
     inner_batch: int = _p(0, "distill", by="method")  # their batch; 0: eval_batch (the official code's batch_train)
     # DM: epochs of training the fresh embedding network on the current synthetic set before each matching step
@@ -122,16 +122,19 @@ class Params:
     kde_tau: float = _p(1.0, "kde", by="kde_weighting")
     kde_clip: float = _p(0.0, "kde", by="weights")  # 0: none; else no weight above clip x the uniform weight
     # --- model ---
+    # the network that distils (and evaluates, unless eval_model is set): a name of paperlib.train.models.MODELS
     model: str = _p("convnet", "model", names="model")
-    net_width: int = _p(128, "model")
-    net_depth: int = _p(3, "model")
+    net_width: int = _p(128, "model")  # channels of each convolution (ConvNet; the papers' 128)
+    net_depth: int = _p(3, "model")  # ConvNet blocks of convolution, norm, activation, pooling (the papers' 3)
+    # the ConvNet's layer choices, names of their registries in paperlib.train.models (the papers': instance
+    # norm, ReLU, average pooling)
     net_norm: str = _p("instancenorm", "model", names="net_norm")
     net_act: str = _p("relu", "model", names="net_act")
     net_pooling: str = _p("avgpooling", "model", names="net_pooling")
     # --- evaluation protocol ---
     eval_epochs: int = _p(0, "eval")  # 0: the method's protocol (DC 300, the others 1000)
-    eval_lr: float = _p(0.01, "eval")
-    eval_batch: int = _p(256, "eval")
+    eval_lr: float = _p(0.01, "eval")  # the evaluation models' learning rate (the official code's lr_net)
+    eval_batch: int = _p(256, "eval")  # their batch (the official code's batch_train)
     num_eval: int = _p(5, "eval")  # evaluation models per training set (paper B's scripts: 10; params/paper)
     dsa: bool = _p(True, "augment")  # DSA in DM / DSA matching and in evaluations that augment; false: nowhere
     # "": the method's protocol (DC none, others dsa; none when dsa=false)
@@ -150,11 +153,11 @@ class Params:
     lff_ema: float = _p(0.7, "eval", by="eval_trainer")  # LfF's per-sample loss moving average
     eval_model: str = _p("", "eval", names="model")  # "" = model (cross-architecture evaluation otherwise)
     # --- execution ---
-    seed: int = _p(0, "seed")
+    seed: int = _p(0, "seed")  # every random draw of a run derives from it (paperlib.core.params.derive_seed)
     device: str = _p("auto", "execution", choices=("auto", "cpu", "cuda", "mps"))
     # auto: torch.compile long trainings and distillations on the CPU (same maths up to float reassociation)
     torch_compile: str = _p("auto", "execution", choices=COMPILE_SETTINGS)
-    progress: bool = _p(True, "execution")
+    progress: bool = _p(True, "execution")  # progress bars on stderr
     cache_dir: str | None = _p(None, "execution")  # None: $PAPERLIB_CACHE, else cache/ at the repository root
     force: bool = _p(False, "execution")  # recompute even when a cached result exists
 

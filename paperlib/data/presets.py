@@ -92,7 +92,8 @@ class Preset:
     protocols: tuple[str, ...] = ("companion",)  # the ways it can be built (paperlib.data.protocols), default first
 
     def check(self, params: Params) -> None:
-        """Raise a clear error when ``params.source`` cannot feed this preset or it has no ``params.protocol``."""
+        """Raise a clear error when ``params.source`` cannot feed this preset, it has no ``params.protocol``, or
+        a bias ratio it does not read is set (away from its default)."""
         if params.source is not None and params.source not in self.sources:
             raise PaperlibError(f"dataset {params.dataset!r} cannot use source {params.source!r}; "
                                 f"choose one of: {', '.join(self.sources)}")
@@ -100,6 +101,13 @@ class Preset:
             accepting = [name for name, preset in PRESETS.items() if params.protocol in preset.protocols]
             raise PaperlibError(f"dataset {params.dataset!r} is built by protocol {' or '.join(self.protocols)} only; "
                                 f"protocol {params.protocol!r} applies to {', '.join(accepting) or 'no dataset'}")
+        for name in BIAS_RATIO_NAMES:  # a ratio the preset does not read would be ignored without a word
+            value = getattr(params, name)
+            if name not in self.uses and value != Params.__dataclass_fields__[name].default:
+                own = next((n for n in BIAS_RATIO_NAMES if n in self.uses), None)
+                fix = f"its bias is set by {own}" if own else "its data fixes its bias"
+                raise PaperlibError(f"dataset {params.dataset!r} does not read {name} (given {value}): {fix}; "
+                                    f"drop {name}")
 
     def defaults(self, params: Params) -> dict[str, Any]:
         """What an empty ``source`` and ``protocol`` mean for this preset: its default source, its first
@@ -130,6 +138,13 @@ class RenderedPreset(Preset):
     render: Renderer | None = None
     palette: tuple[tuple[float, float, float], ...] = ()
     attribute_names: tuple[str, ...] = ()  # () -> "<attribute_kind> <a>"
+
+    def __post_init__(self) -> None:
+        # the aligned fraction is read from one of these; outside ``uses`` it would not enter the cache key, and
+        # datasets built at different ratios would share one cache entry
+        if self.render is not None and not {"conflict_ratio", "majority_ratio"} & set(self.uses):
+            raise PaperlibError("a RenderedPreset with a render function must list conflict_ratio (or "
+                                "majority_ratio) in its uses: the ratio that sets its aligned fraction")
 
     def build(self, params: Params) -> BiasedDataset:
         train, test = (self._split(params, split) for split in ("train", "test"))

@@ -42,7 +42,9 @@ from paperlib.distill.sampling import SAMPLINGS, RealBatch, check_batch_fits
 from paperlib.distill.weights import SAMPLE_WEIGHTINGS, sample_weights
 
 
-def _normalise_rows(m: Tensor) -> Tensor:
+def normalise_rows(m: Tensor) -> Tensor:
+    """Each row of ``m`` (the last dimension) divided by its sum, so it sums to 1; an all-zero row (an absent
+    statistic, skipped by the matching loss) stays zero."""
     total = m.sum(-1, keepdim=True)
     return torch.where(total > 0, m / total.clamp_min(1e-30), torch.zeros_like(m))
 
@@ -50,7 +52,9 @@ def _normalise_rows(m: Tensor) -> Tensor:
 class Target:
     """Base class: subclasses implement :meth:`aggregation` and :meth:`for_run`.
 
-    ``uses`` lists the parameters that matter only with this target (they enter the cache key).
+    ``uses`` lists the parameters that matter only with this target (they enter the cache key); bump ``version``
+    when its aggregation changes, so the cache does not serve sets made by the old code. The facts
+    :meth:`for_run` returns are stored as JSON with the distilled set.
     ``paper_family`` is how the papers' rows name its runs (:func:`paperlib.report.reference.variant`): ``None``
     where no paper reports it, or, with ``weights`` in ``uses``, where the sample weighting decides.
     ``display_name`` is how tables and figures name a set matched to it, after the method ("DM + FairDD"; ``""``:
@@ -61,6 +65,7 @@ class Target:
     uses: tuple[str, ...] = ()
     paper_family: str | None = None
     display_name: str | None = None
+    version: int = 0
 
     @classmethod
     def shown_as(cls, weights: str) -> str:
@@ -89,7 +94,7 @@ class VanillaTarget(Target):
         return cls(), {}
 
     def aggregation(self, batch: RealBatch) -> Tensor:
-        return _normalise_rows(batch.inclusion)[:, None, :]
+        return normalise_rows(batch.inclusion)[:, None, :]
 
 
 class WeightedTarget(Target):
@@ -121,7 +126,7 @@ class WeightedTarget(Target):
 
     def aggregation(self, batch: RealBatch) -> Tensor:
         w = self.sample_weights[batch.index] * batch.inclusion
-        return _normalise_rows(w)[:, None, :]
+        return normalise_rows(w)[:, None, :]
 
 
 class GroupsTarget(Target):
@@ -161,7 +166,7 @@ class GroupsTarget(Target):
         groups = batch.groups if self.sample_groups is None else self.sample_groups[batch.index]
         groups = torch.where(groups == HIDDEN, self.num_groups, groups)  # an extra slot, cut off below
         onehot = torch.nn.functional.one_hot(groups, self.num_groups + 1)[..., :self.num_groups].float()  # [K, B, A]
-        return _normalise_rows(onehot.transpose(1, 2))  # absent groups: zero rows, skipped
+        return normalise_rows(onehot.transpose(1, 2))  # absent groups: zero rows, skipped
 
 
 class BarycenterTarget(GroupsTarget):

@@ -129,6 +129,7 @@ def _load_or_distil(dataset: BiasedDataset, params: Params, device: torch.device
     if facts is not None:
         return saved["images"].to(device), saved["labels"].to(device), {**facts, "distill_cached": True}
     target, facts = make_target(dataset, params, device)
+    _check_storable(facts, params)
     checkpoint = folder / "checkpoint.pt"
     result = distill(dataset, params, target, device, checkpoint)
     facts.update({"losses": result.losses, "distill_seconds": result.seconds,
@@ -140,6 +141,17 @@ def _load_or_distil(dataset: BiasedDataset, params: Params, device: torch.device
         tmp.write_text(json.dumps(_json_safe(facts), indent=1))
     checkpoint.unlink(missing_ok=True)  # only now: a kill before facts.json resumes from it
     return result.images.to(device), result.labels.to(device), {**facts, "distill_cached": False}
+
+
+def _check_storable(facts: dict, params: Params) -> None:
+    """A target's facts are stored as JSON with its set: one that cannot be is an error now, not after the
+    whole distillation."""
+    try:
+        json.dumps(_json_safe(facts))
+    except (TypeError, ValueError) as err:
+        raise PaperlibError(f"target {params.target!r} returned facts that cannot be stored as JSON ({err}); "
+                            "make its for_run return numbers, strings, lists and dicts (float(t) for a tensor t)"
+                            ) from None
 
 
 def _check_synthetic(saved: dict[str, Any], dataset: BiasedDataset, params: Params, path: Path) -> None:

@@ -14,6 +14,8 @@ import math
 import torch
 from torch import Tensor
 
+from paperlib.core.errors import PaperlibError
+
 # Every metric a record holds (how tables and figures name them: paperlib.report.metric_names).
 METRIC_KEYS = ("acc", "acc_aligned", "acc_conflicting", "worst_group_acc", "deo_m", "deo_a")
 
@@ -37,17 +39,22 @@ def _masked_mean(correct: Tensor, mask: Tensor) -> float:
     return float(correct[mask].mean()) * 100 if bool(mask.any()) else math.nan
 
 
-def classification_metrics(predictions: Tensor, labels: Tensor, attributes: Tensor, aligned: Tensor,
+def classification_metrics(predictions: Tensor, labels: Tensor, attributes: Tensor, aligned: Tensor | None,
                            num_classes: int, num_attributes: int,
                            empty_cell_accuracy: float | None = None) -> dict[str, float]:
-    """All metrics of one evaluated model, in percent.
+    """All metrics (:data:`METRIC_KEYS`) of one model's test predictions, in percent; every tensor holds one
+    integer (or for ``aligned``, bool) per test sample.
 
     ``acc``: overall; ``acc_aligned`` / ``acc_conflicting``: on bias-aligned /
-    bias-conflicting test samples (NaN when there are none); ``worst_group_acc``:
+    bias-conflicting test samples (NaN when there are none, or ``aligned`` is ``None``); ``worst_group_acc``:
     the lowest (class, attribute) group accuracy; ``deo_m`` / ``deo_a``: the
     equalised-odds gaps defined in the module docstring, with an empty (class, attribute)
-    cell counted as ``empty_cell_accuracy`` (``None``: left out).
+    cell counted as ``empty_cell_accuracy``, a fraction in [0, 1] (FairDD's code: 0; ``None``: left out).
     """
+    if empty_cell_accuracy is not None and not 0.0 <= empty_cell_accuracy <= 1.0:
+        raise PaperlibError(f"empty_cell_accuracy={empty_cell_accuracy} is a fraction; give a value in [0, 1]")
+    if aligned is None:
+        aligned = torch.full_like(labels, -1)  # neither aligned nor conflicting: both accuracies NaN
     predictions, labels, attributes, aligned = (t.cpu() for t in (predictions, labels, attributes, aligned))
     correct = (predictions == labels).double()
     acc, _ = group_accuracy(predictions, labels, attributes, num_classes, num_attributes)
@@ -60,8 +67,8 @@ def classification_metrics(predictions: Tensor, labels: Tensor, attributes: Tens
     gaps = (high - low)[has_class]
     return {
         "acc": float(correct.mean()) * 100,
-        "acc_aligned": _masked_mean(correct, aligned),
-        "acc_conflicting": _masked_mean(correct, ~aligned),
+        "acc_aligned": _masked_mean(correct, aligned == 1),
+        "acc_conflicting": _masked_mean(correct, aligned == 0),
         "worst_group_acc": float(acc[present].min()) * 100,
         "deo_m": float(gaps.max()) * 100,
         "deo_a": float(gaps.mean()) * 100,
