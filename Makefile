@@ -28,7 +28,10 @@ SCREENSHOTS ?= $(CHECK)/browser/screenshots
 # below), the results store off, and the notebooks' cache, figures and executed copies in the git-ignored
 # $(CHECK)/ at the repository root, removed after a pass (kept after a failure, to look at).
 export PYTHONDONTWRITEBYTECODE = 1
-CHECK_ENV = PAPERLIB_CACHE=$(CURDIR)/$(CHECK)/cache PAPERLIB_FIGURES=$(CURDIR)/$(CHECK)/figures PAPERLIB_RESULTS=off
+# The references of the checks were computed on CPUs, and their tolerance measured across CPUs: a GPU is hidden
+# (device=auto would take it, and its sums, batching and TF32 were never measured against them).
+CHECK_ENV = PAPERLIB_CACHE=$(CURDIR)/$(CHECK)/cache PAPERLIB_FIGURES=$(CURDIR)/$(CHECK)/figures PAPERLIB_RESULTS=off \
+            CUDA_VISIBLE_DEVICES=
 NBVAL     = -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/smoke
 # Another machine, emulated: ATen, oneDNN and MKL restricted to pre-AVX x86-64 kernels, so every sum is
 # rounded in another order than on this machine's default AVX2 / AVX-512 path. (Another thread count is
@@ -39,11 +42,16 @@ PORTABLE_ENV = ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_I
 
 setup: $(VENV)/.installed
 
-# torch==2.13.0 is pinned in the lock: here pip takes the local CPU wheel, on a
-# GPU machine the CUDA build of the same version.
+# torch==2.13.0 is pinned in the lock: pip takes a local wheel where PIP_FIND_LINKS offers one (the development
+# machines: a CPU build), else PyPI's build for the platform (on Linux the CUDA one, with its GBs of CUDA
+# libraries). For the CPU build on Linux: make setup PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu"
+# (2.13.0+cpu satisfies the pin).
+PIP_ARGS ?=
 $(VENV)/.installed: requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11, 5) else \
+	    "error: $(PYTHON) is Python %d.%d.%d; the lock needs 3.11.5 or newer: make setup PYTHON=python3.12" % sys.version_info[:3])'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet $(PIP_ARGS) -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 

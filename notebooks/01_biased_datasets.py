@@ -40,10 +40,7 @@ from paperlib import notebook as nb
 from paperlib.report import plots
 
 figures = nb.setup(profile)
-if datasets is None or ratio_sweep is None:
-    parameters = nb.notebook_parameters(profile, "01_biased_datasets")
-    datasets = datasets or parameters["datasets"]
-    ratio_sweep = ratio_sweep or parameters["ratio_sweep"]
+datasets, ratio_sweep = nb.parameters_or_file(profile, "01_biased_datasets", datasets=datasets, ratio_sweep=ratio_sweep)
 built, overview = nb.build_datasets(datasets)
 
 # %% [markdown]

@@ -51,8 +51,7 @@ from paperlib.report import plots
 
 figures = nb.setup(profile)
 specs = nb.suite_specs(profile, suite, "04_fairdd")
-if optional_datasets is None:
-    optional_datasets = nb.notebook_parameters(profile, "04_fairdd").get("optional_datasets", {})
+optional_datasets = nb.parameters_or_file(profile, "04_fairdd", optional_datasets=optional_datasets)
 specs += nb.present_only(optional_datasets, profile)  # prints a note for every dataset whose files are absent
 table = nb.run_all(specs)
 nb.save_table(table, figures, "04_fairdd");

@@ -37,10 +37,8 @@ from paperlib import notebook as nb
 from paperlib.report import plots
 
 figures = nb.setup(profile)
-file_values = nb.notebook_parameters(profile, "05_ablations")
-kde_dataset = kde_dataset or file_values["kde_dataset"]
-kde_variants = kde_variants or file_values["kde_variants"]
-theorem_dataset = theorem_dataset or file_values["theorem_dataset"]
+kde_dataset, kde_variants, theorem_dataset = nb.parameters_or_file(
+    profile, "05_ablations", kde_dataset=kde_dataset, kde_variants=kde_variants, theorem_dataset=theorem_dataset)
 specs = nb.suite_specs(profile, suite, "05_ablations")
 table = nb.run_all(specs)
 nb.save_table(table, figures, "05_ablations");

@@ -40,7 +40,7 @@ from paperlib.report.explore import Explorer
 from paperlib.report.explorer_model import ExplorerModel
 
 figures = nb.setup(profile)
-explorer = explorer or nb.notebook_parameters(profile, "06_explore")["explorer"]
+explorer = nb.parameters_or_file(profile, "06_explore", explorer=explorer)
 app = Explorer(nb.profile_defaults(profile), explorer, profile)
 app
 

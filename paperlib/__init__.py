@@ -10,8 +10,13 @@ Layers, each importing only the ones before it (``tests/test_architecture.py`` e
 * :mod:`paperlib.report` — tables, figures, the explorer, the notebook checks;
 * the entry points: :mod:`paperlib.cli`, :mod:`paperlib.reproduce`, :mod:`paperlib.notebook`.
 
-Importing the package loads every registry, so every registered name validates wherever parameters are made.
+Importing the package loads every registry, so every registered name validates wherever parameters are made;
+then it imports the modules named in ``$PAPERLIB_PLUGINS`` (comma-separated, e.g. ``my_presets,my_targets``), so
+entries registered outside the package reach the command line, ``make reproduce`` and job processes too.
 """
+
+import importlib
+import os
 
 from paperlib.core.errors import PaperlibError
 from paperlib.data import presets as _presets  # noqa: F401  (registers the dataset presets)
@@ -20,3 +25,16 @@ from paperlib.train import trainers as _trainers  # noqa: F401  (registers model
 
 __all__ = ["PaperlibError"]
 __version__ = "0.1.0"
+
+
+def _import_plugins(names: str) -> None:
+    """Import each module of the comma-separated ``names`` (their registrations run on import)."""
+    for name in filter(None, (part.strip() for part in names.split(","))):
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise PaperlibError(f"PAPERLIB_PLUGINS names {name!r}, which cannot be imported ({err}); put its folder "
+                                "on PYTHONPATH or fix the name") from None
+
+
+_import_plugins(os.environ.get("PAPERLIB_PLUGINS", ""))

@@ -23,6 +23,7 @@ from paperlib.core.paths import figures_dir
 from paperlib.experiments.profiles import (  # noqa: F401  (re-exported for the notebooks)
     check_profile,
     notebook_parameters,
+    parameters_or_file,
     present_only,
     profile_defaults,
     suite_specs,

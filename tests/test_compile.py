@@ -3,6 +3,8 @@ to float reassociation) and is bit-identical run to run, and that a failed compi
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -55,7 +57,14 @@ def _trained(mode: str) -> list[torch.Tensor]:
 
 @pytest.mark.skipif(not compile_wanted("auto", CPU, COMPILE_MIN_STEPS), reason="no C++ compiler for inductor")
 def test_compiled_training_matches_eager_and_repeats_bit_for_bit():
-    eager, compiled, again = _trained("never"), _trained("always"), _trained("always")
+    eager = _trained("never")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compiled = _trained("always")
+    failed = [str(w.message) for w in caught if "torch.compile failed" in str(w.message)]
+    if failed:  # a compiler that cannot build inductor's code (e.g. clang without OpenMP): the eager fallback ran
+        pytest.skip(f"compiled code could not be built here, nothing to compare: {failed[0]}")
+    again = _trained("always")
     assert all(torch.equal(a, b) for a, b in zip(compiled, again))
     assert any(not torch.equal(a, b) for a, b in zip(eager, compiled))  # it did run other code
     for a, b in zip(eager, compiled):

@@ -122,3 +122,44 @@ def test_facts_that_cannot_be_stored_stop_the_run_before_it_distils(tmp_path, mo
     finally:
         TARGETS.unregister(_TensorFactsTarget.name)
     assert not list(tmp_path.rglob("facts.json"))
+
+
+_PLUGIN = '''
+from paperlib.data.presets import PRESETS, RenderedPreset
+from paperlib.distill.targets import TARGETS, VanillaTarget
+
+
+class Plugged(VanillaTarget):
+    name = "toy_plugged"
+
+
+TARGETS.register(Plugged.name, Plugged)
+PRESETS.register("toy_plugged", RenderedPreset("digits", "none", sources=("digits",)))
+'''
+
+
+def _paperlib_process(args, tmp_path, plugins):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+           "PAPERLIB_PLUGINS": plugins}
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_modules_named_in_paperlib_plugins_register_for_the_command_line(tmp_path):
+    """Entries registered outside the package reach every process (the CLI, make reproduce, job processes)."""
+    (tmp_path / "toy_plugin.py").write_text(_PLUGIN)
+    done = _paperlib_process(["-m", "paperlib", "describe", "--set", "dataset=toy_plugged", "--set",
+                              f"cache_dir={tmp_path}"], tmp_path, " toy_plugin ,")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["train"]["aligned_fraction"] == 1.0  # the plugin's preset, built
+    done = _paperlib_process(["-c", "from paperlib.distill.targets import TARGETS; print(TARGETS.names())"],
+                             tmp_path, "toy_plugin")
+    assert "toy_plugged" in done.stdout
+    done = _paperlib_process(["-m", "paperlib", "describe"], tmp_path, "toy_plugin,no_such_plugin")
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1].endswith(
+        "PAPERLIB_PLUGINS names 'no_such_plugin', which cannot be imported (No module named 'no_such_plugin'); "
+        "put its folder on PYTHONPATH or fix the name")

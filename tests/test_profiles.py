@@ -9,7 +9,8 @@ import pytest
 from paperlib.cli import main
 from paperlib.core.errors import PaperlibError
 from paperlib.core.yamlio import load_yaml
-from paperlib.experiments.profiles import (PROFILES, experiment_file, for_profile, profile_defaults, suite_from_file)
+from paperlib.experiments.profiles import (PROFILES, experiment_file, for_profile, notebook_parameters,
+                                           parameters_or_file, profile_defaults, suite_from_file)
 from paperlib.experiments.suite import scaled
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,20 @@ def test_per_profile_takes_the_profile_value_and_leaves_the_key_out_for_the_othe
 def test_an_entry_emptied_by_the_selection_is_left_out():
     assert "claims" not in for_profile(MARKED, "quick")
     assert for_profile({"claims": []}, "quick") == {"claims": []}  # empty in the file: kept as written
+
+
+def test_a_notebook_parameter_left_none_is_read_from_its_experiment_file(monkeypatch, tmp_path):
+    from paperlib.experiments import profiles
+
+    on_file = notebook_parameters("smoke", "05_ablations")
+    assert parameters_or_file("smoke", "05_ablations", kde_dataset=None, theorem_dataset={"dataset": "x"}) == (
+        on_file["kde_dataset"], {"dataset": "x"})  # a given value, even one the file differs from, is kept
+    assert parameters_or_file("smoke", "05_ablations", kde_variants=[]) == []  # given empty: not replaced
+    (tmp_path / "05_ablations.yaml").write_text("kde_dataset: {dataset: cmnist}\n")
+    monkeypatch.setattr(profiles, "experiment_file", lambda notebook: tmp_path / f"{notebook}.yaml")
+    with pytest.raises(PaperlibError, match=r"05_ablations.yaml has no 'suite' for profile 'smoke'; add it there or "
+                                            r"pass suite as a notebook parameter$"):
+        profiles.suite_specs("smoke", None, "05_ablations")
 
 
 def test_marks_are_checked_and_need_a_profile():

@@ -118,13 +118,25 @@ def notebook_parameters(profile: str, notebook: str) -> dict[str, Any]:
     return {"profile": profile, **mapping(values, str(experiment_file(notebook)))}
 
 
+def parameters_or_file(profile: str, notebook: str, **given: Any) -> Any:
+    """Each of ``given`` (a notebook's papermill parameters, by name) as given or, where ``None``, as the notebook's
+    experiment file sets it for ``profile``: the one value, or a tuple of them in the order given."""
+    file_values: dict[str, Any] | None = None
+    values = []
+    for name, value in given.items():
+        if value is None:
+            file_values = notebook_parameters(profile, notebook) if file_values is None else file_values
+            if file_values.get(name) is None:
+                raise PaperlibError(f"{experiment_file(notebook)} has no {name!r} for profile {profile!r}; add it "
+                                    f"there or pass {name} as a notebook parameter")
+            value = file_values[name]
+        values.append(value)
+    return values[0] if len(values) == 1 else tuple(values)
+
+
 def suite_specs(profile: str, suite: Mapping[str, Any] | None, notebook: str) -> list[RunSpec]:
     """The runs of a notebook: ``suite`` as given (papermill), else its experiment file's, on the profile's defaults."""
-    if suite is None:
-        suite = notebook_parameters(profile, notebook).get("suite")
-        if suite is None:
-            raise PaperlibError(f"{experiment_file(notebook)} has no 'suite' for profile {profile!r}")
-    return load_suite(suite, base=profile_defaults(profile))
+    return load_suite(parameters_or_file(profile, notebook, suite=suite), base=profile_defaults(profile))
 
 
 def suite_from_file(path: str | Path, profile: str | None = None, overrides: Mapping[str, Any] | None = None,
