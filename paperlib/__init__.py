@@ -32,9 +32,11 @@ def _import_plugins(names: str) -> None:
     for name in filter(None, (part.strip() for part in names.split(","))):
         try:
             importlib.import_module(name)
-        except ImportError as err:
-            raise PaperlibError(f"PAPERLIB_PLUGINS names {name!r}, which cannot be imported ({err}); put its folder "
-                                "on PYTHONPATH or fix the name") from None
+        except ModuleNotFoundError as err:
+            if err.name != name:  # the plugin itself failed to import something: its own traceback says what
+                raise
+            raise PaperlibError(f"PAPERLIB_PLUGINS names {name!r}, which is not an importable module; put its "
+                                "folder on PYTHONPATH (an absolute path) or fix the name") from None
 
 
 _import_plugins(os.environ.get("PAPERLIB_PLUGINS", ""))

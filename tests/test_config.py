@@ -77,6 +77,8 @@ def test_a_bias_ratio_the_preset_does_not_read_is_an_error_not_ignored():
     with pytest.raises(PaperlibError, match="dataset 'mnist' does not read majority_ratio .* its data fixes its bias"):
         make_params(dataset="mnist", majority_ratio=0.5)
     assert make_params(dataset="cmnist_fg", majority_ratio=0.8, conflict_ratio=0.05).majority_ratio == 0.8  # default
+    with pytest.raises(PaperlibError, match=r"^dataset 'cmnist_fg' does not read severity \(given 2\): drop severity$"):
+        make_params(dataset="cmnist_fg", severity=2)
 
 
 def test_hash_and_seed_derivation_are_stable():
@@ -91,7 +93,7 @@ def test_result_key_ignores_what_cannot_change_the_result():
     from paperlib.core.params import cache_key
 
     base = cache_key(make_params(dataset="cmnist_fg", method="whole"))
-    assert cache_key(make_params(dataset="cmnist_fg", method="whole", severity=2, ipc=7,
+    assert cache_key(make_params(dataset="cmnist_fg", method="whole", lr_net=0.5, ipc=7,
                                  target="groups", progress=False, device="cpu")) == base
     assert cache_key(make_params(dataset="cmnist_fg", method="whole", majority_ratio=0.8)) != base
 

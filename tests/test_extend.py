@@ -159,7 +159,9 @@ def test_modules_named_in_paperlib_plugins_register_for_the_command_line(tmp_pat
                              tmp_path, "toy_plugin")
     assert "toy_plugged" in done.stdout
     done = _paperlib_process(["-m", "paperlib", "describe"], tmp_path, "toy_plugin,no_such_plugin")
-    assert done.returncode != 0
-    assert done.stderr.strip().splitlines()[-1].endswith(
-        "PAPERLIB_PLUGINS names 'no_such_plugin', which cannot be imported (No module named 'no_such_plugin'); "
-        "put its folder on PYTHONPATH or fix the name")
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == (  # raised while paperlib imports
+        "paperlib.core.errors.PaperlibError: PAPERLIB_PLUGINS names 'no_such_plugin', which is not an importable "
+        "module; put its folder on PYTHONPATH (an absolute path) or fix the name")
+    (tmp_path / "broken_plugin.py").write_text("import no_such_dependency\n")
+    done = _paperlib_process(["-m", "paperlib", "describe"], tmp_path, "broken_plugin")
+    assert done.returncode == 1 and "No module named 'no_such_dependency'" in done.stderr  # its own traceback

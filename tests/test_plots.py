@@ -333,15 +333,16 @@ def test_a_set_is_named_by_its_method_and_target_the_same_in_every_table():
     from paperlib.distill.methods import distilling_methods
     from paperlib.distill.targets import TARGETS
     from paperlib.distill.weights import SAMPLE_WEIGHTINGS
-    from paperlib.report.styles import set_name
+    from paperlib.report.styles import distilled_set_name
 
-    assert [set_name("dm", "vanilla"), set_name("dm", "weighted", "kde"), set_name("dc", "groups"),
-            set_name("dm", "barycenter"), set_name("whole", ""), set_name("random", "groups")] == [
+    named = [("dm", "vanilla"), ("dm", "weighted", "kde"), ("dc", "groups"), ("dm", "barycenter"), ("whole", ""),
+             ("random", "groups")]
+    assert [distilled_set_name(*args) for args in named] == [
         "DM", "DM + KDE", "DC + FairDD", "DM + COBRA", "whole data", "random real"]
-    names = [set_name(m, t, w) for m in distilling_methods() for t in TARGETS.names()
+    names = [distilled_set_name(m, t, w) for m in distilling_methods() for t in TARGETS.names()
              for w in (SAMPLE_WEIGHTINGS.names() if t == "weighted" else ("uniform",))]
     assert len(set(names)) == len(names)  # no two sets share a name
     with pytest.raises(PaperlibError, match="unknown target 'kde'"):
-        set_name("dm", "kde")
+        distilled_set_name("dm", "kde")
     with pytest.raises(PaperlibError, match="unknown weights 'kd'"):
-        set_name("dm", "weighted", "kd")
+        distilled_set_name("dm", "weighted", "kd")

@@ -125,8 +125,8 @@ def test_cache_is_written_once_atomically_and_reused(tmp_path):
 
 
 def test_irrelevant_parameters_share_the_cached_dataset(tmp_path):
-    build_dataset(dataset="cmnist_fg", source="digits", cache_dir=str(tmp_path), severity=2)
-    build_dataset(dataset="cmnist_fg", source="digits", cache_dir=str(tmp_path), severity=3, ipc=5)
+    build_dataset(dataset="cmnist_fg", source="digits", cache_dir=str(tmp_path), method="dm", iterations=3)
+    build_dataset(dataset="cmnist_fg", source="digits", cache_dir=str(tmp_path), ipc=5, target="groups")
     assert len(list((tmp_path / "datasets").iterdir())) == 1
 
 

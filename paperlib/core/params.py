@@ -133,8 +133,8 @@ class Params:
     net_pooling: str = _p("avgpooling", "model", names="net_pooling")
     # --- evaluation protocol ---
     eval_epochs: int = _p(0, "eval")  # 0: the method's protocol (DC 300, the others 1000)
-    eval_lr: float = _p(0.01, "eval")  # the evaluation models' learning rate (the official code's lr_net)
-    eval_batch: int = _p(256, "eval")  # their batch (the official code's batch_train)
+    eval_lr: float = _p(0.01, "eval")  # the evaluation models' learning rate (named lr_net in the official code)
+    eval_batch: int = _p(256, "eval")  # their batch (batch_train in the official code)
     num_eval: int = _p(5, "eval")  # evaluation models per training set (paper B's scripts: 10; params/paper)
     dsa: bool = _p(True, "augment")  # DSA in DM / DSA matching and in evaluations that augment; false: nowhere
     # "": the method's protocol (DC none, others dsa; none when dsa=false)

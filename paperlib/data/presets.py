@@ -76,6 +76,18 @@ CIFAR10S_GROUPS = ("grayscale", "colour")  # FairDD's CIFAR10-S protected attrib
 Renderer = Callable[[Tensor, Tensor, Params, torch.Generator], Tensor]
 
 
+# The parameters that set a preset's training bias: the share of bias-conflicting samples, or of the majority group.
+BIAS_RATIO_NAMES = ("conflict_ratio", "majority_ratio")
+# The dataset parameters a preset reads only when it lists them in its ``uses``: set on one that does not, they
+# would be ignored without a word while the run's record shows them.
+DATASET_KNOBS = (*BIAS_RATIO_NAMES, "severity")
+
+
+def bias_ratio_name(dataset: str) -> str | None:
+    """The parameter that sets the training bias of preset ``dataset`` (``None``: the data fixes it)."""
+    return next((name for name in BIAS_RATIO_NAMES if name in PRESETS[dataset].uses), None)
+
+
 @dataclass(frozen=True)
 class Preset:
     """A named dataset: which sources it accepts, which parameters shape it, how it is built.
@@ -93,7 +105,7 @@ class Preset:
 
     def check(self, params: Params) -> None:
         """Raise a clear error when ``params.source`` cannot feed this preset, it has no ``params.protocol``, or
-        a bias ratio it does not read is set (away from its default)."""
+        one of :data:`DATASET_KNOBS` it does not read is set (away from its default)."""
         if params.source is not None and params.source not in self.sources:
             raise PaperlibError(f"dataset {params.dataset!r} cannot use source {params.source!r}; "
                                 f"choose one of: {', '.join(self.sources)}")
@@ -101,12 +113,14 @@ class Preset:
             accepting = [name for name, preset in PRESETS.items() if params.protocol in preset.protocols]
             raise PaperlibError(f"dataset {params.dataset!r} is built by protocol {' or '.join(self.protocols)} only; "
                                 f"protocol {params.protocol!r} applies to {', '.join(accepting) or 'no dataset'}")
-        for name in BIAS_RATIO_NAMES:  # a ratio the preset does not read would be ignored without a word
+        for name in DATASET_KNOBS:
             value = getattr(params, name)
             if name not in self.uses and value != Params.__dataclass_fields__[name].default:
-                own = next((n for n in BIAS_RATIO_NAMES if n in self.uses), None)
-                fix = f"its bias is set by {own}" if own else "its data fixes its bias"
-                raise PaperlibError(f"dataset {params.dataset!r} does not read {name} (given {value}): {fix}; "
+                hint = ""
+                if name in BIAS_RATIO_NAMES:
+                    own = bias_ratio_name(params.dataset)
+                    hint = f"its bias is set by {own}; " if own else "its data fixes its bias; "
+                raise PaperlibError(f"dataset {params.dataset!r} does not read {name} (given {value}): {hint}"
                                     f"drop {name}")
 
     def defaults(self, params: Params) -> dict[str, Any]:
@@ -142,7 +156,7 @@ class RenderedPreset(Preset):
     def __post_init__(self) -> None:
         # the aligned fraction is read from one of these; outside ``uses`` it would not enter the cache key, and
         # datasets built at different ratios would share one cache entry
-        if self.render is not None and not {"conflict_ratio", "majority_ratio"} & set(self.uses):
+        if self.render is not None and not set(BIAS_RATIO_NAMES) & set(self.uses):
             raise PaperlibError("a RenderedPreset with a render function must list conflict_ratio (or "
                                 "majority_ratio) in its uses: the ratio that sets its aligned fraction")
 
@@ -270,15 +284,6 @@ PRESETS.register("corrupted_cifar10", RenderedPreset("cifar10", "corruption", so
                                                      attribute_names=corruptions.CORRUPTIONS))
 PRESETS.register("cifar10_s", BuiltPreset("cifar10", "grayscale", sources=("cifar10",), uses=_COLOUR_RATIO,
                                           builder=_build_cifar10_s))
-
-
-# The parameters that set a preset's training bias: the share of bias-conflicting samples, or of the majority group.
-BIAS_RATIO_NAMES = ("conflict_ratio", "majority_ratio")
-
-
-def bias_ratio_name(dataset: str) -> str | None:
-    """The parameter that sets the training bias of preset ``dataset`` (``None``: the data fixes it)."""
-    return next((name for name in BIAS_RATIO_NAMES if name in PRESETS[dataset].uses), None)
 
 
 # Cached images are zlib-compressed uint8 (level 1: the fastest; docs/performance.md has the sizes and times).

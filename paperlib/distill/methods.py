@@ -42,7 +42,7 @@ class Method:
     evaluation protocol of the official code (``eval_epochs``, ``eval_augment``); the others ``select``
     training-split indices (``None``: all of them) and are the baselines a distilled set is compared with,
     ``whole_data`` marking the one that trains on every image. ``display_name`` is how tables and figures name
-    the set it makes (:func:`paperlib.report.styles.set_name`).
+    the set it makes (:func:`paperlib.report.styles.distilled_set_name`).
     """
 
     uses: tuple[str, ...]
@@ -55,7 +55,7 @@ class Method:
     eval_epochs: int = 1000
     eval_augment: str = "dsa"  # "none": evaluation models train without augmentation (DC's protocol)
     init: str = "real"  # how the official code starts the synthetic set (main_DM.py and FairDD's main_DC.py: real)
-    display_name: str = ""
+    display_name: str | None = None  # None: the registered name
 
     @property
     def distils(self) -> bool:

@@ -106,7 +106,8 @@ class WeightedTarget(Target):
     @classmethod
     def shown_as(cls, weights: str) -> str:
         """The sample weighting's name ("KDE")."""
-        return SAMPLE_WEIGHTINGS[weights].display_name or weights
+        shown = SAMPLE_WEIGHTINGS[weights].display_name
+        return weights if shown is None else shown
 
     @classmethod
     def for_run(cls, dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Target, dict[str, Any]]:

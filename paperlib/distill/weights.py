@@ -26,13 +26,13 @@ Facts = dict[str, Any]
 class SampleWeighting:
     """``weigh(dataset, params, device)``: one non-negative weight per training sample, and facts about them;
     ``paper_family``: how the papers' rows name a run with these weights (``None``: no paper reports it);
-    ``display_name``: how tables and figures name a set matched with them ("DM + KDE"; ``""``: the registered
+    ``display_name``: how tables and figures name a set matched with them ("DM + KDE"; ``None``: the registered
     name)."""
 
     weigh: Callable[[BiasedDataset, Params, torch.device], tuple[Tensor, Facts]]
     uses: tuple[str, ...] = ()
     paper_family: str | None = None
-    display_name: str = ""
+    display_name: str | None = None
 
 
 def _uniform(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, Facts]:

@@ -120,12 +120,16 @@ def notebook_parameters(profile: str, notebook: str) -> dict[str, Any]:
 
 def parameters_or_file(profile: str, notebook: str, **given: Any) -> Any:
     """Each of ``given`` (a notebook's papermill parameters, by name) as given or, where ``None``, as the notebook's
-    experiment file sets it for ``profile``: the one value, or a tuple of them in the order given."""
+    experiment file sets it for ``profile`` (a list or mapping whose every entry is for other profiles: empty):
+    the one value, or a tuple of them in the order given."""
     file_values: dict[str, Any] | None = None
     values = []
     for name, value in given.items():
         if value is None:
-            file_values = notebook_parameters(profile, notebook) if file_values is None else file_values
+            if file_values is None:
+                written = load_yaml(experiment_file(notebook))
+                emptied = {key: type(v)() for key, v in written.items() if isinstance(v, (list, dict))}
+                file_values = {**emptied, **notebook_parameters(profile, notebook)}
             if file_values.get(name) is None:
                 raise PaperlibError(f"{experiment_file(notebook)} has no {name!r} for profile {profile!r}; add it "
                                     f"there or pass {name} as a notebook parameter")

@@ -26,13 +26,13 @@ _GRAY = 7  # tab20's gray (hues counted from 0)
 HATCHES = ("", "//", "..", "xx", "\\\\", "oo")
 
 
-def set_name(method: str, target: str, weights: str = "uniform") -> str:
+def distilled_set_name(method: str, target: str, weights: str = "uniform") -> str:
     """How tables and figures name the set ``method`` makes with ``target`` (and sample ``weights``, read only by
-    a target that lets them decide): the method's ``display_name`` (or registered name), then `` + `` the
+    a target that lets them decide): the method's ``display_name`` (``None``: its registered name), then `` + `` the
     target's (:meth:`~paperlib.distill.targets.Target.shown_as`): "DM", "DM + KDE", "DC + FairDD"; a method that
     distils nothing ("whole data") needs no target."""
     entry = METHODS[method]
-    shown = entry.display_name or method
+    shown = method if entry.display_name is None else entry.display_name
     if not entry.distils:
         return shown
     target_part = TARGETS[target].shown_as(weights)

@@ -24,7 +24,7 @@ from paperlib.experiments.runner import load_record
 from paperlib.experiments.suite import RunSpec
 from paperlib.report.reference import bias_ratio, reported
 from paperlib.report.metric_names import short_name
-from paperlib.report.styles import set_name
+from paperlib.report.styles import distilled_set_name
 from paperlib.train.metrics import METRIC_KEYS
 
 
@@ -35,7 +35,7 @@ def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
                            "ipc": p.ipc if "ipc" in METHODS[p.method].uses else None,
                            "source": p.source or "", "protocol": p.protocol, "ratio": bias_ratio(p),
                            "weights": p.weights,
-                           "distilled_set": set_name(p.method, p.target, p.weights),
+                           "distilled_set": distilled_set_name(p.method, p.target, p.weights),
                            "sampling": p.sampling, "init": p.init, "eval_model": p.eval_model or p.model,
                            "eval_trainer": p.eval_trainer, "eval_epochs": p.eval_epochs,
                            # "first": this companion's first schedule (the quick profile's shipped runs)
