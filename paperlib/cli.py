@@ -1,4 +1,4 @@
-"""Command line: "python -m paperlib {describe,run,bench,weights,suite} [PARAMS.yaml] [--set KEY=VALUE ...]".
+"""Command line: "python -m paperlib {describe,run,bench,weights,suite,params} [PARAMS.yaml] [--set KEY=VALUE ...]".
 
 ``describe`` prints the dataset summary as one JSON object. ``run`` trains and
 evaluates; its last stdout line is one JSON object with the metrics (percent,
@@ -12,7 +12,9 @@ runs a suite of comparisons (see :mod:`paperlib.experiments.suite`; a file that 
 ``params/experiments/*.yaml`` does, needs ``--profile``), its missing runs as jobs of the chosen executor
 (:mod:`paperlib.experiments.jobs`), tabulates them and prints a JSON summary; ``--csv`` writes the results table
 as CSV (and the overhead table beside it, ``*_overhead.csv``), ``--markdown`` the headline table, ``--figures``
-the bar charts. Errors print one ``error: ...`` line to stderr and exit with 2.
+the bar charts. ``params [WORD]`` prints every parameter (those whose name or meaning holds ``WORD``) with its
+default and meaning, as a parameter file with comments. Errors print one ``error: ...`` line to stderr and exit
+with 2.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 from paperlib.core.errors import ArgumentParser, PaperlibError
 from paperlib.core.store import atomic_write
-from paperlib.core.params import Params, check_param_name, make_params
+from paperlib.core.params import Params, check_param_name, field_meanings, make_params
 from paperlib.core.yamlio import load_yaml, parse_set
 from paperlib.core.runtime import resolve_device
 from paperlib.data.presets import build_dataset
@@ -69,7 +71,21 @@ def _parser() -> argparse.ArgumentParser:
     suite.add_argument("--table-only", action="store_true", help="tabulate stored records; run nothing")
     add_executor_arguments(suite)
     _add_set(suite)
+    listing = commands.add_parser("params", help="list every parameter with its default and meaning")
+    listing.add_argument("word", nargs="?", default="", help="only parameters whose name or meaning holds it")
     return parser
+
+
+def params_listing(word: str = "") -> str:
+    """Every parameter whose name or meaning holds ``word`` (any case), as a flat YAML parameter file: its meaning
+    as a comment, then ``name: default``."""
+    defaults, lines = Params(), []
+    for name, meaning in field_meanings().items():
+        if word.lower() in f"{name} {meaning}".lower():
+            lines += [f"# {meaning}", f"{name}: {json.dumps(getattr(defaults, name))}"]
+    if not lines:
+        raise PaperlibError(f"no parameter's name or meaning holds {word!r}; `python -m paperlib params` lists all")
+    return "\n".join(lines)
 
 
 def _add_set(sub: argparse.ArgumentParser) -> None:
@@ -159,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     args = _parser().parse_args(argv)
     try:
+        if args.command == "params":  # text: a parameter file to copy from
+            print(params_listing(args.word))
+            return 0
         result = {"describe": _describe, "run": _run, "bench": _bench, "weights": _weights,
                   "suite": _suite}[args.command](args)
     except PaperlibError as err:

@@ -1,5 +1,6 @@
 """The command-line contracts later issues rely on, run in-process."""
 
+import dataclasses
 import gzip
 import json
 
@@ -153,3 +154,32 @@ def test_a_bad_argument_is_one_error_line_naming_help_not_the_usage_block(argv, 
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.count("\n") == 1 and "usage:" not in err
     assert err.startswith("error: argument ") and err.endswith(f"; see python -m paperlib {argv[0]} --help\n")
+
+
+def test_every_parameter_says_what_it_means():
+    from paperlib.core.params import field_meanings, param_names
+
+    meanings = field_meanings()
+    assert list(meanings) == param_names()
+    assert not [name for name, text in meanings.items() if len(text) < 5], "a parameter without a comment"
+    assert meanings["kde_alpha"] == "power: weight = density ** -kde_alpha"  # its own comment
+    assert meanings["hidden_groups"].startswith("group targets (FairDD, COBRA)")  # the comment lines above it
+
+
+def test_params_lists_every_parameter_as_a_file_of_the_defaults(capsys):
+    import yaml
+
+    from paperlib.core.params import Params, make_params
+
+    assert main(["params"]) == 0
+    listed = capsys.readouterr().out
+    assert make_params(yaml.safe_load(listed)) == make_params(dataclasses.asdict(Params()))  # a valid file
+    def names(word):
+        assert main(["params", word]) == 0
+        return [line.split(":")[0] for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+
+    assert names("SupCon") == ["supcon_epochs", "supcon_temperature", "supcon_lr"]  # in any case
+    assert names("warm start") == ["warm_start_epochs", "warm_start_lr"]  # in the meaning, not the name
+    assert main(["params", "no such word"]) == 2
+    assert capsys.readouterr().err == ("error: no parameter's name or meaning holds 'no such word'; "
+                                       "`python -m paperlib params` lists all\n")

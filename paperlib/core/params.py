@@ -64,7 +64,7 @@ class Params:
     """
 
     # --- dataset ---
-    dataset: str = _p("cmnist", "dataset", names="dataset")
+    dataset: str = _p("cmnist", "dataset", names="dataset")  # the biased dataset: a name of data.presets.PRESETS
     source: str | None = _p(None, "dataset")  # None: the preset's own source (the preset checks it)
     conflict_ratio: float = _p(0.05, "dataset", by="dataset")  # share of bias-conflicting training samples
     majority_ratio: float = _p(0.9, "dataset", by="dataset")  # share of the majority group per class (FairDD)
@@ -95,13 +95,15 @@ class Params:
     lr_net: float = _p(0.01, "distill", by="method")  # gradient matching: network updates between outer loops
     inner_batch: int = _p(0, "distill", by="method")  # their batch; 0: eval_batch (the official code's batch_train)
     # DM: epochs of training the fresh embedding network on the current synthetic set before each matching step
-    # (COBRA's warm start; 0: off), at this learning rate
+    # (COBRA's warm start; 0: off)
     warm_start_epochs: int = _p(0, "distill", by="method", when="warm_start_epochs")
-    warm_start_lr: float = _p(0.01, "distill", by="method", when="warm_start_epochs")
+    warm_start_lr: float = _p(0.01, "distill", by="method", when="warm_start_epochs")  # the warm start's rate
     warm_start_batch: int = _p(0, "distill", by="method", when="warm_start_epochs")  # 0: eval_batch
-    # group targets (FairDD, COBRA): share of training samples whose group label is hidden, and what is done
-    # with them (paperlib.distill.group_labels)
+    # group targets (FairDD, COBRA): share of training samples whose group label is hidden
+    # (paperlib.distill.group_labels)
     hidden_groups: float = _p(0.0, "distill", by="target", when="hidden_groups")
+    # what the group targets do with the hidden samples: drop them from every group, or impute each one's group
+    # (the nearest known centroid of its class)
     hidden_groups_fill: str = _p("drop", "distill", by="target", choices=("drop", "impute"), when="hidden_groups")
     checkpoint_every: int = _p(100, "execution")  # iterations between checkpoints (0: none)
     # bf16: distillation's forward passes (matching and the network trainings between matching steps) under
@@ -109,28 +111,27 @@ class Params:
     precision: str = _p("fp32", "distill", by="method", choices=("fp32", "bf16"))
     channels_last: bool = _p(True, "distill", by="method")  # DM: NHWC layout (same fp32 maths, faster on CPU)
     # --- KDE sample weights (paper A; weights=kde) ---
-    # the KDE's feature space, its density's bandwidth and the weights it gives: names of ENCODERS, BANDWIDTHS and
-    # WEIGHTINGS of paperlib.distill.kde
+    # the KDE's feature space: a name of paperlib.distill.kde.ENCODERS
     kde_encoder: str = _p("supcon", "encoder", by="weights", names="kde_encoder")
     supcon_epochs: float = _p(10.0, "encoder", by="kde_encoder")  # epochs over the biased split (fractions ok)
-    supcon_temperature: float = _p(0.1, "encoder", by="kde_encoder")
-    supcon_lr: float = _p(0.05, "encoder", by="kde_encoder")
+    supcon_temperature: float = _p(0.1, "encoder", by="kde_encoder")  # the SupCon loss's temperature
+    supcon_lr: float = _p(0.05, "encoder", by="kde_encoder")  # the SupCon encoder's learning rate
+    # the density's bandwidth rule: a name of paperlib.distill.kde.BANDWIDTHS
     kde_bandwidth: str = _p("median", "kde", by="weights", names="kde_bandwidth")
     kde_bandwidth_value: float = _p(1.0, "kde", by="kde_bandwidth")  # the bandwidth of kde_bandwidth=fixed
+    # how a density becomes a weight: a name of paperlib.distill.kde.WEIGHTINGS
     kde_weighting: str = _p("power", "kde", by="weights", names="kde_weighting")
-    kde_alpha: float = _p(1.0, "kde", by="kde_weighting")
-    kde_tau: float = _p(1.0, "kde", by="kde_weighting")
+    kde_alpha: float = _p(1.0, "kde", by="kde_weighting")  # power: weight = density ** -kde_alpha
+    kde_tau: float = _p(1.0, "kde", by="kde_weighting")  # softmax: the temperature over standardised log-densities
     kde_clip: float = _p(0.0, "kde", by="weights")  # 0: none; else no weight above clip x the uniform weight
     # --- model ---
     # the network that distils (and evaluates, unless eval_model is set): a name of paperlib.train.models.MODELS
     model: str = _p("convnet", "model", names="model")
     net_width: int = _p(128, "model")  # channels of each convolution (ConvNet; the papers' 128)
     net_depth: int = _p(3, "model")  # ConvNet blocks of convolution, norm, activation, pooling (the papers' 3)
-    # the ConvNet's layer choices, names of their registries in paperlib.train.models (the papers': instance
-    # norm, ReLU, average pooling)
-    net_norm: str = _p("instancenorm", "model", names="net_norm")
-    net_act: str = _p("relu", "model", names="net_act")
-    net_pooling: str = _p("avgpooling", "model", names="net_pooling")
+    net_norm: str = _p("instancenorm", "model", names="net_norm")  # the ConvNet's normalisation (models.NORMS)
+    net_act: str = _p("relu", "model", names="net_act")  # the ConvNet's activation (models.ACTIVATIONS)
+    net_pooling: str = _p("avgpooling", "model", names="net_pooling")  # the ConvNet's pooling (models.POOLINGS)
     # --- evaluation protocol ---
     eval_epochs: int = _p(0, "eval")  # 0: the method's protocol (DC 300, the others 1000)
     eval_lr: float = _p(0.01, "eval")  # the evaluation models' learning rate (named lr_net in the official code)
@@ -143,7 +144,7 @@ class Params:
     # a fresh optimiser; false: this companion's first schedule (eval_epochs epochs, the drop one epoch earlier,
     # momentum kept), which the shipped quick results were computed with (keyed only when true)
     eval_official_schedule: bool = _p(True, "eval", when="eval_official_schedule")
-    dsa_strategy: str = _p(DSA_STRATEGY, "augment", names="dsa_op")
+    dsa_strategy: str = _p(DSA_STRATEGY, "augment", names="dsa_op")  # DSA's ops, _-joined (train.augment.OPS)
     eval_trainer: str = _p("plain", "eval", names="eval_trainer")  # a name of paperlib.train.trainers.TRAINERS
     # The evaluation's optimiser: "" (or sgd, written as "") the protocol's SGD (momentum 0.9, weight decay 5e-4);
     # adam: Adam at eval_lr without weight decay, the optimiser of LfF's and SelecMix's official code (keyed only
@@ -154,7 +155,7 @@ class Params:
     eval_model: str = _p("", "eval", names="model")  # "" = model (cross-architecture evaluation otherwise)
     # --- execution ---
     seed: int = _p(0, "seed")  # every random draw of a run derives from it (paperlib.core.params.derive_seed)
-    device: str = _p("auto", "execution", choices=("auto", "cpu", "cuda", "mps"))
+    device: str = _p("auto", "execution", choices=("auto", "cpu", "cuda", "mps"))  # auto: CUDA when present, else CPU
     # auto: torch.compile long trainings and distillations on the CPU (same maths up to float reassociation)
     torch_compile: str = _p("auto", "execution", choices=COMPILE_SETTINGS)
     progress: bool = _p(True, "execution")  # progress bars on stderr
@@ -175,6 +176,29 @@ _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 def param_names() -> list[str]:
     """All accepted parameter names, in declaration order."""
     return [f.name for f in fields(Params)]
+
+
+_FIELD_LINE = re.compile(r"^    (\w+): [^=]+= _p\(.*?\)(?:\s+#\s*(.*))?$")
+
+
+def field_meanings() -> dict[str, str]:
+    """What each parameter means, read from the comments of :class:`Params`' declaration (the one place they are
+    written): the comment lines right above a field, then its own comment."""
+    import inspect
+
+    meanings: dict[str, str] = {}
+    block: list[str] = []
+    for line in inspect.getsource(Params).splitlines():
+        text = line.strip()
+        field_line = _FIELD_LINE.match(line)
+        if field_line:
+            meanings[field_line[1]] = "; ".join(filter(None, [" ".join(block), field_line[2]]))
+            block = []
+        elif text.startswith("#") and not text.startswith("# ---"):
+            block.append(text.lstrip("# "))
+        else:  # a blank line, a section header, the docstring
+            block = []
+    return meanings
 
 
 def field_tags() -> dict[str, dict[str, Any]]:
