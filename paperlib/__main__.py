@@ -1,4 +1,4 @@
-"""``python -m paperlib describe|run|bench|weights|suite``: see :mod:`paperlib.cli`."""
+"""``python -m paperlib describe|run|bench|weights|suite|params``: see :mod:`paperlib.cli`."""
 
 from paperlib.cli import main
 

@@ -53,7 +53,7 @@ def test_the_readmes_built_preset_builds_and_distils(tmp_path):
     exec(_block_with("BuiltPreset("), namespace)
     try:
         params = make_params(dataset="my_faces", cache_dir=str(tmp_path), device="cpu", progress=False)
-        assert dataset_present(params) is Path("/data/my_faces").is_dir()  # asked without building
+        assert dataset_present(params) is Path("/data/my_faces").is_dir()  # its present(), asked without building
         built = build_dataset(params)
         assert (built.num_classes, built.info.num_attributes, built.info.attribute_names) == (2, 2, ["female", "male"])
         assert built.info.group_counts["train"] == [[10, 10], [10, 10]]

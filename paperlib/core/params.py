@@ -68,7 +68,7 @@ class Params:
     source: str | None = _p(None, "dataset")  # None: the preset's own source (the preset checks it)
     conflict_ratio: float = _p(0.05, "dataset", by="dataset")  # share of bias-conflicting training samples
     majority_ratio: float = _p(0.9, "dataset", by="dataset")  # share of the majority group per class (FairDD)
-    severity: int = _p(4, "dataset", by="dataset")  # 1..5: colour noise (cmnist), corruption strength
+    severity: int = _p(4, "dataset", by="dataset")  # the bias's strength, 1..5: colour noise (cmnist), corruption
     # a name of paperlib.data.protocols.PROTOCOLS; "": the preset's own (the first it accepts)
     protocol: str = _p("", "dataset", by="dataset", names="protocol")
     data_dir: str | None = _p(None, "execution")  # None: $PAPERLIB_DATA, else data/ at the repository root
@@ -76,14 +76,16 @@ class Params:
     method: str = _p("whole", "method", names="method")  # a name of paperlib.distill.methods.METHODS
     ipc: int = _p(10, "method", by="method")  # images per class (random real subset, distilled sets)
     num_distill: int = _p(1, "eval", by="method")  # independent training sets (distillations, random draws) per run
-    distill_run: int = _p(0, "method", by="method")  # the index of the first of them; 0 draws as before
+    # the index of the first of the num_distill training sets (0 draws as runs did before they were repeated)
+    distill_run: int = _p(0, "method", by="method")
     # --- distillation ---
     # what the distillation matches on the real side: a name of paperlib.distill.targets.TARGETS
     target: str = _p("vanilla", "distill", by="method", names="target")
     weights: str = _p("uniform", "distill", by="target", names="weights")  # per-sample weights of target=weighted
-    iterations: int = _p(0, "distill", by="method")  # 0: the papers' value (DM 20000, DC/DSA 1000)
+    iterations: int = _p(0, "distill", by="method")  # distillation steps; 0: the papers' (DM 20000, DC/DSA 1000)
     batch_real: int = _p(256, "distill", by="method")  # real images per class and step
-    lr_img: float = _p(0.0, "distill", by="method")  # 0: the papers' value (DM 1, or 10 at IPC >= 100; DC 0.1)
+    # the synthetic images' learning rate; 0: the papers' value (DM 1, or 10 at IPC >= 100; DC 0.1)
+    lr_img: float = _p(0.0, "distill", by="method")
     momentum_img: float = _p(0.5, "distill", by="method")  # SGD momentum of the synthetic images' updates
     # a name of paperlib.distill.init.INITS; "": the method's own
     init: str = _p("", "distill", by="method", names="init")
@@ -92,13 +94,16 @@ class Params:
     stratified_min: int = _p(16, "distill", by="sampling")  # stratified: at least this many images per group
     outer_loop: int = _p(0, "distill", by="method")  # gradient matching; 0: by IPC, as the reference table
     inner_loop: int = _p(0, "distill", by="method")  # epochs of the network on the synthetic set per outer loop
-    lr_net: float = _p(0.01, "distill", by="method")  # gradient matching: network updates between outer loops
-    inner_batch: int = _p(0, "distill", by="method")  # their batch; 0: eval_batch (the official code's batch_train)
+    # gradient matching: the learning rate of the network's updates between outer loops
+    lr_net: float = _p(0.01, "distill", by="method")
+    # gradient matching: the batch of those updates; 0: eval_batch (the official code's one batch_train)
+    inner_batch: int = _p(0, "distill", by="method")
     # DM: epochs of training the fresh embedding network on the current synthetic set before each matching step
     # (COBRA's warm start; 0: off)
     warm_start_epochs: int = _p(0, "distill", by="method", when="warm_start_epochs")
-    warm_start_lr: float = _p(0.01, "distill", by="method", when="warm_start_epochs")  # the warm start's rate
-    warm_start_batch: int = _p(0, "distill", by="method", when="warm_start_epochs")  # 0: eval_batch
+    warm_start_lr: float = _p(0.01, "distill", by="method", when="warm_start_epochs")  # the warm start's learning rate
+    # the warm start's batch; 0: eval_batch
+    warm_start_batch: int = _p(0, "distill", by="method", when="warm_start_epochs")
     # group targets (FairDD, COBRA): share of training samples whose group label is hidden
     # (paperlib.distill.group_labels)
     hidden_groups: float = _p(0.0, "distill", by="target", when="hidden_groups")
@@ -113,17 +118,18 @@ class Params:
     # --- KDE sample weights (paper A; weights=kde) ---
     # the KDE's feature space: a name of paperlib.distill.kde.ENCODERS
     kde_encoder: str = _p("supcon", "encoder", by="weights", names="kde_encoder")
-    supcon_epochs: float = _p(10.0, "encoder", by="kde_encoder")  # epochs over the biased split (fractions ok)
-    supcon_temperature: float = _p(0.1, "encoder", by="kde_encoder")  # the SupCon loss's temperature
-    supcon_lr: float = _p(0.05, "encoder", by="kde_encoder")  # the SupCon encoder's learning rate
+    # the KDE's SupCon encoder: its epochs over the biased training split (fractions ok)
+    supcon_epochs: float = _p(10.0, "encoder", by="kde_encoder")
+    supcon_temperature: float = _p(0.1, "encoder", by="kde_encoder")  # the KDE's SupCon encoder: its loss's temperature
+    supcon_lr: float = _p(0.05, "encoder", by="kde_encoder")  # the KDE's SupCon encoder: its learning rate
     # the density's bandwidth rule: a name of paperlib.distill.kde.BANDWIDTHS
     kde_bandwidth: str = _p("median", "kde", by="weights", names="kde_bandwidth")
     kde_bandwidth_value: float = _p(1.0, "kde", by="kde_bandwidth")  # the bandwidth of kde_bandwidth=fixed
     # how a density becomes a weight: a name of paperlib.distill.kde.WEIGHTINGS
     kde_weighting: str = _p("power", "kde", by="weights", names="kde_weighting")
-    kde_alpha: float = _p(1.0, "kde", by="kde_weighting")  # power: weight = density ** -kde_alpha
+    kde_alpha: float = _p(1.0, "kde", by="kde_weighting")  # power: weight ∝ density ** -kde_alpha (sum 1 per class)
     kde_tau: float = _p(1.0, "kde", by="kde_weighting")  # softmax: the temperature over standardised log-densities
-    kde_clip: float = _p(0.0, "kde", by="weights")  # 0: none; else no weight above clip x the uniform weight
+    kde_clip: float = _p(0.0, "kde", by="weights")  # the largest KDE weight, x the uniform weight; 0: no clip
     # --- model ---
     # the network that distils (and evaluates, unless eval_model is set): a name of paperlib.train.models.MODELS
     model: str = _p("convnet", "model", names="model")
@@ -133,9 +139,9 @@ class Params:
     net_act: str = _p("relu", "model", names="net_act")  # the ConvNet's activation (models.ACTIVATIONS)
     net_pooling: str = _p("avgpooling", "model", names="net_pooling")  # the ConvNet's pooling (models.POOLINGS)
     # --- evaluation protocol ---
-    eval_epochs: int = _p(0, "eval")  # 0: the method's protocol (DC 300, the others 1000)
+    eval_epochs: int = _p(0, "eval")  # each evaluation model's epochs; 0: the method's (DC 300, the others 1000)
     eval_lr: float = _p(0.01, "eval")  # the evaluation models' learning rate (named lr_net in the official code)
-    eval_batch: int = _p(256, "eval")  # their batch (batch_train in the official code)
+    eval_batch: int = _p(256, "eval")  # the evaluation models' batch (batch_train in the official code)
     num_eval: int = _p(5, "eval")  # evaluation models per training set (paper B's scripts: 10; params/paper)
     dsa: bool = _p(True, "augment")  # DSA in DM / DSA matching and in evaluations that augment; false: nowhere
     # "": the method's protocol (DC none, others dsa; none when dsa=false)
@@ -183,7 +189,8 @@ _FIELD_LINE = re.compile(r"^    (\w+): [^=]+= _p\(.*?\)(?:\s+#\s*(.*))?$")
 
 def field_meanings() -> dict[str, str]:
     """What each parameter means, read from the comments of :class:`Params`' declaration (the one place they are
-    written): the comment lines right above a field, then its own comment."""
+    written): the comment lines right above a field, then its own comment on its line (a comment line under a
+    field belongs to the next one)."""
     import inspect
 
     meanings: dict[str, str] = {}
