@@ -38,7 +38,7 @@
 # **Scale.** The quick profile's runs (the committed outputs) are far shorter than the papers': DM runs 100
 # iterations (the papers: 20,000) at image learning rate 20 (the papers: 1), 100 at IPC 50 with 100
 # evaluation epochs, on a ConvNet of width 64 (128), with 128 real images per class per step (256); DC runs 40
-# iterations (1,000); each row is **one distillation and one evaluation model** (the papers average 5 × 10),
+# iterations (1,000); each row is **one distillation and one evaluation model** (paper B averages 5 × 10),
 # so a difference of a point or two is within one model's noise (notebook 05 measures the spread over five
 # models: about 1 point on the ConvNet); whole-data models train 1 epoch. `params/quick/defaults.yaml` holds
 # every value; the later notebooks refer here.

@@ -176,6 +176,27 @@ def test_to_device_gives_the_same_values_in_the_asked_dtype():
         assert torch.equal(to_device(drawn, "cuda").cpu(), drawn)
 
 
+class _Pinned(Exception):
+    """Stops ``to_device`` after pinning: this machine has no CUDA device to copy to."""
+
+
+def test_to_device_pins_an_expanded_view_as_a_writable_copy(monkeypatch):
+    """ATen pins a tensor by copying it into a new one of the same strides; an expanded view (SelecMix's one
+    draw for a whole batch) has stride 0, and that copy is refused: a crash only a CUDA machine would show."""
+    from paperlib.core.runtime import to_device
+
+    def pin_as_aten_does(self):
+        pinned = torch.empty_strided(self.size(), self.stride(), dtype=self.dtype)
+        pinned.copy_(self)  # RuntimeError for a view whose elements share memory
+        raise _Pinned(pinned)
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", pin_as_aten_does)
+    drawn = torch.rand(1, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(_Pinned) as stopped:
+        to_device(drawn.expand(5), "cuda")
+    assert torch.equal(stopped.value.args[0], drawn.expand(5))
+
+
 def test_params_built_by_hand_are_validated_and_filled_in_before_a_run():
     """``Params(...)`` skips validation; every entry point goes through with_overrides, which checks it."""
     from paperlib.core.params import Params, with_overrides

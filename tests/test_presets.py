@@ -141,3 +141,14 @@ def test_normalize_roundtrip():
     ds = _digits("cmnist")
     x = ds.normalized("train")[:10]
     assert torch.allclose(ds.denormalize(x), ds.train.images[:10].float() / 255, atol=1e-5)
+
+
+def test_normalising_a_batch_makes_its_statistics_on_the_host(monkeypatch):
+    """The engine normalises every real batch: ``torch.tensor(..., device="cuda")`` would wait for the queued
+    kernels each time, so the mean and std are made on the host and sent by ``to_device`` (no wait)."""
+    ds = _digits("cmnist")
+    made_on, tensor = [], torch.tensor
+    monkeypatch.setattr(torch, "tensor", lambda *a, **k: made_on.append(str(k.get("device", "cpu"))) or tensor(*a, **k))
+    batch = ds.train.images[:4].to("meta")  # another device than the host; runs on the CPU build
+    assert ds.normalize_uint8(batch).device.type == "meta"
+    assert made_on and set(made_on) == {"cpu"}

@@ -128,9 +128,10 @@ def test_a_metric_that_does_not_exist_shows_as_missing_in_every_view():
     assert format_mean_std(table).loc[0, ["acc", "deo_m"]].tolist() == ["80.0", MISSING]
     metrics = {"acc": 80.0, "acc_std": 2.0, "acc_aligned": 90.0, "acc_aligned_std": 1.0, "acc_conflicting": None,
                "acc_conflicting_std": None, "deo_m": None, "deo_m_std": None, "deo_a": 3.0, "deo_a_std": 0.5}
-    html = metrics_html({"metrics": metrics, "num_eval": 2}, "profile", {}, {"acc": 94.6, "deo_m": None,
+    html = metrics_html({"metrics": metrics, "num_eval": 2}, "profile", {}, {"acc": 94.61, "deo_m": None,
                                                                               "source": "paper B"})
-    assert "<td>80.0 ± 2.0</td><td>94.6</td>" in html and f"<td>bias-conflicting</td><td>{MISSING}</td>" in html
+    assert "<td>80.0 ± 2.0</td><td>94.61</td>" in html  # the paper's number as published
+    assert f"<td>bias-conflicting</td><td>{MISSING}</td>" in html
     assert f"<td>DEO_M</td><td>{MISSING}</td><td>{MISSING}</td>" in html and "3.0 ± 0.5" in html
     assert "<td>80.0</td>" in metrics_html({"metrics": metrics, "num_eval": 1}, "profile", {}, None)
 

@@ -68,11 +68,13 @@ def to_device(tensor: torch.Tensor, device: torch.device | str, dtype: torch.dty
     On CUDA a copy from pageable host memory first waits for every kernel already queued on the stream; one
     staged in pinned memory with ``non_blocking`` does not (PyTorch's caching host allocator keeps the pinned
     copy alive until the transfer has ended), so a step's small host-drawn tensors (indices, DSA's parameters,
-    fresh weights) no longer stall it. Elsewhere a plain ``.to``: the same values either way.
+    fresh weights) no longer stall it. Elsewhere a plain ``.to``: the same values either way. A view whose
+    elements share memory (``expand``) is made contiguous first: pinning copies into a tensor of its strides,
+    which cannot be written.
     """
     tensor = tensor if dtype is None else tensor.to(dtype)
     if torch.device(device).type == "cuda" and tensor.device.type == "cpu":
-        return tensor.pin_memory().to(device, non_blocking=True)
+        return tensor.contiguous().pin_memory().to(device, non_blocking=True)
     return tensor.to(device)
 
 

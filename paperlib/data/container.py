@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from paperlib.core.errors import PaperlibError
+from paperlib.core.runtime import to_device
 
 
 @dataclass
@@ -104,9 +105,11 @@ class BiasedDataset:
         return (images * std + mean).clamp(0.0, 1.0)
 
     def _stats(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        # made on the host and sent without a wait: a plain torch.tensor(..., device="cuda") waits for the
+        # queued kernels, and the engine normalises every real batch
         shape = (1, -1, 1, 1)
-        mean = torch.tensor(self.info.mean, dtype=like.dtype, device=like.device).view(shape)
-        std = torch.tensor(self.info.std, dtype=like.dtype, device=like.device).view(shape)
+        mean = to_device(torch.tensor(self.info.mean, dtype=like.dtype), like.device).view(shape)
+        std = to_device(torch.tensor(self.info.std, dtype=like.dtype), like.device).view(shape)
         return mean, std
 
     def summary(self) -> dict[str, Any]:

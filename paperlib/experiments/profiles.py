@@ -114,8 +114,12 @@ def experiment_file(notebook: str) -> Path:
 def notebook_parameters(profile: str, notebook: str) -> dict[str, Any]:
     """The parameters of ``notebook`` under ``profile``: ``profile`` and its experiment file as the profile sees it
     (what ``make reproduce`` hands to papermill)."""
-    values = for_profile(load_yaml(experiment_file(notebook)), profile, notebook)
-    return {"profile": profile, **mapping(values, str(experiment_file(notebook)))}
+    return {"profile": profile, **_as_profile_sees(load_yaml(experiment_file(notebook)), profile, notebook)}
+
+
+def _as_profile_sees(written: Any, profile: str, notebook: str) -> dict[str, Any]:
+    """An experiment file's loaded content as ``profile`` sees it."""
+    return mapping(for_profile(written, profile, notebook), str(experiment_file(notebook)))
 
 
 def parameters_or_file(profile: str, notebook: str, **given: Any) -> Any:
@@ -129,7 +133,7 @@ def parameters_or_file(profile: str, notebook: str, **given: Any) -> Any:
             if file_values is None:
                 written = load_yaml(experiment_file(notebook))
                 emptied = {key: type(v)() for key, v in written.items() if isinstance(v, (list, dict))}
-                file_values = {**emptied, **notebook_parameters(profile, notebook)}
+                file_values = {**emptied, **_as_profile_sees(written, profile, notebook)}
             if file_values.get(name) is None:
                 raise PaperlibError(f"{experiment_file(notebook)} has no {name!r} for profile {profile!r}; add it "
                                     f"there or pass {name} as a notebook parameter")

@@ -134,7 +134,9 @@ def _load_or_distil(dataset: BiasedDataset, params: Params, device: torch.device
     result = distill(dataset, params, target, device, checkpoint)
     facts.update({"losses": result.losses, "distill_seconds": result.seconds,
                   "seconds_per_iteration": result.seconds / max(1, params.iterations - result.resumed_from),
-                  "resumed_from": result.resumed_from, "distilled": folder.name})
+                  "resumed_from": result.resumed_from, "distilled": folder.name,
+                  # a set is reused by any run of its key, on any device: the record says where it was made
+                  "distilled_on": {"device": str(device), **environment(device)}})
     save_image_grid(dataset.denormalize(result.images), folder / "synthetic.png", per_row=params.ipc)
     save_tensors(folder / "synthetic.pt", {"images": result.images, "labels": result.labels})
     with atomic_write(folder / "facts.json") as tmp:

@@ -29,7 +29,7 @@ from paperlib.core.runtime import PROGRESS_DISPLAY
 from paperlib.distill.methods import METHODS
 from paperlib.report.explorer_model import ExplorerModel, Point
 from paperlib.report.reference import reported
-from paperlib.report.tables import mean_std, number, percent
+from paperlib.report.tables import as_published, mean_std, percent
 
 
 REPRODUCE_HINT = "make reproduce PROFILE={profile}"
@@ -47,7 +47,7 @@ def metrics_html(record: dict, scale: str, live: Mapping[str, Any], paper: dict 
     rows = []
     for key, label in SHOWN_METRICS.items():
         ours = mean_std(metrics[key], metrics.get(key + "_std") if record["num_eval"] > 1 else None)
-        theirs = f"<td>{number(paper.get(key))}</td>" if paper else ""
+        theirs = f"<td>{as_published(paper.get(key))}</td>" if paper else ""
         rows.append(f"<tr><td>{label}</td><td>{ours}</td>{theirs}</tr>")
     where = ("stored run at this profile's settings" if scale == "profile" else
              "computed live at a small scale: " + (", ".join(f"{k}={v}" for k, v in live.items()) or "defaults"))

@@ -237,8 +237,8 @@ def plot_ratio_curves(table: pd.DataFrame, metric: str = "acc", ax: Axes | None 
     or, with ``hue="distilled_set"``, the set's name ("whole data", "DM + KDE"; each must name one run per ratio).
 
     ``table`` is :func:`paperlib.report.tables.results_table` with a ``ratio`` column;
-    the x axis is logarithmic because the papers' ratios span 0.5% to 20%. Paper B's majority ratios (all
-    above 0.5) are drawn as the minority share, ``1 - ratio``, on the same kind of axis.
+    the x axis is logarithmic because the ratios span 0.5% to 20% (paper A's line of work: 0.5-5%). Paper B's
+    majority ratios (all above 0.5) are drawn as the minority share, ``1 - ratio``, on the same kind of axis.
     """
     done = table[table["status"] == "done"]
     majority = len(done) > 0 and bool((done["ratio"] > 0.5).all())

@@ -96,6 +96,12 @@ def number(value: Any, digits: int = 1) -> str:
     return MISSING if pd.isna(value) else f"{value:.{digits}f}"
 
 
+def as_published(value: Any) -> str:
+    """A paper's number with the decimals it was printed with (99.96, 100, 23.8: never rounded to the notebooks'
+    one decimal), or :data:`MISSING` where the paper gives none."""
+    return MISSING if pd.isna(value) else f"{float(value):g}"
+
+
 def mean_std(mean: Any, std: Any, digits: int = 1) -> str:
     """``mean ± std`` with ``digits`` decimals; the mean alone where the spread does not exist (one model)."""
     if pd.isna(mean) or pd.isna(std):
@@ -275,7 +281,8 @@ def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame | None
     ``setting`` names the dataset, ratio and IPC, and what the run does differently from the official code
     (one printed line names a difference every row shares); the column groups say which numbers are the
     paper's (and which paper) and which this companion measured under ``profile``'s settings. A metric the
-    paper does not give shows as :data:`MISSING`; the paper's numbers as published, ours to one decimal.
+    paper does not give shows as :data:`MISSING`; the paper's numbers as published (text: 99.96 stays
+    99.96 under the notebooks' one-decimal display), ours to one decimal.
     ``None`` (and a printed note) when no row has a paper's number.
     """
     done = table[(table["status"] == "done") & table.get("paper_acc", pd.Series(dtype=float)).notna()]
@@ -289,8 +296,7 @@ def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame | None
         entry = {("", "setting"): _setting(row, shared), ("", "run"): row["run"],
                  ("", "paper source"): _paper_source(row.get("paper_source", ""), row.get("paper_table"))}
         for key in ("acc", "deo_m", "deo_a"):
-            reported = row.get(f"paper_{key}")  # as published (to 2 decimals): 99.96 is not 100.0
-            entry[("paper", short_name(key))] = MISSING if pd.isna(reported) else float(reported)
+            entry[("paper", short_name(key))] = as_published(row.get(f"paper_{key}"))
             entry[(f"this companion ({profile})", short_name(key))] = _rounded(row[key])
         if has_notes:
             entry[("paper", "note")] = row.get("paper_note") if _text(row.get("paper_note")) else ""
