@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import subprocess
+import sys
+import textwrap
 import time
 
 import pandas as pd
@@ -104,6 +107,34 @@ def test_missing_runs_skip_stored_records_and_count_a_shared_run_once(tmp_path):
     assert [s.label for s in missing_runs(specs)] == ["dm", "dm_fairdd"]
     forced = [dataclasses.replace(s, params=with_overrides(s.params, {"force": True})) for s in specs]
     assert [s.label for s in missing_runs(forced)] == ["random", "dm", "dm_fairdd"]  # force=true recomputes
+
+
+def test_without_submitit_paperlib_runs_serially_and_a_job_executor_says_what_to_install(tmp_path):
+    """A machine without submitit (a GPU box with its own Python) still runs the command line, make reproduce's
+    module and the notebooks' module, serially; an executor that needs submitit is one line naming the fix."""
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["submitit"] = None  # import submitit now raises ImportError
+        import paperlib.cli, paperlib.reproduce, paperlib.notebook
+        from paperlib.experiments.jobs import JobSettings, run_specs
+        from paperlib.experiments.suite import load_suite
+
+        def suite(seed):
+            defaults = {{"source": "digits", "method": "random", "num_eval": 1, "eval_epochs": 1, "net_width": 8,
+                         "device": "cpu", "cache_dir": {str(tmp_path)!r}, "seed": seed}}
+            return load_suite({{"defaults": defaults, "experiments": [{{"name": "e", "runs": {{"r": {{}}}}}}]}})
+
+        assert run_specs(suite(0), JobSettings(executor="serial")) == 1
+        try:
+            run_specs(suite(1), JobSettings(executor="local", folder={str(tmp_path / "j")!r}))
+        except Exception as err:
+            print(err)
+        """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == (
+        "the local executor needs submitit, which is not installed; pip install submitit (requirements.lock pins "
+        "its version), or use --executor serial")
 
 
 def test_local_executor_two_jobs_at_once_gives_the_serial_table(tmp_path):

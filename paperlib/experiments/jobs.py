@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import submitit
 import torch
 
 from paperlib.core.errors import PaperlibError
@@ -136,12 +135,23 @@ def missing_runs(specs: list[RunSpec]) -> list[RunSpec]:
     return todo
 
 
+def _submitit(executor: str) -> Any:
+    """The submitit module, imported only when an executor needs it: the rest of paperlib (the serial executor,
+    the notebooks) runs on a machine without it."""
+    try:
+        import submitit
+    except ImportError:
+        raise PaperlibError(f"the {executor} executor needs submitit, which is not installed; pip install "
+                            "submitit (requirements.lock pins its version), or use --executor serial") from None
+    return submitit
+
+
 def _debug_executor(settings: JobSettings) -> Any:
-    return submitit.DebugExecutor(folder=settings.job_folder() / "%j")
+    return _submitit("debug").DebugExecutor(folder=settings.job_folder() / "%j")
 
 
 def _local_executor(settings: JobSettings) -> Any:
-    executor = submitit.LocalExecutor(folder=settings.job_folder() / "%j")
+    executor = _submitit("local").LocalExecutor(folder=settings.job_folder() / "%j")
     executor.update_parameters(timeout_min=settings.timeout_min)
     return executor
 
@@ -169,7 +179,7 @@ def _hand_out_gpu(executor: Any, gpus: tuple[int, ...], held: list[int]) -> int 
 
 def _slurm_executor(settings: JobSettings) -> Any:
     try:
-        executor = submitit.AutoExecutor(folder=settings.job_folder() / "%j", cluster="slurm")
+        executor = _submitit("slurm").AutoExecutor(folder=settings.job_folder() / "%j", cluster="slurm")
     except RuntimeError as err:  # submitit's "Could not detect srun"
         raise PaperlibError(f"the slurm executor cannot start here ({err}); use --executor local "
                             "on a machine outside a cluster") from None
@@ -238,8 +248,8 @@ def attach(specs: list[RunSpec], settings: JobSettings) -> list[str]:
     if submitted is None:
         raise PaperlibError(f"no submitted jobs to attach to in {settings.job_folder()}; submit them first")
     todo = [spec for spec in missing_runs(specs) if record_key(spec.params) in submitted]
-    jobs = [submitit.SlurmJob(folder=settings.job_folder() / "%j", job_id=submitted[record_key(s.params)])
-            for s in todo]
+    slurm_job = _submitit(settings.executor).SlurmJob
+    jobs = [slurm_job(folder=settings.job_folder() / "%j", job_id=submitted[record_key(s.params)]) for s in todo]
     return _wait(todo, jobs)
 
 

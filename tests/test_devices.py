@@ -1,0 +1,96 @@
+"""The same work on another device as on the CPU: a GPU's first check (skipped on a machine without one).
+
+The other device is CUDA when present, or ``$PAPERLIB_TEST_DEVICE`` (``PAPERLIB_TEST_DEVICE=cpu`` runs these
+tests CPU against CPU, to check the tests themselves on a machine without a GPU). Every random draw comes from
+a CPU generator, so both devices see the same batches, initialisations and augmentations; they differ by
+rounding only (and, on an NVIDIA GPU from Ampere on, TF32 convolutions), hence tolerances, not bit-identity
+(docs/reproducibility.md).
+"""
+
+import math
+import os
+
+import pytest
+import torch
+
+from paperlib.core.params import make_params
+from paperlib.core.paths import params_dir
+from paperlib.core.yamlio import load_yaml
+from paperlib.data import build_dataset
+from paperlib.distill.engine import Distiller
+from paperlib.distill.kde import kde_weights
+from paperlib.distill.targets import make_target
+from paperlib.experiments.bench import bench
+from paperlib.train.evaluate import evaluate_set
+from paperlib.train.trainers import TRAINERS
+
+OTHER = os.environ.get("PAPERLIB_TEST_DEVICE") or ("cuda" if torch.cuda.is_available() else "")
+pytestmark = pytest.mark.skipif(not OTHER, reason="needs CUDA (or PAPERLIB_TEST_DEVICE=<device>)")
+
+CPU = torch.device("cpu")
+TINY = dict(source="digits", dataset="cmnist_fg", majority_ratio=0.9, net_width=16, batch_real=32, ipc=2,
+            progress=False, lr_img=1.0, outer_loop=2, inner_loop=2)
+# The smoke profile's stated tolerance across machines (params/smoke/references.yaml), in accuracy points.
+ACC_TOLERANCE = load_yaml(params_dir() / "smoke" / "references.yaml")["tolerance"]["acc"]
+
+
+def _steps(params, device: torch.device, steps: int = 2) -> tuple[list[float], torch.Tensor, torch.Tensor]:
+    """The losses of ``steps`` distillation steps on ``device``, the synthetic images after them and before."""
+    dataset = build_dataset(params)
+    target, _ = make_target(dataset, params, device)
+    distiller = Distiller(dataset, params, target, device)
+    initial = distiller.syn.detach().cpu().clone()
+    losses = [float(distiller.step()) for _ in range(steps)]
+    return losses, distiller.syn.detach().cpu(), initial
+
+
+@pytest.mark.parametrize("method, target", [("dm", "vanilla"), ("dm", "groups"), ("dc", "vanilla"), ("dc", "groups")])
+def test_distillation_steps_agree_with_the_cpus(method, target):
+    params = make_params(**TINY, method=method, target=target)
+    cpu_losses, cpu_images, initial = _steps(params, CPU)
+    losses, images, _ = _steps(params, torch.device(OTHER))
+    assert all(math.isfinite(v) for v in losses)
+    assert losses == pytest.approx(cpu_losses, rel=2e-2)
+    moved = (cpu_images - initial).abs().max().item()
+    assert moved > 0.05  # the steps moved the images far more than the tolerance below
+    assert (images - cpu_images).abs().max().item() <= 0.02 * moved
+
+
+@pytest.mark.parametrize("trainer", list(TRAINERS))
+def test_every_evaluation_trainer_runs_and_agrees_with_the_cpu(trainer):
+    params = make_params(**TINY, method="random", eval_trainer=trainer, num_eval=1, eval_epochs=3)
+    dataset = build_dataset(params)
+    images, labels = dataset.normalized("train")[:200], dataset.train.labels[:200]
+    on_cpu = evaluate_set(images, labels, dataset, params, CPU)["runs"][0]
+    there = evaluate_set(images, labels, dataset, params, torch.device(OTHER))["runs"][0]
+    assert abs(there["acc"] - on_cpu["acc"]) <= ACC_TOLERANCE, (there["acc"], on_cpu["acc"])
+
+
+def test_kde_weights_agree_with_the_cpus(tmp_path):
+    settings = {**{k: v for k, v in TINY.items() if k != "majority_ratio"}, "dataset": "cmnist", "conflict_ratio": 0.1,
+                "kde_encoder": "pixels"}
+    dataset = build_dataset(make_params(**settings))
+    # one cache per device: the second call must compute its weights, not load the first's
+    on_cpu = kde_weights(dataset, make_params(**settings, cache_dir=str(tmp_path / "cpu")), CPU)
+    there = kde_weights(dataset, make_params(**settings, cache_dir=str(tmp_path / "other")), torch.device(OTHER))
+    assert there.weights.device.type == torch.device(OTHER).type
+    assert torch.allclose(there.weights.cpu(), on_cpu.weights, rtol=1e-3, atol=1e-7)
+    assert not torch.allclose(on_cpu.weights, torch.full_like(on_cpu.weights, on_cpu.weights.mean()))
+
+
+def test_a_run_on_the_device_records_where_its_set_was_made(tmp_path):
+    from paperlib.experiments.runner import run
+
+    record = run(make_params(**TINY, method="dm", iterations=2, num_eval=1, eval_epochs=1, device=OTHER,
+                             cache_dir=str(tmp_path)))
+    assert record["device"] == record["distilled_on"]["device"] and record["device"].startswith(OTHER.split(":")[0])
+    if record["device"].startswith("cuda"):
+        assert record["environment"]["gpu"] == record["distilled_on"]["gpu"] == torch.cuda.get_device_name()
+
+
+@pytest.mark.skipif(OTHER.split(":")[0] != "cuda", reason="the host-sync check needs CUDA")
+@pytest.mark.parametrize("method, target", [("dm", "vanilla"), ("dm", "groups"), ("dc", "groups")])
+def test_a_distillation_step_never_makes_the_host_wait(method, target):
+    params = make_params(**TINY, method=method, target=target, iterations=2, device=OTHER)
+    found = bench(params, warmup=1, sync_check=2)
+    assert found["host_syncs_per_step"] == 0, found["host_sync_sites"]
