@@ -1,14 +1,18 @@
 """The same work on another device as on the CPU: a GPU's first check (skipped on a machine without one).
 
-The other device is CUDA when present, or ``$PAPERLIB_TEST_DEVICE`` (``PAPERLIB_TEST_DEVICE=cpu`` runs these
-tests CPU against CPU, to check the tests themselves on a machine without a GPU). Every random draw comes from
-a CPU generator, so both devices see the same batches, initialisations and augmentations; they differ by
-rounding only (and, on an NVIDIA GPU from Ampere on, TF32 convolutions), hence tolerances, not bit-identity
-(docs/reproducibility.md).
+The other device is CUDA when present, or ``$PAPERLIB_TEST_DEVICE`` (a ``device`` parameter's value:
+``PAPERLIB_TEST_DEVICE=cpu`` runs these tests CPU against CPU, to check the tests themselves on a machine
+without a GPU). Every random draw comes from a CPU generator, so both devices see the same batches,
+initialisations and augmentations; they differ by rounding only, hence tolerances, not bit-identity
+(docs/reproducibility.md). On an NVIDIA GPU from Ampere on, torch's default computes float32 convolutions in
+TF32 (10 mantissa bits), which paperlib keeps, as the official code does: the distillation comparison runs with
+TF32 off (the code's agreement) and at the default (a looser bound, first measured by the first GPU run).
+Nothing here compiles (``torch_compile=never``): compiled code rounds differently, and compiling costs time.
 """
 
 import math
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -29,9 +33,10 @@ pytestmark = pytest.mark.skipif(not OTHER, reason="needs CUDA (or PAPERLIB_TEST_
 
 CPU = torch.device("cpu")
 TINY = dict(source="digits", dataset="cmnist_fg", majority_ratio=0.9, net_width=16, batch_real=32, ipc=2,
-            progress=False, lr_img=1.0, outer_loop=2, inner_loop=2)
+            progress=False, lr_img=1.0, outer_loop=2, inner_loop=2, torch_compile="never")
 # The smoke profile's stated tolerance across machines (params/smoke/references.yaml), in accuracy points.
 ACC_TOLERANCE = load_yaml(params_dir() / "smoke" / "references.yaml")["tolerance"]["acc"]
+TRAIN_IMAGES, EVAL_EPOCHS = 400, 10  # well above chance (48-65% on the CPU) in a few seconds
 
 
 def _steps(params, device: torch.device, steps: int = 2) -> tuple[list[float], torch.Tensor, torch.Tensor]:
@@ -44,25 +49,42 @@ def _steps(params, device: torch.device, steps: int = 2) -> tuple[list[float], t
     return losses, distiller.syn.detach().cpu(), initial
 
 
+@pytest.fixture(params=[False, True], ids=["tf32_off", "tf32_default"])
+def tf32(request) -> Iterator[bool]:
+    """Whether float32 convolutions and matrix products may use TF32 on CUDA (torch's default: convolutions do);
+    the settings are restored after the test."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    if not request.param:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield request.param
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
 @pytest.mark.parametrize("method, target", [("dm", "vanilla"), ("dm", "groups"), ("dc", "vanilla"), ("dc", "groups")])
-def test_distillation_steps_agree_with_the_cpus(method, target):
+def test_distillation_steps_agree_with_the_cpus(method, target, tf32):
     params = make_params(**TINY, method=method, target=target)
     cpu_losses, cpu_images, initial = _steps(params, CPU)
     losses, images, _ = _steps(params, torch.device(OTHER))
     assert all(math.isfinite(v) for v in losses)
-    assert losses == pytest.approx(cpu_losses, rel=2e-2)
+    bound = 0.1 if tf32 else 0.02
+    assert losses == pytest.approx(cpu_losses, rel=bound)
     moved = (cpu_images - initial).abs().max().item()
     assert moved > 0.05  # the steps moved the images far more than the tolerance below
-    assert (images - cpu_images).abs().max().item() <= 0.02 * moved
+    assert (images - cpu_images).abs().max().item() <= bound * moved
 
 
 @pytest.mark.parametrize("trainer", list(TRAINERS))
 def test_every_evaluation_trainer_runs_and_agrees_with_the_cpu(trainer):
-    params = make_params(**TINY, method="random", eval_trainer=trainer, num_eval=1, eval_epochs=3)
+    unbiased = {k: v for k, v in TINY.items() if k != "majority_ratio"}  # plain digits: learnt in a few epochs
+    params = make_params(**{**unbiased, "dataset": "mnist"}, method="random", eval_trainer=trainer, num_eval=1,
+                         eval_epochs=EVAL_EPOCHS)
     dataset = build_dataset(params)
-    images, labels = dataset.normalized("train")[:200], dataset.train.labels[:200]
+    images, labels = dataset.normalized("train")[:TRAIN_IMAGES], dataset.train.labels[:TRAIN_IMAGES]
     on_cpu = evaluate_set(images, labels, dataset, params, CPU)["runs"][0]
     there = evaluate_set(images, labels, dataset, params, torch.device(OTHER))["runs"][0]
+    assert on_cpu["acc"] > 30  # trained well above chance (10%): agreeing by both guessing would prove nothing
     assert abs(there["acc"] - on_cpu["acc"]) <= ACC_TOLERANCE, (there["acc"], on_cpu["acc"])
 
 
@@ -73,7 +95,7 @@ def test_kde_weights_agree_with_the_cpus(tmp_path):
     # one cache per device: the second call must compute its weights, not load the first's
     on_cpu = kde_weights(dataset, make_params(**settings, cache_dir=str(tmp_path / "cpu")), CPU)
     there = kde_weights(dataset, make_params(**settings, cache_dir=str(tmp_path / "other")), torch.device(OTHER))
-    assert there.weights.device.type == torch.device(OTHER).type
+    assert there.weights.device.type == "cpu"  # kde_weights hands its weights back on the host
     assert torch.allclose(there.weights.cpu(), on_cpu.weights, rtol=1e-3, atol=1e-7)
     assert not torch.allclose(on_cpu.weights, torch.full_like(on_cpu.weights, on_cpu.weights.mean()))
 
@@ -83,12 +105,12 @@ def test_a_run_on_the_device_records_where_its_set_was_made(tmp_path):
 
     record = run(make_params(**TINY, method="dm", iterations=2, num_eval=1, eval_epochs=1, device=OTHER,
                              cache_dir=str(tmp_path)))
-    assert record["device"] == record["distilled_on"]["device"] and record["device"].startswith(OTHER.split(":")[0])
-    if record["device"].startswith("cuda"):
+    assert record["device"] == record["distilled_on"]["device"] and record["device"].startswith(OTHER)
+    if OTHER == "cuda":
         assert record["environment"]["gpu"] == record["distilled_on"]["gpu"] == torch.cuda.get_device_name()
 
 
-@pytest.mark.skipif(OTHER.split(":")[0] != "cuda", reason="the host-sync check needs CUDA")
+@pytest.mark.skipif(OTHER != "cuda", reason="the host-sync check needs CUDA")
 @pytest.mark.parametrize("method, target", [("dm", "vanilla"), ("dm", "groups"), ("dc", "groups")])
 def test_a_distillation_step_never_makes_the_host_wait(method, target):
     params = make_params(**TINY, method=method, target=target, iterations=2, device=OTHER)

@@ -146,9 +146,12 @@ def test_normalize_roundtrip():
 def test_normalising_a_batch_makes_its_statistics_on_the_host(monkeypatch):
     """The engine normalises every real batch: ``torch.tensor(..., device="cuda")`` would wait for the queued
     kernels each time, so the mean and std are made on the host and sent by ``to_device`` (no wait)."""
+    import paperlib.data.container as container
+
     ds = _digits("cmnist")
-    made_on, tensor = [], torch.tensor
+    made_on, tensor, sent, send = [], torch.tensor, [], container.to_device
     monkeypatch.setattr(torch, "tensor", lambda *a, **k: made_on.append(str(k.get("device", "cpu"))) or tensor(*a, **k))
+    monkeypatch.setattr(container, "to_device", lambda t, device: sent.append(str(device)) or send(t, device))
     batch = ds.train.images[:4].to("meta")  # another device than the host; runs on the CPU build
     assert ds.normalize_uint8(batch).device.type == "meta"
-    assert made_on and set(made_on) == {"cpu"}
+    assert made_on and set(made_on) == {"cpu"} and sent == ["meta", "meta"]  # the mean and the std
