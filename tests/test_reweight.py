@@ -308,6 +308,8 @@ def test_supcon_embeddings_are_cached_once_per_encoder_and_shared_by_kde_setting
         raise AssertionError("the encoder was trained again")
 
     monkeypatch.setattr(reweight, "train_supcon", no_training)
+    # nor is a float copy of the training split made to be thrown away (CelebA at 64 px: 8 GB on the device)
+    monkeypatch.setattr(type(dataset), "normalized", lambda *a, **k: pytest.fail("the split was normalised"))
     scott = make_params({**params.__dict__, "kde_bandwidth": "scott"})  # another KDE setting, same encoder
     assert cache_key(scott, "embeddings") == cache_key(params, "embeddings")
     loaded = reweight.embed_training_set(dataset, scott, torch.device("cpu"))
@@ -373,3 +375,17 @@ def test_group_balanced_weights_give_every_class_group_cell_the_same_total_weigh
     assert bool(present.sum() > ds.num_classes)  # minority cells exist, so the test can tell the weightings apart
     assert torch.allclose(totals[present], torch.ones(int(present.sum())))
     assert bool((totals[~present] == 0).all())
+
+
+def test_encoders_normalise_the_split_a_batch_at_a_time_to_the_same_values():
+    """Embedding batch by batch from the uint8 split (no float copy of it) gives the embeddings of the split
+    normalised whole, bit for bit: normalisation is element-wise."""
+    from paperlib.distill.kde import _embed_all
+    from paperlib.train.models import ConvNet, init_parameters
+
+    dataset = build_dataset(make_params(dataset="cmnist", source="digits", conflict_ratio=0.1))
+    net = init_parameters(ConvNet(3, 10, dataset.image_size, width=8), torch.Generator().manual_seed(0))
+    whole = dataset.normalized("train")
+    with torch.inference_mode():
+        expected = torch.cat([net.embed(x) for x in whole.split(100)])
+        assert torch.equal(_embed_all(net.embed, dataset, torch.device("cpu"), False, batch=100), expected)

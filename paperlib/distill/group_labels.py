@@ -45,7 +45,7 @@ def partial_group_labels(dataset: BiasedDataset, params: Params,
     if params.hidden_groups_fill == "drop":
         groups[hidden] = HIDDEN
         return groups, facts
-    features = ENCODERS["random"].embed(dataset, params, dataset.normalized("train", device), device).values.cpu()
+    features = ENCODERS["random"].embed(dataset, params, device).values.cpu()
     cells = labels * a + groups  # one centroid per (class, group) among the known samples
     sums = torch.zeros(dataset.num_classes * a, features.shape[1]).index_add_(0, cells[known], features[known])
     sizes = torch.bincount(cells[known], minlength=dataset.num_classes * a).float()

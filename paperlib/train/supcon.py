@@ -89,7 +89,7 @@ def train_supcon(dataset: BiasedDataset, params: Params, device: torch.device) -
     encoder = encoder.to(device).train()
     optimizer = torch.optim.SGD(encoder.parameters(), lr=params.supcon_lr, momentum=0.9, weight_decay=5e-4)
     dsa = DSA(DSAParams(strategy=params.dsa_strategy)) if params.dsa else None
-    images = dataset.normalized("train", device)
+    images = dataset.train.images.to(device)  # uint8, each batch normalised when drawn: no float copy of the split
     labels = dataset.train.labels.to(device)
     n = images.shape[0]
     steps = max(1, math.ceil(params.supcon_epochs * n / SUPCON_BATCH))
@@ -98,7 +98,8 @@ def train_supcon(dataset: BiasedDataset, params: Params, device: torch.device) -
     pending: list[Tensor] = []  # losses not yet read on the host (one read per HOST_READ_EVERY steps)
     for step, index in enumerate(bar):
         index = to_device(index, device)
-        view = images[index] if dsa is None else dsa(images[index], gen)
+        batch = dataset.normalize_uint8(images[index])
+        view = batch if dsa is None else dsa(batch, gen)
         loss = supcon_loss(encoder(view), labels[index], params.supcon_temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
