@@ -97,8 +97,8 @@ def number(value: Any, digits: int = 1) -> str:
 
 
 def as_published(value: Any) -> str:
-    """A paper's number unrounded (99.96, 100, 23.8: not cut to the notebooks' one decimal; a printed trailing
-    zero is not kept, 6.60 shows as 6.6), or :data:`MISSING` where the paper gives none."""
+    """A paper's number to 6 significant digits (99.96, 100, 23.8: not cut to the notebooks' one decimal; a
+    printed trailing zero is not kept, 6.60 shows as 6.6), or :data:`MISSING` where the paper gives none."""
     return MISSING if pd.isna(value) else f"{float(value):g}"
 
 
