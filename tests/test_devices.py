@@ -32,8 +32,9 @@ OTHER = os.environ.get("PAPERLIB_TEST_DEVICE") or ("cuda" if torch.cuda.is_avail
 pytestmark = pytest.mark.skipif(not OTHER, reason="needs CUDA (or PAPERLIB_TEST_DEVICE=<device>)")
 
 CPU = torch.device("cpu")
-TINY = dict(source="digits", dataset="cmnist_fg", majority_ratio=0.9, net_width=16, batch_real=32, ipc=2,
-            progress=False, lr_img=1.0, outer_loop=2, inner_loop=2, torch_compile="never")
+SMALL = dict(source="digits", net_width=16, batch_real=32, ipc=2, progress=False, lr_img=1.0, outer_loop=2,
+             inner_loop=2, torch_compile="never")
+TINY = dict(SMALL, dataset="cmnist_fg", majority_ratio=0.9)
 # The smoke profile's stated tolerance across machines (params/smoke/references.yaml), in accuracy points.
 ACC_TOLERANCE = load_yaml(params_dir() / "smoke" / "references.yaml")["tolerance"]["acc"]
 TRAIN_IMAGES, EVAL_EPOCHS = 400, 10  # well above chance (48-65% on the CPU) in a few seconds
@@ -77,8 +78,8 @@ def test_distillation_steps_agree_with_the_cpus(method, target, tf32):
 
 @pytest.mark.parametrize("trainer", list(TRAINERS))
 def test_every_evaluation_trainer_runs_and_agrees_with_the_cpu(trainer):
-    unbiased = {k: v for k, v in TINY.items() if k != "majority_ratio"}  # plain digits: learnt in a few epochs
-    params = make_params(**{**unbiased, "dataset": "mnist"}, method="random", eval_trainer=trainer, num_eval=1,
+    # plain digits: learnt in a few epochs
+    params = make_params(**SMALL, dataset="mnist", method="random", eval_trainer=trainer, num_eval=1,
                          eval_epochs=EVAL_EPOCHS)
     dataset = build_dataset(params)
     images, labels = dataset.normalized("train")[:TRAIN_IMAGES], dataset.train.labels[:TRAIN_IMAGES]
@@ -89,14 +90,13 @@ def test_every_evaluation_trainer_runs_and_agrees_with_the_cpu(trainer):
 
 
 def test_kde_weights_agree_with_the_cpus(tmp_path):
-    settings = {**{k: v for k, v in TINY.items() if k != "majority_ratio"}, "dataset": "cmnist", "conflict_ratio": 0.1,
-                "kde_encoder": "pixels"}
+    settings = dict(SMALL, dataset="cmnist", conflict_ratio=0.1, kde_encoder="pixels")
     dataset = build_dataset(make_params(**settings))
     # one cache per device: the second call must compute its weights, not load the first's
     on_cpu = kde_weights(dataset, make_params(**settings, cache_dir=str(tmp_path / "cpu")), CPU)
     there = kde_weights(dataset, make_params(**settings, cache_dir=str(tmp_path / "other")), torch.device(OTHER))
     assert there.weights.device.type == "cpu"  # kde_weights hands its weights back on the host
-    assert torch.allclose(there.weights.cpu(), on_cpu.weights, rtol=1e-3, atol=1e-7)
+    assert torch.allclose(there.weights, on_cpu.weights, rtol=1e-3, atol=1e-7)
     assert not torch.allclose(on_cpu.weights, torch.full_like(on_cpu.weights, on_cpu.weights.mean()))
 
 
