@@ -12,9 +12,11 @@ from paperlib.cli import main
 from paperlib.core.errors import PaperlibError
 from paperlib.core.params import cache_key, make_params
 from paperlib.data.presets import PRESETS, RenderedPreset
-from paperlib.distill.targets import TARGETS, Target, normalise_rows
+from paperlib.distill.targets import TARGETS, GroupsTarget, Target, WeightedTarget, normalise_rows
 from paperlib.experiments.runner import run
 from paperlib.experiments.suite import load_suite, run_suite
+from paperlib.report.reference import reported, variant
+from paperlib.report.styles import distilled_set_name
 from paperlib.report.tables import results_table
 
 
@@ -99,6 +101,43 @@ def test_a_target_version_moves_its_runs_cache_key(toy_entries):
     finally:
         FirstHalfTarget.version = 0
     assert cache_key(params, "distilled") == before
+
+
+class _SharperFairDD(GroupsTarget):
+    """Changes FairDD's aggregation: its sets are not FairDD's, whatever it inherits."""
+
+    name = "toy_sharper_fairdd"
+
+
+class _SharperKde(WeightedTarget):
+    name = "toy_sharper_kde"
+
+
+class _ReadsWeights(Target):
+    """Reads ``weights`` without letting them name its sets."""
+
+    name = "toy_reads_weights"
+    uses = ("weights",)
+
+
+def test_a_subclassed_target_is_named_by_its_own_name_and_beside_no_paper():
+    """A subclass of FairDD's or KDE's target is another target: neither their names in tables nor the papers'
+    numbers of FairDD or KDE stand beside its runs; a target reading ``weights`` is named by them only if it
+    says so."""
+    for target in (_SharperFairDD, _SharperKde, _ReadsWeights):
+        TARGETS.register(target.name, target)
+    try:
+        for target in (_SharperFairDD, _SharperKde, _ReadsWeights):
+            params = make_params(dataset="cmnist_fg", method="dm", target=target.name, weights="kde")
+            assert distilled_set_name("dm", target.name, "kde") == f"DM + {target.name}"
+            assert variant(params) == "other" and reported(params) is None
+        fairdd = make_params(dataset="cmnist_fg", method="dm", target="groups")  # the built-ins keep theirs
+        kde = make_params(dataset="cmnist", conflict_ratio=0.05, method="dm", ipc=50, target="weighted", weights="kde")
+        assert distilled_set_name("dm", "groups") == "DM + FairDD" and reported(fairdd)["acc"] == 94.61
+        assert distilled_set_name("dm", "weighted", "kde") == "DM + KDE" and reported(kde)["acc"] == 91.5
+    finally:
+        for target in (_SharperFairDD, _SharperKde, _ReadsWeights):
+            TARGETS.unregister(target.name)
 
 
 class _TensorFactsTarget(FirstHalfTarget):

@@ -4,7 +4,8 @@ import torch
 from paperlib.data import PRESETS, build_dataset
 from paperlib.data.bias import (DISTINCT_COLOURS, LFF_COLOURS, assign_attributes, composite_on_background,
                                textured_backgrounds)
-from paperlib.data.container import sample_per_class
+from paperlib.core.errors import PaperlibError
+from paperlib.data.container import Split, assemble, channel_stats, sample_per_class
 from paperlib.data.presets import ColourPreset
 
 BIASED = [name for name, preset in PRESETS.items()
@@ -155,3 +156,35 @@ def test_normalising_a_batch_makes_its_statistics_on_the_host(monkeypatch):
     batch = ds.train.images[:4].to("meta")  # another device than the host; runs on the CPU build
     assert ds.normalize_uint8(batch).device.type == "meta"
     assert made_on and set(made_on) == {"cpu"} and sent == ["meta", "meta"]  # the mean and the std
+
+
+def _toy_split(n: int = 6) -> dict:
+    return {"images": torch.zeros(n, 3, 4, 4, dtype=torch.uint8), "labels": torch.arange(n) % 2,
+            "attributes": torch.arange(n) % 3, "aligned": torch.ones(n, dtype=torch.bool)}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"images": torch.zeros(6, 3, 4, 4)}, r"images must be uint8 \[N, C, H, W\].*got torch.float32"),
+    ({"images": torch.zeros(6, 3, 4, 5, dtype=torch.uint8)}, r"images must be uint8 .N, C, H, W. with H = W.*got torch.uint8 .6, 3, 4, 5."),
+    ({"labels": torch.arange(6)}, r"labels must lie in 0..1, got 0..5"),
+    ({"attributes": torch.arange(6) - 1}, r"attributes must lie in 0..2, got -1..4"),
+    ({"labels": torch.zeros(5, dtype=torch.int64)}, r"labels must be int64 \[N\] with N = 6 images"),
+    ({"attributes": torch.zeros(6, dtype=torch.int32)}, r"attributes must be int64"),
+    ({"aligned": torch.ones(6)}, r"aligned must be bool \[N\]"),
+])
+def test_assemble_names_what_a_builder_got_wrong(change, message):
+    """A builder's split is checked where it is assembled: not a torch error later, nor float images divided by
+    255 twice without a word."""
+    good = _toy_split()
+    kwargs = dict(preset="toy", key={}, num_classes=2, num_attributes=3, attribute_kind="toy",
+                  attribute_names=["a", "b", "c"], palette=[], mean=[0.5] * 3, std=[0.5] * 3)
+    assemble(Split(**good), Split(**good), **kwargs)  # the good split passes
+    with pytest.raises(PaperlibError, match=r"the train split of preset 'toy': " + message):
+        assemble(Split(**{**good, **change}), Split(**good), **kwargs)
+
+
+def test_channel_stats_refuses_float_images_and_leaves_them_alone():
+    images = torch.full((2, 3, 4, 4), 0.5)
+    with pytest.raises(PaperlibError, match="channel_stats: images must be uint8"):
+        channel_stats(images)
+    assert bool((images == 0.5).all())  # not divided by 255 in place on the way

@@ -131,12 +131,38 @@ def assemble(train: Split, test: Split, preset: str, key: dict[str, Any], num_cl
     """The one way a builder describes what it built: a :class:`BiasedDataset` with its :class:`DatasetInfo`
     (``key``: the parameters that defined it; ``mean`` / ``std``: what the models normalise with, the training
     split's channel statistics or the protocol's fixed normalisation, 0.5 / 0.5 under ``protocol=fairdd``)."""
+    for name, split in (("train", train), ("test", test)):
+        _check_split(split, f"the {name} split of preset {preset!r}", num_classes, num_attributes)
     info = DatasetInfo(preset=preset, params=key, num_classes=num_classes, num_attributes=num_attributes,
                        attribute_kind=attribute_kind, attribute_names=attribute_names, palette=palette, mean=mean,
                        std=std)
     info.group_counts = {name: split.group_counts(num_classes, num_attributes).tolist()
                          for name, split in (("train", train), ("test", test))}
     return BiasedDataset(train, test, info)
+
+
+def _check_split(split: Split, what: str, num_classes: int, num_attributes: int) -> None:
+    """A builder's split as the rest of the package reads it, or a one-line error naming what is wrong."""
+    _require_uint8_images(split.images, what)
+    n = split.images.shape[0]
+    for field_name, tensor, limit in (("labels", split.labels, num_classes),
+                                      ("attributes", split.attributes, num_attributes)):
+        if tensor.dtype != torch.int64 or tuple(tensor.shape) != (n,):
+            raise PaperlibError(f"{what}: {field_name} must be int64 [N] with N = {n} images, got "
+                                f"{tensor.dtype} {tuple(tensor.shape)}")
+        if n and not 0 <= int(tensor.min()) <= int(tensor.max()) < limit:
+            raise PaperlibError(f"{what}: {field_name} must lie in 0..{limit - 1}, got {int(tensor.min())}.."
+                                f"{int(tensor.max())}")
+    if split.aligned.dtype != torch.bool or tuple(split.aligned.shape) != (n,):
+        raise PaperlibError(f"{what}: aligned must be bool [N] with N = {n} images, got {split.aligned.dtype} "
+                            f"{tuple(split.aligned.shape)}")
+
+
+def _require_uint8_images(images: Tensor, what: str) -> None:
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[-1] != images.shape[-2]:
+        raise PaperlibError(f"{what}: images must be uint8 [N, C, H, W] with H = W (pixel values 0..255), got "
+                            f"{images.dtype} {tuple(images.shape)}; float images in [0, 1]: (x * 255).round()"
+                            ".to(torch.uint8)")
 
 
 def channel_stats(images: Tensor) -> tuple[list[float], list[float]]:
@@ -146,6 +172,7 @@ def channel_stats(images: Tensor) -> tuple[list[float], list[float]]:
     the digit datasets' statistics that way would move their normalisation by float32 rounding, and so every
     stored result of them.
     """
+    _require_uint8_images(images, "channel_stats")  # a float tensor would be divided by 255 in place below
     x = images.float().div_(255.0)
     return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
 

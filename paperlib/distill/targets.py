@@ -56,21 +56,40 @@ class Target:
     when its aggregation changes, so the cache does not serve sets made by the old code. The facts
     :meth:`for_run` returns are stored as JSON with the distilled set.
     ``paper_family`` is how the papers' rows name its runs (:func:`paperlib.report.reference.variant`): ``None``
-    where no paper reports it, or, with ``weights`` in ``uses``, where the sample weighting decides.
-    ``display_name`` is how tables and figures name a set matched to it, after the method ("DM + FairDD"; ``""``:
-    the plain target, the set is "DM"; ``None``: the registered name); :meth:`shown_as` reads it.
+    where no paper reports it. ``display_name`` is how tables and figures name a set matched to it, after the
+    method ("DM + FairDD"; ``""``: the plain target, the set is "DM"; ``None``: the registered name);
+    :meth:`shown_as` reads it. With ``named_by_weighting`` the run's sample weighting gives both instead
+    ("DM + KDE", paper A's KDE rows). These three belong to the class that sets them: a subclass that does not
+    set them is another target, named by its registered name and shown beside no paper's numbers.
     """
 
     name = "base"
     uses: tuple[str, ...] = ()
     paper_family: str | None = None
     display_name: str | None = None
+    named_by_weighting: bool = False
     version: int = 0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # "DM + FairDD" and paper B's FairDD numbers must not label a subclass that changes FairDD's aggregation
+        for label, unset in (("paper_family", None), ("display_name", None), ("named_by_weighting", False)):
+            if label not in vars(cls):
+                setattr(cls, label, unset)
 
     @classmethod
     def shown_as(cls, weights: str) -> str:
-        """The target's part of a set's name (``weights``: the run's sample weights, read where they decide)."""
+        """The target's part of a set's name (``weights``: the run's sample weighting, read when it names the set)."""
+        if cls.named_by_weighting:
+            shown = SAMPLE_WEIGHTINGS[weights].display_name
+            return weights if shown is None else shown
         return cls.name if cls.display_name is None else cls.display_name
+
+    @classmethod
+    def family(cls, weights: str) -> str | None:
+        """How the papers' rows name a run matched to this target (``weights``: the run's sample weighting, read
+        when it names the set); ``None`` where no paper reports one."""
+        return SAMPLE_WEIGHTINGS[weights].paper_family if cls.named_by_weighting else cls.paper_family
 
     @classmethod
     def for_run(cls, dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Target, dict[str, Any]]:
@@ -102,12 +121,7 @@ class WeightedTarget(Target):
 
     name = "weighted"
     uses = ("weights",)
-
-    @classmethod
-    def shown_as(cls, weights: str) -> str:
-        """The sample weighting's name ("KDE")."""
-        shown = SAMPLE_WEIGHTINGS[weights].display_name
-        return weights if shown is None else shown
+    named_by_weighting = True  # "DM + KDE", paper A's KDE rows
 
     @classmethod
     def for_run(cls, dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Target, dict[str, Any]]:

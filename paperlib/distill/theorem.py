@@ -37,12 +37,12 @@ def fairdd_vs_barycenter(dataset: BiasedDataset, params: Params, device: torch.d
     net = model_from_params(params, dataset.channels, k, dataset.image_size)
     net = init_parameters(net, gen).to(device)
     sampler = RealSampler(dataset.train.labels, dataset.train.attributes, k, a, params.batch_real)
-    real_all = dataset.normalized("train", device)
+    real_uint8 = dataset.train.images.to(device)  # batches are normalised as gathered: no float copy of the split
     syn0 = initial_images(dataset, params.ipc, "real", gen).to(device)
     rows = []
     for b in range(batches):
         batch = sampler.sample(gen)
-        real = real_all[batch.index.flatten().to(device)]
+        real = dataset.normalize_uint8(real_uint8[batch.index.flatten().to(device)])
         gradients = []
         for aggregation in (GroupsTarget(a).aggregation(batch), BarycenterTarget(a).aggregation(batch)):
             syn = syn0.clone().requires_grad_(True)

@@ -17,7 +17,6 @@ from paperlib.core.params import Params, relevant_fields
 from paperlib.data.presets import PRESETS, bias_ratio_name
 from paperlib.distill.methods import METHODS
 from paperlib.distill.targets import TARGETS
-from paperlib.distill.weights import SAMPLE_WEIGHTINGS
 
 _A = "paper A (Cui et al., ICML 2024)"
 _B = "paper B (FairDD, NeurIPS 2025)"
@@ -179,19 +178,12 @@ def variant(params: Params) -> str:
     init = _init_suffix(params) if distils else ""
     if init is None:
         return "other"  # e.g. DM from noise: DM's rows start from real images
-    family = _target_family(params) if distils else "vanilla"
+    family = TARGETS[params.target].family(params.weights) if distils else "vanilla"
     if params.eval_trainer != Params.eval_trainer:  # a debiasing trainer on a vanilla set
         return params.eval_trainer + init if family == "vanilla" else "other"
     return family + init if family is not None else "other"
 
 
-def _target_family(params: Params) -> str | None:
-    """The papers' name of the target of ``params`` (its registered ``paper_family``, or its weights' when the
-    target reads ``weights``); ``None`` when no paper reports it."""
-    target = TARGETS[params.target]
-    if target.paper_family is None and "weights" in target.uses:
-        return SAMPLE_WEIGHTINGS[params.weights].paper_family
-    return target.paper_family
 
 
 def bias_ratio(params: Params) -> float | None:
