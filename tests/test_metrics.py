@@ -59,3 +59,21 @@ def test_summarize_mean_and_std():
                  for key, value in ((k, 15.0 + 100 * i), (f"{k}_std", 5.0))}
     assert summarize(runs[:1]) == {key: value for i, k in enumerate(METRIC_KEYS)
                                    for key, value in ((k, 10.0 + 100 * i), (f"{k}_std", 0.0))}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"predictions": torch.zeros(4, 2)}, r"predictions are scores \(4, 2\); pass the predicted classes"),
+    ({"attributes": torch.tensor([0, 1, 2, 0])}, r"attributes must lie in 0..1, got 0..2"),
+    ({"labels": torch.tensor([0, 1, -1, 0])}, r"labels must lie in 0..1, got -1..1"),
+    ({"labels": torch.tensor([0, 1, 0])}, r"integer tensors \[N\] of one length"),
+    ({"predictions": torch.zeros(4)}, r"integer tensors \[N\].*got torch.float32 \(4,\)"),
+    ({"predictions": torch.zeros(0, dtype=torch.long), "labels": torch.zeros(0, dtype=torch.long),
+      "attributes": torch.zeros(0, dtype=torch.long)}, r"N >= 1"),
+])
+def test_metrics_name_what_is_wrong_with_their_input(change, message):
+    """An attribute out of range would land in the next class's cells: C=2, A=2, (y=0, a=2) counts as (1, 0)."""
+    good = {"predictions": torch.tensor([0, 1, 1, 0]), "labels": torch.tensor([0, 1, 0, 1]),
+            "attributes": torch.tensor([0, 1, 1, 0])}
+    classification_metrics(**good, aligned=None, num_classes=2, num_attributes=2)
+    with pytest.raises(PaperlibError, match=message):
+        classification_metrics(**{**good, **change}, aligned=None, num_classes=2, num_attributes=2)

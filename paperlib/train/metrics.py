@@ -26,6 +26,12 @@ def group_accuracy(predictions: Tensor, labels: Tensor, attributes: Tensor, num_
 
     Accuracy is NaN where a group has no sample.
     """
+    _check_scored(predictions, labels, attributes, num_classes, num_attributes)
+    return _group_accuracy(predictions, labels, attributes, num_classes, num_attributes)
+
+
+def _group_accuracy(predictions: Tensor, labels: Tensor, attributes: Tensor, num_classes: int,
+                    num_attributes: int) -> tuple[Tensor, Tensor]:
     flat = (labels * num_attributes + attributes).cpu()
     correct = (predictions.cpu() == labels.cpu()).double()
     size = num_classes * num_attributes
@@ -33,6 +39,24 @@ def group_accuracy(predictions: Tensor, labels: Tensor, attributes: Tensor, num_
     hits = torch.bincount(flat, weights=correct, minlength=size)
     acc = torch.where(counts > 0, hits / counts.clamp_min(1), torch.full_like(counts, math.nan))
     return acc.view(num_classes, num_attributes), counts.view(num_classes, num_attributes)
+
+
+def _check_scored(predictions: Tensor, labels: Tensor, attributes: Tensor, num_classes: int,
+                  num_attributes: int) -> None:
+    """One integer prediction, label and attribute per test sample, each in range, or a one-line error: an
+    attribute out of range would be counted in the next class's cells without a word."""
+    if predictions.dim() == 2:
+        raise PaperlibError(f"predictions are scores {tuple(predictions.shape)}; pass the predicted classes, "
+                            "scores.argmax(1)")
+    n = labels.shape[0] if labels.dim() == 1 else -1
+    if n < 1 or any(t.shape != (n,) or t.is_floating_point() for t in (predictions, labels, attributes)):
+        raise PaperlibError("predictions, labels and attributes must be integer tensors [N] of one length N >= 1, "
+                            f"got {', '.join(f'{t.dtype} {tuple(t.shape)}' for t in (predictions, labels, attributes))}")
+    for name, values, limit in (("predictions", predictions, num_classes), ("labels", labels, num_classes),
+                                ("attributes", attributes, num_attributes)):
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high >= limit:
+            raise PaperlibError(f"{name} must lie in 0..{limit - 1}, got {low}..{high}")
 
 
 def _masked_mean(correct: Tensor, mask: Tensor) -> float:
@@ -56,8 +80,9 @@ def classification_metrics(predictions: Tensor, labels: Tensor, attributes: Tens
     if aligned is None:
         aligned = torch.full_like(labels, -1)  # neither aligned nor conflicting: both accuracies NaN
     predictions, labels, attributes, aligned = (t.cpu() for t in (predictions, labels, attributes, aligned))
+    _check_scored(predictions, labels, attributes, num_classes, num_attributes)
     correct = (predictions == labels).double()
-    acc, _ = group_accuracy(predictions, labels, attributes, num_classes, num_attributes)
+    acc, _ = _group_accuracy(predictions, labels, attributes, num_classes, num_attributes)
     present = ~torch.isnan(acc)
     scored = acc if empty_cell_accuracy is None else torch.nan_to_num(acc, nan=empty_cell_accuracy)
     counted = ~torch.isnan(scored)
