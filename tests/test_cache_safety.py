@@ -10,11 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from paperlib.core.params import make_params
 from paperlib.data import build_dataset
 from paperlib.core.errors import PaperlibError
-from paperlib.experiments.runner import distilled_dir, load_record, record_dir, run
+from paperlib.distill.kde import kde_weights
+from paperlib.experiments.runner import distilled_dir, distilled_set, load_record, record_dir, run
 from paperlib.core.store import atomic_write, cache_root, load_json, load_tensors, save_tensors
 
 TINY_RUN = dict(dataset="cmnist", source="digits", method="dm", ipc=1, iterations=2, batch_real=8, net_width=8,
@@ -214,3 +216,19 @@ def test_a_cache_entrys_report_gives_the_reason_or_the_errors_first_line():
     assert "(cut short)" in unreadable("x.pt", ValueError("cut short\nand a long trace"), "stop")
     assert "(KeyError)" in unreadable("x.pt", KeyError(), "stop")  # an error without a text: its type
     assert "(no reason given)" in unreadable("x.pt", "", "stop")
+
+
+def test_a_dataset_other_than_the_parameters_describe_is_refused_before_anything_is_cached(tmp_path):
+    """What is cached for a run is keyed by its parameters alone: a dataset built for other parameters would be
+    served another dataset's distilled set or KDE weights, or have its own stored under their key."""
+    params = make_params(TINY_RUN, cache_dir=str(tmp_path), target="weighted", weights="kde", kde_encoder="pixels")
+    other = build_dataset(params, conflict_ratio=0.2)  # same shapes and labels: only the key tells them apart
+    with pytest.raises(PaperlibError, match=r"^the dataset given is not the one these parameters describe "
+                                            r"\(dataset='cmnist'\), and the distilled set cached"):
+        distilled_set(other, params, torch.device("cpu"))
+    with pytest.raises(PaperlibError, match="and the KDE weights cached under their key"):
+        kde_weights(other, params, torch.device("cpu"))
+    root = cache_root(str(tmp_path))
+    assert not [path for folder in ("distilled", "weights") for path in (root / folder).glob("*")]  # nothing stored
+    images, labels, _ = distilled_set(build_dataset(params), params, torch.device("cpu"))  # its own dataset runs
+    assert images.shape[0] == labels.shape[0] == 10

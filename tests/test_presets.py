@@ -165,7 +165,8 @@ def _toy_split(n: int = 6) -> dict:
 
 @pytest.mark.parametrize("change, message", [
     ({"images": torch.zeros(6, 3, 4, 4)}, r"images must be uint8 \[N, C, H, W\].*got torch.float32"),
-    ({"images": torch.zeros(6, 3, 4, 5, dtype=torch.uint8)}, r"images must be uint8 .N, C, H, W. with H = W.*got torch.uint8 .6, 3, 4, 5."),
+    ({"images": torch.zeros(6, 3, 4, 5, dtype=torch.uint8)},
+     r"images must be uint8 .N, C, H, W. with H = W.*got torch.uint8 .6, 3, 4, 5."),
     ({"labels": torch.arange(6)}, r"labels must lie in 0..1, got 0..5"),
     ({"attributes": torch.arange(6) - 1}, r"attributes must lie in 0..2, got -1..4"),
     ({"labels": torch.zeros(5, dtype=torch.int64)}, r"labels must be int64 \[N\] with N = 6 images"),

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from paperlib.core.errors import PaperlibError
+from paperlib.core.params import Params, cache_key, stable_hash
 from paperlib.core.runtime import to_device
 
 
@@ -67,6 +68,16 @@ class BiasedDataset:
     train: Split
     test: Split
     info: DatasetInfo
+
+    def check_built_for(self, params: Params, stored: str) -> None:
+        """A one-line error unless this is the dataset ``params`` describe: what is cached for a run (``stored``:
+        a distilled set, KDE weights) is keyed by its parameters alone, so another dataset's would be served, or
+        stored under this one's key."""
+        if stable_hash(self.info.params) != cache_key(params, "dataset"):
+            raise PaperlibError(f"the dataset given is not the one these parameters describe (dataset="
+                                f"{params.dataset!r}), and the {stored} cached under their key would belong to the "
+                                "other: pass build_dataset(params), or register a preset for your own data (README, "
+                                "'Adding a dataset') so that its runs get their own keys")
 
     @property
     def channels(self) -> int:

@@ -227,6 +227,7 @@ def _random_network(dataset: BiasedDataset, params: Params, device: torch.device
 
 def _supcon(dataset: BiasedDataset, params: Params, device: torch.device) -> Embeddings:
     # The encoder is the expensive part; every KDE setting of the same encoder reuses its embeddings.
+    dataset.check_built_for(params, "embeddings")
     name = f"{params.dataset}-embeddings-{cache_key(params, 'embeddings')}.pt"
     path = cache_root(params.cache_dir) / "weights" / name
     with entry_lock(params.cache_dir, path.stem):  # parallel jobs sharing one encoder train it once
@@ -305,6 +306,7 @@ def compute_kde_weights(dataset: BiasedDataset, params: Params, device: torch.de
 
 def kde_weights(dataset: BiasedDataset, params: Params, device: torch.device) -> KdeWeights:
     """Paper A's per-sample weights for ``params`` (cached in ``<cache>/weights/``)."""
+    dataset.check_built_for(params, "KDE weights")
     path = cache_root(params.cache_dir) / "weights" / f"{params.dataset}-{cache_key(params, 'weights')}.pt"
     with entry_lock(params.cache_dir, path.stem):
         saved = None if params.force else load_tensors(path, keys=("weights", "log_density", "bandwidth", "seconds"))

@@ -114,6 +114,7 @@ def distilled_set(dataset: BiasedDataset, params: Params, device: torch.device) 
     Loaded from :func:`distilled_dir` when present; otherwise distilled (resuming
     from a checkpoint there if one exists) and stored with an image grid.
     """
+    dataset.check_built_for(params, "distilled set")
     folder = distilled_dir(params)
     # Runs that differ only in their evaluation share this set: one distils it, the others wait and load it.
     with entry_lock(params.cache_dir, f"distilled-{folder.name}"):

@@ -49,9 +49,10 @@ def _check_scored(predictions: Tensor, labels: Tensor, attributes: Tensor, num_c
         raise PaperlibError(f"predictions are scores {tuple(predictions.shape)}; pass the predicted classes, "
                             "scores.argmax(1)")
     n = labels.shape[0] if labels.dim() == 1 else -1
-    if n < 1 or any(t.shape != (n,) or t.is_floating_point() for t in (predictions, labels, attributes)):
+    given = (predictions, labels, attributes)
+    if n < 1 or any(t.shape != (n,) or t.is_floating_point() for t in given):
         raise PaperlibError("predictions, labels and attributes must be integer tensors [N] of one length N >= 1, "
-                            f"got {', '.join(f'{t.dtype} {tuple(t.shape)}' for t in (predictions, labels, attributes))}")
+                            f"got {', '.join(f'{t.dtype} {tuple(t.shape)}' for t in given)}")
     for name, values, limit in (("predictions", predictions, num_classes), ("labels", labels, num_classes),
                                 ("attributes", attributes, num_attributes)):
         low, high = int(values.min()), int(values.max())
