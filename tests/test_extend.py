@@ -163,6 +163,39 @@ def test_facts_that_cannot_be_stored_stop_the_run_before_it_distils(tmp_path, mo
     assert not list(tmp_path.rglob("facts.json"))
 
 
+class _MetricsFactTarget(FirstHalfTarget):
+    name = "toy_metrics_fact"
+
+    @classmethod
+    def for_run(cls, dataset, params, device):
+        return cls(), {"metrics": "mine", "toy_share": 0.5}
+
+
+def test_facts_named_like_a_records_own_fields_stop_the_run_before_it_distils(tmp_path, monkeypatch):
+    """A fact named ``metrics`` replaced the record's metrics, and the record then read as unreadable."""
+    import paperlib.experiments.runner as runner
+
+    TARGETS.register(_MetricsFactTarget.name, _MetricsFactTarget)
+    monkeypatch.setattr(runner, "distill", lambda *args: pytest.fail("distilled before the facts were checked"))
+    try:
+        with pytest.raises(PaperlibError, match="target 'toy_metrics_fact' returned facts named metrics, which a "
+                                                "run's record writes itself"):
+            run(dataset="mnist", source="digits", method="dm", target=_MetricsFactTarget.name, cache_dir=str(tmp_path),
+                device="cpu", progress=False, ipc=1, batch_real=8)
+    finally:
+        TARGETS.unregister(_MetricsFactTarget.name)
+
+
+def test_the_reserved_names_are_every_field_a_record_writes_itself(toy_entries, tmp_path):
+    """``OWN_FIELDS`` cannot fall behind the record: a run's fields, less its target's facts, are all in it."""
+    from paperlib.experiments.runner import OWN_FIELDS
+
+    record = run(dataset="toy_inverted", conflict_ratio=0.2, method="dm", target=FirstHalfTarget.name,
+                 cache_dir=str(tmp_path), device="cpu", progress=False, ipc=1, batch_real=8, iterations=2,
+                 net_width=8, num_eval=1, eval_epochs=1)
+    assert set(record) - {"toy"} <= set(OWN_FIELDS) and "toy" not in OWN_FIELDS
+
+
 _PLUGIN = '''
 from paperlib.data.presets import PRESETS, RenderedPreset
 from paperlib.distill.targets import TARGETS, VanillaTarget

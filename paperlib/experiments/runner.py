@@ -147,8 +147,13 @@ def _load_or_distil(dataset: BiasedDataset, params: Params, device: torch.device
 
 
 def _check_storable(facts: dict, params: Params) -> None:
-    """A target's facts are stored as JSON with its set: one that cannot be is an error now, not after the
-    whole distillation."""
+    """A target's facts are stored as JSON with its set, and then in each record beside the record's own fields:
+    one that cannot be stored, or that a record writes itself, is an error now, not after the whole
+    distillation."""
+    taken = sorted(set(facts) & set(OWN_FIELDS))
+    if taken:
+        raise PaperlibError(f"target {params.target!r} returned facts named {', '.join(taken)}, which a run's "
+                            "record writes itself; give them other names (the target's name as a prefix, say)")
     try:
         json.dumps(_json_safe(facts))
     except (TypeError, ValueError) as err:
@@ -196,6 +201,10 @@ RECORD_NESTED: dict[str, dict[str, tuple[type, ...]]] = {
     "timings": {"evaluate": _NUMBER, "total": _NUMBER},
     "metrics": {key: (*_NUMBER, type(None)) for key in METRIC_KEYS + tuple(f"{key}_std" for key in METRIC_KEYS)},
 }
+# Every field a record or a distilled set's facts write themselves (a target's facts join them, and may not
+# overwrite one).
+OWN_FIELDS = (*RECORD_FIELDS, "num_distill", "train_size", "environment", "cached", "losses", "distill_seconds",
+              "seconds_per_iteration", "resumed_from", "distilled", "distilled_on", "distill_cached")
 _JSON_NAMES = {dict: "a mapping", list: "a list", str: "text", int: "a whole number", float: "a number",
                type(None): "null", bool: "true/false"}
 
