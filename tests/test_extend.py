@@ -196,6 +196,30 @@ def test_the_reserved_names_are_every_field_a_record_writes_itself(toy_entries, 
     assert set(record) - {"toy"} <= set(OWN_FIELDS) and "toy" not in OWN_FIELDS
 
 
+def test_a_method_registered_from_outside_distils_and_keys_its_sets(tmp_path):
+    """A distillation method is one registered ``Method``; one whose ``uses`` miss what the engine reads (its sets
+    would be shared across IPCs and targets) or without default iterations and image lr is refused."""
+    from paperlib.distill.dm import dm_step
+    from paperlib.distill.methods import DM_USES, METHODS, Method
+
+    with pytest.raises(PaperlibError, match="ipc, num_distill, .*target, iterations, .* missing: start from DM_USES"):
+        Method(uses=("channels_last",), step=dm_step, iterations=10, lr_img=lambda ipc: 1.0)
+    with pytest.raises(PaperlibError, match=r"default iterations \(>= 1, got 0\) and lr_img"):
+        Method(DM_USES, dm_step)
+    METHODS.register("toy_dm", Method(DM_USES, dm_step, iterations=2, lr_img=lambda ipc: 0.5, display_name="toy DM"))
+    try:
+        settings = dict(dataset="mnist", source="digits", method="toy_dm", cache_dir=str(tmp_path), device="cpu",
+                        progress=False, ipc=1, batch_real=8, net_width=8, num_eval=1, eval_epochs=1)
+        params = make_params(settings)
+        assert (params.iterations, params.lr_img) == (2, 0.5)  # the method's defaults
+        assert cache_key(params, "distilled") != cache_key(make_params(settings, ipc=2), "distilled")
+        assert cache_key(params, "distilled") != cache_key(make_params(settings, target="groups"), "distilled")
+        record = run(params)
+        assert len(record["losses"]) == 2 and distilled_set_name("toy_dm", "groups") == "toy DM + FairDD"
+    finally:
+        METHODS.unregister("toy_dm")
+
+
 _PLUGIN = '''
 from paperlib.data.presets import PRESETS, RenderedPreset
 from paperlib.distill.targets import TARGETS, VanillaTarget

@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import Tensor
 
+from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params, derive_seed
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import generator
@@ -21,13 +22,14 @@ from paperlib.distill.dc import matching_step
 from paperlib.distill.dm import dm_step
 from paperlib.distill.init import real_per_class
 
-# Parameters every distillation method reads; DM adds the layout of its embedding passes (channels-last was
+# Parameters every distillation method reads (a method registered from outside starts its ``uses`` from one of
+# these: they put its IPC, target and iterations in its sets' keys); DM adds the layout of its embedding passes (channels-last was
 # measured faster there) and the optional warm start of its network, gradient matching its loops (it runs NCHW
 # in small chunks, measured faster on the CPU: docs/performance.md).
-_DISTILL_USES = ("ipc", "num_distill", "distill_run", "target", "iterations", "batch_real", "lr_img", "momentum_img",
+DISTILL_USES = ("ipc", "num_distill", "distill_run", "target", "iterations", "batch_real", "lr_img", "momentum_img",
                  "init", "sampling", "precision")
-_DM_USES = (*_DISTILL_USES, "channels_last", "warm_start_epochs", "warm_start_lr", "warm_start_batch")
-_MATCHING_USES = (*_DISTILL_USES, "outer_loop", "inner_loop", "lr_net", "inner_batch")
+DM_USES = (*DISTILL_USES, "channels_last", "warm_start_epochs", "warm_start_lr", "warm_start_batch")
+MATCHING_USES = (*DISTILL_USES, "outer_loop", "inner_loop", "lr_net", "inner_batch")
 # The batch of the networks trained on the synthetic set inside distillation; 0 takes eval_batch, as the official
 # code's one batch_train does (written out, so the distilled set's key holds the value used).
 _TRAINING_BATCHES = ("inner_batch", "warm_start_batch")
@@ -56,6 +58,18 @@ class Method:
     eval_augment: str = "dsa"  # "none": evaluation models train without augmentation (DC's protocol)
     init: str = "real"  # how the official code starts the synthetic set (main_DM.py and FairDD's main_DC.py: real)
     display_name: str | None = None  # None: the registered name
+
+    def __post_init__(self) -> None:
+        if self.step is None:
+            return
+        missing = [name for name in DISTILL_USES if name not in self.uses]
+        if missing:  # runs at another IPC or target would share this method's cached sets
+            raise PaperlibError(f"a distilling method's uses must hold every parameter the engine reads; "
+                                f"{', '.join(missing)} missing: start from DM_USES, MATCHING_USES or DISTILL_USES "
+                                "(paperlib.distill.methods)")
+        if self.iterations < 1 or self.lr_img is None:
+            raise PaperlibError(f"a distilling method needs its default iterations (>= 1, got {self.iterations}) "
+                                "and lr_img, the default image learning rate as a function of ipc")
 
     @property
     def distils(self) -> bool:
@@ -100,14 +114,14 @@ METHODS.register("whole", Method(uses=(), select=lambda dataset, params: None, w
                                  display_name="whole data"))
 METHODS.register("random", Method(uses=("ipc", "num_distill", "distill_run"), select=_random_subset,
                                   display_name="random real"))
-METHODS.register("dm", Method(_DM_USES, dm_step, augment=True, iterations=20000,
+METHODS.register("dm", Method(DM_USES, dm_step, augment=True, iterations=20000,
                               lr_img=lambda ipc: 10.0 if ipc >= 100 else 1.0, display_name="DM"))
 # FairDD's main_DC.py (paper B's DC numbers; --method DC or DSA) starts from real images (its --init defaults to
 # real and scripts/main_DC.sh passes none; DatasetCondensation's main.py defaults to noise, but no paper number
 # came from it) and evaluates DC's sets for 300 epochs without augmentation (get_daparam: strategy 'none').
-METHODS.register("dc", Method(_MATCHING_USES, matching_step, iterations=1000, lr_img=lambda ipc: 0.1,
+METHODS.register("dc", Method(MATCHING_USES, matching_step, iterations=1000, lr_img=lambda ipc: 0.1,
                               eval_epochs=300, eval_augment="none", display_name="DC"))
-METHODS.register("dsa", Method(_MATCHING_USES, matching_step, augment=True, iterations=1000, lr_img=lambda ipc: 0.1,
+METHODS.register("dsa", Method(MATCHING_USES, matching_step, augment=True, iterations=1000, lr_img=lambda ipc: 0.1,
                                display_name="DSA"))
 
 
