@@ -220,6 +220,37 @@ def test_a_method_registered_from_outside_distils_and_keys_its_sets(tmp_path):
         METHODS.unregister("toy_dm")
 
 
+class _FlatTarget(FirstHalfTarget):
+    name = "toy_flat"
+
+    def aggregation(self, batch):
+        return super().aggregation(batch)[:, 0, :]  # the J axis forgotten
+
+
+def test_an_aggregation_matrix_of_the_wrong_shape_and_weights_of_the_wrong_length_are_named(tmp_path):
+    from paperlib.distill.engine import Distiller
+    from paperlib.distill.weights import SAMPLE_WEIGHTINGS, SampleWeighting
+    from paperlib.data import build_dataset
+
+    TARGETS.register(_FlatTarget.name, _FlatTarget)
+    SAMPLE_WEIGHTINGS.register("toy_short", SampleWeighting(lambda dataset, params, device: (torch.ones(3), {})))
+    try:
+        settings = dict(dataset="mnist", source="digits", method="dm", cache_dir=str(tmp_path), device="cpu",
+                        progress=False, ipc=1, batch_real=8, net_width=8)
+        params = make_params(settings, target=_FlatTarget.name)
+        dataset = build_dataset(params)
+        distiller = Distiller(dataset, params, _FlatTarget(), torch.device("cpu"))
+        with pytest.raises(PaperlibError, match=r"target 'toy_flat' gave a torch.float32 aggregation matrix of shape "
+                                                r"\(10, 8\); it must be float32 \[K, J, B\] = \[10, J, 8\]"):
+            distiller.step()
+        with pytest.raises(PaperlibError, match=r"sample weights of shape \(3,\); a weighting gives \[\d+\], one per "
+                                                "training sample"):
+            run(make_params(settings, target="weighted", weights="toy_short"))
+    finally:
+        TARGETS.unregister(_FlatTarget.name)
+        SAMPLE_WEIGHTINGS.unregister("toy_short")
+
+
 _PLUGIN = '''
 from paperlib.data.presets import PRESETS, RenderedPreset
 from paperlib.distill.targets import TARGETS, VanillaTarget

@@ -100,7 +100,13 @@ class Distiller:
         samples each row holds) there without waiting for the device."""
         batch = self.sampler.sample(self.gen)
         images = self.real_uint8[to_device(batch.index.flatten(), self.device)]
-        return self.dataset.normalize_uint8(images), self.target.aggregation(batch)
+        aggregation = self.target.aggregation(batch)
+        shape = aggregation.shape  # read from the tensor's metadata: no wait for the device
+        if aggregation.dtype != torch.float32 or len(shape) != 3 or (shape[0], shape[2]) != tuple(batch.index.shape):
+            raise PaperlibError(f"target {self.params.target!r} gave a {aggregation.dtype} aggregation matrix of "
+                                f"shape {tuple(shape)}; it must be float32 [K, J, B] = [{self.k}, J, "
+                                f"{batch.index.shape[1]}] (paperlib.distill.targets)")
+        return self.dataset.normalize_uint8(images), aggregation
 
     def step(self) -> Tensor:
         """One distillation iteration (the method's registered ``step``); returns its matching loss, on the

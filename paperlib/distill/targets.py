@@ -130,6 +130,10 @@ class WeightedTarget(Target):
 
     def __init__(self, sample_weights: Tensor, labels: Tensor | None = None) -> None:
         """``labels`` (each training sample's class) only name the class of a bad weight in the error."""
+        if sample_weights.dim() != 1 or (labels is not None and sample_weights.shape != labels.shape):
+            expected = "[N]" if labels is None else f"[{labels.shape[0]}], one per training sample"
+            raise PaperlibError(f"sample weights of shape {tuple(sample_weights.shape)}; a weighting gives "
+                                f"{expected}")
         bad = (sample_weights < 0) | ~torch.isfinite(sample_weights)
         if bool(bad.any()):  # the one host wait, once per target
             first = int(bad.nonzero()[0, 0])
