@@ -181,3 +181,16 @@ def test_unknown_choices_fail_at_validation_in_one_line(name, value):
     with pytest.raises(PaperlibError, match=rf"unknown .*'{shown}'.*choose one of") as err:
         make_params({name: value})
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("field", ["method", "weights", "kde_encoder", "kde_bandwidth", "kde_weighting", "init",
+                                   "sampling"])
+def test_every_registered_entry_can_carry_a_version_that_moves_the_keys_it_enters(field, monkeypatch):
+    """The registry's promise: bump an entry's ``version`` and the sets and weights made with it are recomputed
+    (these entries could not carry one: a changed weighting or encoder was served from the cache)."""
+    params = make_params(dataset="cmnist", source="digits", method="dm", target="weighted", weights="kde",
+                         sampling="stratified")
+    registry, name = registry_for(field), getattr(params, field)
+    before = {scope: cache_key(params, scope) for scope in ("distilled", "record")}
+    monkeypatch.setitem(registry._entries, name, dataclasses.replace(registry[name], version=1))
+    assert all(cache_key(params, scope) != key for scope, key in before.items())

@@ -64,6 +64,7 @@ class Init:
     draw: Callable[[BiasedDataset, int, torch.Generator], Tensor]
     images: bool = False
     reads_groups: bool = False  # draws by the training samples' true group labels
+    version: int = 0  # bump when its output changes: the cache then recomputes what was made with it
 
 
 INITS: Registry[Init] = Registry("init", field="init")

@@ -87,6 +87,7 @@ class BandwidthRule:
 
     rule: Callable[[Tensor, float], float]
     uses: tuple[str, ...] = ()
+    version: int = 0  # bump when its output changes: the cache then recomputes what was made with it
 
 
 BANDWIDTHS: Registry[BandwidthRule] = Registry("kde_bandwidth", field="kde_bandwidth")
@@ -140,6 +141,7 @@ class Weighting:
 
     logits: Callable[[Tensor, float, float], Tensor]
     uses: tuple[str, ...] = ()
+    version: int = 0  # bump when its output changes: the cache then recomputes what was made with it
 
 
 WEIGHTINGS: Registry[Weighting] = Registry("kde_weighting", field="kde_weighting")
@@ -246,6 +248,7 @@ class Encoder:
 
     embed: Callable[[BiasedDataset, Params, torch.device], Embeddings]
     uses: tuple[str, ...] = ()
+    version: int = 0  # bump when its output changes: the cache then recomputes what was made with it
 
 
 ENCODERS: Registry[Encoder] = Registry("kde_encoder", field="kde_encoder")

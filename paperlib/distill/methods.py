@@ -58,6 +58,7 @@ class Method:
     eval_augment: str = "dsa"  # "none": evaluation models train without augmentation (DC's protocol)
     init: str = "real"  # how the official code starts the synthetic set (main_DM.py and FairDD's main_DC.py: real)
     display_name: str | None = None  # None: the registered name
+    version: int = 0  # bump when its output changes: the cache then recomputes what was made with it
 
     def __post_init__(self) -> None:
         if self.step is None:

@@ -66,6 +66,7 @@ class Sampling:
 
     stratified: bool
     uses: tuple[str, ...] = ()
+    version: int = 0  # bump when its output changes: the cache then recomputes what was made with it
 
 
 SAMPLINGS: Registry[Sampling] = Registry("sampling", field="sampling")

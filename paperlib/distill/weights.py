@@ -33,6 +33,7 @@ class SampleWeighting:
     uses: tuple[str, ...] = ()
     paper_family: str | None = None
     display_name: str | None = None
+    version: int = 0  # bump when its output changes: the cache then recomputes what was made with it
 
 
 def _uniform(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, Facts]:

@@ -275,7 +275,8 @@ def samples_independent(model: nn.Module) -> bool:
     return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
-# name -> constructor (channels, classes, image size, ConvNet width, depth, norm, act, pooling).
+# name -> constructor (channels, classes, image size, ConvNet width, depth, norm, act, pooling); a constructor's
+# ``version`` attribute, when it has one, enters the cache key like any entry's (bump it when the model changes).
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model", field="model")
 MODELS.register("convnet", ConvNet)
 MODELS.register("mlp", lambda c, k, size, *convnet: MLP(c, k, size))
