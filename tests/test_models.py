@@ -102,3 +102,17 @@ def test_convnet_uses_the_patch_convolution_for_one_input_channel_only():
     assert type(ConvNet(1, 10, 28).features[0]) is PatchConv2d
     assert type(ConvNet(3, 10, 32).features[0]) is torch.nn.Conv2d
     assert all(type(m) is not PatchConv2d for m in list(ConvNet(1, 10, 28).features)[1:])
+
+
+def test_init_parameters_refuses_a_parameter_it_cannot_draw_from_the_seed():
+    """A Conv1d's or a bare parameter's values came from torch's global generator: two runs of one seed differed."""
+    class WithScale(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 2)
+            self.scale = torch.nn.Parameter(torch.ones(2))
+
+    with pytest.raises(PaperlibError, match=r"WithScale has parameters init_parameters cannot draw from the run's "
+                                            r"seed \(scale\); build it from Conv2d, Linear, GroupNorm, BatchNorm2d"):
+        init_parameters(WithScale(), torch.Generator().manual_seed(0))
+    init_parameters(torch.nn.Sequential(torch.nn.Linear(4, 2)), torch.Generator().manual_seed(0))  # drawable

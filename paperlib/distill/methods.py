@@ -23,9 +23,9 @@ from paperlib.distill.dm import dm_step
 from paperlib.distill.init import real_per_class
 
 # Parameters every distillation method reads (a method registered from outside starts its ``uses`` from one of
-# these: they put its IPC, target and iterations in its sets' keys); DM adds the layout of its embedding passes (channels-last was
-# measured faster there) and the optional warm start of its network, gradient matching its loops (it runs NCHW
-# in small chunks, measured faster on the CPU: docs/performance.md).
+# these: they put its IPC, target and iterations in its sets' keys); DM adds the layout of its embedding passes
+# (channels-last was measured faster there) and the optional warm start of its network, gradient matching its
+# loops (it runs NCHW in small chunks, measured faster on the CPU: docs/performance.md).
 DISTILL_USES = ("ipc", "num_distill", "distill_run", "target", "iterations", "batch_real", "lr_img", "momentum_img",
                  "init", "sampling", "precision")
 DM_USES = (*DISTILL_USES, "channels_last", "warm_start_epochs", "warm_start_lr", "warm_start_batch")

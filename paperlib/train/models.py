@@ -303,14 +303,28 @@ def model_from_params(params: Params, channels: int, num_classes: int, image_siz
                        depth=params.net_depth, norm=params.net_norm, act=params.net_act, pooling=params.net_pooling)
 
 
+_DRAWN = (nn.Conv2d, nn.Linear, nn.GroupNorm, nn.BatchNorm2d)  # the layers init_parameters re-draws
+
+
+def _require_drawable(model: nn.Module) -> None:
+    drawn = {id(p) for m in model.modules() if isinstance(m, _DRAWN) for p in m.parameters(recurse=False)}
+    other = [name for name, p in model.named_parameters() if id(p) not in drawn]
+    if other:
+        raise PaperlibError(f"{type(model).__name__} has parameters init_parameters cannot draw from the run's seed "
+                            f"({', '.join(other[:3])}{', ...' if len(other) > 3 else ''}); build it from "
+                            f"{', '.join(layer.__name__ for layer in _DRAWN)} layers")
+
+
 @torch.no_grad()
 def init_parameters(model: nn.Module, generator: torch.Generator) -> nn.Module:
     """Re-draw every parameter in place with PyTorch's default scheme, from ``generator``.
 
     Conv/linear weights: Kaiming-uniform (a=sqrt(5)); biases: U(+-1/sqrt(fan_in));
     norm layers: weight 1, bias 0. Draws happen on the generator's device and are
-    copied, so a CPU generator gives the same network on every device.
+    copied, so a CPU generator gives the same network on every device. A parameter of any other layer is a
+    one-line error: it would keep a draw from torch's global generator, and the run would not follow its seed.
     """
+    _require_drawable(model)
     gen_device = generator.device
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -327,3 +341,4 @@ def init_parameters(model: nn.Module, generator: torch.Generator) -> nn.Module:
             if isinstance(module, nn.BatchNorm2d):
                 module.reset_running_stats()
     return model
+
