@@ -30,6 +30,12 @@ def _layer(module: str) -> int:
     return LAYERS.index("entry") if name in ENTRY_POINTS else LAYERS.index(name)
 
 
+def _is_module(dotted: str) -> bool:
+    """Whether ``dotted`` names a module of the package: a file, or a sub-package (``paperlib.report``)."""
+    path = PACKAGE.parent / dotted.replace(".", "/")
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+
+
 def _imports(path: Path) -> list[tuple[str, bool]]:
     """Every paperlib module ``path`` imports, and whether the import sits inside a function."""
     tree = ast.parse(path.read_text())
@@ -37,10 +43,11 @@ def _imports(path: Path) -> list[tuple[str, bool]]:
               for sub in ast.walk(node)}
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("paperlib"):
+        if isinstance(node, ast.ImportFrom) and node.level:  # ``from ..report import tables``: not seen below
+            found.append((f"relative import from {'.' * node.level}{node.module or ''}", id(node) in inside))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("paperlib"):
             # ``from paperlib.data import bias`` imports the module paperlib.data.bias, not the package's names
-            submodules = [f"{node.module}.{a.name}" for a in node.names
-                          if (PACKAGE.parent / f"{node.module}.{a.name}".replace(".", "/")).with_suffix(".py").exists()]
+            submodules = [f"{node.module}.{a.name}" for a in node.names if _is_module(f"{node.module}.{a.name}")]
             targets = submodules if len(submodules) == len(node.names) else [node.module, *submodules]
             found += [(t, id(node) in inside) for t in targets]
         elif isinstance(node, ast.Import):
@@ -89,11 +96,22 @@ def test_no_paperlib_import_hides_inside_a_function():
 
 
 def test_the_check_would_catch_an_upward_import(tmp_path):
-    """The layering check is not vacuous: an import of the report layer from core is seen as upward."""
+    """The layering check is not vacuous: an import of the report layer from core is seen as upward, written as
+    a module, as a sub-package of the façade, or relative."""
     fake = tmp_path / "fake.py"
-    fake.write_text("def f():\n    from paperlib.report.tables import results_table\n")
-    found = _imports(fake)
-    assert found == [("paperlib.report.tables", True)] and _layer("paperlib.report.tables") > _layer("paperlib.core.x")
+    fake.write_text("def f():\n    from paperlib.report.tables import results_table\n"
+                    "from paperlib import report\nfrom ..report import tables\n")
+    found = sorted(_imports(fake))
+    assert found == [("paperlib.report", False), ("paperlib.report.tables", True),
+                     ("relative import from ..report", False)]
+    assert _layer("paperlib.report.tables") == _layer("paperlib.report") > _layer("paperlib.core.x")
+
+
+def test_no_module_imports_relatively():
+    """Relative imports would hide a module's layer from the checks above."""
+    relative = [f"{name}: {target}" for name, path in MODULES.items() for target, _ in _imports(path)
+                if target.startswith("relative")]
+    assert not relative, relative
 
 
 def test_the_registry_names_architecture_md_lists_are_the_registries():

@@ -127,7 +127,9 @@ def test_weights_command_prints_per_class_diagnostics(capsys):
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out["classes"]) == 10 and len(out["bandwidth"]) == 10
-    assert all(0 <= row["conflicting_weight_share"] <= 1 for row in out["classes"])
+    # 10% of each class is conflicting, and the KDE gives that rare 10% more than its share of the weight
+    assert all(row["conflicting_sample_share"] == pytest.approx(0.1, abs=0.01) for row in out["classes"])
+    assert all(row["conflicting_weight_share"] > row["conflicting_sample_share"] for row in out["classes"])
     assert main([*args, "--set", "kde_bandwidth=wide"]) == 2
     assert "unknown kde_bandwidth 'wide'" in capsys.readouterr().err
 
@@ -143,8 +145,14 @@ def test_a_command_s_own_choice_is_not_overridden_by_the_file_or_set(capsys):
 
 def test_weights_accepts_every_kde_weighting(capsys):
     args = ["weights", "--set", "dataset=cmnist", "--set", "source=digits", "--set", "kde_encoder=pixels",
-            "--set", "device=cpu", "--set", "kde_weighting=softmax"]
-    assert main(args) == 0 and len(json.loads(capsys.readouterr().out)["classes"]) == 10
+            "--set", "device=cpu"]
+    shares = {}
+    for weighting in ("power", "softmax"):
+        assert main([*args, "--set", f"kde_weighting={weighting}"]) == 0
+        classes = json.loads(capsys.readouterr().out)["classes"]
+        assert len(classes) == 10
+        shares[weighting] = [row["conflicting_weight_share"] for row in classes]
+    assert shares["power"] != shares["softmax"]  # the setting reached the weights
 
 
 @pytest.mark.parametrize("argv", [["bench", "foo"], ["run", "--set"], ["suite", "x.yaml", "--jobs", "two"]])

@@ -89,15 +89,6 @@ def test_hash_and_seed_derivation_are_stable():
     assert (derive_seed(0, "eval", 1), stable_hash({"a": 1, "b": 2})) == (4254160996170199013, "43258cff783fe703")
 
 
-def test_result_key_ignores_what_cannot_change_the_result():
-    from paperlib.core.params import cache_key
-
-    base = cache_key(make_params(dataset="cmnist_fg", method="whole"))
-    assert cache_key(make_params(dataset="cmnist_fg", method="whole", lr_net=0.5, ipc=7,
-                                 target="groups", progress=False, device="cpu")) == base
-    assert cache_key(make_params(dataset="cmnist_fg", method="whole", majority_ratio=0.8)) != base
-
-
 def test_papers_defaults_fill_in_by_method():
     assert (make_params(method="dm").iterations, make_params(method="dm").lr_img) == (20000, 1.0)
     assert make_params(method="dm", ipc=100).lr_img == 10.0

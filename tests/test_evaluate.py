@@ -145,23 +145,30 @@ def test_a_training_with_a_device_flag_reads_nothing_on_the_host_and_clears_the_
     assert not bool(finite)
 
 
-def _train_copy(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, micro_batch: int | None):
-    net = copy.deepcopy(net)
+def _train_copy(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                micro_batch: int | None) -> tuple[torch.Tensor, list[int]]:
+    """The trained parameters of a copy of ``net``, and the size of every piece its loss was called on."""
+    net, sizes = copy.deepcopy(net), []
     settings = TrainSettings(epochs=3, batch=8, dsa_strategy="color_crop")
     optimizer = make_optimizer(net.parameters(), settings)
-    run_epochs(optimizer, images, settings, torch.Generator().manual_seed(0),
-               lambda index, x: torch.nn.functional.cross_entropy(net(x), labels[index]), show_progress=False,
+
+    def batch_loss(index: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        sizes.append(index.shape[0])
+        return torch.nn.functional.cross_entropy(net(x), labels[index])
+
+    run_epochs(optimizer, images, settings, torch.Generator().manual_seed(0), batch_loss, show_progress=False,
                micro_batch=micro_batch)
-    return torch.cat([p.detach().flatten() for p in net.parameters()])
+    return torch.cat([p.detach().flatten() for p in net.parameters()]), sizes
 
 
 def test_micro_batches_give_the_whole_batch_step_up_to_float_reassociation():
     gen = torch.Generator().manual_seed(0)
     net = init_parameters(ConvNet(3, 4, 28, width=8), gen)
     images, labels = torch.randn(20, 3, 28, 28, generator=gen), torch.randint(0, 4, (20,), generator=gen)
-    whole = _train_copy(net, images, labels, None)
-    parts = _train_copy(net, images, labels, 3)  # batches of 8 (and a last one of 4) in parts of 3
-    assert not torch.equal(whole, _train_copy(init_parameters(ConvNet(3, 4, 28, width=8), gen), images, labels, None))
+    whole, whole_sizes = _train_copy(net, images, labels, None)
+    parts, part_sizes = _train_copy(net, images, labels, 3)
+    # each epoch: batches of 8, 8 and 4, whole or in parts of 3
+    assert whole_sizes == [8, 8, 4] * 3 and part_sizes == [3, 3, 2, 3, 3, 2, 3, 1] * 3
     torch.testing.assert_close(parts, whole, rtol=1e-4, atol=1e-5)
 
 

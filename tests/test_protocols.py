@@ -26,8 +26,11 @@ def test_the_palette_is_rebias_biased_mnist():
 
 
 @pytest.mark.parametrize("dataset", COLOUR_PRESETS)
-def test_paper_b_presets_default_to_the_official_protocol_and_others_to_ours(dataset):
+def test_paper_b_presets_default_to_the_official_protocol(dataset):
     assert make_params(dataset=dataset).protocol == "fairdd"
+
+
+def test_the_other_presets_default_to_ours_and_refuse_the_official_protocol():
     assert make_params(dataset="cmnist").protocol == "companion"
     with pytest.raises(PaperlibError, match="^dataset 'cmnist' is built by protocol companion only; protocol 'fairdd' "
                                             "applies to cmnist_fg, cmnist_bg, cfmnist_fg, cfmnist_bg, utkface$"):

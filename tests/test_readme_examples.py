@@ -50,10 +50,15 @@ def test_the_readmes_built_preset_builds_and_distils(tmp_path):
         return images, labels, attributes, attributes == labels
 
     namespace = {"read_my_files": read_my_files}
-    exec(_block_with("BuiltPreset("), namespace)
+    block = _block_with("BuiltPreset(")
+    files = tmp_path / "my_faces"  # where the reader's files would be: present() asks for this folder
+    assert '"/data/my_faces"' in block
+    exec(block.replace('"/data/my_faces"', repr(str(files))), namespace)
     try:
         params = make_params(dataset="my_faces", cache_dir=str(tmp_path), device="cpu", progress=False)
-        assert dataset_present(params) is Path("/data/my_faces").is_dir()  # its present(), asked without building
+        assert dataset_present(params) is False  # its present(), asked without building: no files, no cache
+        files.mkdir()
+        assert dataset_present(params) is True
         built = build_dataset(params)
         assert (built.num_classes, built.info.num_attributes, built.info.attribute_names) == (2, 2, ["female", "male"])
         assert built.info.group_counts["train"] == [[10, 10], [10, 10]]

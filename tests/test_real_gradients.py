@@ -25,6 +25,14 @@ def _reference(net: torch.nn.Module, real: torch.Tensor, label: int, rows: torch
     return [torch.stack([g[i] for g in grads]) for i in range(len(weights))]
 
 
+def _assert_rows_close(found: list[torch.Tensor], expected: list[torch.Tensor], net: torch.nn.Module,
+                       **tolerance: float) -> None:
+    """One ``[J, *weight.shape]`` gradient per matched weight, each close to the reference's (not a zip, which
+    would pass on a shorter list)."""
+    assert len(found) == len(expected) == len(matched_weights(net))
+    torch.testing.assert_close(found, expected, **tolerance)
+
+
 def _rows(kind: str, b: int, gen: torch.Generator) -> torch.Tensor:
     if kind == "vanilla":
         return torch.full((1, b), 1.0 / b)
@@ -61,8 +69,7 @@ def test_rows_from_one_backward_equal_one_backward_per_row(kind: str, channels: 
     rows = _rows(kind, 12, gen)
     fast, reference = row_gradients(net, real, 3, rows, chunk), _reference(net, real, 3, rows)
     assert [f.shape for f in fast] == [r.shape for r in reference]
-    for f, r in zip(fast, reference):
-        torch.testing.assert_close(f, r, rtol=1e-4, atol=1e-6)
+    _assert_rows_close(fast, reference, net, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["vanilla", "some_unweighted", "barycenter", "groups"])
@@ -85,8 +92,7 @@ def test_a_compiled_forward_gives_each_row_from_its_own_samples_in_pieces(kind: 
     fast = row_gradients(net, real, 3, rows, 5, forward=forward)
     members = (rows > 0).sum(-1).tolist()  # each row's samples: full chunks of 5, then powers of two
     assert calls == [size for n in members for size in _piece_sizes(n, 5)] and sum(calls) == sum(members)
-    for f, r in zip(fast, _reference(net, real, 3, rows)):
-        torch.testing.assert_close(f, r, rtol=1e-4, atol=1e-6)
+    _assert_rows_close(fast, _reference(net, real, 3, rows), net, rtol=1e-4, atol=1e-6)
 
 
 def test_an_in_place_activation_after_a_layer_does_not_change_its_rows() -> None:
@@ -94,8 +100,7 @@ def test_an_in_place_activation_after_a_layer_does_not_change_its_rows() -> None
     net = _net("mlp", 1, 28)  # Linear -> ReLU(inplace=True)
     assert per_sample_layers(net) is not None
     real, rows = torch.randn(10, 1, 28, 28, generator=gen), _rows("groups", 10, gen)
-    for f, r in zip(row_gradients(net, real, 0, rows), _reference(net, real, 0, rows)):
-        torch.testing.assert_close(f, r, rtol=1e-4, atol=1e-6)
+    _assert_rows_close(row_gradients(net, real, 0, rows), _reference(net, real, 0, rows), net, rtol=1e-4, atol=1e-6)
 
 
 def test_batch_statistics_take_the_one_backward_per_row_path_and_stay_exact() -> None:
@@ -103,8 +108,7 @@ def test_batch_statistics_take_the_one_backward_per_row_path_and_stay_exact() ->
     net = _net("convnet", 1, 28, norm="batchnorm")
     assert per_sample_layers(net) is None  # a sample's loss depends on the others' through the batch mean
     real, rows = torch.randn(12, 1, 28, 28, generator=gen), _rows("groups", 12, gen)
-    for f, r in zip(row_gradients(net, real, 2, rows), _reference(net, real, 2, rows)):
-        torch.testing.assert_close(f, r, rtol=1e-5, atol=1e-7)
+    _assert_rows_close(row_gradients(net, real, 2, rows), _reference(net, real, 2, rows), net, rtol=1e-5, atol=1e-7)
 
 
 def test_class_loss_sums_the_distance_of_every_present_row_only() -> None:
@@ -132,5 +136,7 @@ def test_an_uncompiled_forward_keeps_the_per_sample_route() -> None:
     real, rows = torch.randn(12, 3, 32, 32, generator=gen), _rows("groups", 12, gen)
     eager = Compiled(net, enabled=False)
     assert not eager.active
-    for f, r in zip(row_gradients(net, real, 3, rows, 5, forward=eager), row_gradients(net, real, 3, rows, 5)):
-        assert torch.equal(f, r)
+    compiled_route = row_gradients(net, real, 3, rows, 5, forward=eager)
+    per_sample = row_gradients(net, real, 3, rows, 5)
+    assert len(compiled_route) == len(per_sample) == len(matched_weights(net))
+    assert all(map(torch.equal, compiled_route, per_sample))
