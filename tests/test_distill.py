@@ -171,6 +171,18 @@ def test_bf16_precision_covers_matching_and_the_inner_loop_trainings(method, pre
     assert bool(torch.isfinite(loss))
 
 
+def test_the_distiller_holds_everything_a_step_may_read():
+    """A method's step is written against DistillerState; the engine's Distiller must keep every member of it."""
+    from paperlib.distill.state import DistillerState
+
+    params = _params(dataset="mnist", method="dc")
+    ds = build_dataset(params)
+    distiller = Distiller(ds, params, TARGETS["vanilla"].for_run(ds, params, CPU)[0], CPU)
+    members = [name for name in DistillerState.__annotations__] + ["real_batch", "update_images", "train_network"]
+    assert len(members) == 18 and [name for name in members if not hasattr(distiller, name)] == []
+    assert isinstance(distiller, DistillerState)
+
+
 def test_dm_warm_start_trains_the_network_first_and_stays_deterministic(monkeypatch):
     ds = build_dataset(dataset="cmnist_fg", source="digits", majority_ratio=0.9)
     params = make_params(dataset="cmnist_fg", source="digits", method="dm", ipc=2, batch_real=8, net_width=8,

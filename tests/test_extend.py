@@ -86,6 +86,16 @@ def test_unregistered_names_fail_with_the_registered_choices(toy_entries):
     PRESETS.register("toy_inverted", RenderedPreset("digits", "inversion", sources=("digits",)))
 
 
+def test_registering_a_name_twice_says_how_to_replace_it(toy_entries):
+    """A notebook cell that registers a target, run twice, registers it twice."""
+    with pytest.raises(PaperlibError, match="^target 'toy_first_half' is registered already; pick another name, or "
+                                            "unregister it first to replace it"):
+        TARGETS.register(FirstHalfTarget.name, FirstHalfTarget)
+    TARGETS.unregister(FirstHalfTarget.name)
+    TARGETS.register(FirstHalfTarget.name, FirstHalfTarget)  # replaced
+    assert TARGETS[FirstHalfTarget.name] is FirstHalfTarget
+
+
 def test_a_rendered_preset_must_key_its_ratio():
     """Without its ratio in ``uses``, datasets built at two ratios would share one cache entry."""
     with pytest.raises(PaperlibError, match="must list conflict_ratio .or majority_ratio. in its uses"):

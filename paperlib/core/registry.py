@@ -48,12 +48,14 @@ class Registry(Generic[T]):
     def register(self, name: str, entry: T) -> T:
         """Add ``entry`` under ``name`` (a name may be registered once); returns ``entry``."""
         if name in self._entries:
-            raise PaperlibError(f"{self.kind} {name!r} is registered already; pick another name")
+            raise PaperlibError(f"{self.kind} {name!r} is registered already; pick another name, or unregister it "
+                                "first to replace it (a notebook cell run twice registers twice)")
         self._entries[name] = entry
         return entry
 
     def unregister(self, name: str) -> None:
-        """Remove ``name`` (tests that register a toy entry clean up with this)."""
+        """Remove ``name`` if registered: to replace an entry (register it again after), or to clean up a toy
+        entry in a test."""
         self._entries.pop(name, None)
 
     def __getitem__(self, name: str) -> T:

@@ -9,8 +9,6 @@ reference). Between outer loops the network trains on the synthetic set.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -18,6 +16,7 @@ from torch import Tensor, nn
 from paperlib.core.runtime import Compiled, to_device
 from paperlib.distill.dm import augment_siamese
 from paperlib.distill.real_gradients import matched_weights, row_gradients
+from paperlib.distill.state import DistillerState
 from paperlib.train.models import init_parameters
 
 # (outer_loop, inner_loop) by IPC, following the reference table
@@ -69,32 +68,29 @@ def dc_class_loss(net: nn.Module, real: Tensor, weights: Tensor, syn: Tensor, la
     return (gradient_distance(real_rows, list(syn_grad)) * present).sum()
 
 
-def matching_step(d: Any) -> Tensor:
-    """One gradient-matching iteration of the distiller ``d`` (:class:`paperlib.distill.engine.Distiller`):
+def matching_step(distiller: DistillerState) -> Tensor:
+    """One gradient-matching iteration of ``distiller`` (:class:`~paperlib.distill.state.DistillerState`):
     a fresh network; ``outer_loop`` times one image update on every class, then ``inner_loop`` epochs of
     the network on the synthetic set (the reference's order). Returns the mean loss over outer loops, on the
     device (reading it would wait for the device)."""
-    for p in d.net.parameters():
+    net, ipc, b = distiller.net, distiller.ipc, distiller.sampler.batch
+    for p in net.parameters():
         p.requires_grad_(True)
-    init_parameters(d.net, d.gen)
-    d.net.train()
-    b = d.sampler.batch
-    total = d.syn.new_zeros((), dtype=torch.float32)
-    for outer in range(d.outer_loop):
-        real, aggregation = d.real_batch()
-        real, syn = augment_siamese(d.dsa, real, d.syn, d.real_classes, d.syn_classes, d.gen)
-        loss = d.syn.new_zeros((), dtype=torch.float32)
-        with d.autocast:
-            for c in range(d.k):
-                loss = loss + dc_class_loss(d.net, real[c * b:(c + 1) * b], aggregation[c],
-                                            syn[c * d.ipc:(c + 1) * d.ipc], c, d.forward).float()
-        d.update_images(loss)
+    init_parameters(net, distiller.gen)
+    net.train()
+    total = distiller.syn.new_zeros((), dtype=torch.float32)
+    for outer in range(distiller.outer_loop):
+        real, aggregation = distiller.real_batch()
+        real, syn = augment_siamese(distiller.dsa, real, distiller.syn, distiller.real_classes,
+                                    distiller.syn_classes, distiller.gen)
+        loss = distiller.syn.new_zeros((), dtype=torch.float32)
+        with distiller.autocast:
+            for c in range(distiller.k):
+                loss = loss + dc_class_loss(net, real[c * b:(c + 1) * b], aggregation[c],
+                                            syn[c * ipc:(c + 1) * ipc], c, distiller.forward).float()
+        distiller.update_images(loss)
         total = total + loss.detach()
-        if outer < d.outer_loop - 1:
-            _train_network(d)
-    return total / d.outer_loop
-
-
-def _train_network(d: Any) -> None:
-    """The reference's inner loop: ``inner_loop`` epochs of the network on the synthetic set."""
-    d.train_network(d.inner_loop, d.params.lr_net, d.params.inner_batch, "lr_net")
+        if outer < distiller.outer_loop - 1:  # the reference's inner loop: the network learns the synthetic set
+            distiller.train_network(distiller.inner_loop, distiller.params.lr_net, distiller.params.inner_batch,
+                                    "lr_net")
+    return total / distiller.outer_loop

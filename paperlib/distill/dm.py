@@ -13,13 +13,13 @@ every device. The synthetic set goes through in one forward.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
 from torch import Tensor, nn
 
 from paperlib.core.runtime import chunk_size, to_device
+from paperlib.distill.state import DistillerState
 from paperlib.train.augment import DSA
 from paperlib.train.models import init_parameters, samples_independent
 
@@ -73,24 +73,26 @@ def dm_loss(net: nn.Module, real: Tensor, aggregation: Tensor, syn: Tensor, ipc:
     return (distances * present).sum()
 
 
-def dm_step(d: Any) -> Tensor:
-    """One DM iteration of the distiller ``d`` (:class:`paperlib.distill.engine.Distiller`): a fresh network
+def dm_step(distiller: DistillerState) -> Tensor:
+    """One DM iteration of ``distiller`` (:class:`~paperlib.distill.state.DistillerState`): a fresh network
     (warm-started on the synthetic set for ``warm_start_epochs``, COBRA's option), frozen; one real batch, one
     image update; returns the loss, on the device."""
-    for p in d.net.parameters():
+    net, params = distiller.net, distiller.params
+    for p in net.parameters():
         p.requires_grad_(False)
-    init_parameters(d.net, d.gen)
-    if d.params.warm_start_epochs:
-        for p in d.net.parameters():
+    init_parameters(net, distiller.gen)
+    if params.warm_start_epochs:
+        for p in net.parameters():
             p.requires_grad_(True)
-        d.train_network(d.params.warm_start_epochs, d.params.warm_start_lr, d.params.warm_start_batch,
-                        "warm_start_lr")
-        for p in d.net.parameters():
+        distiller.train_network(params.warm_start_epochs, params.warm_start_lr, params.warm_start_batch,
+                                "warm_start_lr")
+        for p in net.parameters():
             p.requires_grad_(False)
-    real, aggregation = d.real_batch()
-    real, syn = augment_siamese(d.dsa, real, d.syn, d.real_classes, d.syn_classes, d.gen)
-    with d.autocast:
-        loss = dm_loss(d.net, real, aggregation, syn, d.ipc, embed=d.embed)
+    real, aggregation = distiller.real_batch()
+    real, syn = augment_siamese(distiller.dsa, real, distiller.syn, distiller.real_classes, distiller.syn_classes,
+                                distiller.gen)
+    with distiller.autocast:
+        loss = dm_loss(net, real, aggregation, syn, distiller.ipc, embed=distiller.embed)
     loss = loss.float()
-    d.update_images(loss)
+    distiller.update_images(loss)
     return loss.detach()

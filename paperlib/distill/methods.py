@@ -21,6 +21,7 @@ from paperlib.data.container import BiasedDataset
 from paperlib.distill.dc import matching_step
 from paperlib.distill.dm import dm_step
 from paperlib.distill.init import real_per_class
+from paperlib.distill.state import DistillerState
 
 # Parameters every distillation method reads (a method registered from outside starts its ``uses`` from one of
 # these: they put its IPC, target and iterations in its sets' keys); DM adds the layout of its embedding passes
@@ -48,7 +49,7 @@ class Method:
     """
 
     uses: tuple[str, ...]
-    step: Callable[[Any], Tensor] | None = None
+    step: Callable[[DistillerState], Tensor] | None = None  # one iteration: reads and updates the state
     augment: bool = False
     iterations: int = 0
     lr_img: Callable[[int], float] | None = None
