@@ -13,7 +13,7 @@ from PIL import Image
 
 from paperlib.cli import main
 from paperlib.data import build_dataset
-from paperlib.data import sources as sources_module
+from paperlib.data import downloads
 from paperlib.data.bias import grayscale
 from paperlib.data.corruptions import CORRUPTIONS
 from paperlib.data.sources import load_source
@@ -117,8 +117,8 @@ def test_describe_without_cifar10_is_one_line_saying_where_to_get_and_put_it(dat
     def no_network(url, dest):
         raise OSError("network disabled in tests")
 
-    monkeypatch.setattr(sources_module, "_fetch", no_network)
-    monkeypatch.setattr(sources_module, "_import_torchvision", lambda: None)
+    monkeypatch.setattr(downloads, "_fetch", no_network)
+    monkeypatch.setattr(downloads, "_import_torchvision", lambda: None)
     data, cache = tmp_path / "data", tmp_path / "cache"
     data.mkdir()
     code = main(["describe", "--set", f"dataset={dataset}", "--set", f"data_dir={data}",

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from paperlib.data import sources
+from paperlib.data import downloads, sources
 from paperlib.data.sources import SOURCES, RawSplit, load_source, resolve_data_root
 from paperlib.core.errors import PaperlibError
 
@@ -38,8 +38,8 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_network(url: str, dest: Path) -> None:
         raise urllib.error.URLError("network disabled in tests")
 
-    monkeypatch.setattr(sources, "_fetch", no_network)
-    monkeypatch.setattr(sources, "_import_torchvision", lambda: None)
+    monkeypatch.setattr(downloads, "_fetch", no_network)
+    monkeypatch.setattr(downloads, "_import_torchvision", lambda: None)
     monkeypatch.delenv("PAPERLIB_DATA", raising=False)
 
 
@@ -318,14 +318,14 @@ def test_partial_download_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyP
         dest.write_bytes(b"\x1f\x8b partial")
         raise TimeoutError("timed out")
 
-    monkeypatch.setattr(sources, "_fetch", half_then_fail)
+    monkeypatch.setattr(downloads, "_fetch", half_then_fail)
     with pytest.raises(PaperlibError, match="could not be downloaded.*TimeoutError"):
         load_source("mnist", "train", tmp_path)
     assert all_files(tmp_path) == []
 
 
 def test_checksum_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sources, "_fetch", lambda url, dest: dest.write_bytes(b"not the real file"))
+    monkeypatch.setattr(downloads, "_fetch", lambda url, dest: dest.write_bytes(b"not the real file"))
     with pytest.raises(PaperlibError, match="md5 .* expected f68b3c2dcbeaaa9fbdd348bbdeb94873") as info:
         load_source("mnist", "train", tmp_path)
     assert "\n" not in str(info.value)
@@ -346,7 +346,7 @@ def test_stdlib_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         fetched.append(url)
         dest.write_bytes(payloads[url])
 
-    monkeypatch.setattr(sources, "_fetch", fake_fetch)
+    monkeypatch.setattr(downloads, "_fetch", fake_fetch)
     split = load_source("mnist", "test", tmp_path)
     assert torch.equal(split.images[:, 0], torch.from_numpy(images))
     assert torch.equal(split.labels, torch.from_numpy(labels).long())
@@ -363,7 +363,7 @@ def test_stdlib_download_only_fetches_missing(tmp_path: Path, monkeypatch: pytes
     url = f"{MNIST_URL}t10k-labels-idx1-ubyte.gz"
     monkeypatch.setitem(sources._MD5_BY_URL, url, md5(payload))
     fetched: list[str] = []
-    monkeypatch.setattr(sources, "_fetch", lambda u, dest: (fetched.append(u), dest.write_bytes(payload)))
+    monkeypatch.setattr(downloads, "_fetch", lambda u, dest: (fetched.append(u), dest.write_bytes(payload)))
     load_source("mnist", "test", tmp_path)
     assert fetched == [url]
 
@@ -382,7 +382,7 @@ def test_torchvision_download_path(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                 (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
 
     fake = types.SimpleNamespace(datasets=types.SimpleNamespace(MNIST=FakeMNIST))
-    monkeypatch.setattr(sources, "_import_torchvision", lambda: fake)
+    monkeypatch.setattr(downloads, "_import_torchvision", lambda: fake)
     split = load_source("mnist", "train", tmp_path)
     assert calls and calls[0][1:] == (True, True)
     assert torch.equal(split.images[:, 0], torch.from_numpy(images))
@@ -399,7 +399,7 @@ def test_torchvision_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest.
             raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
 
     fake = types.SimpleNamespace(datasets=types.SimpleNamespace(MNIST=FailingMNIST))
-    monkeypatch.setattr(sources, "_import_torchvision", lambda: fake)
+    monkeypatch.setattr(downloads, "_import_torchvision", lambda: fake)
     with pytest.raises(PaperlibError, match="could not be downloaded.*torchvision"):
         load_source("mnist", "train", tmp_path)
     assert list(tmp_path.iterdir()) == []
@@ -417,7 +417,7 @@ def test_import_torchvision_tolerates_broken_wheel(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.undo()  # restore the real _import_torchvision
     monkeypatch.setattr(builtins, "__import__", broken)
-    assert sources._import_torchvision() is None
+    assert downloads._import_torchvision() is None
 
 
 # --------------------------------------------------------------------------- CIFAR-10
@@ -468,7 +468,7 @@ def test_cifar_stdlib_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         tar.addfile(evil, io.BytesIO(b""))
     archive = buffer.getvalue()
     monkeypatch.setitem(sources._MD5_BY_URL, sources._CIFAR_URL, md5(archive))
-    monkeypatch.setattr(sources, "_fetch", lambda url, dest: dest.write_bytes(archive))
+    monkeypatch.setattr(downloads, "_fetch", lambda url, dest: dest.write_bytes(archive))
     root = tmp_path / "root"
     root.mkdir()
     split = load_source("cifar10", "train", root)
@@ -574,7 +574,7 @@ def test_real_fashion_mnist_test_split() -> None:
 
 def test_a_source_is_found_present_without_reading_or_downloading_it(tmp_path: Path, monkeypatch) -> None:
     """make plan downloaded CIFAR-10 (on a machine online) to decide whether to list CIFAR10-S's runs."""
-    monkeypatch.setattr(sources, "_download", lambda *a: pytest.fail("downloaded to test presence"))
+    monkeypatch.setattr(downloads, "download", lambda *a: pytest.fail("downloaded to test presence"))
     assert sources.source_present("digits", tmp_path / "nowhere")  # embedded
     assert not sources.source_present("mnist", tmp_path / "nowhere") and not sources.source_present("mnist", tmp_path)
     write_idx_split(tmp_path, "MNIST", "train", gz=True, n=4)

@@ -10,30 +10,20 @@ labels ``[N]`` with values 0..9.
   neither files nor network (tests and CI use it).
 
 The data root is the ``data_dir`` argument, else ``$PAPERLIB_DATA``, else ``data/`` at the repository root.
-Missing files are downloaded when ``download=True``: through torchvision when it imports,
-otherwise with :mod:`urllib` from the standard mirrors, checking the published md5 before a
-file is moved into place. Every failure leaves no partial file behind and raises a
+Missing files are downloaded when ``download=True`` (:mod:`paperlib.data.downloads`: torchvision, else the
+standard mirrors with their published md5). Every failure leaves no partial file behind and raises a
 one-line :class:`~paperlib.core.errors.PaperlibError` that says how to fix it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import hashlib
-import http.client
 import math
 import os
 import pathlib
 import pickle
-import shutil
-import tarfile
-import tempfile
-import urllib.request
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
-from types import ModuleType
 
 import numpy as np
 import torch
@@ -43,13 +33,10 @@ from paperlib.core.errors import DataNotFound, PaperlibError
 from paperlib.core.paths import default_folder
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import generator
-from paperlib.core.store import atomic_write
+from paperlib.data import downloads
 
 SPLITS: tuple[str, ...] = ("train", "test")
 DATA_ENV_VAR = "PAPERLIB_DATA"
-
-# Per socket operation, not for the whole file: a dead network fails fast, a slow one still works.
-DOWNLOAD_TIMEOUT_S = 20.0
 
 _NUM_CLASSES = 10
 _IDX_SIDE = 28
@@ -114,16 +101,6 @@ _MD5_BY_URL: dict[str, str] = {
     ),
     _CIFAR_URL: "c58f30108f718f92721af3b95e74349a",
 }
-
-# What a failing network looks like from urllib (URLError and socket timeouts are OSErrors).
-_NETWORK_ERRORS = (OSError, http.client.HTTPException, ValueError)
-# torchvision reports failed downloads and bad checksums as RuntimeError.
-_TORCHVISION_ERRORS = (RuntimeError, OSError, http.client.HTTPException, ValueError)
-
-
-class _DownloadError(Exception):
-    """The network path failed; load_source turns this into a 'not found' PaperlibError."""
-
 
 # --------------------------------------------------------------------------- public API
 
@@ -220,8 +197,8 @@ def _obtain(source: Source, root: pathlib.Path, split: str, download: bool) -> N
     if not download:
         raise _not_found(source, root, split, "(download=False)", "or pass download=True")
     try:
-        _download(source, root, split)
-    except _DownloadError as exc:
+        downloads.download(source, root, split)
+    except downloads.DownloadError as exc:
         reason = " ".join(str(exc).split())  # keep the message on one line
         raise _not_found(source, root, split, f"and could not be downloaded (no network? {reason})") from None
     if source.missing(root, split):
@@ -234,126 +211,6 @@ def _not_found(source: Source, root: pathlib.Path, split: str, why: str, extra: 
     if extra:
         fix = f"{fix}, {extra}"
     return DataNotFound(f"{source.title} not found under {root} {why}: expected {expected}; {fix}{source.fetch_hint}")
-
-
-def _download(source: Source, root: pathlib.Path, split: str) -> None:
-    """Fetch the missing files of ``source`` into ``root``; on failure remove the folders it made."""
-    created = _make_dirs(root / source.relative_dir)
-    try:
-        torchvision = _import_torchvision()
-        if torchvision is not None:
-            _download_with_torchvision(torchvision, source, root, split)
-        else:
-            source.fetch(root, split)
-    except BaseException:
-        _remove_empty_dirs(created)
-        raise
-
-
-def _import_torchvision() -> ModuleType | None:
-    """torchvision if it imports; a wheel built for another torch raises RuntimeError, not ImportError."""
-    try:
-        import torchvision
-    except (ImportError, RuntimeError, OSError):
-        return None
-    return torchvision
-
-
-def _download_with_torchvision(torchvision: ModuleType, source: Source, root: pathlib.Path, split: str) -> None:
-    """Let torchvision download into a staging folder, then move the needed files into place.
-
-    Staging keeps any partial file torchvision may leave out of the data root: the staging
-    folder is always deleted.
-    """
-    dataset_class = getattr(torchvision.datasets, source.torchvision_class)
-    with tempfile.TemporaryDirectory(prefix=".paperlib-download-", dir=root) as staging:
-        try:
-            dataset_class(staging, train=(split == "train"), download=True)
-        except _TORCHVISION_ERRORS as exc:
-            raise _DownloadError(f"torchvision: {type(exc).__name__}: {exc}") from exc
-        staged_dir = pathlib.Path(staging) / source.relative_dir
-        target_dir = root / source.relative_dir
-        for file_name in source.installable(split):
-            staged, target = staged_dir / file_name, target_dir / file_name
-            if staged.is_file() and not target.exists():
-                os.replace(staged, target)
-
-
-@contextlib.contextmanager
-def _verified_download(url: str, directory: pathlib.Path) -> Iterator[pathlib.Path]:
-    """Download ``url`` to a temporary file in ``directory``, check its md5 and yield it.
-
-    The temporary file sits next to its destination so that ``os.replace`` is atomic; it is
-    removed on exit whatever happens, so a failure never leaves a partial file.
-    """
-    handle, temporary_name = tempfile.mkstemp(prefix=".paperlib-", suffix=".part", dir=directory)
-    os.close(handle)
-    temporary = pathlib.Path(temporary_name)
-    try:
-        try:
-            _fetch(url, temporary)
-        except _NETWORK_ERRORS as exc:
-            raise _DownloadError(f"{type(exc).__name__}: {exc} for {url}") from exc
-        actual, expected = _md5(temporary), _MD5_BY_URL[url]
-        if actual != expected:
-            raise DataNotFound(
-                f"download of {url} has md5 {actual}, expected {expected}; the file was discarded: "
-                f"retry later, or copy the original files into {directory} by hand"
-            )
-        yield temporary
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _fetch(url: str, dest: pathlib.Path) -> None:
-    """Write the bytes at ``url`` to ``dest``. The only function that touches the network."""
-    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(dest, "wb") as out:
-        shutil.copyfileobj(response, out)
-
-
-def _md5(path: pathlib.Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)  # an integrity check, not security
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _extract_cifar(archive: pathlib.Path, target_dir: pathlib.Path) -> None:
-    """Copy the batch files out of the tarball by name, in one streaming pass.
-
-    Members are read by their known names rather than with ``extractall``, so no path in
-    the archive can write outside ``target_dir``.
-    """
-    wanted = {f"{_CIFAR_FOLDER}/{file_name}": file_name for file_name in _CIFAR_MEMBERS}
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            for member in tar:
-                file_name = wanted.get(member.name)
-                extracted = tar.extractfile(member) if file_name and member.isfile() else None
-                if extracted is not None:
-                    with atomic_write(target_dir / file_name) as tmp:
-                        tmp.write_bytes(extracted.read())
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise DataNotFound(
-            f"the downloaded CIFAR-10 archive cannot be unpacked ({type(exc).__name__}: {exc}); "
-            f"delete {target_dir} and retry"
-        ) from None
-
-
-def _make_dirs(path: pathlib.Path) -> list[pathlib.Path]:
-    """Create ``path`` and its missing parents; return the created ones, deepest first."""
-    created = [p for p in (path, *path.parents) if not p.exists()]
-    path.mkdir(parents=True, exist_ok=True)
-    return created
-
-
-def _remove_empty_dirs(created: list[pathlib.Path]) -> None:
-    for directory in created:
-        try:
-            directory.rmdir()
-        except OSError:
-            return  # not empty (a file was installed): its parents are not empty either
 
 
 # --------------------------------------------------------------------------- the sources
@@ -416,7 +273,8 @@ class IdxSource(Source):
         directory = root / self.relative_dir
         for stem in _IDX_STEMS[split]:
             if _find_idx(directory, stem) is None:
-                with _verified_download(f"{self.mirror}{stem}.gz", directory) as temporary:
+                url = f"{self.mirror}{stem}.gz"
+                with downloads.verified_download(url, _MD5_BY_URL[url], directory) as temporary:
                     os.replace(temporary, directory / f"{stem}.gz")
 
     def load(self, root: pathlib.Path | None, split: str) -> RawSplit:
@@ -444,8 +302,8 @@ class CifarSource(Source):
 
     def fetch(self, root: pathlib.Path, split: str) -> None:
         """Download the CIFAR-10 tarball, check it and unpack the batches; the tarball is not kept."""
-        with _verified_download(_CIFAR_URL, root) as archive:
-            _extract_cifar(archive, root / _CIFAR_FOLDER)
+        with downloads.verified_download(_CIFAR_URL, _MD5_BY_URL[_CIFAR_URL], root) as archive:
+            downloads.extract_members(archive, _CIFAR_FOLDER, _CIFAR_MEMBERS, root / _CIFAR_FOLDER, self.title)
 
     def load(self, root: pathlib.Path | None, split: str) -> RawSplit:
         return _load_cifar(root, split)
