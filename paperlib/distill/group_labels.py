@@ -56,7 +56,6 @@ def partial_group_labels(dataset: BiasedDataset, params: Params,
     return groups, facts
 
 
-
 # torch.cdist's default switches to a matrix product above 25 rows on either side; up to it, it sums each pair
 _CDIST_MM_ABOVE = 25
 

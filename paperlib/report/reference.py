@@ -184,8 +184,6 @@ def variant(params: Params) -> str:
     return family + init if family is not None else "other"
 
 
-
-
 def bias_ratio(params: Params) -> float | None:
     """The ratio that sets the bias strength: the conflict ratio (LfF-style presets) or the majority ratio (paper
     B's), as the preset names it; ``None`` where the data fixes the bias (the face datasets)."""
