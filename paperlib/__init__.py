@@ -17,6 +17,7 @@ entries registered outside the package reach the command line, ``make reproduce`
 
 import importlib
 import os
+import sys
 
 from paperlib.core.errors import PaperlibError
 from paperlib.data import presets as _presets  # noqa: F401  (registers the dataset presets)
@@ -37,6 +38,21 @@ def _import_plugins(names: str) -> None:
                 raise
             raise PaperlibError(f"PAPERLIB_PLUGINS names {name!r}, which is not an importable module; put its "
                                 "folder on PYTHONPATH (an absolute path) or fix the name") from None
+        except PaperlibError as err:  # e.g. a name registered twice
+            raise PaperlibError(f"the plugin {name!r} (PAPERLIB_PLUGINS): {err}") from None
 
 
-_import_plugins(os.environ.get("PAPERLIB_PLUGINS", ""))
+def _started_as_a_paperlib_command() -> bool:
+    """Whether this process is ``python -m paperlib...`` (the CLI, reproduce, the checks)."""
+    argv = sys.orig_argv
+    return "-m" in argv[:-1] and argv[argv.index("-m") + 1].split(".")[0] == "paperlib"
+
+
+try:
+    _import_plugins(os.environ.get("PAPERLIB_PLUGINS", ""))
+except PaperlibError as error:
+    if not _started_as_a_paperlib_command():
+        raise
+    # a command's main() reports errors as one line, but this one comes before main() runs
+    print(f"error: {error}", file=sys.stderr)
+    raise SystemExit(2) from None

@@ -295,10 +295,19 @@ def test_modules_named_in_paperlib_plugins_register_for_the_command_line(tmp_pat
     done = _paperlib_process(["-c", "from paperlib.distill.targets import TARGETS; print(TARGETS.names())"],
                              tmp_path, "toy_plugin")
     assert "toy_plugged" in done.stdout
-    done = _paperlib_process(["-m", "paperlib", "describe"], tmp_path, "toy_plugin,no_such_plugin")
-    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == (  # raised while paperlib imports
-        "paperlib.core.errors.PaperlibError: PAPERLIB_PLUGINS names 'no_such_plugin', which is not an importable "
-        "module; put its folder on PYTHONPATH (an absolute path) or fix the name")
+    missing = ("PAPERLIB_PLUGINS names 'no_such_plugin', which is not an importable module; put its folder on "
+               "PYTHONPATH (an absolute path) or fix the name")
+    for command in (["-m", "paperlib", "describe"], ["-m", "paperlib.reproduce", "--plan"]):  # one line, as main()'s
+        done = _paperlib_process(command, tmp_path, "toy_plugin,no_such_plugin")
+        assert (done.returncode, done.stderr) == (2, f"error: {missing}\n")
+    done = _paperlib_process(["-c", "import paperlib"], tmp_path, "no_such_plugin")  # a library user: the exception
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == f"paperlib.core.errors.PaperlibError: {missing}"
+    (tmp_path / "twice_plugin.py").write_text(_PLUGIN.replace("toy_plugged", "cmnist"))  # a built-in preset's name
+    done = _paperlib_process(["-m", "paperlib", "describe"], tmp_path, "twice_plugin")
+    assert (done.returncode, done.stderr) == (2, "error: the plugin 'twice_plugin' (PAPERLIB_PLUGINS): dataset "
+                                                 "'cmnist' is registered already; pick another name, or unregister it "
+                                                 "first to replace it (a notebook cell run twice registers twice)\n")
     (tmp_path / "broken_plugin.py").write_text("import no_such_dependency\n")
     done = _paperlib_process(["-m", "paperlib", "describe"], tmp_path, "broken_plugin")
     assert done.returncode == 1 and "No module named 'no_such_dependency'" in done.stderr  # its own traceback
