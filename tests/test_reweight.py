@@ -389,3 +389,46 @@ def test_encoders_normalise_the_split_a_batch_at_a_time_to_the_same_values():
     with torch.inference_mode():
         expected = torch.cat([net.embed(x) for x in whole.split(100)])
         assert torch.equal(_embed_all(net.embed, dataset, torch.device("cpu"), False, batch=100), expected)
+
+
+def test_supcon_embeddings_that_diverged_after_the_last_loss_read_are_an_error_and_not_cached(tmp_path):
+    """A divergence on SupCon's last step shows in no loss it read: its embeddings were cached as NaN, and every
+    KDE setting of that encoder then failed, blamed on the bandwidth."""
+    params = make_params(dataset="cmnist", source="digits", conflict_ratio=0.1, method="dm", target="weighted",
+                         weights="kde", supcon_epochs=0.05, supcon_lr=1e30, net_width=8, device="cpu",
+                         progress=False, cache_dir=str(tmp_path))
+    with pytest.raises(PaperlibError, match=r"^the SupCon encoder's embeddings are not finite: its training "
+                                            r"diverged; lower supcon_lr \(now 1e\+30\)"):
+        kde_weights(build_dataset(params), params, torch.device("cpu"))
+    assert not list((tmp_path / "weights").glob("*.pt"))
+
+
+@pytest.mark.parametrize("damage, entry", [
+    (lambda saved: {**saved, "weights": saved["weights"][:10]}, "weights"),
+    (lambda saved: {**saved, "weights": -saved["weights"]}, "weights"),
+    (lambda saved: {**saved, "weights": saved["weights"] * math.nan}, "weights"),
+    (lambda saved: {**saved, "embeddings": saved["embeddings"][:10]}, "embeddings"),
+])
+def test_a_damaged_kde_cache_entry_is_named_not_a_torch_error(damage, entry, tmp_path):
+    from paperlib.core.store import load_tensors, save_tensors
+
+    params = make_params(dataset="cmnist", source="digits", conflict_ratio=0.1, method="dm", target="weighted",
+                         weights="kde", supcon_epochs=0.05, net_width=8, device="cpu", progress=False,
+                         cache_dir=str(tmp_path))
+    dataset = build_dataset(params)
+    kde_weights(dataset, params, torch.device("cpu"))
+    weights_file, = (tmp_path / "weights").glob("cmnist-[!e]*.pt")
+    path = next((tmp_path / "weights").glob("*embeddings*.pt")) if entry == "embeddings" else weights_file
+    save_tensors(path, damage(load_tensors(path)))
+    if entry == "embeddings":
+        weights_file.unlink()  # so that the embeddings are read again
+    with pytest.raises(PaperlibError, match=rf"^cache entry {path} cannot be read \({entry} .* for 1433 training "
+                                            r"images expected, got .*; nothing was recomputed"):
+        kde_weights(dataset, params, torch.device("cpu"))
+
+
+def test_a_cache_entry_missing_a_key_says_which():
+    from paperlib.core.store import unreadable
+
+    assert unreadable("x.pt", KeyError("train"), "rebuilding it") == "cache entry x.pt cannot be read (no 'train'); " \
+                                                                       "rebuilding it"

@@ -27,6 +27,8 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -35,7 +37,7 @@ from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params, cache_key, derive_seed, field_tags, with_overrides
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import generator, progress, wait_for
-from paperlib.core.store import cache_root, entry_lock, load_tensors, save_tensors
+from paperlib.core.store import KEEP_AND_STOP, cache_root, entry_lock, load_tensors, save_tensors, unreadable
 from paperlib.data.container import BiasedDataset
 from paperlib.train.models import init_parameters, model_from_params
 from paperlib.train.supcon import train_supcon
@@ -235,10 +237,15 @@ def _supcon(dataset: BiasedDataset, params: Params, device: torch.device) -> Emb
     with entry_lock(params.cache_dir, path.stem):  # parallel jobs sharing one encoder train it once
         saved = None if params.force else load_tensors(path, keys=("embeddings",))
         if saved is not None:
+            _check_stored(path, saved["embeddings"], len(dataset.train), "embeddings [N, D]", dims=2)
             return Embeddings(saved["embeddings"].to(device), saved.get("seconds"))
         embedded = _timed(lambda: _embed_all(train_supcon(dataset, params, device), dataset, device, params.progress),
                           device)
-        save_tensors(path, {"embeddings": embedded.values.cpu(), "seconds": embedded.seconds})
+        values = embedded.values.cpu()
+        if not bool(torch.isfinite(values).all()):  # SupCon's last steps diverged after its last loss was read
+            raise PaperlibError(f"the SupCon encoder's embeddings are not finite: its training diverged; lower "
+                                f"supcon_lr (now {params.supcon_lr:g}) or raise supcon_temperature (nothing cached)")
+        save_tensors(path, {"embeddings": values, "seconds": embedded.seconds})
         return embedded
 
 
@@ -314,11 +321,23 @@ def kde_weights(dataset: BiasedDataset, params: Params, device: torch.device) ->
     with entry_lock(params.cache_dir, path.stem):
         saved = None if params.force else load_tensors(path, keys=("weights", "log_density", "bandwidth", "seconds"))
         if saved is not None:
+            _check_stored(path, saved["weights"], len(dataset.train), "weights [N], finite and >= 0", dims=1)
             return KdeWeights(saved["weights"], saved["log_density"], saved["bandwidth"], dict(saved["seconds"]))
         result = compute_kde_weights(dataset, params, device)
         save_tensors(path, {"weights": result.weights, "log_density": result.log_density,
                             "bandwidth": result.bandwidth, "seconds": result.seconds})
         return result
+
+
+def _check_stored(path: Path, values: Any, n: int, what: str, dims: int) -> None:
+    """A cached tensor of one row per training image (``n``), finite (and, for weights, not negative), or a
+    one-line error naming the file."""
+    fine = isinstance(values, Tensor) and values.dim() == dims and values.shape[0] == n and \
+        bool(torch.isfinite(values).all()) and (dims > 1 or bool((values >= 0).all()))
+    if not fine:
+        got = f"{values.dtype} {tuple(values.shape)}" if isinstance(values, Tensor) else type(values).__name__
+        raise PaperlibError(unreadable(path, f"{what} for {n} training images expected, got {got} or non-finite "
+                                             "values", KEEP_AND_STOP))
 
 
 def weight_diagnostics(weights: Tensor, labels: Tensor, aligned: Tensor, num_classes: int) -> list[dict]:
