@@ -125,6 +125,34 @@ def test_cache_is_written_once_atomically_and_reused(tmp_path):
     assert files[0].stat().st_size < 0.75 * raw  # images stored compressed (digits: 58% of their raw bytes)
 
 
+def _damage_labels(payload):
+    payload["train"]["labels"] = payload["train"]["labels"][:10]
+
+
+def _damage_classes(payload):
+    payload["info"]["num_classes"] = 3
+
+
+def _damage_shape(payload):
+    payload["train"]["images_shape"] = [7, 3, 28, 28]
+
+
+@pytest.mark.parametrize("damage", [_damage_labels, _damage_classes, _damage_shape])
+def test_a_damaged_dataset_cache_entry_is_rebuilt_with_a_warning(damage, tmp_path, capsys):
+    """An entry that unpacks but does not hold together was a torch error later (a shape or an index)."""
+    from paperlib.core.store import load_tensors, save_tensors
+
+    first = build_dataset(dataset="cmnist", source="digits", cache_dir=str(tmp_path))
+    path, = (tmp_path / "datasets").iterdir()
+    payload = load_tensors(path)
+    damage(payload)
+    save_tensors(path, payload)
+    again = build_dataset(dataset="cmnist", source="digits", cache_dir=str(tmp_path))
+    assert torch.equal(again.train.labels, first.train.labels) and again.num_classes == 10
+    warning = capsys.readouterr().err
+    assert warning.startswith(f"warning: cache entry {path} cannot be read (") and warning.endswith("rebuilding it\n")
+
+
 def test_irrelevant_parameters_share_the_cached_dataset(tmp_path):
     build_dataset(dataset="cmnist_fg", source="digits", cache_dir=str(tmp_path), method="dm", iterations=3)
     build_dataset(dataset="cmnist_fg", source="digits", cache_dir=str(tmp_path), ipc=5, target="groups")

@@ -79,6 +79,13 @@ class BiasedDataset:
                                 "other: pass build_dataset(params), or register a preset for your own data (README, "
                                 "'Adding a dataset') so that its runs get their own keys")
 
+    def check_splits(self) -> None:
+        """Both splits as the rest of the package reads them (uint8 square images; int64 labels and attributes in
+        range, bool ``aligned``, one per image), or a one-line error naming what is wrong."""
+        for name, split in (("train", self.train), ("test", self.test)):
+            _check_split(split, f"the {name} split of preset {self.info.preset!r}", self.info.num_classes,
+                         self.info.num_attributes)
+
     @property
     def channels(self) -> int:
         """Channels per image (1: grayscale, 3: colour)."""
@@ -142,14 +149,14 @@ def assemble(train: Split, test: Split, preset: str, key: dict[str, Any], num_cl
     """The one way a builder describes what it built: a :class:`BiasedDataset` with its :class:`DatasetInfo`
     (``key``: the parameters that defined it; ``mean`` / ``std``: what the models normalise with, the training
     split's channel statistics or the protocol's fixed normalisation, 0.5 / 0.5 under ``protocol=fairdd``)."""
-    for name, split in (("train", train), ("test", test)):
-        _check_split(split, f"the {name} split of preset {preset!r}", num_classes, num_attributes)
     info = DatasetInfo(preset=preset, params=key, num_classes=num_classes, num_attributes=num_attributes,
                        attribute_kind=attribute_kind, attribute_names=attribute_names, palette=palette, mean=mean,
                        std=std)
+    dataset = BiasedDataset(train, test, info)
+    dataset.check_splits()
     info.group_counts = {name: split.group_counts(num_classes, num_attributes).tolist()
                          for name, split in (("train", train), ("test", test))}
-    return BiasedDataset(train, test, info)
+    return dataset
 
 
 def _check_split(split: Split, what: str, num_classes: int, num_attributes: int) -> None:

@@ -310,7 +310,9 @@ def _to_payload(ds: BiasedDataset) -> dict:
 
 
 def _from_payload(payload: dict) -> BiasedDataset:
-    return BiasedDataset(_unpack(payload["train"]), _unpack(payload["test"]), DatasetInfo(**payload["info"]))
+    dataset = BiasedDataset(_unpack(payload["train"]), _unpack(payload["test"]), DatasetInfo(**payload["info"]))
+    dataset.check_splits()  # a damaged entry is rebuilt, not a torch error later
+    return dataset
 
 
 def _cache_path(params: Params) -> Path:
@@ -338,7 +340,8 @@ def build_dataset(params: Params | None = None, **overrides: Any) -> BiasedDatas
     if payload is not None:
         try:
             return _from_payload(payload)
-        except (KeyError, TypeError, zlib.error) as err:  # an entry from an incompatible version
+        # another version's entry, or a damaged one (a shape that does not fit its bytes: RuntimeError)
+        except (KeyError, TypeError, RuntimeError, zlib.error, PaperlibError) as err:
             report_rebuild(path, err)
     dataset = PRESETS[params.dataset].build(params)
     save_tensors(path, _to_payload(dataset))
