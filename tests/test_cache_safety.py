@@ -99,6 +99,9 @@ def test_a_record_with_a_field_of_the_wrong_type_is_an_error_naming_it(tmp_path)
     record.write_text(json.dumps({**whole, "metrics": {**whole["metrics"], **spreads}}))
     with pytest.raises(PaperlibError, match=r"metrics.deo_m_std is true/false, not a number and 1 more\); nothing"):
         load_record(params)  # four named, the rest counted, and the line not cut in the middle of a word
+    record.write_text(json.dumps({**whole, "metrics": {**whole["metrics"], "acc": float("nan")}}))
+    with pytest.raises(PaperlibError, match=r"cannot be read \(metrics.acc is nan\)"):
+        load_record(params)  # a record is written with null for an undefined metric: a NaN is damage
     record.write_text(json.dumps(whole))
     assert load_record(params)["metrics"]["acc_std"] is None
 
@@ -132,6 +135,7 @@ def test_a_distilled_set_that_loads_without_its_tensors_is_an_error_naming_it(tm
     (lambda saved: {**saved, "images": saved["images"].long()}, "images are torch.int64, not a float tensor"),
     (lambda saved: {**saved, "labels": saved["labels"].flip(0)}, "labels are not \\d+ per class in class order"),
     (lambda saved: {**saved, "labels": saved["labels"].float()}, "labels are not \\d+ per class in class order"),
+    (lambda saved: {**saved, "images": saved["images"] * float("nan")}, "images with pixels that are not finite"),
 ])
 def test_a_distilled_set_of_the_wrong_shape_is_an_error_naming_it(tmp_path, change, reason):
     import torch

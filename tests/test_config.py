@@ -280,3 +280,8 @@ def test_torch_threads_sets_and_restores_the_count_and_leaves_it_alone_at_zero(m
     with pytest.raises(RuntimeError), torch_threads(before + 1):
         raise RuntimeError("a failed run")
     assert calls == [before + 1, before]  # restored after a failure too
+
+
+def test_an_integer_beyond_float_range_is_a_one_line_error():
+    with pytest.raises(PaperlibError, match="^lr_img must be a finite number, got an integer of 401 digits$"):
+        make_params(lr_img=10**400)

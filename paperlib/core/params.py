@@ -244,7 +244,11 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
             return int(value)
         raise PaperlibError(f"parameter {name!r} must be an integer, got {value!r}")
     if kind is float:
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float range: 10**400
+            raise PaperlibError(f"{name} must be a finite number, got an integer of {len(str(value))} digits") \
+                from None
     raise AssertionError(f"unhandled parameter type for {name}")  # programming error
 
 

@@ -73,7 +73,7 @@ def unreadable(path: str | os.PathLike, why: BaseException | str, next_step: str
     """The one-line report of a cache entry that cannot be read: the file, ``why`` (a reason or the error
     raised reading it), and ``next_step``."""
     # The first line, kept short (a torch unpickling error can be long); load_record's four named problems fit.
-    text = f"no {why}" if isinstance(why, KeyError) else str(why).strip()  # a KeyError's text is the bare key
+    text = f"no {why}" if isinstance(why, KeyError) and why.args else str(why).strip()  # its text: the bare key
     reason = text.splitlines()[0][:300] if text else type(why).__name__ if isinstance(why, BaseException) \
         else "no reason given"
     return f"cache entry {path} cannot be read ({reason}); {next_step}"

@@ -172,6 +172,8 @@ def _check_synthetic(saved: dict[str, Any], dataset: BiasedDataset, params: Para
         problem = f"images are {getattr(images, 'dtype', type(images).__name__)}, not a float tensor"
     elif tuple(images.shape) != (count, *shape):
         problem = f"images of shape {tuple(images.shape)}, not {(count, *shape)}"
+    elif not bool(torch.isfinite(images).all()):  # a set that diverged is never stored: this one was damaged
+        problem = "images with pixels that are not finite"
     elif not (isinstance(labels, Tensor) and labels.dtype == expected.dtype and labels.shape == expected.shape
               and torch.equal(labels.cpu(), expected)):
         problem = f"labels are not {params.ipc} per class in class order"
@@ -242,6 +244,8 @@ def _field_problems(mapping: dict[str, Any], fields: dict[str, tuple[type, ...]]
         elif isinstance(mapping[name], bool) or not isinstance(mapping[name], types):
             problems.append(f"{prefix}{name} is {_JSON_NAMES.get(type(mapping[name]), type(mapping[name]).__name__)},"
                             f" not {'a number' if float in types else _JSON_NAMES[types[0]]}")
+        elif isinstance(mapping[name], float) and not math.isfinite(mapping[name]):  # written as null, never NaN
+            problems.append(f"{prefix}{name} is {mapping[name]}")
     return problems
 
 
