@@ -25,6 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from paperlib.core.errors import ArgumentParser, PaperlibError
 from paperlib.core.store import atomic_write
 from paperlib.core.params import Params, check_param_name, field_meanings, make_params
@@ -183,5 +185,17 @@ def main(argv: list[str] | None = None) -> int:
     except PaperlibError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as err:  # torch's allocators raise RuntimeError subclasses
+        if not _out_of_memory(err):
+            raise
+        print(f"error: out of memory ({str(err).strip().splitlines()[0][:200] if str(err).strip() else 'MemoryError'}"
+              "); lower net_width, ipc, batch_real or eval_batch, or run on a machine with more memory",
+              file=sys.stderr)
+        return 2
     print(json.dumps(result))
     return 0
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocation that failed (on the CPU, torch raises a RuntimeError saying so)."""
+    return isinstance(error, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in str(error)

@@ -192,3 +192,20 @@ def test_params_lists_every_parameter_as_a_file_of_the_defaults(capsys):
     assert main(["params", "no such word"]) == 2
     assert capsys.readouterr().err == ("error: no parameter's name or meaning holds 'no such word'; "
                                        "`python -m paperlib params` lists all\n")
+
+
+def test_running_out_of_memory_is_one_line_naming_the_sizes_to_lower(monkeypatch, capsys):
+    import paperlib.cli as cli
+
+    def allocate(args):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 108000000000000 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(cli, "_describe", allocate)
+    assert main(["describe"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("error: out of memory ([enforce fail") and \
+        err.endswith("; lower net_width, ipc, batch_real or eval_batch, or run on a machine with more memory\n")
+    monkeypatch.setattr(cli, "_describe", lambda args: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):  # any other error is not dressed up
+        main(["describe"])

@@ -285,3 +285,17 @@ def test_torch_threads_sets_and_restores_the_count_and_leaves_it_alone_at_zero(m
 def test_an_integer_beyond_float_range_is_a_one_line_error():
     with pytest.raises(PaperlibError, match="^lr_img must be a finite number, got an integer of 401 digits$"):
         make_params(lr_img=10**400)
+
+
+@pytest.mark.parametrize("text, fix", [
+    ("dataset: cmnist\n\tsource: digits\n", "; indent with spaces, not tabs$"),
+    ("experiments:\n  - name: a\n   runs: x\n", "; check the indentation and the ': ' after each name on line 3 and"),
+    ("a: b: c\n", "; check the indentation and the ': ' after each name on line 1 and"),
+    ("ipc: [1, 2\nmethod: dm\n", "; close the bracket opened before line 2$"),
+])
+def test_a_yaml_syntax_error_says_how_to_fix_the_usual_causes(text, fix, tmp_path):
+    from paperlib.core.yamlio import load_yaml
+
+    (tmp_path / "p.yaml").write_text(text)
+    with pytest.raises(PaperlibError, match=r"is not valid YAML: .*" + fix):
+        load_yaml(tmp_path / "p.yaml")

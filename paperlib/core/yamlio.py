@@ -39,8 +39,17 @@ def parse_yaml(text: str) -> Any:
 
 
 def yaml_error_text(err: yaml.YAMLError) -> str:
-    """PyYAML's message (problem, line and column) on one line."""
-    return " ".join(str(err).replace('"<unicode string>", ', "").split())
+    """PyYAML's message (problem, line and column) on one line, with how to fix the usual causes."""
+    text = " ".join(str(err).replace('"<unicode string>", ', "").split())
+    mark = getattr(err, "problem_mark", None)
+    line = f" {mark.line + 1}" if mark is not None else ""
+    if "'\\t'" in text:
+        return f"{text}; indent with spaces, not tabs"
+    if "expected <block end>" in text or "mapping values are not allowed" in text:
+        return f"{text}; check the indentation and the ': ' after each name on line{line} and the lines above it"
+    if "expected ',' or ']'" in text or "expected ',' or '}'" in text:
+        return f"{text}; close the bracket opened before line{line}"
+    return text
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
