@@ -92,6 +92,14 @@ def test_the_kde_fairdd_suite_reads_at_quick_and_paper_and_has_no_smoke_runs(pro
         assert suite_from_file(EXPERIMENTS / "kde_fairdd.yaml", profile)
 
 
+def test_a_file_without_runs_says_where_runs_go():
+    """The explorer's file holds its settings only: it was told its keys were not a suite's (defaults,
+    experiments)."""
+    with pytest.raises(PaperlibError, match="06_explore.yaml holds no runs: a notebook's experiment file nests them "
+                                            "under 'suite', a suite file under 'experiments'; it has 'explorer'"):
+        suite_from_file(EXPERIMENTS / "06_explore.yaml", "smoke")
+
+
 def test_the_profiles_differ_in_scale_not_in_what_a_run_is():
     """The same run named in two profiles is the same experiment at two scales: only scale fields differ."""
     path = EXPERIMENTS / "03_kde_reweighting.yaml"

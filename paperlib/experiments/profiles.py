@@ -161,6 +161,9 @@ def suite_from_file(path: str | Path, profile: str | None = None, overrides: Map
     data = mapping(for_profile(written, profile, str(path)), str(path))
     if not data:
         raise PaperlibError(f"{path} defines no runs for profile {profile!r}; see its 'profiles' entries")
+    if "suite" not in data and "experiments" not in data:  # e.g. 06_explore.yaml: the explorer's settings only
+        raise PaperlibError(f"{path} holds no runs: a notebook's experiment file nests them under 'suite', a "
+                            f"suite file under 'experiments'; it has {', '.join(map(repr, data))}")
     if "suite" not in data:
         return load_suite(data, overrides, only)
     if profile is None:
