@@ -111,7 +111,7 @@ def test_a_cuda_index_and_no_dsa_are_valid():
 
 
 @pytest.mark.parametrize("field", ["kde_clip", "lr_img", "momentum_img", "supcon_epochs"])
-@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), "inf", "-Infinity", "NaN"])  # --set lr_img=inf too
 def test_numbers_must_be_finite(field, value):
     with pytest.raises(PaperlibError, match=f"{field} must be a finite number"):
         make_params({field: value})

@@ -176,7 +176,8 @@ _NON_NEGATIVE = ("eval_epochs", "distill_run", "iterations", "outer_loop", "inne
                  "checkpoint_every", "lr_img", "momentum_img", "warm_start_epochs", "warm_start_batch")
 _POSITIVE_FLOATS = ("supcon_epochs", "supcon_temperature", "supcon_lr", "kde_bandwidth_value", "kde_alpha",
                     "kde_tau", "eval_lr", "lr_net", "warm_start_lr")
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+# inf and nan too: they are numbers, and validation then says they must be finite
+_NUMBER = re.compile(r"^[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf|infinity|nan)$", re.IGNORECASE)
 
 
 def param_names() -> list[str]:
