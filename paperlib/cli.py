@@ -98,6 +98,9 @@ def _add_set(sub: argparse.ArgumentParser) -> None:
 def _params(args: argparse.Namespace, fixed: dict[str, Any] | None = None, **defaults: Any) -> Params:
     """The command's parameters: ``defaults``, the parameter file, ``--set``; then ``fixed``, the values the
     command itself decides (bench's METHOD), which a file or ``--set`` may not contradict."""
+    if args.params_file and not Path(args.params_file).exists():  # the one word a command takes: `run extra`
+        raise PaperlibError(f"parameter file {args.params_file!r} does not exist (a word after the command names a "
+                            "YAML file of parameters); check the path, or give parameters with --set KEY=VALUE")
     from_file = load_yaml(args.params_file) if args.params_file else {}
     for name, value in from_file.items():
         try:

@@ -209,3 +209,10 @@ def test_running_out_of_memory_is_one_line_naming_the_sizes_to_lower(monkeypatch
     monkeypatch.setattr(cli, "_describe", lambda args: (_ for _ in ()).throw(RuntimeError("a bug")))
     with pytest.raises(RuntimeError, match="a bug"):  # any other error is not dressed up
         main(["describe"])
+
+
+def test_a_stray_word_after_the_command_is_named_as_the_parameter_file_it_was_read_as(capsys):
+    assert main(["describe", "--set", "dataset=cmnist", "extra"]) == 2
+    assert capsys.readouterr().err == ("error: parameter file 'extra' does not exist (a word after the command names "
+                                       "a YAML file of parameters); check the path, or give parameters with --set "
+                                       "KEY=VALUE\n")
