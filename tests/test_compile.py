@@ -26,6 +26,8 @@ def test_auto_compiles_long_cpu_work_only(monkeypatch):
     assert compile_wanted("always", CUDA, 1) and not compile_wanted("never", CPU, 10 * COMPILE_MIN_STEPS)
     monkeypatch.setattr("paperlib.core.runtime._cxx_compiler_found", lambda: False)
     assert not compile_wanted("auto", CPU, 10 * COMPILE_MIN_STEPS)  # inductor needs a C++ compiler
+    with pytest.raises(PaperlibError, match=r"^torch_compile=always needs a C\+\+ compiler for inductor's CPU code"):
+        compile_wanted("always", CPU, 1)  # it failed at the first batch, in a two-line warning with no reason
 
 
 def test_unknown_compile_setting_is_a_one_line_error():

@@ -102,11 +102,16 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 
 def compile_wanted(setting: str, device: torch.device, steps: int) -> bool:
-    """Whether to ``torch.compile`` work of ``steps`` steps: ``always`` / ``never`` as asked; ``auto`` on the CPU only
-    (measured faster there; not yet measured on a GPU), from :data:`COMPILE_MIN_STEPS` steps, and only when a C++
-    compiler is installed (inductor needs one)."""
+    """Whether to ``torch.compile`` work of ``steps`` steps: ``always`` / ``never`` as asked (``always`` on the CPU
+    without a C++ compiler is a one-line error); ``auto`` on the CPU only (measured faster there; not yet measured
+    on a GPU), from :data:`COMPILE_MIN_STEPS` steps, and only when a C++ compiler is installed (inductor needs
+    one)."""
     if setting not in COMPILE_SETTINGS:
         raise PaperlibError(f"unknown torch_compile {setting!r}; choose one of: {', '.join(COMPILE_SETTINGS)}")
+    if setting == "always" and device.type == "cpu" and not _cxx_compiler_found():
+        raise PaperlibError("torch_compile=always needs a C++ compiler for inductor's CPU code (g++, c++ or clang++ "
+                            "on PATH, or $CXX); install one, or use torch_compile=auto, which compiles only where "
+                            "it can")
     if setting != "auto":
         return setting == "always"
     return device.type == "cpu" and steps >= COMPILE_MIN_STEPS and _cxx_compiler_found()
