@@ -433,7 +433,7 @@ def test_force_restarts_past_an_unreadable_checkpoint(tmp_path):
     assert forced.resumed_from == 0 and torch.equal(forced.images, _distill(params).images)
     checkpoint.unlink()
     torch.save({"iteration": 1, "images": torch.zeros(3)}, checkpoint)  # readable, another layout
-    with pytest.raises(PaperlibError, match=r"ckpt.pt cannot be read \('syn'\); nothing was recomputed"):
+    with pytest.raises(PaperlibError, match=r"ckpt.pt cannot be read \(no 'syn'\); nothing was recomputed"):
         _distill(params, checkpoint=checkpoint)
 
 
