@@ -158,21 +158,6 @@ class _TensorFactsTarget(FirstHalfTarget):
         return cls(), {"share": torch.tensor(0.5)}
 
 
-def test_facts_that_cannot_be_stored_stop_the_run_before_it_distils(tmp_path, monkeypatch):
-    import paperlib.experiments.runner as runner
-
-    TARGETS.register(_TensorFactsTarget.name, _TensorFactsTarget)
-    monkeypatch.setattr(runner, "distill", lambda *args: pytest.fail("distilled before the facts were checked"))
-    try:
-        with pytest.raises(PaperlibError, match="target 'toy_tensor_facts' returned facts that cannot be stored as "
-                                                "JSON .*Tensor"):
-            run(dataset="mnist", source="digits", method="dm", target=_TensorFactsTarget.name, cache_dir=str(tmp_path),
-                device="cpu", progress=False, ipc=1, batch_real=8)
-    finally:
-        TARGETS.unregister(_TensorFactsTarget.name)
-    assert not list(tmp_path.rglob("facts.json"))
-
-
 class _MetricsFactTarget(FirstHalfTarget):
     name = "toy_metrics_fact"
 
@@ -181,19 +166,23 @@ class _MetricsFactTarget(FirstHalfTarget):
         return cls(), {"metrics": "mine", "toy_share": 0.5}
 
 
-def test_facts_named_like_a_records_own_fields_stop_the_run_before_it_distils(tmp_path, monkeypatch):
-    """A fact named ``metrics`` replaced the record's metrics, and the record then read as unreadable."""
+@pytest.mark.parametrize("target, message", [
+    (_TensorFactsTarget, "target 'toy_tensor_facts' returned facts that cannot be stored as JSON .*Tensor"),
+    # a fact named metrics replaced the record's metrics, and the record then read as unreadable
+    (_MetricsFactTarget, "target 'toy_metrics_fact' returned facts named metrics, which a run's record writes itself"),
+])
+def test_facts_that_cannot_be_stored_stop_the_run_before_it_distils(target, message, tmp_path, monkeypatch):
     import paperlib.experiments.runner as runner
 
-    TARGETS.register(_MetricsFactTarget.name, _MetricsFactTarget)
+    TARGETS.register(target.name, target)
     monkeypatch.setattr(runner, "distill", lambda *args: pytest.fail("distilled before the facts were checked"))
     try:
-        with pytest.raises(PaperlibError, match="target 'toy_metrics_fact' returned facts named metrics, which a "
-                                                "run's record writes itself"):
-            run(dataset="mnist", source="digits", method="dm", target=_MetricsFactTarget.name, cache_dir=str(tmp_path),
+        with pytest.raises(PaperlibError, match=message):
+            run(dataset="mnist", source="digits", method="dm", target=target.name, cache_dir=str(tmp_path),
                 device="cpu", progress=False, ipc=1, batch_real=8)
     finally:
-        TARGETS.unregister(_MetricsFactTarget.name)
+        TARGETS.unregister(target.name)
+    assert not list(tmp_path.rglob("facts.json"))
 
 
 def test_the_reserved_names_are_every_field_a_record_writes_itself(toy_entries, tmp_path):
