@@ -191,9 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     except (MemoryError, RuntimeError) as err:  # torch's allocators raise RuntimeError subclasses
         if not _out_of_memory(err):
             raise
-        print(f"error: out of memory ({str(err).strip().splitlines()[0][:200] if str(err).strip() else 'MemoryError'}"
-              "); lower net_width, ipc, batch_real or eval_batch, or run on a machine with more memory",
-              file=sys.stderr)
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        print(f"error: out of memory ({reason}); lower net_width, ipc, batch_real or eval_batch, or run on a machine "
+              "with more memory", file=sys.stderr)
         return 2
     print(json.dumps(result))
     return 0

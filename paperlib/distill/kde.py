@@ -237,7 +237,7 @@ def _supcon(dataset: BiasedDataset, params: Params, device: torch.device) -> Emb
     with entry_lock(params.cache_dir, path.stem):  # parallel jobs sharing one encoder train it once
         saved = None if params.force else load_tensors(path, keys=("embeddings",))
         if saved is not None:
-            _check_stored(path, saved["embeddings"], len(dataset.train), "embeddings [N, D]", dims=2)
+            _check_stored(path, saved["embeddings"], len(dataset.train), "embeddings", dims=2)
             return Embeddings(saved["embeddings"].to(device), saved.get("seconds"))
         embedded = _timed(lambda: _embed_all(train_supcon(dataset, params, device), dataset, device, params.progress),
                           device)
@@ -321,7 +321,7 @@ def kde_weights(dataset: BiasedDataset, params: Params, device: torch.device) ->
     with entry_lock(params.cache_dir, path.stem):
         saved = None if params.force else load_tensors(path, keys=("weights", "log_density", "bandwidth", "seconds"))
         if saved is not None:
-            _check_stored(path, saved["weights"], len(dataset.train), "weights [N], finite and >= 0", dims=1)
+            _check_stored(path, saved["weights"], len(dataset.train), "weights", dims=1)
             return KdeWeights(saved["weights"], saved["log_density"], saved["bandwidth"], dict(saved["seconds"]))
         result = compute_kde_weights(dataset, params, device)
         save_tensors(path, {"weights": result.weights, "log_density": result.log_density,
@@ -330,14 +330,18 @@ def kde_weights(dataset: BiasedDataset, params: Params, device: torch.device) ->
 
 
 def _check_stored(path: Path, values: Any, n: int, what: str, dims: int) -> None:
-    """A cached tensor of one row per training image (``n``), finite (and, for weights, not negative), or a
-    one-line error naming the file."""
-    fine = isinstance(values, Tensor) and values.dim() == dims and values.shape[0] == n and \
-        bool(torch.isfinite(values).all()) and (dims > 1 or bool((values >= 0).all()))
-    if not fine:
+    """A cached tensor of ``dims`` dimensions, one row per training image (``n``), finite and (weights, one
+    dimension) not negative, or a one-line error naming the file."""
+    if not (isinstance(values, Tensor) and values.dim() == dims and values.shape[0] == n):
         got = f"{values.dtype} {tuple(values.shape)}" if isinstance(values, Tensor) else type(values).__name__
-        raise PaperlibError(unreadable(path, f"{what} for {n} training images expected, got {got} or non-finite "
-                                             "values", KEEP_AND_STOP))
+        problem = f"{what} for {n} training images expected, got {got}"
+    elif not bool(torch.isfinite(values).all()):
+        problem = f"{what} that are not finite"
+    elif dims == 1 and bool((values < 0).any()):
+        problem = f"negative {what}"
+    else:
+        return
+    raise PaperlibError(unreadable(path, problem, KEEP_AND_STOP))
 
 
 def weight_diagnostics(weights: Tensor, labels: Tensor, aligned: Tensor, num_classes: int) -> list[dict]:
