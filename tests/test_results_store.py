@@ -54,6 +54,20 @@ def test_a_shipped_run_answers_without_computing_and_the_store_can_be_turned_off
     assert results_store.results_root() is None
 
 
+def test_a_damaged_shipped_record_says_to_restore_it_not_to_delete_it(shipped, monkeypatch):
+    """'delete it' would delete a tracked file of results/."""
+    params, record, store = shipped
+    stored = next(store.glob("quick/records/*/record.json"))
+    for damage in ("{broken", json.dumps({**record, "metrics": {**record["metrics"], "acc": "high"}})):
+        stored.write_text(damage)
+        with pytest.raises(PaperlibError, match=rf"^cache entry {stored} cannot be read \(.*\); it ships in the "
+                                                rf"results store \({store}\): restore it \(git checkout -- {stored}\), "
+                                                r"or set PAPERLIB_RESULTS=off to recompute the run in your cache$"):
+            run(params)
+    monkeypatch.setenv("PAPERLIB_RESULTS", "off")
+    assert run(params)["cached"] is False  # the advice works
+
+
 def test_a_store_that_is_a_file_is_an_error_and_off_is_off_in_any_case(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("")
     monkeypatch.setenv("PAPERLIB_RESULTS", str(tmp_path / "file"))

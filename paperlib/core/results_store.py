@@ -21,7 +21,7 @@ from pathlib import Path
 
 from paperlib.core.errors import PaperlibError
 from paperlib.core.paths import find_repo_root
-from paperlib.core.store import atomic_write, cache_root, exclusive
+from paperlib.core.store import KEEP_AND_STOP, atomic_write, cache_root, exclusive
 
 RESULTS_ENV_VAR = "PAPERLIB_RESULTS"
 PUBLISH_ENV_VAR = "PAPERLIB_PUBLISH"
@@ -43,6 +43,16 @@ def results_root() -> Path | None:
         return store
     root = find_repo_root()
     return None if root is None else root / "results"
+
+
+def next_step_for(path: Path) -> str:
+    """What to do about the unreadable file ``path`` (:func:`~paperlib.core.store.unreadable`): a file of the
+    store ships with the repository, and deleting it would delete a tracked file."""
+    store = results_root()
+    if store is not None and path.resolve().is_relative_to(store.resolve()):
+        return (f"it ships in the results store ({store}): restore it (git checkout -- {path}), or set "
+                f"{RESULTS_ENV_VAR}={OFF} to recompute the run in your cache")
+    return KEEP_AND_STOP
 
 
 def find(relative: str, cache_dir: str | os.PathLike | None = None) -> Path | None:

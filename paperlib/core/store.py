@@ -122,8 +122,9 @@ def load_tensors(path: str | os.PathLike, rebuild: bool = False, keys: tuple[str
     raise PaperlibError(unreadable(path, problem, KEEP_AND_STOP))
 
 
-def load_json(path: str | os.PathLike) -> dict[str, Any] | None:
-    """A JSON object written by paperlib; ``None`` if absent, a one-line error if it cannot be read."""
+def load_json(path: str | os.PathLike, next_step: str = KEEP_AND_STOP) -> dict[str, Any] | None:
+    """A JSON object written by paperlib; ``None`` if absent, a one-line error ending in ``next_step`` if it
+    cannot be read."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -133,7 +134,7 @@ def load_json(path: str | os.PathLike) -> dict[str, Any] | None:
             raise ValueError(f"a JSON object was expected, not {type(value).__name__}")
         return value
     except (ValueError, UnicodeDecodeError) as err:
-        raise PaperlibError(unreadable(path, err, KEEP_AND_STOP)) from None
+        raise PaperlibError(unreadable(path, err, next_step)) from None
 
 
 def entry_lock(cache_dir: str | os.PathLike | None, name: str) -> contextlib.AbstractContextManager[None]:

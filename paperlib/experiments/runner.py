@@ -27,7 +27,7 @@ from torch import Tensor
 
 from paperlib.core.images import save_image_grid
 from paperlib.core.params import Params, cache_key, with_overrides
-from paperlib.core.results_store import find
+from paperlib.core.results_store import find, next_step_for
 from paperlib.core.runtime import environment, resolve_device
 from paperlib.core.errors import PaperlibError
 from paperlib.core.store import (KEEP_AND_STOP, atomic_write, cache_root, entry_lock, load_json, load_tensors,
@@ -217,11 +217,12 @@ def load_record(params: Params) -> dict[str, Any] | None:
     path = find_record(params)
     if path is None:
         return None
-    record = load_json(path)
+    next_step = next_step_for(path)
+    record = load_json(path, next_step)
     problems = _record_problems(record)
     if problems:
         more = f" and {len(problems) - 4} more" if len(problems) > 4 else ""
-        raise PaperlibError(unreadable(path, f"{', '.join(problems[:4])}{more}", KEEP_AND_STOP))
+        raise PaperlibError(unreadable(path, f"{', '.join(problems[:4])}{more}", next_step))
     return record
 
 

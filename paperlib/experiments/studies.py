@@ -15,10 +15,10 @@ from typing import Any
 import pandas as pd
 
 from paperlib.core.params import Params, key_values, stable_hash, with_overrides
-from paperlib.core.results_store import find_or_make
+from paperlib.core.results_store import find_or_make, next_step_for
 from paperlib.core.runtime import resolve_device
 from paperlib.core.errors import PaperlibError
-from paperlib.core.store import KEEP_AND_STOP, load_json, unreadable
+from paperlib.core.store import load_json, unreadable
 from paperlib.data.presets import build_dataset
 from paperlib.distill.kde import ablation_params, weight_ablation
 from paperlib.distill.theorem import fairdd_vs_barycenter
@@ -63,7 +63,7 @@ def stored_table(study: str, params: Params, settings: Mapping[str, Any],
     # Per column, so dtypes are kept; shown as stored: the same table whether computed now or not.
     found = find_or_make(relative, params.cache_dir,
                          lambda: json.dumps({"columns": compute().to_dict(orient="list")}).encode(), params.force)
-    saved = load_json(found)
+    saved = load_json(found, next_step_for(found))
     if not isinstance(saved.get("columns"), dict):
-        raise PaperlibError(unreadable(found, "no columns", KEEP_AND_STOP))
+        raise PaperlibError(unreadable(found, "no columns", next_step_for(found)))
     return pd.DataFrame(saved["columns"])
