@@ -13,8 +13,8 @@ runs a suite of comparisons (see :mod:`paperlib.experiments.suite`; a file that 
 (:mod:`paperlib.experiments.jobs`), tabulates them and prints a JSON summary; ``--csv`` writes the results table
 as CSV (and the overhead table beside it, ``*_overhead.csv``), ``--markdown`` the headline table, ``--figures``
 the bar charts. ``params [WORD]`` prints every parameter (those whose name or meaning holds ``WORD``) with its
-default and meaning, as a parameter file with comments. Errors print one ``error: ...`` line to stderr and exit
-with 2.
+default and meaning, as a parameter file with comments. A ``--set`` that no run of the command reads (a target
+for ``method=whole``) is refused. Errors print one ``error: ...`` line to stderr and exit with 2.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 
 from paperlib.core.errors import ArgumentParser, PaperlibError
 from paperlib.core.store import atomic_write
-from paperlib.core.params import Params, check_param_name, field_meanings, make_params
+from paperlib.core.params import Params, check_param_name, field_meanings, make_params, unread_reason
 from paperlib.core.yamlio import load_yaml, parse_set
 from paperlib.core.runtime import resolve_device
 from paperlib.data.presets import build_dataset
@@ -111,12 +111,28 @@ def _params(args: argparse.Namespace, fixed: dict[str, Any] | None = None, **def
                           "with `python -m paperlib suite FILE --profile P`, a profile's is chosen with --profile"
                           if isinstance(value, (dict, list)) else "")
             raise PaperlibError(f"{args.params_file}: {err}{structured}") from None
-    given = {**from_file, **parse_set(args.assignments)}
+    typed = parse_set(args.assignments)
+    given = {**from_file, **typed}
     for name, value in (fixed or {}).items():
         if name in given and given[name] != value:
             raise PaperlibError(f"{args.command} takes {name}={value} here, but the parameter file or --set gives "
                                 f"{name}={given[name]}; drop that setting")
-    return make_params({**defaults, **given, **(fixed or {})})
+    params = make_params({**defaults, **given, **(fixed or {})})
+    if args.command != "describe":  # describe builds the dataset only: a run's settings may ride along
+        refuse_unread(typed, [params])
+    return params
+
+
+def refuse_unread(typed: dict[str, Any], runs: list[Params]) -> None:
+    """Refuse a ``--set`` that no run of ``runs`` reads (``method=whole target=groups``): it would be dropped
+    without a word. A parameter file is not checked: one file may serve runs that read different settings."""
+    for name, value in typed.items():
+        reasons = [unread_reason(params, name) for params in runs]
+        if runs and all(reasons):
+            where = "this run does not read" if len(runs) == 1 else f"none of the {len(runs)} runs reads"
+            why = "; ".join(dict.fromkeys(reasons))  # each distinct reason once, in run order
+            raise PaperlibError(f"--set {name}={value} changes nothing: {where} {name} ({why}); drop it, or choose "
+                                "a setting that uses it")
 
 
 def _describe(args: argparse.Namespace) -> dict:
@@ -152,7 +168,9 @@ def _suite(args: argparse.Namespace) -> dict:
         raise PaperlibError("--attach waits for the jobs that --no-wait submitted; give one of them")
     if args.table_only:
         refuse_unused_flags("--table-only runs nothing", given_executor_flags(args))
-    specs = suite_from_file(args.suite_file, args.profile, parse_set(args.assignments), args.only)
+    typed = parse_set(args.assignments)
+    specs = suite_from_file(args.suite_file, args.profile, typed, args.only)
+    refuse_unread(typed, [spec.params for spec in specs])
     settings = settings_from_args(args, args.profile)
     submitted = 0
     if args.attach:

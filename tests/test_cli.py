@@ -134,6 +134,44 @@ def test_weights_command_prints_per_class_diagnostics(capsys):
     assert "unknown kde_bandwidth 'wide'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv,message", [
+    (["run", "--set", "method=whole", "--set", "target=groups"],
+     "--set target=groups changes nothing: this run does not read target (method 'whole' does not use target)"),
+    (["run", "--set", "method=whole", "--set", "kde_tau=2"],  # two selectors down: the first that leaves it out
+     "--set kde_tau=2 changes nothing: this run does not read kde_tau (method 'whole' does not use target)"),
+    (["bench", "dm", "--set", "outer_loop=3"],
+     "this run does not read outer_loop (method 'dm' does not use outer_loop)"),
+    (["weights", "--set", "kde_tau=1"], "(kde_weighting 'power' does not use kde_tau)"),
+    (["run", "--set", "warm_start_lr=0.1"], "(warm_start_lr applies only while warm_start_epochs is set)"),
+    (["suite", "params/experiments/03_kde_reweighting.yaml", "--profile", "smoke", "--table-only",
+      "--set", "kde_tau=1"],
+     "none of the 8 runs reads kde_tau (target 'vanilla' does not use weights; kde_weighting 'power' does not use "
+     "kde_tau)"),
+])
+def test_a_set_that_no_run_reads_is_refused_before_anything_runs(argv, message, capsys, tmp_path, monkeypatch):
+    """`--set target=groups` beside `method=whole` used to be dropped without a word, and the run was stored as if
+    FairDD had been asked for and ignored."""
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+    assert err.strip().endswith("drop it, or choose a setting that uses it")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_set_read_by_some_runs_or_a_file_s_unread_setting_is_accepted(capsys, tmp_path):
+    """A suite's --set needs one run that reads it; a parameter file may serve runs that read different settings;
+    describe builds the dataset only, so a run's settings may ride along."""
+    assert main(["suite", "params/experiments/03_kde_reweighting.yaml", "--profile", "smoke", "--table-only",
+                 "--set", "kde_bandwidth=silverman"]) == 0
+    f = tmp_path / "p.yaml"
+    f.write_text("dataset: cmnist_fg\nsource: digits\nouter_loop: 3\niterations: 1\nipc: 1\nbatch_real: 8\n"
+                 "net_width: 8\ntorch_compile: never\n")  # outer_loop: DC's, unread by DM
+    assert main(["bench", "dm", str(f), "--warmup", "0"]) == 0
+    assert main(["describe", str(f), "--set", "method=whole", "--set", "target=groups"]) == 0
+    capsys.readouterr()
+
+
 def test_a_command_s_own_choice_is_not_overridden_by_the_file_or_set(capsys):
     """bench's METHOD and weights' KDE target are the command's: a contradicting --set is a one-line error."""
     assert main(["bench", "dm", "--set", "method=dc"]) == 2

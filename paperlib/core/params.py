@@ -429,6 +429,19 @@ def relevant_fields(params: Params, scope: str = "record") -> list[str]:
     return relevant
 
 
+def unread_reason(params: Params, name: str) -> str | None:
+    """Why the run of ``params`` does not read ``name``, or ``None`` when it does (a relevant field of
+    :func:`relevant_fields`, or an ``execution`` one, which every run reads). The reason names the first
+    selecting field that leaves it out: ``method 'whole' does not use target`` also explains ``weights``."""
+    tags = field_tags()[name]
+    if tags["group"] == "execution" or name in relevant_fields(params):
+        return None
+    if tags["when"] is not None and not getattr(params, tags["when"]):
+        return f"{name} applies only while {tags['when']} is set"
+    selector = tags["by"]
+    return unread_reason(params, selector) or f"{selector} {getattr(params, selector)!r} does not use {name}"
+
+
 def key_values(params: Params, scope: str = "record") -> dict[str, Any]:
     """What :func:`cache_key` hashes: the relevant fields of ``scope``'s groups, the ``version`` of every
     selected registered entry that has one, the scope and :data:`KEY_VERSION` (an unknown scope is an error
@@ -479,6 +492,7 @@ __all__ = [
     "relevant_fields",
     "resolve_defaults",
     "stable_hash",
+    "unread_reason",
     "validate",
     "with_overrides",
 ]
