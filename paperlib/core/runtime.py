@@ -167,6 +167,16 @@ def diverged_pixels(images: torch.Tensor) -> str | None:
     return None
 
 
+def index_range_problem(values: torch.Tensor, limit: int) -> str | None:
+    """What is wrong with integer class or attribute indices ``values`` when one lies outside ``0..limit-1``
+    (an index past the end would be counted in the next class's cells); ``None`` when all are in range or
+    there are none. Reads two numbers on the host."""
+    if not values.numel():
+        return None
+    low, high = int(values.min()), int(values.max())
+    return f"must lie in 0..{limit - 1}, got {low}..{high}" if low < 0 or high >= limit else None
+
+
 # Steps (distillation iterations, training epochs) between host reads of a loss kept on the device: a read
 # waits for the device, so hot loops collect their losses and read them in one transfer this often.
 HOST_READ_EVERY = 10

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params, cache_key, stable_hash
-from paperlib.core.runtime import to_device
+from paperlib.core.runtime import index_range_problem, to_device
 
 
 @dataclass
@@ -168,9 +168,9 @@ def _check_split(split: Split, what: str, num_classes: int, num_attributes: int)
         if tensor.dtype != torch.int64 or tuple(tensor.shape) != (n,):
             raise PaperlibError(f"{what}: {field_name} must be int64 [N] with N = {n} images, got "
                                 f"{tensor.dtype} {tuple(tensor.shape)}")
-        if n and not 0 <= int(tensor.min()) <= int(tensor.max()) < limit:
-            raise PaperlibError(f"{what}: {field_name} must lie in 0..{limit - 1}, got {int(tensor.min())}.."
-                                f"{int(tensor.max())}")
+        problem = index_range_problem(tensor, limit)
+        if problem:
+            raise PaperlibError(f"{what}: {field_name} {problem}")
     if split.aligned.dtype != torch.bool or tuple(split.aligned.shape) != (n,):
         raise PaperlibError(f"{what}: aligned must be bool [N] with N = {n} images, got {split.aligned.dtype} "
                             f"{tuple(split.aligned.shape)}")

@@ -63,7 +63,8 @@ def stored_table(study: str, params: Params, settings: Mapping[str, Any],
     # Per column, so dtypes are kept; shown as stored: the same table whether computed now or not.
     found = find_or_make(relative, params.cache_dir,
                          lambda: json.dumps({"columns": compute().to_dict(orient="list")}).encode(), params.force)
-    saved = load_json(found, next_step_for(found))
+    next_step = next_step_for(found)
+    saved = load_json(found, next_step)
     if not isinstance(saved.get("columns"), dict):
-        raise PaperlibError(unreadable(found, "no columns", next_step_for(found)))
+        raise PaperlibError(unreadable(found, "no columns", next_step))
     return pd.DataFrame(saved["columns"])

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from paperlib.core.errors import PaperlibError
+from paperlib.core.runtime import index_range_problem
 
 # Every metric a record holds (how tables and figures name them: paperlib.report.metric_names).
 METRIC_KEYS = ("acc", "acc_aligned", "acc_conflicting", "worst_group_acc", "deo_m", "deo_a")
@@ -55,9 +56,9 @@ def _check_scored(predictions: Tensor, labels: Tensor, attributes: Tensor, num_c
                             f"got {', '.join(f'{t.dtype} {tuple(t.shape)}' for t in given)}")
     for name, values, limit in (("predictions", predictions, num_classes), ("labels", labels, num_classes),
                                 ("attributes", attributes, num_attributes)):
-        low, high = int(values.min()), int(values.max())
-        if low < 0 or high >= limit:
-            raise PaperlibError(f"{name} must lie in 0..{limit - 1}, got {low}..{high}")
+        problem = index_range_problem(values, limit)
+        if problem:
+            raise PaperlibError(f"{name} {problem}")
 
 
 def _masked_mean(correct: Tensor, mask: Tensor) -> float:
