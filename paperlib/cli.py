@@ -103,14 +103,14 @@ def _params(args: argparse.Namespace, fixed: dict[str, Any] | None = None, **def
                             "YAML file of parameters); check the path, or give parameters with --set KEY=VALUE")
     from_file = load_yaml(args.params_file) if args.params_file else {}
     for name, value in from_file.items():
+        if isinstance(value, (dict, list)):  # a profile's or an experiment's file, not a flat mapping
+            raise PaperlibError(f"{args.params_file} is not a parameter file (name: value, one per line): "
+                                f"{name!r} holds a block. An experiment's file runs with `python -m paperlib suite "
+                                "FILE --profile P`; a profile's is chosen with --profile")
         try:
             check_param_name(name)
         except PaperlibError as err:
-            # a nested block: a profile's or an experiment's file, not a flat mapping of run parameters
-            structured = (". This is not a parameter file (name: value, one per line): an experiment's file runs "
-                          "with `python -m paperlib suite FILE --profile P`, a profile's is chosen with --profile"
-                          if isinstance(value, (dict, list)) else "")
-            raise PaperlibError(f"{args.params_file}: {err}{structured}") from None
+            raise PaperlibError(f"{args.params_file}: {err}") from None
     typed = parse_set(args.assignments)
     given = {**from_file, **typed}
     for name, value in (fixed or {}).items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -162,6 +163,20 @@ def test_writing_where_a_file_or_a_folder_is_in_the_way_is_a_one_line_error(tmp_
                           cache_dir=str(tmp_path / "afile"))  # a run takes a lock before it writes anything
     with pytest.raises(PaperlibError, match=r"cannot write .*afile/.* \(.*afile is a file, not a folder\)"):
         run(blocked)
+
+
+def test_a_folder_in_place_of_a_cache_entry_stops_before_anything_is_computed(tmp_path):
+    """It used to be taken for an entry not stored yet: computed (hours, for a run) and then not written."""
+    build_dataset(dataset="cmnist", source="digits", cache_dir=str(tmp_path))
+    (entry,) = (tmp_path / "datasets").glob("*.pt")
+    entry.unlink()
+    entry.mkdir()
+    message = f"^cache entry {re.escape(str(entry))} is a folder, not a file; move it away \\(nothing was computed\\)$"
+    with pytest.raises(PaperlibError, match=message):
+        build_dataset(dataset="cmnist", source="digits", cache_dir=str(tmp_path))
+    (tmp_path / "record.json").mkdir()
+    with pytest.raises(PaperlibError, match="record.json is a folder, not a file"):
+        load_json(tmp_path / "record.json")
 
 
 def test_an_unreadable_dataset_entry_is_reported_and_rebuilt_in_seconds(tmp_path, capsys):

@@ -31,13 +31,14 @@ def test_describe_reads_a_params_file(tmp_path, capsys):
     # FairDD's split (the preset's default protocol) takes int(n * 0.8) per class: just under 0.8
     assert 0.79 <= _last_json(capsys)["train"]["aligned_fraction"] <= 0.8
     assert main(["describe", "params/smoke/defaults.yaml"]) == 2  # a profile's file, not a parameter file
-    err = capsys.readouterr().err
-    assert err.startswith("error: params/smoke/defaults.yaml: unknown parameter 'methods'; did you mean 'method'? ")
-    assert err.endswith("an experiment's file runs with `python -m paperlib suite FILE --profile P`, a profile's is "
-                        "chosen with --profile\n")
-    f.write_text("ipcc: 10\n")  # a typo in a parameter file: no such advice
+    assert capsys.readouterr().err == (  # not "did you mean 'method'?" for its block 'methods'
+        "error: params/smoke/defaults.yaml is not a parameter file (name: value, one per line): 'methods' holds a "
+        "block. An experiment's file runs with `python -m paperlib suite FILE --profile P`; a profile's is chosen "
+        "with --profile\n")
+    f.write_text("ipcc: 10\n")  # a typo in a parameter file: no such advice, and no list of ~100 names
     assert main(["describe", str(f)]) == 2
-    assert capsys.readouterr().err.startswith(f"error: {f}: unknown parameter 'ipcc'; did you mean 'ipc'? ")
+    assert capsys.readouterr().err == (f"error: {f}: unknown parameter 'ipcc'; did you mean 'ipc'? `python -m "
+                                       "paperlib params` lists every parameter with its meaning\n")
 
 
 def test_run_prints_metrics_json_and_caches(capsys, tmp_path):

@@ -258,10 +258,11 @@ def check_param_name(name: str) -> None:
     names = param_names()
     if not isinstance(name, str):  # e.g. a YAML key written as a number
         raise PaperlibError(f"parameter names are text, got {name!r}; e.g. ipc: 10")
-    if name not in names:
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise PaperlibError(f"unknown parameter {name!r}; {hint}valid parameters: {', '.join(names)}")
+    if name not in names:  # the ~100 names would make a line of 1,700 characters: point at the listing instead
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+        raise PaperlibError(f"unknown parameter {name!r}; {hint}`python -m paperlib params` lists every parameter "
+                            "with its meaning")
 
 
 def _entry(params: Params, name: str) -> Any:

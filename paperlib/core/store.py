@@ -88,6 +88,14 @@ KEEP_AND_STOP = ("nothing was recomputed: delete it to recompute that entry, or 
                  "to recompute the run")
 
 
+def _absent(path: Path) -> None:
+    """``None`` for an entry not stored yet; a one-line error for a folder in its place, found before hours of
+    work would be computed and then not written."""
+    if path.is_dir():
+        raise PaperlibError(f"cache entry {path} is a folder, not a file; move it away (nothing was computed)")
+    return None
+
+
 def save_tensors(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     """``torch.save`` a dict of tensors and plain values, atomically."""
     with atomic_write(path) as tmp:
@@ -103,7 +111,7 @@ def load_tensors(path: str | os.PathLike, rebuild: bool = False, keys: tuple[str
     """
     path = Path(path)
     if not path.is_file():
-        return None
+        return _absent(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch.load raises many types, with long texts, for a damaged file
@@ -127,7 +135,7 @@ def load_json(path: str | os.PathLike, next_step: str = KEEP_AND_STOP) -> dict[s
     cannot be read."""
     path = Path(path)
     if not path.is_file():
-        return None
+        return _absent(path)
     try:
         value = json.loads(path.read_text())
         if not isinstance(value, dict):
