@@ -68,6 +68,9 @@ def test_marks_are_checked_and_need_a_profile():
         for_profile({"ipc": {"per_profile": {"fast": 1}}}, "quick", "x")
     with pytest.raises(PaperlibError, match="differs by profile"):
         for_profile(MARKED, None)
+    for misspelt in ({"runs": {"dm": {"profiles": ["fast"]}}}, {"ipc": {"per_profile": {"fast": 1}}}):
+        with pytest.raises(PaperlibError, match="unknown profile 'fast'"):  # named also where no profile is given
+            for_profile(misspelt, None, "x")
     with pytest.raises(PaperlibError, match="unknown profile 'fast'"):
         for_profile(MARKED, "fast")
     plain = {"experiments": [{"name": "e", "runs": {"dm": {}}}]}

@@ -72,14 +72,15 @@ _LEFT_OUT = object()  # what a profile does not see
 
 def _select(value: Any, profile: str | None, where: str) -> Any:
     if isinstance(value, Mapping):
-        if set(value) == {"per_profile"}:
-            _marked(where, profile)
+        if set(value) == {"per_profile"}:  # the names first: a misspelt one is the error to fix, with a profile too
             choices = mapping(value["per_profile"], f"{where}.per_profile")
             _profile_names(list(choices), f"{where}.per_profile")
+            _marked(where, profile)
             return _select(choices[profile], profile, where) if profile in choices else _LEFT_OUT
         if "profiles" in value:
+            names = _profile_names(value["profiles"], f"{where}.profiles")
             _marked(where, profile)
-            if profile not in _profile_names(value["profiles"], f"{where}.profiles"):
+            if profile not in names:
                 return _LEFT_OUT
         items = [(k, _select(v, profile, f"{where}.{k}")) for k, v in value.items() if k != "profiles"]
         kept = {k: v for k, v in items if v is not _LEFT_OUT}
