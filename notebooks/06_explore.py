@@ -21,7 +21,8 @@
 # Drag the **conflict ratio** and **IPC** sliders, pick a dataset, a method (random real subset, DM, DC) and
 # the target of the matching loss (vanilla, paper A's KDE reweighting, paper B's FairDD, COBRA's barycenter).
 # The left image is the biased training data at that ratio (red-and-white frames: bias-conflicting images);
-# the right one is what the model is trained on; below, its test metrics.
+# the right one is what the model is trained on; below, its test metrics (in %). The static snapshot further
+# down stacks the two images, training data on top.
 #
 # Points computed by notebooks 02–05 and 07 answer at once, from your cache or from the results store that ships
 # with the repository (`results/`), without the data. A point nobody computed yet says what would fill it: `make

@@ -32,7 +32,9 @@
 # For DM, FairDD's loss gradient is |A| times COBRA's (notebook 05 measures it), so without its warm start
 # COBRA is FairDD with an image step |A| times smaller. COBRA's second ingredient, the **warm start**, trains
 # each fresh embedding network for a few epochs on the current synthetic set before matching (an option of
-# the engine, `warm_start_epochs`, that any target can use). The authors compare vanilla / FairDD / COBRA on
+# the engine, `warm_start_epochs`, that any target can use). In the tables below `cobra` is the barycenter
+# target without the warm start (notebook 05's `barycenter` run, the same set) and `cobra_warm` is COBRA with
+# it; `fairdd` is notebook 04's `dm_fairdd`, `kde` notebook 03's `dm_kde`. The authors compare vanilla / FairDD / COBRA on
 # their own settings; here all of them, and paper A's KDE, run at this profile's DM settings on the same
 # datasets, seeds and evaluation.
 
@@ -56,7 +58,7 @@ hidden = table[table["experiment"] == "hidden_groups"]
 # ## Accuracy and fairness, side by side
 # Accuracy is the balanced test accuracy; DEO_M is the worst class's gap between its best- and worst-served
 # protected group, DEO_A the mean gap, worst-group the accuracy of the worst (class, group) cell: lower DEO and
-# higher worst-group accuracy are fairer. Each run here is one distillation and one evaluation model. In the
+# higher worst-group accuracy are fairer (all in %; the DEO gaps in accuracy points). Each run here is one distillation and one evaluation model. In the
 # quick profile a (class, group) test cell holds about 100 images, so the noise is the model's and the
 # distillation's, not the test set's (the smoke profile's cells hold three or four images); DEO_M and
 # worst-group accuracy, a max and a min over 100 cells, swing the most: read them as a trend. What the quick
@@ -66,13 +68,17 @@ hidden = table[table["experiment"] == "hidden_groups"]
 #   lift accuracy from about 20–29% to about 59–87% and cut DEO_M below vanilla's 100, but not equally: on
 #   C-MNIST (BG) COBRA's DEO_M stays at 95.0 against FairDD's 59.6.
 # * **KDE, without group labels, is the weakest on paper B's presets** (DEO_M stays near 100 on three of
-#   them) and close to the others on CMNIST 5% (paper A's setting), where the bias-conflicting images are
-#   rare and its density estimate finds them: 82.7% against 85.7% (FairDD) and 87.1% (COBRA). Paper B's own
+#   them) and close to the others in accuracy on CMNIST 5% (paper A's setting), where the bias-conflicting
+#   images are rare and its density estimate finds them: 82.7% against 85.7% (FairDD) and 87.1% (COBRA). Not
+#   in fairness there: DEO_M 88.8 against 33.2 and 40.6, and its worst (class, colour) cell at 0% against 50.5%
+#   and 56.4%; up-weighting rare images lifts the average without serving every group. Paper B's own
 #   re-implementation of KDE (C-MNIST FG, IPC 10, 20,000 iterations; the white diamond) reached
 #   90.42 / 34.77 / 18.46 (Acc / DEO_M / DEO_A); ours reaches 56.6 / 99.0 / 79.6 at the quick scale, far
 #   lower: a result of our short runs, not paper B's finding.
 # * **COBRA's barycenter without the warm start is at least as accurate as FairDD** on four of the quick
-#   profile's five datasets (C-MNIST FG 86.7 against 75.7), though not fairer everywhere (C-MNIST BG above).
+#   profile's five datasets (C-MNIST FG 86.7 against 75.7), but less fair than FairDD on three of them: its
+#   DEO_M is higher on C-MNIST BG (95.0 against 59.6), C-FMNIST BG (73 against 69) and CMNIST 5% (40.6 against
+#   33.2).
 #   For DM it is FairDD with an image step |A| times smaller: at this profile's image learning rate, tuned on
 #   the companion's normalisation, FairDD's summed step is too large (notebook 05 measures the identity, finds
 #   the same with group-balanced weights, and runs FairDD at a step 8 times smaller, which reaches the
@@ -130,7 +136,7 @@ nb.overhead_view(answers)
 # classes, moves more consistently (all labels → half dropped → half imputed: FairDD 22.7 → 29.8 → 24.3,
 # COBRA 15.2 → 24.4 → 16.7): dropping half the labels seems to cost some fairness, and imputing them (95.5%
 # right: a colour is easy to see, a subtler attribute would not be) to give most of it back. Neither method
-# breaks down with noisy groups here; both want most labels.
+# breaks down with half the group labels hidden here; both want most labels.
 
 # %%
 nb.metrics_view(hidden, keys=("acc", "deo_m", "deo_a", "worst_group_acc"),

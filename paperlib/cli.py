@@ -1,4 +1,4 @@
-"""Command line: "python -m paperlib {describe,run,bench,weights,suite} [PARAMS.yaml] [--set KEY=VALUE ...]", "params".
+"""Command line: "python -m paperlib {describe,run,weights,bench dm|dc|dsa,suite FILE.yaml,params} [...]".
 
 ``describe`` prints the dataset summary as one JSON object. ``run`` trains and
 evaluates; its last stdout line is one JSON object with the metrics (percent,

@@ -256,7 +256,7 @@ def run(params: Params | None = None, **overrides: Any) -> dict[str, Any]:
     The record holds ``params``, ``metrics`` (means and ``_std``), per-model
     ``runs``, ``timings`` in seconds, the ``device`` and the ``environment`` it was computed in (torch, CPU
     kernels, threads, GPU: what bit-identity needs beside the parameters), the training-set size, for
-    distilled sets the loss curve, and whether it came from the ``cache``.
+    distilled sets the loss curve, and ``cached``: whether it came from the cache.
     """
     params = with_overrides(params, overrides)
     cached = None if params.force else load_record(params)
