@@ -115,8 +115,9 @@ ax = plots.plot_against(ipc, "ipc", "acc", hue="distilled_set", title="CMNIST 5%
 nb.save(ax, figures, "05_ipc");
 
 # %% [markdown]
-# ## The bias ratio
-# Vanilla DM against DM + KDE as the share of bias-conflicting images changes. In the quick profile DM + KDE
+# ## The share of bias-conflicting images
+# Vanilla DM against DM + KDE as the conflict ratio changes (paper A's knob; paper B's "bias ratio" is the
+# majority ratio, the other side of the same split). In the quick profile DM + KDE
 # falls from 82.7% at 5% conflicting to 60.2% at 20% (still above vanilla's 39.9%), and its set is biased
 # again there: 98.3% on aligned against 56.0% on conflicting images (80.4% / 82.9% at 5%, where KDE slightly
 # over-corrects: its set favours the conflicting images). The weights below show what changed: at 20% the KDE

@@ -58,6 +58,27 @@ def test_bad_run_names_its_place_in_the_suite(tmp_path):
         load_suite(numbered)
 
 
+def test_a_run_s_own_setting_that_it_does_not_read_is_an_error_a_shared_one_is_not(tmp_path):
+    """`whole: {method: whole, target: groups}` was tabulated as a whole-data run with no word that FairDD was
+    never applied; a suite's or experiment's setting may be unread by some of its runs."""
+    suite = _suite(tmp_path)
+    suite["experiments"][0]["runs"]["random"] = {"method": "random", "target": "groups"}
+    with pytest.raises(PaperlibError, match=r"^tiny\.random: target: groups changes nothing: this run does not read "
+                                            r"target \(method 'random' does not use target\); drop it"):
+        load_suite(suite)
+    shared = _suite(tmp_path)
+    shared["experiments"][0]["settings"]["target"] = "groups"  # random reads no target, the DM runs do
+    shared["experiments"][0]["runs"]["dm"] = {"method": "dm", "target": "weighted", "weights": "uniform"}
+    specs = load_suite(shared)
+    assert [s.params.target for s in specs] == ["groups", "weighted", "groups"]
+    # and a table shows a setting only where the run read it: the sample weighting of the weighted target
+    shown = [dict(zip(("run", "target", "weights"), row)) for row in
+             results_table(specs)[["run", "target", "weights"]].itertuples(index=False)]
+    assert shown == [{"run": "random", "target": "", "weights": ""},
+                     {"run": "dm", "target": "weighted", "weights": "uniform"},
+                     {"run": "dm_fairdd", "target": "groups", "weights": ""}]
+
+
 def test_a_misspelt_suite_key_is_an_error_not_another_experiment(tmp_path):
     with pytest.raises(PaperlibError, match=r"^a suite has unknown key 'default'; its keys are: defaults, "
                                             r"experiments$"):

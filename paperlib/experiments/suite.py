@@ -12,7 +12,9 @@ A suite (``params/experiments/kde_fairdd.yaml``, or the ``suite`` of a notebook'
           dm_kde: {method: dm, target: weighted, weights: kde}
 
 Each run's parameters are ``defaults``, then ``settings``, then its own
-values; ``overrides`` (e.g. from ``--set``) win over all.
+values; ``overrides`` (e.g. from ``--set``) win over all. A run's own value that the run does not read
+(``{method: whole, target: groups}``) is an error; ``defaults`` and ``settings`` may hold values some of their
+runs do not read.
 :func:`paperlib.report.tables.results_table` reads the stored records only, so a
 table (and its CSV) is always what the runs computed.
 """
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import Params, make_params
+from paperlib.core.params import Params, make_params, unread_reason
 from paperlib.core.yamlio import load_yaml
 from paperlib.core.runtime import progress
 from paperlib.distill.methods import METHODS
@@ -93,6 +95,17 @@ def _known_keys(data: Mapping[str, Any], known: tuple[str, ...], where: str) -> 
         raise PaperlibError(f"{where} has unknown key {unknown[0]!r}; its keys are: {', '.join(known)}")
 
 
+def _refuse_unread(own: Mapping[str, Any], params: Params) -> None:
+    """A run's own setting that it does not read (``{method: whole, target: groups}``) would be dropped without
+    a word and the row read as what it is not. Settings shared by a suite, an experiment or a profile may be
+    unread by some of their runs."""
+    for name, value in own.items():
+        reason = unread_reason(params, name)
+        if reason:
+            raise PaperlibError(f"{name}: {value} changes nothing: this run does not read {name} ({reason}); drop "
+                                "it, or choose a setting that uses it")
+
+
 def load_suite(source: str | Path | Mapping[str, Any], overrides: Mapping[str, Any] | None = None,
                only: str | None = None, base: Mapping[str, Any] | None = None) -> list[RunSpec]:
     """The runs a suite file (or an already-loaded mapping) describes, validated.
@@ -129,8 +142,10 @@ def load_suite(source: str | Path | Mapping[str, Any], overrides: Mapping[str, A
             raise PaperlibError(f"experiment {name!r} has no runs")
         for label, values in runs.items():
             try:
-                merged = scaled(base or {}, defaults, settings, mapping(values, f"{name}.{label}"), overrides or {})
-                specs.append(RunSpec(name, str(label), make_params(merged)))
+                own = mapping(values, f"{name}.{label}")
+                params = make_params(scaled(base or {}, defaults, settings, own, overrides or {}))
+                _refuse_unread(own, params)
+                specs.append(RunSpec(name, str(label), params))
             except PaperlibError as err:
                 raise PaperlibError(f"{name}.{label}: {err}") from None
     if not specs:

@@ -34,7 +34,7 @@ def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
                            "method": p.method, "target": p.target if METHODS[p.method].distils else "",
                            "ipc": p.ipc if "ipc" in METHODS[p.method].uses else None,
                            "source": p.source or "", "protocol": p.protocol, "ratio": bias_ratio(p),
-                           "weights": p.weights,
+                           "weights": p.weights if "weights" in relevant_fields(p) else "",  # what the set read
                            "distilled_set": distilled_set_name(p.method, p.target, p.weights),
                            "sampling": p.sampling, "init": p.init, "eval_model": p.eval_model or p.model,
                            "eval_trainer": p.eval_trainer, "eval_epochs": p.eval_epochs,
