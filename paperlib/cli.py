@@ -29,7 +29,7 @@ import torch
 
 from paperlib.core.errors import ArgumentParser, PaperlibError
 from paperlib.core.store import atomic_write
-from paperlib.core.params import Params, check_param_name, field_meanings, make_params, unread_reason
+from paperlib.core.params import Params, check_param_name, field_meanings, make_params
 from paperlib.core.yamlio import load_yaml, parse_set
 from paperlib.core.runtime import resolve_device
 from paperlib.data.presets import build_dataset
@@ -40,6 +40,7 @@ from paperlib.experiments.runner import run
 from paperlib.experiments.jobs import (add_executor_arguments, attach, given_executor_flags, refuse_unused_flags,
                                        run_specs, settings_from_args)
 from paperlib.experiments.profiles import suite_from_file
+from paperlib.experiments.suite import refuse_unread
 from paperlib.report.figures import save_suite_figures
 from paperlib.report.tables import markdown_table, overhead_table, results_table, write_csv
 from paperlib.train.metrics import METRIC_KEYS
@@ -95,6 +96,9 @@ def _add_set(sub: argparse.ArgumentParser) -> None:
                      help="override one parameter; values are YAML scalars; repeatable")
 
 
+SET_WRITTEN = "--set {name}={value}"  # how a --set names its setting in an error
+
+
 def _params(args: argparse.Namespace, fixed: dict[str, Any] | None = None, **defaults: Any) -> Params:
     """The command's parameters: ``defaults``, the parameter file, ``--set``; then ``fixed``, the values the
     command itself decides (bench's METHOD), which a file or ``--set`` may not contradict."""
@@ -119,20 +123,8 @@ def _params(args: argparse.Namespace, fixed: dict[str, Any] | None = None, **def
                                 f"{name}={given[name]}; drop that setting")
     params = make_params({**defaults, **given, **(fixed or {})})
     if args.command != "describe":  # describe builds the dataset only: a run's settings may ride along
-        refuse_unread(typed, [params])
+        refuse_unread(typed, [params], SET_WRITTEN)  # a parameter file may serve runs that read other settings
     return params
-
-
-def refuse_unread(typed: dict[str, Any], runs: list[Params]) -> None:
-    """Refuse a ``--set`` that no run of ``runs`` reads (``method=whole target=groups``): it would be dropped
-    without a word. A parameter file is not checked: one file may serve runs that read different settings."""
-    for name, value in typed.items():
-        reasons = [unread_reason(params, name) for params in runs]
-        if runs and all(reasons):
-            where = "this run does not read" if len(runs) == 1 else f"none of the {len(runs)} runs reads"
-            why = "; ".join(dict.fromkeys(reasons))  # each distinct reason once, in run order
-            raise PaperlibError(f"--set {name}={value} changes nothing: {where} {name} ({why}); drop it, or choose "
-                                "a setting that uses it")
 
 
 def _describe(args: argparse.Namespace) -> dict:
@@ -170,7 +162,7 @@ def _suite(args: argparse.Namespace) -> dict:
         refuse_unused_flags("--table-only runs nothing", given_executor_flags(args))
     typed = parse_set(args.assignments)
     specs = suite_from_file(args.suite_file, args.profile, typed, args.only)
-    refuse_unread(typed, [spec.params for spec in specs])
+    refuse_unread(typed, [spec.params for spec in specs], SET_WRITTEN)
     settings = settings_from_args(args, args.profile)
     submitted = 0
     if args.attach:

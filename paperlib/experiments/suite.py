@@ -95,15 +95,17 @@ def _known_keys(data: Mapping[str, Any], known: tuple[str, ...], where: str) -> 
         raise PaperlibError(f"{where} has unknown key {unknown[0]!r}; its keys are: {', '.join(known)}")
 
 
-def _refuse_unread(own: Mapping[str, Any], params: Params) -> None:
-    """A run's own setting that it does not read (``{method: whole, target: groups}``) would be dropped without
-    a word and the row read as what it is not. Settings shared by a suite, an experiment or a profile may be
-    unread by some of their runs."""
-    for name, value in own.items():
-        reason = unread_reason(params, name)
-        if reason:
-            raise PaperlibError(f"{name}: {value} changes nothing: this run does not read {name} ({reason}); drop "
-                                "it, or choose a setting that uses it")
+def refuse_unread(settings: Mapping[str, Any], runs: list[Params], written: str = "{name}: {value}") -> None:
+    """A one-line error for a setting of ``settings`` that no run of ``runs`` reads (``{method: whole, target:
+    groups}``): it would be dropped without a word and the row read as what it is not. ``written`` shows the
+    setting as the user wrote it (``--set {name}={value}``)."""
+    for name, value in settings.items():
+        reasons = [unread_reason(params, name) for params in runs]
+        if runs and all(reasons):
+            where = "this run does not read" if len(runs) == 1 else f"none of the {len(runs)} runs reads"
+            why = "; ".join(dict.fromkeys(reasons))  # each distinct reason once, in run order
+            raise PaperlibError(f"{written.format(name=name, value=value)} changes nothing: {where} {name} ({why}); "
+                                "drop it, or choose a setting that uses it")
 
 
 def load_suite(source: str | Path | Mapping[str, Any], overrides: Mapping[str, Any] | None = None,
@@ -144,7 +146,7 @@ def load_suite(source: str | Path | Mapping[str, Any], overrides: Mapping[str, A
             try:
                 own = mapping(values, f"{name}.{label}")
                 params = make_params(scaled(base or {}, defaults, settings, own, overrides or {}))
-                _refuse_unread(own, params)
+                refuse_unread(own, [params])  # shared settings may be unread by some runs; a run's own may not
                 specs.append(RunSpec(name, str(label), params))
             except PaperlibError as err:
                 raise PaperlibError(f"{name}.{label}: {err}") from None
