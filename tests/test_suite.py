@@ -71,12 +71,12 @@ def test_a_run_s_own_setting_that_it_does_not_read_is_an_error_a_shared_one_is_n
     shared["experiments"][0]["runs"]["dm"] = {"method": "dm", "target": "weighted", "weights": "uniform"}
     specs = load_suite(shared)
     assert [s.params.target for s in specs] == ["groups", "weighted", "groups"]
-    # and a table shows a setting only where the run read it: the sample weighting of the weighted target
-    shown = [dict(zip(("run", "target", "weights"), row)) for row in
-             results_table(specs)[["run", "target", "weights"]].itertuples(index=False)]
-    assert shown == [{"run": "random", "target": "", "weights": ""},
-                     {"run": "dm", "target": "weighted", "weights": "uniform"},
-                     {"run": "dm_fairdd", "target": "groups", "weights": ""}]
+    # and a table shows a setting only where the run read it: the sample weighting of the weighted target, the
+    # start and the real batch's draw of a distilled set
+    columns = ["run", "target", "weights", "init", "sampling"]
+    assert results_table(specs)[columns].values.tolist() == [["random", "", "", "", ""],
+                                                             ["dm", "weighted", "uniform", "real", "uniform"],
+                                                             ["dm_fairdd", "groups", "", "real", "uniform"]]
 
 
 def test_a_misspelt_suite_key_is_an_error_not_another_experiment(tmp_path):

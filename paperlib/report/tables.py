@@ -30,21 +30,23 @@ from paperlib.train.metrics import METRIC_KEYS
 
 def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
     p = spec.params
+    read = relevant_fields(p)  # a setting the run does not read shows as empty, not as its unused default
     row: dict[str, Any] = {"experiment": spec.experiment, "run": spec.label, "dataset": p.dataset,
                            "method": p.method, "target": p.target if METHODS[p.method].distils else "",
                            "ipc": p.ipc if "ipc" in METHODS[p.method].uses else None,
                            "source": p.source or "", "protocol": p.protocol, "ratio": bias_ratio(p),
-                           "weights": p.weights if "weights" in relevant_fields(p) else "",  # what the set read
+                           "weights": p.weights if "weights" in read else "",
                            "distilled_set": distilled_set_name(p.method, p.target, p.weights),
-                           "sampling": p.sampling, "init": p.init, "eval_model": p.eval_model or p.model,
+                           "sampling": p.sampling if "sampling" in read else "",
+                           "init": p.init if "init" in read else "", "eval_model": p.eval_model or p.model,
                            "eval_trainer": p.eval_trainer, "eval_epochs": p.eval_epochs,
                            # "first": this companion's first schedule (the quick profile's shipped runs)
                            "eval_schedule": "official" if p.eval_official_schedule else "first",
                            "eval_augment": p.eval_augment, "eval_optimizer": p.eval_optimizer or "sgd",
                            "eval_lr": p.eval_lr,
-                           "hidden_groups": p.hidden_groups if "hidden_groups" in relevant_fields(p) else None,
-                           "hidden_groups_fill": p.hidden_groups_fill if "hidden_groups" in relevant_fields(p) else "",
-                           "warm_start_epochs": p.warm_start_epochs if "warm_start_epochs" in relevant_fields(p) else 0}
+                           "hidden_groups": p.hidden_groups if "hidden_groups" in read else None,
+                           "hidden_groups_fill": p.hidden_groups_fill if "hidden_groups" in read else "",
+                           "warm_start_epochs": p.warm_start_epochs if "warm_start_epochs" in read else 0}
     if record is None:
         return {**row, "status": "not run"}
     metrics = record["metrics"]
