@@ -222,6 +222,10 @@ def test_an_unreadable_yaml_file_is_a_one_line_error_naming_it(tmp_path):
         load_yaml(tmp_path)
     with pytest.raises(PaperlibError, match=rf"^{re.escape(str(tmp_path / 'gone.yaml'))} does not exist; check the"):
         load_yaml(tmp_path / "gone.yaml")
+    (tmp_path / "loop.yaml").symlink_to(tmp_path / "loop.yaml")  # "does not exist" would send one hunting a typo
+    with pytest.raises(PaperlibError, match=r"loop\.yaml is a symbolic link to .*loop\.yaml, which leads nowhere \(a "
+                                            r"missing file, or a loop\); check the path$"):
+        load_yaml(tmp_path / "loop.yaml")
     (tmp_path / "bad.yaml").write_text("dataset: [cmnist\n")
     with pytest.raises(PaperlibError, match=rf"^{re.escape(str(binary))} is not valid YAML: "):
         load_yaml(binary)

@@ -143,6 +143,12 @@ def test_missing_explicit_root_is_an_error(tmp_path: Path, monkeypatch: pytest.M
     assert str(missing) in message and "PAPERLIB_DATA" in message
     assert "MNIST/raw/train-images-idx3-ubyte[.gz]" in message
     assert ("from $PAPERLIB_DATA" in message) == use_env
+    (tmp_path / "data").symlink_to(tmp_path / "moved")  # a link to a folder since moved
+    with pytest.raises(PaperlibError, match="data root .*data .* is a symbolic link to .*moved, which leads nowhere"):
+        load_source("mnist", "train", tmp_path / "data")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(PaperlibError, match="data root .*file .* is not a folder; point"):
+        load_source("mnist", "train", tmp_path / "file")
     assert not missing.exists()
 
 

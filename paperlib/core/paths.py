@@ -15,6 +15,14 @@ from paperlib.core.errors import PaperlibError
 FIGURES_ENV_VAR = "PAPERLIB_FIGURES"
 
 
+def absent(path: Path) -> str:
+    """How ``path``, which cannot be opened, is missing: a symbolic link that leads nowhere (to a missing file, or
+    round in a loop) says so, since "does not exist" would send its reader looking for a typo."""
+    if path.is_symlink():
+        return f"is a symbolic link to {os.readlink(path)}, which leads nowhere (a missing file, or a loop)"
+    return "does not exist"
+
+
 def find_repo_root(start: Path | None = None) -> Path | None:
     """The nearest folder at or above ``start`` (default: the working directory) holding ``params/`` and
     ``paperlib/``, or ``None`` outside the repository."""

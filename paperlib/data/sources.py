@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from paperlib.core.errors import DataNotFound, PaperlibError
-from paperlib.core.paths import default_folder
+from paperlib.core.paths import absent, default_folder
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import generator
 from paperlib.data import downloads
@@ -133,7 +133,8 @@ def load_source(
     if origin != _DEFAULT_ORIGIN and not root.is_dir():
         # An explicit root that does not exist is most likely a typo: say so instead of creating it.
         raise DataNotFound(
-            f"data root {root} (from {origin}) does not exist or is not a folder; point {DATA_ENV_VAR} or "
+            f"data root {root} (from {origin}) {'is not a folder' if root.exists() else absent(root)}; point "
+            f"{DATA_ENV_VAR} or "
             f"data_dir at a folder holding {', '.join(source.expected(split))}"
         )
     if source.missing(root, split):
