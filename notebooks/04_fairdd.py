@@ -96,9 +96,10 @@ nb.save(axes[0], figures, "04_acc_deo_m", pdf=True);
 #   vanilla DC far short of the paper's, so it overstates what FairDD adds to a fully distilled DC set.
 # * **Vanilla DM is close to the paper** (22.2 / 100 / 99.8 against 25.01 / 100 / 99.96) even at this length.
 #
-# A longer run of the same questions (200 iterations, three evaluation models per row: `figures/quick/kde_fairdd.md`,
-# described in `docs/results.md`) comes closer to the paper: DM + FairDD on C-MNIST FG gains about 14 points of
-# accuracy over this table's run and halves its DEO_M and DEO_A.
+# A longer run of the same questions (`figures/quick/kde_fairdd.md`, described in `docs/results.md`) comes closer
+# to the paper. It differs from this table in more than length: 200 iterations at image lr 10, three evaluation
+# models per row, and this companion's construction of the presets (`protocol: companion`). There DM + FairDD on
+# C-MNIST FG gains about 14 points of accuracy over this table's run and has half its DEO_M and DEO_A.
 
 # %%
 nb.paper_vs_companion(table, profile)

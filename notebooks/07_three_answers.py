@@ -33,8 +33,9 @@
 # COBRA is FairDD with an image step |A| times smaller. COBRA's second ingredient, the **warm start**, trains
 # each fresh embedding network for a few epochs on the current synthetic set before matching (an option of
 # the engine, `warm_start_epochs`, that any target can use). In the tables below `cobra` is the barycenter
-# target without the warm start (notebook 05's `barycenter` run, the same set) and `cobra_warm` is COBRA with
-# it; `fairdd` is notebook 04's `dm_fairdd`, `kde` notebook 03's `dm_kde`. The authors compare vanilla / FairDD / COBRA on
+# target without the warm start and `cobra_warm` is COBRA with it; the same runs appear in other notebooks under
+# the names of their own comparisons: on C-MNIST FG, `fairdd` is notebook 04's `dm_fairdd` and `cobra` notebook
+# 05's `barycenter`; on CMNIST 5%, `kde` is notebook 03's `dm_kde` at IPC 10. The authors compare vanilla / FairDD / COBRA on
 # their own settings; here all of them, and paper A's KDE, run at this profile's DM settings on the same
 # datasets, seeds and evaluation.
 
@@ -76,7 +77,7 @@ hidden = table[table["experiment"] == "hidden_groups"]
 #   90.42 / 34.77 / 18.46 (Acc / DEO_M / DEO_A); ours reaches 56.6 / 99.0 / 79.6 at the quick scale, far
 #   lower: a result of our short runs, not paper B's finding.
 # * **COBRA's barycenter without the warm start is at least as accurate as FairDD** on four of the quick
-#   profile's five datasets (C-MNIST FG 86.7 against 75.7), but less fair than FairDD on three of them: its
+#   profile's five datasets (C-MNIST FG 86.7 against 75.7), but less fair than FairDD on three of the five: its
 #   DEO_M is higher on C-MNIST BG (95.0 against 59.6), C-FMNIST BG (73 against 69) and CMNIST 5% (40.6 against
 #   33.2).
 #   For DM it is FairDD with an image step |A| times smaller: at this profile's image learning rate, tuned on

@@ -13,8 +13,9 @@ runs a suite of comparisons (see :mod:`paperlib.experiments.suite`; a file that 
 (:mod:`paperlib.experiments.jobs`), tabulates them and prints a JSON summary; ``--csv`` writes the results table
 as CSV (and the overhead table beside it, ``*_overhead.csv``), ``--markdown`` the headline table, ``--figures``
 the bar charts. ``params [WORD]`` prints every parameter (those whose name or meaning holds ``WORD``) with its
-default and meaning, as a parameter file with comments. A ``--set`` that no run of the command reads (a target
-for ``method=whole``) is refused. Errors print one ``error: ...`` line to stderr and exit with 2.
+default and meaning, as a parameter file with comments. A ``--set`` that what the command computes does not read
+(a target for ``method=whole``, ``ipc`` for ``describe``) is refused. Errors print one ``error: ...`` line to
+stderr and exit with 2.
 """
 
 from __future__ import annotations
@@ -98,6 +99,9 @@ def _add_set(sub: argparse.ArgumentParser) -> None:
 
 
 SET_WRITTEN = "--set {name}={value}"  # how a --set names its setting in an error
+# What each command computes, as a cache scope: a --set it does not depend on is refused (suite: its runs)
+COMMAND_SCOPES = {"describe": "dataset", "run": "record", "bench": "distilled", "weights": "weights",
+                  "suite": "record"}
 
 
 def _params(args: argparse.Namespace, fixed: dict[str, Any] | None = None, **defaults: Any) -> Params:
@@ -117,16 +121,20 @@ def _params(args: argparse.Namespace, fixed: dict[str, Any] | None = None, **def
             check_param_name(name)
         except PaperlibError as err:
             raise PaperlibError(f"{args.params_file}: {err}") from None
-    typed = parse_set(args.assignments)
-    given = {**from_file, **typed}
+    given = {**from_file, **parse_set(args.assignments)}
     for name, value in (fixed or {}).items():
         if name in given and given[name] != value:
             raise PaperlibError(f"{args.command} takes {name}={value} here, but the parameter file or --set gives "
                                 f"{name}={given[name]}; drop that setting")
     params = make_params({**defaults, **given, **(fixed or {})})
-    if args.command != "describe":  # describe builds the dataset only: a run's settings may ride along
-        refuse_unread(typed, [params], SET_WRITTEN)  # a parameter file may serve runs that read other settings
+    # a --set must change what the command computes; a parameter file may serve commands that read other settings
+    refuse_unread(_as_typed(args.assignments), [params], SET_WRITTEN, COMMAND_SCOPES[args.command])
     return params
+
+
+def _as_typed(assignments: list[str]) -> dict[str, str]:
+    """Each ``--set``'s value as typed (``false``, ``1e-3``), to name it in an error as the user wrote it."""
+    return {key.strip(): raw for key, _, raw in (item.partition("=") for item in assignments)}
 
 
 def _describe(args: argparse.Namespace) -> dict:
@@ -162,9 +170,8 @@ def _suite(args: argparse.Namespace) -> dict:
         raise PaperlibError("--attach waits for the jobs that --no-wait submitted; give one of them")
     if args.table_only:
         refuse_unused_flags("--table-only runs nothing", given_executor_flags(args))
-    typed = parse_set(args.assignments)
-    specs = suite_from_file(args.suite_file, args.profile, typed, args.only)
-    refuse_unread(typed, [spec.params for spec in specs], SET_WRITTEN)
+    specs = suite_from_file(args.suite_file, args.profile, parse_set(args.assignments), args.only)
+    refuse_unread(_as_typed(args.assignments), [spec.params for spec in specs], SET_WRITTEN, COMMAND_SCOPES["suite"])
     settings = settings_from_args(args, args.profile)
     submitted = 0
     if args.attach:

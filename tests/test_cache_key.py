@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import GROUPS, SCOPES, Params, cache_key, field_tags, key_values, make_params, with_overrides
+from paperlib.core.params import (GROUPS, SCOPES, Params, cache_key, field_tags, key_values, make_params,
+                                  unread_reason, with_overrides)
 from paperlib.core.yamlio import parse_set
 from paperlib.core.registry import registry_for
 from paperlib.experiments.runner import distilled_dir, record_key
@@ -194,3 +195,37 @@ def test_every_registered_entry_can_carry_a_version_that_moves_the_keys_it_enter
     before = {scope: cache_key(params, scope) for scope in ("distilled", "record")}
     monkeypatch.setitem(registry._entries, name, dataclasses.replace(registry[name], version=1))
     assert all(cache_key(params, scope) != key for scope, key in before.items())
+
+
+@pytest.mark.parametrize("base", [BASE, *BASE_FOR.values(), {"method": "whole"}, {"method": "random"},
+                                  {"method": "dm", "target": "groups"}, {"method": "dm", "target": "barycenter"}])
+@pytest.mark.parametrize("scope", sorted(SCOPES))
+def test_what_a_scope_does_not_read_is_what_its_key_leaves_out(base, scope):
+    """unread_reason (the refusal of a setting that changes nothing) and the key agree on every field, but for the
+    "off" value of a field that switches itself on: left out of the key, it is read all the same."""
+    params = make_params({**BASE, **base} if base is not BASE else BASE)
+    keyed = set(key_values(params, scope))
+    tags = field_tags()
+    for name, tag in tags.items():
+        reason = unread_reason(params, name, scope)
+        if tag["group"] == "execution":
+            assert reason is None
+        elif name in keyed:
+            assert reason is None, (name, reason)
+        elif reason is None:  # read, not keyed: only a self-switched field, switched off
+            assert tag["when"] == name and not getattr(params, name), name
+        else:
+            assert reason.endswith(name) or "does not use" in reason or "applies only while" in reason, reason
+
+
+def test_the_reason_names_the_first_selector_that_leaves_a_setting_out():
+    whole, dm = make_params(method="whole"), make_params(method="dm")
+    assert unread_reason(whole, "kde_tau") == "method 'whole' does not use target"
+    assert unread_reason(whole, "warm_start_lr") == "method 'whole' does not use warm_start_lr"  # not "while ..."
+    assert unread_reason(dm, "warm_start_lr") == "warm_start_lr applies only while warm_start_epochs is set"
+    assert unread_reason(dm, "warm_start_epochs") is None  # its "off" value, 0, is read
+    assert unread_reason(dm, "eval_official_schedule") is None
+    assert unread_reason(dm, "ipc", "weights") == "the KDE weights do not depend on ipc"
+    assert unread_reason(make_params(method="random"), "kde_alpha", "weights") is None  # no method selects there
+    with pytest.raises(PaperlibError, match="unknown cache scope 'nope'"):
+        unread_reason(dm, "ipc", "nope")

@@ -179,6 +179,18 @@ def test_a_folder_in_place_of_a_cache_entry_stops_before_anything_is_computed(tm
         load_json(tmp_path / "record.json")
 
 
+@pytest.mark.parametrize("entry", ["record", "facts.json", "synthetic.png"])
+def test_a_folder_in_place_of_a_run_s_entry_stops_it_before_it_distils(tmp_path, entry, monkeypatch):
+    """A record is looked up through the results store, and a distilled set's facts only once its tensors load:
+    each path took the folder for an entry not stored yet, distilled, evaluated, then failed to write."""
+    params = make_params(**TINY_RUN, cache_dir=str(tmp_path))
+    folder = record_dir(params) / "record.json" if entry == "record" else distilled_dir(params) / entry
+    folder.mkdir(parents=True)
+    monkeypatch.setattr("paperlib.experiments.runner.distill", lambda *args: pytest.fail("it distilled"))
+    with pytest.raises(PaperlibError, match=f"^cache entry {re.escape(str(folder))} is a folder, not a file"):
+        run(params)
+
+
 def test_an_unreadable_dataset_entry_is_reported_and_rebuilt_in_seconds(tmp_path, capsys):
     first = build_dataset(dataset="cmnist", source="digits", cache_dir=str(tmp_path))
     (entry,) = (tmp_path / "datasets").glob("*.pt")

@@ -137,13 +137,20 @@ def test_weights_command_prints_per_class_diagnostics(capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["run", "--set", "method=whole", "--set", "target=groups"],
-     "--set target=groups changes nothing: this run does not read target (method 'whole' does not use target)"),
+     "--set target=groups changes nothing: target is not read (method 'whole' does not use target)"),
     (["run", "--set", "method=whole", "--set", "kde_tau=2"],  # two selectors down: the first that leaves it out
-     "--set kde_tau=2 changes nothing: this run does not read kde_tau (method 'whole' does not use target)"),
+     "--set kde_tau=2 changes nothing: kde_tau is not read (method 'whole' does not use target)"),
     (["bench", "dm", "--set", "outer_loop=3"],
-     "this run does not read outer_loop (method 'dm' does not use outer_loop)"),
+     "outer_loop is not read (method 'dm' does not use outer_loop)"),
     (["weights", "--set", "kde_tau=1"], "(kde_weighting 'power' does not use kde_tau)"),
-    (["run", "--set", "warm_start_lr=0.1"], "(warm_start_lr applies only while warm_start_epochs is set)"),
+    (["run", "--set", "method=dm", "--set", "warm_start_lr=0.1"],
+     "(warm_start_lr applies only while warm_start_epochs is set)"),
+    (["run", "--set", "warm_start_lr=1e-1"],  # the default method: no warm start to switch on; the value as typed
+     "--set warm_start_lr=1e-1 changes nothing: warm_start_lr is not read (method 'whole' does not use warm_start_lr)"),
+    # each command by what it computes: the dataset, a distilled set, the KDE weights
+    (["describe", "--set", "ipc=3"], "ipc is not read (the dataset does not depend on ipc)"),
+    (["bench", "dm", "--set", "num_eval=3"], "num_eval is not read (a distilled set does not depend on num_eval)"),
+    (["weights", "--set", "method=random"], "method is not read (the KDE weights do not depend on method)"),
     (["suite", "params/experiments/03_kde_reweighting.yaml", "--profile", "smoke", "--table-only",
       "--set", "kde_tau=1"],
      "none of the 8 runs reads kde_tau (target 'vanilla' does not use weights; kde_weighting 'power' does not use "
@@ -160,16 +167,20 @@ def test_a_set_that_no_run_reads_is_refused_before_anything_runs(argv, message, 
     assert not (tmp_path / "cache").exists()
 
 
-def test_a_set_read_by_some_runs_or_a_file_s_unread_setting_is_accepted(capsys, tmp_path):
-    """A suite's --set needs one run that reads it; a parameter file may serve runs that read different settings;
-    describe builds the dataset only, so a run's settings may ride along."""
+def test_a_set_read_by_some_runs_an_off_value_or_a_file_s_unread_setting_is_accepted(capsys, tmp_path):
+    """A suite's --set needs one run that reads it; the "off" value of a setting that switches itself on is read
+    (it is the quick profile's schedule, and turns a warm start off); a parameter file may serve runs that read
+    different settings."""
+    for off in ("warm_start_epochs=0", "eval_official_schedule=false"):
+        assert main(["suite", "params/experiments/07_three_answers.yaml", "--profile", "quick", "--table-only",
+                     "--set", off]) == 0
     assert main(["suite", "params/experiments/03_kde_reweighting.yaml", "--profile", "smoke", "--table-only",
                  "--set", "kde_bandwidth=silverman"]) == 0
     f = tmp_path / "p.yaml"
     f.write_text("dataset: cmnist_fg\nsource: digits\nouter_loop: 3\niterations: 1\nipc: 1\nbatch_real: 8\n"
                  "net_width: 8\ntorch_compile: never\n")  # outer_loop: DC's, unread by DM
     assert main(["bench", "dm", str(f), "--warmup", "0"]) == 0
-    assert main(["describe", str(f), "--set", "method=whole", "--set", "target=groups"]) == 0
+    assert main(["weights", str(f), "--set", "kde_encoder=pixels", "--set", "method=random"]) == 2  # the --set only
     capsys.readouterr()
 
 

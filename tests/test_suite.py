@@ -63,9 +63,11 @@ def test_a_run_s_own_setting_that_it_does_not_read_is_an_error_a_shared_one_is_n
     never applied; a suite's or experiment's setting may be unread by some of its runs."""
     suite = _suite(tmp_path)
     suite["experiments"][0]["runs"]["random"] = {"method": "random", "target": "groups"}
-    with pytest.raises(PaperlibError, match=r"^tiny\.random: target: groups changes nothing: this run does not read "
-                                            r"target \(method 'random' does not use target\); drop it"):
+    with pytest.raises(PaperlibError, match=r"^tiny\.random: target: groups changes nothing: target is not read "
+                                            r"\(method 'random' does not use target\); drop it"):
         load_suite(suite)
+    # a --set over a run's own value replaces it: the own value is not checked (the --set is, by the caller)
+    assert load_suite(suite, overrides={"target": "vanilla"})[0].params.target == "vanilla"
     shared = _suite(tmp_path)
     shared["experiments"][0]["settings"]["target"] = "groups"  # random reads no target, the DM runs do
     shared["experiments"][0]["runs"]["dm"] = {"method": "dm", "target": "weighted", "weights": "uniform"}

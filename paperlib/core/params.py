@@ -430,17 +430,33 @@ def relevant_fields(params: Params, scope: str = "record") -> list[str]:
     return relevant
 
 
-def unread_reason(params: Params, name: str) -> str | None:
-    """Why the run of ``params`` does not read ``name``, or ``None`` when it does (a relevant field of
-    :func:`relevant_fields`, or an ``execution`` one, which every run reads). The reason names the first
-    selecting field that leaves it out: ``method 'whole' does not use target`` also explains ``weights``."""
+# What each scope's artefact is, for a setting it does not depend on ("the KDE weights do not depend on ipc")
+SCOPE_WORDS = {"dataset": "the dataset does", "embeddings": "the KDE embeddings do", "weights": "the KDE weights do",
+               "distilled": "a distilled set does", "record": "a run's result does"}
+
+
+def unread_reason(params: Params, name: str, scope: str = "record") -> str | None:
+    """Why what ``scope`` computes for ``params`` does not read ``name``, or ``None`` when it does. An
+    ``execution`` field is always read; the "off" value of a field that switches itself on (``when`` = itself,
+    as ``warm_start_epochs: 0``) is read too: it changes the result as much as any other value. The reason names
+    the first selecting field that leaves ``name`` out: ``method 'whole' does not use target`` also explains
+    ``weights``. Agrees with :func:`relevant_fields` but for those "off" values, which stay out of the key."""
     tags = field_tags()[name]
-    if tags["group"] == "execution" or name in relevant_fields(params):
+    if tags["group"] == "execution":
         return None
-    if tags["when"] is not None and not getattr(params, tags["when"]):
-        return f"{name} applies only while {tags['when']} is set"
+    if scope not in SCOPES:
+        raise PaperlibError(f"unknown cache scope {scope!r}; choose one of: {', '.join(SCOPES)}")
+    if tags["group"] not in SCOPES[scope]:
+        return f"{SCOPE_WORDS[scope]} not depend on {name}"
     selector = tags["by"]
-    return unread_reason(params, selector) or f"{selector} {getattr(params, selector)!r} does not use {name}"
+    if selector is not None and field_tags()[selector]["group"] in SCOPES[scope]:  # else it selects nothing here
+        reason = unread_reason(params, selector, scope)
+        if reason or name not in getattr(_entry(params, selector), "uses", ()):
+            return reason or f"{selector} {getattr(params, selector)!r} does not use {name}"
+    switch = tags["when"]
+    if switch not in (None, name) and not getattr(params, switch):
+        return f"{name} applies only while {switch} is set"
+    return None
 
 
 def key_values(params: Params, scope: str = "record") -> dict[str, Any]:

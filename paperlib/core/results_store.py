@@ -21,7 +21,7 @@ from pathlib import Path
 
 from paperlib.core.errors import PaperlibError
 from paperlib.core.paths import find_repo_root
-from paperlib.core.store import KEEP_AND_STOP, atomic_write, cache_root, exclusive
+from paperlib.core.store import KEEP_AND_STOP, atomic_write, cache_root, exclusive, refuse_folder
 
 RESULTS_ENV_VAR = "PAPERLIB_RESULTS"
 PUBLISH_ENV_VAR = "PAPERLIB_PUBLISH"
@@ -60,6 +60,7 @@ def find(relative: str, cache_dir: str | os.PathLike | None = None) -> Path | No
     from any profile of the store; ``None`` when neither has it. While publishing, the file found is also
     copied into the staging folder."""
     found = cache_root(cache_dir) / relative
+    refuse_folder(found)  # else taken for an entry not stored yet, and computed again
     if not found.is_file():
         store = results_root()
         # .<profile>.* folders are publishing leftovers (a staging copy cut short): never served

@@ -88,12 +88,11 @@ KEEP_AND_STOP = ("nothing was recomputed: delete it to recompute that entry, or 
                  "to recompute the run")
 
 
-def _absent(path: Path) -> None:
-    """``None`` for an entry not stored yet; a one-line error for a folder in its place, found before hours of
-    work would be computed and then not written."""
+def refuse_folder(path: Path) -> None:
+    """A one-line error for a folder where the cache entry ``path`` goes: an entry not stored yet would be
+    computed (hours, for a run) and then not written. Called before computing."""
     if path.is_dir():
         raise PaperlibError(f"cache entry {path} is a folder, not a file; move it away (nothing was computed)")
-    return None
 
 
 def save_tensors(path: str | os.PathLike, payload: dict[str, Any]) -> None:
@@ -111,7 +110,8 @@ def load_tensors(path: str | os.PathLike, rebuild: bool = False, keys: tuple[str
     """
     path = Path(path)
     if not path.is_file():
-        return _absent(path)
+        refuse_folder(path)
+        return None
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch.load raises many types, with long texts, for a damaged file
@@ -135,7 +135,8 @@ def load_json(path: str | os.PathLike, next_step: str = KEEP_AND_STOP) -> dict[s
     cannot be read."""
     path = Path(path)
     if not path.is_file():
-        return _absent(path)
+        refuse_folder(path)
+        return None
     try:
         value = json.loads(path.read_text())
         if not isinstance(value, dict):

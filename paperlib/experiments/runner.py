@@ -31,7 +31,7 @@ from paperlib.core.results_store import find, next_step_for
 from paperlib.core.runtime import environment, resolve_device
 from paperlib.core.errors import PaperlibError
 from paperlib.core.store import (KEEP_AND_STOP, atomic_write, cache_root, entry_lock, load_json, load_tensors,
-                                  save_tensors, unreadable)
+                                  refuse_folder, save_tensors, unreadable)
 from paperlib.data.container import BiasedDataset
 from paperlib.data.presets import build_dataset
 from paperlib.distill.engine import distill
@@ -66,6 +66,10 @@ def find_record(params: Params) -> Path | None:
 def record_dir(params: Params) -> Path:
     """The cache folder where a run's ``record.json`` is written."""
     return cache_root(params.cache_dir) / record_folder(params)
+
+
+# What a distilled set's folder holds (a checkpoint only while it is being distilled)
+DISTILLED_ENTRIES = ("synthetic.pt", "synthetic.png", "facts.json", "checkpoint.pt")
 
 
 def distilled_dir(params: Params) -> Path:
@@ -123,6 +127,8 @@ def distilled_set(dataset: BiasedDataset, params: Params, device: torch.device) 
 
 def _load_or_distil(dataset: BiasedDataset, params: Params, device: torch.device,
                     folder: Path) -> tuple[Tensor, Tensor, dict]:
+    for entry in DISTILLED_ENTRIES:
+        refuse_folder(folder / entry)
     saved = None if params.force else load_tensors(folder / "synthetic.pt", keys=("images", "labels"))
     if saved is not None:
         _check_synthetic(saved, dataset, params, folder / "synthetic.pt")

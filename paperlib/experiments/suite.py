@@ -95,17 +95,18 @@ def _known_keys(data: Mapping[str, Any], known: tuple[str, ...], where: str) -> 
         raise PaperlibError(f"{where} has unknown key {unknown[0]!r}; its keys are: {', '.join(known)}")
 
 
-def refuse_unread(settings: Mapping[str, Any], runs: list[Params], written: str = "{name}: {value}") -> None:
-    """A one-line error for a setting of ``settings`` that no run of ``runs`` reads (``{method: whole, target:
-    groups}``): it would be dropped without a word and the row read as what it is not. ``written`` shows the
-    setting as the user wrote it (``--set {name}={value}``)."""
+def refuse_unread(settings: Mapping[str, Any], runs: list[Params], written: str = "{name}: {value}",
+                  scope: str = "record") -> None:
+    """A one-line error for a setting of ``settings`` that what ``scope`` computes reads for no run of ``runs``
+    (``{method: whole, target: groups}``): it would be dropped without a word and the row read as what it is not.
+    ``written`` shows the setting as the user wrote it (``--set {name}={value}``, with the text as typed)."""
     for name, value in settings.items():
-        reasons = [unread_reason(params, name) for params in runs]
+        reasons = [unread_reason(params, name, scope) for params in runs]
         if runs and all(reasons):
-            where = "this run does not read" if len(runs) == 1 else f"none of the {len(runs)} runs reads"
+            unread = f"{name} is not read" if len(runs) == 1 else f"none of the {len(runs)} runs reads {name}"
             why = "; ".join(dict.fromkeys(reasons))  # each distinct reason once, in run order
-            raise PaperlibError(f"{written.format(name=name, value=value)} changes nothing: {where} {name} ({why}); "
-                                "drop it, or choose a setting that uses it")
+            raise PaperlibError(f"{written.format(name=name, value=value)} changes nothing: {unread} ({why}); drop "
+                                "it, or choose a setting that uses it")
 
 
 def load_suite(source: str | Path | Mapping[str, Any], overrides: Mapping[str, Any] | None = None,
@@ -146,7 +147,8 @@ def load_suite(source: str | Path | Mapping[str, Any], overrides: Mapping[str, A
             try:
                 own = mapping(values, f"{name}.{label}")
                 params = make_params(scaled(base or {}, defaults, settings, own, overrides or {}))
-                refuse_unread(own, [params])  # shared settings may be unread by some runs; a run's own may not
+                # shared settings may be unread by some runs, a run's own may not (a --set over it is checked as one)
+                refuse_unread({k: v for k, v in own.items() if k not in (overrides or {})}, [params])
                 specs.append(RunSpec(name, str(label), params))
             except PaperlibError as err:
                 raise PaperlibError(f"{name}.{label}: {err}") from None
