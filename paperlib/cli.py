@@ -13,7 +13,7 @@ runs a suite of comparisons (see :mod:`paperlib.experiments.suite`; a file that 
 (:mod:`paperlib.experiments.jobs`), tabulates them and prints a JSON summary; ``--csv`` writes the results table
 as CSV (and the overhead table beside it, ``*_overhead.csv``), ``--markdown`` the headline table, ``--figures``
 the bar charts. ``params [WORD]`` prints every parameter (those whose name or meaning holds ``WORD``) with its
-default and meaning, as a parameter file with comments. A ``--set`` that what the command computes does not read
+default and meaning, as a parameter file with comments. A ``--set`` that the command's result does not depend on
 (a target for ``method=whole``, ``ipc`` for ``describe``) is refused. Errors print one ``error: ...`` line to
 stderr and exit with 2.
 """
@@ -108,8 +108,8 @@ def _params(args: argparse.Namespace, fixed: dict[str, Any] | None = None, **def
     """The command's parameters: ``defaults``, the parameter file, ``--set``; then ``fixed``, the values the
     command itself decides (bench's METHOD), which a file or ``--set`` may not contradict."""
     if args.params_file and not Path(args.params_file).exists():  # the one word a command takes: `run extra`
-        raise PaperlibError(f"parameter file {args.params_file!r} {absent(Path(args.params_file))} (a word after the "
-                            "command names a YAML file of parameters); check the path, or give parameters with "
+        raise PaperlibError(f"parameter file {args.params_file!r} {absent(Path(args.params_file))}: a word after the "
+                            "command names a YAML file of parameters; check the path, or give parameters with "
                             "--set KEY=VALUE")
     from_file = load_yaml(args.params_file) if args.params_file else {}
     for name, value in from_file.items():
@@ -127,8 +127,10 @@ def _params(args: argparse.Namespace, fixed: dict[str, Any] | None = None, **def
             raise PaperlibError(f"{args.command} takes {name}={value} here, but the parameter file or --set gives "
                                 f"{name}={given[name]}; drop that setting")
     params = make_params({**defaults, **given, **(fixed or {})})
-    # a --set must change what the command computes; a parameter file may serve commands that read other settings
-    refuse_unread(_as_typed(args.assignments), [params], SET_WRITTEN, COMMAND_SCOPES[args.command])
+    # a --set must change what the command computes (one that repeats the command's own choice was checked
+    # above); a parameter file may serve commands that read other settings
+    typed = {name: raw for name, raw in _as_typed(args.assignments).items() if name not in (fixed or {})}
+    refuse_unread(typed, [params], SET_WRITTEN, COMMAND_SCOPES[args.command])
     return params
 
 

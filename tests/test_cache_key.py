@@ -212,8 +212,11 @@ def test_what_a_scope_does_not_read_is_what_its_key_leaves_out(base, scope):
             assert reason is None
         elif name in keyed:
             assert reason is None, (name, reason)
-        elif reason is None:  # read, not keyed: only a self-switched field, switched off
-            assert tag["when"] == name and not getattr(params, name), name
+        elif reason is None:  # read, not keyed: a self-switched field switched off, or one of another scope's
+            # groups at its default (nothing to compare with), or one that fills a placeholder of this scope
+            assert (tag["when"] == name and not getattr(params, name)) or (tag["group"] not in SCOPES[scope] and (
+                getattr(params, name) == getattr(Params(), name) or cache_key(params, scope) != cache_key(
+                    with_overrides(params, {name: getattr(Params(), name)}), scope))), name
         else:
             assert reason.endswith(name) or "does not use" in reason or "applies only while" in reason, reason
 
@@ -225,7 +228,11 @@ def test_the_reason_names_the_first_selector_that_leaves_a_setting_out():
     assert unread_reason(dm, "warm_start_lr") == "warm_start_lr applies only while warm_start_epochs is set"
     assert unread_reason(dm, "warm_start_epochs") is None  # its "off" value, 0, is read
     assert unread_reason(dm, "eval_official_schedule") is None
-    assert unread_reason(dm, "ipc", "weights") == "the KDE weights do not depend on ipc"
+    assert unread_reason(make_params(method="dm", ipc=50), "ipc", "weights") == "the KDE weights do not depend on ipc"
+    # the evaluation's batch feeds DC's inner training (inner_batch=0 takes it): a distilled set reads it
+    assert unread_reason(make_params(method="dc", eval_batch=64), "eval_batch", "distilled") is None
+    assert unread_reason(make_params(method="dc", eval_batch=64, inner_batch=32), "eval_batch", "distilled") == \
+        "a distilled set does not depend on eval_batch"
     assert unread_reason(make_params(method="random"), "kde_alpha", "weights") is None  # no method selects there
     with pytest.raises(PaperlibError, match="unknown cache scope 'nope'"):
         unread_reason(dm, "ipc", "nope")

@@ -163,7 +163,7 @@ def test_a_set_that_no_run_reads_is_refused_before_anything_runs(argv, message, 
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
-    assert err.strip().endswith("drop it, or choose a setting that uses it")
+    assert err.strip().endswith("drop it" if "depend on" in message else "drop it, or choose a setting that uses it")
     assert not (tmp_path / "cache").exists()
 
 
@@ -180,7 +180,18 @@ def test_a_set_read_by_some_runs_an_off_value_or_a_file_s_unread_setting_is_acce
     f.write_text("dataset: cmnist_fg\nsource: digits\nouter_loop: 3\niterations: 1\nipc: 1\nbatch_real: 8\n"
                  "net_width: 8\ntorch_compile: never\n")  # outer_loop: DC's, unread by DM
     assert main(["bench", "dm", str(f), "--warmup", "0"]) == 0
-    assert main(["weights", str(f), "--set", "kde_encoder=pixels", "--set", "method=random"]) == 2  # the --set only
+    capsys.readouterr()
+    assert main(["weights", str(f), "--set", "kde_encoder=pixels", "--set", "method=random"]) == 2
+    err = capsys.readouterr().err  # the --set is named, none of the file's settings the KDE weights do not read
+    assert err.startswith("error: --set method=random changes nothing") and "outer_loop" not in err
+    assert err.strip().endswith("drop it")  # no choice of the command's result reads it: nothing else to choose
+    # a --set that repeats the command's own choice is no error
+    assert main(["weights", "--set", "dataset=cmnist", "--set", "source=digits", "--set", "kde_encoder=pixels",
+                 "--set", "device=cpu", "--set", "weights=kde"]) == 0
+    assert main(["bench", "dc", "--warmup", "0", "--set", "dataset=cmnist_fg", "--set", "source=digits",
+                 "--set", "iterations=1", "--set", "ipc=1", "--set", "batch_real=8", "--set", "net_width=8",
+                 "--set", "outer_loop=1", "--set", "inner_loop=1", "--set", "torch_compile=never",
+                 "--set", "eval_batch=64"]) == 0  # DC's inner training takes the evaluation's batch
     capsys.readouterr()
 
 
@@ -263,6 +274,6 @@ def test_running_out_of_memory_is_one_line_naming_the_sizes_to_lower(monkeypatch
 
 def test_a_stray_word_after_the_command_is_named_as_the_parameter_file_it_was_read_as(capsys):
     assert main(["describe", "--set", "dataset=cmnist", "extra"]) == 2
-    assert capsys.readouterr().err == ("error: parameter file 'extra' does not exist (a word after the command names "
-                                       "a YAML file of parameters); check the path, or give parameters with --set "
+    assert capsys.readouterr().err == ("error: parameter file 'extra' does not exist: a word after the command names "
+                                       "a YAML file of parameters; check the path, or give parameters with --set "
                                        "KEY=VALUE\n")

@@ -440,14 +440,26 @@ def unread_reason(params: Params, name: str, scope: str = "record") -> str | Non
     ``execution`` field is always read; the "off" value of a field that switches itself on (``when`` = itself,
     as ``warm_start_epochs: 0``) is read too: it changes the result as much as any other value. The reason names
     the first selecting field that leaves ``name`` out: ``method 'whole' does not use target`` also explains
-    ``weights``. Agrees with :func:`relevant_fields` but for those "off" values, which stay out of the key."""
+    ``weights``. Agrees with :func:`relevant_fields` but for those "off" values, which stay out of the key.
+
+    A field of a group outside ``scope`` can still feed it through a placeholder filled from it (DC's
+    ``inner_batch=0`` takes ``eval_batch``): it is unread when putting back its default leaves ``scope``'s key
+    as it is; a field at its default is taken as read (nothing to compare it with)."""
     tags = field_tags()[name]
     if tags["group"] == "execution":
         return None
     if scope not in SCOPES:
         raise PaperlibError(f"unknown cache scope {scope!r}; choose one of: {', '.join(SCOPES)}")
     if tags["group"] not in SCOPES[scope]:
-        return f"{SCOPE_WORDS[scope]} not depend on {name}"
+        default = Params.__dataclass_fields__[name].default
+        if getattr(params, name) == default:
+            return None
+        try:
+            at_default = with_overrides(params, {name: default})
+        except PaperlibError:  # the default does not fit the other settings: no comparison, so taken as read
+            return None
+        return None if cache_key(params, scope) != cache_key(at_default, scope) else \
+            f"{SCOPE_WORDS[scope]} not depend on {name}"
     selector = tags["by"]
     if selector is not None and field_tags()[selector]["group"] in SCOPES[scope]:  # else it selects nothing here
         reason = unread_reason(params, selector, scope)
