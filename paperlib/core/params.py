@@ -431,7 +431,7 @@ def relevant_fields(params: Params, scope: str = "record") -> list[str]:
 
 
 # What each scope's artefact is, for a setting it does not depend on ("the KDE weights do not depend on ipc")
-SCOPE_WORDS = {"dataset": "the dataset does", "embeddings": "the KDE embeddings do", "weights": "the KDE weights do",
+_SCOPE_WORDS = {"dataset": "the dataset does", "embeddings": "the KDE embeddings do", "weights": "the KDE weights do",
                "distilled": "a distilled set does", "record": "a run's result does"}
 
 
@@ -459,7 +459,7 @@ def unread_reason(params: Params, name: str, scope: str = "record") -> str | Non
         except PaperlibError:  # the default does not fit the other settings: no comparison, so taken as read
             return None
         return None if cache_key(params, scope) != cache_key(at_default, scope) else \
-            f"{SCOPE_WORDS[scope]} not depend on {name}"
+            f"{_SCOPE_WORDS[scope]} not depend on {name}"
     selector = tags["by"]
     if selector is not None and field_tags()[selector]["group"] in SCOPES[scope]:  # else it selects nothing here
         reason = unread_reason(params, selector, scope)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import SCOPE_WORDS, Params, make_params, unread_reason
+from paperlib.core.params import SCOPES, Params, field_tags, make_params, unread_reason
 from paperlib.core.yamlio import load_yaml
 from paperlib.core.runtime import progress
 from paperlib.distill.methods import METHODS
@@ -106,8 +106,7 @@ def refuse_unread(settings: Mapping[str, Any], runs: list[Params], written: str 
             unread = f"{name} is not read" if len(runs) == 1 else f"none of the {len(runs)} runs reads {name}"
             why = "; ".join(dict.fromkeys(reasons))  # each distinct reason once, in run order
             # a choice (a method, a target) that would read it, unless no choice of this command's result does
-            other = "" if all(r.startswith(SCOPE_WORDS[scope]) for r in reasons) else \
-                ", or choose a setting that uses it"
+            other = ", or choose a setting that uses it" if field_tags()[name]["group"] in SCOPES[scope] else ""
             raise PaperlibError(f"{written.format(name=name, value=value)} changes nothing: {unread} ({why}); drop "
                                 f"it{other}")
 
