@@ -8,7 +8,7 @@ exist for notebooks: :func:`setup`, :func:`run_all` and :func:`verdicts`.
 Every notebook starts with a ``parameters`` cell holding ``profile`` (smoke, quick or paper) and the values of
 its experiment file: ``suite`` and ``claims`` in notebooks 02-05 and 07 (with a few settings of their own in 04
 and 05), ``datasets`` and ``ratio_sweep`` in 01, ``explorer`` in 06. ``None`` means "read
-``params/experiments/<notebook>.yaml`` as the profile sees it"; papermill injects those values instead.
+``params/experiments/<notebook>.yaml`` as the profile sees it" (``make reproduce`` injects ``profile`` alone).
 """
 
 from __future__ import annotations

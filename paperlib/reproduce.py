@@ -1,8 +1,8 @@
 """``make reproduce``: run every numbered notebook through papermill at one profile.
 
 ``python -m paperlib.reproduce --profile quick`` executes ``notebooks/NN_*.py``
-(the jupytext source) in number order with the parameters of ``params/experiments/NN_*.yaml``
-as the profile sees them (:func:`paperlib.experiments.profiles.notebook_parameters`) and
+(the jupytext source) in number order with ``profile`` as papermill's one parameter (the notebook reads
+``params/experiments/NN_*.yaml`` as the profile sees it, so the injected cell stays one line) and
 writes the executed notebook: for ``quick`` over the paired
 ``notebooks/NN_*.ipynb`` (the committed outputs), for other profiles into
 ``notebooks/<profile>/``. It prints progress per notebook, stops at the first
@@ -121,7 +121,7 @@ def execute(source: Path, profile: str, output: Path) -> float:
     import jupytext
     import papermill
 
-    parameters = notebook_parameters(profile, source.stem)
+    notebook_parameters(profile, source.stem)  # a bad experiment file fails here, before a kernel starts
     code = code_digest()  # before the run: the code the outputs come from
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch, environment_variables(PAPERLIB_NO_PROGRESS="1"):
@@ -136,8 +136,9 @@ def execute(source: Path, profile: str, output: Path) -> float:
         executed = Path(scratch) / "executed.ipynb"
         failed_path(output).unlink(missing_ok=True)
         try:
-            papermill.execute_notebook(str(fresh), str(executed), parameters=parameters, cwd=str(source.parent),
-                                       kernel_name="python3", progress_bar=False, report_mode=False,
+            papermill.execute_notebook(str(fresh), str(executed), parameters={"profile": profile},
+                                       cwd=str(source.parent), kernel_name="python3", progress_bar=False,
+                                       report_mode=False,
                                        kernel_manager_class=_this_python_kernel_manager())
         except Exception as err:  # papermill raises its own types; name the notebook and cell whatever failed
             kept = None

@@ -47,6 +47,16 @@ def test_the_numbered_notebooks_each_with_a_paired_ipynb():
         assert "injected-parameters" not in source and "papermill={" not in source
 
 
+@pytest.mark.parametrize("folder", ["notebooks", "notebooks/smoke"])
+def test_a_rendered_notebook_was_given_its_profile_alone(folder):
+    # the experiment file is the one record of what runs: no copy of it, one line long, above the story
+    for name in NOTEBOOKS:
+        cells = nbformat.read(ROOT / folder / f"{name}.ipynb", as_version=4).cells
+        injected = [c.source for c in cells if "injected-parameters" in c.metadata.get("tags", [])]
+        profile = "quick" if folder == "notebooks" else "smoke"
+        assert injected == [f'# Parameters\nprofile = "{profile}"\n'], name
+
+
 @pytest.mark.parametrize("profile", PROFILES)
 def test_every_notebook_has_valid_parameters_at_every_profile(profile):
     defaults = profile_defaults(profile)

@@ -251,9 +251,9 @@ def record(profile: str) -> Path:
 def failed_checks(folder: Path) -> list[str]:
     """Every failed verdict and every error in the executed notebooks of ``folder``, as ``notebook: text``.
 
-    nbval re-executes the *committed* notebooks, whose parameters papermill injected when they were made;
-    this reads the notebooks just executed from the current experiment files, so a claim that a changed
-    experiment file breaks fails too.
+    nbval compares the *committed* notebooks' outputs with a re-execution; this reads the verdicts of the
+    notebooks just executed from the current experiment files, so a claim that a changed experiment file
+    breaks fails too.
     """
     if not Path(folder).is_dir():
         raise PaperlibError(f"{folder} is not a folder; name the folder of executed notebooks, e.g. .nbcheck/executed")
