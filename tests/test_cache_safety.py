@@ -165,6 +165,19 @@ def test_writing_where_a_file_or_a_folder_is_in_the_way_is_a_one_line_error(tmp_
         run(blocked)
 
 
+def test_a_disk_that_fills_up_while_writing_is_a_one_line_error_and_leaves_no_file(tmp_path):
+    import errno
+
+    def full_disk(target):
+        Path(target).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(PaperlibError, match=r"cannot write .*x\.pt \(No space left on device\); point the cache"):
+        with atomic_write(tmp_path / "x.pt") as tmp:
+            full_disk(tmp)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_folder_in_place_of_a_cache_entry_stops_before_anything_is_computed(tmp_path):
     """It used to be taken for an entry not stored yet: computed (hours, for a run) and then not written."""
     build_dataset(dataset="cmnist", source="digits", cache_dir=str(tmp_path))

@@ -125,6 +125,31 @@ def test_cache_is_written_once_atomically_and_reused(tmp_path):
     assert files[0].stat().st_size < 0.75 * raw  # images stored compressed (digits: 58% of their raw bytes)
 
 
+def test_a_dataset_is_built_under_its_lock_and_a_job_that_waited_loads_it(tmp_path, monkeypatch):
+    """Parallel jobs starting on one dataset used to build it each (CelebA: minutes and GBs apiece)."""
+    import contextlib
+
+    import paperlib.data.presets as presets
+
+    written, locked = [], []
+    save = presets.save_tensors
+    monkeypatch.setattr(presets, "save_tensors", lambda path, payload: written.append(path) or save(path, payload))
+
+    def lock_got_after_another_job_built_it(cache_dir, name):
+        locked.append(name)
+        with monkeypatch.context() as other_job:
+            other_job.setattr(presets, "entry_lock", lambda *args: contextlib.nullcontext())
+            build_dataset(dataset="cmnist", source="digits", cache_dir=str(tmp_path))
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(presets, "entry_lock", lock_got_after_another_job_built_it)
+    build_dataset(dataset="cmnist", source="digits", cache_dir=str(tmp_path))
+    assert len(locked) == 1 and len(written) == 1  # this job waited, then loaded what the other one wrote
+    monkeypatch.setattr(presets, "entry_lock", lambda *args: pytest.fail("a stored dataset is read without a lock"))
+    build_dataset(dataset="cmnist", source="digits", cache_dir=str(tmp_path))
+    assert len(written) == 1
+
+
 def _damage_labels(payload):
     payload["train"]["labels"] = payload["train"]["labels"][:10]
 

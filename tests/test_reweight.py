@@ -410,6 +410,13 @@ def test_supcon_embeddings_that_diverged_after_the_last_loss_read_are_an_error_a
     (lambda saved: {**saved, "weights": saved["weights"] * math.nan}, "weights", "weights that are not finite"),
     (lambda saved: {**saved, "embeddings": saved["embeddings"][:10]}, "embeddings",
      r"embeddings for 1433 training images expected, got torch.float32 \(10, \d+\)"),
+    (lambda saved: {**saved, "seconds": "slow"}, "embeddings",
+     r"seconds 'slow' is not a number"),
+    (lambda saved: {**saved, "log_density": saved["log_density"][:10]}, "weights",
+     "log_density for 1433 training images expected"),
+    (lambda saved: {**saved, "bandwidth": saved["bandwidth"][:3]}, "weights",
+     "a bandwidth for each of 10 classes expected"),
+    (lambda saved: {**saved, "seconds": 3.0}, "weights", r"seconds 3.0 is not a mapping of costs"),
 ])
 def test_a_damaged_kde_cache_entry_is_named_not_a_torch_error(damage, entry, problem, tmp_path):
     from paperlib.core.store import load_tensors, save_tensors

@@ -32,8 +32,8 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 
 @contextlib.contextmanager
 def _writable(path: Path) -> Iterator[None]:
-    """Turn a failure to create ``path`` or its folders (a folder on the way that is a file, no permission, a
-    read-only disk) into a one-line error."""
+    """Turn a failure to create or write ``path`` or its folders (a folder on the way that is a file, no
+    permission, a read-only or full disk) into a one-line error."""
     try:
         yield
     except OSError as err:
@@ -57,13 +57,14 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        yield tmp
-        with open(tmp, "rb+") as written:
-            os.fsync(written.fileno())
-        try:
-            os.replace(tmp, path)
-        except IsADirectoryError:
-            raise PaperlibError(f"cannot write {path}: it is a folder; name a file") from None
+        with _writable(path):  # a full disk or a quota met while writing: one line too
+            yield tmp
+            with open(tmp, "rb+") as written:
+                os.fsync(written.fileno())
+            try:
+                os.replace(tmp, path)
+            except IsADirectoryError:
+                raise PaperlibError(f"cannot write {path}: it is a folder; name a file") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -62,7 +62,7 @@ from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params, cache_key, derive_seed, key_values, with_overrides
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import generator
-from paperlib.core.store import cache_root, load_tensors, report_rebuild, save_tensors
+from paperlib.core.store import cache_root, entry_lock, load_tensors, report_rebuild, save_tensors
 from paperlib.data import bias, corruptions
 from paperlib.data.container import BiasedDataset, DatasetInfo, Split, assemble, channel_stats
 from paperlib.data.faces import FACE_DATASETS, build_face_dataset, face_files_present
@@ -336,13 +336,28 @@ def build_dataset(params: Params | None = None, **overrides: Any) -> BiasedDatas
     """
     params = with_overrides(params, overrides)
     path = _cache_path(params)
-    payload = load_tensors(path, rebuild=True)  # a dataset takes seconds to rebuild
-    if payload is not None:
-        try:
-            return _from_payload(payload)
-        # another version's entry, or a damaged one (a shape that does not fit its bytes: RuntimeError)
-        except (KeyError, TypeError, RuntimeError, zlib.error, PaperlibError) as err:
-            report_rebuild(path, err)
-    dataset = PRESETS[params.dataset].build(params)
-    save_tensors(path, _to_payload(dataset))
+    found = path.is_file()
+    dataset = _load_stored(path) if found else None  # the usual case: stored, read without a lock
+    if dataset is None:
+        # parallel jobs starting on one dataset build it once (CelebA: minutes of decoding); the others wait, then
+        # load it (a damaged entry, reported above, is rebuilt)
+        with entry_lock(params.cache_dir, path.stem):
+            dataset = None if found else _load_stored(path)
+            if dataset is None:
+                dataset = PRESETS[params.dataset].build(params)
+                save_tensors(path, _to_payload(dataset))
     return dataset
+
+
+def _load_stored(path: Path) -> BiasedDataset | None:
+    """The dataset cached at ``path``, or ``None`` when there is none or it cannot be read (said on stderr: it is
+    rebuilt, which takes seconds)."""
+    payload = load_tensors(path, rebuild=True)
+    if payload is None:
+        return None
+    try:
+        return _from_payload(payload)
+    # another version's entry, or a damaged one (a shape that does not fit its bytes: RuntimeError)
+    except (KeyError, TypeError, RuntimeError, zlib.error, PaperlibError) as err:
+        report_rebuild(path, err)
+        return None

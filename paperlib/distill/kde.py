@@ -238,6 +238,8 @@ def _supcon(dataset: BiasedDataset, params: Params, device: torch.device) -> Emb
         saved = None if params.force else load_tensors(path, keys=("embeddings",))
         if saved is not None:
             _check_stored(path, saved["embeddings"], len(dataset.train), "embeddings", dims=2)
+            if not _is_seconds(saved.get("seconds")):
+                raise PaperlibError(unreadable(path, f"seconds {saved['seconds']!r} is not a number", KEEP_AND_STOP))
             return Embeddings(saved["embeddings"].to(device), saved.get("seconds"))
         embedded = _timed(lambda: _embed_all(train_supcon(dataset, params, device), dataset, device, params.progress),
                           device)
@@ -322,6 +324,7 @@ def kde_weights(dataset: BiasedDataset, params: Params, device: torch.device) ->
         saved = None if params.force else load_tensors(path, keys=("weights", "log_density", "bandwidth", "seconds"))
         if saved is not None:
             _check_stored(path, saved["weights"], len(dataset.train), "weights", dims=1)
+            _check_companions(path, saved, len(dataset.train), dataset.num_classes)
             return KdeWeights(saved["weights"], saved["log_density"], saved["bandwidth"], dict(saved["seconds"]))
         result = compute_kde_weights(dataset, params, device)
         save_tensors(path, {"weights": result.weights, "log_density": result.log_density,
@@ -339,6 +342,26 @@ def _check_stored(path: Path, values: Any, n: int, what: str, dims: int) -> None
         problem = f"{what} that are not finite"
     elif dims == 1 and bool((values < 0).any()):
         problem = f"negative {what}"
+    else:
+        return
+    raise PaperlibError(unreadable(path, problem, KEEP_AND_STOP))
+
+
+def _is_seconds(value: Any) -> bool:
+    """A stored one-off cost: seconds, or ``None`` (not measured)."""
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _check_companions(path: Path, saved: dict[str, Any], n: int, num_classes: int) -> None:
+    """The rest of a cached KDE entry beside its weights: a log density per training image, a bandwidth per
+    class and a mapping of one-off costs, or a one-line error naming the file."""
+    log_density, bandwidth, seconds = saved["log_density"], saved["bandwidth"], saved["seconds"]
+    if not (isinstance(log_density, Tensor) and tuple(log_density.shape) == (n,)):
+        problem = f"log_density for {n} training images expected"
+    elif not (isinstance(bandwidth, Tensor) and tuple(bandwidth.shape) == (num_classes,)):
+        problem = f"a bandwidth for each of {num_classes} classes expected"
+    elif not (isinstance(seconds, dict) and all(_is_seconds(v) for v in seconds.values())):
+        problem = f"seconds {seconds!r} is not a mapping of costs"
     else:
         return
     raise PaperlibError(unreadable(path, problem, KEEP_AND_STOP))

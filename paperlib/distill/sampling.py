@@ -7,7 +7,8 @@ B images each), so every class is processed in one batched call.
   small protected group may be absent from a batch.
 * ``stratified`` — every (class, group) cell present in the data contributes
   at least ``min(stratified_min, cell size)`` images; the rest of the batch is
-  allocated in proportion to the cell sizes. ``inclusion`` weights undo the
+  allocated in proportion to what each cell has left (its size less that
+  floor). ``inclusion`` weights undo the
   over-sampling, so a uniform average with them still estimates the class mean.
 """
 

@@ -15,7 +15,6 @@ import pandas as pd
 from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params, cache_key, make_params, relevant_fields
 from paperlib.core.results_store import find_or_make
-from paperlib.data.container import BiasedDataset
 from paperlib.data.presets import BIAS_RATIO_NAMES, bias_ratio_name, build_dataset
 from paperlib.distill.methods import METHODS
 from paperlib.experiments.runner import load_record, run, stored_grid
@@ -85,7 +84,6 @@ class ExplorerModel:
             if method not in METHODS:
                 raise PaperlibError(f"explorer.methods: {METHODS.unknown(method)}")
         self.defaults, self.settings = dict(defaults), settings
-        self._datasets: dict[str, Any] = {}
         start = settings.get("start")
         if start is not None:
             fields = [f.name for f in dataclasses.fields(Point)]
@@ -162,21 +160,13 @@ class ExplorerModel:
         name = bias_ratio_name(self.settings["datasets"][dataset]["dataset"])
         return RATIO_LABELS.get(name, "bias ratio")
 
-    def dataset(self, point: Point) -> BiasedDataset:
-        """The biased dataset of ``point`` (kept in memory: switching back is instant)."""
-        params = self.params(point)
-        key = cache_key(params, "dataset")
-        if key not in self._datasets:
-            self._datasets[key] = build_dataset(params)
-        return self._datasets[key]
-
     def data_grid(self, point: Point) -> bytes:
         """A PNG of 8 training images per class of ``point``'s biased data (framed: bias-conflicting):
         stored (cache, else results store), else drawn from the dataset and stored."""
         params = self.params(point)
         relative = f"data/{params.dataset}-{cache_key(params, 'dataset')}-v{DATA_VIEW_VERSION}.png"
         return find_or_make(relative, params.cache_dir,
-                            lambda: sample_grid_png(self.dataset(point), per_class=8)).read_bytes()
+                            lambda: sample_grid_png(build_dataset(params), per_class=8)).read_bytes()
 
     def training_grid(self, point: Point, scale: str) -> bytes | None:
         """The PNG of the distilled set of ``point`` at ``scale`` (``profile`` or ``live``), if stored."""

@@ -21,18 +21,10 @@ from paperlib.core.runtime import index_range_problem
 METRIC_KEYS = ("acc", "acc_aligned", "acc_conflicting", "worst_group_acc", "deo_m", "deo_a")
 
 
-def group_accuracy(predictions: Tensor, labels: Tensor, attributes: Tensor, num_classes: int,
-                   num_attributes: int) -> tuple[Tensor, Tensor]:
-    """Per-(class, attribute) accuracy and counts, both ``[num_classes, num_attributes]``.
-
-    Accuracy is NaN where a group has no sample.
-    """
-    _check_scored(predictions, labels, attributes, num_classes, num_attributes)
-    return _group_accuracy(predictions, labels, attributes, num_classes, num_attributes)
-
-
 def _group_accuracy(predictions: Tensor, labels: Tensor, attributes: Tensor, num_classes: int,
                     num_attributes: int) -> tuple[Tensor, Tensor]:
+    """Per-(class, attribute) accuracy and counts, both ``[num_classes, num_attributes]``; accuracy is NaN where
+    a group has no sample."""
     flat = (labels * num_attributes + attributes).cpu()
     correct = (predictions.cpu() == labels.cpu()).double()
     size = num_classes * num_attributes
