@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 
 import pytest
 
@@ -195,6 +196,20 @@ def test_every_registered_entry_can_carry_a_version_that_moves_the_keys_it_enter
     before = {scope: cache_key(params, scope) for scope in ("distilled", "record")}
     monkeypatch.setitem(registry._entries, name, dataclasses.replace(registry[name], version=1))
     assert all(cache_key(params, scope) != key for scope, key in before.items())
+
+
+@pytest.mark.parametrize("field, settings, entry", [
+    ("eval_model", {"eval_model": "mlp"}, "mlp"),  # a field naming another field's registry (model)
+    ("dsa_strategy", {"dsa_strategy": "crop_flip"}, "flip"),  # a '_'-joined list of entries
+])
+def test_an_entry_chosen_through_another_registry_carries_its_version_into_the_record_key(field, settings, entry,
+                                                                                        monkeypatch):
+    """A record that only evaluated with a model kept being served after that model's version was bumped."""
+    params = make_params(dataset="cmnist", source="digits", method="dm", **settings)
+    registry = registry_for(field_tags()[field]["names"])
+    before = cache_key(params, "record")
+    monkeypatch.setitem(registry._entries, entry, types.SimpleNamespace(version=1))  # only the key is computed
+    assert cache_key(params, "record") != before
 
 
 @pytest.mark.parametrize("base", [BASE, *BASE_FOR.values(), {"method": "whole"}, {"method": "random"},

@@ -480,11 +480,13 @@ def key_values(params: Params, scope: str = "record") -> dict[str, Any]:
     for name in relevant_fields(params, scope):
         if tags[name]["group"] not in SCOPES[scope]:
             continue
-        values[name] = getattr(params, name)
-        if tags[name]["names"] == name and getattr(params, name) is not None:
-            version = getattr(_entry(params, name), "version", 0)
-            if version:
-                values[f"{name}_version"] = version
+        value = values[name] = getattr(params, name)
+        registry = registry_for(tags[name]["names"]) if tags[name]["names"] and value not in (None, "") else None
+        if registry is not None:  # eval_model names a model, dsa_strategy '_'-joined ops: their versions count too
+            chosen = registry.parse_joined(value, name) if registry.joined else (value,)
+            versions = [getattr(registry[entry], "version", 0) for entry in chosen]
+            if any(versions):
+                values[f"{name}_version"] = versions if registry.joined else versions[0]
     return values
 
 
