@@ -118,6 +118,11 @@ def test_bias_effect_reads_amplification_from_the_conflicting_gap():
         {"experiment": "sizes", "run": "whole", "method": "whole", "acc": 60.0, "acc_conflicting": 55.0, "ipc": None},
         {"experiment": "sizes", "run": "random", "method": "random", "acc": 25.0, "acc_conflicting": 20.0},
         {"experiment": "sizes", "run": "dm_ipc50", "method": "dm", "acc": 40.0, "acc_conflicting": 30.0, "ipc": 50.0},
+        # a debiasing trainer on the vanilla set, and a reweighted set: not the plain distillation read here
+        {"experiment": "colour", "run": "dm_lff", "method": "dm", "acc": 70.0, "acc_conflicting": 60.0,
+         "eval_trainer": "lff"},
+        {"experiment": "colour", "run": "dm_kde", "method": "dm", "acc": 80.0, "acc_conflicting": 70.0,
+         "target": "weighted"},
     ])
     from paperlib.report.tables import MISSING
 
@@ -129,6 +134,7 @@ def test_bias_effect_reads_amplification_from_the_conflicting_gap():
     assert effect.loc["colour", "acc vs random"] == -3.0
     assert effect.loc["corruption", "reading"] == "suppressed" and effect.loc["corruption", "acc vs random"] == MISSING
     assert effect.loc["colour_1%", "reading"] == "whole data biased too"
+    assert list(effect["run"]) == ["dm", "dm", "dm", "dm_ipc50"]
     assert list(effect.columns) == ["run", "ipc", "acc", "conflicting", "acc vs random", "acc vs whole",
                                     "conflicting vs whole", "reading"]
 

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from paperlib.core.errors import DataNotFound, PaperlibError
-from paperlib.core.params import relevant_fields
+from paperlib.core.params import Params, relevant_fields
 from paperlib.core.store import atomic_write
 from paperlib.data.presets import bias_ratio_name, build_dataset
 from paperlib.data.sources import resolve_data_root
@@ -157,6 +157,15 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The settings of a plain run: the default target (the reference's plain average) and evaluation trainer
+_DEFAULT = {name: Params.__dataclass_fields__[name].default for name in ("target", "eval_trainer")}
+
+
+def _plain(table: pd.DataFrame) -> pd.Series:
+    """Which rows of ``table`` distil with the default target and evaluate with the default trainer."""
+    return (table["target"] == _DEFAULT["target"]) & (table["eval_trainer"] == _DEFAULT["eval_trainer"])
+
+
 def overhead_table(table: pd.DataFrame) -> pd.DataFrame:
     """Seconds per distillation iteration of every distilled run, against vanilla in the same comparison.
 
@@ -172,12 +181,12 @@ def overhead_table(table: pd.DataFrame) -> pd.DataFrame:
     done["one_off_seconds"] = done["kde_one_off_seconds"]
     done["amortised"] = done["seconds_per_iteration_amortised"]
     same = ["experiment", "method", "ipc", "eval_model"]  # one vanilla baseline per setting of a comparison
-    vanilla = done[(done["target"] == "vanilla") & (done["eval_trainer"] == "plain")]
+    vanilla = done[_plain(done)]
     for time, ratio in (("seconds_per_iteration", "per_iteration_vs_vanilla"), ("amortised", "vs_vanilla")):
         base = {tuple(row[same]): row[time] for _, row in vanilla.iterrows()}
         done[ratio] = [row[time] / base[tuple(row[same])] if tuple(row[same]) in base else math.nan
                        for _, row in done.iterrows()]
-    keep = done[done["eval_trainer"] == "plain"]  # LfF reuses the vanilla distilled set
+    keep = done[done["eval_trainer"] == _DEFAULT["eval_trainer"]]  # LfF reuses the vanilla distilled set
     return keep[columns].reset_index(drop=True)
 
 
@@ -332,7 +341,8 @@ def bias_effect(table: pd.DataFrame) -> pd.DataFrame:
     for experiment, group in done.groupby("experiment", sort=False):
         wholes = {m: group[group["method"] == m].iloc[0] for m in whole_data if (group["method"] == m).any()}
         present = [m for m in subsets if (group["method"] == m).any()]
-        for _, run in group[group["method"].isin(distilling_methods()) & (group["target"] == "vanilla")].iterrows():
+        # the plain distilled set, trained plainly: a debiasing trainer on it (LfF, SelecMix) is another question
+        for _, run in group[group["method"].isin(distilling_methods()) & _plain(group)].iterrows():
             row = {"comparison": experiment, "run": run["run"], "ipc": int(run["ipc"]), "acc": round(run["acc"], 1),
                    "conflicting": round(run["acc_conflicting"], 1)}
             for name in present:  # a subset of another size is no baseline for this run
