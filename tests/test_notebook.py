@@ -647,6 +647,18 @@ def test_the_stored_explorer_inlines_no_image_wider_than_its_limit(stored):
     assert json.loads(text)["cells"]  # a notebook, not a stray file
 
 
+def test_a_notebook_never_downloads_an_optional_dataset(tmp_path, monkeypatch, capsys):
+    """Online, notebook 04 downloaded CIFAR-10 and computed its runs where a reader only opened the notebook."""
+    import paperlib.experiments.profiles as profiles
+
+    monkeypatch.setattr(profiles, "build_dataset", lambda *a, **k: pytest.fail("an absent dataset was built"))
+    monkeypatch.setenv("PAPERLIB_DATA", str(tmp_path))
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    experiments = [{"name": "cifar", "settings": {"dataset": "cifar10_s"}, "runs": {"dm": {}}}]
+    assert profiles.present_only(experiments, "quick") == []
+    assert "cifar10_s. `python -m paperlib describe --set dataset=NAME` downloads" in capsys.readouterr().out
+
+
 def test_a_plan_looks_for_optional_datasets_files_without_building_them(tmp_path, monkeypatch, capsys):
     """make plan built every optional dataset whose files were present (and downloaded CIFAR-10) to list its runs."""
     import paperlib.experiments.profiles as profiles

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from paperlib.core.errors import DataNotFound, PaperlibError
+from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params, make_params
 from paperlib.core.yamlio import load_yaml
 from paperlib.core.paths import params_dir
@@ -177,9 +177,10 @@ def present_only(experiments: list[Mapping[str, Any]], profile: str, build: bool
     """The runs of ``experiments`` whose dataset files are on this machine; one printed note names the others
     (without this machine's paths: the note may end up in a committed notebook).
 
-    ``build``: each dataset is built (and cached; CIFAR-10 downloaded where it can be) as its runs will need it;
-    without, its files are only looked for (:func:`paperlib.data.dataset_present`), for a plan that computes
-    nothing."""
+    A dataset's files are looked for (:func:`paperlib.data.dataset_present`), never downloaded: a notebook
+    computes runs only for the data a reader has put there (``describe`` fetches what can be downloaded).
+    ``build``: each present dataset is then built (and cached) as its runs will need it, so that a corrupt file
+    stops here with its own error; without, nothing is built, for a plan that computes nothing."""
     specs, skipped, defaults = [], [], profile_defaults(profile)
     for experiment in experiments or []:
         found = load_suite({"experiments": [experiment]}, base=defaults)
@@ -189,17 +190,16 @@ def present_only(experiments: list[Mapping[str, Any]], profile: str, build: bool
         specs += found
     if skipped:
         print(f"skipped, their data is not on this machine: {', '.join(skipped)}. "
-              "`python -m paperlib describe --set dataset=NAME` says which files each needs and where to get them.")
+              "`python -m paperlib describe --set dataset=NAME` downloads what can be downloaded (CIFAR-10) and "
+              "says where to get the rest.")
     return specs
 
 
 def _present(params: Params, build: bool) -> bool:
-    if not build:
-        return dataset_present(params)
-    try:
-        build_dataset(params)
-    except DataNotFound:  # absent files only: a corrupt or misnamed file still stops with its error
+    if not dataset_present(params):
         return False
+    if build:
+        build_dataset(params)  # a corrupt or misnamed file stops with its own error, not as "absent"
     return True
 
 
