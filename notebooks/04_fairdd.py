@@ -89,7 +89,7 @@ nb.save(axes[0], figures, "04_acc_deo_m", pdf=True);
 #   step). The same holds for the other presets, where DM + FairDD's DEO_M stays 35-48 points above the
 #   paper's (C-MNIST BG 59.6 against 13.42, C-FMNIST FG 75.0 against 26.87, C-FMNIST BG 69.0 against 33.05)
 #   and its accuracy on C-FMNIST 10-17 points below (59.8 and 60.8 against 77.09 and 71.10).
-# * **Vanilla DC** (21.7% against 71.41%) ran 40 iterations, not 1,000. The 40 were chosen, for cost (about 7 s
+# * **Vanilla DC** (21.7% against 71.41%) ran 40 iterations, not 1,000. The 40 were chosen, for cost (about 6 s
 #   per iteration here), as the shortest run at which DC + FairDD's DEO_M fell below half of vanilla DC's: the
 #   DC claims below hold at that length (the "at least halves" verdict is the very criterion the length was
 #   chosen by, so it confirms nothing on its own), and DC + FairDD's 61.5-point accuracy gain is measured against a

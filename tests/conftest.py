@@ -42,3 +42,10 @@ def one_thread():
 def small_eval():
     """Evaluation settings small enough for a test: 2 epochs, 1 model, narrow net."""
     return dict(eval_epochs=2, num_eval=1, net_width=16, source="digits", device="cpu")
+
+
+@pytest.fixture
+def cache_entries():
+    """``entries(cache)``: the files a cache folder holds besides its locks (a lock file holds no data; a failed
+    command may leave one, as a failed run does)."""
+    return lambda cache: sorted(p for p in Path(cache).rglob("*") if p.is_file() and p.parent.name != "locks")

@@ -113,7 +113,7 @@ def test_describe_cifar10_s_on_the_fixture(cifar_root, capsys):
 
 @pytest.mark.parametrize("dataset", ["cifar10_s", "corrupted_cifar10"])
 def test_describe_without_cifar10_is_one_line_saying_where_to_get_and_put_it(dataset, tmp_path, capsys,
-                                                                              monkeypatch):
+                                                                              monkeypatch, cache_entries):
     def no_network(url, dest):
         raise OSError("network disabled in tests")
 
@@ -128,4 +128,5 @@ def test_describe_without_cifar10_is_one_line_saying_where_to_get_and_put_it(dat
     assert err.startswith("error: CIFAR-10 not found under") and len(err.splitlines()) == 1
     assert "cifar-10-batches-py/data_batch_1" in err and "PAPERLIB_DATA" in err
     assert "cifar-10-python.tar.gz" in err  # where to get it
-    assert list(data.iterdir()) == [] and not cache.exists()
+    assert list(data.iterdir()) == []
+    assert cache_entries(cache) == []

@@ -77,7 +77,7 @@ def test_missing_data_root_is_a_clear_error(capsys, tmp_path):
     assert "does not exist" in err and len(err.strip().splitlines()) == 1
 
 
-def test_truncated_idx_file_is_a_clear_error_and_leaves_no_cache(capsys, tmp_path, monkeypatch):
+def test_truncated_idx_file_is_a_clear_error_and_leaves_no_cache(capsys, tmp_path, monkeypatch, cache_entries):
     raw = tmp_path / "data" / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
@@ -89,8 +89,7 @@ def test_truncated_idx_file_is_a_clear_error_and_leaves_no_cache(capsys, tmp_pat
     assert code == 2
     err = capsys.readouterr().err
     assert "train-images-idx3-ubyte" in err and len(err.strip().splitlines()) == 1
-    entries = [p for p in cache.rglob("*") if p.is_file() and p.parent.name != "locks"]  # a lock holds no data
-    assert entries == []
+    assert cache_entries(cache) == []
 
 
 def test_bench_prints_seconds_per_iteration(capsys):

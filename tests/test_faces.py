@@ -213,7 +213,7 @@ def test_describe_works_on_a_fixture(tmp_path, capsys):
     ("utkface", ["UTKFace/", "susanqq.github.io/UTKFace"]),
     ("bffhq", ["bffhq/align/", "bffhq/conflict/", "bffhq/test/", "Learning-Debiased-Disentangled"]),
 ])
-def test_missing_face_data_is_one_error_line_with_instructions(dataset, mentions, tmp_path, capsys):
+def test_missing_face_data_is_one_error_line_with_instructions(dataset, mentions, tmp_path, capsys, cache_entries):
     empty = tmp_path / "data"
     empty.mkdir()
     assert main(["describe", "--set", f"dataset={dataset}", "--set", f"data_dir={empty}",
@@ -223,7 +223,7 @@ def test_missing_face_data_is_one_error_line_with_instructions(dataset, mentions
     assert "cannot be downloaded automatically" in err and "PAPERLIB_DATA" in err and str(empty) in err
     for text in mentions:
         assert text in err
-    assert not (tmp_path / "cache").exists()
+    assert cache_entries(tmp_path / "cache") == []
 
 
 def test_face_presets_accept_only_their_own_source():

@@ -452,14 +452,15 @@ def test_a_failing_notebook_keeps_its_partial_output_and_names_the_cell(tmp_path
     from paperlib.reproduce import execute, failed_path
 
     (tmp_path / "params" / "experiments").mkdir(parents=True)
-    (tmp_path / "params" / "experiments" / "99_fails.yaml").write_text("divisor: {per_profile: {smoke: 0}}\n")
+    (tmp_path / "params" / "experiments" / "99_fails.yaml").write_text("{}\n")  # every notebook has one
     source = tmp_path / "99_fails.py"
     header = ("# ---\n# jupyter:\n#   kernelspec:\n#     display_name: Python 3\n#     language: python\n"
               "#     name: python3\n# ---\n\n")
-    source.write_text(header + '# %% tags=["parameters"]\ndivisor = 1\n\n# %%\nprint("before")\n\n# %%\n1 / divisor\n')
+    source.write_text(header + '# %% tags=["parameters"]\nprofile = "quick"\n\n# %%\nprint("before")\n\n# %%\n'
+                      '1 / {"quick": 1, "smoke": 0}[profile]\n')  # the injected profile makes it fail
     monkeypatch.setattr(profiles_module, "params_dir", lambda: tmp_path / "params")
     output = tmp_path / "out" / "99_fails.ipynb"
-    with pytest.raises(PaperlibError, match=r"99_fails failed at cell \d+ .*1 / divisor.*ZeroDivisionError") as err:
+    with pytest.raises(PaperlibError, match=r"99_fails failed at cell \d+ .*1 / \{.*ZeroDivisionError") as err:
         execute(source, "smoke", output)
     assert str(failed_path(output)) in str(err.value) and not output.exists()
     kept = nbformat.read(failed_path(output), as_version=4)
