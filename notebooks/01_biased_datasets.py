@@ -28,9 +28,13 @@
 #
 # Test splits are balanced over (class, attribute), so a model that learnt the shortcut fails on most of them.
 # This notebook shows every preset the way a model sees it, and how the two ratios shape the data.
+#
+# **Our choices.** Paper A does not publish how it builds BG-FMNIST; ours puts one of ten coloured stripe
+# textures behind each garment (the texture's colour and angle name the background). The corruption types of
+# the corruption-bias preset, one per class, are listed in `paperlib/data/corruptions.py` (`CORRUPTIONS`).
 
 # %% tags=["parameters"]
-profile = "quick"  # smoke | quick | paper: which selection of params/experiments/ and figures/<profile>/ folder
+profile = "quick"  # smoke | quick | paper: picks the datasets in params/experiments/ and the figures/<profile>/ folder
 datasets = None  # None: the datasets of params/experiments/01_biased_datasets.yaml at this profile
 ratio_sweep = None  # None: from the same file
 per_class = 8  # sample-grid columns
@@ -47,6 +51,10 @@ built, overview = nb.build_datasets(datasets)
 # ## Every preset at a glance
 # One row per preset: its source images, the kind of bias, the split sizes and how much of each split
 # follows the bias. Presets whose files are not on this machine say so (see the README for where to put them).
+# `protocol` says whose construction a preset uses: `fairdd` rebuilds the images of the official FairDD code,
+# which paper B's numbers measure (its palette, 32 px, its split rule and its normalisation); `companion` is
+# this companion's own construction (its own palette and exact ratios, normalised by the training split's
+# channel statistics). Paper A's presets have only the companion's construction.
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -60,6 +60,11 @@ nb.save_table(table, figures, "03_kde_reweighting");
 # those two shares (mean over classes, in %), the lowest class's share of the weight, and the effective number
 # of samples per class, $1 / \sum_i w_i^2$ for a class's normalised weights (Kish): how many equally weighted
 # images the weighting is worth.
+#
+# The rows are identical because the weights depend only on the training set (with the encoder and the KDE
+# settings, which all three runs share), not on the method or the IPC that uses them. An effective 164 samples
+# per class is a small part of a class of several thousand images, and fewer than the class's conflicting
+# images alone (5% of it): the weight sits on a small subset, most of it conflicting.
 
 # %%
 shares = nb.weight_shares(specs)
@@ -78,8 +83,9 @@ nb.save(ax, figures, "03_weight_shares", pdf=True);
 # else unchanged, so the two rows of a trainer differ only in the optimiser.
 #
 # What to look for (quick profile, one evaluation model per row, so a point or two is noise): KDE lifts DM and
-# DC from about 22–28% to 83–88%, and at IPC 10 its set even slightly favours the conflicting images (80.4%
-# aligned against 82.9% conflicting: 91% of the weight on 5% of the images over-corrects a little). The
+# DC from about 22–28% to 83–88%, and its set serves aligned and conflicting images about equally (IPC 10:
+# 80.4% against 82.9%, a gap within one model's noise; notebook 05 evaluates the same setting with five
+# models). The
 # debiasing trainers on the vanilla set stay far below KDE: at IPC 10 near vanilla, at IPC 50 SelecMix adds
 # about 14 points (41.5% and 42.6% against 28.1%) and LfF at most 5. At IPC 10 `dm_lff` reads as `dm` to one decimal (one
 # test image apart, in `03_kde_reweighting.csv`): with almost no conflicting image
@@ -98,6 +104,8 @@ nb.save(ax, figures, "03_aligned_conflicting", pdf=True);
 # ## The headline comparison, beside the paper
 # Our numbers come from far shorter runs than the paper's (see `params/<profile>/defaults.yaml`); the table
 # names the setting of each, and a line above it what every row does differently from the official code.
+# Paper A published no code: "the official code" here means the public DM / DC reference code
+# (DatasetCondensation's, and FairDD's for paper B's rows), whose protocol both papers follow.
 # The DEO columns are paper B's fairness gaps (notebook 04), in points: DEO_M is the worst class's gap between
 # its best and worst colour group's accuracy, DEO_A the mean gap; lower is fairer. Paper A reports accuracy only, so its
 # DEO columns show "–". A run on the *first evaluation schedule* trained
@@ -115,7 +123,7 @@ nb.save(ax, figures, "03_aligned_conflicting", pdf=True);
 # beside FairDD and COBRA. A longer run of the same questions (200 iterations, three evaluation models per
 # row: `figures/quick/kde_fairdd.md`, described in `docs/results.md`) shows how much IPC 50's KDE result hangs
 # on the image learning rate: at lr 50 it comes within a point of the paper's 91.5%, at lr 10 it stays about 12
-# points below.
+# points below. This notebook's IPC 50 runs used lr 100 (`params/quick/defaults.yaml`).
 
 # %%
 nb.paper_vs_companion(table, profile)

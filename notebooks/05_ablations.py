@@ -28,9 +28,9 @@
 profile = "quick"  # smoke | quick | paper
 suite = None  # None: the runs of params/experiments/05_ablations.yaml at this profile, on params/<profile>/defaults.yaml
 claims = None  # None: the profile's claims in the same file (see paperlib.report.checks)
-kde_dataset = None  # None: the dataset settings, KDE variants and theorem dataset of the same file
-kde_variants = None
-theorem_dataset = None
+kde_dataset = None  # None: the KDE ablation's dataset settings from the same file
+kde_variants = None  # None: the KDE variants (bandwidth, weighting, encoder) from the same file
+theorem_dataset = None  # None: the dataset of the identity check (FairDD vs barycenter gradients) from the same file
 
 # %%
 from paperlib import notebook as nb
@@ -50,10 +50,12 @@ nb.save_table(table, figures, "05_ablations");
 # Silverman's rules, made for low dimensions, shrink the kernel in the 128-d embedding until every point is
 # its own cluster, and the weights fall back towards uniform. A softmax over the standardised log density
 # with a low temperature (tau 0.3) concentrates the weight further, on fewer images (small effective
-# sample size). Without the SupCon encoder the density does not single out the conflicting images: with a
-# random network's features their share of the weight stays near their 5% share of the samples, with raw
+# sample size). Without the SupCon encoder the density does not single out the conflicting images either: with
+# a random network's features their share of the weight stays near their 5% share of the samples, with raw
 # pixels it is no higher than under Scott's rule (quick profile: 5.9% and 10.9%, against 11.4% for Scott's
-# and 91% for the default). The encoder, not the kernel, is what finds them.
+# and 91% for the default). Both are needed: the SupCon embedding and the median bandwidth. Keep the encoder
+# but change the bandwidth, or keep the bandwidth but change the encoder, and the weight falls back to about
+# 6–11%.
 
 # %%
 kde = nb.kde_ablation(kde_dataset, kde_variants, profile)
@@ -119,8 +121,9 @@ nb.save(ax, figures, "05_ipc");
 # Vanilla DM against DM + KDE as the conflict ratio changes (paper A's knob; paper B's "bias ratio" is the
 # majority ratio, the other side of the same split). In the quick profile DM + KDE
 # falls from 82.7% at 5% conflicting to 60.2% at 20% (still above vanilla's 39.9%), and its set is biased
-# again there: 98.3% on aligned against 56.0% on conflicting images (80.4% / 82.9% at 5%, where KDE slightly
-# over-corrects: its set favours the conflicting images). The weights below show what changed: at 20% the KDE
+# again there: 98.3% on aligned against 56.0% on conflicting images. At 5% aligned and conflicting are about
+# equal: 80.4% / 82.9% with one model, 82.8 ± 1.5% / 82.7 ± 1.2% over the five ConvNet models of the
+# cross-architecture table below (same setting). The weights below show what changed: at 20% the KDE
 # puts 63% of a class's weight on the conflicting images (48% in the lowest class) against 91% at 5%; four
 # times as many conflicting images make their regions of the embedding denser, so each weighs less.
 

@@ -24,10 +24,15 @@
 # the right one is what the model is trained on; below, its test metrics (in %). The static snapshot further
 # down stacks the two images, training data on top.
 #
-# Points computed by notebooks 02–05 and 07 answer at once, from your cache or from the results store that ships
-# with the repository (`results/`), without the data. A point nobody computed yet says what would fill it: `make
-# reproduce` for the profile's runs, or **compute live**, a small run (the `live` settings of
-# params/experiments/06_explore.yaml) with progress bars and an estimate of its time, stored for next time. The
+# The explorer offers its own datasets and choices (params/experiments/06_explore.yaml). Where one of its points
+# is a run that notebooks 02–05 or 07 computed at the profile's settings, it answers at once, from your cache or
+# from the results store that ships with the repository (`results/`), without the data; the table at the end
+# lists those points. Runs of those notebooks outside the explorer's choices (other datasets, such as C-MNIST
+# BG, or other settings, such as a smaller step or stratified batches) are not among its points.
+#
+# A point nobody computed yet says what would fill it: `make reproduce` for the profile's runs, or **compute
+# live**, a small run (the `live` settings of params/experiments/06_explore.yaml) with progress bars and an
+# estimate of its time, stored for next time. The
 # controls are locked while it runs; **stop** (or the kernel's interrupt) cancels it. For FairDD presets the
 # slider is the minority share, 1 − majority ratio.
 

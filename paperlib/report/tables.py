@@ -302,7 +302,8 @@ def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame | None
     deviations = [_deviations(row) for _, row in done.iterrows()]
     shared = [note for note in (deviations[0] if deviations else []) if all(note in d for d in deviations)]
     if shared:  # said once above the table, not on every row
-        print(f"every row of this table: {'; '.join(shared)} (each differs from the official code beside the scale)")
+        print(f"every row of this table: {'; '.join(shared)} (each differs, beside the scale, from the protocol of "
+              f"the official DM / DC and FairDD code; paper A published none)")
     for _, row in done.iterrows():
         entry = {("", "setting"): _setting(row, shared), ("", "run"): row["run"],
                  ("", "paper source"): _paper_source(row.get("paper_source", ""), row.get("paper_table"))}
