@@ -1,6 +1,7 @@
 # make setup                  create .venv with the exact versions of requirements.lock and paperlib (editable)
 # make test                   unit tests, then the notebook checks (papermill smoke run + nbval)
-# make unit-test              the unit tests alone
+# make unit-test              the unit tests alone, on the CPU (a GPU is hidden: their references are the CPU's)
+# make gpu-test               the GPU's first check: DM, DC, the trainers and KDE on CUDA against the CPU
 # make notebook-test          the notebook checks alone (papermill smoke run + nbval, in .nbcheck/)
 # make notebook-test-portable the notebook checks as another CPU runs them (no AVX; CI runs it)
 # make reproduce [PROFILE=quick]  run every notebook with params/$(PROFILE)/ (smoke | quick | paper), recomputing
@@ -38,7 +39,7 @@ NBVAL     = -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with test
 # checked by tests/test_reproducibility.py.)
 PORTABLE_ENV = ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2
 
-.PHONY: help setup test unit-test notebook-test notebook-test-portable browser-test reproduce plan lab sync clean-cache
+.PHONY: help setup test unit-test gpu-test notebook-test notebook-test-portable browser-test reproduce plan lab sync clean-cache
 
 setup: $(VENV)/.installed
 
@@ -57,8 +58,13 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 test: unit-test notebook-test
 
+# The unit tests' expectations were measured on CPUs, and device=auto would take a GPU: it is hidden, as for the
+# notebook checks. gpu-test runs the tests marked gpu with it visible.
 unit-test: setup
-	$(BIN)/python -m pytest
+	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest
+
+gpu-test: setup
+	$(BIN)/python -m pytest -m gpu
 
 # Every notebook runs from scratch under papermill with the smoke profile (hermetic digits data, an empty
 # cache) and its verdict tables must all hold (from the current experiment files); then nbval re-executes

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# A shell's plugins would add entries to the registries the tests list exactly; `import paperlib` imports them,
+# which happens while the test modules are collected, after this file and before any fixture.
+os.environ.pop("PAPERLIB_PLUGINS", None)
 
 
 @pytest.fixture(autouse=True)

@@ -339,6 +339,7 @@ def test_gradient_full_strategy_grouped() -> None:
     assert x.grad.abs().sum() > 0
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_same_result_on_cuda() -> None:
     x = images(10, 3, 16)

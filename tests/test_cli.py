@@ -109,6 +109,7 @@ def test_bench_prints_seconds_per_iteration(capsys):
         assert capsys.readouterr().err.startswith(f"error: {flag[2:].replace('-', '_')} must not be negative, got -1")
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_the_sync_check_counts_and_locates_each_wait_of_the_host():
     from types import SimpleNamespace
