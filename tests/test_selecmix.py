@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
 import torch
 from torch import nn
 
@@ -70,23 +69,25 @@ def test_selecmix_runs_the_biased_backbone_once_per_batch_for_its_loss_and_the_p
     assert sum(passes) == 2 * x_train.shape[0]  # each image of each epoch once
 
 
-# Conflicting-test accuracy on the colour-biased toy task of tests/test_debias.py (40 epochs, 95% aligned),
-# measured for seeds 0..3: plain 0.124 0.148 0.189 0.226, SelecMix 0.242 0.322 0.329 0.346 (aligned 0.93-0.98):
-# a gap of 0.12 to 0.17. The test asserts 0.08. About 2 s per seed on one thread.
-@pytest.mark.parametrize("seed", [0, 1])
-def test_selecmix_beats_plain_training_on_bias_conflicting_samples(seed, one_thread):
-    x_train, y_train, x_test, y_test, a_test = toy_task(seed)
-    conflicting = a_test != y_test
-    gen = torch.Generator().manual_seed(seed)
-    plain = train_classifier(init_parameters(_Net(), gen), x_train, y_train, TOY_SETTINGS, gen, show_progress=False)
-    gen = torch.Generator().manual_seed(seed)
-    model, biased = init_parameters(_Net(), gen), init_parameters(_Net(), gen)
-    train_selecmix(biased, model, x_train, y_train, TOY_SETTINGS, 0.7, gen, show_progress=False)
-
-    def conflicting_acc(net: nn.Module) -> float:
-        return (predict(net, x_test) == y_test)[conflicting].float().mean().item()
-
-    assert conflicting_acc(model) > conflicting_acc(plain) + 0.08
+# Conflicting-test accuracy on the colour-biased toy task of tests/test_debias.py (40 epochs, 95% aligned, about
+# 1,500 conflicting test images), seeds 0..3, gap SelecMix - plain on one thread: 0.120 0.357 0.074 0.184 with
+# this machine's AVX-512 kernels, 0.263 0.328 0.074 0.185 with pre-AVX ones (one seed's gap moves by 0.14 with
+# the kernels' rounding), mean 0.18 and 0.21. The test asserts a mean gap above 0.1 over the four seeds.
+# About 2 s per seed on one thread.
+def test_selecmix_beats_plain_training_on_bias_conflicting_samples(one_thread):
+    gaps = []
+    for seed in range(4):
+        x_train, y_train, x_test, y_test, a_test = toy_task(seed)
+        conflicting = a_test != y_test
+        gen = torch.Generator().manual_seed(seed)
+        plain = train_classifier(init_parameters(_Net(), gen), x_train, y_train, TOY_SETTINGS, gen,
+                                 show_progress=False)
+        gen = torch.Generator().manual_seed(seed)
+        model, biased = init_parameters(_Net(), gen), init_parameters(_Net(), gen)
+        train_selecmix(biased, model, x_train, y_train, TOY_SETTINGS, 0.7, gen, show_progress=False)
+        right = [(predict(net, x_test) == y_test)[conflicting].float().mean().item() for net in (model, plain)]
+        gaps.append(right[0] - right[1])
+    assert sum(gaps) / len(gaps) > 0.1, gaps
 
 
 def test_evaluate_set_with_selecmix_runs_end_to_end_and_is_keyed_by_its_q(monkeypatch):
