@@ -14,6 +14,7 @@ from paperlib.core.params import make_params
 from paperlib.data.presets import build_dataset
 from paperlib.distill.theorem import fairdd_vs_barycenter
 from paperlib.core.errors import PaperlibError
+from paperlib.report import plots
 from paperlib.report.explore import Explorer
 from paperlib.report.explorer_model import ExplorerModel, Point
 from paperlib.core.paths import notebook_sources
@@ -526,6 +527,12 @@ def test_absent_data_is_reported_without_this_machines_paths(tmp_path, monkeypat
     assert nb.present_only([{"name": "faces", "settings": {"dataset": "utkface"}, "runs": {"dm": {}}}], "quick") == []
     note = capsys.readouterr().out
     assert note.startswith("skipped, their data is not on this machine: utkface.") and str(tmp_path) not in note
+    # notebook 01's ratio sweep too: it stopped `make reproduce` at the first notebook on a machine without MNIST
+    per_class, summary = nb.ratio_sweep([{"dataset": "cmnist", "ratio": "conflict_ratio", "values": [0.01, 0.05]}])
+    assert per_class.empty and summary.empty and "conflicting" in per_class
+    assert capsys.readouterr().out.startswith("not built, their data is not on this machine: cmnist. ")
+    ax = plots.plot_conflicting_counts(per_class)
+    assert ax.texts[0].get_text() == "no dataset of this sweep is on this machine"
 
 
 def test_data_that_is_there_but_unreadable_is_not_skipped_as_absent(tmp_path, monkeypatch, capsys):

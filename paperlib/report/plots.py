@@ -315,10 +315,16 @@ def plot_conflicting_counts(per_class: pd.DataFrame, ax: Axes | None = None,
     import seaborn as sns
 
     plt = _matplotlib()
-    frame = per_class.assign(setting=per_class["dataset"] + " " + per_class["ratio"].str.replace("_ratio", "")
-                             + " " + per_class["value"].map(lambda v: f"{100 * v:.3g}%"))
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.2))
+    if per_class.empty:  # no dataset of the sweep on this machine (said where the sweep was built)
+        ax.text(0.5, 0.5, "no dataset of this sweep is on this machine", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set(title=title)
+        ax.set_axis_off()
+        return ax
+    frame = per_class.assign(setting=per_class["dataset"] + " " + per_class["ratio"].str.replace("_ratio", "")
+                             + " " + per_class["value"].map(lambda v: f"{100 * v:.3g}%"))
     sns.barplot(data=frame, x="class", y="conflicting", hue="setting", ax=ax)
     ax.set_yscale("log")
     # from 1: a log axis cut just below the smallest bar would draw 54 images as nothing beside 68

@@ -414,6 +414,13 @@ def theorem_summary(gradients: pd.DataFrame) -> pd.DataFrame:
     return summary.rename(columns=names).rename_axis("groups in the batch").round(3)
 
 
+def _say_absent(names: list[str]) -> None:
+    """One printed line naming the datasets not built for want of their files, and where to learn which files
+    (no path of this machine: the line may end up in a committed notebook)."""
+    print(f"not built, their data is not on this machine: {', '.join(names)}. "
+          "`python -m paperlib describe --set dataset=PRESET` says which files each needs and where to get them.")
+
+
 def build_datasets(settings: Mapping[str, Mapping[str, Any]]) -> tuple[dict, pd.DataFrame]:
     """Build each named dataset; return those built and an overview table.
 
@@ -445,8 +452,7 @@ def build_datasets(settings: Mapping[str, Mapping[str, Any]]) -> tuple[dict, pd.
                      "train aligned %": round(100 * summary["train"]["aligned_fraction"], 2),
                      "test aligned %": round(100 * summary["test"]["aligned_fraction"], 2), "status": "built"})
     if absent:
-        print(f"not built, their data is not on this machine: {', '.join(absent)}. "
-              "`python -m paperlib describe --set dataset=PRESET` says which files each needs and where to get them.")
+        _say_absent(absent)
     overview = pd.DataFrame(rows)
     # a dataset not built has no count or share: shown as missing; the counts of the others as integers
     for column in ("train", "test", "groups"):
@@ -463,14 +469,19 @@ def ratio_sweep(sweeps: list[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataF
 
     Each sweep is ``{dataset, ratio: conflict_ratio | majority_ratio, values: [...], **other settings}``.
     The per-class frame has one row per (dataset, value, class) with the number of
-    bias-conflicting (minority-group) training images; the summary writes each value as a percentage.
+    bias-conflicting (minority-group) training images; the summary writes each value as a percentage. A sweep
+    whose files are absent is left out, with one printed line, as :func:`build_datasets` does.
     """
-    per_class, summary = [], []
+    per_class, summary, absent = [], [], []
     for sweep in sweeps:
         sweep = dict(sweep)
         name, values = sweep.pop("ratio"), sweep.pop("values")
         for value in values:
-            dataset = build_dataset(**sweep, **{name: value})
+            try:
+                dataset = build_dataset(**sweep, **{name: value})
+            except DataNotFound:
+                absent.append(sweep["dataset"])
+                break
             train = dataset.train
             conflicting = (~train.aligned.bool()).long()
             counts = train.labels.new_zeros(dataset.num_classes).index_add_(0, train.labels, conflicting)
@@ -482,4 +493,7 @@ def ratio_sweep(sweeps: list[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataF
                             "fewest conflicting per class": int(counts.min()),
                             "most conflicting per class": int(counts.max()),
                             "test aligned %": round(100 * float(dataset.test.aligned.float().mean()), 2)})
-    return pd.DataFrame(per_class), pd.DataFrame(summary)
+    if absent:
+        _say_absent(absent)
+    return (pd.DataFrame(per_class, columns=["dataset", "ratio", "value", "class", "conflicting"]),
+            pd.DataFrame(summary))
