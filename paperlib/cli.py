@@ -48,8 +48,23 @@ from paperlib.report.tables import markdown_table, overhead_table, results_table
 from paperlib.train.metrics import METRIC_KEYS
 
 
+DESCRIPTION = """\
+The companion's computations from a shell: build a biased dataset, distil a set and evaluate it, time a
+distillation step, compute paper A's KDE weights, run a suite of comparisons. Every setting is a
+--set name=value (or a YAML file of them); results are cached and printed as JSON. An error is one
+'error: ...' line, with exit status 2."""
+EXAMPLES = """examples:
+  python -m paperlib describe --set dataset=cmnist_fg            # build a preset, print its group counts
+  python -m paperlib run --set dataset=cmnist --set method=dm --set target=weighted --set weights=kde
+  python -m paperlib bench dm --set ipc=10                       # seconds per DM iteration on this machine
+  python -m paperlib suite params/experiments/kde_fairdd.yaml --profile quick --csv /tmp/kde_fairdd.csv
+  python -m paperlib params kde                                  # the parameters about the KDE, with meanings
+  python -m paperlib COMMAND --help                              # a command's own options"""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="python -m paperlib", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m paperlib", description=DESCRIPTION, epilog=EXAMPLES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (("describe", "print the dataset's group counts as JSON"),
                        ("run", "train and evaluate; print the metrics as JSON"),

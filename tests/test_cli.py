@@ -278,3 +278,15 @@ def test_a_stray_word_after_the_command_is_named_as_the_parameter_file_it_was_re
     assert capsys.readouterr().err == ("error: parameter file 'extra' does not exist: a word after the command names "
                                        "a YAML file of parameters; check the path, or give parameters with --set "
                                        "KEY=VALUE\n")
+
+
+def test_every_example_of_the_help_is_a_command_line_the_parser_takes():
+    import shlex
+
+    from paperlib.cli import EXAMPLES, _parser
+
+    lines = [line.split("#")[0].strip() for line in EXAMPLES.splitlines() if line.startswith("  python -m paperlib")]
+    commands = [shlex.split(line)[3:] for line in lines if "COMMAND" not in line]
+    assert len(commands) == 5
+    for argv in commands:
+        assert _parser().parse_args(argv).command == argv[0]
