@@ -441,3 +441,21 @@ def test_a_cache_entry_missing_a_key_says_which():
 
     assert unreadable("x.pt", KeyError("train"), "rebuilding it") == "cache entry x.pt cannot be read (no 'train'); " \
                                                                        "rebuilding it"
+
+
+def test_force_trains_a_runs_kde_encoder_once_for_all_its_training_sets(tmp_path, monkeypatch):
+    """Under force, each of num_distill training sets retrained the same SupCon encoder (the paper profile: 5)."""
+    import paperlib.distill.kde as kde
+    from paperlib.experiments.runner import run
+
+    trained = []
+    train = kde.train_supcon
+    monkeypatch.setattr(kde, "train_supcon", lambda *args: trained.append(1) or train(*args))
+    params = make_params(dataset="cmnist", source="digits", conflict_ratio=0.1, method="dm", target="weighted",
+                         weights="kde", supcon_epochs=0.05, net_width=8, batch_real=32, ipc=1, iterations=2,
+                         num_distill=2, num_eval=1, eval_epochs=1, device="cpu", progress=False,
+                         cache_dir=str(tmp_path))
+    first = run(params)
+    assert len(trained) == 1 and first["num_distill"] == 2
+    forced = run(params, force=True)
+    assert len(trained) == 2 and not forced["cached"]  # recomputed once, read by the second training set

@@ -166,7 +166,7 @@ class Params:
     torch_compile: str = _p("auto", "execution", choices=COMPILE_SETTINGS)
     progress: bool = _p(True, "execution")  # progress bars on stderr
     cache_dir: str | None = _p(None, "execution")  # None: $PAPERLIB_CACHE, else cache/ at the repository root
-    force: bool = _p(False, "execution")  # recompute the run and each cached piece it reads, each time it is read
+    force: bool = _p(False, "execution")  # recompute the run and every cached piece it reads (the dataset aside)
 
 
 _RATIOS = ("conflict_ratio", "majority_ratio", "hidden_groups")

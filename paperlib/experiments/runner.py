@@ -98,35 +98,39 @@ def stored_grid(params: Params) -> Path | None:
     return find(f"{distilled_folder(params)}/synthetic.png", params.cache_dir)
 
 
-def training_set(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, Tensor, dict]:
+def training_set(dataset: BiasedDataset, params: Params, device: torch.device,
+                 shared_fresh: bool = False) -> tuple[Tensor, Tensor, dict]:
     """The images an evaluation model learns from (normalised), their labels, and facts about them.
 
-    A method that distils (:attr:`paperlib.distill.methods.Method.distils`) gives its distilled set; the others
-    the real images they select.
+    A method that distils (:attr:`paperlib.distill.methods.Method.distils`) gives its distilled set
+    (``shared_fresh``: see :func:`distilled_set`); the others the real images they select.
     """
     method = METHODS[params.method]
     if method.distils:
-        return distilled_set(dataset, params, device)
+        return distilled_set(dataset, params, device, shared_fresh)
     index = method.select(dataset, params)
     train = dataset.train if index is None else dataset.train.subset(index)
     return dataset.normalized(train, device), train.labels, {}
 
 
-def distilled_set(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, Tensor, dict]:
+def distilled_set(dataset: BiasedDataset, params: Params, device: torch.device,
+                  shared_fresh: bool = False) -> tuple[Tensor, Tensor, dict]:
     """The synthetic set of ``params`` (normalised images, labels) and facts about its making.
 
     Loaded from :func:`distilled_dir` when present; otherwise distilled (resuming
-    from a checkpoint there if one exists) and stored with an image grid.
+    from a checkpoint there if one exists) and stored with an image grid. ``shared_fresh``: what the set's target
+    reads from the cache (KDE embeddings and weights, the same for every ``distill_run``) was recomputed earlier
+    in this run, so ``force`` recomputes the set alone.
     """
     dataset.check_built_for(params, "distilled set")
     folder = distilled_dir(params)
     # Runs that differ only in their evaluation share this set: one distils it, the others wait and load it.
     with entry_lock(params.cache_dir, f"distilled-{folder.name}"):
-        return _load_or_distil(dataset, params, device, folder)
+        return _load_or_distil(dataset, params, device, folder, shared_fresh)
 
 
 def _load_or_distil(dataset: BiasedDataset, params: Params, device: torch.device,
-                    folder: Path) -> tuple[Tensor, Tensor, dict]:
+                    folder: Path, shared_fresh: bool) -> tuple[Tensor, Tensor, dict]:
     for entry in DISTILLED_ENTRIES:
         refuse_folder(folder / entry)
     saved = None if params.force else load_tensors(folder / "synthetic.pt", keys=("images", "labels"))
@@ -135,7 +139,7 @@ def _load_or_distil(dataset: BiasedDataset, params: Params, device: torch.device
     facts = None if saved is None else load_json(folder / "facts.json")
     if facts is not None:
         return saved["images"].to(device), saved["labels"].to(device), {**facts, "distill_cached": True}
-    target, facts = make_target(dataset, params, device)
+    target, facts = make_target(dataset, dataclasses.replace(params, force=False) if shared_fresh else params, device)
     _check_storable(facts, params)
     checkpoint = folder / "checkpoint.pt"
     result = distill(dataset, params, target, device, checkpoint)
@@ -298,10 +302,12 @@ def _compute(params: Params) -> dict[str, Any]:
     dataset = build_dataset(params)
     built = time.perf_counter()
     runs, made_seconds, facts, size = [], 0.0, {}, 0
-    for index in training_set_indices(params):
+    indices = training_set_indices(params)
+    for index in indices:
         one = dataclasses.replace(params, distill_run=index)
         begin = time.perf_counter()
-        images, labels, made = training_set(dataset, one, device)
+        # under force the first set recomputes the KDE pieces all sets share; the others read them
+        images, labels, made = training_set(dataset, one, device, shared_fresh=index != indices[0])
         made_seconds += time.perf_counter() - begin
         facts, size = facts or made, int(labels.shape[0])  # the first training set's facts (its loss curve)
         # the first set's models draw as before repeats existed; the others from their own streams
