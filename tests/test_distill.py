@@ -67,7 +67,8 @@ def test_groups_with_a_single_group_equals_vanilla(method):
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])  # DM runs channels-last
 def test_dm_loss_is_bit_identical_whether_real_images_pass_16_at_a_time_or_whole(layout):
     """docs/reproducibility.md: instance norm is per sample, so the CPU's chunks change no embedding bit (held
-    with AVX-512, AVX2 and pre-AVX kernels, 1 and 2 threads); an accelerator takes the batch whole."""
+    with AVX-512, AVX2 and pre-AVX kernels, 1 and 2 threads, and with AVX-512 at 3, 8 and 16); an accelerator
+    takes the batch whole."""
     net = init_parameters(ConvNet(3, 10, 28, width=16), torch.Generator().manual_seed(0)).to(memory_format=layout)
     gen = torch.Generator().manual_seed(1)
     real, syn = (torch.randn(n, 3, 28, 28, generator=gen).contiguous(memory_format=layout) for n in (10 * 40, 10 * 2))
