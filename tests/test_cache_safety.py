@@ -165,17 +165,25 @@ def test_writing_where_a_file_or_a_folder_is_in_the_way_is_a_one_line_error(tmp_
         run(blocked)
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="a file size limit (RLIMIT_FSIZE) is POSIX")
 def test_a_disk_that_fills_up_while_writing_is_a_one_line_error_and_leaves_no_file(tmp_path):
-    import errno
+    """A tensor write that met a full disk ended in torch's RuntimeError traceback (its own C++ file writer)."""
+    import resource
+    import signal
 
-    def full_disk(target):
-        Path(target).write_bytes(b"half")
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    with pytest.raises(PaperlibError, match=r"cannot write .*x\.pt \(No space left on device\); point the cache"):
-        with atomic_write(tmp_path / "x.pt") as tmp:
-            full_disk(tmp)
-    assert list(tmp_path.iterdir()) == []
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    ignored = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), not the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, limit[1]))  # files of 64 KiB at most: a full disk
+    try:
+        with pytest.raises(PaperlibError, match=r"^cannot write .*x\.pt \(File too large\); free some space"):
+            save_tensors(tmp_path / "x.pt", {"images": torch.zeros(1 << 16)})  # 256 KiB
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, ignored)
+    assert list(tmp_path.iterdir()) == []  # neither the entry nor its temporary file
+    with pytest.raises(FileNotFoundError):  # another failure inside the write is its own error, not a full disk
+        with atomic_write(tmp_path / "copy.json") as tmp:
+            tmp.write_bytes((tmp_path / "absent.json").read_bytes())
 
 
 def test_a_folder_in_place_of_a_cache_entry_stops_before_anything_is_computed(tmp_path):

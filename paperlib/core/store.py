@@ -8,6 +8,7 @@ complete, so an interrupted or failed run never leaves a half-written result.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -32,8 +33,8 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 
 @contextlib.contextmanager
 def _writable(path: Path) -> Iterator[None]:
-    """Turn a failure to create or write ``path`` or its folders (a folder on the way that is a file, no
-    permission, a read-only or full disk) into a one-line error."""
+    """Turn a failure to create ``path`` or its folders (a folder on the way that is a file, no permission, a
+    read-only disk) into a one-line error."""
     try:
         yield
     except OSError as err:
@@ -41,6 +42,10 @@ def _writable(path: Path) -> Iterator[None]:
         reason = f"{blocking} is a file, not a folder" if blocking else err.strerror or str(err)
         raise PaperlibError(f"cannot write {path} ({reason}); point the cache (PAPERLIB_CACHE or cache_dir) or the "
                             f"output path at a writable folder") from None
+
+
+# What a write can meet half-way through on a disk that was writable when it began
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 
 @contextlib.contextmanager
@@ -57,14 +62,19 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        with _writable(path):  # a full disk or a quota met while writing: one line too
+        try:
             yield tmp
             with open(tmp, "rb+") as written:
                 os.fsync(written.fileno())
-            try:
-                os.replace(tmp, path)
-            except IsADirectoryError:
-                raise PaperlibError(f"cannot write {path}: it is a folder; name a file") from None
+        except OSError as err:
+            if err.errno not in _NO_ROOM:  # another failure (a file read while writing, say) speaks for itself
+                raise
+            raise PaperlibError(f"cannot write {path} ({err.strerror}); free some space, or point the cache "
+                                f"(PAPERLIB_CACHE or cache_dir) or the output path at another disk") from None
+        try:
+            os.replace(tmp, path)
+        except IsADirectoryError:
+            raise PaperlibError(f"cannot write {path}: it is a folder; name a file") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -98,8 +108,13 @@ def refuse_folder(path: Path) -> None:
 
 def save_tensors(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     """``torch.save`` a dict of tensors and plain values, atomically."""
-    with atomic_write(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_write(path) as tmp, open(tmp, "wb") as file:
+        try:  # through a Python file, whose OSError says why a write failed (torch's own writer does not)
+            torch.save(payload, file)
+        except RuntimeError as err:  # torch's clean-up after that OSError fails too, and replaces it
+            if isinstance(err.__context__, OSError):
+                raise err.__context__ from None
+            raise
 
 
 def load_tensors(path: str | os.PathLike, rebuild: bool = False, keys: tuple[str, ...] = ()) -> dict[str, Any] | None:
