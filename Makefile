@@ -64,6 +64,8 @@ unit-test: setup
 	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest
 
 gpu-test: setup
+	@$(BIN)/python -c 'import os, sys, torch; sys.exit(0 if torch.cuda.is_available() or os.environ.get("PAPERLIB_TEST_DEVICE") \
+	    else "error: make gpu-test needs CUDA and torch sees none; PAPERLIB_TEST_DEVICE=cpu runs it CPU against CPU")'
 	$(BIN)/python -m pytest -m gpu
 
 # Every notebook runs from scratch under papermill with the smoke profile (hermetic digits data, an empty

@@ -446,16 +446,19 @@ def test_a_cache_entry_missing_a_key_says_which():
 def test_force_trains_a_runs_kde_encoder_once_for_all_its_training_sets(tmp_path, monkeypatch):
     """Under force, each of num_distill training sets retrained the same SupCon encoder (the paper profile: 5)."""
     import paperlib.distill.kde as kde
-    from paperlib.experiments.runner import run
+    import paperlib.experiments.runner as runner
 
-    trained = []
-    train = kde.train_supcon
+    trained, weighed, distilled = [], [], []
+    train, weigh, distil = kde.train_supcon, kde.compute_kde_weights, runner.distill
     monkeypatch.setattr(kde, "train_supcon", lambda *args: trained.append(1) or train(*args))
+    monkeypatch.setattr(kde, "compute_kde_weights", lambda *args: weighed.append(1) or weigh(*args))
+    monkeypatch.setattr(runner, "distill", lambda *args: distilled.append(1) or distil(*args))
     params = make_params(dataset="cmnist", source="digits", conflict_ratio=0.1, method="dm", target="weighted",
                          weights="kde", supcon_epochs=0.05, net_width=8, batch_real=32, ipc=1, iterations=2,
                          num_distill=2, num_eval=1, eval_epochs=1, device="cpu", progress=False,
                          cache_dir=str(tmp_path))
-    first = run(params)
-    assert len(trained) == 1 and first["num_distill"] == 2
-    forced = run(params, force=True)
-    assert len(trained) == 2 and not forced["cached"]  # recomputed once, read by the second training set
+    first = runner.run(params)
+    assert (len(trained), len(weighed), len(distilled)) == (1, 1, 2) and first["num_distill"] == 2
+    forced = runner.run(params, force=True)
+    # the encoder and the weights recomputed once, read by the second training set; both sets distilled again
+    assert (len(trained), len(weighed), len(distilled)) == (2, 2, 4) and not forced["cached"]

@@ -324,7 +324,7 @@ def kde_weights(dataset: BiasedDataset, params: Params, device: torch.device) ->
         saved = None if params.force else load_tensors(path, keys=("weights", "log_density", "bandwidth", "seconds"))
         if saved is not None:
             _check_stored(path, saved["weights"], len(dataset.train), "weights", dims=1)
-            _check_companions(path, saved, len(dataset.train), dataset.num_classes)
+            _check_rest_of_entry(path, saved, len(dataset.train), dataset.num_classes)
             return KdeWeights(saved["weights"], saved["log_density"], saved["bandwidth"], dict(saved["seconds"]))
         result = compute_kde_weights(dataset, params, device)
         save_tensors(path, {"weights": result.weights, "log_density": result.log_density,
@@ -352,7 +352,7 @@ def _is_seconds(value: Any) -> bool:
     return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
-def _check_companions(path: Path, saved: dict[str, Any], n: int, num_classes: int) -> None:
+def _check_rest_of_entry(path: Path, saved: dict[str, Any], n: int, num_classes: int) -> None:
     """The rest of a cached KDE entry beside its weights: a log density per training image, a bandwidth per
     class and a mapping of one-off costs, or a one-line error naming the file."""
     log_density, bandwidth, seconds = saved["log_density"], saved["bandwidth"], saved["seconds"]

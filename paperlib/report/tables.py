@@ -158,12 +158,12 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 # The settings of a plain run: the default target (the reference's plain average) and evaluation trainer
-_DEFAULT = {name: Params.__dataclass_fields__[name].default for name in ("target", "eval_trainer")}
+_PLAIN_RUN = {name: Params.__dataclass_fields__[name].default for name in ("target", "eval_trainer")}
 
 
 def _plain(table: pd.DataFrame) -> pd.Series:
     """Which rows of ``table`` distil with the default target and evaluate with the default trainer."""
-    return (table["target"] == _DEFAULT["target"]) & (table["eval_trainer"] == _DEFAULT["eval_trainer"])
+    return (table["target"] == _PLAIN_RUN["target"]) & (table["eval_trainer"] == _PLAIN_RUN["eval_trainer"])
 
 
 def overhead_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -186,7 +186,7 @@ def overhead_table(table: pd.DataFrame) -> pd.DataFrame:
         base = {tuple(row[same]): row[time] for _, row in vanilla.iterrows()}
         done[ratio] = [row[time] / base[tuple(row[same])] if tuple(row[same]) in base else math.nan
                        for _, row in done.iterrows()]
-    keep = done[done["eval_trainer"] == _DEFAULT["eval_trainer"]]  # LfF reuses the vanilla distilled set
+    keep = done[done["eval_trainer"] == _PLAIN_RUN["eval_trainer"]]  # LfF reuses the vanilla distilled set
     return keep[columns].reset_index(drop=True)
 
 
@@ -494,6 +494,9 @@ def ratio_sweep(sweeps: list[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataF
                             "most conflicting per class": int(counts.max()),
                             "test aligned %": round(100 * float(dataset.test.aligned.float().mean()), 2)})
     if absent:
-        _say_absent(absent)
+        _say_absent(list(dict.fromkeys(absent)))  # a dataset swept twice is named once
+    # the columns stated, for a sweep with nothing built (notebook 01 plots and shows them all the same)
     return (pd.DataFrame(per_class, columns=["dataset", "ratio", "value", "class", "conflicting"]),
-            pd.DataFrame(summary))
+            pd.DataFrame(summary, columns=["dataset", "ratio", "value", "train images", "conflicting %",
+                                           "fewest conflicting per class", "most conflicting per class",
+                                           "test aligned %"]))
