@@ -5,6 +5,7 @@ from paperlib.data import PRESETS, build_dataset
 from paperlib.data.bias import (DISTINCT_COLOURS, LFF_COLOURS, assign_attributes, composite_on_background,
                                textured_backgrounds)
 from paperlib.core.errors import PaperlibError
+from paperlib.core.params import make_params
 from paperlib.data.container import Split, assemble, channel_stats, sample_per_class
 from paperlib.data.presets import ColourPreset
 
@@ -125,12 +126,18 @@ def test_cache_is_written_once_atomically_and_reused(tmp_path):
     assert files[0].stat().st_size < 0.75 * raw  # images stored compressed (digits: 58% of their raw bytes)
 
 
-def test_a_dataset_is_built_under_its_lock_and_a_job_that_waited_loads_it(tmp_path, monkeypatch):
-    """Parallel jobs starting on one dataset used to build it each (CelebA: minutes and GBs apiece)."""
+@pytest.mark.parametrize("entry", ["absent", "damaged"])
+def test_a_dataset_is_built_under_its_lock_and_a_job_that_waited_loads_it(entry, tmp_path, monkeypatch):
+    """Parallel jobs starting on one dataset used to build it each (CelebA: minutes and GBs apiece); so did jobs
+    that all found the same damaged entry."""
     import contextlib
 
     import paperlib.data.presets as presets
 
+    if entry == "damaged":
+        stale = presets._cache_path(make_params(dataset="cmnist", source="digits", cache_dir=str(tmp_path)))
+        stale.parent.mkdir(parents=True)
+        stale.write_bytes(b"cut short")
     written, locked = [], []
     save = presets.save_tensors
     monkeypatch.setattr(presets, "save_tensors", lambda path, payload: written.append(path) or save(path, payload))

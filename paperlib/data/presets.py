@@ -62,7 +62,7 @@ from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params, cache_key, derive_seed, key_values, with_overrides
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import generator
-from paperlib.core.store import cache_root, entry_lock, load_tensors, report_rebuild, save_tensors
+from paperlib.core.store import cache_root, entry_lock, load_tensors, refuse_folder, report_rebuild, save_tensors
 from paperlib.data import bias, corruptions
 from paperlib.data.container import BiasedDataset, DatasetInfo, Split, assemble, channel_stats
 from paperlib.data.faces import FACE_DATASETS, build_face_dataset, face_files_present
@@ -336,17 +336,29 @@ def build_dataset(params: Params | None = None, **overrides: Any) -> BiasedDatas
     """
     params = with_overrides(params, overrides)
     path = _cache_path(params)
-    found = path.is_file()
-    dataset = _load_stored(path) if found else None  # the usual case: stored, read without a lock
+    refuse_folder(path)
+    seen = _file_version(path)
+    dataset = _load_stored(path) if seen else None  # the usual case: stored, read without a lock
     if dataset is None:
         # parallel jobs starting on one dataset build it once (CelebA: minutes of decoding); the others wait, then
-        # load it (a damaged entry, reported above, is rebuilt)
+        # load what the first wrote (an entry found damaged above, and still the same file, is rebuilt)
         with entry_lock(params.cache_dir, path.stem):
-            dataset = None if found else _load_stored(path)
+            if _file_version(path) != seen:
+                dataset = _load_stored(path)
             if dataset is None:
                 dataset = PRESETS[params.dataset].build(params)
                 save_tensors(path, _to_payload(dataset))
     return dataset
+
+
+def _file_version(path: Path) -> tuple[int, int] | None:
+    """Which file ``path`` is now (inode, modification time), ``None`` when there is none: an atomic write
+    replaces the file, so another job's write shows as a change."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_ino, stat.st_mtime_ns) if path.is_file() else None
 
 
 def _load_stored(path: Path) -> BiasedDataset | None:
