@@ -32,7 +32,7 @@ from paperlib.core.errors import ArgumentParser, PaperlibError
 from paperlib.core.paths import absent
 from paperlib.core.store import atomic_write
 from paperlib.core.params import Params, check_param_name, field_meanings, make_params
-from paperlib.core.yamlio import load_yaml, parse_set
+from paperlib.core.yamlio import load_yaml, parse_set, split_set
 from paperlib.core.runtime import resolve_device
 from paperlib.data.presets import build_dataset
 from paperlib.distill.kde import kde_weights, weight_diagnostics
@@ -144,14 +144,9 @@ def _params(args: argparse.Namespace, fixed: dict[str, Any] | None = None, **def
     params = make_params({**defaults, **given, **(fixed or {})})
     # a --set must change what the command computes (one that repeats the command's own choice was checked
     # above); a parameter file may serve commands that read other settings
-    typed = {name: raw for name, raw in _as_typed(args.assignments).items() if name not in (fixed or {})}
+    typed = {name: raw for name, raw in split_set(args.assignments).items() if name not in (fixed or {})}
     refuse_unread(typed, [params], SET_WRITTEN, COMMAND_SCOPES[args.command])
     return params
-
-
-def _as_typed(assignments: list[str]) -> dict[str, str]:
-    """Each ``--set``'s value as typed (``false``, ``1e-3``), to name it in an error as the user wrote it."""
-    return {key.strip(): raw for key, _, raw in (item.partition("=") for item in assignments)}
 
 
 def _describe(args: argparse.Namespace) -> dict:
@@ -188,7 +183,7 @@ def _suite(args: argparse.Namespace) -> dict:
     if args.table_only:
         refuse_unused_flags("--table-only runs nothing", given_executor_flags(args))
     specs = suite_from_file(args.suite_file, args.profile, parse_set(args.assignments), args.only)
-    refuse_unread(_as_typed(args.assignments), [spec.params for spec in specs], SET_WRITTEN, COMMAND_SCOPES["suite"])
+    refuse_unread(split_set(args.assignments), [spec.params for spec in specs], SET_WRITTEN, COMMAND_SCOPES["suite"])
     settings = settings_from_args(args, args.profile)
     submitted = 0
     if args.attach:

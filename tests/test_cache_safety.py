@@ -58,7 +58,8 @@ def test_an_unreadable_json_record_is_an_error_not_a_silent_recompute(tmp_path):
     params = _stored_run(tmp_path)
     record = record_dir(params) / "record.json"
     _truncate(record)
-    with pytest.raises(PaperlibError, match=f"cache entry {record} cannot be read .*force=true"):
+    record_re = re.escape(str(record))  # a temporary path may hold regex characters
+    with pytest.raises(PaperlibError, match=f"cache entry {record_re} cannot be read .*force=true"):
         run(params)
     forced = run(params, force=True)
     assert forced["cached"] is False  # force recomputes and rewrites the entry
@@ -72,7 +73,9 @@ def test_a_record_without_its_fields_is_an_error_naming_them(tmp_path):
     params = _stored_run(tmp_path)
     record = record_dir(params) / "record.json"
     record.write_text(json.dumps({"params": {}, "runs": []}))
-    with pytest.raises(PaperlibError, match=f"cache entry {record} cannot be read \\(no metrics, no timings, no num"):
+    record_re = re.escape(str(record))  # a temporary path may hold regex characters
+    with pytest.raises(PaperlibError, match=f"cache entry {record_re} cannot be read "
+                                            "\\(no metrics, no timings, no num"):
         load_record(params)
     whole = json.loads(json.dumps(run(params, force=True)))
     del whole["timings"]["evaluate"], whole["metrics"]["deo_m_std"]
@@ -92,7 +95,9 @@ def test_a_record_with_a_field_of_the_wrong_type_is_an_error_naming_it(tmp_path)
     broken = {**whole, "timings": {**whole["timings"], "total": None}, "num_eval": True, "key": 3,
               "metrics": {**whole["metrics"], "acc": "91.5"}}
     record.write_text(json.dumps(broken))
-    with pytest.raises(PaperlibError, match=rf"cache entry {record} cannot be read \(num_eval is true/false, not a "
+    record_re = re.escape(str(record))  # a temporary path may hold regex characters
+    with pytest.raises(PaperlibError, match=rf"cache entry {record_re} cannot be read \(num_eval is true/false, "
+                                            r"not a "
                                             r"whole number, key is a whole number, not text, timings.total is null, "
                                             r"not a number, metrics.acc is text, not a number\)"):
         load_record(params)  # else the CLI's table stopped on a TypeError
@@ -112,7 +117,8 @@ def test_an_unreadable_distilled_set_is_an_error_naming_it(tmp_path):
     synthetic = distilled_dir(params) / "synthetic.pt"
     _truncate(synthetic)
     reason = r"not a torch file this version reads: cut short, damaged or incompatible \(\w+\)"
-    with pytest.raises(PaperlibError, match=f"^cache entry {synthetic} cannot be read \\({reason}\\); nothing was "
+    synthetic_re = re.escape(str(synthetic))  # a temporary path may hold regex characters
+    with pytest.raises(PaperlibError, match=f"^cache entry {synthetic_re} cannot be read \\({reason}\\); nothing was "
                                             "recomputed"):
         run(params, eval_epochs=2)  # a new evaluation of the same distilled set must read it
     synthetic.write_text("garbage")  # torch's own message here is a paragraph about weights_only
@@ -127,7 +133,8 @@ def test_a_distilled_set_that_loads_without_its_tensors_is_an_error_naming_it(tm
     params = _stored_run(tmp_path)
     synthetic = distilled_dir(params) / "synthetic.pt"
     torch.save(payload, synthetic)
-    with pytest.raises(PaperlibError, match=f"cache entry {synthetic} cannot be read \\({reason}\\); nothing"):
+    synthetic_re = re.escape(str(synthetic))  # a temporary path may hold regex characters
+    with pytest.raises(PaperlibError, match=f"cache entry {synthetic_re} cannot be read \\({reason}\\); nothing"):
         run(params, eval_epochs=2)
 
 
@@ -144,7 +151,8 @@ def test_a_distilled_set_of_the_wrong_shape_is_an_error_naming_it(tmp_path, chan
     params = _stored_run(tmp_path)
     synthetic = distilled_dir(params) / "synthetic.pt"
     torch.save(change(torch.load(synthetic)), synthetic)
-    with pytest.raises(PaperlibError, match=f"cache entry {synthetic} cannot be read \\({reason}.*\\); nothing"):
+    synthetic_re = re.escape(str(synthetic))  # a temporary path may hold regex characters
+    with pytest.raises(PaperlibError, match=f"cache entry {synthetic_re} cannot be read \\({reason}.*\\); nothing"):
         run(params, eval_epochs=2)  # else a torch error about channels deep in the evaluation
 
 
@@ -192,7 +200,8 @@ def test_a_folder_in_place_of_a_cache_entry_stops_before_anything_is_computed(tm
     (entry,) = (tmp_path / "datasets").glob("*.pt")
     entry.unlink()
     entry.mkdir()
-    message = f"^cache entry {re.escape(str(entry))} is a folder, not a file; move it away \\(nothing was computed\\)$"
+    entry_text = re.escape(str(entry))  # a temporary path may hold regex characters
+    message = f"^cache entry {entry_text} is a folder, not a file; move it away \\(nothing was computed\\)$"
     with pytest.raises(PaperlibError, match=message):
         build_dataset(dataset="cmnist", source="digits", cache_dir=str(tmp_path))
     (tmp_path / "record.json").mkdir()
@@ -208,7 +217,8 @@ def test_a_folder_in_place_of_a_run_s_entry_stops_it_before_it_distils(tmp_path,
     folder = record_dir(params) / "record.json" if entry == "record" else distilled_dir(params) / entry
     folder.mkdir(parents=True)
     monkeypatch.setattr("paperlib.experiments.runner.distill", lambda *args: pytest.fail("it distilled"))
-    with pytest.raises(PaperlibError, match=f"^cache entry {re.escape(str(folder))} is a folder, not a file"):
+    folder_text = re.escape(str(folder))  # a temporary path may hold regex characters
+    with pytest.raises(PaperlibError, match=f"^cache entry {folder_text} is a folder, not a file"):
         run(params)
 
 

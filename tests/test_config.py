@@ -3,7 +3,7 @@ import re
 import pytest
 import torch
 
-from paperlib.core.params import derive_seed, make_params, stable_hash, with_overrides
+from paperlib.core.params import default_of, derive_seed, make_params, stable_hash, with_overrides
 from paperlib.core.yamlio import parse_set
 from paperlib.core.errors import PaperlibError
 from paperlib.core.runtime import resolve_device
@@ -19,6 +19,12 @@ def test_defaults_are_the_papers_protocol():
 def test_unknown_parameter_suggests_the_close_name():
     with pytest.raises(PaperlibError, match="did you mean 'conflict_ratio'"):
         make_params(conflict_ration=0.1)
+
+
+def test_default_of_reads_the_declaration_and_names_a_close_parameter():
+    assert (default_of("target"), default_of("eval_trainer"), default_of("ipc")) == ("vanilla", "plain", 10)
+    with pytest.raises(PaperlibError, match="did you mean 'conflict_ratio'"):
+        default_of("conflict_ration")
 
 
 def test_unknown_dataset_lists_presets():

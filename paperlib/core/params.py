@@ -209,6 +209,15 @@ def field_meanings() -> dict[str, str]:
     return meanings
 
 
+def default_of(name: str) -> Any:
+    """The default value of the parameter ``name`` (a :class:`Params` field)."""
+    try:
+        return Params.__dataclass_fields__[name].default
+    except KeyError:
+        check_param_name(name)  # the one-line error, with the closest name
+        raise
+
+
 def field_tags() -> dict[str, dict[str, Any]]:
     """Each field's tags: ``group``, ``by``, ``names``, ``choices``, ``when`` (see :func:`_p`)."""
     return {f.name: dict(f.metadata) for f in fields(Params)}
@@ -451,7 +460,7 @@ def unread_reason(params: Params, name: str, scope: str = "record") -> str | Non
     if scope not in SCOPES:
         raise PaperlibError(f"unknown cache scope {scope!r}; choose one of: {', '.join(SCOPES)}")
     if tags["group"] not in SCOPES[scope]:
-        default = Params.__dataclass_fields__[name].default
+        default = default_of(name)
         if getattr(params, name) == default:
             return None
         try:
@@ -515,6 +524,7 @@ __all__ = [
     "Params",
     "cache_key",
     "check_param_name",
+    "default_of",
     "derive_seed",
     "field_tags",
     "key_values",

@@ -72,9 +72,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def parse_set(assignments: list[str]) -> dict[str, Any]:
-    """Parse ``KEY=VALUE`` strings; values are YAML scalars (``0.05``, ``1e-3``, ``true``, ``cmnist``)."""
-    result: dict[str, Any] = {}
+def split_set(assignments: list[str]) -> dict[str, str]:
+    """Split ``KEY=VALUE`` strings, each value kept as typed (``false``, ``1e-3``: an error names it so)."""
+    result: dict[str, str] = {}
     for item in assignments:
         key, sep, raw = item.partition("=")
         key = key.strip()
@@ -82,6 +82,14 @@ def parse_set(assignments: list[str]) -> dict[str, Any]:
             raise PaperlibError(f"--set expects KEY=VALUE, got {item!r}")
         if key in result:  # as a key twice in a YAML file: which one was meant is not for us to guess
             raise PaperlibError(f"--set {key} is given twice; keep one")
+        result[key] = raw
+    return result
+
+
+def parse_set(assignments: list[str]) -> dict[str, Any]:
+    """Parse ``KEY=VALUE`` strings; values are YAML scalars (``0.05``, ``1e-3``, ``true``, ``cmnist``)."""
+    result: dict[str, Any] = {}
+    for key, raw in split_set(assignments).items():
         try:
             result[key] = parse_yaml(raw) if raw.strip() else None
         except yaml.YAMLError:
@@ -89,4 +97,4 @@ def parse_set(assignments: list[str]) -> dict[str, Any]:
     return result
 
 
-__all__ = ["load_yaml", "parse_set", "parse_yaml", "yaml_error_text"]
+__all__ = ["load_yaml", "parse_set", "parse_yaml", "split_set", "yaml_error_text"]

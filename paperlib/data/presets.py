@@ -49,8 +49,9 @@ Training splits carry the bias; test splits are balanced over
 from __future__ import annotations
 
 import functools
+import stat
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ import torch
 from torch import Tensor
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import Params, cache_key, derive_seed, key_values, with_overrides
+from paperlib.core.params import Params, cache_key, default_of, derive_seed, key_values, with_overrides
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import generator
 from paperlib.core.store import cache_root, entry_lock, load_tensors, refuse_folder, report_rebuild, save_tensors
@@ -115,7 +116,7 @@ class Preset:
                                 f"protocol {params.protocol!r} applies to {', '.join(accepting) or 'no dataset'}")
         for name in DATASET_KNOBS:
             value = getattr(params, name)
-            if name not in self.uses and value != Params.__dataclass_fields__[name].default:
+            if name not in self.uses and value != default_of(name):
                 hint = ""
                 if name in BIAS_RATIO_NAMES:
                     own = bias_ratio_name(params.dataset)
@@ -319,6 +320,15 @@ def _cache_path(params: Params) -> Path:
     return cache_root(params.cache_dir) / "datasets" / f"{params.dataset}-{cache_key(params, 'dataset')}.pt"
 
 
+def say_absent(names: Iterable[str], consequence: str) -> None:
+    """One printed line: ``consequence`` (``"not built"``, ``"skipped"``) for the datasets ``names``, whose files
+    are not on this machine, and how to get them; a name given twice is said once. No path of this machine is
+    named: the line may end up in a committed notebook."""
+    print(f"{consequence}, their data is not on this machine: {', '.join(dict.fromkeys(names))}. "
+          "`python -m paperlib describe --set dataset=PRESET` downloads what can be downloaded (MNIST, "
+          "Fashion-MNIST, CIFAR-10) and says where to get the rest.")
+
+
 def dataset_present(params: Params | None = None, **overrides: Any) -> bool:
     """Whether :func:`build_dataset` would find the data of ``params`` on this machine: its cache entry, or the
     files it is built from. Nothing is built, read whole or downloaded (``make plan`` lists optional datasets'
@@ -355,10 +365,10 @@ def _file_version(path: Path) -> tuple[int, int] | None:
     """Which file ``path`` is now (inode, modification time), ``None`` when there is none: an atomic write
     replaces the file, so another job's write shows as a change."""
     try:
-        stat = path.stat()
+        found = path.stat()
     except FileNotFoundError:
         return None
-    return (stat.st_ino, stat.st_mtime_ns) if path.is_file() else None
+    return (found.st_ino, found.st_mtime_ns) if stat.S_ISREG(found.st_mode) else None
 
 
 def _load_stored(path: Path) -> BiasedDataset | None:

@@ -24,7 +24,7 @@ from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params, make_params
 from paperlib.core.yamlio import load_yaml
 from paperlib.core.paths import params_dir
-from paperlib.data.presets import build_dataset, dataset_present
+from paperlib.data.presets import build_dataset, dataset_present, say_absent
 from paperlib.experiments.suite import RunSpec, load_suite, mapping, scaled
 
 PROFILES = ("smoke", "quick", "paper")
@@ -189,9 +189,7 @@ def present_only(experiments: list[Mapping[str, Any]], profile: str, build: bool
             continue
         specs += found
     if skipped:
-        print(f"skipped, their data is not on this machine: {', '.join(skipped)}. "
-              "`python -m paperlib describe --set dataset=NAME` downloads what can be downloaded (CIFAR-10) and "
-              "says where to get the rest.")
+        say_absent(skipped, "skipped")
     return specs
 
 

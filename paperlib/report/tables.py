@@ -14,9 +14,9 @@ from typing import Any
 import pandas as pd
 
 from paperlib.core.errors import DataNotFound, PaperlibError
-from paperlib.core.params import Params, relevant_fields
+from paperlib.core.params import default_of, relevant_fields
 from paperlib.core.store import atomic_write
-from paperlib.data.presets import bias_ratio_name, build_dataset
+from paperlib.data.presets import bias_ratio_name, build_dataset, say_absent
 from paperlib.data.sources import resolve_data_root
 from paperlib.distill.kde import summarize_diagnostics
 from paperlib.distill.methods import METHODS, distilling_methods
@@ -158,7 +158,7 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 # The settings of a plain run: the default target (the reference's plain average) and evaluation trainer
-_PLAIN_RUN = {name: Params.__dataclass_fields__[name].default for name in ("target", "eval_trainer")}
+_PLAIN_RUN = {name: default_of(name) for name in ("target", "eval_trainer")}
 
 
 def _plain(table: pd.DataFrame) -> pd.Series:
@@ -414,13 +414,6 @@ def theorem_summary(gradients: pd.DataFrame) -> pd.DataFrame:
     return summary.rename(columns=names).rename_axis("groups in the batch").round(3)
 
 
-def _say_absent(names: list[str]) -> None:
-    """One printed line naming the datasets not built for want of their files, and where to learn which files
-    (no path of this machine: the line may end up in a committed notebook)."""
-    print(f"not built, their data is not on this machine: {', '.join(names)}. "
-          "`python -m paperlib describe --set dataset=PRESET` says which files each needs and where to get them.")
-
-
 def build_datasets(settings: Mapping[str, Mapping[str, Any]]) -> tuple[dict, pd.DataFrame]:
     """Build each named dataset; return those built and an overview table.
 
@@ -452,7 +445,7 @@ def build_datasets(settings: Mapping[str, Mapping[str, Any]]) -> tuple[dict, pd.
                      "train aligned %": round(100 * summary["train"]["aligned_fraction"], 2),
                      "test aligned %": round(100 * summary["test"]["aligned_fraction"], 2), "status": "built"})
     if absent:
-        _say_absent(absent)
+        say_absent(absent, "not built")
     overview = pd.DataFrame(rows)
     # a dataset not built has no count or share: shown as missing; the counts of the others as integers
     for column in ("train", "test", "groups"):
@@ -494,7 +487,7 @@ def ratio_sweep(sweeps: list[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataF
                             "most conflicting per class": int(counts.max()),
                             "test aligned %": round(100 * float(dataset.test.aligned.float().mean()), 2)})
     if absent:
-        _say_absent(list(dict.fromkeys(absent)))  # a dataset swept twice is named once
+        say_absent(absent, "not built")
     # the columns stated, for a sweep with nothing built (notebook 01 plots and shows them all the same)
     return (pd.DataFrame(per_class, columns=["dataset", "ratio", "value", "class", "conflicting"]),
             pd.DataFrame(summary, columns=["dataset", "ratio", "value", "train images", "conflicting %",
