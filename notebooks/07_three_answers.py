@@ -156,13 +156,8 @@ nb.metrics_view(hidden, keys=("acc", "deo_m", "deo_a", "worst_group_acc"),
 
 # %% [markdown]
 # ## What this run checks
-# Each claim of this notebook is a comparison with a margin (the experiment file's `claims`): the verdict says
-# whether it holds and what it measured, to compare with the margin in the `test` column. A profile with
-# reference numbers (`params/<profile>/references.yaml`; only the smoke profile has them) adds one row per run:
-# its trained numbers against the reference, within the stated tolerance. A trained number differs slightly
-# from one machine to another, so the notebook checks (`make test`) hide the measured values when they compare
-# this table with the committed one: a difference there means a claim stopped holding or a number moved beyond
-# its tolerance.
+# This notebook's claims (the experiment file's `claims`), each a comparison with a margin, and, in the smoke
+# profile, its runs against their reference numbers. Notebook 02's last section says how to read the table.
 
 # %%
 # NBVAL_CHECK_OUTPUT

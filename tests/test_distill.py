@@ -2,6 +2,7 @@
 
 import dataclasses
 import itertools
+import platform
 
 import pytest
 import torch
@@ -67,16 +68,22 @@ def test_groups_with_a_single_group_equals_vanilla(method):
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])  # DM runs channels-last
 def test_dm_loss_is_bit_identical_whether_real_images_pass_16_at_a_time_or_whole(layout):
     """docs/reproducibility.md: instance norm is per sample, so the CPU's chunks change no embedding bit (held
-    with AVX-512, AVX2 and pre-AVX kernels, 1 and 2 threads, and with AVX-512 at 3, 8 and 16); an accelerator
-    takes the batch whole."""
+    with x86-64's AVX-512, AVX2 and pre-AVX kernels, 1 and 2 threads, and with AVX-512 at 3, 8 and 16); an
+    accelerator takes the batch whole. Other CPUs' kernels (ARM) may sum in another order for another batch
+    size, and were never measured: there the two agree within float32 rounding."""
     net = init_parameters(ConvNet(3, 10, 28, width=16), torch.Generator().manual_seed(0)).to(memory_format=layout)
     gen = torch.Generator().manual_seed(1)
     real, syn = (torch.randn(n, 3, 28, 28, generator=gen).contiguous(memory_format=layout) for n in (10 * 40, 10 * 2))
     aggregation = torch.full((10, 1, 40), 1 / 40)
-    assert torch.equal(dm_loss(net, real, aggregation, syn, 2, chunk=16),
-                       dm_loss(net, real, aggregation, syn, 2, chunk=real.shape[0]))  # None is 16 on the CPU
+    same = torch.equal if platform.machine().lower() in ("x86_64", "amd64") else _within_rounding
+    assert same(dm_loss(net, real, aggregation, syn, 2, chunk=16),
+                dm_loss(net, real, aggregation, syn, 2, chunk=real.shape[0]))  # None is 16 on the CPU
     with torch.no_grad():
-        assert torch.equal(torch.cat([net.embed(x) for x in real.split(16)]), net.embed(real))
+        assert same(torch.cat([net.embed(x) for x in real.split(16)]), net.embed(real))
+
+
+def _within_rounding(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return torch.allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("method", ["dm", "dc"])
