@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from paperlib.core.errors import PaperlibError
 from paperlib.core.params import make_params
@@ -61,6 +62,8 @@ def _trained(mode: str) -> list[torch.Tensor]:
 @pytest.mark.skipif(not compile_wanted("auto", CPU, COMPILE_MIN_STEPS), reason="no C++ compiler for inductor")
 def test_compiled_training_matches_eager_and_repeats_bit_for_bit():
     eager = _trained("never")
+    torch._dynamo.reset()  # compiled from scratch, whatever another test compiled: its graphs are counted
+    counters.clear()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         compiled = _trained("always")
@@ -69,9 +72,10 @@ def test_compiled_training_matches_eager_and_repeats_bit_for_bit():
         # a compiler that cannot build inductor's code (e.g. clang without OpenMP): the eager fallback ran
         pytest.skip(f"compiled code could not be built here, nothing to compare: {failed[0]}")
     assert not failed, failed[0]  # any other failure to compile is a finding
+    graphs = counters["stats"]["unique_graphs"]
     again = _trained("always")
     assert all(torch.equal(a, b) for a, b in zip(compiled, again))
-    assert any(not torch.equal(a, b) for a, b in zip(eager, compiled))  # it did run other code
+    assert graphs > 0  # it ran compiled code (that it rounds differently is the CPU's and inductor's business)
     for a, b in zip(eager, compiled):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
 
