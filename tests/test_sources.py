@@ -23,7 +23,7 @@ import torch
 
 from paperlib.data import downloads, sources
 from paperlib.data.sources import SOURCES, RawSplit, load_source, resolve_data_root
-from paperlib.core.errors import PaperlibError
+from paperlib.core.errors import DataNotFound, PaperlibError
 
 # The real files, where this machine has them: $PAPERLIB_DATA as the shell set it (conftest clears it for each
 # test, not for collection), else the team's shared folder beside the checkout; the tests on them skip without.
@@ -393,7 +393,22 @@ def test_torchvision_download_path(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert calls and calls[0][1:] == (True, True)
     assert torch.equal(split.images[:, 0], torch.from_numpy(images))
     raw = tmp_path / "MNIST" / "raw"
-    assert all_files(tmp_path) == [raw / "train-images-idx3-ubyte", raw / "train-labels-idx1-ubyte"]
+    # torchvision fetched the test split too: kept, it is not fetched a second time
+    assert all_files(tmp_path) == sorted(raw / f"{prefix}-{kind}-idx{dims}-ubyte" for prefix in ("train", "t10k")
+                                         for kind, dims in (("images", 3), ("labels", 1)))
+    assert torch.equal(load_source("mnist", "test", tmp_path).labels, split.labels) and len(calls) == 1
+
+
+def test_a_data_root_that_cannot_take_the_files_is_a_one_line_error(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file where the source's folder goes (or a read-only root) raised NotADirectoryError from the download."""
+    (tmp_path / "MNIST").write_text("not a folder")
+    monkeypatch.setattr(downloads, "_import_torchvision", lambda: None)
+    monkeypatch.setattr(downloads, "_fetch", lambda url, dest: pytest.fail("fetched into a folder that is a file"))
+    with pytest.raises(DataNotFound, match=r"^MNIST not found under .* and cannot be downloaded there \(.*MNIST"
+                                           r".*\): expected .*a folder you can write to, or copy the files in by hand"):
+        load_source("mnist", "train", tmp_path)
+    assert (tmp_path / "MNIST").read_text() == "not a folder"
 
 
 def test_torchvision_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -202,6 +202,9 @@ def _obtain(source: Source, root: pathlib.Path, split: str, download: bool) -> N
     except downloads.DownloadError as exc:
         reason = " ".join(str(exc).split())  # keep the message on one line
         raise _not_found(source, root, split, f"and could not be downloaded (no network? {reason})") from None
+    except OSError as exc:  # the data root cannot take the files: read-only, or a file where a folder goes
+        raise _not_found(source, root, split, f"and cannot be downloaded there ({exc.strerror or exc}: "
+                         f"{exc.filename})", "a folder you can write to, or copy the files in by hand") from None
     if source.missing(root, split):
         raise _not_found(source, root, split, "and the download did not produce them")
 
@@ -267,7 +270,8 @@ class IdxSource(Source):
         return [stem for stem in _IDX_STEMS[split] if _find_idx(root / self.relative_dir, stem) is None]
 
     def installable(self, split: str) -> list[str]:
-        return [f"{stem}{suffix}" for stem in _IDX_STEMS[split] for suffix in ("", ".gz")]
+        # torchvision fetches both splits whatever it is asked: both are kept, so the other is not fetched again
+        return [f"{stem}{suffix}" for stems in _IDX_STEMS.values() for stem in stems for suffix in ("", ".gz")]
 
     def fetch(self, root: pathlib.Path, split: str) -> None:
         """Download each missing IDX file of a split as the original, checksummed .gz."""
