@@ -639,6 +639,21 @@ def test_overhead_divides_by_the_vanilla_run_of_the_same_ipc_and_evaluation_mode
     assert shown.loc["kde10", "× vanilla, one-off spread"] == "3.00"
 
 
+def test_kdes_one_off_cost_is_spread_over_the_iterations_of_every_set_of_the_run():
+    """The sets of a run share one KDE (the first computes it, the others read it): with num_distill: 5 (the paper
+    profile) the one-off cost per iteration was shown five times too large."""
+    from paperlib.experiments.suite import RunSpec
+    from paperlib.report.tables import _row
+
+    params = make_params(dataset="cmnist", method="dm", target="weighted", weights="kde", iterations=100,
+                         num_distill=2)
+    record = {"metrics": {key: 50.0 for name in METRIC_KEYS for key in (name, f"{name}_std")},
+              "timings": {"evaluate": 1.0}, "num_eval": 1, "num_distill": 2, "device": "cpu",
+              "seconds_per_iteration": 1.0, "kde_seconds": {"encoder": 90.0, "density": 10.0}}
+    row = _row(RunSpec("e", "dm_kde", params), record)
+    assert (row["kde_one_off_seconds"], row["seconds_per_iteration_amortised"]) == (100.0, 1.5)
+
+
 @pytest.mark.parametrize("stored", ["06_explore.ipynb", "smoke/06_explore.ipynb"])
 def test_the_stored_explorer_inlines_no_image_wider_than_its_limit(stored):
     import base64

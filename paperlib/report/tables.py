@@ -57,7 +57,8 @@ def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
     kde = record.get("kde_seconds") or {}
     # An encoder cost not known (embeddings cached before it was stored) leaves the one-off cost unknown.
     one_off = sum(kde.values()) if kde and None not in kde.values() else None
-    iterations = p.iterations if METHODS[p.method].distils else 0
+    # the run's iterations: each of its num_distill sets distils p.iterations, and they share one KDE
+    iterations = p.iterations * record.get("num_distill", 1) if METHODS[p.method].distils else 0
     per_iteration = record.get("seconds_per_iteration")
     amortised = per_iteration  # the one-off encoder and density cost spread over the run's iterations
     if per_iteration is not None and kde and iterations:
@@ -171,7 +172,8 @@ def overhead_table(table: pd.DataFrame) -> pd.DataFrame:
 
     ``per_iteration_vs_vanilla`` divides the iteration time by the vanilla run's of the same comparison, method,
     IPC and evaluation model; ``one_off_seconds`` is KDE's encoder and density cost; ``amortised`` adds it
-    spread over the run's iterations, and ``vs_vanilla`` divides ``amortised`` by vanilla's.
+    spread over the run's iterations (of all its ``num_distill`` sets, which share it), and ``vs_vanilla``
+    divides ``amortised`` by vanilla's.
     """
     columns = ["experiment", "run", "seconds_per_iteration", "per_iteration_vs_vanilla", "one_off_seconds",
                "amortised", "vs_vanilla"]
