@@ -313,6 +313,21 @@ def test_the_explorers_estimate_reads_a_record_without_num_distill_or_a_data_tim
     assert model.estimate_seconds(Point("CMNIST", 0.05, 1, "random", "vanilla")) == 2.0
 
 
+def test_the_explorers_estimate_counts_every_training_set_of_the_live_run(monkeypatch):
+    """A live run with num_distill: 5 (the paper profile's default, before the live block set 1) distils and
+    evaluates five sets: the estimate said the time of one."""
+    record = {"params": {"eval_epochs": 10, "ipc": 1, "batch_real": 8}, "num_eval": 1, "num_distill": 1,
+              "seconds_per_iteration": 0.5, "timings": {"evaluate": 10.0, "total": 12.0}}
+    estimates = []
+    for sets in (1, 5):
+        model = ExplorerModel({"seed": 0, "net_width": 8, "batch_real": 8, "num_distill": sets, **SCALE},
+                              SMOKE_EXPLORER)
+        monkeypatch.setattr(model, "stored", lambda point: (record, "profile"))
+        estimates.append(model.estimate_seconds(Point("CMNIST", 0.05, 1, "dm", "vanilla")))
+    # 1 s per evaluation epoch x 2 epochs + 0.5 s per iteration x 2 iterations (the live scale), per set
+    assert estimates == [3.0, 15.0]
+
+
 def test_explorer_widget_offers_a_missing_point_then_shows_it_after_the_live_run(tmp_path):
     # its own cache: "not computed" and "one live run" must not depend on what other tests stored
     app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", "cache_dir": str(tmp_path), **SCALE},

@@ -157,6 +157,9 @@ def test_a_metric_that_does_not_exist_shows_as_missing_in_every_view():
     assert f"<td>bias-conflicting</td><td>{MISSING}</td>" in html
     assert f"<td>DEO_M</td><td>{MISSING}</td><td>{MISSING}</td>" in html and "3.0 ± 0.5" in html
     assert "<td>80.0</td>" in metrics_html({"metrics": metrics, "num_eval": 1}, "profile", {}, None)
+    # one model on each of five training sets (the paper profile): five models, and their spread
+    five = metrics_html({"metrics": metrics, "num_eval": 1, "num_distill": 5}, "profile", {}, None)
+    assert "<td>80.0 ± 2.0</td>" in five and "; 5 evaluation model(s)" in five
 
 
 def test_every_table_rounds_a_value_the_same_way():

@@ -43,15 +43,16 @@ SHOWN_METRICS = {"acc": "accuracy", "acc_aligned": "bias-aligned", "acc_conflict
 def metrics_html(record: dict, scale: str, live: Mapping[str, Any], paper: dict | None) -> str:
     """A small HTML table of the record's metrics, saying where they come from (and the paper's, labelled)."""
     metrics = record["metrics"]
+    models = record["num_eval"] * record.get("num_distill", 1)  # num_eval models on each training set
     header = "<tr><th></th><th>this companion</th>" + ("<th>paper</th>" if paper else "") + "</tr>"
     rows = []
     for key, label in SHOWN_METRICS.items():
-        ours = mean_std(metrics[key], metrics.get(key + "_std") if record["num_eval"] > 1 else None)
+        ours = mean_std(metrics[key], metrics.get(key + "_std") if models > 1 else None)
         theirs = f"<td>{as_published(paper.get(key))}</td>" if paper else ""
         rows.append(f"<tr><td>{label}</td><td>{ours}</td>{theirs}</tr>")
     where = ("stored run at this profile's settings" if scale == "profile" else
              "computed live at a small scale: " + (", ".join(f"{k}={v}" for k, v in live.items()) or "defaults"))
-    note = f"<p><small>{html.escape(where)}; {record['num_eval']} evaluation model(s)"
+    note = f"<p><small>{html.escape(where)}; {models} evaluation model(s)"
     if paper:
         note += f"; paper: {html.escape(paper['source'])} (its own, longer setting)"
     return f"<table>{header}{''.join(rows)}</table>{note}</small></p>"

@@ -17,7 +17,7 @@ from paperlib.core.params import Params, cache_key, make_params, relevant_fields
 from paperlib.core.results_store import find_or_make
 from paperlib.data.presets import BIAS_RATIO_NAMES, bias_ratio_name, build_dataset
 from paperlib.distill.methods import METHODS
-from paperlib.experiments.runner import load_record, run, stored_grid
+from paperlib.experiments.runner import load_record, repeats, run, stored_grid
 from paperlib.experiments.suite import mapping, scaled
 from paperlib.report.plots import sample_grid_png
 from paperlib.report.tables import percent
@@ -196,9 +196,10 @@ class ExplorerModel:
             # RECORD_NESTED); a record without them made one training set, its data time unknown
             epochs = p["eval_epochs"] * record["num_eval"] * record.get("num_distill", 1) * (p["ipc"] or 1)
             per_epoch = t["evaluate"] / max(1, epochs)
-            seconds = t.get("data", 0.0) + per_epoch * live.eval_epochs * live.num_eval * live.ipc
+            sets = repeats(live)  # the live run's training sets, each distilled and evaluated
+            seconds = t.get("data", 0.0) + per_epoch * live.eval_epochs * live.num_eval * sets * live.ipc
             if METHODS[point.method].distils and record.get("seconds_per_iteration"):
-                seconds += record["seconds_per_iteration"] * live.iterations * live.batch_real / p["batch_real"]
+                seconds += record["seconds_per_iteration"] * live.iterations * sets * live.batch_real / p["batch_real"]
             estimates.append(seconds)
         return statistics.median(estimates) if estimates else None
 
