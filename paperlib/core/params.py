@@ -410,7 +410,7 @@ def with_overrides(params: Params | None, overrides: Mapping[str, Any]) -> Param
 def _filled_in(params: Params, name: str) -> bool:
     """Whether ``params.name`` is what resolving its placeholder (the field's empty default) gives: a value
     :func:`resolve_defaults` filled in, or one set by hand to the same."""
-    placeholder = getattr(Params, name)
+    placeholder = default_of(name)
     if placeholder not in (0, "", None) or getattr(params, name) == placeholder:
         return False
     return getattr(resolve_defaults(dataclasses.replace(params, **{name: placeholder})), name) == getattr(params, name)
@@ -505,10 +505,10 @@ def cache_key(params: Params, scope: str = "record") -> str:
     return stable_hash(key_values(params, scope))
 
 
-def stable_hash(data: Mapping[str, Any], length: int = 16) -> str:
-    """Short sha256 of a JSON-serialisable mapping, independent of key order."""
+def stable_hash(data: Mapping[str, Any]) -> str:
+    """The first 16 hex digits (64 bits) of the sha256 of a JSON-serialisable mapping, independent of key order."""
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def derive_seed(seed: int, *tags: Any) -> int:

@@ -70,15 +70,16 @@ class Registry(Generic[T]):
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"unknown {what or self.kind} {name!r}{hint}; choose one of: {', '.join(self.names())}"
 
-    def parse_joined(self, value: str, what: str, separator: str = "_") -> tuple[str, ...]:
-        """The names of ``value``, a ``separator``-joined list of them (``none`` or empty: no name); an unknown
-        one is a one-line error naming ``what`` holds ``value`` (e.g. ``dsa_strategy``)."""
+    def parse_joined(self, value: str, what: str) -> tuple[str, ...]:
+        """The names of ``value``, an ``_``-joined list of them (``none`` or empty: no name), as the reference's
+        ``color_crop_cutout``; an unknown one is a one-line error naming ``what`` holds ``value`` (e.g.
+        ``dsa_strategy``)."""
         if value in ("", "none"):
             return ()
-        parts = tuple(value.split(separator))
+        parts = tuple(value.split("_"))
         for part in parts:
             if part not in self._entries:
-                raise PaperlibError(f"{what} {value!r}: {self.unknown(part)} (joined by {separator!r}), or none")
+                raise PaperlibError(f"{what} {value!r}: {self.unknown(part)} (joined by '_'), or none")
         return parts
 
     def __contains__(self, name: object) -> bool:

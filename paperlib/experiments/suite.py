@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import SCOPES, Params, field_tags, make_params, unread_reason
+from paperlib.core.params import SCOPES, Params, default_of, field_tags, make_params, unread_reason
 from paperlib.core.yamlio import load_yaml
 from paperlib.core.runtime import progress
 from paperlib.distill.methods import METHODS
@@ -74,12 +74,13 @@ def scaled(base: Mapping[str, Any], *layers: Mapping[str, Any]) -> dict[str, Any
     blocks = mapping(base.get("methods"), "methods")
     for name in blocks:
         METHODS[name]  # an unknown method in a profile's methods block is the one-line error
-    block = mapping(_entry_for(blocks, merged.get("method", Params.method)), "methods block")
+    block = mapping(_entry_for(blocks, merged.get("method", default_of("method"))), "methods block")
     by_ipc = mapping(block.pop("by_ipc", None), "by_ipc")
     for ipc in by_ipc:
         if isinstance(ipc, bool) or not isinstance(ipc, int):  # '10' would never match a run's IPC
             raise PaperlibError(f"by_ipc key {ipc!r} is not an IPC; write it as a whole number, e.g. 50:")
-    return {**flat, **block, **mapping(_entry_for(by_ipc, merged.get("ipc", Params.ipc)), "by_ipc entry"), **on_top}
+    by_this_ipc = mapping(_entry_for(by_ipc, merged.get("ipc", default_of("ipc"))), "by_ipc entry")
+    return {**flat, **block, **by_this_ipc, **on_top}
 
 
 def _entry_for(block: Mapping[Any, Any], value: Any) -> Any:

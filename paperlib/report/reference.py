@@ -13,7 +13,7 @@ Paper B's numbers were measured on the official FairDD code's images (``protocol
 
 from __future__ import annotations
 
-from paperlib.core.params import Params, relevant_fields
+from paperlib.core.params import Params, default_of, relevant_fields
 from paperlib.data.presets import PRESETS, bias_ratio_name
 from paperlib.distill.methods import METHODS
 from paperlib.distill.targets import TARGETS
@@ -173,13 +173,13 @@ def variant(params: Params) -> str:
     reports that combination (e.g. ``group_balanced`` weights, COBRA's barycenter, or a setting of
     :data:`PAPERS_SETTINGS` changed)."""
     relevant, distils = relevant_fields(params), METHODS[params.method].distils
-    if any(name in relevant and getattr(params, name) != getattr(Params, name) for name in PAPERS_SETTINGS):
+    if any(name in relevant and getattr(params, name) != default_of(name) for name in PAPERS_SETTINGS):
         return "other"
     init = _init_suffix(params) if distils else ""
     if init is None:
         return "other"  # e.g. DM from noise: DM's rows start from real images
     family = TARGETS[params.target].family(params.weights) if distils else "vanilla"
-    if params.eval_trainer != Params.eval_trainer:  # a debiasing trainer on a vanilla set
+    if params.eval_trainer != default_of("eval_trainer"):  # a debiasing trainer on a vanilla set
         return params.eval_trainer + init if family == "vanilla" else "other"
     return family + init if family is not None else "other"
 
