@@ -249,3 +249,11 @@ def test_channel_stats_refuses_float_images_and_leaves_them_alone():
     with pytest.raises(PaperlibError, match="channel_stats: images must be uint8"):
         channel_stats(images)
     assert bool((images == 0.5).all())  # not divided by 255 in place on the way
+
+
+def test_cell_ids_index_a_classes_by_groups_table_row_major():
+    from paperlib.data.container import cell_counts, cell_ids
+
+    labels, groups = torch.tensor([0, 0, 1, 1, 1, 0]), torch.tensor([2, 2, 0, 1, 1, 0])
+    assert cell_ids(labels, groups, 3).tolist() == [2, 2, 3, 4, 4, 0]
+    assert cell_counts(cell_ids(labels, groups, 3), 2, 3).tolist() == [[1, 0, 2], [1, 2, 0]]

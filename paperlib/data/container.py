@@ -37,8 +37,7 @@ class Split:
 
     def group_counts(self, num_classes: int, num_attributes: int) -> Tensor:
         """Counts per (class, attribute): an int64 ``[num_classes, num_attributes]`` table."""
-        flat = self.labels * num_attributes + self.attributes
-        return torch.bincount(flat, minlength=num_classes * num_attributes).view(num_classes, num_attributes)
+        return cell_counts(cell_ids(self.labels, self.attributes, num_attributes), num_classes, num_attributes)
 
     def tensors(self) -> dict[str, Tensor]:
         """The four tensors by field name (what :class:`Split` is made from again)."""
@@ -193,6 +192,17 @@ def channel_stats(images: Tensor) -> tuple[list[float], list[float]]:
     _require_uint8_images(images, "channel_stats")  # a float tensor would be divided by 255 in place below
     x = images.float().div_(255.0)
     return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+
+
+def cell_ids(labels: Tensor, groups: Tensor, num_groups: int) -> Tensor:
+    """Each sample's (class, group) cell as one id, ``label * num_groups + group``: its row-major index in a
+    ``[num_classes, num_groups]`` table."""
+    return labels * num_groups + groups
+
+
+def cell_counts(cells: Tensor, num_classes: int, num_groups: int) -> Tensor:
+    """The samples of each cell of :func:`cell_ids` ``cells``: an int64 ``[num_classes, num_groups]`` table."""
+    return torch.bincount(cells, minlength=num_classes * num_groups).view(num_classes, num_groups)
 
 
 def rank_within_cells(cells: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:

@@ -66,7 +66,8 @@ import torch
 from torch import Tensor
 
 from paperlib.core.params import Params, derive_seed, key_values
-from paperlib.data.container import BiasedDataset, Split, assemble, rank_within_cells, take_per_cell
+from paperlib.data.container import (BiasedDataset, Split, assemble, cell_counts, cell_ids, rank_within_cells,
+                                     take_per_cell)
 from paperlib.data.protocols import PROTOCOLS
 from paperlib.data.sources import DATA_ENV_VAR, resolve_data_root
 from paperlib.core.errors import DataNotFound, PaperlibError
@@ -248,7 +249,7 @@ def _read_utkface(spec: FaceSpec, root: Path, params: Params) -> tuple[FaceTable
     if not files:
         raise _not_found(spec, root, ["UTKFace/{age}_{gender}_{race}_{datetime}.jpg.chip.jpg images"])
     everything = FaceTable(files, np.array(labels, dtype=np.int64), np.array(groups, dtype=np.int64))
-    cells = torch.from_numpy(everything.labels * len(UTK_RACES) + everything.groups)
+    cells = cell_ids(torch.from_numpy(everything.labels), torch.from_numpy(everything.groups), len(UTK_RACES))
     order, rank = rank_within_cells(cells, generator(derive_seed(params.seed, "dataset", "utkface", "split")))
     sizes = torch.bincount(cells)
     per_cell = PROTOCOLS[params.protocol].test_per_cell  # validated params: the preset filled the protocol in
@@ -370,7 +371,7 @@ def decode_images(files: list[Path], size: int = FACE_SIZE, show_progress: bool 
 def balanced_test_index(table: FaceTable, num_classes: int, num_groups: int, gen: torch.Generator,
                         where: str) -> np.ndarray:
     """Sorted indices of the same number of random samples in every (class, group) cell: the smallest cell's size."""
-    cells = torch.from_numpy(table.labels * num_groups + table.groups)
+    cells = cell_ids(torch.from_numpy(table.labels), torch.from_numpy(table.groups), num_groups)
     sizes = torch.bincount(cells, minlength=num_classes * num_groups)
     if int(sizes.min()) == 0:
         empty = int(torch.argmin(sizes))
@@ -421,7 +422,7 @@ def build_face_dataset(spec: FaceSpec, params: Params) -> BiasedDataset:
     for name, table in (("train", train_table), ("test", test_table)):
         images = decode_images(table.files, FACE_SIZE, params.progress, desc=f"{spec.title} {name}")
         splits.append((images, torch.from_numpy(table.labels), torch.from_numpy(table.groups)))
-    train_counts = torch.bincount(splits[0][1] * a + splits[0][2], minlength=k * a).view(k, a)
+    train_counts = cell_counts(cell_ids(splits[0][1], splits[0][2], a), k, a)
     majority = train_counts.argmax(1)  # ties: the lower group index
     built = []
     for images, labels, groups in splits:

@@ -10,7 +10,8 @@ from torch import Tensor
 
 from paperlib.core.registry import Registry
 
-from paperlib.data.container import BiasedDataset, require_per_class, sample_per_class, take_per_cell
+from paperlib.data.container import (BiasedDataset, cell_counts, cell_ids, require_per_class, sample_per_class,
+                                     take_per_cell)
 
 
 def balanced_quota(cell_sizes: Tensor, per_class: int) -> Tensor:
@@ -46,9 +47,8 @@ def real_per_class(dataset: BiasedDataset, ipc: int, gen: torch.Generator) -> Te
 
 def _balanced(dataset: BiasedDataset, ipc: int, gen: torch.Generator) -> Tensor:
     train, k, a = dataset.train, dataset.num_classes, dataset.info.num_attributes
-    cells = train.labels * a + train.attributes
-    sizes = torch.bincount(cells, minlength=k * a).view(k, a)
-    return take_per_cell(cells, balanced_quota(sizes, ipc).flatten(), gen)
+    cells = cell_ids(train.labels, train.attributes, a)
+    return take_per_cell(cells, balanced_quota(cell_counts(cells, k, a), ipc).flatten(), gen)
 
 
 def _noise(dataset: BiasedDataset, ipc: int, gen: torch.Generator) -> Tensor:

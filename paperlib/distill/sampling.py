@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from paperlib.core.registry import Registry
-from paperlib.data.container import require_per_class, take_per_cell
+from paperlib.data.container import cell_counts, cell_ids, require_per_class, take_per_cell
 from paperlib.core.errors import PaperlibError
 
 
@@ -91,8 +91,8 @@ class RealSampler:
         self.num_classes = num_classes
         check_batch_fits(labels, num_classes, batch)
         self.batch = batch
-        self.cells = labels * num_groups + groups
-        cell_sizes = torch.bincount(self.cells, minlength=num_classes * num_groups).view(num_classes, num_groups)
+        self.cells = cell_ids(labels, groups, num_groups)
+        cell_sizes = cell_counts(self.cells, num_classes, num_groups)
         if not self.stratified:
             self.quota = torch.full((num_classes,), self.batch, dtype=torch.long)
             self.weights = torch.full((num_classes, self.batch), 1.0 / self.batch)

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from paperlib.core.params import Params
 from paperlib.core.registry import Registry
-from paperlib.data.container import BiasedDataset
+from paperlib.data.container import BiasedDataset, cell_counts, cell_ids
 from paperlib.distill.kde import kde_weights, weight_diagnostics
 
 Facts = dict[str, Any]
@@ -42,8 +42,8 @@ def _uniform(dataset: BiasedDataset, params: Params, device: torch.device) -> tu
 
 def _group_balanced(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, Facts]:
     train, a = dataset.train, dataset.info.num_attributes
-    cells = train.labels * a + train.attributes
-    return 1.0 / torch.bincount(cells, minlength=dataset.num_classes * a).float()[cells], {}
+    cells = cell_ids(train.labels, train.attributes, a)
+    return 1.0 / cell_counts(cells, dataset.num_classes, a).flatten().float()[cells], {}
 
 
 def _kde(dataset: BiasedDataset, params: Params, device: torch.device) -> tuple[Tensor, Facts]:

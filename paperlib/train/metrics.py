@@ -16,6 +16,7 @@ from torch import Tensor
 
 from paperlib.core.errors import PaperlibError
 from paperlib.core.runtime import index_range_problem
+from paperlib.data.container import cell_ids
 
 # Every metric a record holds (how tables and figures name them: paperlib.report.metric_names).
 METRIC_KEYS = ("acc", "acc_aligned", "acc_conflicting", "worst_group_acc", "deo_m", "deo_a")
@@ -25,7 +26,7 @@ def _group_accuracy(predictions: Tensor, labels: Tensor, attributes: Tensor, num
                     num_attributes: int) -> tuple[Tensor, Tensor]:
     """Per-(class, attribute) accuracy and counts, both ``[num_classes, num_attributes]``; accuracy is NaN where
     a group has no sample."""
-    flat = (labels * num_attributes + attributes).cpu()
+    flat = cell_ids(labels, attributes, num_attributes).cpu()
     correct = (predictions.cpu() == labels.cpu()).double()
     size = num_classes * num_attributes
     counts = torch.bincount(flat, minlength=size).double()
