@@ -132,6 +132,8 @@ def test_table_lists_missing_runs_as_not_run_then_real_numbers_after_running(tmp
     assert list(overhead["run"]) == ["dm", "dm_fairdd"] and overhead.loc[0, "vs_vanilla"] == 1.0
     markdown = markdown_table(after).splitlines()
     assert len(markdown) == 2 + 3 and markdown[2].startswith("| tiny | random |")
+    assert markdown[0] == ("| comparison | run | acc | aligned | conflicting | DEO_M | DEO_A | s / iteration | "
+                           "paper acc / DEO_M / DEO_A |")  # the metrics' headers as every table names them
     shown = format_mean_std(after)
     assert shown.loc[0, "acc"].endswith("± 0.0")
     written = save_suite_figures(specs, after, tmp_path / "figures", "tiny")
@@ -154,8 +156,8 @@ def test_a_metric_that_does_not_exist_shows_as_missing_in_every_view():
     html = metrics_html({"metrics": metrics, "num_eval": 2}, "profile", {}, {"acc": 94.61, "deo_m": None,
                                                                               "source": "paper B"})
     assert "<td>80.0 ± 2.0</td><td>94.61</td>" in html  # the paper's number as published
-    assert f"<td>bias-conflicting</td><td>{MISSING}</td>" in html
-    assert f"<td>DEO_M</td><td>{MISSING}</td><td>{MISSING}</td>" in html and "3.0 ± 0.5" in html
+    assert f"<td>conflicting accuracy (%)</td><td>{MISSING}</td>" in html
+    assert f"<td>DEO_M (%)</td><td>{MISSING}</td><td>{MISSING}</td>" in html and "3.0 ± 0.5" in html
     assert "<td>80.0</td>" in metrics_html({"metrics": metrics, "num_eval": 1}, "profile", {}, None)
     # one model on each of five training sets (the paper profile): five models, and their spread
     five = metrics_html({"metrics": metrics, "num_eval": 1, "num_distill": 5}, "profile", {}, None)

@@ -131,6 +131,10 @@ def format_mean_std(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_al
     return out
 
 
+_MARKDOWN_OURS = ("acc", "acc_aligned", "acc_conflicting", "deo_m", "deo_a")  # the metrics the headline shows
+_MARKDOWN_PAPER = ("acc", "deo_m", "deo_a")  # those the papers report beside them
+
+
 def markdown_table(table: pd.DataFrame) -> str:
     """The headline view of ``table`` as a Markdown table: ours (mean ± std) beside the papers'.
 
@@ -141,19 +145,19 @@ def markdown_table(table: pd.DataFrame) -> str:
     shown = format_mean_std(table)
 
     def paper(row: pd.Series) -> str:
-        values = [number(row.get(f"paper_{k}"), 2) for k in ("acc", "deo_m", "deo_a")]
+        values = [number(row.get(f"paper_{k}"), 2) for k in _MARKDOWN_PAPER]
         return MISSING if all(v == MISSING for v in values) else " / ".join(values)
 
-    header = ["comparison", "run", "acc", "aligned", "conflicting", "DEO_M", "DEO_A", "s / iteration",
-              "paper acc / DEO_M / DEO_A"]
+    header = ["comparison", "run", *map(short_name, _MARKDOWN_OURS), "s / iteration",
+              "paper " + " / ".join(map(short_name, _MARKDOWN_PAPER))]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for i, row in table.iterrows():
         if row["status"] != "done":
-            cells = [row["experiment"], row["run"]] + ["not run"] + [""] * 6
+            cells = [row["experiment"], row["run"], "not run"] + [""] * (len(header) - 3)
         else:
             per_iteration = number(row.get("seconds_per_iteration_amortised"), 2)
-            cells = [row["experiment"], row["run"], *(shown.loc[i, k] for k in ("acc", "acc_aligned",
-                     "acc_conflicting", "deo_m", "deo_a")), per_iteration, paper(row)]
+            cells = [row["experiment"], row["run"], *(shown.loc[i, k] for k in _MARKDOWN_OURS), per_iteration,
+                     paper(row)]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
