@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,34 +68,40 @@ def _parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m paperlib", description=DESCRIPTION, epilog=EXAMPLES,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("describe", "print the dataset's group counts as JSON"),
-                       ("run", "train and evaluate; print the metrics as JSON"),
-                       ("bench", "time distillation iterations; print seconds per iteration as JSON"),
-                       ("weights", "compute paper A's KDE weights; print their per-class diagnostics as JSON")):
-        sub = commands.add_parser(name, help=text)
-        if name == "bench":
-            sub.add_argument("method", choices=distilling_methods())
-            sub.add_argument("--warmup", type=int, default=1, help="untimed iterations first (default 1)")
-            sub.add_argument("--sync-check", type=int, default=0, metavar="N",
-                             help="CUDA: N more iterations counting where the host waits for the device")
-        sub.add_argument("params_file", nargs="?", help="YAML file of parameters (flat mapping)")
-        _add_set(sub)
-    suite = commands.add_parser("suite", help="run a suite of comparisons and tabulate them; print a summary as JSON "
-                                              "(--csv, --markdown, --figures write the table and charts)")
-    suite.add_argument("suite_file", help="YAML suite file, e.g. params/experiments/kde_fairdd.yaml, or a notebook's "
-                                          "experiment file (params/experiments/NN_*.yaml)")
-    suite.add_argument("--profile", help="the profile to read the file at: smoke | quick | paper (needed by a file "
-                                         "that differs by profile)")
-    suite.add_argument("--only", help="only experiments whose name contains this")
-    suite.add_argument("--csv", help="write the results table here (CSV)")
-    suite.add_argument("--figures", help="write comparison bar charts (PNG) into this folder")
-    suite.add_argument("--markdown", help="write the headline table (ours beside the papers') as Markdown here")
-    suite.add_argument("--table-only", action="store_true", help="tabulate stored records; run nothing")
-    add_executor_arguments(suite)
-    _add_set(suite)
-    listing = commands.add_parser("params", help="list every parameter with its default and meaning")
-    listing.add_argument("word", nargs="?", default="", help="only parameters whose name or meaning holds it")
+    for name, command in COMMANDS.items():
+        command.arguments(commands.add_parser(name, help=command.help))
     return parser
+
+
+def _one_run_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("params_file", nargs="?", help="YAML file of parameters (flat mapping)")
+    _add_set(sub)
+
+
+def _bench_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("method", choices=distilling_methods())
+    sub.add_argument("--warmup", type=int, default=1, help="untimed iterations first (default 1)")
+    sub.add_argument("--sync-check", type=int, default=0, metavar="N",
+                     help="CUDA: N more iterations counting where the host waits for the device")
+    _one_run_arguments(sub)
+
+
+def _suite_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("suite_file", help="YAML suite file, e.g. params/experiments/kde_fairdd.yaml, or a notebook's "
+                                        "experiment file (params/experiments/NN_*.yaml)")
+    sub.add_argument("--profile", help="the profile to read the file at: smoke | quick | paper (needed by a file "
+                                       "that differs by profile)")
+    sub.add_argument("--only", help="only experiments whose name contains this")
+    sub.add_argument("--csv", help="write the results table here (CSV)")
+    sub.add_argument("--figures", help="write comparison bar charts (PNG) into this folder")
+    sub.add_argument("--markdown", help="write the headline table (ours beside the papers') as Markdown here")
+    sub.add_argument("--table-only", action="store_true", help="tabulate stored records; run nothing")
+    add_executor_arguments(sub)
+    _add_set(sub)
+
+
+def _params_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("word", nargs="?", default="", help="only parameters whose name or meaning holds it")
 
 
 def params_listing(word: str = "") -> str:
@@ -114,9 +122,6 @@ def _add_set(sub: argparse.ArgumentParser) -> None:
 
 
 SET_WRITTEN = "--set {name}={value}"  # how a --set names its setting in an error
-# What each command computes, as a cache scope: a --set it does not depend on is refused (suite: its runs)
-COMMAND_SCOPES = {"describe": "dataset", "run": "record", "bench": "distilled", "weights": "weights",
-                  "suite": "record"}
 
 
 def _params(args: argparse.Namespace, fixed: dict[str, Any] | None = None, **defaults: Any) -> Params:
@@ -145,7 +150,7 @@ def _params(args: argparse.Namespace, fixed: dict[str, Any] | None = None, **def
     # a --set must change what the command computes (one that repeats the command's own choice was checked
     # above); a parameter file may serve commands that read other settings
     typed = {name: raw for name, raw in split_set(args.assignments).items() if name not in (fixed or {})}
-    refuse_unread(typed, [params], SET_WRITTEN, COMMAND_SCOPES[args.command])
+    refuse_unread(typed, [params], SET_WRITTEN, COMMANDS[args.command].scope)
     return params
 
 
@@ -183,7 +188,7 @@ def _suite(args: argparse.Namespace) -> dict:
     if args.table_only:
         refuse_unused_flags("--table-only runs nothing", given_executor_flags(args))
     specs = suite_from_file(args.suite_file, args.profile, parse_set(args.assignments), args.only)
-    refuse_unread(split_set(args.assignments), [spec.params for spec in specs], SET_WRITTEN, COMMAND_SCOPES["suite"])
+    refuse_unread(split_set(args.assignments), [spec.params for spec in specs], SET_WRITTEN, COMMANDS["suite"].scope)
     settings = settings_from_args(args, args.profile)
     submitted = 0
     if args.attach:
@@ -207,15 +212,40 @@ def _suite(args: argparse.Namespace) -> dict:
             "csv": args.csv}
 
 
+def _params_command(args: argparse.Namespace) -> str:
+    return params_listing(args.word)  # text: a parameter file to copy from
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command of the command line: its help line, its arguments, what it does (its result: JSON, or text
+    printed as it is) and what it computes, as a cache scope (a ``--set`` it does not depend on is refused; suite:
+    its runs'; ``None``: it computes nothing)."""
+
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Callable[[argparse.Namespace], dict | str]
+    scope: str | None
+
+
+COMMANDS: dict[str, Command] = {
+    "describe": Command("print the dataset's group counts as JSON", _one_run_arguments, _describe, "dataset"),
+    "run": Command("train and evaluate; print the metrics as JSON", _one_run_arguments, _run, "record"),
+    "bench": Command("time distillation iterations; print seconds per iteration as JSON", _bench_arguments, _bench,
+                     "distilled"),
+    "weights": Command("compute paper A's KDE weights; print their per-class diagnostics as JSON",
+                       _one_run_arguments, _weights, "weights"),
+    "suite": Command("run a suite of comparisons and tabulate them; print a summary as JSON (--csv, --markdown, "
+                     "--figures write the table and charts)", _suite_arguments, _suite, "record"),
+    "params": Command("list every parameter with its default and meaning", _params_arguments, _params_command, None),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     args = _parser().parse_args(argv)
     try:
-        if args.command == "params":  # text: a parameter file to copy from
-            print(params_listing(args.word))
-            return 0
-        result = {"describe": _describe, "run": _run, "bench": _bench, "weights": _weights,
-                  "suite": _suite}[args.command](args)
+        result = COMMANDS[args.command].handler(args)
     except PaperlibError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -226,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: out of memory ({reason}); lower net_width, ipc, batch_real or eval_batch, or run on a machine "
               "with more memory", file=sys.stderr)
         return 2
-    print(json.dumps(result))
+    print(result if isinstance(result, str) else json.dumps(result))
     return 0
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from paperlib.cli import main
+from paperlib.cli import COMMANDS, main
 from paperlib.train.metrics import METRIC_KEYS
 
 
@@ -263,12 +263,15 @@ def test_running_out_of_memory_is_one_line_naming_the_sizes_to_lower(monkeypatch
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory: "
                            "you tried to allocate 108000000000000 bytes. Error code 12 (Cannot allocate memory)")
 
-    monkeypatch.setattr(cli, "_describe", allocate)
+    def describe_by(handler):
+        monkeypatch.setitem(cli.COMMANDS, "describe", dataclasses.replace(cli.COMMANDS["describe"], handler=handler))
+
+    describe_by(allocate)
     assert main(["describe"]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith("error: out of memory ([enforce fail") and \
         err.endswith("; lower net_width, ipc, batch_real or eval_batch, or run on a machine with more memory\n")
-    monkeypatch.setattr(cli, "_describe", lambda args: (_ for _ in ()).throw(RuntimeError("a bug")))
+    describe_by(lambda args: (_ for _ in ()).throw(RuntimeError("a bug")))
     with pytest.raises(RuntimeError, match="a bug"):  # any other error is not dressed up
         main(["describe"])
 
@@ -290,3 +293,11 @@ def test_every_example_of_the_help_is_a_command_line_the_parser_takes():
     assert len(commands) == 5
     for argv in commands:
         assert _parser().parse_args(argv).command == argv[0]
+
+
+def test_every_command_computes_one_cache_scope_or_nothing():
+    """A command's scope decides which --set it refuses: a scope that is no cache scope would refuse every one."""
+    from paperlib.core.params import SCOPES
+
+    assert {name: command.scope for name, command in COMMANDS.items() if command.scope not in SCOPES} == \
+        {"params": None}
