@@ -78,6 +78,21 @@ def test_the_default_executor_is_the_registered_one_the_settings_and_the_flag_bo
     assert job_module.given_executor_flags(args) == []  # the default is not echoed as a flag
 
 
+def test_every_job_setting_is_a_flag_that_reaches_the_settings():
+    """The flags are made from JobSettings' fields: a new field is a flag, typed as its default."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    job_module.add_executor_arguments(parser)
+    values = {"jobs": 3, "threads": 2, "cpus_per_task": 4, "gpus_per_node": 1, "mem_gb": 7.5, "timeout_min": 9,
+              "partition": "gpu", "folder": "/tmp/jobs"}
+    assert set(values) == {f.name for f in dataclasses.fields(JobSettings)} - {"executor"}
+    argv = [part for name, value in values.items() for part in (job_module._flag(name), str(value))]
+    args = parser.parse_args(["--executor", "slurm", *argv])
+    assert dataclasses.asdict(job_module.settings_from_args(args, None)) == {"executor": "slurm", **values}
+    assert job_module.given_executor_flags(args)[1:] == [job_module._flag(name) for name in values]
+
+
 def test_a_flag_the_executor_would_ignore_is_an_error():
     with pytest.raises(PaperlibError, match=r"^--jobs does not apply to the serial executor \(it takes --threads\); "
                                             r"drop it or choose --executor local \| slurm$"):

@@ -106,9 +106,15 @@ def job_settings(executor: str, profile_block: Mapping[str, Any] | None = None, 
     return settings
 
 
+def _flag(name: str) -> str:
+    """The command-line flag of the :class:`JobSettings` field ``name`` (``folder``: ``--job-folder``, as the
+    suite's own folders are named by other flags)."""
+    return "--" + ("job-folder" if name == "folder" else name.replace("_", "-"))
+
+
 def _flags(settings: Iterable[str]) -> str:
     """The command-line flags of these :class:`JobSettings` fields."""
-    return ", ".join("--" + ("job-folder" if name == "folder" else name.replace("_", "-")) for name in settings)
+    return ", ".join(map(_flag, settings))
 
 
 _KINDS = {int: "an integer", float: "a number", str: "a string"}
@@ -347,20 +353,24 @@ def run_specs(specs: list[RunSpec], settings: JobSettings, wait: bool = True) ->
     return len(todo)
 
 
+# Every JobSettings field but the executor (a flag with choices of its own) is a flag; its help line:
+_FLAG_HELP = {"jobs": "runs at once (local: processes; slurm: array parallelism)",
+              "threads": "torch threads per job (default: cores / jobs here, cpus-per-task on slurm)",
+              "cpus_per_task": "slurm: CPUs per job", "gpus_per_node": "slurm: GPUs per job",
+              "mem_gb": "slurm: memory per job", "timeout_min": "a job's time limit in minutes",
+              "partition": "slurm partition",
+              "folder": "submitit's pickles and logs (default: jobs/ in $PAPERLIB_CACHE or cache/)"}
+_SETTING_FIELDS = tuple(field for field in dataclasses.fields(JobSettings) if field.name != "executor")
+
+
 def add_executor_arguments(sub: argparse.ArgumentParser) -> None:
     """The flags that choose how the missing runs are computed (:mod:`paperlib.experiments.jobs`)."""
     group = sub.add_argument_group("execution (every run without a stored record becomes one job)")
     group.add_argument("--executor", default=DEFAULT_EXECUTOR, choices=EXECUTORS.names(),
                        help="; ".join(f"{name}: {EXECUTORS[name].summary}" for name in EXECUTORS.names()))
-    group.add_argument("--jobs", type=int, help="runs at once (local: processes; slurm: array parallelism)")
-    group.add_argument("--threads", type=int, help="torch threads per job (default: cores / jobs here, "
-                                                   "cpus-per-task on slurm)")
-    group.add_argument("--gpus-per-node", type=int, help="slurm: GPUs per job")
-    group.add_argument("--cpus-per-task", type=int, help="slurm: CPUs per job")
-    group.add_argument("--mem-gb", type=float, help="slurm: memory per job")
-    group.add_argument("--timeout-min", type=int, help="a job's time limit in minutes")
-    group.add_argument("--partition", help="slurm partition")
-    group.add_argument("--job-folder", help="submitit's pickles and logs (default: jobs/ in $PAPERLIB_CACHE or cache/)")
+    for field in _SETTING_FIELDS:
+        group.add_argument(_flag(field.name), type=type(field.default), dest=f"job_{field.name}",
+                           help=_FLAG_HELP[field.name])
     group.add_argument("--no-wait", action="store_true", help="slurm: submit and return; --attach waits later")
     group.add_argument("--attach", action="store_true", help="slurm: wait for the jobs an earlier --no-wait "
                                                              "submitted, then tabulate")
@@ -368,9 +378,7 @@ def add_executor_arguments(sub: argparse.ArgumentParser) -> None:
 
 def _setting_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The :class:`JobSettings` values of the execution flags (``None``: not given)."""
-    return {"jobs": args.jobs, "threads": args.threads, "gpus_per_node": args.gpus_per_node,
-            "cpus_per_task": args.cpus_per_task, "mem_gb": args.mem_gb, "timeout_min": args.timeout_min,
-            "partition": args.partition, "folder": args.job_folder}
+    return {field.name: getattr(args, f"job_{field.name}") for field in _SETTING_FIELDS}
 
 
 def given_executor_flags(args: argparse.Namespace) -> list[str]:
