@@ -251,3 +251,19 @@ def test_the_reason_names_the_first_selector_that_leaves_a_setting_out():
     assert unread_reason(make_params(method="random"), "kde_alpha", "weights") is None  # no method selects there
     with pytest.raises(PaperlibError, match="unknown cache scope 'nope'"):
         unread_reason(dm, "ipc", "nope")
+
+
+def test_a_field_declared_above_its_selector_stops_the_import():
+    """relevant_fields reads the fields in order: a field above the one selecting it never entered a key."""
+    import dataclasses
+
+    from paperlib.core.params import _p, check_selectors_precede
+
+    @dataclasses.dataclass
+    class Misplaced:
+        ratio: float = _p(0.1, "dataset", by="dataset")
+        dataset: str = _p("cmnist", "dataset")
+
+    with pytest.raises(AssertionError, match="ratio is selected by dataset, which must be declared above it"):
+        check_selectors_precede(dataclasses.fields(Misplaced))
+    check_selectors_precede(dataclasses.fields(Misplaced)[::-1])  # in order: holds

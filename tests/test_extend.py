@@ -23,7 +23,7 @@ from paperlib.report.tables import results_table
 def _invert_digits(gray, attrs, params, gen):
     """The toy bias: the bias-aligned images of class c are drawn inverted when c is even."""
     flip = (attrs % 2 == 0).view(-1, 1, 1, 1)
-    return torch.where(flip, 1 - gray, gray).expand(-1, 3, -1, -1).contiguous()
+    return torch.where(flip, 1 - gray, gray).expand(-1, 3, -1, -1)  # a view: the preset must not write into it
 
 
 class FirstHalfTarget(Target):
@@ -59,8 +59,8 @@ def test_a_toy_preset_and_a_toy_target_run_through_describe_run_and_a_suite(toy_
 
     suite = tmp_path / "toy.yaml"
     suite.write_text(  # the one YAML line of each new entry: dataset and target
-        f"defaults: {{cache_dir: {tmp_path}, device: cpu, progress: false, net_width: 8, num_eval: 1, "
-        "eval_epochs: 1, iterations: 2, batch_real: 8, ipc: 1}\n"
+        f"defaults: {{cache_dir: {json.dumps(str(tmp_path))}, device: cpu, progress: false, net_width: 8, "
+        "num_eval: 1, eval_epochs: 1, iterations: 2, batch_real: 8, ipc: 1}\n"
         "experiments:\n"
         "  - name: toy\n"
         "    settings: {dataset: toy_inverted, conflict_ratio: 0.2}\n"
@@ -75,6 +75,12 @@ def test_a_toy_preset_and_a_toy_target_run_through_describe_run_and_a_suite(toy_
     record = run(specs[1].params)
     assert record["cached"] and record["toy"] is True
     assert record["distilled"] != run(specs[0].params)["distilled"]  # another target, another distilled set
+
+
+def test_a_target_subclass_without_a_name_of_its_own_is_refused():
+    """It inherited its parent's, so a changed FairDD's sets were labelled "DM + groups"."""
+    with pytest.raises(TypeError, match="^Unnamed sets no name: give the class name = '...', the name it is "):
+        type("Unnamed", (GroupsTarget,), {"aggregation": lambda self, batch: None})
 
 
 def test_unregistered_names_fail_with_the_registered_choices(toy_entries):

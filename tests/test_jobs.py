@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import subprocess
@@ -242,7 +243,7 @@ def test_suite_command_runs_through_the_local_executor(tmp_path, capsys):
     suite = tmp_path / "suite.yaml"
     suite.write_text(f"""
 defaults: {{source: digits, net_width: 8, num_eval: 1, eval_epochs: 1, device: cpu, iterations: 2, batch_real: 64,
-            cache_dir: {tmp_path}, dataset: cmnist, ipc: 2}}
+            cache_dir: {json.dumps(str(tmp_path))}, dataset: cmnist, ipc: 2}}
 experiments:
   - name: tiny
     runs: {{random: {{method: random}}, dm: {{method: dm}}}}

@@ -204,6 +204,15 @@ def test_normalize_roundtrip():
     assert torch.allclose(ds.denormalize(x), ds.train.images[:10].float() / 255, atol=1e-5)
 
 
+def test_normalising_leaves_a_float_batch_as_it_was():
+    """``.float()`` of a float32 tensor is that tensor: it was divided by 255 in place."""
+    ds = _digits("cmnist")
+    images = ds.train.images[:4].float()
+    given = images.clone()
+    assert torch.equal(ds.normalize_uint8(images), ds.normalize_uint8(ds.train.images[:4]))
+    assert torch.equal(images, given)
+
+
 def test_normalising_a_batch_makes_its_statistics_on_the_host(monkeypatch):
     """The engine normalises every real batch: ``torch.tensor(..., device="cuda")`` would wait for the queued
     kernels each time, so the mean and std are made on the host and sent by ``to_device`` (no wait)."""

@@ -21,8 +21,8 @@ import json
 import math
 import numbers
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import Field, dataclass, field, fields
 from typing import Any
 
 from paperlib.core.errors import PaperlibError
@@ -168,6 +168,20 @@ class Params:
     cache_dir: str | None = _p(None, "execution")  # None: $PAPERLIB_CACHE, else cache/ at the repository root
     force: bool = _p(False, "execution")  # recompute the run and every cached piece it reads (the dataset aside)
 
+
+def check_selectors_precede(declared: Sequence[Field]) -> None:
+    """Raise unless each field's selector (its ``by`` tag) is declared before it: :func:`relevant_fields` reads
+    the fields in order, so a field above its selector would never enter a cache key (and a run differing only
+    in it would be served another's result)."""
+    seen: set[str] = set()
+    for one in declared:
+        by = one.metadata["by"]
+        if by is not None and by not in seen:
+            raise AssertionError(f"Params: {one.name} is selected by {by}, which must be declared above it")
+        seen.add(one.name)
+
+
+check_selectors_precede(fields(Params))  # at import: a misplaced new field stops everything, not one cache key
 
 _RATIOS = ("conflict_ratio", "majority_ratio", "hidden_groups")
 _POSITIVE_INTS = ("num_distill", "eval_batch", "num_eval", "net_width", "net_depth", "batch_real",

@@ -108,7 +108,7 @@ class BiasedDataset:
     def normalize_uint8(self, images: Tensor) -> Tensor:
         """uint8 images (on any device) as the float images the models see: :meth:`normalized` of a gathered
         batch, value for value, without a float copy of the whole split."""
-        return self.normalize(images.float().div_(255.0))
+        return self.normalize(images.to(torch.float32, copy=True).div_(255.0))  # a float input is left as it is
 
     def normalize(self, images01: Tensor) -> Tensor:
         """Standardise float images in [0, 1] with the dataset's ``mean`` / ``std``: the training split's channel

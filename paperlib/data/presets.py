@@ -180,7 +180,8 @@ class RenderedPreset(Preset):
         fraction = self._aligned_fraction(params) if split == "train" else 1.0 / NUM_CLASSES
         attrs, aligned = bias.assign_attributes(labels, fraction, NUM_CLASSES, gen)
         coloured = self.render(raw.images.float().div_(255.0), attrs, params, gen)
-        return Split(coloured.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8), labels, attrs, aligned)
+        # not in place: a renderer may return a view (an expanded grey channel) or a tensor it keeps
+        return Split((coloured * 255.0).round_().clamp_(0, 255).to(torch.uint8), labels, attrs, aligned)
 
 
 @dataclass(frozen=True)

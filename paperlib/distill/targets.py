@@ -55,6 +55,7 @@ class Target:
     ``uses`` lists the parameters that matter only with this target (they enter the cache key); bump ``version``
     when its aggregation changes, so the cache does not serve sets made by the old code. The facts
     :meth:`for_run` returns are stored as JSON with the distilled set.
+    Every subclass sets ``name``, the name it is registered under.
     ``paper_family`` is how the papers' rows name its runs (:func:`paperlib.report.reference.variant`): ``None``
     where no paper reports it. ``display_name`` is how tables and figures name a set matched to it, after the
     method ("DM + FairDD"; ``""``: the plain target, the set is "DM"; ``None``: the registered name);
@@ -72,6 +73,9 @@ class Target:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "name" not in vars(cls):  # an inherited name would label its sets as the parent's ("DM + groups")
+            raise TypeError(f"{cls.__name__} sets no name: give the class name = '...', the name it is registered "
+                            "under (TARGETS.register(cls.name, cls))")
         # "DM + FairDD" and paper B's FairDD numbers must not label a subclass that changes FairDD's aggregation
         for label, unset in (("paper_family", None), ("display_name", None), ("named_by_weighting", False)):
             if label not in vars(cls):
