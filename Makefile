@@ -31,7 +31,7 @@ SCREENSHOTS ?= $(CHECK)/browser/screenshots
 export PYTHONDONTWRITEBYTECODE = 1
 # The references of the checks were computed on CPUs, and their tolerance measured across CPUs: a GPU is hidden
 # (device=auto would take it, and its sums, batching and TF32 were never measured against them).
-CHECK_ENV = PAPERLIB_CACHE=$(CURDIR)/$(CHECK)/cache PAPERLIB_FIGURES=$(CURDIR)/$(CHECK)/figures PAPERLIB_RESULTS=off \
+CHECK_ENV = PAPERLIB_CACHE="$(CURDIR)/$(CHECK)/cache" PAPERLIB_FIGURES="$(CURDIR)/$(CHECK)/figures" PAPERLIB_RESULTS=off \
             CUDA_VISIBLE_DEVICES=
 NBVAL     = -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/smoke
 # Another machine, emulated: ATen, oneDNN and MKL restricted to pre-AVX x86-64 kernels, so every sum is

@@ -209,8 +209,15 @@ def verdicts(notebook: str, profile: str, claims: Iterable[Mapping[str, Any]] | 
 
 
 def reference_values(table: pd.DataFrame, metrics: Iterable[str]) -> dict[str, dict[str, float]]:
-    """The ``metrics`` of a results table to pin: ``{experiment/run: {metric: value (1 decimal)}}``."""
+    """The ``metrics`` of a results table to pin: ``{experiment/run: {metric: value (1 decimal)}}``. A run
+    computed off the CPU is a one-line error: the references, and their tolerance, are CPU numbers."""
     done = table[table["status"] == "done"]
+    off_cpu = done[done["device"] != "cpu"]
+    if len(off_cpu):
+        runs = ", ".join(off_cpu["experiment"] + "/" + off_cpu["run"] + " (" + off_cpu["device"] + ")")
+        raise PaperlibError(f"the references are CPU numbers, and {len(off_cpu)} runs were computed elsewhere: {runs}; "
+                            "recompute them in an empty cache with the GPU hidden: PAPERLIB_CACHE=$(mktemp -d) "
+                            "CUDA_VISIBLE_DEVICES= make reproduce PROFILE=smoke")
     return {f"{row['experiment']}/{row['run']}": {m: round(float(row[m]), 1) for m in metrics
                                                   if m in row and not pd.isna(row[m])}
             for _, row in done.iterrows()}
