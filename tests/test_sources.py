@@ -606,3 +606,12 @@ def test_a_source_is_found_present_without_reading_or_downloading_it(tmp_path: P
     assert not sources.source_present("cifar10", tmp_path)
     write_cifar(tmp_path)
     assert sources.source_present("cifar10", tmp_path)
+
+
+def test_downloads_trust_certifis_authorities_beside_the_systems():
+    """python.org's macOS Python trusts no authority until "Install Certificates" runs: the https mirrors failed."""
+    certifi = pytest.importorskip("certifi")
+    import ssl
+
+    bundle = ssl.create_default_context(cafile=certifi.where()).get_ca_certs()
+    assert bundle and len(downloads._tls_context().get_ca_certs()) >= len(bundle)

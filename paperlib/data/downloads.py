@@ -14,6 +14,7 @@ import http.client
 import os
 import pathlib
 import shutil
+import ssl
 import tarfile
 import tempfile
 import urllib.request
@@ -132,9 +133,22 @@ def _download_with_torchvision(torchvision: ModuleType, source: Any, root: pathl
                 os.replace(staged, target)
 
 
+def _tls_context() -> ssl.SSLContext:
+    """The system's certificate authorities, and certifi's where it is installed: python.org's macOS Python has
+    none of its own until its "Install Certificates" step, and an https mirror then fails to verify."""
+    context = ssl.create_default_context()
+    try:
+        import certifi
+    except ImportError:
+        return context
+    context.load_verify_locations(certifi.where())
+    return context
+
+
 def _fetch(url: str, dest: pathlib.Path) -> None:
     """Write the bytes at ``url`` to ``dest``. The only function that touches the network."""
-    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(dest, "wb") as out:
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S, context=_tls_context()) as response, \
+            open(dest, "wb") as out:
         shutil.copyfileobj(response, out)
 
 

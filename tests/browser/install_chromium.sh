@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Headless Chromium and its WebDriver for `make browser-test` (Debian / Ubuntu packages chromium and
-# chromium-driver), installed only when `chromium` or `chromedriver` is missing. CI runs it as root; elsewhere
+# Headless Chromium and its WebDriver for `make browser-test` (Debian's packages chromium and chromium-driver;
+# Ubuntu has none, its chromium is a snap), installed only when `chromium` or `chromedriver` is missing. CI runs it as root; elsewhere
 # it uses sudo when there is one.
 set -euo pipefail
 if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
