@@ -83,6 +83,17 @@ def test_a_target_subclass_without_a_name_of_its_own_is_refused():
         type("Unnamed", (GroupsTarget,), {"aggregation": lambda self, batch: None})
 
 
+def test_a_built_preset_needs_its_builder_and_a_way_to_find_files_no_source_knows():
+    """Without ``present``, a source of its own made every look for its files (make plan, notebook 04) an error."""
+    from paperlib.data.presets import BuiltPreset
+
+    with pytest.raises(PaperlibError, match="^a BuiltPreset needs builder="):
+        BuiltPreset("mnist", "none")
+    with pytest.raises(PaperlibError, match="^a BuiltPreset whose source 'my_faces' is not in .*SOURCES needs "):
+        BuiltPreset("my_faces", "gender", sources=("my_faces",), builder=lambda params: None)
+    BuiltPreset("my_faces", "gender", sources=("my_faces",), builder=lambda params: None, present=lambda p: False)
+
+
 def test_unregistered_names_fail_with_the_registered_choices(toy_entries):
     with pytest.raises(PaperlibError, match="unknown dataset 'toy_inverte'.*did you mean 'toy_inverted'"):
         make_params(dataset="toy_inverte")

@@ -68,7 +68,7 @@ from paperlib.data import bias, corruptions
 from paperlib.data.container import BiasedDataset, DatasetInfo, Split, assemble, channel_stats
 from paperlib.data.faces import FACE_DATASETS, build_face_dataset, face_files_present
 from paperlib.data.protocols import PROTOCOLS, Protocol
-from paperlib.data.sources import load_source, source_present
+from paperlib.data.sources import SOURCES, load_source, source_present
 
 MNIST_FAMILY = ("mnist", "fashion_mnist", "digits")
 NUM_CLASSES = 10
@@ -215,8 +215,16 @@ class ColourPreset(Preset):
 class BuiltPreset(Preset):
     """A preset with its own builder (faces read from their files, CIFAR10-S)."""
 
-    builder: Callable[[Params], BiasedDataset] | None = None
-    present: Callable[[Params], bool] | None = None  # None: the files of its source
+    builder: Callable[[Params], BiasedDataset] | None = None  # required: a keyword, as the fields before have defaults
+    present: Callable[[Params], bool] | None = None  # None: the files of its source (a registered one)
+
+    def __post_init__(self) -> None:
+        if self.builder is None:
+            raise PaperlibError("a BuiltPreset needs builder=, the function that builds its dataset from the Params")
+        unregistered = [name for name in self.sources if name not in SOURCES]
+        if self.present is None and unregistered:  # else every look for its files (make plan) is an error
+            raise PaperlibError(f"a BuiltPreset whose source {unregistered[0]!r} is not in paperlib.data.sources."
+                                "SOURCES needs present=, a function of the Params saying whether its files are here")
 
     def build(self, params: Params) -> BiasedDataset:
         return self.builder(params)
