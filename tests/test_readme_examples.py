@@ -67,3 +67,17 @@ def test_the_readmes_built_preset_builds_and_distils(tmp_path):
         assert math.isfinite(record["metrics"]["deo_m"])
     finally:
         PRESETS.unregister("my_faces")
+
+
+def test_the_readmes_model_registers_and_evaluates_a_set(tmp_path):
+    from paperlib.experiments.runner import run
+    from paperlib.train.models import MODELS
+
+    exec(_block_with("MODELS.register("), {})
+    try:
+        assert MODELS["wide_mlp"](3, 10, 28, 128, 3, "instancenorm", "relu", "avgpooling").embed_dim == 512
+        record = run(dataset="cmnist", source="digits", method="random", ipc=1, eval_model="wide_mlp", num_eval=1,
+                     eval_epochs=1, cache_dir=str(tmp_path), device="cpu", progress=False)
+        assert record["params"]["eval_model"] == "wide_mlp" and math.isfinite(record["metrics"]["acc"])
+    finally:
+        MODELS.unregister("wide_mlp")
