@@ -243,8 +243,11 @@ def test_reference_values_pin_the_done_runs_metrics_to_one_decimal():
     table = pd.DataFrame({"experiment": ["colour", "colour"], "run": ["dm", "kde"], "status": ["done", "failed"],
                           "acc": [23.456, 50.0], "deo_m": [float("nan"), 1.0], "device": ["cpu", None]})
     assert checks.reference_values(table, ["acc", "deo_m", "deo_a"]) == {"colour/dm": {"acc": 23.5}}
+    checks.refuse_off_cpu(table, "smoke")
     # a run on a GPU (device=auto takes one) is not written into the CPU references
     on_gpu = table.assign(device=["cuda:0", None])
     with pytest.raises(PaperlibError, match=r"^the references are CPU numbers, and 1 runs were computed elsewhere: "
-                                            r"colour/dm \(cuda:0\); recompute them .* CUDA_VISIBLE_DEVICES= make"):
-        checks.reference_values(on_gpu, ["acc"])
+                                            r"colour/dm \(cuda:0\); in one shell, export "
+                                            r"PAPERLIB_CACHE=\$\(mktemp -d\) CUDA_VISIBLE_DEVICES=, then run "
+                                            r"`make reproduce PROFILE=toy` and this"):
+        checks.refuse_off_cpu(on_gpu, "toy")

@@ -613,5 +613,5 @@ def test_downloads_trust_certifis_authorities_beside_the_systems():
     certifi = pytest.importorskip("certifi")
     import ssl
 
-    bundle = ssl.create_default_context(cafile=certifi.where()).get_ca_certs()
-    assert bundle and len(downloads._tls_context().get_ca_certs()) >= len(bundle)
+    bundle = set(ssl.create_default_context(cafile=certifi.where()).get_ca_certs(binary_form=True))
+    assert bundle and bundle <= set(downloads._tls_context().get_ca_certs(binary_form=True))

@@ -369,8 +369,9 @@ def add_executor_arguments(sub: argparse.ArgumentParser) -> None:
     group.add_argument("--executor", default=DEFAULT_EXECUTOR, choices=EXECUTORS.names(),
                        help="; ".join(f"{name}: {EXECUTORS[name].summary}" for name in EXECUTORS.names()))
     for field in _SETTING_FIELDS:
-        group.add_argument(_flag(field.name), type=type(field.default), dest=f"job_{field.name}",
-                           help=_FLAG_HELP[field.name])
+        flag = _flag(field.name)
+        group.add_argument(flag, type=type(field.default), dest=f"job_{field.name}",
+                           metavar=flag[2:].upper().replace("-", "_"), help=_FLAG_HELP[field.name])
     group.add_argument("--no-wait", action="store_true", help="slurm: submit and return; --attach waits later")
     group.add_argument("--attach", action="store_true", help="slurm: wait for the jobs an earlier --no-wait "
                                                              "submitted, then tabulate")

@@ -209,18 +209,23 @@ def verdicts(notebook: str, profile: str, claims: Iterable[Mapping[str, Any]] | 
 
 
 def reference_values(table: pd.DataFrame, metrics: Iterable[str]) -> dict[str, dict[str, float]]:
-    """The ``metrics`` of a results table to pin: ``{experiment/run: {metric: value (1 decimal)}}``. A run
-    computed off the CPU is a one-line error: the references, and their tolerance, are CPU numbers."""
+    """The ``metrics`` of a results table to pin: ``{experiment/run: {metric: value (1 decimal)}}``."""
+    done = table[table["status"] == "done"]
+    return {f"{row['experiment']}/{row['run']}": {m: round(float(row[m]), 1) for m in metrics
+                                                  if m in row and not pd.isna(row[m])}
+            for _, row in done.iterrows()}
+
+
+def refuse_off_cpu(table: pd.DataFrame, profile: str) -> None:
+    """A one-line error for a run of ``table`` evaluated off the CPU (``device=auto`` takes a GPU): the references,
+    and their tolerance, are CPU numbers."""
     done = table[table["status"] == "done"]
     off_cpu = done[done["device"] != "cpu"]
     if len(off_cpu):
         runs = ", ".join(off_cpu["experiment"] + "/" + off_cpu["run"] + " (" + off_cpu["device"] + ")")
         raise PaperlibError(f"the references are CPU numbers, and {len(off_cpu)} runs were computed elsewhere: {runs}; "
-                            "recompute them in an empty cache with the GPU hidden: PAPERLIB_CACHE=$(mktemp -d) "
-                            "CUDA_VISIBLE_DEVICES= make reproduce PROFILE=smoke")
-    return {f"{row['experiment']}/{row['run']}": {m: round(float(row[m]), 1) for m in metrics
-                                                  if m in row and not pd.isna(row[m])}
-            for _, row in done.iterrows()}
+                            "in one shell, export PAPERLIB_CACHE=$(mktemp -d) CUDA_VISIBLE_DEVICES=, then run "
+                            f"`make reproduce PROFILE={profile}` and this command again (docs/reproducibility.md)")
 
 
 def record(profile: str) -> Path:
@@ -245,6 +250,7 @@ def record(profile: str) -> Path:
             raise PaperlibError(f"{source.stem}: {len(missing)} runs are not stored "
                                 f"({', '.join(missing['experiment'] + '/' + missing['run'])}); "
                                 f"run `make reproduce PROFILE={profile}` with this cache first")
+        refuse_off_cpu(table, profile)
         runs[source.stem] = reference_values(table, previous["tolerance"])
     path = params_dir() / profile / "references.yaml"
     header = [line for line in path.read_text().splitlines() if line.startswith("#")]
