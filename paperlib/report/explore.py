@@ -28,7 +28,7 @@ from paperlib.core.params import relevant_fields
 from paperlib.core.runtime import PROGRESS_DISPLAY
 from paperlib.distill.methods import METHODS
 from paperlib.report.explorer_model import ExplorerModel, Point
-from paperlib.report.metric_names import axis_label
+from paperlib.report.metric_names import HEADLINE_METRICS, axis_label
 from paperlib.report.reference import reported
 from paperlib.report.tables import as_published, mean_std, percent
 
@@ -37,7 +37,6 @@ REPRODUCE_HINT = "make reproduce PROFILE={profile}"
 # Wider images are shrunk before they are inlined: an IPC-50 grid at the stored 2x scale (3000 px and 0.8 MB at
 # 28 px, 3400 px at 32 px) comes back to its native width, wider than the explorer's column still.
 MAX_IMAGE_WIDTH = 1800
-SHOWN_METRICS = ("acc", "acc_aligned", "acc_conflicting", "deo_m", "deo_a")  # named by their axis labels
 
 
 def metrics_html(record: dict, scale: str, live: Mapping[str, Any], paper: dict | None) -> str:
@@ -46,7 +45,7 @@ def metrics_html(record: dict, scale: str, live: Mapping[str, Any], paper: dict 
     models = record["num_eval"] * record.get("num_distill", 1)  # num_eval models on each training set
     header = "<tr><th></th><th>this companion</th>" + ("<th>paper</th>" if paper else "") + "</tr>"
     rows = []
-    for key in SHOWN_METRICS:
+    for key in HEADLINE_METRICS:  # named by their axis labels
         ours = mean_std(metrics[key], metrics.get(key + "_std") if models > 1 else None)
         theirs = f"<td>{as_published(paper.get(key))}</td>" if paper else ""
         rows.append(f"<tr><td>{axis_label(key)}</td><td>{ours}</td>{theirs}</tr>")

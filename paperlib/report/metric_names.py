@@ -1,4 +1,5 @@
-"""How tables and figures name each metric of :data:`paperlib.train.metrics.METRIC_KEYS`, in one table."""
+"""How tables and figures name each metric of :data:`paperlib.train.metrics.METRIC_KEYS`, in one table, and which
+of them a headline table shows."""
 
 from __future__ import annotations
 
@@ -23,6 +24,11 @@ METRIC_NAMES: dict[str, MetricNames] = {
     "deo_m": MetricNames("DEO_M", "DEO_M (max over classes; lower is fairer)", "DEO_M (%)"),
     "deo_a": MetricNames("DEO_A", "DEO_A (mean over classes; lower is fairer)", "DEO_A (%)"),
 }
+
+
+# The metrics a headline table shows, and those the papers report beside them (paper B's acc / DEO_M / DEO_A)
+HEADLINE_METRICS = ("acc", "acc_aligned", "acc_conflicting", "deo_m", "deo_a")
+PAPER_METRICS = ("acc", "deo_m", "deo_a")
 
 
 def short_name(column: str) -> str:

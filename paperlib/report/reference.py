@@ -17,6 +17,7 @@ from paperlib.core.params import Params, default_of, relevant_fields
 from paperlib.data.presets import PRESETS, bias_ratio_name
 from paperlib.distill.methods import METHODS
 from paperlib.distill.targets import TARGETS
+from paperlib.report.metric_names import PAPER_METRICS
 
 _A = "paper A (Cui et al., ICML 2024)"
 _B = "paper B (FairDD, NeurIPS 2025)"
@@ -36,7 +37,7 @@ _ROWS: list[tuple] = []  # (table, dataset, ratio, method, variant, ipcs, "value
 
 
 def _b(table: str, dataset: str, method: str, variant: str, values: str, ipcs=(10, 50, 100), ratio=0.9,
-       source: str = _B, order=("acc", "deo_m", "deo_a")) -> None:
+       source: str = _B, order=PAPER_METRICS) -> None:
     _ROWS.append((table, dataset, ratio, method, variant, ipcs, values, source, order))
 
 

@@ -23,7 +23,7 @@ from paperlib.distill.methods import METHODS, distilling_methods
 from paperlib.experiments.runner import load_record
 from paperlib.experiments.suite import RunSpec
 from paperlib.report.reference import bias_ratio, reported
-from paperlib.report.metric_names import short_name
+from paperlib.report.metric_names import HEADLINE_METRICS, PAPER_METRICS, short_name
 from paperlib.report.styles import distilled_set_name
 from paperlib.train.metrics import METRIC_KEYS
 
@@ -120,8 +120,7 @@ def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def format_mean_std(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_aligned", "acc_conflicting",
-                                                                   "deo_m", "deo_a")) -> pd.DataFrame:
+def format_mean_std(table: pd.DataFrame, keys: tuple[str, ...] = HEADLINE_METRICS) -> pd.DataFrame:
     """A display copy: each metric as ``mean ± std`` text, other columns dropped."""
     out = table[["experiment", "run"]].copy()
     for key in keys:
@@ -129,10 +128,6 @@ def format_mean_std(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_al
             stds = table[f"{key}_std"] if f"{key}_std" in table else [None] * len(table)
             out[key] = [mean_std(mean, std) for mean, std in zip(table[key], stds)]
     return out
-
-
-_MARKDOWN_OURS = ("acc", "acc_aligned", "acc_conflicting", "deo_m", "deo_a")  # the metrics the headline shows
-_MARKDOWN_PAPER = ("acc", "deo_m", "deo_a")  # those the papers report beside them
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -145,18 +140,18 @@ def markdown_table(table: pd.DataFrame) -> str:
     shown = format_mean_std(table)
 
     def paper(row: pd.Series) -> str:
-        values = [number(row.get(f"paper_{k}"), 2) for k in _MARKDOWN_PAPER]
+        values = [number(row.get(f"paper_{k}"), 2) for k in PAPER_METRICS]
         return MISSING if all(v == MISSING for v in values) else " / ".join(values)
 
-    header = ["comparison", "run", *map(short_name, _MARKDOWN_OURS), "s / iteration",
-              "paper " + " / ".join(map(short_name, _MARKDOWN_PAPER))]
+    header = ["comparison", "run", *map(short_name, HEADLINE_METRICS), "s / iteration",
+              "paper " + " / ".join(map(short_name, PAPER_METRICS))]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for i, row in table.iterrows():
         if row["status"] != "done":
             cells = [row["experiment"], row["run"], "not run"] + [""] * (len(header) - 3)
         else:
             per_iteration = number(row.get("seconds_per_iteration_amortised"), 2)
-            cells = [row["experiment"], row["run"], *(shown.loc[i, k] for k in _MARKDOWN_OURS), per_iteration,
+            cells = [row["experiment"], row["run"], *(shown.loc[i, k] for k in HEADLINE_METRICS), per_iteration,
                      paper(row)]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
@@ -313,7 +308,7 @@ def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame | None
     for _, row in done.iterrows():
         entry = {("", "setting"): _setting(row, shared), ("", "run"): row["run"],
                  ("", "paper source"): _paper_source(row.get("paper_source", ""), row.get("paper_table"))}
-        for key in ("acc", "deo_m", "deo_a"):
+        for key in PAPER_METRICS:
             entry[("paper", short_name(key))] = as_published(row.get(f"paper_{key}"))
             entry[(f"this companion ({profile})", short_name(key))] = _rounded(row[key])
         if has_notes:
