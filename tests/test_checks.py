@@ -251,3 +251,8 @@ def test_reference_values_pin_the_done_runs_metrics_to_one_decimal():
                                             r"PAPERLIB_CACHE=\$\(mktemp -d\) CUDA_VISIBLE_DEVICES=, then run "
                                             r"`make reproduce PROFILE=toy` and this"):
         checks.refuse_off_cpu(on_gpu, "toy")
+    # a CPU evaluation of a set distilled on a GPU is no CPU number either
+    set_on_gpu = table.assign(distilled_on=["cuda:0", None])
+    with pytest.raises(PaperlibError, match=r"1 runs were computed elsewhere: colour/dm \(cuda:0\); in one shell"):
+        checks.refuse_off_cpu(set_on_gpu, "toy")
+    checks.refuse_off_cpu(table.assign(distilled_on=["cpu", "cuda:0"]), "smoke")  # the failed run is not read

@@ -156,10 +156,34 @@ def test_an_unavailable_device_is_a_one_line_error(monkeypatch):
         resolve_device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.version, "cuda", None)  # no kernels to look up (a CPU build), even on a GPU machine
     with pytest.raises(PaperlibError, match=r"'cuda:7' requested but this machine has 2 CUDA device\(s\), cuda:0 to "
                                             r"cuda:1; pick one"):
         resolve_device("cuda:7")
     assert resolve_device("cuda:1") == torch.device("cuda:1")
+
+
+def test_a_gpu_without_kernels_in_the_torch_build_is_a_one_line_error(monkeypatch):
+    from paperlib.core.runtime import missing_kernels
+
+    archs = ["sm_50", "sm_80", "sm_86", "sm_90", "compute_90"]
+    assert not missing_kernels((8, 9), archs)  # an sm_8x binary runs on an 8.9 card
+    assert not missing_kernels((12, 0), archs)  # compute_90's PTX is compiled for newer cards
+    assert missing_kernels((12, 0), archs[:-1]) and missing_kernels((3, 7), archs)
+    assert missing_kernels((10, 0), ["sm_90a", "sm_120"]) and not missing_kernels((10, 3), ["sm_100a"])
+    assert not missing_kernels((7, 0), [])  # a build that does not say
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: archs[:-1])
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (12, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA RTX PRO 6000")
+    for name in ("auto", "cuda"):  # auto too: a CPU fallback would run for hours unannounced
+        with pytest.raises(PaperlibError, match=r"^NVIDIA RTX PRO 6000 \(compute capability 12.0, sm_120\) has no "
+                                                r"kernels in this torch .*, built for sm_50 sm_80 sm_86 sm_90; install "
+                                                r"a torch build for it \(pytorch.org\), or set device=cpu$"):
+            resolve_device(name)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    assert resolve_device("auto") == torch.device("cuda")
 
 
 def test_to_device_gives_the_same_values_in_the_asked_dtype():

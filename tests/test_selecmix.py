@@ -14,7 +14,7 @@ from paperlib.train.evaluate import evaluate_set
 from paperlib.train.loop import predict, train_classifier
 from paperlib.train.models import init_parameters
 from paperlib.train.selecmix import contradicting_partners, mix_with_partners, mixing_draws, train_selecmix
-from test_debias import CLASSES, TOY_SETTINGS, toy_task  # the same colour-biased toy task as LfF's test
+from toy_debias import CLASSES, TOY_SETTINGS, toy_task  # the same colour-biased toy task as LfF's test
 
 
 class _Net(nn.Module):

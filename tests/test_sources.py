@@ -23,6 +23,7 @@ import torch
 
 from paperlib.data import downloads, sources
 from paperlib.data.sources import SOURCES, RawSplit, load_source, resolve_data_root
+from paperlib.core import paths
 from paperlib.core.errors import DataNotFound, PaperlibError
 
 # The real files, where this machine has them: $PAPERLIB_DATA as the shell set it (conftest clears it for each
@@ -114,8 +115,17 @@ def test_data_root_env_beats_default(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert resolve_data_root() == tmp_path / "env"
 
 
-def test_data_root_default_is_cwd_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def outside_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Work in ``tmp_path`` as outside any checkout (it may lie inside one: a TMPDIR in the repository), where the
+    default data root is ``./data``."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(paths, "find_repo_root", lambda start=None: None)
+    return tmp_path
+
+
+def test_data_root_default_is_cwd_data(outside_checkout: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path = outside_checkout
     assert resolve_data_root() == tmp_path / "data"
     monkeypatch.setenv("PAPERLIB_DATA", "")  # empty counts as unset
     assert resolve_data_root() == tmp_path / "data"
@@ -312,8 +322,8 @@ def test_missing_files_no_network(tmp_path: Path, name: str) -> None:
     assert list(tmp_path.iterdir()) == []  # no partial file, not even an empty folder
 
 
-def test_default_root_not_left_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
+def test_default_root_not_left_behind(outside_checkout: Path) -> None:
+    tmp_path = outside_checkout
     with pytest.raises(PaperlibError, match=r"not found under .*data"):
         load_source("mnist", "train")
     assert list(tmp_path.iterdir()) == []

@@ -122,9 +122,12 @@ def test_table_lists_missing_runs_as_not_run_then_real_numbers_after_running(tmp
     specs = load_suite(_suite(tmp_path))
     before = results_table(specs)
     assert list(before["status"]) == ["not run"] * 3 and "acc" not in before
-    run_suite(specs)
+    records = run_suite(specs)
     after = results_table(specs)
     assert list(after["status"]) == ["done"] * 3
+    # the records come back in spec order, computed; a second pass reads them all from the store
+    assert [r["metrics"]["acc"] for r in records] == after["acc"].tolist()
+    assert [r["cached"] for r in records] == [False] * 3 and all(r["cached"] for r in run_suite(specs))
     assert after["acc"].between(0, 100).all() and after.loc[1, "seconds_per_iteration"] > 0
     path = write_csv(after, tmp_path / "out" / "table.csv")
     assert pd.read_csv(path)["acc"].round(2).tolist() == after["acc"].round(2).tolist()

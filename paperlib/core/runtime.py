@@ -7,6 +7,7 @@ import contextvars
 import functools
 import math
 import os
+import re
 import shutil
 import sys
 import warnings
@@ -22,10 +23,12 @@ T = TypeVar("T")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA when present, else CPU. An unavailable device is a clear error."""
+    """``auto``: CUDA when present, else CPU. An unavailable device, or a GPU this torch build has no kernels
+    for, is a clear error."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+        _check_cuda_kernels(device)
+        return device
     if device.type == "cuda" and not torch.cuda.is_available():
         raise PaperlibError(f"device {name!r} requested but CUDA is not available; use device=auto or cpu")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
@@ -33,7 +36,36 @@ def resolve_device(name: str = "auto") -> torch.device:
                             f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}; pick one of them or auto")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise PaperlibError(f"device {name!r} requested but MPS is not available; use device=auto or cpu")
+    _check_cuda_kernels(device)
     return device
+
+
+_ARCH = re.compile(r"(sm|compute)_(\d+)(\d)[a-z]?")
+
+
+def missing_kernels(capability: tuple[int, int], arch_list: list[str]) -> bool:
+    """Whether a torch build compiled for ``arch_list`` (``torch.cuda.get_arch_list()``: ``sm_90``, ``compute_90``)
+    has no kernel a GPU of compute ``capability`` runs: a binary (``sm_``) runs on its major version, as torch's own
+    check has it, and PTX (``compute_``) is compiled for any GPU at least as new. An empty list (no build
+    information) is taken as fine."""
+    built = [(kind, (int(major), int(minor))) for kind, major, minor in
+             (match.groups() for match in map(_ARCH.fullmatch, arch_list) if match)]
+    return bool(arch_list) and not any(arch[0] == capability[0] if kind == "sm" else arch <= capability
+                                       for kind, arch in built)
+
+
+def _check_cuda_kernels(device: torch.device) -> None:
+    """A one-line error for a GPU the installed torch has no kernels for: torch only warns, and the run then fails
+    at its first kernel ("no kernel image is available")."""
+    if device.type != "cuda" or torch.version.cuda is None:
+        return
+    capability, archs = torch.cuda.get_device_capability(device), torch.cuda.get_arch_list()
+    if missing_kernels(capability, archs):
+        major, minor = capability
+        gpu = torch.cuda.get_device_name(device)
+        raise PaperlibError(f"{gpu} (compute capability {major}.{minor}, sm_{major}{minor}) has no kernels in this "
+                            f"torch {torch.__version__}, built for {' '.join(archs)}; install a torch build for it "
+                            "(pytorch.org), or set device=cpu")
 
 
 def environment(device: torch.device) -> dict[str, Any]:

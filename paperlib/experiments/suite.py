@@ -160,7 +160,7 @@ def load_suite(source: str | Path | Mapping[str, Any], overrides: Mapping[str, A
     return specs
 
 
-def run_suite(specs: list[RunSpec]) -> None:
-    """Run every spec under one progress bar (stored runs load at once)."""
-    for spec in progress(specs, total=len(specs), desc="runs", leave=True):
-        run(spec.params)
+def run_suite(specs: list[RunSpec]) -> list[dict[str, Any]]:
+    """Run every spec under one progress bar (stored runs load at once); return their records in spec order
+    (:func:`paperlib.experiments.runner.run`'s, with ``cached`` saying which were stored)."""
+    return [run(spec.params) for spec in progress(specs, total=len(specs), desc="runs", leave=True)]

@@ -217,12 +217,15 @@ def reference_values(table: pd.DataFrame, metrics: Iterable[str]) -> dict[str, d
 
 
 def refuse_off_cpu(table: pd.DataFrame, profile: str) -> None:
-    """A one-line error for a run of ``table`` evaluated off the CPU (``device=auto`` takes a GPU): the references,
-    and their tolerance, are CPU numbers."""
+    """A one-line error for a run of ``table`` evaluated, or whose set was distilled, off the CPU (``device=auto``
+    takes a GPU, and a set is reused on any device): the references, and their tolerance, are CPU numbers."""
     done = table[table["status"] == "done"]
-    off_cpu = done[done["device"] != "cpu"]
+    made_on = done["distilled_on"] if "distilled_on" in done else pd.Series(None, index=done.index, dtype=object)
+    # each run's first device that is not the CPU: its evaluation's, else its set's
+    elsewhere = done["device"].where(done["device"] != "cpu", made_on.where(made_on.notna() & (made_on != "cpu")))
+    off_cpu = done[elsewhere.notna()]
     if len(off_cpu):
-        runs = ", ".join(off_cpu["experiment"] + "/" + off_cpu["run"] + " (" + off_cpu["device"] + ")")
+        runs = ", ".join(off_cpu["experiment"] + "/" + off_cpu["run"] + " (" + elsewhere[off_cpu.index] + ")")
         raise PaperlibError(f"the references are CPU numbers, and {len(off_cpu)} runs were computed elsewhere: {runs}; "
                             "in one shell, export PAPERLIB_CACHE=$(mktemp -d) CUDA_VISIBLE_DEVICES=, then run "
                             f"`make reproduce PROFILE={profile}` and this command again (docs/reproducibility.md)")

@@ -72,7 +72,9 @@ def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
         "distill_seconds": record.get("distill_seconds"),
         "evaluate_seconds": timings["evaluate"],
         "imputed_right": record.get("imputed_right"),  # hidden group labels imputed: the share imputed right
-        "device": record["device"],
+        "device": record["device"],  # where its models were evaluated
+        # where its distilled set was made (a set is reused on any device); None for a method that distils none
+        "distilled_on": (record.get("distilled_on") or {}).get("device"),
         "status": "done",
     })
     paper = reported(p)
