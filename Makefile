@@ -116,16 +116,12 @@ plan: setup
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
 
-# The .py is the reviewed source: sync pushes the inputs of each .py edited since its .ipynb was written into
-# that .ipynb, keeping the outputs of unchanged cells; a new .py is paired first, which creates its .ipynb.
-# (Pairing an already paired .py again would rewrite its header from the executed .ipynb.) An updated .ipynb
-# loses papermill's injected parameters cell, which is not in the .py: re-run `make reproduce` for outputs.
+# The .py is the reviewed source: sync pushes the cells of each .py into its .ipynb where they differ (compared cell
+# by cell, not by modification time), keeping the outputs of unchanged cells; a new .py is paired first, which
+# creates its .ipynb. An updated .ipynb loses papermill's injected parameters cell, which is not in the .py: re-run
+# `make reproduce` for outputs.
 sync: setup
-	for source in notebooks/[0-9][0-9]_*.py; do \
-	    paired="$${source%.py}.ipynb"; \
-	    if [ ! -e "$$paired" ]; then $(BIN)/jupytext --set-formats ipynb,py:percent "$$source" || exit 1; \
-	    elif [ "$$source" -nt "$$paired" ]; then $(BIN)/jupytext --to ipynb --update "$$source" || exit 1; fi; \
-	done
+	$(BIN)/python -m paperlib.pairing
 
 clean-cache:
 	rm -rf cache

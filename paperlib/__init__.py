@@ -8,7 +8,7 @@ Layers, each importing only the ones before it (``tests/test_architecture.py`` e
 * :mod:`paperlib.distill` — methods, targets (vanilla / KDE-weighted / FairDD groups / COBRA barycenter), the engine;
 * :mod:`paperlib.experiments` — one run (:func:`paperlib.experiments.runner.run`), suites, profiles, benchmarks;
 * :mod:`paperlib.report` — tables, figures, the explorer, the notebook checks;
-* the entry points: :mod:`paperlib.cli`, :mod:`paperlib.reproduce`, :mod:`paperlib.notebook`.
+* the entry points: :mod:`paperlib.cli`, :mod:`paperlib.reproduce`, :mod:`paperlib.pairing`, :mod:`paperlib.notebook`.
 
 Importing the package loads every registry, so every registered name validates wherever parameters are made;
 then it imports the modules named in ``$PAPERLIB_PLUGINS`` (comma-separated, e.g. ``my_presets,my_targets``), so

@@ -1,8 +1,8 @@
 """The layout is the design: layers import only the layers before them, no module cycles, no hidden imports.
 
 Layers, lowest first: ``core`` < ``data`` < ``train`` < ``distill`` < ``experiments`` < ``report`` < the entry
-points (``cli``, ``reproduce``, ``notebook``, ``__main__``). ``paperlib/__init__.py`` is the package façade that
-loads every registry and is left out of the graph.
+points (``cli``, ``reproduce``, ``pairing``, ``notebook``, ``__main__``). ``paperlib/__init__.py`` is the package
+façade that loads every registry and is left out of the graph.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "paperlib"
 LAYERS = ("core", "data", "train", "distill", "experiments", "report", "entry")
-ENTRY_POINTS = ("cli", "reproduce", "notebook", "__main__")
+ENTRY_POINTS = ("cli", "reproduce", "pairing", "notebook", "__main__")
 
 
 def _module_name(path: Path) -> str:
