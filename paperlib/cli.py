@@ -2,7 +2,7 @@
 
 ``describe`` prints the dataset summary as one JSON object. ``run`` trains and
 evaluates; its last stdout line is one JSON object with the metrics (percent,
-means over evaluation models, each with ``_std``), ``num_eval`` and
+means over every evaluation model of every training set, each with ``_std``), ``num_eval`` and
 ``seconds``. ``bench dm|dc|dsa`` prints ``{"seconds_per_iteration": ...}``
 (5 timed iterations unless ``iterations`` is set). ``weights`` computes (or
 loads) paper A's KDE weights and prints, per class, the share of weight on

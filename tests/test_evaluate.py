@@ -177,3 +177,17 @@ def test_only_models_with_independent_samples_train_in_micro_batches_and_only_on
     assert micro_batch_for(ConvNet(1, 10, 28, width=8), cpu) == CPU_MICRO_BATCH
     assert micro_batch_for(ConvNet(1, 10, 28, width=8, norm="batchnorm"), cpu) is None
     assert micro_batch_for(ConvNet(1, 10, 28, width=8), torch.device("cuda")) is None
+
+
+@pytest.mark.parametrize("protocol, empty_cells", [("fairdd", 0.0), ("companion", None)])
+def test_evaluation_scores_empty_test_cells_as_its_protocol_says(protocol, empty_cells, small_eval, monkeypatch):
+    import paperlib.train.evaluate as evaluate
+
+    given = []
+    score = evaluate.classification_metrics
+    monkeypatch.setattr(evaluate, "classification_metrics", lambda *args: given.append(args[-1]) or score(*args))
+    params = make_params(dataset="cmnist_fg", protocol=protocol, method="random", ipc=2,
+                         **{**small_eval, "eval_epochs": 1})
+    dataset = build_dataset(params)
+    evaluate_set(dataset.normalized("train")[:20], dataset.train.labels[:20], dataset, params, torch.device("cpu"))
+    assert given == [empty_cells]  # FairDD's code counts an empty (class, group) cell as 0% right

@@ -40,6 +40,32 @@ def test_metrics_without_aligned_flags_leave_aligned_and_conflicting_undefined()
     assert (m["acc"], m["deo_m"], m["deo_a"]) == (75.0, 100.0, 50.0)
 
 
+def test_the_gap_is_over_each_class_groups_not_over_classes():
+    # 3 classes x 2 groups: class 0 right in group 0 only, classes 1 and 2 right everywhere; a transposed table
+    # (a gap over classes within each group) would give DEO_A 50, not 33.3
+    labels, attrs = torch.tensor([0, 0, 1, 1, 2, 2]), torch.tensor([0, 1, 0, 1, 0, 1])
+    m = classification_metrics(torch.tensor([0, 1, 1, 1, 2, 2]), labels, attrs, None, 3, 2)
+    assert (m["deo_m"], m["deo_a"]) == (100.0, pytest.approx(100 / 3))
+
+
+def test_a_class_with_one_group_in_the_test_split_has_no_gap_unless_the_protocol_scores_empty_cells():
+    labels, attrs = torch.tensor([0, 0, 1]), torch.tensor([0, 1, 0])  # no (class 1, group 1) test sample
+    preds = torch.tensor([0, 1, 1])  # class 0: group 0 right, group 1 wrong
+    left_out = classification_metrics(preds, labels, attrs, None, 2, 2)
+    assert (left_out["deo_m"], left_out["deo_a"]) == (100.0, 100.0)  # class 1's single group is no gap of 0
+    official = classification_metrics(preds, labels, attrs, None, 2, 2, empty_cell_accuracy=0.0)
+    assert (official["deo_m"], official["deo_a"]) == (100.0, 100.0)  # FairDD's code: the empty cell scores 0
+    right = classification_metrics(labels, labels, attrs, None, 2, 2, empty_cell_accuracy=0.0)
+    assert (right["deo_m"], right["deo_a"], right["worst_group_acc"]) == (100.0, 50.0, 100.0)
+    assert classification_metrics(labels, labels, attrs, None, 2, 2)["deo_a"] == 0.0
+    # FairDD's code keeps a class without any test sample, at a gap of 0
+    kept = classification_metrics(preds, labels, attrs, None, 3, 2, empty_cell_accuracy=0.0)
+    assert kept["deo_a"] == pytest.approx(200 / 3)
+    # no class with two groups to compare: the gaps do not exist
+    alone = classification_metrics(torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([0, 0]), None, 2, 2)
+    assert math.isnan(alone["deo_m"]) and math.isnan(alone["deo_a"]) and alone["worst_group_acc"] == 100.0
+
+
 def test_an_empty_cell_accuracy_outside_0_1_is_an_error_naming_the_unit():
     labels = torch.tensor([0, 1])
     with pytest.raises(PaperlibError, match=r"empty_cell_accuracy=50 is a fraction; give a value in \[0, 1\]"):

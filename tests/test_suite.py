@@ -18,6 +18,7 @@ from paperlib.experiments.profiles import suite_from_file
 from paperlib.experiments.suite import load_suite, run_suite
 from paperlib.report.figures import save_suite_figures
 from paperlib.report.explore import metrics_html
+from paperlib.report.metric_names import HEADLINE_METRICS
 from paperlib.report.tables import (MISSING, format_mean_std, markdown_table, mean_std, metrics_view, number,
                                     overhead_table, results_table, rounded, write_csv)
 
@@ -137,8 +138,9 @@ def test_table_lists_missing_runs_as_not_run_then_real_numbers_after_running(tmp
     assert len(markdown) == 2 + 3 and markdown[2].startswith("| tiny | random |")
     assert markdown[0] == ("| comparison | run | acc | aligned | conflicting | DEO_M | DEO_A | s / iteration | "
                            "paper acc / DEO_M / DEO_A |")  # the metrics' headers as every table names them
-    shown = format_mean_std(after)
-    assert shown.loc[0, "acc"].endswith("± 0.0")
+    shown = format_mean_std(after)  # one model per run: no spread to show (its record says 0.0)
+    assert shown.loc[0, "acc"] == f"{after.loc[0, 'acc']:.1f}" and after.loc[0, "acc_std"] == 0.0
+    assert format_mean_std(after.assign(num_eval=2)).loc[0, "acc"].endswith("± 0.0")
     written = save_suite_figures(specs, after, tmp_path / "figures", "tiny")
     names = sorted(str(p.relative_to(tmp_path / "figures")) for p in written)
     assert names == ["grids/tiny_dm.png", "grids/tiny_dm_fairdd.png", "tiny_acc.png", "tiny_acc_conflicting.png",
@@ -175,6 +177,17 @@ def test_every_table_rounds_a_value_the_same_way():
     assert shown.loc[0, "acc"] == 41.9 == round(41.85, 1) and shown.loc[0, "aligned"] == 19.9
     assert shown.loc[0, "conflicting"] == 0.2  # an exact tie goes to even
     assert rounded(pd.DataFrame({"name": ["x"], "share": [41.85]})).to_dict("list") == {"name": ["x"], "share": [41.9]}
+    # a metric a record holds as null (undefined) reads as missing, in a column of numbers or of nothing else
+    assert rounded(pd.Series([None, 41.85])).tolist() == [MISSING, 41.9] and rounded(pd.Series([None])).tolist() == \
+        [MISSING]
+    undefined = metrics_view(table.assign(acc_conflicting=[None]))
+    assert undefined.loc[0, "conflicting"] == MISSING
+
+
+def test_the_markdown_table_gives_the_papers_numbers_as_published():
+    table = pd.DataFrame({"experiment": ["e"], "run": ["r"], "status": ["done"], "num_eval": [1],
+                          **{key: [50.0] for key in HEADLINE_METRICS}, "paper_acc": [23.8], "paper_deo_m": [100.0]})
+    assert markdown_table(table).splitlines()[2].endswith("| 23.8 / 100 / – |")
 
 
 def test_suite_command_writes_the_csv_from_records(tmp_path, capsys):
@@ -250,3 +263,38 @@ def test_a_display_tables_settings_are_headed_in_words_and_a_setting_a_run_lacks
     assert shown["hidden groups fill"].tolist() == [MISSING, "impute"]
     assert shown["eval model"].tolist() == ["convnet", MISSING]
     assert shown["hidden groups"].tolist() == [MISSING, "50%"]
+
+
+def test_force_in_a_suite_recomputes_each_shared_piece_once(tmp_path, monkeypatch):
+    """Three evaluations of one distilled set (the KDE-weighted DM set, two trainers' epochs apart) and a repeated
+    run: under force the set, its KDE encoder and weights are recomputed once, every record is recomputed."""
+    import paperlib.distill.kde as kde
+    import paperlib.experiments.runner as runner
+
+    calls = {"encoder": 0, "weights": 0, "distil": 0}
+
+    def counting(name, function):
+        def counted(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return counted
+
+    monkeypatch.setattr(kde, "train_supcon", counting("encoder", kde.train_supcon))
+    monkeypatch.setattr(kde, "compute_kde_weights", counting("weights", kde.compute_kde_weights))
+    monkeypatch.setattr(runner, "distill", counting("distil", runner.distill))
+    suite = _suite(tmp_path)
+    suite["defaults"].update({"supcon_epochs": 0.05, "net_width": 8, "batch_real": 32, "ipc": 1})
+    kde_dm = {"method": "dm", "target": "weighted", "weights": "kde"}
+    suite["experiments"] = [{"name": "shared", "settings": {"dataset": "cmnist", "conflict_ratio": 0.1},
+                             "runs": {"one": {**kde_dm, "eval_epochs": 1}, "two": {**kde_dm, "eval_epochs": 2}}},
+                            {"name": "again", "settings": {"dataset": "cmnist", "conflict_ratio": 0.1},
+                             "runs": {"one": {**kde_dm, "eval_epochs": 1}}}]
+    run_suite(load_suite(suite))
+    assert calls == {"encoder": 1, "weights": 1, "distil": 1}
+    forced = run_suite(load_suite(suite, overrides={"force": True}))
+    assert calls == {"encoder": 2, "weights": 2, "distil": 2}  # once more each, not once per run
+    assert [r["cached"] for r in forced] == [False, False, True]  # the repeated run reads the record just made
+    assert forced[0]["distill_cached"] is False and forced[1]["distill_cached"] is True
+    # a run on its own under force still recomputes everything it reads
+    runner.run(load_suite(suite, overrides={"force": True})[1].params)
+    assert calls == {"encoder": 3, "weights": 3, "distil": 3}

@@ -166,7 +166,8 @@ class Params:
     torch_compile: str = _p("auto", "execution", choices=COMPILE_SETTINGS)
     progress: bool = _p(True, "execution")  # progress bars on stderr
     cache_dir: str | None = _p(None, "execution")  # None: $PAPERLIB_CACHE, else cache/ at the repository root
-    force: bool = _p(False, "execution")  # recompute the run and every cached piece it reads (the dataset aside)
+    # recompute the run and every cached piece it reads (the dataset aside), each once in a suite
+    force: bool = _p(False, "execution")
 
 
 def check_selectors_precede(declared: Sequence[Field]) -> None:

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,33 @@ from paperlib.distill.methods import METHODS
 from paperlib.distill.targets import make_target
 from paperlib.train.evaluate import evaluate_set
 from paperlib.train.metrics import METRIC_KEYS, summarize
+
+
+# A target's cached pieces, shared by every training set (distill_run) of a run and by runs that differ elsewhere
+TARGET_SCOPES = ("embeddings", "weights")
+
+
+@dataclass
+class Recomputed:
+    """The cache entries recomputed under ``force=true`` so far by one run or suite: a later training set or run
+    that reads one of them takes it as it is. ``force`` recomputes each cached piece a run reads once, not once per
+    run or training set that reads it (evaluations of one distilled set, the ``num_distill`` sets sharing one KDE)."""
+
+    entries: set[str] = field(default_factory=set)
+
+    def forces(self, params: Params, *scopes: str) -> bool:
+        """Whether ``params`` recomputes what it stores for any of ``scopes``: under force, unless recomputed
+        already."""
+        return params.force and any(self._entry(params, scope) not in self.entries for scope in scopes)
+
+    def add(self, params: Params, *scopes: str) -> None:
+        """Note ``scopes``' entries of ``params`` as recomputed (when under force; otherwise nothing was)."""
+        if params.force:
+            self.entries.update(self._entry(params, scope) for scope in scopes)
+
+    @staticmethod
+    def _entry(params: Params, scope: str) -> str:
+        return f"{scope}-{cache_key(params, scope)}"
 
 
 def record_key(params: Params) -> str:
@@ -99,50 +127,53 @@ def stored_grid(params: Params) -> Path | None:
 
 
 def training_set(dataset: BiasedDataset, params: Params, device: torch.device,
-                 shared_fresh: bool = False) -> tuple[Tensor, Tensor, dict]:
+                 recomputed: Recomputed | None = None) -> tuple[Tensor, Tensor, dict]:
     """The images an evaluation model learns from (normalised), their labels, and facts about them.
 
     A method that distils (:attr:`paperlib.distill.methods.Method.distils`) gives its distilled set
-    (``shared_fresh``: see :func:`distilled_set`); the others the real images they select.
+    (``recomputed``: see :func:`distilled_set`); the others the real images they select.
     """
     method = METHODS[params.method]
     if method.distils:
-        return distilled_set(dataset, params, device, shared_fresh)
+        return distilled_set(dataset, params, device, recomputed)
     index = method.select(dataset, params)
     train = dataset.train if index is None else dataset.train.subset(index)
     return dataset.normalized(train, device), train.labels, {}
 
 
 def distilled_set(dataset: BiasedDataset, params: Params, device: torch.device,
-                  shared_fresh: bool = False) -> tuple[Tensor, Tensor, dict]:
+                  recomputed: Recomputed | None = None) -> tuple[Tensor, Tensor, dict]:
     """The synthetic set of ``params`` (normalised images, labels) and facts about its making.
 
     Loaded from :func:`distilled_dir` when present; otherwise distilled (resuming
-    from a checkpoint there if one exists) and stored with an image grid. ``shared_fresh``: what the set's target
-    reads from the cache (KDE embeddings and weights, the same for every ``distill_run``) was recomputed earlier
-    in this run, so ``force`` recomputes the set alone.
+    from a checkpoint there if one exists) and stored with an image grid. Under ``force``, what ``recomputed``
+    lists as recomputed already (the set, its target's KDE embeddings and weights) is read as it is, and what
+    this call recomputes is added to it.
     """
     dataset.check_built_for(params, "distilled set")
     folder = distilled_dir(params)
     # Runs that differ only in their evaluation share this set: one distils it, the others wait and load it.
     with entry_lock(params.cache_dir, f"distilled-{folder.name}"):
-        return _load_or_distil(dataset, params, device, folder, shared_fresh)
+        return _load_or_distil(dataset, params, device, folder, recomputed or Recomputed())
 
 
 def _load_or_distil(dataset: BiasedDataset, params: Params, device: torch.device,
-                    folder: Path, shared_fresh: bool) -> tuple[Tensor, Tensor, dict]:
+                    folder: Path, recomputed: Recomputed) -> tuple[Tensor, Tensor, dict]:
     for entry in DISTILLED_ENTRIES:
         refuse_folder(folder / entry)
-    saved = None if params.force else load_tensors(folder / "synthetic.pt", keys=("images", "labels"))
+    forced = recomputed.forces(params, "distilled")
+    saved = None if forced else load_tensors(folder / "synthetic.pt", keys=("images", "labels"))
     if saved is not None:
         _check_synthetic(saved, dataset, params, folder / "synthetic.pt")
     facts = None if saved is None else load_json(folder / "facts.json")
     if facts is not None:
         return saved["images"].to(device), saved["labels"].to(device), {**facts, "distill_cached": True}
-    target, facts = make_target(dataset, dataclasses.replace(params, force=False) if shared_fresh else params, device)
+    fresh_target = not recomputed.forces(params, *TARGET_SCOPES)
+    target, facts = make_target(dataset, dataclasses.replace(params, force=False) if fresh_target else params, device)
+    recomputed.add(params, *TARGET_SCOPES)
     _check_storable(facts, params)
     checkpoint = folder / "checkpoint.pt"
-    result = distill(dataset, params, target, device, checkpoint)
+    result = distill(dataset, dataclasses.replace(params, force=forced), target, device, checkpoint)
     facts.update({"losses": result.losses, "distill_seconds": result.seconds,
                   "seconds_per_iteration": result.seconds / max(1, params.iterations - result.resumed_from),
                   "resumed_from": result.resumed_from, "distilled": folder.name,
@@ -153,6 +184,7 @@ def _load_or_distil(dataset: BiasedDataset, params: Params, device: torch.device
     with atomic_write(folder / "facts.json") as tmp:
         tmp.write_text(json.dumps(_json_safe(facts), indent=1))
     checkpoint.unlink(missing_ok=True)  # only now: a kill before facts.json resumes from it
+    recomputed.add(params, "distilled")
     return result.images.to(device), result.labels.to(device), {**facts, "distill_cached": False}
 
 
@@ -260,8 +292,12 @@ def _field_problems(mapping: dict[str, Any], fields: dict[str, tuple[type, ...]]
     return problems
 
 
-def run(params: Params | None = None, **overrides: Any) -> dict[str, Any]:
+def run(params: Params | None = None, *, recomputed: Recomputed | None = None, **overrides: Any) -> dict[str, Any]:
     """Run one experiment and return its record (from the cache when present).
+
+    Under ``force=true`` the run and every cached piece it reads are recomputed, but for those ``recomputed``
+    lists (a suite's earlier runs recomputed them: :func:`paperlib.experiments.suite.run_suite`); what this run
+    recomputes is added to it.
 
     The record holds ``params``, ``metrics`` (means and ``_std``), per-model
     ``runs``, ``timings`` in seconds, the ``device`` and the ``environment`` it was computed in (torch, CPU
@@ -269,15 +305,19 @@ def run(params: Params | None = None, **overrides: Any) -> dict[str, Any]:
     distilled sets the loss curve, and ``cached``: whether it came from the cache.
     """
     params = with_overrides(params, overrides)
-    cached = None if params.force else load_record(params)
+    recomputed = Recomputed() if recomputed is None else recomputed
+    forced = recomputed.forces(params, "record")
+    cached = None if forced else load_record(params)
     if cached is not None:
         return {**cached, "cached": True}
     # Another process computing the same run holds this lock: wait, then take its record.
     with entry_lock(params.cache_dir, record_dir(params).name):
-        cached = None if params.force else load_record(params)
+        cached = None if forced else load_record(params)
         if cached is not None:
             return {**cached, "cached": True}
-        return _compute(params)
+        record = _compute(params, recomputed)
+    recomputed.add(params, "record")
+    return record
 
 
 def repeats(params: Params) -> int:
@@ -293,9 +333,9 @@ def training_set_indices(params: Params) -> range:
     return range(first, first + repeats(params))
 
 
-def _compute(params: Params) -> dict[str, Any]:
+def _compute(params: Params, recomputed: Recomputed) -> dict[str, Any]:
     """Compute the run of ``params`` and store its record: ``num_eval`` models on each of its training sets,
-    the metrics summarised over all of them."""
+    the metrics summarised over all of them (under force, the sets share the KDE pieces the first recomputes)."""
     folder = record_dir(params)
     start = time.perf_counter()
     device = resolve_device(params.device)
@@ -306,8 +346,7 @@ def _compute(params: Params) -> dict[str, Any]:
     for index in indices:
         one = dataclasses.replace(params, distill_run=index)
         begin = time.perf_counter()
-        # under force the first set recomputes the KDE pieces all sets share; the others read them
-        images, labels, made = training_set(dataset, one, device, shared_fresh=index != indices[0])
+        images, labels, made = training_set(dataset, one, device, recomputed)
         made_seconds += time.perf_counter() - begin
         facts, size = facts or made, int(labels.shape[0])  # the first training set's facts (its loss curve)
         # the first set's models draw as before repeats existed; the others from their own streams

@@ -31,7 +31,7 @@ from paperlib.core.params import SCOPES, Params, default_of, field_tags, make_pa
 from paperlib.core.yamlio import load_yaml
 from paperlib.core.runtime import progress
 from paperlib.distill.methods import METHODS
-from paperlib.experiments.runner import run
+from paperlib.experiments.runner import Recomputed, run
 
 
 # Blocks of a profile's defaults.yaml that are not run parameters: the per-method scale (:func:`scaled`) and
@@ -162,5 +162,8 @@ def load_suite(source: str | Path | Mapping[str, Any], overrides: Mapping[str, A
 
 def run_suite(specs: list[RunSpec]) -> list[dict[str, Any]]:
     """Run every spec under one progress bar (stored runs load at once); return their records in spec order
-    (:func:`paperlib.experiments.runner.run`'s, with ``cached`` saying which were stored)."""
-    return [run(spec.params) for spec in progress(specs, total=len(specs), desc="runs", leave=True)]
+    (:func:`paperlib.experiments.runner.run`'s, with ``cached`` saying which were stored). Under ``force=true``
+    a piece the runs share (a distilled set evaluated in several ways, KDE weights) is recomputed once."""
+    recomputed = Recomputed()
+    return [run(spec.params, recomputed=recomputed)
+            for spec in progress(specs, total=len(specs), desc="runs", leave=True)]

@@ -122,12 +122,23 @@ def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
+def models_per_run(table: pd.DataFrame) -> pd.Series:
+    """How many evaluation models each row's metrics pool (``num_eval`` x ``num_distill``; 1 where unknown)."""
+    count = pd.Series(1, index=table.index)
+    for column in ("num_eval", "num_distill"):
+        if column in table:
+            count = count * table[column].fillna(1)
+    return count
+
+
 def format_mean_std(table: pd.DataFrame, keys: tuple[str, ...] = HEADLINE_METRICS) -> pd.DataFrame:
-    """A display copy: each metric as ``mean ± std`` text, other columns dropped."""
+    """A display copy: each metric as ``mean ± std`` text (the mean alone for a run of one model, whose spread
+    does not exist), other columns dropped."""
     out = table[["experiment", "run"]].copy()
+    one_model = models_per_run(table) <= 1
     for key in keys:
         if key in table:
-            stds = table[f"{key}_std"] if f"{key}_std" in table else [None] * len(table)
+            stds = table[f"{key}_std"].mask(one_model) if f"{key}_std" in table else [None] * len(table)
             out[key] = [mean_std(mean, std) for mean, std in zip(table[key], stds)]
     return out
 
@@ -142,7 +153,7 @@ def markdown_table(table: pd.DataFrame) -> str:
     shown = format_mean_std(table)
 
     def paper(row: pd.Series) -> str:
-        values = [number(row.get(f"paper_{k}"), 2) for k in PAPER_METRICS]
+        values = [as_published(row.get(f"paper_{k}")) for k in PAPER_METRICS]
         return MISSING if all(v == MISSING for v in values) else " / ".join(values)
 
     header = ["comparison", "run", *map(short_name, HEADLINE_METRICS), "s / iteration",
@@ -224,7 +235,7 @@ def metrics_view(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_align
         view[column] = view[column].map(lambda value: MISSING if _blank(value) else value)
     view = view.rename(columns={column: column.replace("_", " ") for column in extra})
     sets = done["num_distill"] if "num_distill" in done else pd.Series(1, index=done.index)
-    several = bool((done["num_eval"] * sets > 1).any()) if "num_eval" in done else False
+    several = bool((models_per_run(done) > 1).any())
     if bool((sets > 1).any()):
         view["sets × models"] = [f"{int(s)} × {int(m)}" for s, m in zip(sets, done["num_eval"])]
     for key in keys:
@@ -356,10 +367,15 @@ def bias_effect(table: pd.DataFrame) -> pd.DataFrame:
                 row[f"acc vs {name}"] = round(run["acc"] - baseline["acc"], 1)
                 gap = run["acc_conflicting"] - baseline["acc_conflicting"]
                 row[f"conflicting vs {name}"] = round(gap, 1)
-                row["reading"] = ("amplified" if gap < -AMPLIFIED_GAP else "whole data biased too"
-                                  if baseline["acc_conflicting"] < SHORTCUT_LEVEL else "suppressed")
+                # no conflicting test sample (an undefined gap) reads as nothing, not as "suppressed"
+                row["reading"] = (MISSING if pd.isna(gap) else "amplified" if gap < -AMPLIFIED_GAP
+                                  else "whole data biased too" if baseline["acc_conflicting"] < SHORTCUT_LEVEL
+                                  else "suppressed")
             rows.append(row)
-    return pd.DataFrame(rows).fillna(MISSING)  # a comparison without a random subset or whole data at all
+    # a comparison without a random subset or whole data at all, an undefined conflicting accuracy: shown missing
+    # (column by column: a column of numbers becomes text only where it lacks one)
+    return pd.DataFrame(rows).apply(lambda column: column.astype(object).where(column.notna(), MISSING)
+                                    if column.isna().any() else column)
 
 
 def _kde_records(specs: list[RunSpec]) -> list[tuple[RunSpec, dict]]:
@@ -385,7 +401,7 @@ def rounded(values: pd.Series | pd.DataFrame, digits: int = 1) -> pd.Series | pd
     41.9); pandas' ``.round`` scales first and gives 41.8, so one value would read differently in two tables."""
     if isinstance(values, pd.DataFrame):
         return values.apply(lambda column: rounded(column, digits) if pd.api.types.is_float_dtype(column) else column)
-    return values.map(lambda value: round(value, digits))
+    return values.map(lambda value: MISSING if pd.isna(value) else round(value, digits))  # None: a metric undefined
 
 
 def weight_shares(specs: list[RunSpec]) -> pd.DataFrame:

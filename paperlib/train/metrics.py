@@ -3,8 +3,10 @@
 With ``acc[y, a]`` the recall of class ``y`` within attribute group ``a``
 (FairDD's ``acc_{a,y}``), ``gap_y = max_a acc[y, a] - min_a acc[y, a]``,
 ``DEO_M = 100 * max_y gap_y`` and ``DEO_A = 100 * mean_y gap_y``. Groups with
-no test sample are left out of the max / min, unless the protocol gives them an
-accuracy (FairDD's code counts them as 0). All results are in percent.
+no test sample are left out of the max / min, and a class then enters the max and mean only where two of its
+groups (its one group, for a dataset of one) have test samples: one group's gap would read as a fair 0. A
+protocol may give empty groups an accuracy instead (FairDD's code counts them as 0, and keeps every class, as it
+does). All results are in percent.
 """
 
 from __future__ import annotations
@@ -83,20 +85,22 @@ def classification_metrics(predictions: Tensor, labels: Tensor, attributes: Tens
     counted = ~torch.isnan(scored)
     high = torch.where(counted, scored, torch.full_like(acc, -math.inf)).amax(dim=1)
     low = torch.where(counted, scored, torch.full_like(acc, math.inf)).amin(dim=1)
-    has_class = present.any(dim=1)
-    gaps = (high - low)[has_class]
+    # a fill value scores every cell, as FairDD's code does; otherwise a gap needs two groups to compare
+    has_gap = counted.sum(dim=1) >= min(2, num_attributes)
+    gaps = (high - low)[has_gap]
     return {
         "acc": float(correct.mean()) * 100,
         "acc_aligned": _masked_mean(correct, aligned == 1),
         "acc_conflicting": _masked_mean(correct, aligned == 0),
         "worst_group_acc": float(acc[present].min()) * 100,
-        "deo_m": float(gaps.max()) * 100,
-        "deo_a": float(gaps.mean()) * 100,
+        "deo_m": float(gaps.max()) * 100 if len(gaps) else math.nan,
+        "deo_a": float(gaps.mean()) * 100 if len(gaps) else math.nan,
     }
 
 
 def summarize(runs: list[dict[str, float]]) -> dict[str, float]:
-    """Mean and (population) standard deviation of each metric over evaluation models.
+    """Mean and (population) standard deviation of each metric over ``runs``: every evaluation model of every
+    training set of a run (the official code pools its experiments' models the same way, ``np.std``).
 
     Returns ``{key: mean, key_std: std}`` for every key in :data:`METRIC_KEYS`.
     """
