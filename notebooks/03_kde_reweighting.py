@@ -119,7 +119,8 @@ nb.save(ax, figures, "03_aligned_conflicting", pdf=True);
 # settings, and that the 53.7% was SelecMix at all is read from the reviews, so that one reference value
 # stands beside both SelecMix rows. And KDE's accuracy does not make the set fair: paper A reports accuracy
 # only, but DM + KDE's DEO_M stays at 71.2 at IPC 50 and 88.8 at IPC 10, where one (class, colour) cell of
-# the test set is left at 0% (`worst group`): a class whose worst colour is served far worse than its best. Notebook 07 sets this
+# the test set is left at 0% (`worst group`; at IPC 50 the worst cell is at 18.6%): a class whose worst colour is
+# served far worse than its best. Notebook 07 sets this
 # beside FairDD and COBRA. A longer run of the same questions (200 iterations, three evaluation models per
 # row: `figures/quick/kde_fairdd.md`, described in `docs/results.md`) shows how much IPC 50's KDE result hangs
 # on the image learning rate: at lr 50 it comes within a point of the paper's 91.5%, at lr 10 it stays about 12

@@ -22,7 +22,7 @@ BASE = {"dataset": "cmnist", "source": "digits", "method": "dc", "target": "weig
 BASE_FOR = {"majority_ratio": {"dataset": "cmnist_fg"}, "protocol": {"dataset": "cmnist_fg"},
             "kde_tau": {"kde_weighting": "softmax"}, "channels_last": {"method": "dm"},
             "warm_start_epochs": {"method": "dm"}, "warm_start_lr": {"method": "dm", "warm_start_epochs": 2},
-            "warm_start_batch": {"method": "dm", "warm_start_epochs": 2},
+            "warm_start_batch": {"method": "dm", "warm_start_epochs": 2}, "dm_distance": {"method": "dm"},
             "hidden_groups": {"target": "groups", "sampling": "uniform"},
             "hidden_groups_fill": {"target": "groups", "sampling": "uniform", "hidden_groups": 0.1}}
 CHANGED = {"dataset": "cmnist_fg", "source": "mnist", "conflict_ratio": 0.1, "majority_ratio": 0.8, "severity": 3,
@@ -31,6 +31,7 @@ CHANGED = {"dataset": "cmnist_fg", "source": "mnist", "conflict_ratio": 0.1, "ma
            "iterations": 7, "batch_real": 64, "lr_img": 0.5, "momentum_img": 0.9, "init": "balanced",
            "sampling": "uniform", "stratified_min": 4, "outer_loop": 3, "inner_loop": 2, "lr_net": 0.02,
            "inner_batch": 64, "warm_start_epochs": 3, "warm_start_lr": 0.02, "warm_start_batch": 64,
+           "dm_distance": "l1",
            "hidden_groups": 0.2, "hidden_groups_fill": "impute",
            "checkpoint_every": 5, "precision": "bf16", "channels_last": False, "kde_encoder": "random",
            "supcon_epochs": 2.0, "supcon_temperature": 0.2, "supcon_lr": 0.1, "kde_bandwidth": "median",
@@ -55,6 +56,17 @@ def test_a_switched_off_option_leaves_the_key_unchanged():
     assert key_values(dm)["eval_official_schedule"] is True
     assert "eval_official_schedule" not in key_values(make_params({**BASE, "method": "dm",
                                                                      "eval_official_schedule": False}))
+
+
+def test_dms_distance_is_keyed_only_when_it_is_not_dms_own_squared_distance():
+    """``dm_distance`` came later: DM's squared distance, left empty or named, keeps every earlier key; COBRA's
+    L1 makes another set."""
+    dm = make_params({**BASE, "method": "dm", "target": "barycenter"})
+    named = make_params({**BASE, "method": "dm", "target": "barycenter", "dm_distance": "squared_l2"})
+    l1 = make_params({**BASE, "method": "dm", "target": "barycenter", "dm_distance": "l1"})
+    assert named.dm_distance == "" and "dm_distance" not in key_values(dm) and cache_key(named) == cache_key(dm)
+    assert key_values(l1, "distilled")["dm_distance"] == "l1"
+    assert cache_key(l1, "distilled") != cache_key(dm, "distilled")
 
 
 def test_the_evaluation_optimiser_is_keyed_only_when_it_is_not_the_protocols_sgd():

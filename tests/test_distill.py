@@ -113,6 +113,26 @@ def test_groups_dm_loss_is_the_sum_of_per_group_squared_distances():
     assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-5)
 
 
+def test_cobras_l1_distance_sums_the_absolute_differences_to_the_barycenter():
+    """dm_distance=l1: COBRA's train_dm.py matches sum |barycenter - synthetic mean| per class."""
+    net = init_parameters(ConvNet(3, 2, 28, width=8), torch.Generator().manual_seed(0))
+    real = torch.randn(2 * 6, 3, 28, 28, generator=seeded(791))
+    syn = torch.randn(2 * 2, 3, 28, 28, generator=seeded(801))
+    groups = torch.tensor([[0, 0, 1, 1, 1, 2], [1, 1, 1, 1, 0, 0]])
+    batch = RealBatch(torch.zeros(2, 6, dtype=torch.long), groups, torch.full((2, 6), 1 / 6))
+    rows = BarycenterTarget(3).aggregation(batch)
+    with torch.no_grad():
+        embed_real = net.embed(real).view(2, 6, -1)
+        embed_syn = net.embed(syn).view(2, 2, -1).mean(1)
+    barycenters = [torch.stack([embed_real[k][groups[k] == g].mean(0) for g in groups[k].unique()]).mean(0)
+                   for k in range(2)]
+    expected = sum((barycenters[k] - embed_syn[k]).abs().sum() for k in range(2))
+    loss = dm_loss(net, real, rows, syn, ipc=2, distance="l1")
+    assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-5)
+    squared = sum(((barycenters[k] - embed_syn[k]) ** 2).sum() for k in range(2))
+    assert float(dm_loss(net, real, rows, syn, ipc=2).detach()) == pytest.approx(float(squared), rel=1e-5)
+
+
 def test_barycenter_target_is_the_mean_of_the_present_group_rows():
     groups = torch.tensor([[0, 0, 1, 1, 1, 2], [1, 1, 1, 1, 0, 0]])
     batch = RealBatch(torch.zeros(2, 6, dtype=torch.long), groups, torch.full((2, 6), 1 / 6))

@@ -104,6 +104,10 @@ class Params:
     warm_start_lr: float = _p(0.01, "distill", by="method", when="warm_start_epochs")  # the warm start's learning rate
     # the warm start's batch; 0: eval_batch
     warm_start_batch: int = _p(0, "distill", by="method", when="warm_start_epochs")
+    # DM's distance between each real statistic and the synthetic mean embedding: "" (or squared_l2, written as "")
+    # the squared Euclidean distance of DM's and FairDD's code; l1 the absolute distance COBRA's train_dm.py matches
+    # its barycenter with (keyed only when set, so the runs before this option keep their keys)
+    dm_distance: str = _p("", "distill", by="method", choices=("", "squared_l2", "l1"), when="dm_distance")
     # group targets (FairDD, COBRA): share of training samples whose group label is hidden
     # (paperlib.distill.group_labels)
     hidden_groups: float = _p(0.0, "distill", by="target", when="hidden_groups")
@@ -380,6 +384,8 @@ def resolve_defaults(params: Params) -> Params:
         changes["eval_model"] = ""
     if params.eval_optimizer == "sgd":
         changes["eval_optimizer"] = ""
+    if params.dm_distance == "squared_l2":
+        changes["dm_distance"] = ""
     return dataclasses.replace(params, **changes)
 
 

@@ -3,8 +3,8 @@
 One step: a freshly initialised, frozen ConvNet; siamese DSA on the real batch
 and the synthetic set (one transform per class, shared by both); the squared
 distance between each real statistic of the target and the synthetic mean
-embedding, summed over statistics and classes. The real images of all classes
-go through the network together: in chunks of 16 on the CPU (exact, because
+embedding (COBRA's code: the absolute distance, ``dm_distance=l1``), summed over statistics and classes. The
+real images of all classes go through the network together: in chunks of 16 on the CPU (exact, because
 instance norm is per sample), all at once on an accelerator; a network with
 batch statistics (batch norm) takes the whole real batch in one forward on
 every device. The synthetic set goes through in one forward.
@@ -41,9 +41,17 @@ def augment_siamese(dsa: DSA | None, real: Tensor, syn: Tensor, real_classes: Te
     return real, dsa(syn, gen, syn_classes)
 
 
+# How far a real statistic is from the synthetic mean embedding, per (class, statistic): ``dm_distance``'s choices
+# ("": DM's squared Euclidean distance)
+DISTANCES: dict[str, Callable[[Tensor], Tensor]] = {"": lambda diff: (diff ** 2).sum(-1),
+                                                     "l1": lambda diff: diff.abs().sum(-1)}
+
+
 def dm_loss(net: nn.Module, real: Tensor, aggregation: Tensor, syn: Tensor, ipc: int,
-            chunk: int | None = None, embed: Callable[[Tensor], Tensor] | None = None) -> Tensor:
-    """DM matching loss for augmented, class-major ``real`` ``[K*B, ...]`` and ``syn`` ``[K*ipc, ...]``.
+            chunk: int | None = None, embed: Callable[[Tensor], Tensor] | None = None,
+            distance: str = "") -> Tensor:
+    """DM matching loss for augmented, class-major ``real`` ``[K*B, ...]`` and ``syn`` ``[K*ipc, ...]``, under
+    the :data:`DISTANCES` entry ``distance``.
 
     ``aggregation`` is the target's ``[K, J, B]`` matrix (on any device); all-zero rows
     (absent groups) contribute nothing. The real images go through the network
@@ -69,7 +77,7 @@ def dm_loss(net: nn.Module, real: Tensor, aggregation: Tensor, syn: Tensor, ipc:
         statistics = torch.bmm(aggregation, real_embed)  # [K, J, D]
     syn_mean = embed(syn).view(k, ipc, -1).mean(1)  # [K, D]
     present = (aggregation.sum(-1) > 0).to(syn_mean.dtype)  # [K, J]
-    distances = ((statistics - syn_mean[:, None, :]) ** 2).sum(-1)
+    distances = DISTANCES[distance](statistics - syn_mean[:, None, :])
     return (distances * present).sum()
 
 
@@ -92,7 +100,7 @@ def dm_step(distiller: DistillerState) -> Tensor:
     real, syn = augment_siamese(distiller.dsa, real, distiller.syn, distiller.real_classes, distiller.syn_classes,
                                 distiller.gen)
     with distiller.autocast:
-        loss = dm_loss(net, real, aggregation, syn, distiller.ipc, embed=distiller.embed)
+        loss = dm_loss(net, real, aggregation, syn, distiller.ipc, embed=distiller.embed, distance=params.dm_distance)
     loss = loss.float()
     distiller.update_images(loss)
     return loss.detach()

@@ -29,7 +29,7 @@ from paperlib.distill.state import DistillerState
 # loops (it runs NCHW in small chunks, measured faster on the CPU: docs/performance.md).
 DISTILL_USES = ("ipc", "num_distill", "distill_run", "target", "iterations", "batch_real", "lr_img", "momentum_img",
                 "init", "sampling", "precision")
-DM_USES = (*DISTILL_USES, "channels_last", "warm_start_epochs", "warm_start_lr", "warm_start_batch")
+DM_USES = (*DISTILL_USES, "channels_last", "warm_start_epochs", "warm_start_lr", "warm_start_batch", "dm_distance")
 MATCHING_USES = (*DISTILL_USES, "outer_loop", "inner_loop", "lr_net", "inner_batch")
 # The batch of the networks trained on the synthetic set inside distillation; 0 takes eval_batch, as the official
 # code's one batch_train does (written out, so the distilled set's key holds the value used).

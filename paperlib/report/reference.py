@@ -153,10 +153,11 @@ def _table() -> dict[tuple, dict]:
 REPORTED: dict[tuple, dict] = _table()
 
 
-# Settings the papers' runs all had at these defaults (every group label known, no warm start, uniform real
-# batches, fp32, evaluated on the distillation's own architecture): a run that changes one has no counterpart.
+# Settings the papers' runs all had at these defaults (every group label known, no warm start, DM's squared
+# distance, uniform real batches, fp32, evaluated on the distillation's own architecture): a run that changes one
+# has no counterpart.
 # (The network's size and the run lengths are the profiles' stated scale, not another experiment: not listed.)
-PAPERS_SETTINGS = ("hidden_groups", "warm_start_epochs", "sampling", "precision", "eval_model")
+PAPERS_SETTINGS = ("hidden_groups", "warm_start_epochs", "dm_distance", "sampling", "precision", "eval_model")
 
 
 def _init_suffix(params: Params) -> str | None:
