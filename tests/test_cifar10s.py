@@ -57,6 +57,9 @@ def test_train_groups_follow_the_majority_ratio(cifar_root, ratio, majority):
     assert ds.info.num_attributes == 2 and ds.info.attribute_names == ["grayscale", "colour"]
     assert abs(ds.summary()["train"]["aligned_fraction"] - ratio) < 1e-6
     assert ds.info.params["majority_ratio"] == ratio and ds.info.params["source"] == "cifar10"
+    # FairDD's code normalises CIFAR10-S with fixed statistics, whatever the ratio and the images
+    assert (ds.info.mean, ds.info.std) == ([0.4890520609319886, 0.48451061542917323, 0.46714946730198426],
+                                           [0.24278049202200438, 0.24082296066838135, 0.25098309397306334])
 
 
 def test_train_images_are_gray_or_the_original_colour(cifar_root):

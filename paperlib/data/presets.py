@@ -73,6 +73,9 @@ from paperlib.data.sources import SOURCES, load_source, source_present
 MNIST_FAMILY = ("mnist", "fashion_mnist", "digits")
 NUM_CLASSES = 10
 CIFAR10S_GROUPS = ("grayscale", "colour")  # FairDD's CIFAR10-S protected attribute, 0 and 1
+# The normalisation FairDD's code gives CIFAR10-S (data_handler/cifar10.py, CIFAR_10s): fixed, at every ratio
+CIFAR10S_MEAN = [0.4890520609319886, 0.48451061542917323, 0.46714946730198426]
+CIFAR10S_STD = [0.24278049202200438, 0.24082296066838135, 0.25098309397306334]
 
 Renderer = Callable[[Tensor, Tensor, Params, torch.Generator], Tensor]
 
@@ -253,7 +256,8 @@ def _build_cifar10_s(params: Params) -> BiasedDataset:
     Train: in classes 0-4 exactly ``round(majority_ratio * n_c)`` random images are gray
     and the rest keep their colour; classes 5-9 the reverse (4500 / 500 per class at 0.9).
     Aligned = in the class's majority group. Test: every test image twice, gray and in
-    colour, so each (class, group) cell holds the whole test class.
+    colour, so each (class, group) cell holds the whole test class. Normalised as FairDD's code does
+    (:data:`CIFAR10S_MEAN`, :data:`CIFAR10S_STD`).
     """
     train_raw = load_source("cifar10", "train", params.data_dir)
     test_raw = load_source("cifar10", "test", params.data_dir)
@@ -269,7 +273,7 @@ def _build_cifar10_s(params: Params) -> BiasedDataset:
     test = Split(torch.cat([bias.grayscale(test_raw.images), test_raw.images]), test_labels, test_attrs,
                  test_attrs == (test_labels >= NUM_CLASSES // 2).long())
     return assemble(train, test, params.dataset, key_values(params, "dataset"), NUM_CLASSES, 2, "grayscale",
-                    list(CIFAR10S_GROUPS), [], *channel_stats(train.images))
+                    list(CIFAR10S_GROUPS), [], CIFAR10S_MEAN, CIFAR10S_STD)
 
 
 _COLOUR_RATIO = ("majority_ratio",)
@@ -292,8 +296,9 @@ for _name, _spec in FACE_DATASETS.items():
 PRESETS.register("corrupted_cifar10", RenderedPreset("cifar10", "corruption", sources=("cifar10", *MNIST_FAMILY),
                                                      uses=("conflict_ratio", "severity"), render=_corrupted,
                                                      attribute_names=corruptions.CORRUPTIONS))
+# version 2: FairDD's fixed normalisation (before: the training split's channel statistics)
 PRESETS.register("cifar10_s", BuiltPreset("cifar10", "grayscale", sources=("cifar10",), uses=_COLOUR_RATIO,
-                                          builder=_build_cifar10_s))
+                                          builder=_build_cifar10_s, version=2))
 
 
 # Cached images are zlib-compressed uint8 (level 1: the fastest; docs/performance.md has the sizes and times).

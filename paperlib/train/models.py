@@ -53,6 +53,9 @@ NORMS: Registry[Norm] = Registry("net_norm", field="net_norm")
 NORMS.register("instancenorm", Norm(lambda channels: nn.GroupNorm(channels, channels, affine=True)))
 # version 1: DM embeds the real batch in one forward on every device (before: in chunks of 16 on the CPU)
 NORMS.register("batchnorm", Norm(lambda channels: nn.BatchNorm2d(channels), version=1))
+# The reference's layernorm is nn.LayerNorm([C, H, W]): the same statistics (per sample, over every channel and
+# position) with an affine parameter per element; here one per channel. The two agree where the network is never
+# trained (DM's embedding networks) and differ once it is (evaluation, gradient matching): not the reference's.
 NORMS.register("layernorm", Norm(lambda channels: nn.GroupNorm(1, channels, affine=True)))
 NORMS.register("groupnorm", Norm(lambda channels: nn.GroupNorm(4, channels, affine=True)))
 NORMS.register("none", Norm(lambda channels: nn.Identity()))
@@ -111,9 +114,10 @@ class PatchConv2d(nn.Conv2d):
 class ConvNet(nn.Module):
     """``depth`` x [3x3 conv, norm, activation, 2x2 pooling], then a linear classifier.
 
-    Like the reference, 28 px inputs are treated as 32 px: the first
-    convolution pads by 3, so a depth-3 network embeds into 128 x 4 x 4 = 2048
-    features for both MNIST-like and CIFAR-like images.
+    28 px inputs are treated as 32 px: the first convolution pads by 3, so a depth-3 network embeds into
+    128 x 4 x 4 = 2048 features for both MNIST-like and CIFAR-like images. The reference pads so one-channel
+    inputs (MNIST's 28 px); padding every 28 px input generalises it to the companion's coloured 28 px presets, whose
+    three channels the reference's classifier would not fit (paper B's presets are 32 px, padded as its code does).
     """
 
     def __init__(self, channels: int, num_classes: int, image_size: int, width: int = 128, depth: int = 3,
