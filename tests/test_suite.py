@@ -141,6 +141,8 @@ def test_table_lists_missing_runs_as_not_run_then_real_numbers_after_running(tmp
     shown = format_mean_std(after)  # one model per run: no spread to show (its record says 0.0)
     assert shown.loc[0, "acc"] == f"{after.loc[0, 'acc']:.1f}" and after.loc[0, "acc_std"] == 0.0
     assert format_mean_std(after.assign(num_eval=2)).loc[0, "acc"].endswith("± 0.0")
+    unsaid = pd.DataFrame({"experiment": ["e"], "run": ["r"], "acc": [80.0], "acc_std": [2.0]})  # no num_eval
+    assert format_mean_std(unsaid).loc[0, "acc"] == "80.0 ± 2.0"
     written = save_suite_figures(specs, after, tmp_path / "figures", "tiny")
     names = sorted(str(p.relative_to(tmp_path / "figures")) for p in written)
     assert names == ["grids/tiny_dm.png", "grids/tiny_dm_fairdd.png", "tiny_acc.png", "tiny_acc_conflicting.png",

@@ -123,19 +123,19 @@ def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
 
 
 def models_per_run(table: pd.DataFrame) -> pd.Series:
-    """How many evaluation models each row's metrics pool (``num_eval`` x ``num_distill``; 1 where unknown)."""
-    count = pd.Series(1, index=table.index)
-    for column in ("num_eval", "num_distill"):
-        if column in table:
-            count = count * table[column].fillna(1)
-    return count
+    """How many evaluation models each row's metrics pool: ``num_eval`` x ``num_distill`` (a record without
+    ``num_distill`` made one training set); NaN where the table does not say (no ``num_eval``, a run not run)."""
+    if "num_eval" not in table:
+        return pd.Series(float("nan"), index=table.index)
+    sets = table["num_distill"].fillna(1) if "num_distill" in table else 1
+    return table["num_eval"] * sets
 
 
 def format_mean_std(table: pd.DataFrame, keys: tuple[str, ...] = HEADLINE_METRICS) -> pd.DataFrame:
     """A display copy: each metric as ``mean ± std`` text (the mean alone for a run of one model, whose spread
     does not exist), other columns dropped."""
     out = table[["experiment", "run"]].copy()
-    one_model = models_per_run(table) <= 1
+    one_model = models_per_run(table) == 1
     for key in keys:
         if key in table:
             stds = table[f"{key}_std"].mask(one_model) if f"{key}_std" in table else [None] * len(table)
