@@ -79,7 +79,7 @@ hidden = table[table["experiment"] == "hidden_groups"]
 #   lower: a result of our short runs, not paper B's finding.
 # * **COBRA's barycenter without the warm start is clearly more accurate than FairDD on two** of the quick
 #   profile's five datasets (C-MNIST FG 86.7 against 75.7, C-FMNIST FG 66.8 against 59.8) and level with it,
-#   within 1.5 points, on the other three. It is clearly less fair only on C-MNIST BG (DEO_M 95.0 against
+#   within about 1.5 points, on the other three. It is clearly less fair only on C-MNIST BG (DEO_M 95.0 against
 #   59.6). Elsewhere the DEO_M differences are within about the 23-point swing read as noise below
 #   (C-FMNIST BG 73 against 69, CMNIST 5% 40.6 against 33.2), or at its edge: C-FMNIST FG 51 against 75,
 #   COBRA fairer by 24 points.

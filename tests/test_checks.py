@@ -256,3 +256,10 @@ def test_reference_values_pin_the_done_runs_metrics_to_one_decimal():
     with pytest.raises(PaperlibError, match=r"1 runs were computed elsewhere: colour/dm \(cuda:0\); in one shell"):
         checks.refuse_off_cpu(set_on_gpu, "toy")
     checks.refuse_off_cpu(table.assign(distilled_on=["cpu", "cuda:0"]), "smoke")  # the failed run is not read
+    # one of a run's num_distill sets made on a GPU (results_table joins their devices)
+    with pytest.raises(PaperlibError, match=r"colour/dm \(cpu, cuda:0\)"):
+        checks.refuse_off_cpu(table.assign(distilled_on=["cpu, cuda:0", None]), "toy")
+    from paperlib.report.tables import _made_on
+
+    assert _made_on({"distilled_on_devices": ["cpu", "cuda:0"], "distilled_on": {"device": "cpu"}}) == ["cpu", "cuda:0"]
+    assert _made_on({"distilled_on": {"device": "mps"}}) == ["mps"] and _made_on({}) == []

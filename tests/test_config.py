@@ -170,7 +170,8 @@ def test_a_gpu_without_kernels_in_the_torch_build_is_a_one_line_error(monkeypatc
     assert not missing_kernels((8, 9), archs)  # an sm_8x binary runs on an 8.9 card
     assert not missing_kernels((12, 0), archs)  # compute_90's PTX is compiled for newer cards
     assert missing_kernels((12, 0), archs[:-1]) and missing_kernels((3, 7), archs)
-    assert missing_kernels((10, 0), ["sm_90a", "sm_120"]) and not missing_kernels((10, 3), ["sm_100a"])
+    assert missing_kernels((10, 0), ["sm_90a", "sm_120"]) and missing_kernels((8, 0), ["sm_86"])  # a later minor
+    assert not missing_kernels((10, 0), ["sm_100a"]) and missing_kernels((10, 3), ["sm_100a"])  # arch-specific
     assert not missing_kernels((7, 0), [])  # a build that does not say
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.version, "cuda", "12.8")

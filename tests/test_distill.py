@@ -516,6 +516,7 @@ def test_run_writes_record_tensor_and_grid_and_cache_hit_does_not_recompute(tmp_
                                     "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                                     "cxx_compiler": _cxx_compiler_found()}  # each fact, read from torch itself
     assert first["distilled_on"] == {"device": "cpu", **first["environment"]}  # where its set was made
+    assert first["distilled_on_devices"] == ["cpu"]  # every set's device (num_distill sets)
     assert {p.name for p in runner.record_dir(params).iterdir()} == {"record.json"}
     assert {p.name for p in runner.distilled_dir(params).iterdir()} == {"synthetic.pt", "synthetic.png",
                                                                         "facts.json"}

@@ -125,8 +125,8 @@ def test_bias_effect_reads_amplification_from_the_conflicting_gap():
         {"experiment": "colour", "run": "dm_kde", "method": "dm", "acc": 80.0, "acc_conflicting": 70.0,
          "target": "weighted"},
         # no conflicting test sample: the gap does not exist, and reads as nothing
-        {"experiment": "plain", "run": "whole", "method": "whole", "acc": 90.0, "acc_conflicting": float("nan")},
-        {"experiment": "plain", "run": "dm", "method": "dm", "acc": 80.0, "acc_conflicting": float("nan")},
+        {"experiment": "plain", "run": "whole", "method": "whole", "acc": 90.0, "acc_conflicting": None},
+        {"experiment": "plain", "run": "dm", "method": "dm", "acc": 80.0, "acc_conflicting": None},
     ])
     from paperlib.report.tables import MISSING
 
@@ -139,6 +139,9 @@ def test_bias_effect_reads_amplification_from_the_conflicting_gap():
     assert effect.loc["corruption", "reading"] == "suppressed" and effect.loc["corruption", "acc vs random"] == MISSING
     assert effect.loc["colour_1%", "reading"] == "whole data biased too"
     assert effect.loc["plain", "reading"] == MISSING and effect.loc["plain", "acc vs whole"] == -10.0
+    # a table where no run has a conflicting sample: the column holds None alone, as the records do
+    plain = table[table["experiment"] == "plain"].assign(acc_conflicting=None)
+    assert nb.bias_effect(plain).loc[0, "reading"] == MISSING
     assert list(effect["run"]) == ["dm", "dm", "dm", "dm_ipc50", "dm"]
     assert list(effect.columns) == ["run", "ipc", "acc", "conflicting", "acc vs random", "acc vs whole",
                                     "conflicting vs whole", "reading"]

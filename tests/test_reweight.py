@@ -464,3 +464,4 @@ def test_force_trains_a_runs_kde_encoder_once_for_all_its_training_sets(tmp_path
     forced = runner.run(params, force=True)
     # the encoder and the weights recomputed once, read by the second training set; both sets distilled again
     assert (len(trained), len(weighed), len(distilled)) == (2, 2, 4) and not forced["cached"]
+    assert forced["distilled_on_devices"] == ["cpu", "cpu"]  # where each of its two sets was made

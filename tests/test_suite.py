@@ -268,8 +268,9 @@ def test_a_display_tables_settings_are_headed_in_words_and_a_setting_a_run_lacks
 
 
 def test_force_in_a_suite_recomputes_each_shared_piece_once(tmp_path, monkeypatch):
-    """Three evaluations of one distilled set (the KDE-weighted DM set, two trainers' epochs apart) and a repeated
-    run: under force the set, its KDE encoder and weights are recomputed once, every record is recomputed."""
+    """A vanilla DM run, two evaluations (1 and 2 epochs) of one KDE-weighted DM set, and the first of them again:
+    under force each set, and the KDE encoder and weights, are recomputed once; the repeated run reads the record
+    the suite has just recomputed. The vanilla run reads no KDE piece, so it does not count them as recomputed."""
     import paperlib.distill.kde as kde
     import paperlib.experiments.runner as runner
 
@@ -287,16 +288,17 @@ def test_force_in_a_suite_recomputes_each_shared_piece_once(tmp_path, monkeypatc
     suite = _suite(tmp_path)
     suite["defaults"].update({"supcon_epochs": 0.05, "net_width": 8, "batch_real": 32, "ipc": 1})
     kde_dm = {"method": "dm", "target": "weighted", "weights": "kde"}
-    suite["experiments"] = [{"name": "shared", "settings": {"dataset": "cmnist", "conflict_ratio": 0.1},
+    settings = {"dataset": "cmnist", "conflict_ratio": 0.1}
+    suite["experiments"] = [{"name": "plain", "settings": settings, "runs": {"dm": {"method": "dm"}}},
+                            {"name": "shared", "settings": settings,
                              "runs": {"one": {**kde_dm, "eval_epochs": 1}, "two": {**kde_dm, "eval_epochs": 2}}},
-                            {"name": "again", "settings": {"dataset": "cmnist", "conflict_ratio": 0.1},
-                             "runs": {"one": {**kde_dm, "eval_epochs": 1}}}]
+                            {"name": "again", "settings": settings, "runs": {"one": {**kde_dm, "eval_epochs": 1}}}]
     run_suite(load_suite(suite))
-    assert calls == {"encoder": 1, "weights": 1, "distil": 1}
+    assert calls == {"encoder": 1, "weights": 1, "distil": 2}
     forced = run_suite(load_suite(suite, overrides={"force": True}))
-    assert calls == {"encoder": 2, "weights": 2, "distil": 2}  # once more each, not once per run
-    assert [r["cached"] for r in forced] == [False, False, True]  # the repeated run reads the record just made
-    assert forced[0]["distill_cached"] is False and forced[1]["distill_cached"] is True
+    assert calls == {"encoder": 2, "weights": 2, "distil": 4}  # once more each, not once per run
+    assert [r["cached"] for r in forced] == [False, False, False, True]
+    assert forced[1]["distill_cached"] is False and forced[2]["distill_cached"] is True
     # a run on its own under force still recomputes everything it reads
-    runner.run(load_suite(suite, overrides={"force": True})[1].params)
-    assert calls == {"encoder": 3, "weights": 3, "distil": 3}
+    runner.run(load_suite(suite, overrides={"force": True})[2].params)
+    assert calls == {"encoder": 3, "weights": 3, "distil": 5}

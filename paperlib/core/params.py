@@ -170,7 +170,7 @@ class Params:
     torch_compile: str = _p("auto", "execution", choices=COMPILE_SETTINGS)
     progress: bool = _p(True, "execution")  # progress bars on stderr
     cache_dir: str | None = _p(None, "execution")  # None: $PAPERLIB_CACHE, else cache/ at the repository root
-    # recompute the run and every cached piece it reads (the dataset aside), each once in a suite
+    # recompute the run and every cached piece it reads (the dataset aside); a suite recomputes a shared set once
     force: bool = _p(False, "execution")
 
 

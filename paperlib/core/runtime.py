@@ -40,18 +40,22 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-_ARCH = re.compile(r"(sm|compute)_(\d+)(\d)[a-z]?")
+_ARCH = re.compile(r"(sm|compute)_(\d+)(\d)([a-z]?)")
 
 
 def missing_kernels(capability: tuple[int, int], arch_list: list[str]) -> bool:
     """Whether a torch build compiled for ``arch_list`` (``torch.cuda.get_arch_list()``: ``sm_90``, ``compute_90``)
-    has no kernel a GPU of compute ``capability`` runs: a binary (``sm_``) runs on its major version, as torch's own
-    check has it, and PTX (``compute_``) is compiled for any GPU at least as new. An empty list (no build
-    information) is taken as fine."""
-    built = [(kind, (int(major), int(minor))) for kind, major, minor in
+    has no kernel a GPU of compute ``capability`` runs: a binary (``sm_86``) runs on its major version at its minor
+    or a later one (``sm_90a``, arch-specific, on exactly 9.0), and PTX (``compute_``) is compiled for any GPU at
+    least as new. An empty list (no build information) is taken as fine."""
+    def runs(kind: str, arch: tuple[int, int], specific: bool) -> bool:
+        if kind == "compute":
+            return arch <= capability
+        return arch == capability if specific else arch[0] == capability[0] and arch[1] <= capability[1]
+
+    built = [(kind, (int(major), int(minor)), bool(suffix)) for kind, major, minor, suffix in
              (match.groups() for match in map(_ARCH.fullmatch, arch_list) if match)]
-    return bool(arch_list) and not any(arch[0] == capability[0] if kind == "sm" else arch <= capability
-                                       for kind, arch in built)
+    return bool(arch_list) and not any(runs(*one) for one in built)
 
 
 def _check_cuda_kernels(device: torch.device) -> None:

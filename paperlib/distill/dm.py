@@ -43,7 +43,11 @@ def augment_siamese(dsa: DSA | None, real: Tensor, syn: Tensor, real_classes: Te
 
 # How far a real statistic is from the synthetic mean embedding, per (class, statistic): ``dm_distance``'s choices
 # ("": DM's squared Euclidean distance)
-DISTANCES: dict[str, Callable[[Tensor], Tensor]] = {"": lambda diff: (diff ** 2).sum(-1),
+def _squared_l2(diff: Tensor) -> Tensor:
+    return (diff ** 2).sum(-1)
+
+
+DISTANCES: dict[str, Callable[[Tensor], Tensor]] = {"": _squared_l2, "squared_l2": _squared_l2,
                                                      "l1": lambda diff: diff.abs().sum(-1)}
 
 

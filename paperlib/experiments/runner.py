@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from paperlib.core.images import save_image_grid
-from paperlib.core.params import Params, cache_key, with_overrides
+from paperlib.core.params import Params, cache_key, field_tags, relevant_fields, with_overrides
 from paperlib.core.results_store import find, next_step_for
 from paperlib.core.runtime import environment, resolve_device
 from paperlib.core.errors import PaperlibError
@@ -43,15 +43,26 @@ from paperlib.train.evaluate import evaluate_set
 from paperlib.train.metrics import METRIC_KEYS, summarize
 
 
-# A target's cached pieces, shared by every training set (distill_run) of a run and by runs that differ elsewhere
-TARGET_SCOPES = ("embeddings", "weights")
+# A target's cached pieces (KDE's), shared by every training set (distill_run) of a run and by runs that differ
+# elsewhere, each with the settings group that only it and what reads it depend on
+TARGET_PIECES = {"embeddings": "encoder", "weights": "kde"}
+
+
+def target_pieces(params: Params) -> tuple[str, ...]:
+    """The cached pieces the target of ``params`` reads: those whose own settings enter its distilled set's key
+    (none for vanilla, FairDD or COBRA; KDE's embeddings and weights for ``weights=kde``)."""
+    tags = field_tags()
+    groups = {tags[name]["group"] for name in relevant_fields(params, "distilled")}
+    return tuple(scope for scope, group in TARGET_PIECES.items() if group in groups)
 
 
 @dataclass
 class Recomputed:
     """The cache entries recomputed under ``force=true`` so far by one run or suite: a later training set or run
-    that reads one of them takes it as it is. ``force`` recomputes each cached piece a run reads once, not once per
-    run or training set that reads it (evaluations of one distilled set, the ``num_distill`` sets sharing one KDE)."""
+    that reads one of them takes it as it is. ``force`` recomputes each record and distilled set once, not once per
+    run or training set that reads it (evaluations of one distilled set, the ``num_distill`` sets sharing one KDE);
+    a target's pieces (:func:`target_pieces`) are recomputed together, unless every one was already (two KDE
+    settings that share an encoder each retrain it)."""
 
     entries: set[str] = field(default_factory=set)
 
@@ -168,9 +179,10 @@ def _load_or_distil(dataset: BiasedDataset, params: Params, device: torch.device
     facts = None if saved is None else load_json(folder / "facts.json")
     if facts is not None:
         return saved["images"].to(device), saved["labels"].to(device), {**facts, "distill_cached": True}
-    fresh_target = not recomputed.forces(params, *TARGET_SCOPES)
+    pieces = target_pieces(params)
+    fresh_target = not recomputed.forces(params, *pieces)
     target, facts = make_target(dataset, dataclasses.replace(params, force=False) if fresh_target else params, device)
-    recomputed.add(params, *TARGET_SCOPES)
+    recomputed.add(params, *pieces)
     _check_storable(facts, params)
     checkpoint = folder / "checkpoint.pt"
     result = distill(dataset, dataclasses.replace(params, force=forced), target, device, checkpoint)
@@ -248,7 +260,8 @@ RECORD_NESTED: dict[str, dict[str, tuple[type, ...]]] = {
 # Every field a record or a distilled set's facts write themselves (a target's facts join them, and may not
 # overwrite one).
 OWN_FIELDS = (*RECORD_FIELDS, "num_distill", "train_size", "environment", "cached", "losses", "distill_seconds",
-              "seconds_per_iteration", "resumed_from", "distilled", "distilled_on", "distill_cached")
+              "seconds_per_iteration", "resumed_from", "distilled", "distilled_on", "distilled_on_devices",
+              "distill_cached")
 _JSON_NAMES = {dict: "a mapping", list: "a list", str: "text", int: "a whole number", float: "a number",
                type(None): "null", bool: "true/false"}
 
@@ -341,7 +354,7 @@ def _compute(params: Params, recomputed: Recomputed) -> dict[str, Any]:
     device = resolve_device(params.device)
     dataset = build_dataset(params)
     built = time.perf_counter()
-    runs, made_seconds, facts, size = [], 0.0, {}, 0
+    runs, made_seconds, facts, size, made_on = [], 0.0, {}, 0, []
     indices = training_set_indices(params)
     for index in indices:
         one = dataclasses.replace(params, distill_run=index)
@@ -349,6 +362,7 @@ def _compute(params: Params, recomputed: Recomputed) -> dict[str, Any]:
         images, labels, made = training_set(dataset, one, device, recomputed)
         made_seconds += time.perf_counter() - begin
         facts, size = facts or made, int(labels.shape[0])  # the first training set's facts (its loss curve)
+        made_on += [made["distilled_on"]["device"]] if "distilled_on" in made else []
         # the first set's models draw as before repeats existed; the others from their own streams
         tag = "eval" if index == 0 else f"eval-{index}"
         runs += evaluate_set(images, labels, dataset, one, device, tag=tag)["runs"]
@@ -368,6 +382,8 @@ def _compute(params: Params, recomputed: Recomputed) -> dict[str, Any]:
         "device": str(device),
         "environment": environment(device),
         **facts,
+        # where each training set was made (its facts, above, are the first set's alone)
+        **({"distilled_on_devices": made_on} if made_on else {}),
     })
     with atomic_write(folder / "record.json") as tmp:
         tmp.write_text(json.dumps(record, indent=1))

@@ -217,8 +217,10 @@ def reference_values(table: pd.DataFrame, metrics: Iterable[str]) -> dict[str, d
 
 
 def refuse_off_cpu(table: pd.DataFrame, profile: str) -> None:
-    """A one-line error for a run of ``table`` evaluated, or whose set was distilled, off the CPU (``device=auto``
-    takes a GPU, and a set is reused on any device): the references, and their tolerance, are CPU numbers."""
+    """A one-line error for a run of ``table`` evaluated, or with a set distilled, off the CPU (``device=auto``
+    takes a GPU, and a set is reused on any device): the references, and their tolerance, are CPU numbers. A record
+    that does not say where its sets were made (one from before records said so) is taken as made where it was
+    evaluated."""
     done = table[table["status"] == "done"]
     made_on = done["distilled_on"] if "distilled_on" in done else pd.Series(None, index=done.index, dtype=object)
     # each run's first device that is not the CPU: its evaluation's, else its set's

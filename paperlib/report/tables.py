@@ -54,6 +54,7 @@ def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
         row[key] = metrics[key]
         row[f"{key}_std"] = metrics[f"{key}_std"]
     timings = record["timings"]
+    made_on = _made_on(record)
     kde = record.get("kde_seconds") or {}
     # An encoder cost not known (embeddings cached before it was stored) leaves the one-off cost unknown.
     one_off = sum(kde.values()) if kde and None not in kde.values() else None
@@ -73,14 +74,22 @@ def _row(spec: RunSpec, record: dict | None) -> dict[str, Any]:
         "evaluate_seconds": timings["evaluate"],
         "imputed_right": record.get("imputed_right"),  # hidden group labels imputed: the share imputed right
         "device": record["device"],  # where its models were evaluated
-        # where its distilled set was made (a set is reused on any device); None for a method that distils none
-        "distilled_on": (record.get("distilled_on") or {}).get("device"),
+        # where its distilled sets were made (a set is reused on any device); None for a method that distils none,
+        # or a record from before sets said where they were made
+        "distilled_on": ", ".join(sorted(set(made_on))) or None,
         "status": "done",
     })
     paper = reported(p)
     for key, value in (paper or {}).items():
         row[f"paper_{key}"] = value
     return row
+
+
+def _made_on(record: dict[str, Any]) -> list[str]:
+    """The devices a run's training sets were distilled on, as its record says (every set's, or the first's in a
+    record from before it listed them all); none for a method that distils none, or a record older still."""
+    first = (record.get("distilled_on") or {}).get("device")
+    return record.get("distilled_on_devices") or ([first] if first else [])
 
 
 def results_table(specs: list[RunSpec]) -> pd.DataFrame:
@@ -235,13 +244,14 @@ def metrics_view(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_align
         view[column] = view[column].map(lambda value: MISSING if _blank(value) else value)
     view = view.rename(columns={column: column.replace("_", " ") for column in extra})
     sets = done["num_distill"] if "num_distill" in done else pd.Series(1, index=done.index)
-    several = bool((models_per_run(done) > 1).any())
+    models = models_per_run(done)
+    several = bool((models > 1).any())
     if bool((sets > 1).any()):
         view["sets × models"] = [f"{int(s)} × {int(m)}" for s, m in zip(sets, done["num_eval"])]
     for key in keys:
         view[short_name(key)] = rounded(done[key])
         if several:
-            view[f"± {short_name(key)}"] = rounded(done[f"{key}_std"])
+            view[f"± {short_name(key)}"] = rounded(done[f"{key}_std"].mask(models == 1))  # one model: no spread
     missing = table[table["status"] != "done"]
     if len(missing):
         print(f"not run: {', '.join(missing['experiment'] + '/' + missing['run'])}")
@@ -295,9 +305,10 @@ def _text(value: Any) -> bool:
     return isinstance(value, str) and bool(value)
 
 
-def _rounded(value: Any) -> float | str:
-    """``value`` to 1 decimal as a number (the table stays numeric), or :data:`MISSING`."""
-    return MISSING if pd.isna(value) else round(value, 1)
+def _rounded(value: Any, digits: int = 1) -> float | str:
+    """``value`` to ``digits`` decimals as a number (the table stays numeric), or :data:`MISSING` (``None``: a
+    metric a record holds as undefined)."""
+    return MISSING if pd.isna(value) else round(value, digits)
 
 
 def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame | None:
@@ -350,6 +361,8 @@ def bias_effect(table: pd.DataFrame) -> pd.DataFrame:
     amplify); else *suppressed* (distillation loses little or helps).
     """
     done = table[table["status"] == "done"]
+    # a metric no run defines is a column of None (object dtype): numbers, NaN where undefined
+    done = done.assign(**{key: pd.to_numeric(done[key]) for key in ("acc", "acc_conflicting")})
     whole_data = METHODS.where(whole_data=True)
     subsets = [m for m in METHODS.where(distils=False) if m not in whole_data]
     rows = []
@@ -401,7 +414,7 @@ def rounded(values: pd.Series | pd.DataFrame, digits: int = 1) -> pd.Series | pd
     41.9); pandas' ``.round`` scales first and gives 41.8, so one value would read differently in two tables."""
     if isinstance(values, pd.DataFrame):
         return values.apply(lambda column: rounded(column, digits) if pd.api.types.is_float_dtype(column) else column)
-    return values.map(lambda value: MISSING if pd.isna(value) else round(value, digits))  # None: a metric undefined
+    return values.map(lambda value: _rounded(value, digits))
 
 
 def weight_shares(specs: list[RunSpec]) -> pd.DataFrame:
