@@ -6,6 +6,8 @@ cells with the quick profile's outputs. ``python -m paperlib.pairing`` pairs a s
 cells that did not change. The comparison reads the cells, not the files' modification times, which a fresh
 clone sets in no particular order (APFS), so a notebook already in step is left as it is, papermill's injected
 parameters cell included (it is not in the source, and an updated notebook loses it: re-run ``make reproduce``).
+The header (the notebook's metadata) is not compared: after editing only that, run ``jupytext --sync`` on the
+source.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ def out_of_step(source: Path) -> bool:
     paired = source.with_suffix(".ipynb")
     if not paired.is_file():
         return True
+    cells = cell_inputs(jupytext.read(source))  # a source jupytext cannot read raises its own error
     try:
-        return cell_inputs(jupytext.read(source)) != cell_inputs(jupytext.read(paired))
+        return cells != cell_inputs(jupytext.read(paired))
     except Exception as err:  # noqa: BLE001 - nbformat raises many types for a damaged notebook
         raise PaperlibError(f"{paired} is not a readable notebook ({type(err).__name__}); restore it with "
                             f"`git checkout {paired}`, or delete it to pair {source.name} anew") from None
@@ -60,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sources", nargs="*", type=Path, help="notebook sources (default: notebooks/NN_*.py)")
     args = parser.parse_args(argv)
     try:
-        missing = [str(source) for source in args.sources if source.suffix != ".py" or not source.is_file()]
-        if missing:
-            raise PaperlibError(f"{missing[0]} is not a notebook source; name notebooks/NN_*.py files")
+        not_sources = [str(source) for source in args.sources if source.suffix != ".py" or not source.is_file()]
+        if not_sources:
+            raise PaperlibError(f"{not_sources[0]} is not a notebook source; name notebooks/NN_*.py files")
         changed = sync(args.sources or notebook_sources())
     except PaperlibError as err:
         print(f"error: {err}", file=sys.stderr)
