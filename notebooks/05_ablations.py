@@ -80,8 +80,8 @@ nb.save(ax, figures, "05_kde_variants");
 # contain; each group gets at least 8 of a class's 128 images (`stratified_min`, 16 by default, lowered because
 # 10 groups of 16 would not fit the batch). In the quick profile they leave accuracy where it was and lower
 # FairDD's DEO_M from 54.5 to 31.1, with one model per row: about the 23-point swing notebook 07 reads as noise.
-# The longer run with three models per row (`figures/quick/kde_fairdd.md`) finds no difference (DEO_M
-# 24.7 ± 3.7 against 22.7 ± 2.9), so read it as no measured effect. Starting from noise costs the most (63.6%, DEO_M 92.9): in 100 iterations,
+# The longer run with three models per row (`figures/quick/kde_fairdd.md`) finds the two DEO_M within each
+# other's spread, so read it as no measured effect. Starting from noise costs the most (63.6%, DEO_M 92.9): in 100 iterations,
 # images started from noise get less far than images started from real ones.
 
 # %%

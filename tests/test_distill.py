@@ -98,16 +98,22 @@ def test_the_engine_matches_the_target_it_is_given(method):
         assert not torch.equal(x, y), f"{a} and {b} gave the same set"
 
 
-def test_groups_dm_loss_is_the_sum_of_per_group_squared_distances():
+def _two_classes_three_groups():
+    """A small ConvNet, 6 real images in each of 2 classes (groups 0/1/2 in class 0, 1/0 in class 1), 2 synthetic
+    images per class, the batch, and the embeddings: the real ones ``[2, 6, D]``, the synthetic means ``[2, D]``."""
     net = init_parameters(ConvNet(3, 2, 28, width=8), torch.Generator().manual_seed(0))
     real = torch.randn(2 * 6, 3, 28, 28, generator=seeded(791))
     syn = torch.randn(2 * 2, 3, 28, 28, generator=seeded(801))
     groups = torch.tensor([[0, 0, 1, 1, 1, 2], [1, 1, 1, 1, 0, 0]])
     batch = RealBatch(torch.zeros(2, 6, dtype=torch.long), groups, torch.full((2, 6), 1 / 6))
-    loss = dm_loss(net, real, GroupsTarget(3).aggregation(batch), syn, ipc=2)
     with torch.no_grad():
-        embed_real = net.embed(real).view(2, 6, -1)
-        embed_syn = net.embed(syn).view(2, 2, -1).mean(1)
+        embed_real, embed_syn = net.embed(real).view(2, 6, -1), net.embed(syn).view(2, 2, -1).mean(1)
+    return net, real, syn, groups, batch, embed_real, embed_syn
+
+
+def test_groups_dm_loss_is_the_sum_of_per_group_squared_distances():
+    net, real, syn, groups, batch, embed_real, embed_syn = _two_classes_three_groups()
+    loss = dm_loss(net, real, GroupsTarget(3).aggregation(batch), syn, ipc=2)
     expected = sum(((embed_real[k][groups[k] == g].mean(0) - embed_syn[k]) ** 2).sum()
                    for k in range(2) for g in groups[k].unique())
     assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-5)
@@ -115,15 +121,8 @@ def test_groups_dm_loss_is_the_sum_of_per_group_squared_distances():
 
 def test_cobras_l1_distance_sums_the_absolute_differences_to_the_barycenter():
     """dm_distance=l1: COBRA's train_dm.py matches sum |barycenter - synthetic mean| per class."""
-    net = init_parameters(ConvNet(3, 2, 28, width=8), torch.Generator().manual_seed(0))
-    real = torch.randn(2 * 6, 3, 28, 28, generator=seeded(791))
-    syn = torch.randn(2 * 2, 3, 28, 28, generator=seeded(801))
-    groups = torch.tensor([[0, 0, 1, 1, 1, 2], [1, 1, 1, 1, 0, 0]])
-    batch = RealBatch(torch.zeros(2, 6, dtype=torch.long), groups, torch.full((2, 6), 1 / 6))
+    net, real, syn, groups, batch, embed_real, embed_syn = _two_classes_three_groups()
     rows = BarycenterTarget(3).aggregation(batch)
-    with torch.no_grad():
-        embed_real = net.embed(real).view(2, 6, -1)
-        embed_syn = net.embed(syn).view(2, 2, -1).mean(1)
     barycenters = [torch.stack([embed_real[k][groups[k] == g].mean(0) for g in groups[k].unique()]).mean(0)
                    for k in range(2)]
     expected = sum((barycenters[k] - embed_syn[k]).abs().sum() for k in range(2))
