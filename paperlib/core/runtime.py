@@ -26,9 +26,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     """``auto``: CUDA when present, else CPU. An unavailable device, or a GPU this torch build has no kernels
     for, is a clear error."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
-    if name == "auto":
-        _check_cuda_kernels(device)
-        return device
+    if name != "auto":
+        _check_available(name, device)
+    _check_cuda_kernels(device)
+    return device
+
+
+def _check_available(name: str, device: torch.device) -> None:
+    """A one-line error for an explicitly named device this machine does not have."""
     if device.type == "cuda" and not torch.cuda.is_available():
         raise PaperlibError(f"device {name!r} requested but CUDA is not available; use device=auto or cpu")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
@@ -36,8 +41,6 @@ def resolve_device(name: str = "auto") -> torch.device:
                             f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}; pick one of them or auto")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise PaperlibError(f"device {name!r} requested but MPS is not available; use device=auto or cpu")
-    _check_cuda_kernels(device)
-    return device
 
 
 _ARCH = re.compile(r"(sm|compute)_(\d+)(\d)([a-z]?)")

@@ -165,7 +165,7 @@ def distilled_set(dataset: BiasedDataset, params: Params, device: torch.device,
     folder = distilled_dir(params)
     # Runs that differ only in their evaluation share this set: one distils it, the others wait and load it.
     with entry_lock(params.cache_dir, f"distilled-{folder.name}"):
-        return _load_or_distil(dataset, params, device, folder, recomputed or Recomputed())
+        return _load_or_distil(dataset, params, device, folder, Recomputed() if recomputed is None else recomputed)
 
 
 def _load_or_distil(dataset: BiasedDataset, params: Params, device: torch.device,
