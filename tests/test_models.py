@@ -116,3 +116,29 @@ def test_init_parameters_refuses_a_parameter_it_cannot_draw_from_the_seed():
                                             r"seed \(scale\); build it from Conv2d, Linear, GroupNorm, BatchNorm2d"):
         init_parameters(WithScale(), torch.Generator().manual_seed(0))
     init_parameters(torch.nn.Sequential(torch.nn.Linear(4, 2)), torch.Generator().manual_seed(0))  # drawable
+
+
+def test_building_a_model_neither_reads_nor_moves_the_global_random_state():
+    """A constructor drew torch's default weights from the global generator: building a model moved a caller's
+    random state, and a registered model's random buffer followed whatever that state was."""
+    from paperlib.train.models import MODELS
+
+    class WithProjection(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 2)
+            self.register_buffer("projection", torch.randn(4, 4))  # drawn at construction, not by init_parameters
+
+    MODELS.register("toy_projection", lambda c, k, size, *convnet: WithProjection())
+    try:
+        torch.manual_seed(123)
+        before = torch.get_rng_state()
+        build_model("convnet", 3, 10, 32, width=8)
+        assert torch.equal(torch.get_rng_state(), before)
+        buffers = []
+        for global_seed in (1, 2):
+            torch.manual_seed(global_seed)
+            buffers.append(build_model("toy_projection", 3, 2, 28).projection)
+        assert torch.equal(*buffers)
+    finally:
+        MODELS.unregister("toy_projection")

@@ -290,14 +290,22 @@ MODELS.register("resnet18", lambda c, k, size, *convnet: ResNet18(c, k, size, "i
 MODELS.register("resnet18_bn", lambda c, k, size, *convnet: ResNet18(c, k, size, "batchnorm"))
 
 
+_CONSTRUCTION_SEED = 0  # the constructors' own draws, the same for every run (their parameters follow the run's seed)
+
+
 def build_model(name: str, channels: int, num_classes: int, image_size: int, *, width: int = 128,
                 depth: int = 3, norm: str = "instancenorm", act: str = "relu",
                 pooling: str = "avgpooling") -> nn.Module:
     """A fresh model by name (see :data:`MODELS`); call :func:`init_parameters` next.
 
-    ``width``, ``depth``, ``norm``, ``act`` and ``pooling`` shape the ConvNet only.
+    ``width``, ``depth``, ``norm``, ``act`` and ``pooling`` shape the ConvNet only. A constructor's own draws
+    (torch's default weights, which :func:`init_parameters` re-draws, or a registered model's random buffer) come
+    from a private CPU stream at a fixed seed: building a model neither reads nor moves the caller's global
+    random state.
     """
-    return MODELS[name](channels, num_classes, image_size, width, depth, norm, act, pooling)
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(_CONSTRUCTION_SEED)
+        return MODELS[name](channels, num_classes, image_size, width, depth, norm, act, pooling)
 
 
 def model_from_params(params: Params, channels: int, num_classes: int, image_size: int,
