@@ -71,7 +71,8 @@ def bench(params: Params, warmup: int = 1, sync_check: int = 0) -> dict[str, Any
 
 def _count_host_syncs(distiller: Distiller, steps: int) -> dict[str, Any]:
     """``steps`` more steps under ``torch.cuda.set_sync_debug_mode("warn")``: each wait of the host for the
-    device is a warning, counted, and located by the paperlib frame that caused it."""
+    device is a warning, counted, and located by the Python line that made the call (a paperlib line, or torch's
+    own Python wrapper when the op went through one)."""
     torch.cuda.synchronize()
     before = torch.cuda.get_sync_debug_mode()  # restored after: the caller's own setting
     with warnings.catch_warnings(record=True) as caught:
