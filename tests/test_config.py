@@ -70,6 +70,19 @@ def test_set_values_are_yaml_scalars():
         parse_set(["conflict_ratio=0.5", "ipc=1", " conflict_ratio=0.1"])
 
 
+def test_a_zero_padded_or_colon_number_is_an_error_in_a_file_and_read_as_typed_after_set(tmp_path):
+    """YAML 1.1 reads ``010`` as octal 8 and ``1:30`` as 90: ``seed: 010`` ran seed 8 without a word."""
+    from paperlib.core.yamlio import load_yaml, parse_yaml
+
+    for text, fix in (("seed: 010\n", r"010 reads as 8 \(octal\) in YAML; write it without the leading zero"),
+                      ("ipc: 1:30\n", r"1:30 reads as 90 \(base 60\) in YAML; write it without the colon")):
+        (tmp_path / "p.yaml").write_text(text)
+        with pytest.raises(PaperlibError, match=fix):
+            load_yaml(tmp_path / "p.yaml")
+    assert make_params(parse_set(["seed=010"])).seed == 10  # --set keeps what YAML refuses as typed text
+    assert parse_yaml("a: 0\nb: 10\nc: 0x1A\nd: 1_000\ne: -0\n") == {"a": 0, "b": 10, "c": 26, "d": 1000, "e": 0}
+
+
 def test_source_must_fit_the_preset():
     with pytest.raises(PaperlibError, match="cannot use source 'cifar10'"):
         make_params(dataset="cmnist", source="cifar10")

@@ -15,7 +15,7 @@ from paperlib.core.yamlio import load_yaml
 from paperlib.core.errors import PaperlibError
 from paperlib.report.reference import reported, variant
 from paperlib.experiments.profiles import suite_from_file
-from paperlib.experiments.suite import load_suite, run_suite
+from paperlib.experiments.suite import load_suite, run_suite, scaled
 from paperlib.report.figures import save_suite_figures
 from paperlib.report.explore import metrics_html
 from paperlib.report.metric_names import HEADLINE_METRICS
@@ -111,6 +111,18 @@ def test_a_by_ipc_key_written_as_text_is_an_error_not_a_setting_never_applied():
     assert scaled(base, {"method": "dm", "ipc": 50})["lr_img"] == 99.0
     with pytest.raises(PaperlibError, match=r"by_ipc key '50' is not an IPC; write it as a whole number"):
         scaled({"methods": {"dm": {"by_ipc": {"50": {"lr_img": 99.0}}}}}, {"method": "dm", "ipc": 50})
+
+
+
+def test_a_run_whose_ipc_is_written_as_text_still_takes_its_by_ipc_entry():
+    """The parameters read ``ipc: "50"`` as 50, but the profile's lookup missed its ``by_ipc`` entry: the run
+    went ahead at IPC 50 with IPC 10's settings, under a key of its own."""
+    profile = {"lr_img": 20.0, "methods": {"dm": {"by_ipc": {50: {"lr_img": 100.0}}}}}
+    assert scaled(profile, {"method": "dm", "ipc": "50"})["lr_img"] == 100.0
+    assert scaled(profile, {"method": "dm", "ipc": "5e1"})["lr_img"] == 100.0
+    assert scaled(profile, {"method": "dm", "ipc": 10})["lr_img"] == 20.0
+    with pytest.raises(PaperlibError, match="parameter 'ipc' must be an integer, got 'fifty'"):
+        scaled(profile, {"method": "dm", "ipc": "fifty"})
 
 
 def test_an_empty_suite_file_says_so(tmp_path):

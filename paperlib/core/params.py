@@ -281,6 +281,11 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     raise AssertionError(f"unhandled parameter type for {name}")  # programming error
 
 
+def read_as_param(name: str, value: Any) -> Any:
+    """``value`` as the parameters will hold it (``"50"`` as 50 for ``ipc``), or the one-line error they give."""
+    return _coerce(name, value, default_of(name))
+
+
 def check_param_name(name: str) -> None:
     """A one-line error unless ``name`` is a parameter (with the closest one when it looks like a typo)."""
     names = param_names()
@@ -551,6 +556,7 @@ __all__ = [
     "key_values",
     "make_params",
     "param_names",
+    "read_as_param",
     "relevant_fields",
     "resolve_defaults",
     "stable_hash",

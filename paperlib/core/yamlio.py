@@ -33,6 +33,21 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 seen.add((key.tag, key.value))
         return node
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        """YAML 1.1 reads ``010`` as octal 8 and ``1:30`` as 90 (base 60): a zero-padded seed or a time-like
+        value would run as another number without a word. Both are errors instead."""
+        text = str(self.construct_scalar(node)).replace("_", "")
+        digits = text.lstrip("+-")
+        if ":" in digits or (len(digits) > 1 and digits[0] == "0" and digits[1].isdigit()):
+            how, fix = ("base 60", "the colon") if ":" in digits else ("octal", "the leading zero")
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{text} reads as {super().construct_yaml_int(node)} ({how}) in YAML; write it "
+                f"without {fix}, or quote it as text", node.start_mark)
+        return super().construct_yaml_int(node)
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
+
 
 def parse_yaml(text: str) -> Any:
     """``yaml.safe_load`` of ``text``, with a duplicate key in a mapping raising ``yaml.YAMLError``."""

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import SCOPES, Params, default_of, field_tags, make_params, unread_reason
+from paperlib.core.params import SCOPES, Params, default_of, field_tags, make_params, read_as_param, unread_reason
 from paperlib.core.yamlio import load_yaml
 from paperlib.core.runtime import progress
 from paperlib.distill.methods import METHODS
@@ -79,7 +79,10 @@ def scaled(base: Mapping[str, Any], *layers: Mapping[str, Any]) -> dict[str, Any
     for ipc in by_ipc:
         if isinstance(ipc, bool) or not isinstance(ipc, int):  # '10' would never match a run's IPC
             raise PaperlibError(f"by_ipc key {ipc!r} is not an IPC; write it as a whole number, e.g. 50:")
-    by_this_ipc = mapping(_entry_for(by_ipc, merged.get("ipc", default_of("ipc"))), "by_ipc entry")
+    # the IPC as the run will hold it: written as text ("50"), it would miss its entry and run at another scale
+    ipc = merged.get("ipc", default_of("ipc"))
+    by_this_ipc = mapping(_entry_for(by_ipc, read_as_param("ipc", ipc) if isinstance(ipc, str) else ipc),
+                          "by_ipc entry")
     return {**flat, **block, **by_this_ipc, **on_top}
 
 
