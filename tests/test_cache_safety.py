@@ -173,6 +173,64 @@ def test_writing_where_a_file_or_a_folder_is_in_the_way_is_a_one_line_error(tmp_
         run(blocked)
 
 
+def test_a_cache_that_is_a_file_is_a_one_line_error_for_a_dataset_too(tmp_path):
+    """Building a dataset looked at its entry before taking a lock: NotADirectoryError's traceback."""
+    (tmp_path / "afile").write_text("")
+    params = make_params(dataset="cmnist", source="digits", cache_dir=str(tmp_path / "afile"))
+    with pytest.raises(PaperlibError, match=r"cannot write .*afile/.* \(.*afile is a file, not a folder\)"):
+        build_dataset(params)
+
+
+def test_an_entry_that_cannot_be_opened_is_not_called_damaged_nor_rebuilt_over(tmp_path, monkeypatch):
+    """A record or tensor file another user wrote with umask 077: PermissionError's traceback for JSON, and for
+    tensors "cut short, damaged ... delete it" (a dataset: rebuilt over a whole file)."""
+    (tmp_path / "record.json").write_text("{}")
+    save_tensors(tmp_path / "set.pt", {"x": torch.zeros(1)})
+
+    import builtins
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    def open_denied(file, *args, _open=builtins.open, **kwargs):  # as root, a chmod 000 file still opens
+        return denied() if str(file).endswith("set.pt") else _open(file, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    monkeypatch.setattr(builtins, "open", open_denied)
+    opened = r"cache entry .*{} cannot be opened \(Permission denied\); make it readable .* a cache of your own$"
+    with pytest.raises(PaperlibError, match=opened.format("record.json")):
+        load_json(tmp_path / "record.json")
+    for rebuild in (False, True):
+        with pytest.raises(PaperlibError, match=opened.format("set.pt")):
+            load_tensors(tmp_path / "set.pt", rebuild=rebuild)
+
+
+def test_a_file_system_without_locks_warns_and_runs_unlocked(tmp_path, monkeypatch):
+    """flock on a file system without locks (Lustre mounted noflock) raised a bare OSError at every run."""
+    import errno
+    import fcntl
+
+    from paperlib.core.store import exclusive
+
+    def no_locks(handle, operation):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    ran = []
+    with pytest.warns(UserWarning, match=r"no file locks on .* \(Function not implemented\): processes running"):
+        with exclusive(tmp_path / "locks" / "x.lock"):
+            ran.append(True)
+    assert ran == [True]
+
+
+def test_an_empty_cache_or_data_folder_is_unset_not_the_current_directory(tmp_path, monkeypatch):
+    """``cache_dir: ""`` in a file wrote records into the current directory (a notebook's kernel: notebooks/)."""
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path))
+    assert cache_root("") == cache_root(None) == tmp_path
+    params = make_params(cache_dir="", data_dir="", source="")
+    assert (params.cache_dir, params.data_dir, params.source) == (None, None, make_params().source)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="a file size limit (RLIMIT_FSIZE) is POSIX")
 def test_a_disk_that_fills_up_while_writing_is_a_one_line_error_and_leaves_no_file(tmp_path):
     """A tensor write that met a full disk ended in torch's RuntimeError traceback (its own C++ file writer)."""

@@ -252,6 +252,8 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         if default is None or default == "":  # `--set eval_model=` means the empty default: "the method's own"
             return default
         raise PaperlibError(f"parameter {name!r} must not be empty; give a value like {default!r}")
+    if default is None and value == "":  # written empty in a file (`cache_dir: ""`): unset, as `--set cache_dir=`
+        return None
     if default is None or kind is str:
         if not isinstance(value, str):
             raise PaperlibError(f"parameter {name!r} must be a string, got {value!r}")

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,9 @@ from paperlib.core.paths import default_folder
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """The cache folder: explicit ``cache_dir``, else ``$PAPERLIB_CACHE``, else ``cache/`` at the repository
     root (``./cache`` outside the repository). ``~`` is expanded; a relative ``cache_dir`` or ``$PAPERLIB_CACHE`` is
-    taken from the current directory, as a relative ``data_dir`` is."""
-    chosen = cache_dir if cache_dir is not None else os.environ.get("PAPERLIB_CACHE") or default_folder("cache")
+    taken from the current directory, as a relative ``data_dir`` is; an empty one is unset (not the current
+    directory)."""
+    chosen = cache_dir if cache_dir not in (None, "") else os.environ.get("PAPERLIB_CACHE") or default_folder("cache")
     return Path(chosen).expanduser()
 
 
@@ -43,6 +45,9 @@ def _writable(path: Path) -> Iterator[None]:
         raise PaperlibError(f"cannot write {path} ({reason}); point the cache (PAPERLIB_CACHE or cache_dir) or the "
                             f"output path at a writable folder") from None
 
+
+# What flock answers on a file system that has no locks
+_NO_LOCKS = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP}
 
 # What a write can meet half-way through on a disk that was writable when it began
 _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
@@ -90,6 +95,13 @@ def unreadable(path: str | os.PathLike, why: BaseException | str, next_step: str
     return f"cache entry {path} cannot be read ({reason}); {next_step}"
 
 
+def cannot_open(path: str | os.PathLike, err: OSError) -> str:
+    """The one-line report of a cache entry that exists but cannot be opened (no permission, an I/O error): its
+    content may be whole, so it is neither called damaged nor rebuilt over."""
+    return (f"cache entry {path} cannot be opened ({err.strerror or type(err).__name__}); make it readable (ask "
+            f"whoever wrote it), or point PAPERLIB_CACHE or cache_dir at a cache of your own")
+
+
 def report_rebuild(path: str | os.PathLike, why: BaseException | str) -> None:
     """Say on stderr, in one line, that the unreadable cache entry ``path`` is being rebuilt."""
     print(f"warning: {unreadable(path, why, 'rebuilding it')}", file=sys.stderr)
@@ -129,7 +141,12 @@ def load_tensors(path: str | os.PathLike, rebuild: bool = False, keys: tuple[str
         refuse_folder(path)
         return None
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        handle = open(path, "rb")  # noqa: SIM115 - closed below; opened apart, so a refusal is not called damage
+    except OSError as err:
+        raise PaperlibError(cannot_open(path, err)) from None
+    try:
+        with handle:
+            payload = torch.load(handle, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch.load raises many types, with long texts, for a damaged file
         problem = f"not a torch file this version reads: cut short, damaged or incompatible ({type(err).__name__})"
     else:
@@ -154,7 +171,11 @@ def load_json(path: str | os.PathLike, next_step: str = KEEP_AND_STOP) -> dict[s
         refuse_folder(path)
         return None
     try:
-        value = json.loads(path.read_text())
+        text = path.read_text()
+    except OSError as err:
+        raise PaperlibError(cannot_open(path, err)) from None
+    try:
+        value = json.loads(text)
         if not isinstance(value, dict):
             raise ValueError(f"a JSON object was expected, not {type(value).__name__}")
         return value
@@ -173,8 +194,8 @@ def exclusive(lock: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive lock on the file ``lock`` (created) for the block; other processes asking wait.
 
     Two processes computing the same run then compute it once: the second finds the first's record when
-    it gets the lock. Where ``fcntl`` is missing (Windows) there is no lock; atomic writes still leave
-    every file whole.
+    it gets the lock. Where ``fcntl`` is missing (Windows) there is no lock, and where the file system has none
+    a warning says so; atomic writes still leave every file whole.
     """
     try:
         import fcntl
@@ -186,7 +207,15 @@ def exclusive(lock: str | os.PathLike) -> Iterator[None]:
         lock.parent.mkdir(parents=True, exist_ok=True)
         handle = open(lock, "a")  # noqa: SIM115 - closed below, once the lock is released
     with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as err:  # a file system without locks (Lustre mounted noflock, some FUSE mounts)
+            if err.errno not in _NO_LOCKS:
+                raise
+            warnings.warn(f"no file locks on {lock.parent} ({err.strerror}): processes running the same entry at "
+                          f"once may each compute it; every file written stays whole", stacklevel=3)
+            yield
+            return
         try:
             yield
         finally:

@@ -380,7 +380,7 @@ def _file_version(path: Path) -> tuple[int, int] | None:
     replaces the file, so another job's write shows as a change."""
     try:
         found = path.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a file on the way: the cache's write then says which
         return None
     return (found.st_ino, found.st_mtime_ns) if stat.S_ISREG(found.st_mode) else None
 

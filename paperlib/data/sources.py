@@ -159,7 +159,7 @@ _DEFAULT_ORIGIN = "the default data/ at the repository root (./data elsewhere)"
 
 def _resolve_root(data_dir: str | os.PathLike | None) -> tuple[pathlib.Path, str]:
     """Return the data root and where it came from (for error messages)."""
-    if data_dir is not None:
+    if data_dir not in (None, ""):  # empty: unset, not the current directory
         return _absolute(data_dir, "data_dir"), "the data_dir argument"
     env = os.environ.get(DATA_ENV_VAR, "")
     if env:
