@@ -304,14 +304,14 @@ def main(argv: list[str] | None = None) -> int:
         check_profile(args.profile)  # before the job settings read the profile's defaults
         times = reproduce(args.profile, args.only, args.output_dir, settings_from_args(args, args.profile),
                           args.from_store)
+        total = time.perf_counter() - start
+        if args.output_dir is None and not args.only:
+            with atomic_write(figures_dir(args.profile) / "reproduce_times.csv") as tmp:
+                tmp.write_text("notebook,seconds\n" + "".join(f"{n},{s:.1f}\n" for n, s in times)
+                               + f"total,{total:.1f}\n")
     except PaperlibError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2  # as python -m paperlib
-    total = time.perf_counter() - start
-    if args.output_dir is None and not args.only:
-        with atomic_write(figures_dir(args.profile) / "reproduce_times.csv") as tmp:
-            tmp.write_text("notebook,seconds\n" + "".join(f"{n},{s:.1f}\n" for n, s in times)
-                           + f"total,{total:.1f}\n")
     notebooks = sum(1 for name, _ in times if not name.startswith("runs ("))  # not the executor's own entry
     print(f"{notebooks} notebooks in {total / 60:.1f} min ({args.profile})")
     return 0

@@ -371,3 +371,23 @@ def test_local_jobs_are_spread_over_the_visible_gpus(monkeypatch, tmp_path):
     assert executor.submitted == [(3,), (5,), (3,)]  # two at once on their own GPUs; the third on a freed one
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert job_module.local_gpus() == ()
+
+
+def test_a_damaged_job_list_stops_a_slurm_submission_before_any_job_is_queued(monkeypatch, tmp_path):
+    """The job list was read after ``map_array``: the error said nothing was recomputed while the jobs were
+    queued, and a second try queued them again."""
+    submitted = []
+
+    class Executor:
+        def map_array(self, *args):
+            submitted.append(args)
+            return []
+
+    monkeypatch.setattr(job_module, "_slurm_executor", lambda settings: Executor())
+    settings = JobSettings(executor="slurm", folder=str(tmp_path / "j"))
+    (tmp_path / "j").mkdir()
+    (tmp_path / "j" / "submitted.json").write_text("{bad")
+    with pytest.raises(PaperlibError, match=r"submitted.json cannot be read .*; no job was submitted; it lists the "
+                                            r"SLURM jobs of earlier --no-wait submissions"):
+        job_module._slurm(_suite(str(tmp_path))[:1], settings, wait=False)
+    assert submitted == []

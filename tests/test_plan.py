@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from paperlib.core.errors import PaperlibError
 from paperlib.experiments.plan import plan, summary
 from paperlib.experiments.runner import run
 from paperlib.experiments.suite import load_suite
@@ -59,3 +62,19 @@ def test_make_plan_lists_the_profiles_runs_and_computes_nothing(tmp_path, monkey
         capsys.readouterr().err
     assert reproduce_main(["--profile", "quik", "--executor", "local", "--jobs", "2"]) == 2  # as without flags
     assert capsys.readouterr().err.startswith("error: unknown profile 'quik'; choose one of: ")
+
+
+def test_a_figures_folder_that_cannot_be_made_is_one_line_after_the_runs(tmp_path, monkeypatch, capsys):
+    """The timing file was written outside the error handling, and PAPERLIB_FIGURES naming a file gave
+    NotADirectoryError's traceback: after every notebook had run."""
+    import paperlib.reproduce as reproducing
+    from paperlib.core.paths import figures_dir
+
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("PAPERLIB_FIGURES", str(tmp_path / "afile"))
+    with pytest.raises(PaperlibError, match=r"cannot make the figures folder .*afile/smoke \(.*afile is a file, "
+                                            r"not a folder\); point PAPERLIB_FIGURES at a writable folder"):
+        figures_dir("smoke")
+    monkeypatch.setattr(reproducing, "reproduce", lambda *args: [("01_biased_datasets", 1.0)])
+    assert reproduce_main(["--profile", "smoke"]) == 2
+    assert capsys.readouterr().err.startswith("error: cannot make the figures folder")

@@ -57,12 +57,24 @@ def params_dir() -> Path:
     return repo_root() / "params"
 
 
+def file_in_the_way(folder: Path) -> Path | None:
+    """The first of ``folder`` and the folders above it that exists as something other than a folder (a file
+    where a folder must be made), or ``None``."""
+    return next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+
+
 def figures_dir(profile: str) -> Path:
     """``$PAPERLIB_FIGURES/<profile>/`` if set (the notebook checks write there), else ``figures/<profile>/``
     of the repository (created)."""
     base = os.environ.get(FIGURES_ENV_VAR)
     folder = (Path(base) if base else repo_root() / "figures") / profile
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        blocking = file_in_the_way(folder)
+        reason = f"{blocking} is a file, not a folder" if blocking else err.strerror or type(err).__name__
+        raise PaperlibError(f"cannot make the figures folder {folder} ({reason}); point {FIGURES_ENV_VAR} at a "
+                            f"writable folder, or unset it") from None
     return folder
 
 

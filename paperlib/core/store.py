@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.paths import default_folder
+from paperlib.core.paths import default_folder, file_in_the_way
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -40,7 +40,7 @@ def _writable(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as err:
-        blocking = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
+        blocking = file_in_the_way(path.parent)
         reason = f"{blocking} is a file, not a folder" if blocking else err.strerror or str(err)
         raise PaperlibError(f"cannot write {path} ({reason}); point the cache (PAPERLIB_CACHE or cache_dir) or the "
                             f"output path at a writable folder") from None

@@ -233,12 +233,17 @@ def _local(todo: list[RunSpec], settings: JobSettings) -> list[str]:
     return _collect([spec for spec, _ in finished], [job for _, job in finished])
 
 
+_DAMAGED_JOB_LIST = ("no job was submitted; it lists the SLURM jobs of earlier --no-wait submissions: repair it, or "
+                     "delete it (--attach then no longer finds those jobs; their runs are stored when they end)")
+
+
 def _slurm(todo: list[RunSpec], settings: JobSettings, wait: bool = True) -> list[str]:
     executor = _slurm_executor(settings)
-    jobs = executor.map_array(run_job, [spec.params for spec in todo], [settings.job_threads()] * len(todo))
     manifest = settings.job_folder() / "submitted.json"
     with exclusive(manifest.with_suffix(".lock")):  # two --no-wait submissions must not drop each other's jobs
-        known = load_json(manifest) or {}
+        # read before submitting: a damaged job list stops the command before any job is queued
+        known = load_json(manifest, _DAMAGED_JOB_LIST) or {}
+        jobs = executor.map_array(run_job, [spec.params for spec in todo], [settings.job_threads()] * len(todo))
         known.update({record_key(spec.params): job.job_id for spec, job in zip(todo, jobs)})
         with atomic_write(manifest) as tmp:
             tmp.write_text(json.dumps(known, indent=1))
