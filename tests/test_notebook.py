@@ -23,6 +23,7 @@ from paperlib.train.metrics import METRIC_KEYS
 from paperlib.reproduce import output_path, reproduce
 from paperlib.distill.kde import ablation_params, weight_ablation
 from paperlib.experiments.profiles import PROFILES, experiment_file, profile_defaults, suite_from_file
+from paperlib.core.yamlio import load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = [p.stem for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))]
@@ -69,6 +70,20 @@ def test_every_notebook_has_valid_parameters_at_every_profile(profile):
             specs = suite_from_file(experiment_file(name), profile)
             assert specs and all(s.params.seed == 0 for s in specs)
             assert specs == nb.suite_specs(profile, None, name)  # the command line and the notebook: one reading
+
+
+def test_a_misspelt_key_of_an_experiment_file_is_an_error_not_a_notebook_without_its_claims():
+    """``claim:`` for ``claims:`` was read by nothing: the notebook ran without its claims and its checks passed."""
+    from paperlib.experiments.profiles import _as_profile_sees, notebook_parameter_names
+
+    assert notebook_parameter_names("07_three_answers") == {"profile", "suite", "claims"}
+    written = load_yaml(experiment_file("07_three_answers"))
+    assert {"profile": "quick", **_as_profile_sees(written, "quick", "07_three_answers")} == \
+        nb.notebook_parameters("quick", "07_three_answers")
+    written["claim"] = written.pop("claims")
+    with pytest.raises(PaperlibError, match=r"07_three_answers.yaml has unknown key 'claim'; notebook "
+                                            r"07_three_answers reads: claims, suite$"):
+        _as_profile_sees(written, "quick", "07_three_answers")
 
 
 def test_smoke_profile_is_hermetic_and_quick_profile_uses_real_data():

@@ -16,6 +16,7 @@ stored runs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params, make_params
 from paperlib.core.yamlio import load_yaml
-from paperlib.core.paths import params_dir
+from paperlib.core.paths import params_dir, repo_root
 from paperlib.data.presets import build_dataset, dataset_present, say_absent
 from paperlib.experiments.suite import RunSpec, load_suite, mapping, scaled
 
@@ -119,8 +120,26 @@ def notebook_parameters(profile: str, notebook: str) -> dict[str, Any]:
 
 
 def _as_profile_sees(written: Any, profile: str, notebook: str) -> dict[str, Any]:
-    """An experiment file's loaded content as ``profile`` sees it."""
-    return mapping(for_profile(written, profile, notebook), str(experiment_file(notebook)))
+    """An experiment file's loaded content as ``profile`` sees it; a key the notebook has no parameter for (a
+    misspelt ``claim:``) is a one-line error, or the notebook would run without it and its checks pass empty."""
+    seen = mapping(for_profile(written, profile, notebook), str(experiment_file(notebook)))
+    expected = notebook_parameter_names(notebook)
+    unknown = [key for key in mapping(written, str(experiment_file(notebook))) if key not in expected]
+    if expected and unknown:
+        raise PaperlibError(f"{experiment_file(notebook)} has unknown key {unknown[0]!r}; notebook {notebook} reads: "
+                            f"{', '.join(sorted(expected - {'profile'}))}")
+    return seen
+
+
+_PARAMETERS_CELL = re.compile(r'^# %% tags=\["parameters"\]\n(.*?)(?=^# %%|\Z)', re.MULTILINE | re.DOTALL)
+
+
+def notebook_parameter_names(notebook: str) -> set[str]:
+    """The names the parameters cell of ``notebooks/<notebook>.py`` assigns (empty where there is no such
+    notebook: a suite file that is not a notebook's)."""
+    source = repo_root() / "notebooks" / f"{notebook}.py"
+    cell = _PARAMETERS_CELL.search(source.read_text(encoding="utf-8")) if source.is_file() else None
+    return set(re.findall(r"^(\w+)\s*=", cell.group(1), re.MULTILINE)) if cell else set()
 
 
 def parameters_or_file(profile: str, notebook: str, **given: Any) -> Any:
