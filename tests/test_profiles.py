@@ -52,13 +52,12 @@ def test_a_notebook_parameter_left_none_is_read_from_its_experiment_file(monkeyp
     assert parameters_or_file("smoke", "05_ablations", kde_dataset=None, theorem_dataset={"dataset": "x"}) == (
         on_file["kde_dataset"], {"dataset": "x"})  # a given value, even one the file differs from, is kept
     assert parameters_or_file("smoke", "05_ablations", kde_variants=[]) == []  # given empty: not replaced
-    (tmp_path / "05_ablations.yaml").write_text("kde_dataset: {dataset: cmnist}\n"
-                                                "optional_datasets: [{name: x, profiles: [paper], runs: {}}]\n")
+    (tmp_path / "04_fairdd.yaml").write_text("optional_datasets: [{name: x, profiles: [paper], runs: {}}]\n")
     monkeypatch.setattr(profiles, "experiment_file", lambda notebook: tmp_path / f"{notebook}.yaml")
-    assert parameters_or_file("smoke", "05_ablations", optional_datasets=None) == []  # none for this profile
-    with pytest.raises(PaperlibError, match=r"05_ablations.yaml has no 'suite' for profile 'smoke'; add it there or "
+    assert parameters_or_file("smoke", "04_fairdd", optional_datasets=None) == []  # none for this profile
+    with pytest.raises(PaperlibError, match=r"04_fairdd.yaml has no 'suite' for profile 'smoke'; add it there or "
                                             r"pass suite as a notebook parameter$"):
-        profiles.suite_specs("smoke", None, "05_ablations")
+        profiles.suite_specs("smoke", None, "04_fairdd")
 
 
 def test_marks_are_checked_and_need_a_profile():
