@@ -28,9 +28,22 @@ def _isolated_environment(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("PAPERLIB_RESULTS", "off")  # the shipped results store answers only where a test asks
     monkeypatch.delenv("PAPERLIB_PUBLISH", raising=False)
     monkeypatch.setenv("CI", "1")  # no progress bars in test output
+    # kernels the tests start keep their history and connection files out of the home folder
+    monkeypatch.setenv("IPYTHONDIR", str(base / "ipython"))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(base / "jupyter-runtime"))
+    # no test reaches the network: one that fell through to the default data root would download into the
+    # repository on an online machine (a test that fakes a download patches these itself)
+    from paperlib.data import downloads
+
+    monkeypatch.setattr(downloads, "_fetch", _no_network)
+    monkeypatch.setattr(downloads, "_import_torchvision", lambda: None)
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)  # a test that changes the thread count leaves the others as they were
+
+
+def _no_network(url: str, dest: Path) -> None:
+    raise OSError(f"network disabled in tests ({url})")
 
 
 @pytest.fixture

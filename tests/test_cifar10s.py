@@ -45,7 +45,9 @@ def cifar_root(tmp_path_factory) -> Path:
 
 
 def _cifar10_s(root: Path, **kw):
-    return build_dataset(dataset="cifar10_s", data_dir=str(root), **kw)
+    # a cache of its own: dataset keys do not hold data_dir, so the fixture's 200 images would be read as
+    # CIFAR10-S by any later test that asks the shared cache
+    return build_dataset(dataset="cifar10_s", data_dir=str(root), cache_dir=str(root / "cache"), **kw)
 
 
 @pytest.mark.parametrize("ratio,majority", [(0.9, 18), (0.8, 16)])
@@ -99,7 +101,8 @@ def test_cifar10_s_accepts_only_cifar10():
 
 
 def test_corrupted_cifar10_on_the_cifar_fixture(cifar_root):
-    ds = build_dataset(dataset="corrupted_cifar10", data_dir=str(cifar_root), conflict_ratio=0.1)
+    ds = build_dataset(dataset="corrupted_cifar10", data_dir=str(cifar_root), conflict_ratio=0.1,
+                       cache_dir=str(cifar_root / "cache"))
     assert ds.train.images.shape == (200, 3, 32, 32) and ds.info.params["source"] == "cifar10"
     counts = torch.tensor(ds.info.group_counts["train"])
     assert torch.equal(counts.diagonal(), torch.full((10,), 18))
@@ -109,7 +112,8 @@ def test_corrupted_cifar10_on_the_cifar_fixture(cifar_root):
 
 
 def test_describe_cifar10_s_on_the_fixture(cifar_root, capsys):
-    assert main(["describe", "--set", "dataset=cifar10_s", "--set", f"data_dir={cifar_root}"]) == 0
+    assert main(["describe", "--set", "dataset=cifar10_s", "--set", f"data_dir={cifar_root}",
+                 "--set", f"cache_dir={cifar_root / 'cache'}"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["train"]["group_counts"][0] == [18, 2] and result["test"]["n"] == 60
 

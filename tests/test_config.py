@@ -207,8 +207,6 @@ def test_to_device_gives_the_same_values_in_the_asked_dtype():
     moved = to_device(drawn, torch.device("cpu"), torch.float32)
     assert moved.dtype == torch.float32 and torch.equal(moved, drawn.float())
     assert to_device(drawn, "cpu") is drawn  # nothing copied where nothing moves
-    if torch.cuda.is_available():  # staged through pinned memory, copied without waiting for the device
-        assert torch.equal(to_device(drawn, "cuda").cpu(), drawn)
 
 
 class _Pinned(Exception):

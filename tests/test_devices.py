@@ -119,3 +119,12 @@ def test_a_distillation_step_never_makes_the_host_wait(method, target):
     params = make_params(**TINY, method=method, target=target, iterations=2, device=OTHER)
     found = bench(params, warmup=1, sync_check=2)
     assert found["host_syncs_per_step"] == 0, found["host_sync_sites"]
+
+
+def test_to_device_gives_the_same_values_on_the_other_device():
+    """On CUDA the copy is staged through pinned memory and not waited for: the values must arrive whole."""
+    from paperlib.core.runtime import to_device
+
+    drawn = torch.randperm(7, generator=torch.Generator().manual_seed(0))
+    moved = to_device(drawn, OTHER, torch.float32)
+    assert moved.device.type == torch.device(OTHER).type and torch.equal(moved.cpu(), drawn.float())

@@ -423,6 +423,7 @@ def test_gradient_distance_zero_for_identical_and_ignores_biases():
     g = [torch.randn(4, 3, 3, 3, generator=seeded(3761)), torch.randn(4, generator=seeded(3762))]
     assert float(gradient_distance(g, g)) == pytest.approx(0.0, abs=1e-5)
     assert float(gradient_distance(g, [-g[0], g[1]])) == pytest.approx(8.0, abs=1e-4)
+    assert float(gradient_distance(g, [g[0], -g[1]])) == pytest.approx(0.0, abs=1e-5)  # a bias counted: 2 > 0
 
 
 @pytest.mark.parametrize("method", ["dm", "dc", "dsa"])  # gradient matching's inner loop and DSA's draws too

@@ -8,7 +8,7 @@ import torch
 from paperlib.core.runtime import generator as seeded  # explicit seeds: inputs independent of test order
 from paperlib.core.params import key_values, make_params
 from paperlib.data import build_dataset
-from paperlib.distill.engine import distill
+from paperlib.distill.engine import Distiller, distill
 from paperlib.distill.targets import VanillaTarget
 from paperlib.distill.dm import dm_loss
 from paperlib.core.errors import PaperlibError
@@ -95,6 +95,9 @@ def test_dm_distils_with_another_architecture(model):
     ds = build_dataset(params)
     result = distill(ds, params, VanillaTarget(), CPU, None)
     assert result.images.shape == (10, 3, 28, 28) and all(math.isfinite(loss) for loss in result.losses)
+    # the network it matched with is the one asked for, not the default ConvNet
+    assert type(Distiller(ds, params, VanillaTarget(), CPU).net).__name__ == {"mlp": "MLP",
+                                                                            "resnet18_bn": "ResNet18"}[model]
 
 
 def test_a_batch_norm_convnet_keys_apart_from_its_results_before_it_used_whole_batches():

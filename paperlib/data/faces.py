@@ -94,6 +94,7 @@ class FaceTable:
     groups: np.ndarray  # int64 protected group per file
 
     def subset(self, index: np.ndarray) -> FaceTable:
+        """The rows ``index`` (an integer array), in its order."""
         return FaceTable([self.files[i] for i in index], self.labels[index], self.groups[index])
 
 

@@ -18,7 +18,7 @@ from paperlib.core.errors import PaperlibError
 from paperlib.core.params import Params, derive_seed
 from paperlib.core.runtime import generator
 from paperlib.data.container import BiasedDataset
-from paperlib.distill.kde import ENCODERS
+from paperlib.distill.kde import random_network_features
 
 HIDDEN = -1  # the group label of a sample left out of every group statistic
 
@@ -45,7 +45,7 @@ def partial_group_labels(dataset: BiasedDataset, params: Params,
     if params.hidden_groups_fill == "drop":
         groups[hidden] = HIDDEN
         return groups, facts
-    features = ENCODERS["random"].embed(dataset, params, device).values.cpu()
+    features = random_network_features(dataset, params, device).values.cpu()
     cells = labels * a + groups  # one centroid per (class, group) among the known samples
     sums = torch.zeros(dataset.num_classes * a, features.shape[1]).index_add_(0, cells[known], features[known])
     sizes = torch.bincount(cells[known], minlength=dataset.num_classes * a).float()

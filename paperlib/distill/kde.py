@@ -220,7 +220,10 @@ def _pixels(dataset: BiasedDataset, params: Params, device: torch.device) -> Emb
     return _timed(lambda: dataset.normalized("train", device).flatten(1), device)
 
 
-def _random_network(dataset: BiasedDataset, params: Params, device: torch.device) -> Embeddings:
+def random_network_features(dataset: BiasedDataset, params: Params, device: torch.device) -> Embeddings:
+    """A fresh ConvNet's features of the training split, drawn from the run's seed: the ``random`` KDE encoder,
+    and the features ``hidden_groups_fill=impute`` finds the nearest group centroid in. A change to its output
+    changes both: bump this encoder's ``version`` and the group targets' (``GroupsTarget.version``)."""
     def compute() -> Tensor:
         net = model_from_params(params, dataset.channels, dataset.num_classes, dataset.image_size)
         net = init_parameters(net, generator(derive_seed(params.seed, "kde-random")))
@@ -262,7 +265,7 @@ class Encoder:
 
 ENCODERS: Registry[Encoder] = Registry("kde_encoder", field="kde_encoder")
 ENCODERS.register("supcon", Encoder(_supcon, uses=("supcon_epochs", "supcon_temperature", "supcon_lr")))
-ENCODERS.register("random", Encoder(_random_network))  # a fresh random ConvNet's features
+ENCODERS.register("random", Encoder(random_network_features))  # a fresh random ConvNet's features
 ENCODERS.register("pixels", Encoder(_pixels))  # the standardised pixels
 
 

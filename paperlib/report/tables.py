@@ -16,7 +16,7 @@ import pandas as pd
 from paperlib.core.errors import DataNotFound, PaperlibError
 from paperlib.core.params import default_of, relevant_fields
 from paperlib.core.store import atomic_write
-from paperlib.data.presets import bias_ratio_name, build_dataset, say_absent
+from paperlib.data.presets import PRESETS, bias_ratio_name, build_dataset, say_absent
 from paperlib.data.sources import resolve_data_root
 from paperlib.distill.kde import summarize_diagnostics
 from paperlib.distill.methods import METHODS, distilling_methods
@@ -469,7 +469,7 @@ def build_datasets(settings: Mapping[str, Mapping[str, Any]]) -> tuple[dict, pd.
         summary = dataset.summary()
         rows.append({"name": name, "preset": dataset.info.preset,
                      "source": dataset.info.params.get("source") or "",
-                     "protocol": dataset.info.params.get("protocol") or "companion",  # one construction: ours
+                     "protocol": dataset.info.params.get("protocol") or PRESETS[dataset.info.preset].protocols[0],
                      "bias": dataset.info.attribute_kind,
                      "image": f"{dataset.channels}x{dataset.image_size}x{dataset.image_size}",
                      "train": summary["train"]["n"], "test": summary["test"]["n"],
