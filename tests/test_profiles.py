@@ -10,7 +10,7 @@ from paperlib.cli import main
 from paperlib.core.errors import PaperlibError
 from paperlib.core.yamlio import load_yaml
 from paperlib.experiments.profiles import (PROFILES, experiment_file, for_profile, notebook_parameters,
-                                           parameters_or_file, profile_defaults, suite_from_file)
+                                           parameters_or_file, profile_defaults, profile_params, suite_from_file)
 from paperlib.experiments.suite import scaled
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,3 +137,11 @@ def test_the_prose_that_quotes_the_quick_profiles_dc_length_matches_the_profile(
         text = " ".join((ROOT / path).read_text().replace("#", " ").split())
         missing = [phrase for phrase in phrases if phrase not in text]
         assert not missing, f"{path} no longer quotes the quick profile's DC length as {missing}"
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick"])
+def test_a_method_without_a_scale_block_keeps_its_own_image_learning_rate(profile):
+    """DM's scaled image learning rate (20) sat among every method's defaults: DSA, or a plugin method, ran at
+    200 times its registered 0.1."""
+    assert profile_params({"method": "dsa", "dataset": "cmnist"}, profile).lr_img == 0.1
+    assert profile_params({"method": "dm", "dataset": "cmnist"}, profile).lr_img == 20.0
