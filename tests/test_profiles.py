@@ -145,3 +145,17 @@ def test_a_method_without_a_scale_block_keeps_its_own_image_learning_rate(profil
     200 times its registered 0.1."""
     assert profile_params({"method": "dsa", "dataset": "cmnist"}, profile).lr_img == 0.1
     assert profile_params({"method": "dm", "dataset": "cmnist"}, profile).lr_img == 20.0
+
+
+def test_the_theorem_table_is_keyed_by_the_fairdd_set_notebook_04_distils(monkeypatch):
+    """The theorem check scaled its settings as a whole-data run, then made it FairDD-DM: its key then followed
+    whichever defaults lay outside DM's scale block, and missed notebook 04's set (quick profile)."""
+    from paperlib.core.params import key_values
+    from paperlib.experiments import studies
+
+    keyed = {}
+    monkeypatch.setattr(studies, "stored_table", lambda study, params, settings, compute: keyed.update(settings))
+    studies.theorem_check(notebook_parameters("quick", "05_ablations")["theorem_dataset"], "quick")
+    fairdd = {s.label: s for s in suite_from_file(experiment_file("04_fairdd"), "quick")
+              if s.experiment == "cmnist_fg"}["dm_fairdd"]
+    assert keyed["run"] == key_values(fairdd.params, "distilled")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from paperlib.core.params import Params, key_values, stable_hash, with_overrides
+from paperlib.core.params import Params, key_values, stable_hash
 from paperlib.core.results_store import find_or_make, next_step_for
 from paperlib.core.runtime import resolve_device
 from paperlib.core.errors import PaperlibError
@@ -42,14 +42,15 @@ def kde_ablation(settings: Mapping[str, Any], variants: list[Mapping[str, Any]],
 
 def theorem_check(settings: Mapping[str, Any], profile: str, batches: int = 3) -> pd.DataFrame:
     """:func:`paperlib.distill.theorem.fairdd_vs_barycenter` on ``settings`` with the profile's defaults."""
-    params = profile_params(settings, profile)
+    # fairdd_vs_barycenter reads the network, IPC, real batch and seed of a FairDD-DM run, at the profile's scale
+    # for DM: that run's set keys it
+    params = profile_params({**settings, "method": "dm", "target": "groups"}, profile)
 
     def compute() -> pd.DataFrame:
         return pd.DataFrame(fairdd_vs_barycenter(build_dataset(params), params, resolve_device(params.device),
                                                      batches))
 
-    # fairdd_vs_barycenter reads the network, IPC, real batch and seed of a FairDD-DM run: that run's set keys it
-    fairdd = key_values(with_overrides(params, {"method": "dm", "target": "groups"}), "distilled")
+    fairdd = key_values(params, "distilled")
     return stored_table("theorem", params, {"run": fairdd, "batches": batches}, compute)
 
 
