@@ -195,8 +195,19 @@ def test_an_entry_that_cannot_be_opened_is_not_called_damaged_nor_rebuilt_over(t
     def open_denied(file, *args, _open=builtins.open, **kwargs):  # as root, a chmod 000 file still opens
         return denied() if str(file).endswith("set.pt") else _open(file, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_text", denied)
+    (tmp_path / "latin.json").write_bytes(b'{"a": "\xe9"}')  # not UTF-8: damaged, one line, not a traceback
+    with pytest.raises(PaperlibError, match=r"latin.json cannot be read \(.*utf-8.*\); nothing was recomputed"):
+        load_json(tmp_path / "latin.json")
+    (tmp_path / "gone.json").write_text("{}")
+
+    def read_bytes(path):  # gone.json is removed between the look and the read; the others are refused
+        if path.name == "gone.json":
+            raise FileNotFoundError(2, "No such file")
+        denied()
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
     monkeypatch.setattr(builtins, "open", open_denied)
+    assert load_json(tmp_path / "gone.json") is None  # absent, as if never written
     opened = r"cache entry .*{} cannot be opened \(Permission denied\); make it readable .* a cache of your own$"
     with pytest.raises(PaperlibError, match=opened.format("record.json")):
         load_json(tmp_path / "record.json")

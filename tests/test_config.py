@@ -75,7 +75,8 @@ def test_a_zero_padded_or_colon_number_is_an_error_in_a_file_and_read_as_typed_a
     from paperlib.core.yamlio import load_yaml, parse_yaml
 
     for text, fix in (("seed: 010\n", r"010 reads as 8 \(octal\) in YAML; write it without the leading zero"),
-                      ("ipc: 1:30\n", r"1:30 reads as 90 \(base 60\) in YAML; write it without the colon")):
+                      ("ipc: 1:30\n", r"1:30 reads as 90 \(base 60\) in YAML; write it without the colon"),
+                      ("lr_img: 1:30.5\n", r"1:30.5 reads as 90.5 \(base 60\) in YAML; write it without the colon")):
         (tmp_path / "p.yaml").write_text(text)
         with pytest.raises(PaperlibError, match=fix):
             load_yaml(tmp_path / "p.yaml")

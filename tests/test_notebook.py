@@ -84,6 +84,8 @@ def test_a_misspelt_key_of_an_experiment_file_is_an_error_not_a_notebook_without
     with pytest.raises(PaperlibError, match=r"07_three_answers.yaml has unknown key 'claim'; notebook "
                                             r"07_three_answers reads: claims, suite$"):
         _as_profile_sees(written, "quick", "07_three_answers")
+    with pytest.raises(PaperlibError, match=r"has unknown key 'profile'"):  # the caller's, not the file's
+        _as_profile_sees({"profile": "paper"}, "quick", "07_three_answers")
 
 
 def test_smoke_profile_is_hermetic_and_quick_profile_uses_real_data():

@@ -142,6 +142,8 @@ def load_tensors(path: str | os.PathLike, rebuild: bool = False, keys: tuple[str
         return None
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed below; opened apart, so a refusal is not called damage
+    except FileNotFoundError:  # removed since it was seen: absent
+        return None
     except OSError as err:
         raise PaperlibError(cannot_open(path, err)) from None
     try:
@@ -171,11 +173,13 @@ def load_json(path: str | os.PathLike, next_step: str = KEEP_AND_STOP) -> dict[s
         refuse_folder(path)
         return None
     try:
-        text = path.read_text()
+        data = path.read_bytes()  # bytes: a file that is not UTF-8 is damaged (below), not unopenable
+    except FileNotFoundError:  # removed since it was seen: absent
+        return None
     except OSError as err:
         raise PaperlibError(cannot_open(path, err)) from None
     try:
-        value = json.loads(text)
+        value = json.loads(data)
         if not isinstance(value, dict):
             raise ValueError(f"a JSON object was expected, not {type(value).__name__}")
         return value

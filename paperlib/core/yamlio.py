@@ -46,7 +46,17 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_yaml_int(node)
 
 
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
+        """``1:30.5`` reads as 90.5 (base 60), as the integers above: an error instead."""
+        if ":" in str(self.construct_scalar(node)):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.value} reads as {super().construct_yaml_float(node)} (base 60) in YAML; write it "
+                "without the colon, or quote it as text", node.start_mark)
+        return super().construct_yaml_float(node)
+
+
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float", _UniqueKeyLoader.construct_yaml_float)
 
 
 def parse_yaml(text: str) -> Any:

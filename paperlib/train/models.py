@@ -299,10 +299,9 @@ def build_model(name: str, channels: int, num_classes: int, image_size: int, *, 
     """A fresh model by name (see :data:`MODELS`); call :func:`init_parameters` next.
 
     ``width``, ``depth``, ``norm``, ``act`` and ``pooling`` shape the ConvNet only. A constructor's own draws
-    (torch's default weights, which :func:`init_parameters` re-draws, or a registered model's random buffer) come
-    from a private CPU stream at a fixed seed: building a model neither reads nor moves the caller's global
-    random state.
-    """
+    (torch's default weights, which :func:`init_parameters` re-draws, or a registered model's random buffer,
+    the same for every run) come from torch's global CPU generator reseeded at a fixed seed, its state restored
+    after: building a model neither reads nor moves the caller's random state (within one thread)."""
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(_CONSTRUCTION_SEED)
         return MODELS[name](channels, num_classes, image_size, width, depth, norm, act, pooling)
