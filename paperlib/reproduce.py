@@ -42,7 +42,7 @@ from paperlib.experiments.plan import plan, summary
 from paperlib.experiments.jobs import (EXECUTORS, JobSettings, add_executor_arguments, given_executor_flags,
                                        refuse_unused_flags, run_specs, settings_from_args)
 from paperlib.experiments.profiles import check_profile, notebook_parameters, profile_runs
-from paperlib.core.store import atomic_write
+from paperlib.core.store import CACHE_ENV_VAR, atomic_write
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in tracebacks
 PAIRED_PROFILE = "quick"  # the profile whose outputs live in the paired notebooks/NN_*.ipynb
@@ -206,7 +206,7 @@ def reproduce(profile: str, only: str | None = None, output_dir: Path | None = N
 
 # The folders the kernels read from the environment: a relative one would mean another folder in a kernel,
 # which starts in notebooks/, than in this process.
-_FOLDER_VARIABLES = ("PAPERLIB_CACHE", results_store.RESULTS_ENV_VAR, FIGURES_ENV_VAR, DATA_ENV_VAR)
+_FOLDER_VARIABLES = (CACHE_ENV_VAR, results_store.RESULTS_ENV_VAR, FIGURES_ENV_VAR, DATA_ENV_VAR)
 
 
 def _absolute_folders() -> dict[str, str]:

@@ -52,6 +52,19 @@ def default_folder(name: str) -> Path:
     return (root if root is not None else Path.cwd()) / name
 
 
+def configured_folder(explicit: str | os.PathLike | None, argument: str, env_var: str,
+                      name: str) -> tuple[str | os.PathLike, str | None]:
+    """The folder a setting names, and who named it (for messages): ``explicit`` (the ``argument``) if given, else
+    ``$env_var``, else :func:`default_folder` ``(name)`` (``None``: nobody). Empty is unset at both levels, not
+    the current directory."""
+    if explicit not in (None, ""):
+        return explicit, f"the {argument} argument"
+    from_env = os.environ.get(env_var, "")
+    if from_env:
+        return from_env, f"${env_var}"
+    return default_folder(name), None
+
+
 def params_dir() -> Path:
     """``params/`` of the repository."""
     return repo_root() / "params"
@@ -63,6 +76,13 @@ def file_in_the_way(folder: Path) -> Path | None:
     return next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
 
 
+def why_not_made(folder: Path, err: OSError) -> str:
+    """Why ``folder`` (or a file in it) could not be made, for a one-line error: the file in the way if one is,
+    else the system's reason."""
+    blocking = file_in_the_way(folder)
+    return f"{blocking} is a file, not a folder" if blocking else err.strerror or str(err)
+
+
 def figures_dir(profile: str) -> Path:
     """``$PAPERLIB_FIGURES/<profile>/`` if set (the notebook checks write there), else ``figures/<profile>/``
     of the repository (created)."""
@@ -71,10 +91,8 @@ def figures_dir(profile: str) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        blocking = file_in_the_way(folder)
-        reason = f"{blocking} is a file, not a folder" if blocking else err.strerror or type(err).__name__
-        raise PaperlibError(f"cannot make the figures folder {folder} ({reason}); point {FIGURES_ENV_VAR} at a "
-                            f"writable folder, or unset it") from None
+        raise PaperlibError(f"cannot make the figures folder {folder} ({why_not_made(folder, err)}); point "
+                            f"{FIGURES_ENV_VAR} at a writable folder, or unset it") from None
     return folder
 
 

@@ -21,7 +21,9 @@ from typing import Any
 import torch
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.paths import default_folder, file_in_the_way
+from paperlib.core.paths import configured_folder, why_not_made
+
+CACHE_ENV_VAR = "PAPERLIB_CACHE"
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -29,8 +31,7 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     root (``./cache`` outside the repository). ``~`` is expanded; a relative ``cache_dir`` or ``$PAPERLIB_CACHE`` is
     taken from the current directory, as a relative ``data_dir`` is; an empty one is unset (not the current
     directory)."""
-    chosen = cache_dir if cache_dir not in (None, "") else os.environ.get("PAPERLIB_CACHE") or default_folder("cache")
-    return Path(chosen).expanduser()
+    return Path(configured_folder(cache_dir, "cache_dir", CACHE_ENV_VAR, "cache")[0]).expanduser()
 
 
 @contextlib.contextmanager
@@ -40,10 +41,8 @@ def _writable(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as err:
-        blocking = file_in_the_way(path.parent)
-        reason = f"{blocking} is a file, not a folder" if blocking else err.strerror or str(err)
-        raise PaperlibError(f"cannot write {path} ({reason}); point the cache (PAPERLIB_CACHE or cache_dir) or the "
-                            f"output path at a writable folder") from None
+        raise PaperlibError(f"cannot write {path} ({why_not_made(path.parent, err)}); point the cache "
+                            f"({CACHE_ENV_VAR} or cache_dir) or the output path at a writable folder") from None
 
 
 # What flock answers on a file system that has no locks

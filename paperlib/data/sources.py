@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from paperlib.core.errors import DataNotFound, PaperlibError
-from paperlib.core.paths import absent, default_folder
+from paperlib.core.paths import absent, configured_folder
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import generator
 from paperlib.data import downloads
@@ -130,7 +130,7 @@ def load_source(
     if source.embedded:
         return source.load(None, split)
     root, origin = _resolve_root(data_dir)
-    if origin != _DEFAULT_ORIGIN and not root.is_dir():
+    if origin is not None and not root.is_dir():
         # An explicit root that does not exist is most likely a typo: say so instead of creating it.
         raise DataNotFound(
             f"data root {root} (from {origin}) {'is not a folder' if root.exists() else absent(root)}; point "
@@ -154,17 +154,10 @@ def source_present(name: str, data_dir: str | os.PathLike | None = None) -> bool
 
 # --------------------------------------------------------------------------- data root
 
-_DEFAULT_ORIGIN = "the default data/ at the repository root (./data elsewhere)"
-
-
-def _resolve_root(data_dir: str | os.PathLike | None) -> tuple[pathlib.Path, str]:
-    """Return the data root and where it came from (for error messages)."""
-    if data_dir not in (None, ""):  # empty: unset, not the current directory
-        return _absolute(data_dir, "data_dir"), "the data_dir argument"
-    env = os.environ.get(DATA_ENV_VAR, "")
-    if env:
-        return _absolute(env, DATA_ENV_VAR), f"${DATA_ENV_VAR}"
-    return default_folder("data"), _DEFAULT_ORIGIN
+def _resolve_root(data_dir: str | os.PathLike | None) -> tuple[pathlib.Path, str | None]:
+    """Return the data root and who named it (for error messages; ``None``: the default)."""
+    chosen, origin = configured_folder(data_dir, "data_dir", DATA_ENV_VAR, "data")
+    return _absolute(chosen, "data_dir"), origin
 
 
 def _absolute(path: str | os.PathLike, what: str) -> pathlib.Path:

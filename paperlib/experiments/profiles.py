@@ -122,13 +122,13 @@ def notebook_parameters(profile: str, notebook: str) -> dict[str, Any]:
 def _as_profile_sees(written: Any, profile: str, notebook: str) -> dict[str, Any]:
     """An experiment file's loaded content as ``profile`` sees it; a key the notebook has no parameter for (a
     misspelt ``claim:``) is a one-line error, or the notebook would run without it and its checks pass empty."""
-    seen = mapping(for_profile(written, profile, notebook), str(experiment_file(notebook)))
+    where = str(experiment_file(notebook))
     expected = notebook_parameter_names(notebook) - {"profile"}  # the profile is the caller's, never the file's
-    unknown = [key for key in mapping(written, str(experiment_file(notebook))) if key not in expected]
+    unknown = [key for key in mapping(written, where) if key not in expected]
     if expected and unknown:
-        raise PaperlibError(f"{experiment_file(notebook)} has unknown key {unknown[0]!r}; notebook {notebook} reads: "
+        raise PaperlibError(f"{where} has unknown key {unknown[0]!r}; notebook {notebook} reads: "
                             f"{', '.join(sorted(expected))}")
-    return seen
+    return mapping(for_profile(written, profile, notebook), where)
 
 
 _PARAMETERS_CELL = re.compile(r'^# %% tags=\["parameters"\]\n(.*?)(?=^# %%|\Z)', re.MULTILINE | re.DOTALL)

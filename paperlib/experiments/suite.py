@@ -81,8 +81,7 @@ def scaled(base: Mapping[str, Any], *layers: Mapping[str, Any]) -> dict[str, Any
             raise PaperlibError(f"by_ipc key {ipc!r} is not an IPC; write it as a whole number, e.g. 50:")
     # the IPC as the run will hold it: written as text ("50"), it would miss its entry and run at another scale
     ipc = merged.get("ipc", default_of("ipc"))
-    by_this_ipc = mapping(_entry_for(by_ipc, read_as_param("ipc", ipc) if isinstance(ipc, str) else ipc),
-                          "by_ipc entry")
+    by_this_ipc = mapping(_entry_for(by_ipc, read_as_param("ipc", ipc)), "by_ipc entry")
     return {**flat, **block, **by_this_ipc, **on_top}
 
 
