@@ -255,6 +255,11 @@ def test_the_reason_names_the_first_selector_that_leaves_a_setting_out():
     assert unread_reason(dm, "warm_start_lr") == "warm_start_lr applies only while warm_start_epochs is set"
     assert unread_reason(dm, "warm_start_epochs") is None  # its "off" value, 0, is read
     assert unread_reason(dm, "eval_official_schedule") is None
+    # without DSA no strategy is applied anywhere, so none keys the result either
+    plain = make_params(method="dm", dsa=False, dsa_strategy="scale")
+    assert unread_reason(plain, "dsa_strategy") == "dsa_strategy applies only while dsa is set"
+    assert cache_key(plain) == cache_key(make_params(method="dm", dsa=False))
+    assert unread_reason(make_params(method="dm", dsa_strategy="scale"), "dsa_strategy") is None
     assert unread_reason(make_params(method="dm", ipc=50), "ipc", "weights") == "the KDE weights do not depend on ipc"
     # the evaluation's batch feeds DC's inner training (inner_batch=0 takes it): a distilled set reads it
     assert unread_reason(make_params(method="dc", eval_batch=64), "eval_batch", "distilled") is None

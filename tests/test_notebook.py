@@ -258,12 +258,25 @@ def test_a_kde_variant_cannot_change_the_dataset_it_shares_with_the_others():
     """The dataset is built once for every variant: a variant's conflict_ratio would key weights (and cached
     embeddings) the computation never made."""
     params = make_params(dataset="cmnist", source="digits", net_width=8)
-    assert ablation_params(params, {"label": "t", "supcon_temperature": 0.5, "kde_tau": 0.3}).kde_tau == 0.3
+    varied = ablation_params(params, {"label": "t", "supcon_temperature": 0.5, "kde_weighting": "softmax",
+                                      "kde_tau": 0.3})
+    assert (varied.supcon_temperature, varied.kde_tau) == (0.5, 0.3)
     with pytest.raises(PaperlibError, match="KDE variant 'ratio 0.3' sets conflict_ratio, which the ablation keeps "
                                             "fixed.*move conflict_ratio to the ablation's dataset"):
         weight_ablation(None, params, [{"label": "ratio 0.3", "conflict_ratio": 0.3}], torch.device("cpu"))
     with pytest.raises(PaperlibError, match="sets seed"):
         ablation_params(params, {"seed": 1})
+
+
+def test_a_kde_variant_that_changes_nothing_is_refused():
+    """Under the default power weighting a temperature is never read: the row would repeat the baseline's weights
+    under a label that says otherwise."""
+    params = make_params(dataset="cmnist", source="digits", net_width=8)
+    with pytest.raises(PaperlibError, match=r"KDE variant 'tau' sets kde_tau, which changes nothing \(kde_weighting "
+                                            r"'power' does not use kde_tau\)"):
+        ablation_params(params, {"label": "tau", "kde_tau": 0.3})
+    with pytest.raises(PaperlibError, match="kde_encoder 'random' does not use supcon_epochs"):
+        ablation_params(params, {"kde_encoder": "random", "supcon_epochs": 3})
 
 
 def test_explorer_maps_the_slider_to_the_right_ratio_and_scale():

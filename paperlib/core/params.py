@@ -154,7 +154,8 @@ class Params:
     # a fresh optimiser; false: this companion's first schedule (eval_epochs epochs, the drop one epoch earlier,
     # momentum kept), which the shipped quick results were computed with (keyed only when true)
     eval_official_schedule: bool = _p(True, "eval", when="eval_official_schedule")
-    dsa_strategy: str = _p(DSA_STRATEGY, "augment", names="dsa_op")  # DSA's ops, _-joined (train.augment.OPS)
+    # DSA's ops, _-joined (train.augment.OPS); none is applied, nor keyed, with dsa=false
+    dsa_strategy: str = _p(DSA_STRATEGY, "augment", names="dsa_op", when="dsa")
     eval_trainer: str = _p("plain", "eval", names="eval_trainer")  # a name of paperlib.train.trainers.TRAINERS
     # The evaluation's optimiser: "" (or sgd, written as "") the protocol's SGD (momentum 0.9, weight decay 5e-4);
     # adam: Adam at eval_lr without weight decay, the optimiser of LfF's and SelecMix's official code (keyed only

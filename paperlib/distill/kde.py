@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import Params, cache_key, derive_seed, field_tags, with_overrides
+from paperlib.core.params import Params, cache_key, derive_seed, field_tags, unread_reason, with_overrides
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import generator, progress, wait_for
 from paperlib.core.store import KEEP_AND_STOP, cache_root, entry_lock, load_tensors, save_tensors, unreadable
@@ -428,8 +428,16 @@ def weight_ablation(dataset: BiasedDataset, params: Params, variants: list[dict]
 
 def ablation_params(params: Params, variant: dict) -> Params:
     """The parameters of one variant of :func:`weight_ablation`: ``params`` with KDE weights and the variant's
-    overrides (all of its items but ``label``)."""
-    return with_overrides(params, {"target": "weighted", "weights": "kde", **_variant_overrides(variant)})
+    overrides (all of its items but ``label``). A setting the variant's weights do not read (``kde_tau`` with the
+    ``power`` weighting) is a one-line error: the row would repeat another under a label that says otherwise."""
+    overrides = _variant_overrides(variant)
+    varied = with_overrides(params, {"target": "weighted", "weights": "kde", **overrides})
+    for name in overrides:
+        reason = unread_reason(varied, name, "weights")
+        if reason:
+            raise PaperlibError(f"KDE variant {variant.get('label', overrides)!r} sets {name}, which changes nothing "
+                                f"({reason}); drop it, or also set the choice that uses it")
+    return varied
 
 
 # What a variant may change: the weights' own settings. The dataset is built once for every variant, so a dataset
