@@ -54,7 +54,9 @@ built, overview = nb.build_datasets(datasets)
 # `protocol` says whose construction a preset uses: `fairdd` rebuilds the images of the official FairDD code,
 # which paper B's numbers measure (its palette, 32 px, its split rule and its normalisation); `companion` is
 # this companion's own construction (its own palette and exact ratios, normalised by the training split's
-# channel statistics). Paper A's presets have only the companion's construction.
+# channel statistics). Paper A's presets have only the companion's construction. `name` is the row's name in
+# the experiment file and `preset` the dataset it builds: two rows can build one preset in two ways
+# (`corrupted_fmnist`, `cfmnist_bg_companion`: the next section says how).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -88,8 +90,12 @@ for name, dataset in built.items():
 
 # %% [markdown]
 # ## How the ratios shape the data
-# The conflict ratio sets how many training images contradict the bias; the test split stays balanced.
-# At 1% a class of ~6,000 images keeps only ~60 counter-examples, spread over nine other colours.
+# The conflict ratio sets how many training images contradict the bias; the test split stays balanced
+# (`test aligned %` stays at one in ten). At 1% a class of ~6,000 images keeps only ~60 counter-examples, spread
+# over nine other colours. Paper B's majority ratio works the other way round: the minority groups share what
+# the majority leaves, so `cmnist_fg` at 99% is as biased as `cmnist` at 1%. The fewest and most conflicting
+# images per class are the extremes over the ten classes, whose sizes differ (MNIST: 5,421 to 6,742 training
+# images).
 
 # %%
 sweep, sweep_table = nb.ratio_sweep(ratio_sweep)

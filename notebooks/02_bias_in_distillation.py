@@ -44,8 +44,8 @@
 # (256). DC runs 40 iterations (1,000) at image lr 2 (0.1) with outer / inner loops 5 / 5 (10 / 50 at IPC 10).
 # Each row is **one distillation and one evaluation model** (paper B averages 5 × 10),
 # so a difference of a point or two is within one model's noise (notebook 05 measures the spread over five
-# models: about 1 point on the ConvNet); whole-data models train 1 epoch. `params/quick/defaults.yaml` holds
-# every value; the later notebooks refer here.
+# models: about 1 point on the ConvNet). `params/quick/defaults.yaml` holds every value; the later notebooks
+# refer here.
 
 # %% tags=["parameters"]
 profile = "quick"  # smoke | quick | paper
@@ -78,26 +78,28 @@ nb.metrics_view(table, extra=("dataset", "source", "ratio", "ipc"))  # source: t
 # * *amplified*: the distilled model is more than 10 points below the whole-data model on conflicting images;
 # * else *whole data biased too*: the whole-data model itself stays below 25% on conflicting images, so there
 #   is nothing left to amplify;
-# * else *suppressed*, which says only "not amplified".
+# * else *not amplified*: distillation loses little or helps. Paper A calls this *suppressed*; the table does
+#   not, as the comparison alone cannot tell it from a bias the whole-data model shares (below).
 #
 # `acc vs random` shows "–" where the comparison has no random subset of the run's IPC. In the quick profile
 # the random subset is about as biased as the DM set (colour 5%: 24.1% against 22.1% accuracy, 15.7% against
 # 13.5% on conflicting images; corruption: 50.6% against 50.0%). So "amplified" here means far below whole
 # data, not below a random subset of the same size.
 #
-# Read the corruption rows as *not amplified*, not as suppressed. Distillation loses little: DM is about 3
-# points below whole data on conflicting images. But the 1-epoch whole-data model is itself about as biased:
-# 98.7% on aligned against 47.9% on conflicting images, where DM has 96.6% against 44.8%. The whole-data model
-# clears the 25% threshold, so the table says `suppressed`; the bias is there on both sides.
+# On the corruption rows distillation loses little: DM is about 3 points below whole data on conflicting
+# images. But the 1-epoch whole-data model is itself about as biased: 98.7% on aligned against 47.9% on
+# conflicting images, where DM has 96.6% against 44.8%. The whole-data model clears the 25% threshold, so the
+# table says `not amplified`; the bias is there on both sides, not suppressed.
 
 # %%
 nb.bias_effect(table)
 
 # %% [markdown]
 # Where paper A reports a number for the same setting, it sits beside ours (the paper's runs are far longer;
-# ours follow `params/<profile>/defaults.yaml`). The only number of paper A this companion records
-# (`paperlib/report/reference.py`) is its headline (vanilla DM on CMNIST 5% at IPC 50, notebook 03), a run
-# only the paper profile makes in this notebook, so at the smoke and quick profiles the table is empty:
+# ours follow `params/<profile>/defaults.yaml`). The numbers of paper A this companion records
+# (`paperlib/report/reference.py`) are its headline three on CMNIST 5% at IPC 50 (vanilla DM, DM + KDE and the
+# debiasing baseline on the DM set, notebook 03). Of these only vanilla DM is run here, and only by the paper
+# profile, so at the smoke and quick profiles the table is empty:
 
 # %%
 nb.paper_vs_companion(table, profile)
@@ -115,6 +117,11 @@ plots.plot_ratio_curves(colour, "acc_conflicting", ax=axes[1], title="CMNIST: bi
                         hue="distilled_set")
 nb.save(axes[0], figures, "02_ratio_curves", pdf=True);
 
+# %% [markdown]
+# Every run side by side, aligned against conflicting accuracy: amplification is a conflicting bar far below
+# its aligned bar where whole data's two bars stand closer (colour at 5%), while on corruption the two models'
+# bars look alike.
+
 # %%
 ax = plots.plot_aligned_conflicting(table)
 nb.save(ax, figures, "02_aligned_conflicting", pdf=True);
@@ -125,7 +132,7 @@ nb.save(ax, figures, "02_aligned_conflicting", pdf=True);
 # colour or texture of their class (a few, started from minority-group real images, keep their own colour):
 # the shortcut is almost all that is left to learn. Compare with the corruption bias: each class's images
 # carry its majority corruption too (noise, blur, pixelation), but the garment's shape stays visible under it,
-# and the DM model keeps 96.6% on aligned images against the colour runs' 99.9%.
+# and the DM model keeps 96.6% on aligned images against the colour runs' 99.8–99.9%.
 
 # %%
 nb.show_grids(specs, figures, "02_distilled_grids");

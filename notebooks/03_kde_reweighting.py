@@ -82,6 +82,10 @@ nb.save(ax, figures, "03_weight_shares", pdf=True);
 # train with their official code's optimiser instead (Adam without weight decay, lr 0.005 and 0.001), everything
 # else unchanged, so the two rows of a trainer differ only in the optimiser.
 #
+# Besides accuracy on aligned and conflicting images, the table shows two of paper B's fairness measures
+# (notebook 04), in points: `deo_m` is the worst class's gap between its best- and worst-served colour group,
+# and `worst group` the accuracy of the worst (class, colour) cell of the test set.
+#
 # What to look for (quick profile, one evaluation model per row, so a point or two is noise): KDE lifts DM and
 # DC from about 22–28% to 83–88%, and its set serves aligned and conflicting images about equally (IPC 10:
 # 80.4% against 82.9%, a gap within one model's noise; notebook 05 evaluates the same setting with five
@@ -96,6 +100,10 @@ nb.save(ax, figures, "03_weight_shares", pdf=True);
 # %%
 nb.metrics_view(table, keys=("acc", "acc_aligned", "acc_conflicting", "deo_m", "worst_group_acc"), extra=("ipc",))
 
+# %% [markdown]
+# The same runs as bars: under vanilla DM and the debiasing trainers the conflicting bar sits far below the
+# aligned one; under KDE the two stand level.
+
 # %%
 ax = plots.plot_aligned_conflicting(table)
 nb.save(ax, figures, "03_aligned_conflicting", pdf=True);
@@ -106,9 +114,10 @@ nb.save(ax, figures, "03_aligned_conflicting", pdf=True);
 # names the setting of each, and a line above it what every row does differently from the official code.
 # Paper A published no code: "the official code" here means the public DM / DC reference code
 # (DatasetCondensation's, and FairDD's for paper B's rows), whose protocol both papers follow.
-# The DEO columns are paper B's fairness gaps (notebook 04), in points: DEO_M is the worst class's gap between
-# its best and worst colour group's accuracy, DEO_A the mean gap; lower is fairer. Paper A reports accuracy only, so its
-# DEO columns show "–". A run on the *first evaluation schedule* trained
+# The DEO columns are paper B's fairness gaps (above): DEO_M the worst class's, DEO_A their mean; lower is
+# fairer. Paper A reports accuracy only, so its DEO columns show "–". In the figure under the table, the black
+# diamond marks paper A's reported value for the same setting and the white one its debiasing baseline's
+# (their legend names each). A run on the *first evaluation schedule* trained
 # its evaluation model on this companion's first schedule
 # (`eval_epochs` epochs, the learning-rate drop one epoch earlier, momentum kept across it), not the official
 # code's (E+1 epochs, a fresh optimiser after epoch E//2+1); the quick profile's shipped runs used the first.

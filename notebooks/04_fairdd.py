@@ -81,7 +81,7 @@ nb.save(axes[0], figures, "04_acc_deo_m", pdf=True);
 
 # %% [markdown]
 # ## Beside the paper
-# Paper B's Table numbers for the same dataset, majority ratio and IPC, next to ours (shorter runs; see the
+# Paper B's table numbers for the same dataset, majority ratio and IPC, next to ours (shorter runs; see the
 # profile's `defaults.yaml`). *first evaluation schedule* (the line above the table): see notebook 03.
 #
 # Where the quick profile falls short of the paper, and why we think it does:
@@ -92,7 +92,7 @@ nb.save(axes[0], figures, "04_acc_deo_m", pdf=True);
 #   divides by 0.5: the same learning rate moves the pixels about two and a half times further in this
 #   table's `fairdd` runs (`docs/fidelity.md`). FairDD's sum over groups
 #   makes its step |A| times the barycenter's (notebook 05 measures the identity and runs FairDD at a smaller
-#   step). The same holds for the other presets, where DM + FairDD's DEO_M stays 35-48 points above the
+#   step). The same holds for the other presets, where DM + FairDD's DEO_M stays 36–48 points above the
 #   paper's (C-MNIST BG 59.6 against 13.42, C-FMNIST FG 75.0 against 26.87, C-FMNIST BG 69.0 against 33.05)
 #   and its accuracy on C-FMNIST 10-17 points below (59.8 and 60.8 against 77.09 and 71.10).
 # * **Vanilla DC** (21.7% against 71.41%) ran 40 iterations, not 1,000. The 40 were chosen, for cost (about 6 s

@@ -79,10 +79,12 @@ nb.save(ax, figures, "05_kde_variants");
 # Stratified batches match every group in every batch, instead of only those a uniform draw happens to
 # contain; each group gets at least 8 of a class's 128 images (`stratified_min`, 16 by default, lowered because
 # 10 groups of 16 would not fit the batch). In the quick profile they leave accuracy where it was and lower
-# FairDD's DEO_M from 54.5 to 31.1, with one model per row: about the 23-point swing notebook 07 reads as noise.
+# FairDD's DEO_M from 54.5 to 31.1, with one model per row: 23 points, at the edge of what one model's spread
+# explains (the cross-architecture rows below measure it: the ConvNet's DEO_M is 81.6 ± 7.7 over five models,
+# so two single models differ by about 11 points from that alone, and by twice that about one time in twenty).
 # The longer run with three models per row (`figures/quick/kde_fairdd.md`) finds the two DEO_M within each
-# other's spread, so read it as no measured effect. Starting from noise costs the most (63.6%, DEO_M 92.9): in 100 iterations,
-# images started from noise get less far than images started from real ones.
+# other's spread, so read it as no measured effect. Starting from noise costs the most (63.6%, DEO_M 92.9): in
+# 100 iterations, images started from noise get less far than images started from real ones.
 
 # %%
 nb.metrics_view(table[table["experiment"] == "fairdd_modes"], keys=("acc", "deo_m", "deo_a"))
@@ -144,7 +146,8 @@ nb.save(ax, figures, "05_ratio", pdf=True);
 # The papers' numbers for the settings above that they report (their runs are far longer than ours). A run off
 # their protocol (stratified batches, a noise start, another evaluation architecture) has no counterpart here.
 # Paper A reports accuracy only, so its rows' DEO columns show "–"; *first evaluation schedule*: see
-# notebook 03.
+# notebook 03. `fairdd_small_step` stands beside paper B's FairDD value although its image step (2.5) is off
+# the paper's, as this profile's step of 20 already is.
 
 # %%
 nb.paper_vs_companion(table, profile)
@@ -156,11 +159,12 @@ nb.paper_vs_companion(table, profile)
 # trains on the set, though it shrinks off the ConvNet that distilled it (quick profile: 61 points on the
 # ConvNet, 39-44 on the others; on the KDE set the other networks reach 12-14 points less, on the vanilla set
 # 3-10 points more). A LeNet on 100 images varies a lot with its seed: read its error bar (the std over the
-# row's five models in the quick profile).
+# row's five models in the quick profile). The DEO_M column measures how much one model's fairness gap moves
+# with its seed alone (the same set, five models): the other notebooks' single-model DEO_M read against it.
 
 # %%
 cross_architecture = table[table["experiment"] == "cross_architecture"]
-nb.metrics_view(cross_architecture, extra=("eval_model",))
+nb.metrics_view(cross_architecture, keys=("acc", "acc_aligned", "acc_conflicting", "deo_m"), extra=("eval_model",))
 
 # %%
 sets = cross_architecture.sort_values("distilled_set", kind="stable")  # the DM set's bars left of the KDE set's

@@ -80,15 +80,18 @@ hidden = table[table["experiment"] == "hidden_groups"]
 # * **COBRA's barycenter without the warm start is clearly more accurate than FairDD on two** of the quick
 #   profile's five datasets (C-MNIST FG 86.7 against 75.7, C-FMNIST FG 66.8 against 59.8) and level with it,
 #   within about 1.5 points, on the other three. It is clearly less fair only on C-MNIST BG (DEO_M 95.0 against
-#   59.6). Elsewhere the DEO_M differences are within about the 23-point swing read as noise below
-#   (C-FMNIST BG 73 against 69, CMNIST 5% 40.6 against 33.2), or at its edge: C-FMNIST FG 51 against 75,
-#   COBRA fairer by 24 points.
+#   59.6). Elsewhere the DEO_M differences are within one model's noise (C-FMNIST BG 73 against 69, CMNIST
+#   5% 40.6 against 33.2) or at its edge, COBRA fairer in both: C-MNIST FG 35.6 against 54.5 (19 points),
+#   C-FMNIST FG 51 against 75 (24 points). One model's DEO_M moves with its seed alone by a standard deviation
+#   of about 8–11 points (notebook 05's five ConvNets on one set: 81.6 ± 7.7; `figures/quick/kde_fairdd.md`,
+#   three models a row: up to ± 11), so two single-model runs differ by about 11–16 points from that alone,
+#   and by twice that about one time in twenty.
 #   For DM it is FairDD with an image step |A| times smaller: at this profile's image learning rate, tuned on
 #   the companion's normalisation, FairDD's summed step is too large (notebook 05 measures the identity, finds
 #   the same with group-balanced weights, and runs FairDD at a step 8 times smaller, which reaches the
 #   barycenter's accuracy).
 # * **The warm start moves accuracy by at most 2.4 points here**, and DEO_M both ways (C-MNIST FG 35.6 → 29.6,
-#   C-FMNIST FG 51 → 74: one evaluation model per run, so read it as noise); it costs 2.7–4.7 times vanilla's
+#   C-FMNIST FG 51 → 74: one evaluation model per run, at the edge of its noise); it costs 2.7–4.7 times vanilla's
 #   iteration (next table).
 
 # %%
@@ -118,7 +121,7 @@ nb.paper_vs_companion(answers, profile)
 # paid at every iteration. Each time is one run's, on a shared 2-core CPU in the quick profile: vanilla DM's
 # iteration takes 0.34–0.51 s across datasets of the same cost, so a ratio within about ±30% of 1 is noise,
 # not a cost. Per iteration, FairDD, COBRA without its warm start and KDE fall in 0.79–1.25× vanilla, save
-# KDE on C-MNIST (FG) at 1.43× beside that dataset's fastest vanilla run (0.34 s): a weighted or per-group mean
+# KDE on C-MNIST (FG) at 1.43×, whose vanilla run happens to be the fastest of all (0.34 s): a weighted or per-group mean
 # costs nothing this CPU timing can resolve. For DM that follows from the engine: every target embeds the real
 # batch once, all classes in one pass, and forms each statistic (a group's mean for FairDD) as a weighted sum of
 # those embeddings (the `[K, J, B]` aggregation matrix of `paperlib/distill/targets.py`), so FairDD adds no
@@ -142,7 +145,7 @@ nb.overhead_view(answers)
 # the noise. Hiding half has no consistent effect at one model per run (C-MNIST FG throughout):
 #
 # * dropped, DEO_M and DEO_A rise for both (FairDD 54.5 → 62.4 and 22.7 → 29.8, COBRA 35.6 → 44.9 and
-#   15.2 → 24.4), DEO_M by less than the 23-point swing read as noise above; but FairDD's accuracy and worst
+#   15.2 → 24.4), DEO_M by 8–9 points, within one model's noise (above); but FairDD's accuracy and worst
 #   group rise too (75.7 → 77.0, 1.0 → 31.7), while COBRA's worst group falls (59.4 → 45.9);
 # * imputed (95.5% right: a colour is easy to see, a subtler attribute would not be), DEO_A comes back near
 #   its value with every label known (FairDD 24.3, COBRA 16.7), but COBRA's worst group falls further (40.8).

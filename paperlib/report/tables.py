@@ -358,7 +358,8 @@ def bias_effect(table: pd.DataFrame) -> pd.DataFrame:
     accuracy is more than :data:`AMPLIFIED_GAP` points below the whole-data
     model's; *whole data biased too* when the whole-data model itself stays
     below :data:`SHORTCUT_LEVEL` on conflicting images (nothing left to
-    amplify); else *suppressed* (distillation loses little or helps).
+    amplify); else *not amplified* (distillation loses little or helps: paper A's "suppressed", which this
+    comparison alone cannot tell from a bias both models share).
     """
     done = table[table["status"] == "done"]
     # a metric no run defines is a column of None (object dtype): numbers, NaN where undefined
@@ -380,10 +381,10 @@ def bias_effect(table: pd.DataFrame) -> pd.DataFrame:
                 row[f"acc vs {name}"] = round(run["acc"] - baseline["acc"], 1)
                 gap = run["acc_conflicting"] - baseline["acc_conflicting"]
                 row[f"conflicting vs {name}"] = round(gap, 1)
-                # no conflicting test sample (an undefined gap) reads as nothing, not as "suppressed"
+                # no conflicting test sample (an undefined gap) reads as nothing, not as "not amplified"
                 row["reading"] = (MISSING if pd.isna(gap) else "amplified" if gap < -AMPLIFIED_GAP
                                   else "whole data biased too" if baseline["acc_conflicting"] < SHORTCUT_LEVEL
-                                  else "suppressed")
+                                  else "not amplified")
             rows.append(row)
     # a comparison without a random subset or whole data at all, an undefined conflicting accuracy: shown missing
     # (column by column: a column of numbers becomes text only where it lacks one)
