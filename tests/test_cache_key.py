@@ -8,8 +8,8 @@ import types
 import pytest
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import (GROUPS, SCOPES, Params, cache_key, field_tags, key_values, make_params,
-                                  unread_reason, with_overrides)
+from paperlib.core.keys import SCOPES, cache_key, key_values, unread_reason
+from paperlib.core.params import GROUPS, Params, field_tags, make_params, with_overrides
 from paperlib.core.yamlio import parse_set
 from paperlib.core.registry import registry_for
 from paperlib.experiments.runner import distilled_dir, record_key

@@ -297,7 +297,7 @@ def test_every_example_of_the_help_is_a_command_line_the_parser_takes():
 
 def test_every_command_computes_one_cache_scope_or_nothing():
     """A command's scope decides which --set it refuses: a scope that is no cache scope would refuse every one."""
-    from paperlib.core.params import SCOPES
+    from paperlib.core.keys import SCOPES
 
     assert {name: command.scope for name, command in COMMANDS.items() if command.scope not in SCOPES} == \
         {"params": None}

@@ -3,7 +3,8 @@ import re
 import pytest
 import torch
 
-from paperlib.core.params import default_of, derive_seed, make_params, stable_hash, with_overrides
+from paperlib.core.keys import derive_seed, stable_hash
+from paperlib.core.params import default_of, make_params, with_overrides
 from paperlib.core.yamlio import parse_set
 from paperlib.core.errors import PaperlibError
 from paperlib.core.runtime import resolve_device

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from paperlib.core.runtime import environment, generator as seeded
-from paperlib.core.params import key_values, make_params
+from paperlib.core.keys import key_values
+from paperlib.core.params import make_params
 from paperlib.data import build_dataset
 from paperlib.distill.engine import distill
 from paperlib.distill.group_labels import _nearest_centroid

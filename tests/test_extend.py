@@ -10,7 +10,8 @@ import torch
 
 from paperlib.cli import main
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import cache_key, make_params
+from paperlib.core.keys import cache_key
+from paperlib.core.params import make_params
 from paperlib.data.presets import PRESETS, RenderedPreset
 from paperlib.distill.targets import TARGETS, GroupsTarget, Target, WeightedTarget, normalise_rows
 from paperlib.experiments.runner import run

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from paperlib.core.runtime import generator as seeded  # explicit seeds: inputs independent of test order
-from paperlib.core.params import key_values, make_params
+from paperlib.core.keys import key_values
+from paperlib.core.params import make_params
 from paperlib.data import build_dataset
 from paperlib.distill.engine import Distiller, distill
 from paperlib.distill.targets import VanillaTarget

@@ -150,7 +150,7 @@ def test_a_method_without_a_scale_block_keeps_its_own_image_learning_rate(profil
 def test_the_theorem_table_is_keyed_by_the_fairdd_set_notebook_04_distils(monkeypatch):
     """The theorem check scaled its settings as a whole-data run, then made it FairDD-DM: its key then followed
     whichever defaults lay outside DM's scale block, and missed notebook 04's set (quick profile)."""
-    from paperlib.core.params import key_values
+    from paperlib.core.keys import key_values
     from paperlib.experiments import studies
 
     keyed = {}

@@ -110,7 +110,8 @@ def test_dsa_false_turns_augmentation_off_in_the_evaluation_too():
 def test_each_method_starts_from_the_official_codes_initialisation_unless_set():
     """main_DM.py starts DM from real images, and so does FairDD's main_DC.py DC and DSA (its --init defaults
     to real, which paper B's scripts keep)."""
-    from paperlib.core.params import cache_key, with_overrides
+    from paperlib.core.keys import cache_key
+    from paperlib.core.params import with_overrides
 
     assert [make_params(method=m).init for m in ("dm", "dc", "dsa")] == ["real", "real", "real"]
     assert make_params(method="dc", init="noise").init == "noise"  # a choice is kept

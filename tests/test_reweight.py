@@ -277,7 +277,7 @@ def test_kde_parameters_are_validated_and_only_key_kde_runs():
         make_params(kde_encoder="resnet")
     with pytest.raises(PaperlibError, match="supcon_temperature must be positive"):
         make_params(supcon_temperature=0.0)
-    from paperlib.core.params import key_values
+    from paperlib.core.keys import key_values
 
     vanilla = key_values(make_params(method="dm"))
     assert not any(k.startswith(("kde_", "supcon_")) for k in vanilla)
@@ -298,7 +298,7 @@ def test_weight_share_plot_draws_one_pair_of_bars_per_class(tmp_path):
 
 def test_supcon_embeddings_are_cached_once_per_encoder_and_shared_by_kde_settings(tmp_path, monkeypatch):
     import paperlib.distill.kde as reweight
-    from paperlib.core.params import cache_key
+    from paperlib.core.keys import cache_key
 
     params = make_params(dataset="cmnist", source="digits", conflict_ratio=0.1, method="dm", target="weighted",
                          weights="kde", supcon_epochs=0.2, net_width=16, device="cpu", cache_dir=str(tmp_path))

@@ -7,7 +7,8 @@ import dataclasses
 import torch
 from torch import nn
 
-from paperlib.core.params import cache_key, key_values, make_params
+from paperlib.core.keys import cache_key, key_values
+from paperlib.core.params import make_params
 from paperlib.data import build_dataset
 from paperlib.experiments.runner import training_set
 from paperlib.train.evaluate import evaluate_set

@@ -1,5 +1,5 @@
-"""Experiment parameters: one frozen record, validated, and the one cache key (YAML files and ``--set``
-are read by :mod:`paperlib.core.yamlio`).
+"""Experiment parameters: one frozen record, read and validated (YAML files and ``--set`` are read by
+:mod:`paperlib.core.yamlio`; the cache key derived from its tags is :mod:`paperlib.core.keys`).
 
 One flat set of plain-word parameters serves the command line, the Python API
 and papermill, so a parameter file works unchanged in all three places.
@@ -8,7 +8,7 @@ Every field is tagged with the *group* it belongs to (``dataset``, ``method``,
 ``distill``, ``encoder``, ``kde``, ``model``, ``augment``, ``eval``, ``seed``;
 ``execution`` for fields that never change a result) and, where it matters only
 for some choices, ``by`` the field that selects it: ``lff_q`` matters only when
-the registered ``eval_trainer`` lists it in its ``uses``. :func:`cache_key` is
+the registered ``eval_trainer`` lists it in its ``uses``. :func:`paperlib.core.keys.cache_key` is
 derived from these tags alone, so no module builds a key by hand.
 """
 
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import json
 import math
 import numbers
 import re
@@ -30,16 +28,6 @@ from paperlib.core.registry import registry_for
 from paperlib.core.runtime import COMPILE_SETTINGS, FLOAT32
 
 GROUPS = ("dataset", "seed", "method", "distill", "encoder", "kde", "model", "augment", "eval", "execution")
-# Which groups each stored artefact depends on; bump KEY_VERSION when the meaning of stored results changes
-# for every entry at once (a change of one registered entry bumps that entry's ``version`` instead).
-SCOPES: dict[str, tuple[str, ...]] = {
-    "dataset": ("dataset", "seed"),
-    "embeddings": ("dataset", "seed", "model", "augment", "encoder"),
-    "weights": ("dataset", "seed", "model", "augment", "encoder", "kde"),
-    "distilled": ("dataset", "seed", "method", "distill", "encoder", "kde", "model", "augment"),
-    "record": tuple(g for g in GROUPS if g != "execution"),
-}
-KEY_VERSION = 2
 # The DSA strategy of the official code, dsa_strategy's default: every op of paperlib.train.augment.OPS, '_'-joined
 DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
 
@@ -165,7 +153,7 @@ class Params:
     lff_ema: float = _p(0.7, "eval", by="eval_trainer")  # LfF's per-sample loss moving average
     eval_model: str = _p("", "eval", names="model")  # "" = model (cross-architecture evaluation otherwise)
     # --- execution ---
-    seed: int = _p(0, "seed")  # every random draw of a run derives from it (paperlib.core.params.derive_seed)
+    seed: int = _p(0, "seed")  # every random draw of a run derives from it (paperlib.core.keys.derive_seed)
     device: str = _p("auto", "execution", choices=("auto", "cpu", "cuda", "mps"))  # auto: CUDA when present, else CPU
     # auto: torch.compile long trainings and distillations on the CPU (same maths up to float reassociation)
     torch_compile: str = _p("auto", "execution", choices=COMPILE_SETTINGS)
@@ -176,9 +164,9 @@ class Params:
 
 
 def check_selectors_precede(declared: Sequence[Field]) -> None:
-    """Raise unless each field's selector (its ``by`` tag) is declared before it: :func:`relevant_fields` reads
-    the fields in order, so a field above its selector would never enter a cache key (and a run differing only
-    in it would be served another's result)."""
+    """Raise unless each field's selector (its ``by`` tag) is declared before it:
+    :func:`paperlib.core.keys.relevant_fields` reads the fields in order, so a field above its selector would
+    never enter a cache key (and a run differing only in it would be served another's result)."""
     seen: set[str] = set()
     for one in declared:
         by = one.metadata["by"]
@@ -301,7 +289,7 @@ def check_param_name(name: str) -> None:
                             "with its meaning")
 
 
-def _entry(params: Params, name: str) -> Any:
+def selected_entry(params: Params, name: str) -> Any:
     """The registered entry a registry-backed field of ``params`` selects."""
     return registry_for(name)[getattr(params, name)]
 
@@ -330,7 +318,7 @@ def _check_names(params: Params) -> None:
             raise PaperlibError(registry.unknown(value, name))
     for name, tags in field_tags().items():
         if tags["names"] == name and getattr(params, name):  # "": a placeholder the preset fills
-            check = getattr(_entry(params, name), "check", None)
+            check = getattr(selected_entry(params, name), "check", None)
             if check is not None:
                 check(params)
 
@@ -385,7 +373,7 @@ def resolve_defaults(params: Params) -> Params:
     changes: dict[str, Any] = {}
     for name, tags in field_tags().items():
         if tags["names"] == name and getattr(params, name):
-            defaults = getattr(_entry(params, name), "defaults", None)
+            defaults = getattr(selected_entry(params, name), "defaults", None)
             if defaults is not None:
                 changes.update(defaults(params))
     if params.eval_model == params.model:
@@ -445,125 +433,16 @@ def _filled_in(params: Params, name: str) -> bool:
     return getattr(resolve_defaults(dataclasses.replace(params, **{name: placeholder})), name) == getattr(params, name)
 
 
-def relevant_fields(params: Params, scope: str = "record") -> list[str]:
-    """The fields that can change ``scope``'s result of ``params``: not ``execution``, and, for a field selected
-    ``by`` another, only when that one is relevant and its registered entry ``uses`` the field.
-
-    A selector outside ``scope``'s groups does not select: KDE weights are the same whichever method asks for
-    them, so the ``weights`` scope keeps every KDE setting even when ``params``'s method draws no synthetic set.
-    """
-    if scope not in SCOPES:
-        raise PaperlibError(f"unknown cache scope {scope!r}; choose one of: {', '.join(SCOPES)}")
-    all_tags, groups = field_tags(), SCOPES[scope]
-    relevant: list[str] = []
-    for name, tags in all_tags.items():
-        if tags["group"] == "execution":
-            continue
-        by, when = tags["by"], tags["when"]
-        if when is not None and not getattr(params, when):
-            continue
-        if by is None or all_tags[by]["group"] not in groups or (
-                by in relevant and name in getattr(_entry(params, by), "uses", ())):
-            relevant.append(name)
-    return relevant
-
-
-# What each scope's artefact is, for a setting it does not depend on ("the KDE weights do not depend on ipc")
-_SCOPE_WORDS = {"dataset": "the dataset does", "embeddings": "the KDE embeddings do", "weights": "the KDE weights do",
-               "distilled": "a distilled set does", "record": "a run's result does"}
-
-
-def unread_reason(params: Params, name: str, scope: str = "record") -> str | None:
-    """Why what ``scope`` computes for ``params`` does not read ``name``, or ``None`` when it does. An
-    ``execution`` field is always read; the "off" value of a field that switches itself on (``when`` = itself,
-    as ``warm_start_epochs: 0``) is read too: it changes the result as much as any other value. The reason names
-    the first selecting field that leaves ``name`` out: ``method 'whole' does not use target`` also explains
-    ``weights``. Agrees with :func:`relevant_fields` but for those "off" values, which stay out of the key.
-
-    A field of a group outside ``scope`` can still feed it through a placeholder filled from it (DC's
-    ``inner_batch=0`` takes ``eval_batch``): it is unread when putting back its default leaves ``scope``'s key
-    as it is; a field at its default is taken as read (nothing to compare it with)."""
-    tags = field_tags()[name]
-    if tags["group"] == "execution":
-        return None
-    if scope not in SCOPES:
-        raise PaperlibError(f"unknown cache scope {scope!r}; choose one of: {', '.join(SCOPES)}")
-    if tags["group"] not in SCOPES[scope]:
-        default = default_of(name)
-        if getattr(params, name) == default:
-            return None
-        try:
-            at_default = with_overrides(params, {name: default})
-        except PaperlibError:  # the default does not fit the other settings: no comparison, so taken as read
-            return None
-        return None if cache_key(params, scope) != cache_key(at_default, scope) else \
-            f"{_SCOPE_WORDS[scope]} not depend on {name}"
-    selector = tags["by"]
-    if selector is not None and field_tags()[selector]["group"] in SCOPES[scope]:  # else it selects nothing here
-        reason = unread_reason(params, selector, scope)
-        if reason or name not in getattr(_entry(params, selector), "uses", ()):
-            return reason or f"{selector} {getattr(params, selector)!r} does not use {name}"
-    switch = tags["when"]
-    if switch not in (None, name) and not getattr(params, switch):
-        return f"{name} applies only while {switch} is set"
-    return None
-
-
-def key_values(params: Params, scope: str = "record") -> dict[str, Any]:
-    """What :func:`cache_key` hashes: the relevant fields of ``scope``'s groups, the ``version`` of every
-    selected registered entry that has one, the scope and :data:`KEY_VERSION` (an unknown scope is an error
-    of :func:`relevant_fields`)."""
-    tags = field_tags()
-    values: dict[str, Any] = {"scope": scope, "key_version": KEY_VERSION}
-    for name in relevant_fields(params, scope):
-        if tags[name]["group"] not in SCOPES[scope]:
-            continue
-        value = values[name] = getattr(params, name)
-        registry = registry_for(tags[name]["names"]) if tags[name]["names"] and value not in (None, "") else None
-        if registry is not None:  # eval_model names a model, dsa_strategy '_'-joined ops: their versions count too
-            chosen = registry.parse_joined(value, name) if registry.joined else (value,)
-            versions = [getattr(registry[entry], "version", 0) for entry in chosen]
-            if any(versions):
-                values[f"{name}_version"] = versions if registry.joined else versions[0]
-    return values
-
-
-def cache_key(params: Params, scope: str = "record") -> str:
-    """The one cache key of everything stored for ``params``: a dataset, KDE embeddings or weights, a
-    distilled set, or a run's record (``scope``)."""
-    return stable_hash(key_values(params, scope))
-
-
-def stable_hash(data: Mapping[str, Any]) -> str:
-    """The first 16 hex digits (64 bits) of the sha256 of a JSON-serialisable mapping, independent of key order."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def derive_seed(seed: int, *tags: Any) -> int:
-    """A 63-bit seed derived from ``seed`` and tags, e.g. ``derive_seed(0, "eval", 3)``.
-
-    Independent streams for independent purposes, with no clock involved.
-    """
-    text = json.dumps([seed, *tags], default=str)
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
-
-
 __all__ = [
     "Params",
-    "cache_key",
     "check_param_name",
     "default_of",
-    "derive_seed",
     "field_tags",
-    "key_values",
     "make_params",
     "param_names",
     "read_as_param",
-    "relevant_fields",
     "resolve_defaults",
-    "stable_hash",
-    "unread_reason",
+    "selected_entry",
     "validate",
     "with_overrides",
 ]

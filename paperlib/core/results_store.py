@@ -3,7 +3,7 @@
 ``results/<profile>/`` mirrors the cache's layout (``records/<run>/record.json``, ``distilled/<set>/synthetic.png``,
 ``tables/<study>-<key>.json``, ``data/<view>.png``) but holds only the small files the notebooks and the explorer show:
 no datasets, no tensors. A fresh clone therefore answers at once. Lookups (:func:`find`) take the user's own cache
-first, then the store: both are keyed by the same :func:`paperlib.core.params.cache_key`, so a hit in either is
+first, then the store: both are keyed by the same :func:`paperlib.core.keys.cache_key`, so a hit in either is
 the same experiment, and a run recomputed here wins over the shipped one.
 
 ``make reproduce`` recomputes instead of reading the store (``PAPERLIB_RESULTS=off`` for its kernels) and

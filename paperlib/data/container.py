@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import Params, cache_key, stable_hash
+from paperlib.core.keys import cache_key, stable_hash
+from paperlib.core.params import Params
 from paperlib.core.runtime import index_range_problem, to_device
 
 

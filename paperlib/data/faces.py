@@ -65,7 +65,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from paperlib.core.params import Params, derive_seed, key_values
+from paperlib.core.keys import derive_seed, key_values
+from paperlib.core.params import Params
 from paperlib.data.container import (BiasedDataset, Split, assemble, cell_counts, cell_ids, rank_within_cells,
                                      take_per_cell)
 from paperlib.data.protocols import PROTOCOLS

@@ -60,7 +60,8 @@ import torch
 from torch import Tensor
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import Params, cache_key, default_of, derive_seed, key_values, with_overrides
+from paperlib.core.keys import cache_key, derive_seed, key_values
+from paperlib.core.params import Params, default_of, with_overrides
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import generator
 from paperlib.core.store import cache_root, entry_lock, load_tensors, refuse_folder, report_rebuild, save_tensors

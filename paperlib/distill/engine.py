@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 
 from paperlib.train.augment import DSA, DSAParams
-from paperlib.core.params import Params, derive_seed
+from paperlib.core.keys import derive_seed
+from paperlib.core.params import Params
 from paperlib.data.container import BiasedDataset
 from paperlib.distill.dc import default_loops
 from paperlib.distill.init import class_major_labels, initial_images

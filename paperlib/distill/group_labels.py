@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import Params, derive_seed
+from paperlib.core.keys import derive_seed
+from paperlib.core.params import Params
 from paperlib.core.runtime import generator
 from paperlib.data.container import BiasedDataset
 from paperlib.distill.kde import random_network_features

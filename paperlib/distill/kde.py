@@ -34,7 +34,8 @@ import torch
 from torch import Tensor
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import Params, cache_key, derive_seed, field_tags, unread_reason, with_overrides
+from paperlib.core.keys import cache_key, derive_seed, unread_reason
+from paperlib.core.params import Params, field_tags, with_overrides
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import generator, progress, wait_for
 from paperlib.core.store import KEEP_AND_STOP, cache_root, entry_lock, load_tensors, save_tensors, unreadable

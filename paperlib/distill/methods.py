@@ -14,7 +14,8 @@ from typing import Any
 from torch import Tensor
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import Params, derive_seed
+from paperlib.core.keys import derive_seed
+from paperlib.core.params import Params
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import generator
 from paperlib.data.container import BiasedDataset

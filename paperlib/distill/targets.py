@@ -33,7 +33,8 @@ import torch
 from torch import Tensor
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import Params, relevant_fields
+from paperlib.core.keys import relevant_fields
+from paperlib.core.params import Params
 from paperlib.core.registry import Registry
 from paperlib.data.container import BiasedDataset
 from paperlib.distill.group_labels import HIDDEN, partial_group_labels

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from paperlib.core.params import Params, derive_seed
+from paperlib.core.keys import derive_seed
+from paperlib.core.params import Params
 from paperlib.core.runtime import generator
 from paperlib.data.container import BiasedDataset
 from paperlib.distill.dm import dm_loss

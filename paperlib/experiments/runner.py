@@ -7,7 +7,7 @@ folder ``<cache>/records/<dataset>-<method>-<key>/`` holding ``record.json``
 ``<cache>/distilled/<dataset>-<method>-<key>/`` (``synthetic.pt``, a
 ``synthetic.png`` grid, ``facts.json``), keyed without the evaluation settings
 so that several evaluations share one distillation. Keys are
-:func:`paperlib.core.params.cache_key` of the parameters; asking again returns the
+:func:`paperlib.core.keys.cache_key` of the parameters; asking again returns the
 stored record instantly unless ``force=true``; a run missing from the cache is looked up in the
 results store shipped with the repository (:mod:`paperlib.core.results_store`). Files are written atomically
 and the record last, so a run that fails leaves no record.
@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 
 from paperlib.core.images import save_image_grid
-from paperlib.core.params import Params, cache_key, field_tags, relevant_fields, with_overrides
+from paperlib.core.keys import cache_key, relevant_fields
+from paperlib.core.params import Params, field_tags, with_overrides
 from paperlib.core.results_store import find, next_step_for
 from paperlib.core.runtime import environment, resolve_device
 from paperlib.core.errors import PaperlibError
@@ -82,7 +83,7 @@ class Recomputed:
 
 
 def record_key(params: Params) -> str:
-    """The cache key of a run (:func:`paperlib.core.params.cache_key`)."""
+    """The cache key of a run (:func:`paperlib.core.keys.cache_key`)."""
     return cache_key(params, "record")
 
 

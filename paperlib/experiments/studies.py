@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from paperlib.core.params import Params, key_values, stable_hash
+from paperlib.core.keys import key_values, stable_hash
+from paperlib.core.params import Params
 from paperlib.core.results_store import find_or_make, next_step_for
 from paperlib.core.runtime import resolve_device
 from paperlib.core.errors import PaperlibError

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import SCOPES, Params, default_of, field_tags, make_params, read_as_param, unread_reason
+from paperlib.core.keys import SCOPES, unread_reason
+from paperlib.core.params import Params, default_of, field_tags, make_params, read_as_param
 from paperlib.core.yamlio import load_yaml
 from paperlib.core.runtime import progress
 from paperlib.distill.methods import METHODS

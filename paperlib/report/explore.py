@@ -24,7 +24,7 @@ from typing import Any
 
 from paperlib.core.errors import DataNotFound, PaperlibError
 from paperlib.core.images import fit_width
-from paperlib.core.params import relevant_fields
+from paperlib.core.keys import relevant_fields
 from paperlib.core.runtime import PROGRESS_DISPLAY
 from paperlib.distill.methods import METHODS
 from paperlib.report.explorer_model import ExplorerModel, Point

@@ -13,7 +13,8 @@ from typing import Any
 import pandas as pd
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import Params, cache_key, make_params, relevant_fields
+from paperlib.core.keys import cache_key, relevant_fields
+from paperlib.core.params import Params, make_params
 from paperlib.core.results_store import find_or_make
 from paperlib.data.presets import BIAS_RATIO_NAMES, bias_ratio_name, build_dataset
 from paperlib.distill.methods import METHODS

@@ -13,7 +13,8 @@ Paper B's numbers were measured on the official FairDD code's images (``protocol
 
 from __future__ import annotations
 
-from paperlib.core.params import Params, default_of, relevant_fields
+from paperlib.core.keys import relevant_fields
+from paperlib.core.params import Params, default_of
 from paperlib.data.presets import PRESETS, bias_ratio_name
 from paperlib.distill.methods import METHODS
 from paperlib.distill.targets import TARGETS

@@ -14,7 +14,8 @@ from typing import Any
 import pandas as pd
 
 from paperlib.core.errors import DataNotFound, PaperlibError
-from paperlib.core.params import default_of, relevant_fields
+from paperlib.core.keys import relevant_fields
+from paperlib.core.params import default_of
 from paperlib.core.store import atomic_write
 from paperlib.data.presets import PRESETS, bias_ratio_name, build_dataset, say_absent
 from paperlib.data.sources import resolve_data_root

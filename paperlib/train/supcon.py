@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.params import Params, derive_seed
+from paperlib.core.keys import derive_seed
+from paperlib.core.params import Params
 from paperlib.core.runtime import HOST_READ_EVERY, generator, progress, read_on_host, to_device
 from paperlib.data.container import BiasedDataset
 from paperlib.train.augment import DSA, DSAParams
