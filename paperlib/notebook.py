@@ -33,14 +33,13 @@ from paperlib.experiments.suite import RunSpec, run_suite
 from paperlib.report import checks
 from paperlib.report.explorer_model import explorer_coverage  # noqa: F401
 from paperlib.report.figures import save, save_table, show_grids  # noqa: F401
+from paperlib.report.dataset_tables import build_datasets, ratio_sweep  # noqa: F401
 from paperlib.report.tables import (  # noqa: F401
     bias_effect,
-    build_datasets,
     first_kde_diagnostics,
     metrics_view,
     overhead_view,
     paper_vs_companion,
-    ratio_sweep,
     results_table,
     theorem_summary,
     weight_shares,

@@ -145,7 +145,7 @@ def test_bias_effect_reads_amplification_from_the_conflicting_gap():
         {"experiment": "plain", "run": "whole", "method": "whole", "acc": 90.0, "acc_conflicting": None},
         {"experiment": "plain", "run": "dm", "method": "dm", "acc": 80.0, "acc_conflicting": None},
     ])
-    from paperlib.report.tables import MISSING
+    from paperlib.report.formatting import MISSING
 
     effect = nb.bias_effect(table).set_index("comparison")
     assert effect.loc["sizes", "acc vs random"] == MISSING  # an IPC-10 subset is no baseline for IPC 50
@@ -675,7 +675,8 @@ def test_the_kernels_interrupt_stops_a_live_run_of_the_explorer():
 
 
 def test_overhead_divides_by_the_vanilla_run_of_the_same_ipc_and_evaluation_model():
-    from paperlib.report.tables import MISSING, overhead_table
+    from paperlib.report.formatting import MISSING
+    from paperlib.report.tables import overhead_table
 
     rows = [{"experiment": "e", "run": run, "method": "dm", "target": target, "ipc": ipc, "eval_model": "convnet",
              "seconds_per_iteration": s, "seconds_per_iteration_amortised": s + one_off / 100,

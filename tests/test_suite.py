@@ -19,8 +19,9 @@ from paperlib.experiments.suite import load_suite, run_suite, scaled
 from paperlib.report.figures import save_suite_figures
 from paperlib.report.explore import metrics_html
 from paperlib.report.metric_names import HEADLINE_METRICS
-from paperlib.report.tables import (MISSING, format_mean_std, markdown_table, mean_std, metrics_view, number,
-                                    overhead_table, results_table, rounded, write_csv)
+from paperlib.report.formatting import MISSING, mean_std, number, rounded
+from paperlib.report.tables import (format_mean_std, markdown_table, metrics_view, overhead_table, results_table,
+                                    write_csv)
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
 

@@ -30,7 +30,7 @@ from paperlib.distill.methods import METHODS
 from paperlib.report.explorer_model import ExplorerModel, Point
 from paperlib.report.metric_names import HEADLINE_METRICS, axis_label
 from paperlib.report.reference import reported
-from paperlib.report.tables import as_published, mean_std, percent
+from paperlib.report.formatting import as_published, mean_std, percent
 
 
 REPRODUCE_HINT = "make reproduce PROFILE={profile}"

@@ -21,7 +21,7 @@ from paperlib.distill.methods import METHODS
 from paperlib.experiments.runner import load_record, repeats, run, stored_grid
 from paperlib.experiments.suite import mapping, scaled
 from paperlib.report.plots import sample_grid_png
-from paperlib.report.tables import percent
+from paperlib.report.formatting import percent
 
 
 # What the slider sets, per bias parameter of the preset.

@@ -7,22 +7,23 @@ setting (labelled reference values, never ours).
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from paperlib.core.errors import DataNotFound, PaperlibError
+from paperlib.core.errors import PaperlibError
 from paperlib.core.keys import relevant_fields
 from paperlib.core.params import default_of
 from paperlib.core.store import atomic_write
-from paperlib.data.presets import PRESETS, bias_ratio_name, build_dataset, say_absent
-from paperlib.data.sources import resolve_data_root
+from paperlib.data.presets import bias_ratio_name
 from paperlib.distill.kde import summarize_diagnostics
 from paperlib.distill.methods import METHODS, distilling_methods
 from paperlib.experiments.runner import load_record
 from paperlib.experiments.suite import RunSpec
+from paperlib.report.formatting import (MISSING, PERCENT_COLUMNS, as_published, mean_std, number, percent, rounded,
+                                        rounded_value)
 from paperlib.report.reference import bias_ratio, reported
 from paperlib.report.metric_names import HEADLINE_METRICS, PAPER_METRICS, short_name
 from paperlib.report.styles import distilled_set_name
@@ -100,28 +101,6 @@ def results_table(specs: list[RunSpec]) -> pd.DataFrame:
     setting where one exists (labelled reference values, never ours).
     """
     return pd.DataFrame([_row(spec, load_record(spec.params)) for spec in specs])
-
-
-MISSING = "–"  # how a table shows a value that does not exist (a ratio a dataset lacks, a metric a paper omits)
-
-
-def number(value: Any, digits: int = 1) -> str:
-    """``value`` with ``digits`` decimals, or :data:`MISSING` where it does not exist (``None`` or NaN: a metric
-    of a group absent from the test split, one a paper does not report)."""
-    return MISSING if pd.isna(value) else f"{value:.{digits}f}"
-
-
-def as_published(value: Any) -> str:
-    """A paper's number to 6 significant digits (99.96, 100, 23.8: not cut to the notebooks' one decimal; a
-    printed trailing zero is not kept, 6.60 shows as 6.6), or :data:`MISSING` where the paper gives none."""
-    return MISSING if pd.isna(value) else f"{float(value):g}"
-
-
-def mean_std(mean: Any, std: Any, digits: int = 1) -> str:
-    """``mean ± std`` with ``digits`` decimals; the mean alone where the spread does not exist (one model)."""
-    if pd.isna(mean) or pd.isna(std):
-        return number(mean, digits)
-    return f"{number(mean, digits)} ± {number(std, digits)}"
 
 
 def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
@@ -259,15 +238,6 @@ def metrics_view(table: pd.DataFrame, keys: tuple[str, ...] = ("acc", "acc_align
     return view.reset_index(drop=True)
 
 
-# Shares shown as percentages in the display tables.
-PERCENT_COLUMNS = ("ratio", "hidden_groups", "imputed_right")
-
-
-def percent(ratio: float | None) -> str:
-    """A ratio as readers write it: 0.05 -> ``5%``, 0.005 -> ``0.5%`` (:data:`MISSING` when missing)."""
-    return MISSING if pd.isna(ratio) else f"{100 * ratio:.3g}%"
-
-
 def _setting(row: pd.Series, said: Collection[str] = ()) -> str:
     """The setting of a row as the paper-vs-companion table names it: dataset, protocol, bias ratio and IPC,
     then what differs from the official code beside the scale (:func:`_deviations`), but for the differences
@@ -306,12 +276,6 @@ def _text(value: Any) -> bool:
     return isinstance(value, str) and bool(value)
 
 
-def _rounded(value: Any, digits: int = 1) -> float | str:
-    """``value`` to ``digits`` decimals as a number (the table stays numeric), or :data:`MISSING` (``None``: a
-    metric a record holds as undefined)."""
-    return MISSING if pd.isna(value) else round(value, digits)
-
-
 def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame | None:
     """Rows where a paper reports the same setting: the paper's numbers beside ours, each labelled.
 
@@ -335,7 +299,7 @@ def paper_vs_companion(table: pd.DataFrame, profile: str) -> pd.DataFrame | None
                  ("", "paper source"): _paper_source(row.get("paper_source", ""), row.get("paper_table"))}
         for key in PAPER_METRICS:
             entry[("paper", short_name(key))] = as_published(row.get(f"paper_{key}"))
-            entry[(f"this companion ({profile})", short_name(key))] = _rounded(row[key])
+            entry[(f"this companion ({profile})", short_name(key))] = rounded_value(row[key])
         if has_notes:
             entry[("paper", "note")] = row.get("paper_note") if _text(row.get("paper_note")) else ""
         rows.append(entry)
@@ -411,14 +375,6 @@ def _paper_source(source: str, table_name: Any) -> str:
     return f"{source} ({rest if rest and source.startswith(paper) else table_name})"
 
 
-def rounded(values: pd.Series | pd.DataFrame, digits: int = 1) -> pd.Series | pd.DataFrame:
-    """Floats rounded as Python's ``round`` and the f-strings of the other tables and the README do (41.85 ->
-    41.9); pandas' ``.round`` scales first and gives 41.8, so one value would read differently in two tables."""
-    if isinstance(values, pd.DataFrame):
-        return values.apply(lambda column: rounded(column, digits) if pd.api.types.is_float_dtype(column) else column)
-    return values.map(lambda value: _rounded(value, digits))
-
-
 def weight_shares(specs: list[RunSpec]) -> pd.DataFrame:
     """Per KDE run: the bias-conflicting share of the samples and of the weight (mean and lowest class, %)."""
     rows = [{"comparison": spec.experiment, "run": spec.label, **summarize_diagnostics(record["kde_diagnostics"])}
@@ -446,84 +402,3 @@ def theorem_summary(gradients: pd.DataFrame) -> pd.DataFrame:
     names = {"pairs": "class × batch pairs", "norm_ratio": "gradient norm ratio (FairDD / barycenter)",
              "cosine_min": "lowest cosine"}
     return summary.rename(columns=names).rename_axis("groups in the batch").round(3)
-
-
-def build_datasets(settings: Mapping[str, Mapping[str, Any]]) -> tuple[dict, pd.DataFrame]:
-    """Build each named dataset; return those built and an overview table.
-
-    A dataset whose files are absent gets a row saying so, and one printed line names every such dataset and
-    the command that says where to get its files (no path of this machine: the note may end up in a committed
-    notebook); one that cannot be built for another reason gets a row and its whole error, printed.
-    """
-    built, rows, absent = {}, [], []
-    for name, values in settings.items():
-        try:
-            dataset = build_dataset(**values)
-        except DataNotFound:
-            absent.append(name if name == values.get("dataset") else f"{name} (preset {values.get('dataset')})")
-            rows.append({"name": name, "preset": values.get("dataset"), "status": "data absent"})
-            continue
-        except PaperlibError as err:
-            print(f"{name}: {str(err).replace(str(resolve_data_root(values.get('data_dir'))), '<data root>')}")
-            rows.append({"name": name, "preset": values.get("dataset"), "status": "cannot be built (see above)"})
-            continue
-        built[name] = dataset
-        summary = dataset.summary()
-        rows.append({"name": name, "preset": dataset.info.preset,
-                     "source": dataset.info.params.get("source") or "",
-                     "protocol": dataset.info.params.get("protocol") or PRESETS[dataset.info.preset].protocols[0],
-                     "bias": dataset.info.attribute_kind,
-                     "image": f"{dataset.channels}x{dataset.image_size}x{dataset.image_size}",
-                     "train": summary["train"]["n"], "test": summary["test"]["n"],
-                     "groups": dataset.info.num_attributes,
-                     "train aligned %": round(100 * summary["train"]["aligned_fraction"], 2),
-                     "test aligned %": round(100 * summary["test"]["aligned_fraction"], 2), "status": "built"})
-    if absent:
-        say_absent(absent, "not built")
-    overview = pd.DataFrame(rows)
-    # a dataset not built has no count or share: shown as missing; the counts of the others as integers
-    for column in ("train", "test", "groups"):
-        if column in overview:
-            overview[column] = [MISSING if pd.isna(v) else int(v) for v in overview[column]]
-    for column in ("train aligned %", "test aligned %"):
-        if column in overview:
-            overview[column] = [MISSING if pd.isna(v) else v for v in overview[column]]
-    return built, overview.fillna({"source": "", "protocol": "", "bias": "", "image": ""})
-
-
-def ratio_sweep(sweeps: list[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Build a dataset at each value of its bias ratio; return per-class counts and a summary per value.
-
-    Each sweep is ``{dataset, ratio: conflict_ratio | majority_ratio, values: [...], **other settings}``.
-    The per-class frame has one row per (dataset, value, class) with the number of
-    bias-conflicting (minority-group) training images; the summary writes each value as a percentage. A sweep
-    whose files are absent is left out, with one printed line, as :func:`build_datasets` does.
-    """
-    per_class, summary, absent = [], [], []
-    for sweep in sweeps:
-        sweep = dict(sweep)
-        name, values = sweep.pop("ratio"), sweep.pop("values")
-        for value in values:
-            try:
-                dataset = build_dataset(**sweep, **{name: value})
-            except DataNotFound:
-                absent.append(sweep["dataset"])
-                break
-            train = dataset.train
-            conflicting = (~train.aligned.bool()).long()
-            counts = train.labels.new_zeros(dataset.num_classes).index_add_(0, train.labels, conflicting)
-            per_class += [{"dataset": sweep["dataset"], "ratio": name, "value": value, "class": c,
-                           "conflicting": int(counts[c])} for c in range(dataset.num_classes)]
-            summary.append({"dataset": sweep["dataset"], "ratio": name, "value": percent(value),
-                            "train images": len(train),
-                            "conflicting %": round(100 * float(conflicting.float().mean()), 2),
-                            "fewest conflicting per class": int(counts.min()),
-                            "most conflicting per class": int(counts.max()),
-                            "test aligned %": round(100 * float(dataset.test.aligned.float().mean()), 2)})
-    if absent:
-        say_absent(absent, "not built")
-    # the columns stated, for a sweep with nothing built (notebook 01 plots and shows them all the same)
-    return (pd.DataFrame(per_class, columns=["dataset", "ratio", "value", "class", "conflicting"]),
-            pd.DataFrame(summary, columns=["dataset", "ratio", "value", "train images", "conflicting %",
-                                           "fewest conflicting per class", "most conflicting per class",
-                                           "test aligned %"]))
