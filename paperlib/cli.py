@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from paperlib.core.errors import ArgumentParser, PaperlibError
-from paperlib.core.paths import absent
+from paperlib.core.paths import how_absent
 from paperlib.core.store import atomic_write
 from paperlib.core.params import Params, check_param_name, field_meanings, make_params
 from paperlib.core.yamlio import load_yaml, parse_set, split_set
@@ -128,8 +128,8 @@ def _params(args: argparse.Namespace, fixed: dict[str, Any] | None = None, **def
     """The command's parameters: ``defaults``, the parameter file, ``--set``; then ``fixed``, the values the
     command itself decides (bench's METHOD), which a file or ``--set`` may not contradict."""
     if args.params_file and not Path(args.params_file).exists():  # the one word a command takes: `run extra`
-        raise PaperlibError(f"parameter file {args.params_file!r} {absent(Path(args.params_file))}: a word after the "
-                            "command names a YAML file of parameters; check the path, or give parameters with "
+        raise PaperlibError(f"parameter file {args.params_file!r} {how_absent(Path(args.params_file))}: a word after "
+                            "the command names a YAML file of parameters; check the path, or give parameters with "
                             "--set KEY=VALUE")
     from_file = load_yaml(args.params_file) if args.params_file else {}
     for name, value in from_file.items():

@@ -340,13 +340,13 @@ def test_a_file_written_whole_is_readable_by_the_group_and_nothing_is_left_after
 
 
 def test_a_cache_entrys_report_gives_the_reason_or_the_errors_first_line():
-    from paperlib.core.store import unreadable
+    from paperlib.core.store import unreadable_message
 
-    said = unreadable("x.pt", "no 'images'", "rebuilding it")
+    said = unreadable_message("x.pt", "no 'images'", "rebuilding it")
     assert said == "cache entry x.pt cannot be read (no 'images'); rebuilding it"
-    assert "(cut short)" in unreadable("x.pt", ValueError("cut short\nand a long trace"), "stop")
-    assert "(KeyError)" in unreadable("x.pt", KeyError(), "stop")  # an error without a text: its type
-    assert "(no reason given)" in unreadable("x.pt", "", "stop")
+    assert "(cut short)" in unreadable_message("x.pt", ValueError("cut short\nand a long trace"), "stop")
+    assert "(KeyError)" in unreadable_message("x.pt", KeyError(), "stop")  # an error without a text: its type
+    assert "(no reason given)" in unreadable_message("x.pt", "", "stop")
 
 
 def test_a_dataset_other_than_the_parameters_describe_is_refused_before_anything_is_cached(tmp_path):

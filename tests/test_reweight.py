@@ -439,10 +439,10 @@ def test_a_damaged_kde_cache_entry_is_named_not_a_torch_error(damage, entry, pro
 
 
 def test_a_cache_entry_missing_a_key_says_which():
-    from paperlib.core.store import unreadable
+    from paperlib.core.store import unreadable_message
 
-    assert unreadable("x.pt", KeyError("train"), "rebuilding it") == "cache entry x.pt cannot be read (no 'train'); " \
-                                                                       "rebuilding it"
+    assert unreadable_message("x.pt", KeyError("train"), "rebuilding it") == \
+        "cache entry x.pt cannot be read (no 'train'); rebuilding it"
 
 
 def test_force_trains_a_runs_kde_encoder_once_for_all_its_training_sets(tmp_path, monkeypatch):

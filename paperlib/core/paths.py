@@ -15,7 +15,7 @@ from paperlib.core.errors import PaperlibError
 FIGURES_ENV_VAR = "PAPERLIB_FIGURES"
 
 
-def absent(path: Path) -> str:
+def how_absent(path: Path) -> str:
     """How ``path``, which cannot be opened, is missing: a symbolic link that leads nowhere (to a missing file, or
     round in a loop) says so, since "does not exist" would send its reader looking for a typo."""
     if path.is_symlink():

@@ -46,7 +46,7 @@ def results_root() -> Path | None:
 
 
 def next_step_for(path: Path) -> str:
-    """What to do about the unreadable file ``path`` (:func:`~paperlib.core.store.unreadable`): a file of the
+    """What to do about the unreadable file ``path`` (:func:`~paperlib.core.store.unreadable_message`): a file of the
     store ships with the repository, and deleting it would delete a tracked file."""
     store = results_root()
     if store is not None and path.resolve().is_relative_to(store.resolve()):

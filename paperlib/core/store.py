@@ -84,7 +84,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def unreadable(path: str | os.PathLike, why: BaseException | str, next_step: str) -> str:
+def unreadable_message(path: str | os.PathLike, why: BaseException | str, next_step: str) -> str:
     """The one-line report of a cache entry that cannot be read: the file, ``why`` (a reason or the error
     raised reading it), and ``next_step``."""
     # The first line, kept short (a torch unpickling error can be long); load_record's four named problems fit.
@@ -94,16 +94,16 @@ def unreadable(path: str | os.PathLike, why: BaseException | str, next_step: str
     return f"cache entry {path} cannot be read ({reason}); {next_step}"
 
 
-def cannot_open(path: str | os.PathLike, err: OSError) -> str:
+def cannot_open_message(path: str | os.PathLike, err: OSError) -> str:
     """The one-line report of a cache entry that exists but cannot be opened (no permission, an I/O error): its
     content may be whole, so it is neither called damaged nor rebuilt over."""
     return (f"cache entry {path} cannot be opened ({err.strerror or type(err).__name__}); make it readable (ask "
-            f"whoever wrote it), or point PAPERLIB_CACHE or cache_dir at a cache of your own")
+            f"whoever wrote it), or point {CACHE_ENV_VAR} or cache_dir at a cache of your own")
 
 
 def report_rebuild(path: str | os.PathLike, why: BaseException | str) -> None:
     """Say on stderr, in one line, that the unreadable cache entry ``path`` is being rebuilt."""
-    print(f"warning: {unreadable(path, why, 'rebuilding it')}", file=sys.stderr)
+    print(f"warning: {unreadable_message(path, why, 'rebuilding it')}", file=sys.stderr)
 
 
 KEEP_AND_STOP = ("nothing was recomputed: delete it to recompute that entry, or run with force=true "
@@ -144,7 +144,7 @@ def load_tensors(path: str | os.PathLike, rebuild: bool = False, keys: tuple[str
     except FileNotFoundError:  # removed since it was seen: absent
         return None
     except OSError as err:
-        raise PaperlibError(cannot_open(path, err)) from None
+        raise PaperlibError(cannot_open_message(path, err)) from None
     try:
         with handle:
             payload = torch.load(handle, map_location="cpu", weights_only=True)
@@ -161,7 +161,7 @@ def load_tensors(path: str | os.PathLike, rebuild: bool = False, keys: tuple[str
     if rebuild:
         report_rebuild(path, problem)
         return None
-    raise PaperlibError(unreadable(path, problem, KEEP_AND_STOP))
+    raise PaperlibError(unreadable_message(path, problem, KEEP_AND_STOP))
 
 
 def load_json(path: str | os.PathLike, next_step: str = KEEP_AND_STOP) -> dict[str, Any] | None:
@@ -176,14 +176,14 @@ def load_json(path: str | os.PathLike, next_step: str = KEEP_AND_STOP) -> dict[s
     except FileNotFoundError:  # removed since it was seen: absent
         return None
     except OSError as err:
-        raise PaperlibError(cannot_open(path, err)) from None
+        raise PaperlibError(cannot_open_message(path, err)) from None
     try:
         value = json.loads(data)
         if not isinstance(value, dict):
             raise ValueError(f"a JSON object was expected, not {type(value).__name__}")
         return value
     except (ValueError, UnicodeDecodeError) as err:
-        raise PaperlibError(unreadable(path, err, next_step)) from None
+        raise PaperlibError(unreadable_message(path, err, next_step)) from None
 
 
 def entry_lock(cache_dir: str | os.PathLike | None, name: str) -> contextlib.AbstractContextManager[None]:

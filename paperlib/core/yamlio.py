@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from paperlib.core.errors import PaperlibError
-from paperlib.core.paths import absent
+from paperlib.core.paths import how_absent
 
 _MERGE = "tag:yaml.org,2002:merge"
 
@@ -84,7 +84,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         raise PaperlibError(f"{path} is a folder; name a .yaml file in it")
     if not path.is_file():
-        raise PaperlibError(f"{path} {absent(path)}; check the path")
+        raise PaperlibError(f"{path} {how_absent(path)}; check the path")
     try:
         data = parse_yaml(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as err:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from paperlib.core.errors import DataNotFound, PaperlibError
-from paperlib.core.paths import absent, configured_folder
+from paperlib.core.paths import configured_folder, how_absent
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import generator
 from paperlib.data import downloads
@@ -133,7 +133,7 @@ def load_source(
     if origin is not None and not root.is_dir():
         # An explicit root that does not exist is most likely a typo: say so instead of creating it.
         raise DataNotFound(
-            f"data root {root} (from {origin}) {'is not a folder' if root.exists() else absent(root)}; point "
+            f"data root {root} (from {origin}) {'is not a folder' if root.exists() else how_absent(root)}; point "
             f"{DATA_ENV_VAR} or "
             f"data_dir at a folder holding {', '.join(source.expected(split))}"
         )

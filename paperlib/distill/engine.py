@@ -28,7 +28,7 @@ from paperlib.train.loop import TrainSettings, train_classifier
 from paperlib.train.models import model_from_params
 from paperlib.core.runtime import HOST_READ_EVERY, Compiled, compile_wanted, generator, progress, read_on_host, \
     diverged_pixels, to_device
-from paperlib.core.store import KEEP_AND_STOP, load_tensors, save_tensors, unreadable
+from paperlib.core.store import KEEP_AND_STOP, load_tensors, save_tensors, unreadable_message
 
 
 @dataclass
@@ -184,7 +184,7 @@ def distill(dataset: BiasedDataset, params: Params, target: Target, device: torc
         try:
             start, losses = distiller.load_state(saved)
         except (KeyError, TypeError, ValueError, RuntimeError) as err:  # another version's layout, another shape
-            raise PaperlibError(unreadable(checkpoint, err, KEEP_AND_STOP)) from None
+            raise PaperlibError(unreadable_message(checkpoint, err, KEEP_AND_STOP)) from None
     began = time.perf_counter()
     bar = progress(range(start, params.iterations), total=params.iterations - start,
                    desc=f"{params.method} {target.name}", enabled=params.progress)

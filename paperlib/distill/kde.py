@@ -38,7 +38,8 @@ from paperlib.core.keys import cache_key, derive_seed, unread_reason
 from paperlib.core.params import Params, field_tags, with_overrides
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import generator, progress, wait_for
-from paperlib.core.store import KEEP_AND_STOP, cache_root, entry_lock, load_tensors, save_tensors, unreadable
+from paperlib.core.store import (KEEP_AND_STOP, cache_root, entry_lock, load_tensors, save_tensors,
+                                  unreadable_message)
 from paperlib.data.container import BiasedDataset
 from paperlib.train.models import init_parameters, model_from_params
 from paperlib.train.supcon import train_supcon
@@ -243,7 +244,8 @@ def _supcon(dataset: BiasedDataset, params: Params, device: torch.device) -> Emb
         if saved is not None:
             _check_stored(path, saved["embeddings"], len(dataset.train), "embeddings", dims=2)
             if not _is_seconds(saved.get("seconds")):
-                raise PaperlibError(unreadable(path, f"seconds {saved['seconds']!r} is not a number", KEEP_AND_STOP))
+                raise PaperlibError(unreadable_message(path, f"seconds {saved['seconds']!r} is not a number",
+                                                       KEEP_AND_STOP))
             return Embeddings(saved["embeddings"].to(device), saved.get("seconds"))
         embedded = _timed(lambda: _embed_all(train_supcon(dataset, params, device), dataset, device, params.progress),
                           device)
@@ -348,7 +350,7 @@ def _check_stored(path: Path, values: Any, n: int, what: str, dims: int) -> None
         problem = f"negative {what}"
     else:
         return
-    raise PaperlibError(unreadable(path, problem, KEEP_AND_STOP))
+    raise PaperlibError(unreadable_message(path, problem, KEEP_AND_STOP))
 
 
 def _is_seconds(value: Any) -> bool:
@@ -368,7 +370,7 @@ def _check_rest_of_entry(path: Path, saved: dict[str, Any], n: int, num_classes:
         problem = f"seconds {seconds!r} is not a mapping of costs"
     else:
         return
-    raise PaperlibError(unreadable(path, problem, KEEP_AND_STOP))
+    raise PaperlibError(unreadable_message(path, problem, KEEP_AND_STOP))
 
 
 def weight_diagnostics(weights: Tensor, labels: Tensor, aligned: Tensor, num_classes: int) -> list[dict]:

@@ -33,7 +33,7 @@ from paperlib.core.results_store import find, next_step_for
 from paperlib.core.runtime import environment, resolve_device
 from paperlib.core.errors import PaperlibError
 from paperlib.core.store import (KEEP_AND_STOP, atomic_write, cache_root, entry_lock, load_json, load_tensors,
-                                  refuse_folder, save_tensors, unreadable)
+                                  refuse_folder, save_tensors, unreadable_message)
 from paperlib.data.container import BiasedDataset
 from paperlib.data.presets import build_dataset
 from paperlib.distill.engine import distill
@@ -234,7 +234,7 @@ def _check_synthetic(saved: dict[str, Any], dataset: BiasedDataset, params: Para
         problem = f"labels are not {params.ipc} per class in class order"
     else:
         return
-    raise PaperlibError(unreadable(path, problem, KEEP_AND_STOP))
+    raise PaperlibError(unreadable_message(path, problem, KEEP_AND_STOP))
 
 
 def _json_safe(value: Any) -> Any:
@@ -278,7 +278,7 @@ def load_record(params: Params) -> dict[str, Any] | None:
     problems = _record_problems(record)
     if problems:
         more = f" and {len(problems) - 4} more" if len(problems) > 4 else ""
-        raise PaperlibError(unreadable(path, f"{', '.join(problems[:4])}{more}", next_step))
+        raise PaperlibError(unreadable_message(path, f"{', '.join(problems[:4])}{more}", next_step))
     return record
 
 

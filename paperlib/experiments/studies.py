@@ -19,7 +19,7 @@ from paperlib.core.params import Params
 from paperlib.core.results_store import find_or_make, next_step_for
 from paperlib.core.runtime import resolve_device
 from paperlib.core.errors import PaperlibError
-from paperlib.core.store import load_json, unreadable
+from paperlib.core.store import load_json, unreadable_message
 from paperlib.data.presets import build_dataset
 from paperlib.distill.kde import ablation_params, weight_ablation
 from paperlib.distill.theorem import fairdd_vs_barycenter
@@ -68,5 +68,5 @@ def stored_table(study: str, params: Params, settings: Mapping[str, Any],
     next_step = next_step_for(found)
     saved = load_json(found, next_step)
     if not isinstance(saved.get("columns"), dict):
-        raise PaperlibError(unreadable(found, "no columns", next_step))
+        raise PaperlibError(unreadable_message(found, "no columns", next_step))
     return pd.DataFrame(saved["columns"])

@@ -110,7 +110,7 @@ class Claim:
         return cls(says=str(entry["says"]), of=entry["of"], minus=entry.get("minus"), over=entry.get("over"),
                    comparison=bounds[0], bound=float(bound))
 
-    def test(self) -> str:
+    def in_words(self) -> str:
         """The comparison in words, e.g. ``whole acc_conflicting - dm acc_conflicting >= 10``."""
         value = self.of + (f" - {self.minus}" if self.minus else f" / {self.over}" if self.over else "")
         return f"{value} {COMPARISONS[self.comparison]} {self.bound:g}"
@@ -147,7 +147,7 @@ def claim_rows(claims: Iterable[Mapping[str, Any]], values: Mapping[str, float])
         measured = claim.measure(values)
         shown = f"{measured:.2f}" if claim.over else f"{measured:.1f}"
         verdict = f"{'holds' if claim.holds(measured) else 'FAILS'} (measured {shown})"
-        rows.append({"check": claim.says, "test": claim.test(), "verdict": verdict})
+        rows.append({"check": claim.says, "test": claim.in_words(), "verdict": verdict})
     return rows
 
 
@@ -233,7 +233,7 @@ def refuse_off_cpu(table: pd.DataFrame, profile: str) -> None:
                             f"`make reproduce PROFILE={profile}` and this command again (docs/reproducibility.md)")
 
 
-def record(profile: str) -> Path:
+def record_references(profile: str) -> Path:
     """Write ``params/<profile>/references.yaml`` from the stored runs of every notebook suite of ``profile``.
 
     The ``tolerance`` block of an existing file is kept (it is set by hand, with its reasons) and names the
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("verify needs the folder of executed notebooks, e.g. .nbcheck/executed")
     try:
         if args.command == "record":
-            print(f"wrote {record(args.profile or 'smoke')}")
+            print(f"wrote {record_references(args.profile or 'smoke')}")
             return 0
         failed = failed_checks(args.folder)
     except PaperlibError as err:
