@@ -1,5 +1,6 @@
-"""The README's Python examples for a reader's own work run as written: each block is taken from README.md and
-executed, with what stands for the reader's data (a set, predictions, files) and a tiny scale supplied here."""
+"""The Python examples for a reader's own work run as written: each block is taken from README.md or
+docs/extending.md and executed, with what stands for the reader's data (a set, predictions, files) and a tiny scale
+supplied here."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from pathlib import Path
 
 import torch
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = (ROOT / "README.md", ROOT / "docs" / "extending.md")
 
 
 def _block_with(text: str) -> str:
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if text in b]
-    assert len(blocks) == 1, f"expected one README python block with {text!r}, found {len(blocks)}"
+    blocks = [b for page in PAGES for b in re.findall(r"```python\n(.*?)```", page.read_text(), re.S) if text in b]
+    assert len(blocks) == 1, f"expected one python block with {text!r} in the README and docs/extending.md, found " \
+        f"{len(blocks)}"
     return blocks[0]
 
 
