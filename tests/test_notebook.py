@@ -381,6 +381,10 @@ def test_explorer_widget_offers_a_missing_point_then_shows_it_after_the_live_run
     assert not worker.is_alive() and not any(c.disabled for c in app.controls) and app.stop_button.disabled
     assert "accuracy" in app.metrics.value and "computed live" in app.metrics.value
     assert "computed live" in app.status.value and "<img" in app.training_view.value
+    assert app.stored_along.value == ("<small>stored, answered at once: conflict ratio 20% (at IPC 2); IPC 2 (at "
+                                      "20%)</small>")
+    assert app.compute() is not worker  # a finished run is no guard: a new one may start (returns its thread)
+    app.compute().join(timeout=300)
     app.ipc.value = 1  # elsewhere, then back: now answered from the store
     app.ipc.value = 2
     assert app.compute_button.disabled and "stored live run" in app.status.value
@@ -407,6 +411,46 @@ def test_explorer_widget_offers_a_missing_point_then_shows_it_after_the_live_run
     assert [p.target for p in shown] == ["FairDD (paper B)"]
     app.method.value = "random"
     assert [p.target for p in shown] == ["FairDD (paper B)", "vanilla"]
+
+
+def test_the_explorer_starts_one_live_run_at_a_time_and_labels_only_its_own_point(monkeypatch, tmp_path):
+    """A click queued while the kernel was busy started a second run that nothing could stop; a control moved as
+    the run ended got "computed live" written under the other point."""
+    import threading
+
+    app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", "cache_dir": str(tmp_path), **SCALE},
+                   SMOKE_EXPLORER, "smoke")
+    release = threading.Event()
+    record = {"metrics": {key: 0.5 for key in METRIC_KEYS}, "num_eval": 1}
+
+    def slow(point):
+        assert release.wait(10)
+        app.ipc.value = 1  # the reader moves on just as the run ends (the controls come back as it ends)
+        return record
+
+    monkeypatch.setattr(app.model, "compute", slow)
+    first = app.compute()
+    assert app.compute() is first  # the second click finds the run on
+    release.set()
+    first.join(timeout=10)
+    assert app.point().ipc == 1 and "computed live" not in app.status.value and "not computed" in app.status.value
+
+
+def test_a_point_that_cannot_be_shown_clears_the_last_points_numbers(monkeypatch, tmp_path):
+    """An error in the observer went to a log the reader never sees, leaving the last point's metrics under the
+    new controls."""
+    app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", "cache_dir": str(tmp_path), **SCALE},
+                   SMOKE_EXPLORER, "smoke")
+    app.metrics.value = "<table>numbers of the point before</table>"
+
+    def damaged(point):
+        raise PaperlibError("cache entry run.json cannot be read (not JSON); delete it\nmore")
+
+    monkeypatch.setattr(app.model, "stored", damaged)
+    app.ratio.value = 0.05  # it opens at 0.2
+    assert app.metrics.value == "" and app.training_view.value == "" and app.compute_button.disabled
+    assert app.status.value == ("<b>this point cannot be shown: PaperlibError: cache entry run.json cannot be read "
+                                "(not JSON); delete it</b>")
 
 
 def _stopped_while_computing(app, monkeypatch, before=lambda point: None):

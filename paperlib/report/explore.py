@@ -57,6 +57,11 @@ def metrics_html(record: dict, scale: str, live: Mapping[str, Any], paper: dict 
     return f"<table>{header}{''.join(rows)}</table>{note}</small></p>"
 
 
+def _first_line(err: BaseException) -> str:
+    """``Type: first line of the message`` (at most 300 characters): one line for the status."""
+    return f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:300]}"
+
+
 class LiveRunStopped(BaseException):
     """Raised inside a live run's thread to stop it (a ``BaseException``, so no ``except Exception`` swallows it)."""
 
@@ -106,6 +111,7 @@ class Explorer:
                                        layout=w.Layout(min_width="130px"))
         self.stop_button = w.Button(description="stop", icon="stop", disabled=True, layout=w.Layout(min_width="80px"))
         self.status = w.HTML()
+        self.stored_along = w.HTML()  # where the sliders answer at once from here
         self.data_view = w.HTML()
         self.training_view = w.HTML()
         self.metrics = w.HTML()
@@ -115,8 +121,8 @@ class Explorer:
             control.add_class(f"explorer-{name}")
             control.observe(lambda _: self.refresh(), names="value")
         for widget, name in ((self.compute_button, "compute"), (self.stop_button, "stop"), (self.status, "status"),
-                             (self.data_view, "data"), (self.training_view, "training"),
-                             (self.metrics, "metrics"), (self.progress, "progress")):
+                             (self.stored_along, "stored-along"), (self.data_view, "data"),
+                             (self.training_view, "training"), (self.metrics, "metrics"), (self.progress, "progress")):
             widget.add_class(f"explorer-{name}")
         self.compute_button.on_click(lambda _: self.compute())
         self.stop_button.on_click(lambda _: self.stop())
@@ -125,7 +131,8 @@ class Explorer:
                                  self.data_view], layout=column),
                          w.VBox([w.HTML("<b>training set of the model</b>"), self.training_view], layout=column)])
         self.widget = w.VBox([w.HBox([self.dataset, self.method, self.target]), w.HBox([self.ratio, self.ipc]),
-                              w.HBox([self.compute_button, self.stop_button, self.status]), self.progress, images,
+                              self.stored_along, w.HBox([self.compute_button, self.stop_button, self.status]),
+                              self.progress, images,
                               self.metrics])
         self.widget.add_class("paperlib-explorer")
         self.refresh()
@@ -153,11 +160,21 @@ class Explorer:
         return Point(self.dataset.value, float(self.ratio.value), int(self.ipc.value), self.method.value, target)
 
     def refresh(self) -> None:
-        """Show the current point: its data, and its result when stored, else what would fill it."""
+        """Show the current point: its data, and its result when stored, else what would fill it. A point that
+        cannot be shown (a damaged stored record, say) clears the views and says why in the status line, so no
+        number of the point before stays under the new controls."""
         if self._worker is not None or self._setting_target:
             # the controls are disabled during a live run (a programmatic change waits for its end); a target set
             # by this refresh is shown by this refresh, once
             return
+        try:
+            self._refresh()
+        except Exception as err:  # noqa: BLE001 - an observer's exception would go to a log the reader never sees
+            self.training_view.value = self.metrics.value = self.stored_along.value = ""
+            self.compute_button.disabled = True
+            self.status.value = f"<b>this point cannot be shown: {html.escape(_first_line(err))}</b>"
+
+    def _refresh(self) -> None:
         distils = METHODS[self.method.value].distils
         if distils and self.target.disabled:
             self._set_target(self._chosen_target, disabled=False)
@@ -167,6 +184,7 @@ class Explorer:
         self.ratio.description = self.model.ratio_label(self.dataset.value)
         point = self.point()
         self._show_data(point)
+        self._show_stored_along(point)
         record, scale = self.model.stored(point)
         if record is None:
             self._show_empty(point)
@@ -186,7 +204,10 @@ class Explorer:
 
     def compute(self) -> threading.Thread:
         """Compute the current point at the live scale in a background thread (progress bars below the buttons),
-        then show it; returns the thread (``join`` it to wait)."""
+        then show it; returns the thread (``join`` it to wait): the running one while a live run is on, as a click
+        queued while the kernel was busy would otherwise start a second run that nothing could stop."""
+        if self._worker is not None:
+            return self._worker
         point = self.point()
         for control in (*self.controls, self.compute_button):
             control.disabled = True
@@ -233,8 +254,7 @@ class Explorer:
                     try:
                         record = self.model.compute(point)
                     except Exception as err:  # noqa: BLE001 - any failure is shown in one line, the controls come back
-                        first_line = (str(err).strip().splitlines() or [""])[0][:300]
-                        failure = f"failed: {type(err).__name__}: {first_line}"
+                        failure = f"failed: {_first_line(err)}"
                 if self._set_stoppable(False) and not stopped:
                     # sent as compute() returned and not raised yet: it is raised at this thread's next check, in
                     # this wait (which ends anyway, should compute() have swallowed it)
@@ -248,10 +268,15 @@ class Explorer:
         for control in self.controls:
             control.disabled = False
         self.stop_button.disabled = True
-        if record is None and failure is None:  # stopped, perhaps once compute() had stored the record
-            record = self.model.stored(point)[0]
-        self.refresh()
-        if record is not None:
+        try:
+            if record is None and failure is None:  # stopped, perhaps once compute() had stored the record
+                record = self.model.stored(point)[0]
+            self.refresh()
+        except Exception as err:  # noqa: BLE001 - the thread must not end with the status saying "computing"
+            failure = f"failed: {_first_line(err)}"
+        if self.point() != point:  # the reader moved on as the run ended: refresh() showed that other point
+            return
+        if record is not None and failure is None:
             self.status.value = "<i>computed live</i>"
         else:
             self.status.value = f"<b>{html.escape(failure or 'stopped: nothing was stored for this point')}</b>"
@@ -305,6 +330,15 @@ class Explorer:
             why = "is not on this machine" if isinstance(err, DataNotFound) else "cannot be read"
             self.data_view.value = (f'<p class="explorer-empty">The data of this point {why}: '
                                     f'{html.escape(str(err))}</p>')
+
+    def _show_stored_along(self, point: Point) -> None:
+        ratios, ipcs = self.model.stored_along(point)
+        if not ratios and not ipcs:
+            self.stored_along.value = "<small>no stored run along the sliders from here</small>"
+            return
+        along = [f"{self.ratio.description} {' · '.join(map(percent, ratios))} (at IPC {point.ipc})" if ratios else "",
+                 f"IPC {' · '.join(map(str, ipcs))} (at {percent(point.ratio)})" if ipcs else ""]
+        self.stored_along.value = f"<small>stored, answered at once: {'; '.join(filter(None, along))}</small>"
 
     def _show_empty(self, point: Point) -> None:
         estimate = self.model.estimate_seconds(point)

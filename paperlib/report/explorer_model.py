@@ -212,6 +212,15 @@ class ExplorerModel:
                 return record, scale
         return None, "none"
 
+    def stored_along(self, point: Point) -> tuple[list[float], list[int]]:
+        """Where the sliders answer at once from ``point``: the ratios (at its IPC) and the IPCs (at its ratio)
+        with a stored run, the rest of ``point`` kept."""
+        ratios = [float(r) for r in self.settings["ratios"]
+                  if self.stored(dataclasses.replace(point, ratio=float(r)))[0] is not None]
+        ipcs = [int(i) for i in self.settings["ipcs"]
+                if self.stored(dataclasses.replace(point, ipc=int(i)))[0] is not None]
+        return ratios, ipcs
+
     def compute(self, point: Point) -> dict:
         """Run ``point`` at the live scale (stored afterwards) and return its record."""
         return run(self.params(point, live=True))
