@@ -280,6 +280,21 @@ def test_a_kde_variant_that_changes_nothing_is_refused():
         ablation_params(params, {"kde_encoder": "random", "supcon_epochs": 3})
 
 
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_ratio_sweep_of_notebook_06_is_a_point_the_explorer_answers_from(profile):
+    """The sweeps are stored for the slider: a run keyed apart from its point would be computed and never shown."""
+    from paperlib.core.keys import cache_key
+
+    specs = nb.suite_specs(profile, None, "06_explore")
+    model = ExplorerModel(profile_defaults(profile), nb.notebook_parameters(profile, "06_explore")["explorer"])
+    points = {cache_key(model.params(point)): point for point in model.points()}
+    assert specs and all(cache_key(spec.params) in points for spec in specs)
+    # each sweep runs along the slider: its runs differ in the ratio alone
+    for experiment in {spec.experiment for spec in specs}:
+        along = [points[cache_key(spec.params)] for spec in specs if spec.experiment == experiment]
+        assert len({(p.dataset, p.ipc, p.method) for p in along}) == 1 and len({p.ratio for p in along}) > 1
+
+
 def test_explorer_maps_the_slider_to_the_right_ratio_and_scale():
     model = ExplorerModel({"seed": 0, "net_width": 8, **SCALE}, SMOKE_EXPLORER)
     colour = model.params(Point("CMNIST", 0.2, 1, "dm", "KDE reweighting (paper A)"))
