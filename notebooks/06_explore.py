@@ -40,6 +40,7 @@
 profile = "quick"  # smoke | quick | paper
 explorer = None  # None: the explorer settings of params/experiments/06_explore.yaml at this profile
 suite = None  # None: the ratio sweeps of the same file (the runs the explorer opens on), on params/<profile>/defaults.yaml
+claims = None  # None: the profile's claims in the same file (see paperlib.report.checks)
 
 # %%
 from paperlib import notebook as nb
@@ -50,7 +51,7 @@ from paperlib.report.explorer_model import ExplorerModel
 figures = nb.setup(profile)
 explorer = nb.parameters_or_file(profile, "06_explore", explorer=explorer)
 sweeps = nb.run_all(nb.suite_specs(profile, suite, "06_explore"))  # stored first, so the explorer answers along them
-nb.save_table(sweeps, figures, "06_ratio_sweeps")
+nb.save_table(sweeps, figures, "06_explore")
 app = Explorer(nb.profile_defaults(profile), explorer, profile)
 app
 
@@ -96,3 +97,13 @@ nb.save(axes[0], figures, "06_ratio_sweeps", pdf=True);
 # %%
 # NBVAL_CHECK_OUTPUT
 nb.explorer_coverage(ExplorerModel(nb.profile_defaults(profile), explorer), views=True, stored_only=True)
+
+# %% [markdown]
+# ## What this run checks
+# This notebook's claims along its sweeps (the experiment file's `claims`), each a comparison with a margin, and,
+# in the smoke profile, its runs against their reference numbers. Notebook 02's last section says how to read the
+# table.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+nb.verdicts("06_explore", profile, claims, sweeps)

@@ -83,9 +83,9 @@ hidden = table[table["experiment"] == "hidden_groups"]
 #   59.6). Elsewhere the DEO_M differences are within one model's noise (C-FMNIST BG 73 against 69, CMNIST
 #   5% 40.6 against 33.2) or at its edge, COBRA fairer in both: C-MNIST FG 35.6 against 54.5 (19 points),
 #   C-FMNIST FG 51 against 75 (24 points). One model's DEO_M moves with its seed alone by a standard deviation
-#   of about 8–11 points (notebook 05's five ConvNets on one set: 81.6 ± 7.7; `figures/quick/kde_fairdd.md`,
-#   three models a row: up to ± 11), so two single-model runs differ by about 11–16 points from that alone,
-#   and by twice that about one time in twenty.
+#   of about 8–11 points (notebook 05's five ConvNets on one set; `figures/quick/kde_fairdd.md`, three models a
+#   row), so two single-model runs differ by about 11–16 points from that alone, and by twice that about one
+#   time in twenty.
 #   For DM it is FairDD with an image step |A| times smaller: at this profile's image learning rate, tuned on
 #   the companion's normalisation, FairDD's summed step is too large (notebook 05 measures the identity, finds
 #   the same with group-balanced weights, and runs FairDD at a step 8 times smaller, which reaches the

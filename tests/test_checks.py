@@ -189,7 +189,8 @@ def test_the_smoke_references_pin_every_run_of_the_smoke_suites_with_a_stated_to
             assert set(references["runs"][name]) == {f"{s.experiment}/{s.label}" for s in specs}, name
 
 
-@pytest.mark.parametrize("name", ["02_bias_in_distillation", "03_kde_reweighting", "04_fairdd", "05_ablations"])
+@pytest.mark.parametrize("name", ["02_bias_in_distillation", "03_kde_reweighting", "04_fairdd", "05_ablations",
+                                  "06_explore"])
 def test_the_committed_quick_results_satisfy_the_quick_claims(name, monkeypatch):
     """Every claim of the quick profile holds on what its committed run wrote: the notebook's table
     (figures/quick/*.csv) and the tables it reads from the shipped results store (KDE weight shares)."""

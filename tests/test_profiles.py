@@ -95,11 +95,11 @@ def test_the_kde_fairdd_suite_reads_at_quick_and_paper_and_has_no_smoke_runs(pro
 
 
 def test_a_file_without_runs_says_where_runs_go():
-    """The explorer's file holds its settings only: it was told its keys were not a suite's (defaults,
-    experiments)."""
-    with pytest.raises(PaperlibError, match="06_explore.yaml holds no runs: a notebook's experiment file nests them "
-                                            "under 'suite', a suite file under 'experiments'; it has 'explorer'"):
-        suite_from_file(EXPERIMENTS / "06_explore.yaml", "smoke")
+    """Notebook 01's file holds datasets only: it was told its keys were not a suite's (defaults, experiments)."""
+    with pytest.raises(PaperlibError, match="01_biased_datasets.yaml holds no runs: a notebook's experiment file "
+                                            "nests them under 'suite', a suite file under 'experiments'; it has "
+                                            "'datasets', 'ratio_sweep'"):
+        suite_from_file(EXPERIMENTS / "01_biased_datasets.yaml", "smoke")
 
 
 def test_the_profiles_differ_in_scale_not_in_what_a_run_is():
