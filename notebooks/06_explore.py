@@ -25,9 +25,10 @@
 # down stacks the two images, training data on top.
 #
 # The explorer offers its own datasets and choices (params/experiments/06_explore.yaml). Where one of its points
-# is a run that notebooks 02–05 or 07 computed at the profile's settings, it answers at once, from your cache or
-# from the results store that ships with the repository (`results/`), without the data; the table at the end
-# lists those points. Runs of those notebooks outside the explorer's choices (other datasets, such as C-MNIST
+# is a run that notebooks 02–07 computed at the profile's settings (this one computes the ratio sweeps drawn
+# below), it answers at once, from your cache or from the results store that ships with the repository
+# (`results/`), without the data; the coverage table below lists those points, and a line under the sliders
+# says where they answer at once from the point shown. Runs of those notebooks outside the explorer's choices (other datasets, such as C-MNIST
 # BG, or other settings, such as a smaller step or stratified batches) are not among its points.
 #
 # A point nobody computed yet says what would fill it: `make reproduce` for the profile's runs, or **compute
@@ -39,7 +40,7 @@
 # %% tags=["parameters"]
 profile = "quick"  # smoke | quick | paper
 explorer = None  # None: the explorer settings of params/experiments/06_explore.yaml at this profile
-suite = None  # None: the ratio sweeps of the same file (the runs the explorer opens on), on params/<profile>/defaults.yaml
+suite = None  # None: the ratio sweeps of the same file (along the slider), on params/<profile>/defaults.yaml
 claims = None  # None: the profile's claims in the same file (see paperlib.report.checks)
 
 # %%
@@ -57,7 +58,8 @@ app
 
 # %% [markdown]
 # A stored notebook cannot keep live widgets, so here is the explorer's opening view as a static snapshot
-# (CMNIST with 5% conflicting, DM, vanilla, IPC 10). In JupyterLab, the controls above redraw it.
+# (in the quick profile: CMNIST with 5% conflicting, DM, vanilla, IPC 10). In JupyterLab, the controls above
+# redraw it.
 
 # %%
 from IPython.display import HTML
@@ -71,13 +73,15 @@ HTML(app.snapshot_html())
 # against KDE reweighting's; on paper B's C-MNIST (FG), vanilla DM's fairness gap DEO_M against FairDD's (lower is
 # fairer), along the minority share, 1 − majority ratio.
 #
-# What the quick profile shows: vanilla DM stays biased at every ratio. Its conflicting accuracy is 13–16% up to 10%
+# What the quick profile shows (its KDE sweep starts at 5%: a 1% run would train one more encoder): vanilla DM
+# stays biased at every ratio. Its conflicting accuracy is 13–16% up to 10%
 # conflicting and reaches only 33% at 20%, and its DEO_M is 100 at every minority share. KDE lifts the
 # conflicting accuracy to about 82% at 5 and 10%, then falls to 56% at 20%: with four times as many conflicting
 # images their regions of the embedding are denser and weigh less (notebook 05). FairDD's DEO_M is 98 at a 1%
 # minority share, where each minority group of a class has six or seven training images, and 27–54 from 5% on:
-# one model per point, whose DEO_M moves by 8–11 points with its seed alone (notebook 07), so read the 5–20%
-# values as one level, not as a trend.
+# one model per point, whose DEO_M has a standard deviation of about 8 points with its seed alone (notebook 05),
+# so two points differ by about 11 from that alone; the 5–20% values, 28 points apart at most, are not shown to
+# be a trend.
 
 # %%
 fig, axes = plots.subplots(1, 2, figsize=(11, 3.4))

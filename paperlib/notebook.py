@@ -6,8 +6,8 @@ runs, :mod:`paperlib.report.tables` and :mod:`paperlib.report.figures` for what 
 exist for notebooks: :func:`setup`, :func:`run_all` and :func:`verdicts`.
 
 Every notebook starts with a ``parameters`` cell holding ``profile`` (smoke, quick or paper) and the values of
-its experiment file: ``suite`` and ``claims`` in notebooks 02-05 and 07 (with a few settings of their own in 04
-and 05), ``datasets`` and ``ratio_sweep`` in 01, ``explorer`` in 06. ``None`` means "read
+its experiment file: ``suite`` and ``claims`` in notebooks 02-07 (with a few settings of their own in 04
+and 05, and ``explorer`` in 06), ``datasets`` and ``ratio_sweep`` in 01. ``None`` means "read
 ``params/experiments/<notebook>.yaml`` as the profile sees it" (``make reproduce`` injects ``profile`` alone).
 """
 

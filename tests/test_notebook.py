@@ -468,6 +468,42 @@ def test_a_point_that_cannot_be_shown_clears_the_last_points_numbers(monkeypatch
                                 "(not JSON); delete it</b>")
 
 
+def test_a_live_run_whose_point_cannot_be_shown_says_why_not_computed_live(monkeypatch, tmp_path):
+    app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", "cache_dir": str(tmp_path), **SCALE},
+                   SMOKE_EXPLORER, "smoke")
+    record, done = {"metrics": {key: 0.5 for key in METRIC_KEYS}, "num_eval": 1}, []
+    monkeypatch.setattr(app.model, "stored", lambda point: (record, "live") if done else (None, "none"))
+    monkeypatch.setattr(app.model, "compute", lambda point: done.append(point) or record)
+
+    def damaged(point, scale):
+        raise PaperlibError("cache entry grid.png cannot be read (truncated); delete it")
+
+    monkeypatch.setattr(app.model, "training_grid", damaged)
+    app.compute().join(timeout=10)
+    assert "cannot be shown" in app.status.value and "computed live" not in app.status.value
+    assert app.metrics.value == "" and not any(c.disabled for c in app.controls)
+
+
+def test_a_damaged_neighbour_does_not_hide_the_point_shown(monkeypatch, tmp_path):
+    """The line under the sliders looks up the neighbouring points: one damaged record among them blanked the
+    point shown, whose own record is whole."""
+    app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", "cache_dir": str(tmp_path), **SCALE},
+                   SMOKE_EXPLORER, "smoke")
+    record = {"metrics": {key: 0.5 for key in METRIC_KEYS}, "num_eval": 1}
+
+    def stored(point):
+        if point.ratio == 0.05:
+            raise PaperlibError("cache entry run.json cannot be read (not JSON); delete it")
+        return record, "profile"
+
+    monkeypatch.setattr(app.model, "stored", stored)
+    monkeypatch.setattr(app.model, "training_grid", lambda point, scale: None)
+    assert app.point().ratio == 0.2
+    app.ipc.value = 1 if app.ipc.value != 1 else 2
+    assert "accuracy" in app.metrics.value and "stored run" in app.status.value
+    assert "conflict ratio 20% (at IPC" in app.stored_along.value and "5%" not in app.stored_along.value
+
+
 def _stopped_while_computing(app, monkeypatch, before=lambda point: None):
     """Start a live run whose compute() calls ``before`` then spins until it is stopped; stop it; return its
     (joined) thread."""

@@ -80,7 +80,7 @@ def why_not_made(folder: Path, err: OSError) -> str:
     """Why ``folder`` (or a file in it) could not be made, for a one-line error: the file in the way if one is,
     else the system's reason."""
     blocking = file_in_the_way(folder)
-    return f"{blocking} is a file, not a folder" if blocking else err.strerror or str(err)
+    return f"{blocking} is a file, not a folder" if blocking else err.strerror or str(err) or type(err).__name__
 
 
 def figures_dir(profile: str) -> Path:

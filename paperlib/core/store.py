@@ -74,7 +74,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
             if err.errno not in _NO_ROOM:  # another failure (a file read while writing, say) speaks for itself
                 raise
             raise PaperlibError(f"cannot write {path} ({err.strerror}); free some space, or point the cache "
-                                f"(PAPERLIB_CACHE or cache_dir) or the output path at another disk") from None
+                                f"({CACHE_ENV_VAR} or cache_dir) or the output path at another disk") from None
         try:
             os.replace(tmp, path)
         except IsADirectoryError:

@@ -91,7 +91,8 @@ class Explorer:
 
         self.model = ExplorerModel(defaults, settings)
         self.profile = profile
-        self._worker: threading.Thread | None = None
+        self._worker: threading.Thread | None = None  # the live run's thread, until it has finished showing
+        self._computing = False  # while the live run computes: the controls wait for its end
         # stop() raises LiveRunStopped in the worker only while it computes, decided under this lock: a stop that came
         # later would report a stored run as stopped, or end the thread with the controls disabled
         self._stop_lock = threading.Lock()
@@ -163,16 +164,23 @@ class Explorer:
         """Show the current point: its data, and its result when stored, else what would fill it. A point that
         cannot be shown (a damaged stored record, say) clears the views and says why in the status line, so no
         number of the point before stays under the new controls."""
-        if self._worker is not None or self._setting_target:
+        self._shown()
+
+    def _shown(self) -> bool:
+        """:meth:`refresh`, returning whether the point was shown (a live run's end reports on it only then)."""
+        if self._computing or self._setting_target:
             # the controls are disabled during a live run (a programmatic change waits for its end); a target set
             # by this refresh is shown by this refresh, once
-            return
+            return False
         try:
             self._refresh()
+            return True
         except Exception as err:  # noqa: BLE001 - an observer's exception would go to a log the reader never sees
-            self.training_view.value = self.metrics.value = self.stored_along.value = ""
+            for view in (self.data_view, self.training_view, self.metrics, self.stored_along):
+                view.value = ""
             self.compute_button.disabled = True
             self.status.value = f"<b>this point cannot be shown: {html.escape(_first_line(err))}</b>"
+            return False
 
     def _refresh(self) -> None:
         distils = METHODS[self.method.value].distils
@@ -184,14 +192,14 @@ class Explorer:
         self.ratio.description = self.model.ratio_label(self.dataset.value)
         point = self.point()
         self._show_data(point)
-        self._show_stored_along(point)
         record, scale = self.model.stored(point)
         if record is None:
             self._show_empty(point)
-            return
-        self.compute_button.disabled = True
-        self.status.value = f"<i>{'stored run' if scale == 'profile' else 'stored live run'}</i>"
-        self._show(point, record, scale)
+        else:
+            self.compute_button.disabled = True
+            self.status.value = f"<i>{'stored run' if scale == 'profile' else 'stored live run'}</i>"
+            self._show(point, record, scale)
+        self._show_stored_along(point)
 
     def _set_target(self, value: str, disabled: bool) -> None:
         # Assigning target.value calls refresh at once, through its observer: that nested call returns at once.
@@ -209,6 +217,7 @@ class Explorer:
         if self._worker is not None:
             return self._worker
         point = self.point()
+        self._computing = True
         for control in (*self.controls, self.compute_button):
             control.disabled = True
         self.stop_button.disabled = False
@@ -263,24 +272,28 @@ class Explorer:
                 break
             except LiveRunStopped:
                 stopped = True
-        self._worker = None
-        self.progress.children = ()
-        for control in self.controls:
-            control.disabled = False
-        self.stop_button.disabled = True
+        self._computing = False
         try:
-            if record is None and failure is None:  # stopped, perhaps once compute() had stored the record
-                record = self.model.stored(point)[0]
-            self.refresh()
-        except Exception as err:  # noqa: BLE001 - the thread must not end with the status saying "computing"
-            failure = f"failed: {_first_line(err)}"
-        if self.point() != point:  # the reader moved on as the run ended: refresh() showed that other point
-            return
-        if record is not None and failure is None:
-            self.status.value = "<i>computed live</i>"
-        else:
-            self.status.value = f"<b>{html.escape(failure or 'stopped: nothing was stored for this point')}</b>"
-            self.compute_button.disabled = False
+            self.progress.children = ()
+            for control in self.controls:
+                control.disabled = False
+            self.stop_button.disabled = True
+            try:
+                if record is None and failure is None:  # stopped, perhaps once compute() had stored the record
+                    record = self.model.stored(point)[0]
+            except Exception as err:  # noqa: BLE001 - the thread must not end with the status saying "computing"
+                failure = f"failed: {_first_line(err)}"
+            # the status speaks of this run only where its point is shown: not where the reader moved on as the run
+            # ended (refresh() showed that other point), nor where the point could not be shown (it says why)
+            if not self._shown() or self.point() != point:
+                return
+            if record is not None and failure is None:
+                self.status.value = "<i>computed live</i>"
+            else:
+                self.status.value = f"<b>{html.escape(failure or 'stopped: nothing was stored for this point')}</b>"
+                self.compute_button.disabled = False
+        finally:
+            self._worker = None  # last: a click until here finds this run on, not a second one to start
 
     def _set_stoppable(self, stoppable: bool) -> bool:
         """The worker's side of :meth:`stop`: whether the run can be stopped from now on; returns whether a stop was

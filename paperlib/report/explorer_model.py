@@ -214,11 +214,16 @@ class ExplorerModel:
 
     def stored_along(self, point: Point) -> tuple[list[float], list[int]]:
         """Where the sliders answer at once from ``point``: the ratios (at its IPC) and the IPCs (at its ratio)
-        with a stored run, the rest of ``point`` kept."""
-        ratios = [float(r) for r in self.settings["ratios"]
-                  if self.stored(dataclasses.replace(point, ratio=float(r)))[0] is not None]
-        ipcs = [int(i) for i in self.settings["ipcs"]
-                if self.stored(dataclasses.replace(point, ipc=int(i)))[0] is not None]
+        with a stored, readable run, the rest of ``point`` kept (a damaged neighbour is not listed: showing it
+        says why)."""
+        def answers(other: Point) -> bool:
+            try:
+                return self.stored(other)[0] is not None
+            except PaperlibError:
+                return False
+
+        ratios = [float(r) for r in self.settings["ratios"] if answers(dataclasses.replace(point, ratio=float(r)))]
+        ipcs = [int(i) for i in self.settings["ipcs"] if answers(dataclasses.replace(point, ipc=int(i)))]
         return ratios, ipcs
 
     def compute(self, point: Point) -> dict:
