@@ -504,6 +504,23 @@ def test_a_damaged_neighbour_does_not_hide_the_point_shown(monkeypatch, tmp_path
     assert "conflict ratio 20% (at IPC" in app.stored_along.value and "5%" not in app.stored_along.value
 
 
+
+def test_a_refresh_looks_each_point_up_once(monkeypatch, tmp_path):
+    """The point shown is on both lines under the sliders: it was looked up three times per refresh (once to show
+    it, once per line), each a read of its record."""
+    from collections import Counter
+
+    app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", "cache_dir": str(tmp_path), **SCALE},
+                   SMOKE_EXPLORER, "smoke")
+    record, looked_up = {"metrics": {key: 0.5 for key in METRIC_KEYS}, "num_eval": 1}, Counter()
+    monkeypatch.setattr(app.model, "stored", lambda point: looked_up.update([point]) or (record, "profile"))
+    monkeypatch.setattr(app.model, "training_grid", lambda point, scale: None)
+    app.ipc.value = 1 if app.ipc.value != 1 else 2
+    assert "stored run" in app.status.value and set(looked_up.values()) == {1}
+    assert len(looked_up) == len(SMOKE_EXPLORER["ratios"]) + len(SMOKE_EXPLORER["ipcs"]) - 1
+    looked_up.clear()
+    assert app.model.stored_along(app.point()) == ([0.05, 0.2], [1, 2]) and set(looked_up.values()) == {1}
+
 def _stopped_while_computing(app, monkeypatch, before=lambda point: None):
     """Start a live run whose compute() calls ``before`` then spins until it is stopped; stop it; return its
     (joined) thread."""

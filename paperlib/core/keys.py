@@ -30,6 +30,13 @@ SCOPES: dict[str, tuple[str, ...]] = {
 KEY_VERSION = 2
 
 
+def _groups(scope: str) -> tuple[str, ...]:
+    """The groups ``scope``'s artefact depends on; an unknown scope is an error naming the known ones."""
+    if scope not in SCOPES:
+        raise PaperlibError(f"unknown cache scope {scope!r}; choose one of: {', '.join(SCOPES)}")
+    return SCOPES[scope]
+
+
 def relevant_fields(params: Params, scope: str = "record") -> list[str]:
     """The fields that can change ``scope``'s result of ``params``: not ``execution``, and, for a field selected
     ``by`` another, only when that one is relevant and its registered entry ``uses`` the field.
@@ -37,9 +44,7 @@ def relevant_fields(params: Params, scope: str = "record") -> list[str]:
     A selector outside ``scope``'s groups does not select: KDE weights are the same whichever method asks for
     them, so the ``weights`` scope keeps every KDE setting even when ``params``'s method draws no synthetic set.
     """
-    if scope not in SCOPES:
-        raise PaperlibError(f"unknown cache scope {scope!r}; choose one of: {', '.join(SCOPES)}")
-    all_tags, groups = field_tags(), SCOPES[scope]
+    all_tags, groups = field_tags(), _groups(scope)
     relevant: list[str] = []
     for name, tags in all_tags.items():
         if tags["group"] == "execution":
@@ -68,12 +73,10 @@ def unread_reason(params: Params, name: str, scope: str = "record") -> str | Non
     A field of a group outside ``scope`` can still feed it through a placeholder filled from it (DC's
     ``inner_batch=0`` takes ``eval_batch``): it is unread when putting back its default leaves ``scope``'s key
     as it is; a field at its default is taken as read (nothing to compare it with)."""
-    tags = field_tags()[name]
+    tags, groups = field_tags()[name], _groups(scope)
     if tags["group"] == "execution":
         return None
-    if scope not in SCOPES:
-        raise PaperlibError(f"unknown cache scope {scope!r}; choose one of: {', '.join(SCOPES)}")
-    if tags["group"] not in SCOPES[scope]:
+    if tags["group"] not in groups:
         default = default_of(name)
         if getattr(params, name) == default:
             return None
@@ -84,7 +87,7 @@ def unread_reason(params: Params, name: str, scope: str = "record") -> str | Non
         return None if cache_key(params, scope) != cache_key(at_default, scope) else \
             f"{_SCOPE_WORDS[scope]} not depend on {name}"
     selector = tags["by"]
-    if selector is not None and field_tags()[selector]["group"] in SCOPES[scope]:  # else it selects nothing here
+    if selector is not None and field_tags()[selector]["group"] in groups:  # else it selects nothing here
         reason = unread_reason(params, selector, scope)
         if reason or name not in getattr(selected_entry(params, selector), "uses", ()):
             return reason or f"{selector} {getattr(params, selector)!r} does not use {name}"
@@ -96,12 +99,11 @@ def unread_reason(params: Params, name: str, scope: str = "record") -> str | Non
 
 def key_values(params: Params, scope: str = "record") -> dict[str, Any]:
     """What :func:`cache_key` hashes: the relevant fields of ``scope``'s groups, the ``version`` of every
-    selected registered entry that has one, the scope and :data:`KEY_VERSION` (an unknown scope is an error
-    of :func:`relevant_fields`)."""
-    tags = field_tags()
+    selected registered entry that has one, the scope and :data:`KEY_VERSION`."""
+    tags, groups = field_tags(), _groups(scope)
     values: dict[str, Any] = {"scope": scope, "key_version": KEY_VERSION}
     for name in relevant_fields(params, scope):
-        if tags[name]["group"] not in SCOPES[scope]:
+        if tags[name]["group"] not in groups:
             continue
         value = values[name] = getattr(params, name)
         registry = registry_for(tags[name]["names"]) if tags[name]["names"] and value not in (None, "") else None

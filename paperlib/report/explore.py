@@ -160,14 +160,11 @@ class Explorer:
         target = self.target.value if METHODS[self.method.value].distils else self.model.plain
         return Point(self.dataset.value, float(self.ratio.value), int(self.ipc.value), self.method.value, target)
 
-    def refresh(self) -> None:
-        """Show the current point: its data, and its result when stored, else what would fill it. A point that
-        cannot be shown (a damaged stored record, say) clears the views and says why in the status line, so no
-        number of the point before stays under the new controls."""
-        self._shown()
-
-    def _shown(self) -> bool:
-        """:meth:`refresh`, returning whether the point was shown (a live run's end reports on it only then)."""
+    def refresh(self) -> bool:
+        """Show the current point: its data, and its result when stored, else what would fill it; returns whether
+        it was shown (a live run's end reports on its point only then). A point that cannot be shown (a damaged
+        stored record, say) clears the views and says why in the status line, so no number of the point before
+        stays under the new controls."""
         if self._computing or self._setting_target:
             # the controls are disabled during a live run (a programmatic change waits for its end); a target set
             # by this refresh is shown by this refresh, once
@@ -199,7 +196,7 @@ class Explorer:
             self.compute_button.disabled = True
             self.status.value = f"<i>{'stored run' if scale == 'profile' else 'stored live run'}</i>"
             self._show(point, record, scale)
-        self._show_stored_along(point)
+        self._show_stored_along(point, stored_here=record is not None)
 
     def _set_target(self, value: str, disabled: bool) -> None:
         # Assigning target.value calls refresh at once, through its observer: that nested call returns at once.
@@ -285,7 +282,7 @@ class Explorer:
                 failure = f"failed: {_first_line(err)}"
             # the status speaks of this run only where its point is shown: not where the reader moved on as the run
             # ended (refresh() showed that other point), nor where the point could not be shown (it says why)
-            if not self._shown() or self.point() != point:
+            if not self.refresh() or self.point() != point:
                 return
             if record is not None and failure is None:
                 self.status.value = "<i>computed live</i>"
@@ -344,8 +341,8 @@ class Explorer:
             self.data_view.value = (f'<p class="explorer-empty">The data of this point {why}: '
                                     f'{html.escape(str(err))}</p>')
 
-    def _show_stored_along(self, point: Point) -> None:
-        ratios, ipcs = self.model.stored_along(point)
+    def _show_stored_along(self, point: Point, stored_here: bool) -> None:
+        ratios, ipcs = self.model.stored_along(point, stored_here)
         if not ratios and not ipcs:
             self.stored_along.value = "<small>no stored run along the sliders from here</small>"
             return

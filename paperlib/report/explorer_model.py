@@ -212,16 +212,20 @@ class ExplorerModel:
                 return record, scale
         return None, "none"
 
-    def stored_along(self, point: Point) -> tuple[list[float], list[int]]:
+    def stored_along(self, point: Point, stored_here: bool | None = None) -> tuple[list[float], list[int]]:
         """Where the sliders answer at once from ``point``: the ratios (at its IPC) and the IPCs (at its ratio)
         with a stored, readable run, the rest of ``point`` kept (a damaged neighbour is not listed: showing it
-        says why)."""
+        says why). ``stored_here``: whether ``point`` itself has one, when the caller has just looked (it is on
+        both sliders; else it is looked up once)."""
         def answers(other: Point) -> bool:
+            if other == point and stored_here is not None:  # the point itself is on both lines: looked up once
+                return stored_here
             try:
                 return self.stored(other)[0] is not None
             except PaperlibError:
                 return False
 
+        stored_here = answers(point)
         ratios = [float(r) for r in self.settings["ratios"] if answers(dataclasses.replace(point, ratio=float(r)))]
         ipcs = [int(i) for i in self.settings["ipcs"] if answers(dataclasses.replace(point, ipc=int(i)))]
         return ratios, ipcs
