@@ -191,7 +191,7 @@ def test_a_set_read_by_some_runs_an_off_value_or_a_file_s_unread_setting_is_acce
                  "--set", "device=cpu", "--set", "weights=kde"]) == 0
     assert main(["bench", "dc", "--warmup", "0", "--set", "dataset=cmnist_fg", "--set", "source=digits",
                  "--set", "iterations=1", "--set", "ipc=1", "--set", "batch_real=8", "--set", "net_width=8",
-                 "--set", "outer_loop=1", "--set", "inner_loop=1", "--set", "torch_compile=never",
+                 "--set", "outer_loop=2", "--set", "inner_loop=1", "--set", "torch_compile=never",
                  "--set", "eval_batch=64"]) == 0  # DC's inner training takes the evaluation's batch
     capsys.readouterr()
 

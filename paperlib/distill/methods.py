@@ -15,11 +15,11 @@ from torch import Tensor
 
 from paperlib.core.errors import PaperlibError
 from paperlib.core.keys import derive_seed
-from paperlib.core.params import Params
+from paperlib.core.params import Params, default_of
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import generator
 from paperlib.data.container import BiasedDataset
-from paperlib.distill.dc import matching_step
+from paperlib.distill.dc import default_loops, matching_step
 from paperlib.distill.dm import dm_step
 from paperlib.distill.init import real_per_class
 from paperlib.distill.state import DistillerState
@@ -61,6 +61,7 @@ class Method:
     init: str = "real"  # how the official code starts the synthetic set (main_DM.py and FairDD's main_DC.py: real)
     display_name: str | None = None  # None: the registered name
     version: int = 0  # bump when its output changes: the cache then recomputes what was made with it
+    needs_dsa: bool = False  # the method is named for DSA: with dsa=false it would be another method under its name
 
     def __post_init__(self) -> None:
         if self.step is None:
@@ -78,6 +79,24 @@ class Method:
     def distils(self) -> bool:
         """Whether the method distils a synthetic set (it has an engine ``step``)."""
         return self.step is not None
+
+    def check(self, params: Params) -> None:
+        """Refuse a run that would not be the one it is named: a method named for DSA with ``dsa=false``, or a
+        setting of gradient matching's inner training (``inner_loop``, ``lr_net``) with one outer loop, after
+        which no network is trained on the synthetic set."""
+        if self.needs_dsa and not params.dsa:
+            others = [name for name in METHODS.where(distils=True) if not METHODS[name].needs_dsa]
+            raise PaperlibError(f"method {params.method!r} is named for DSA, which dsa=false turns off (the run would "
+                                f"be another method under its name); set dsa=true, or choose {' or '.join(others)}")
+        if "inner_loop" not in self.uses:
+            return
+        outer = params.outer_loop or default_loops(params.ipc)[0]
+        typed = [f"{name}={getattr(params, name)}" for name in ("inner_loop", "lr_net")
+                 if name in self.uses and getattr(params, name) != default_of(name)]
+        if outer == 1 and typed:
+            loops = "outer_loop=1" if params.outer_loop else f"IPC {params.ipc}'s reference loops (1 outer loop)"
+            raise PaperlibError(f"{' and '.join(typed)} change nothing with {loops}: the network is trained on the "
+                                "synthetic set only between outer loops; drop them, or set outer_loop to 2 or more")
 
     def defaults(self, params: Params) -> dict[str, Any]:
         """The official values for ``eval_epochs=0``, ``eval_augment=""``, ``iterations=0``, ``lr_img=0``,
@@ -125,7 +144,7 @@ METHODS.register("dm", Method(DM_USES, dm_step, augment=True, iterations=20000,
 METHODS.register("dc", Method(MATCHING_USES, matching_step, iterations=1000, lr_img=lambda ipc: 0.1,
                               eval_epochs=300, eval_augment="none", display_name="DC"))
 METHODS.register("dsa", Method(MATCHING_USES, matching_step, augment=True, iterations=1000, lr_img=lambda ipc: 0.1,
-                               display_name="DSA"))
+                               display_name="DSA", needs_dsa=True))
 
 
 def distilling_methods() -> tuple[str, ...]:
