@@ -234,6 +234,43 @@ def test_a_file_system_without_locks_warns_and_runs_unlocked(tmp_path, monkeypat
     assert ran == [True]
 
 
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_a_thread_waiting_for_another_process_lock_can_be_stopped(tmp_path):
+    """A blocking flock held the thread in C: the explorer's stop (an exception raised in the thread) waited for
+    the other process to release the lock, perhaps for the whole of its run."""
+    import ctypes
+    import fcntl
+    import threading
+
+    from paperlib.core.store import exclusive
+
+    class Stopped(BaseException):
+        pass
+
+    lock, outcome = tmp_path / "locks" / "x.lock", []
+    lock.parent.mkdir()
+
+    def wait_for_the_lock():
+        try:
+            with exclusive(lock):
+                outcome.append("got the lock")
+        except Stopped:
+            outcome.append("stopped")
+
+    with open(lock, "a") as other:  # another open file description: to flock, another process
+        fcntl.flock(other, fcntl.LOCK_EX)
+        waiter = threading.Thread(target=wait_for_the_lock, daemon=True)
+        waiter.start()
+        waiter.join(timeout=0.3)
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(waiter.ident), ctypes.py_object(Stopped))
+        waiter.join(timeout=2)
+        stopped_while_held = not waiter.is_alive()
+    waiter.join(timeout=5)  # without the fix it ends here, once the lock is released
+    assert stopped_while_held and outcome == ["stopped"]
+    with exclusive(lock):  # and the lock is free again
+        pass
+
 def test_an_empty_cache_or_data_folder_is_unset_not_the_current_directory(tmp_path, monkeypatch):
     """``cache_dir: ""`` in a file wrote records into the current directory (a notebook's kernel: notebooks/)."""
     monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path))

@@ -739,6 +739,27 @@ def test_outside_a_kernel_ctrl_c_without_a_live_run_acts_as_before_the_explorer(
         signal.signal(signal.SIGINT, original)
 
 
+
+def test_re_running_the_explorer_cell_does_not_chain_interrupt_handlers(monkeypatch, tmp_path):
+    """Each explorer's handler called the one before it, which kept every explorer before alive; one with a live
+    run stays in the chain (the interrupt still stops it)."""
+    import signal
+    import threading
+
+    original = signal.getsignal(signal.SIGINT)
+    made = [Explorer({"seed": 0, "device": "cpu", "cache_dir": str(tmp_path), **SCALE}, SMOKE_EXPLORER, "smoke")
+            for _ in range(3)]
+    try:
+        for app in made[:2]:
+            app._route_interrupts_here()
+        made[1]._worker = threading.Thread(target=lambda: None)  # a live run, as far as the chain is concerned
+        made[2]._route_interrupts_here()
+        handler = signal.getsignal(signal.SIGINT)
+        assert handler.explorer is made[2] and handler.previous.explorer is made[1]
+        assert handler.previous.previous is original
+    finally:
+        signal.signal(signal.SIGINT, original)
+
 def test_the_kernels_interrupt_stops_a_live_run_of_the_explorer():
     """In a real kernel: a live run works in a thread while the kernel is idle, and Jupyter's interrupt (a SIGINT,
     which ipykernel ignores between cells) stops it and gives the controls back."""

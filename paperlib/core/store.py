@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import sys
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -192,6 +193,19 @@ def entry_lock(cache_dir: str | os.PathLike | None, name: str) -> contextlib.Abs
     return exclusive(cache_root(cache_dir) / "locks" / f"{name}.lock")
 
 
+def _wait_for_lock(fcntl: Any, handle: Any) -> None:
+    # Polled, not a blocking flock: a thread blocked in flock sits in C, where nothing raised in it (the explorer's
+    # stop of a live run) arrives until another process releases the lock, perhaps hours later.
+    delay = 0.01
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(delay)
+            delay = min(2 * delay, 0.25)
+
+
 @contextlib.contextmanager
 def exclusive(lock: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive lock on the file ``lock`` (created) for the block; other processes asking wait.
@@ -211,7 +225,7 @@ def exclusive(lock: str | os.PathLike) -> Iterator[None]:
         handle = open(lock, "a")  # noqa: SIM115 - closed below, once the lock is released
     with handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            _wait_for_lock(fcntl, handle)
         except OSError as err:  # a file system without locks (Lustre mounted noflock, some FUSE mounts)
             if err.errno not in _NO_LOCKS:
                 raise

@@ -318,6 +318,10 @@ class Explorer:
                     else signal.getsignal(signal.SIGINT))
         if getattr(previous, "explorer", None) is self:
             return
+        # an explorer of a cell run before, with no live run, has nothing to stop: skip its handler, so re-running
+        # the cell neither chains handlers nor keeps every explorer before alive
+        while getattr(previous, "explorer", None) is not None and previous.explorer._worker is None:
+            previous = previous.previous
 
         def on_interrupt(signum, frame):
             if self._worker is not None and self._worker.is_alive():
@@ -327,7 +331,7 @@ class Explorer:
             elif previous == signal.SIG_DFL:  # the default would end the program: the closest is to stop it
                 raise KeyboardInterrupt
 
-        on_interrupt.explorer = self
+        on_interrupt.explorer, on_interrupt.previous = self, previous
         if kernel is not None and hasattr(kernel, "saved_sigint_handler"):
             kernel.saved_sigint_handler = on_interrupt
         else:
