@@ -444,8 +444,10 @@ def test_the_explorer_starts_one_live_run_at_a_time_and_labels_only_its_own_poin
         return record
 
     monkeypatch.setattr(app.model, "compute", slow)
+    monkeypatch.setattr(app.model, "estimate_seconds", lambda point: 42.0)
     first = app.compute()
     assert app.compute() is first  # the second click finds the run on
+    assert app.status.value.startswith("<i>computing… (about 42 s, estimated from the stored runs; stop, ")
     release.set()
     first.join(timeout=10)
     assert app.point().ipc == 1 and "computed live" not in app.status.value and "not computed" in app.status.value
@@ -746,7 +748,7 @@ def test_re_running_the_explorer_cell_does_not_chain_interrupt_handlers(monkeypa
     import signal
     import threading
 
-    original = signal.getsignal(signal.SIGINT)
+    original = signal.signal(signal.SIGINT, signal.default_int_handler)  # not an earlier test's explorer's
     made = [Explorer({"seed": 0, "device": "cpu", "cache_dir": str(tmp_path), **SCALE}, SMOKE_EXPLORER, "smoke")
             for _ in range(3)]
     try:
@@ -756,7 +758,7 @@ def test_re_running_the_explorer_cell_does_not_chain_interrupt_handlers(monkeypa
         made[2]._route_interrupts_here()
         handler = signal.getsignal(signal.SIGINT)
         assert handler.explorer is made[2] and handler.previous.explorer is made[1]
-        assert handler.previous.previous is original
+        assert handler.previous.previous is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, original)
 

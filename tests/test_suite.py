@@ -176,6 +176,9 @@ def test_a_metric_that_does_not_exist_shows_as_missing_in_every_view():
     html = metrics_html({"metrics": metrics, "num_eval": 2}, "profile", {}, {"acc": 94.61, "deo_m": None,
                                                                               "source": "paper B"})
     assert "<td>80.0 ± 2.0</td><td>94.61</td>" in html  # the paper's number as published
+    assert "<th>this companion (stored run)</th><th>paper</th>" in html
+    assert "<th>this companion (live, small scale)</th>" in metrics_html({"metrics": metrics, "num_eval": 1}, "live",
+                                                                         {"iterations": 2}, None)
     assert f"<td>conflicting accuracy (%)</td><td>{MISSING}</td>" in html
     assert f"<td>DEO_M (%)</td><td>{MISSING}</td><td>{MISSING}</td>" in html and "3.0 ± 0.5" in html
     assert "<td>80.0</td>" in metrics_html({"metrics": metrics, "num_eval": 1}, "profile", {}, None)

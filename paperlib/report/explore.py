@@ -43,7 +43,8 @@ def metrics_html(record: dict, scale: str, live: Mapping[str, Any], paper: dict 
     """A small HTML table of the record's metrics, saying where they come from (and the paper's, labelled)."""
     metrics = record["metrics"]
     models = record["num_eval"] * record.get("num_distill", 1)  # num_eval models on each training set
-    header = "<tr><th></th><th>this companion</th>" + ("<th>paper</th>" if paper else "") + "</tr>"
+    ours_at = "stored run" if scale == "profile" else "live, small scale"  # in the header: a live number is no paper's
+    header = f"<tr><th></th><th>this companion ({ours_at})</th>" + ("<th>paper</th>" if paper else "") + "</tr>"
     rows = []
     for key in HEADLINE_METRICS:  # named by their axis labels
         ours = mean_std(metrics[key], metrics.get(key + "_std") if models > 1 else None)
@@ -218,7 +219,8 @@ class Explorer:
         for control in (*self.controls, self.compute_button):
             control.disabled = True
         self.stop_button.disabled = False
-        self.status.value = "<i>computing… (stop, or interrupt the kernel, to cancel)</i>"
+        self.status.value = (f"<i>computing… ({html.escape(self._time_estimate(point))}; stop, or interrupt the "
+                             "kernel, to cancel)</i>")
         self.progress.children = ()
         context = contextvars.copy_context()
         context.run(PROGRESS_DISPLAY.set, self._add_bar)
@@ -354,15 +356,19 @@ class Explorer:
                  f"IPC {' · '.join(map(str, ipcs))} (at {percent(point.ratio)})" if ipcs else ""]
         self.stored_along.value = f"<small>stored, answered at once: {'; '.join(filter(None, along))}</small>"
 
-    def _show_empty(self, point: Point) -> None:
+    def _time_estimate(self, point: Point) -> str:
+        """How long a live run of ``point`` takes, in words (shown before and during the run)."""
         estimate = self.model.estimate_seconds(point)
         about = (f"about {estimate:.0f} s, estimated from the stored runs" if estimate
                  else "time unknown: no stored run of this method")
         if "supcon_epochs" in relevant_fields(self.model.params(point, live=True)):  # the run trains an encoder
             about += "; the first KDE run of a dataset also trains its encoder (a few minutes)"
+        return about
+
+    def _show_empty(self, point: Point) -> None:
         hint = REPRODUCE_HINT.format(profile=self.profile)
         self.status.value = (f"<i>not computed yet at this point</i>: run <code>{hint}</code> for the profile's "
-                             f"runs, or press <b>compute live</b> ({html.escape(about)})")
+                             f"runs, or press <b>compute live</b> ({html.escape(self._time_estimate(point))})")
         self.compute_button.disabled = False
         self.training_view.value = _image_html(None, "not computed yet at this point")
         self.metrics.value = ""
