@@ -81,3 +81,18 @@ def test_the_readme_lists_every_parameter_once():
     lists = re.findall(r"`([a-z_]+(?:,\s*[a-z_]+){5,})`", section)
     listed = [name for chunk in lists for name in re.split(r",\s*", chunk)]
     assert sorted(listed) == sorted(param_names())
+
+
+def test_every_page_and_heading_the_librarys_messages_name_exists():
+    """An error pointed at the README's 'Adding a dataset' after that section moved to docs/extending.md."""
+    named = re.compile(r"\((README|docs/[\w-]+\.md), '([^']+)'\)")
+    stale = []
+    for source in sorted((ROOT / "paperlib").rglob("*.py")):
+        text = re.sub(r'"\s*\n\s*f?"', "", source.read_text())  # implicitly joined string literals, as one
+        for page, heading in named.findall(text):
+            path = ROOT / ("README.md" if page == "README" else page)
+            anchor = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+            if not path.is_file() or anchor not in heading_anchors(path):
+                stale.append(f"{source.relative_to(ROOT)}: {page}, '{heading}'")
+    assert named.search('(docs/extending.md, \'Adding a dataset\')')  # the pattern reads what the messages write
+    assert not stale, f"messages naming a page or heading that does not exist: {stale}"

@@ -76,8 +76,8 @@ class BiasedDataset:
         if stable_hash(self.info.params) != cache_key(params, "dataset"):
             raise PaperlibError(f"the dataset given is not the one these parameters describe (dataset="
                                 f"{params.dataset!r}), and the {stored} cached under their key would belong to the "
-                                "other: pass build_dataset(params), or register a preset for your own data (README, "
-                                "'Adding a dataset') so that its runs get their own keys")
+                                "other: pass build_dataset(params), or register a preset for your own data "
+                                "(docs/extending.md, 'Adding a dataset') so that its runs get their own keys")
 
     def check_splits(self) -> None:
         """Both splits as the rest of the package reads them (uint8 square images; int64 labels and attributes in
