@@ -1,6 +1,6 @@
-"""The Python examples for a reader's own work run as written: each block is taken from README.md or
-docs/extending.md and executed, with what stands for the reader's data (a set, predictions, files) and a tiny scale
-supplied here."""
+"""The Python examples for a reader's own work run as written: each block is taken from README.md,
+docs/extending.md or docs/library.md and executed, with what stands for the reader's data (a set, predictions,
+files) and a tiny scale supplied here."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = (ROOT / "README.md", ROOT / "docs" / "extending.md")
+PAGES = (ROOT / "README.md", ROOT / "docs" / "extending.md", ROOT / "docs" / "library.md")
 
 
 def _block_with(text: str) -> str:
     blocks = [b for page in PAGES for b in re.findall(r"```python\n(.*?)```", page.read_text(), re.S) if text in b]
-    assert len(blocks) == 1, f"expected one python block with {text!r} in the README and docs/extending.md, found " \
-        f"{len(blocks)}"
+    assert len(blocks) == 1, f"expected one python block with {text!r} in the README, docs/extending.md and " \
+        f"docs/library.md, found {len(blocks)}"
     return blocks[0]
 
 
