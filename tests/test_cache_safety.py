@@ -234,7 +234,6 @@ def test_a_file_system_without_locks_warns_and_runs_unlocked(tmp_path, monkeypat
     assert ran == [True]
 
 
-
 @pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
 def test_a_thread_waiting_for_another_process_lock_can_be_stopped(tmp_path):
     """A blocking flock held the thread in C: the explorer's stop (an exception raised in the thread) waited for
@@ -270,6 +269,7 @@ def test_a_thread_waiting_for_another_process_lock_can_be_stopped(tmp_path):
     assert stopped_while_held and outcome == ["stopped"]
     with exclusive(lock):  # and the lock is free again
         pass
+
 
 def test_an_empty_cache_or_data_folder_is_unset_not_the_current_directory(tmp_path, monkeypatch):
     """``cache_dir: ""`` in a file wrote records into the current directory (a notebook's kernel: notebooks/)."""

@@ -199,7 +199,6 @@ def test_paper_table_without_a_reported_setting_is_a_note_not_an_empty_frame(cap
     assert "no run of this table has a number reported by the papers" in capsys.readouterr().out
 
 
-
 def test_paper_table_names_the_papers_table_and_shows_its_slips():
     table = _table([{"experiment": "e", "run": r, "method": "dm", "dataset": "cfmnist_bg", "protocol": "fairdd",
                      "ratio": 0.9, "acc": 60.0, "deo_m": 30.0, "deo_a": 20.0, "paper_acc": 71.1, "paper_deo_m": 33.05,
@@ -506,6 +505,22 @@ def test_a_damaged_neighbour_does_not_hide_the_point_shown(monkeypatch, tmp_path
     assert "conflict ratio 20% (at IPC" in app.stored_along.value and "5%" not in app.stored_along.value
 
 
+def test_a_damaged_record_elsewhere_does_not_hide_an_empty_point_or_its_estimate(monkeypatch, tmp_path):
+    """The time estimate reads every stored run of the method: one damaged record among them made each empty point
+    of that method 'cannot be shown', and a live run started by hand left the controls disabled for good."""
+    app = Explorer({"seed": 0, "net_width": 8, "batch_real": 8, "device": "cpu", "cache_dir": str(tmp_path), **SCALE},
+                   SMOKE_EXPLORER, "smoke")
+
+    def stored(point):
+        if point.ratio == 0.05:
+            raise PaperlibError("cache entry run.json cannot be read (not JSON); delete it")
+        return None, "none"
+
+    monkeypatch.setattr(app.model, "stored", stored)
+    app.ipc.value = 1 if app.ipc.value != 1 else 2
+    assert app.point().ratio == 0.2 and "not computed yet" in app.status.value and "time unknown" in app.status.value
+    assert not app.compute_button.disabled
+
 
 def test_a_refresh_looks_each_point_up_once(monkeypatch, tmp_path):
     """The point shown is on both lines under the sliders: it was looked up three times per refresh (once to show
@@ -522,6 +537,7 @@ def test_a_refresh_looks_each_point_up_once(monkeypatch, tmp_path):
     assert len(looked_up) == len(SMOKE_EXPLORER["ratios"]) + len(SMOKE_EXPLORER["ipcs"]) - 1
     looked_up.clear()
     assert app.model.stored_along(app.point()) == ([0.05, 0.2], [1, 2]) and set(looked_up.values()) == {1}
+
 
 def _stopped_while_computing(app, monkeypatch, before=lambda point: None):
     """Start a live run whose compute() calls ``before`` then spins until it is stopped; stop it; return its
@@ -741,7 +757,6 @@ def test_outside_a_kernel_ctrl_c_without_a_live_run_acts_as_before_the_explorer(
         signal.signal(signal.SIGINT, original)
 
 
-
 def test_re_running_the_explorer_cell_does_not_chain_interrupt_handlers(monkeypatch, tmp_path):
     """Each explorer's handler called the one before it, which kept every explorer before alive; one with a live
     run stays in the chain (the interrupt still stops it)."""
@@ -761,6 +776,7 @@ def test_re_running_the_explorer_cell_does_not_chain_interrupt_handlers(monkeypa
         assert handler.previous.previous is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, original)
+
 
 def test_the_kernels_interrupt_stops_a_live_run_of_the_explorer():
     """In a real kernel: a live run works in a thread while the kernel is idle, and Jupyter's interrupt (a SIGINT,

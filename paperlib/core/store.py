@@ -201,7 +201,9 @@ def _wait_for_lock(fcntl: Any, handle: Any) -> None:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
-        except BlockingIOError:
+        except OSError as err:  # held elsewhere: EWOULDBLOCK, or EACCES where flock is emulated by fcntl locks
+            if err.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                raise
             time.sleep(delay)
             delay = min(2 * delay, 0.25)
 

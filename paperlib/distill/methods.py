@@ -15,11 +15,11 @@ from torch import Tensor
 
 from paperlib.core.errors import PaperlibError
 from paperlib.core.keys import derive_seed
-from paperlib.core.params import Params, default_of
+from paperlib.core.params import Params
 from paperlib.core.registry import Registry
 from paperlib.core.runtime import generator
 from paperlib.data.container import BiasedDataset
-from paperlib.distill.dc import default_loops, matching_step
+from paperlib.distill.dc import matching_step
 from paperlib.distill.dm import dm_step
 from paperlib.distill.init import real_per_class
 from paperlib.distill.state import DistillerState
@@ -81,22 +81,11 @@ class Method:
         return self.step is not None
 
     def check(self, params: Params) -> None:
-        """Refuse a run that would not be the one it is named: a method named for DSA with ``dsa=false``, or a
-        setting of gradient matching's inner training (``inner_loop``, ``lr_net``) with one outer loop, after
-        which no network is trained on the synthetic set."""
+        """Refuse a run that would not be the one it is named: a method named for DSA with ``dsa=false``."""
         if self.needs_dsa and not params.dsa:
             others = [name for name in METHODS.where(distils=True) if not METHODS[name].needs_dsa]
             raise PaperlibError(f"method {params.method!r} is named for DSA, which dsa=false turns off (the run would "
                                 f"be another method under its name); set dsa=true, or choose {' or '.join(others)}")
-        if "inner_loop" not in self.uses:
-            return
-        outer = params.outer_loop or default_loops(params.ipc)[0]
-        typed = [f"{name}={getattr(params, name)}" for name in ("inner_loop", "lr_net")
-                 if name in self.uses and getattr(params, name) != default_of(name)]
-        if outer == 1 and typed:
-            loops = "outer_loop=1" if params.outer_loop else f"IPC {params.ipc}'s reference loops (1 outer loop)"
-            raise PaperlibError(f"{' and '.join(typed)} change nothing with {loops}: the network is trained on the "
-                                "synthetic set only between outer loops; drop them, or set outer_loop to 2 or more")
 
     def defaults(self, params: Params) -> dict[str, Any]:
         """The official values for ``eval_epochs=0``, ``eval_augment=""``, ``iterations=0``, ``lr_img=0``,

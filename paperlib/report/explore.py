@@ -215,12 +215,12 @@ class Explorer:
         if self._worker is not None:
             return self._worker
         point = self.point()
+        about = self._time_estimate(point)  # before the controls are disabled: nothing below raises before the thread
         self._computing = True
         for control in (*self.controls, self.compute_button):
             control.disabled = True
         self.stop_button.disabled = False
-        self.status.value = (f"<i>computing… ({html.escape(self._time_estimate(point))}; stop, or interrupt the "
-                             "kernel, to cancel)</i>")
+        self.status.value = f"<i>computing… ({html.escape(about)}; stop, or interrupt the kernel, to cancel)</i>"
         self.progress.children = ()
         context = contextvars.copy_context()
         context.run(PROGRESS_DISPLAY.set, self._add_bar)

@@ -182,13 +182,16 @@ class ExplorerModel:
     def estimate_seconds(self, point: Point) -> float | None:
         """About how long a live run of ``point`` takes, from the stored runs of the same method: their data time,
         seconds per distillation iteration and per evaluation epoch, scaled to the live settings (median over
-        the runs; ``None`` without any). A KDE target's first run per dataset also trains its encoder."""
+        the readable runs; ``None`` without any). A KDE target's first run per dataset also trains its encoder."""
         live = self.params(point, live=True)
         estimates = []
         for other in self.points():
             if other.method != point.method:
                 continue
-            record, _ = self.stored(other)
+            try:
+                record, _ = self.stored(other)
+            except PaperlibError:  # a damaged record elsewhere on the grid: showing its own point says why
+                continue
             if record is None:
                 continue
             p = record["params"]
