@@ -37,7 +37,10 @@ NBVAL     = -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with test
 # Another machine, emulated: ATen, oneDNN and MKL restricted to pre-AVX x86-64 kernels, so every sum is
 # rounded in another order than on this machine's default AVX2 / AVX-512 path. (Another thread count is
 # checked by tests/test_reproducibility.py.)
-PORTABLE_ENV = ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2
+# Its own inductor cache too: torch.compile's on-disk cache, shared with this machine's kernels, was measured to
+# hand an emulated AVX2 process compiled code that trained to NaN (and a native one, after it, a heap corruption).
+PORTABLE_ENV = ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2 \
+               TORCHINDUCTOR_CACHE_DIR="$(CURDIR)/$(CHECK)/inductor"
 
 .PHONY: help setup test unit-test gpu-test notebook-test notebook-test-portable browser-test reproduce plan lab sync clean-cache
 
