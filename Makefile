@@ -3,7 +3,7 @@
 # make unit-test              the unit tests alone, on the CPU (a GPU is hidden: their references are the CPU's)
 # make gpu-test               the GPU's first check: DM, DC, the trainers and KDE on CUDA against the CPU
 # make notebook-test          the notebook checks alone (papermill smoke run + nbval, in .nbcheck/)
-# make notebook-test-portable the notebook checks as another CPU runs them (AVX2 or pre-AVX; CI runs it)
+# make notebook-test-portable [OTHER_CPU=avx2|pre-avx]  the notebook checks as another CPU runs them (CI runs it)
 # make reproduce [PROFILE=quick]  run every notebook with params/$(PROFILE)/ (smoke | quick | paper), recomputing
 #                             (or from your cache), then rewrite the results store results/$(PROFILE)/
 #   [EXECUTOR=local JOBS=N | EXECUTOR=slurm]  compute the notebooks' runs as jobs first (submitit)
@@ -36,7 +36,7 @@ CHECK_ENV = PAPERLIB_CACHE="$(CURDIR)/$(CHECK)/cache" PAPERLIB_FIGURES="$(CURDIR
 NBVAL     = -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/smoke
 # Another machine, emulated: ATen, oneDNN and MKL restricted to the vector kernels of the CPU a generation below
 # this one, so every sum is rounded in another order: AVX2 on an AVX-512 machine (the commonest other x86 CPU),
-# pre-AVX kernels elsewhere; OTHER_CPU=avx2 or OTHER_CPU=pre-avx picks one. (Another thread count is checked by
+# pre-AVX kernels elsewhere (on an ARM CPU they change little); OTHER_CPU=avx2 or OTHER_CPU=pre-avx picks one. (Another thread count is checked by
 # tests/test_reproducibility.py, pre-AVX kernels there too.) Its own inductor cache as well: torch.compile's
 # on-disk cache, shared with this machine's kernels, was measured to hand an emulated AVX2 process compiled code
 # that trained to NaN (and a native one, after it, a heap corruption).
@@ -90,11 +90,12 @@ notebook-test: setup
 notebook-test-portable: setup
 	@other='$(OTHER_CPU)'; \
 	if [ -z "$$other" ]; then \
-	    other=$$($(BIN)/python -c 'import torch; print("avx2" if torch.backends.cpu.get_cpu_capability() == "AVX512" else "pre-avx")'); \
+	    other=$$($(BIN)/python -c 'import torch; print("avx2" if torch.backends.cpu.get_cpu_capability() == "AVX512" else "pre-avx")') \
+	        || { echo "error: $(BIN)/python cannot import torch to pick the CPU to emulate; set OTHER_CPU=avx2 or pre-avx" >&2; exit 2; }; \
 	fi; \
 	case "$$other" in avx2) kernels='$(AVX2_ENV)';; pre-avx) kernels='$(PRE_AVX_ENV)';; \
 	    *) echo "error: OTHER_CPU=$$other is neither avx2 nor pre-avx (or empty: chosen from this CPU)" >&2; exit 2;; esac; \
-	echo "the notebook checks as a $$other CPU runs them: $$kernels"; \
+	echo "the notebook checks as another CPU runs them ($$other kernels): $$kernels"; \
 	env $$kernels TORCHINDUCTOR_CACHE_DIR="$(CURDIR)/$(CHECK)/inductor" $(MAKE) notebook-test
 
 # The bias explorer in a real browser (tests/browser/explorer_browser.py): JupyterLab on a copy of the smoke

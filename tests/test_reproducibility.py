@@ -22,7 +22,8 @@ from paperlib.train.evaluate import evaluate_set
 # A smoke-profile run (params/smoke/defaults.yaml), shortened to keep the test quick.
 SMOKE_RUN = dict(dataset="cmnist", source="digits", method="dm", ipc=10, iterations=20, batch_real=32, lr_img=20,
                  net_width=16, num_eval=1, eval_epochs=20, eval_batch=64, progress=False, device="cpu")
-# The same machine as another CPU (the kernels an x86 CPU without AVX runs), as `make notebook-test-portable`.
+# The same machine as another CPU (the kernels an x86 CPU without AVX runs), as
+# `make notebook-test-portable OTHER_CPU=pre-avx` (its choice on a CPU without AVX-512).
 ANOTHER_CPU = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}
 
 
